@@ -1,0 +1,92 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"os"
+)
+
+// Runtime is the isolation technology a sandbox runs on: runc containers now,
+// gVisor and microVMs later. A driver only creates, inspects, freezes and
+// destroys boxes; everything else (rootfs assembly, the agent, lifecycle,
+// persistence) lives above it in the Manager.
+//
+// Boxes are not children of the calling process: a box started by Start keeps
+// running when sbx serve exits, and a new Runtime value for the same state
+// directory finds it again through State.
+//
+// Methods are safe for concurrent use on different ids; the Manager never
+// calls two methods for the same id at once.
+type Runtime interface {
+	// Start creates and starts box spec.ID running the agent as its init.
+	// It returns once the init process exists; the agent may still be
+	// starting (its listener is already bound, so dials queue until it
+	// accepts).
+	Start(ctx context.Context, spec BoxSpec) error
+	// State reports whether box id exists and is running. A box that does
+	// not exist is reported as BoxState{} with a nil error.
+	State(ctx context.Context, id string) (BoxState, error)
+	// Pause freezes every process of box id; Resume thaws them.
+	Pause(ctx context.Context, id string) error
+	Resume(ctx context.Context, id string) error
+	// Destroy kills every process of box id and removes the runtime's state
+	// for it. Destroying a box that does not exist is not an error.
+	Destroy(ctx context.Context, id string) error
+}
+
+// BoxSpec is what a runtime needs to start one box.
+type BoxSpec struct {
+	// ID names the box; it is the sandbox id ([a-z0-9]{20}).
+	ID string
+	// Rootfs is a directory on the host, already assembled (an overlayfs
+	// mount of the template's layers and the sandbox's upper layer), that
+	// becomes the box's root filesystem.
+	Rootfs string
+	// BundleDir is a private, empty-or-reusable directory where the runtime
+	// may keep per-box files (an OCI bundle's config.json, logs).
+	BundleDir string
+	// AgentPath is the host path of the static sbx-agent binary. It is
+	// bind-mounted read-only at AgentMountPath and run as the box's init.
+	AgentPath string
+	// AgentListener is a listening unix socket. The runtime passes it to the
+	// agent as file descriptor 3 (the first one after stdio).
+	AgentListener *os.File
+	// Env is the agent's environment ("KEY=value"), including its
+	// configuration (SBX_AGENT_CONFIG).
+	Env []string
+	// Hostname is the box's UTS hostname.
+	Hostname string
+	// Limits bound the box's resources.
+	Limits Limits
+}
+
+// AgentMountPath is where the agent binary appears inside every box.
+const AgentMountPath = "/.sbx/sbx-agent"
+
+// Limits are a box's resource limits. Zero values mean the Manager's defaults
+// were not applied; drivers treat zero as "no limit" only for CPUs.
+type Limits struct {
+	// CPUs is the CPU quota in cores (1.5 = one and a half cores).
+	CPUs float64
+	// MemoryBytes is the memory limit, swap included; the box's processes
+	// are OOM-killed inside the box beyond it.
+	MemoryBytes int64
+	// Pids is the maximum number of tasks (processes and threads).
+	Pids int64
+}
+
+// BoxState is what a runtime knows of a box.
+type BoxState struct {
+	// Exists is false when the runtime has no box of that id.
+	Exists bool
+	// Running is true while the box's init process is alive (frozen counts
+	// as running; see Paused).
+	Running bool
+	// Paused is true while the box is frozen.
+	Paused bool
+	// Pid is the host pid of the box's init process, 0 if not running.
+	Pid int
+}
+
+// ErrBoxNotFound is returned by Pause and Resume for an unknown box.
+var ErrBoxNotFound = errors.New("box not found")
