@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# setup.sh prepares a host (Debian 12 or Ubuntu 24.04, as root) to build, test
+# and run sbx:
+#   1. the apt packages sbx and its tests need (skipped when all are present);
+#   2. Go >= 1.26 (the official toolchain, only when go is missing or older);
+#   3. runc v1.5.2 built with seccomp, at /usr/local/lib/sbx/runc (Debian's
+#      runc is too old, and sbx refuses to run boxes without seccomp).
+# It is idempotent and takes seconds when everything is already in place. It
+# starts nothing: no daemons, no services.
+set -euo pipefail
+
+GO_MIN_MINOR=26 # Go 1.26 or newer
+GO_TOOLCHAIN_URL="https://proxy.golang.org/golang.org/toolchain/@v/v0.0.1-go1.26.8.linux-amd64.zip"
+RUNC_VERSION=1.5.2
+RUNC_DIR=/usr/local/lib/sbx
+RUNC_BIN="$RUNC_DIR/runc"
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "must run as root"
+
+# --- 1. apt packages --------------------------------------------------------
+pkgs=(debootstrap debian-archive-keyring libseccomp-dev pkg-config gcc git
+	ca-certificates curl iproute2 protobuf-compiler)
+# nodejs/npm only when there is no node at all: hosts with a newer node from
+# elsewhere (nodesource, nvm) keep it.
+if ! command -v node >/dev/null 2>&1; then
+	pkgs+=(nodejs npm)
+fi
+missing=()
+for p in "${pkgs[@]}"; do
+	if [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" != "install ok installed" ]; then
+		missing+=("$p")
+	fi
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+	log "installing packages: ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq >&2
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+else
+	log "packages: all present"
+fi
+
+# --- 2. Go ------------------------------------------------------------------
+# go_ok succeeds when the go on PATH (or in /usr/local/go) is >= 1.$GO_MIN_MINOR.
+export PATH="$PATH:/usr/local/go/bin"
+go_ok() {
+	local v
+	command -v go >/dev/null 2>&1 || return 1
+	v="$(GOTOOLCHAIN=local go env GOVERSION 2>/dev/null)" || return 1 # e.g. go1.26.8
+	v="${v#go}"
+	local major="${v%%.*}" rest="${v#*.}"
+	local minor="${rest%%[!0-9]*}"
+	[ "$major" -gt 1 ] || { [ "$major" -eq 1 ] && [ "${minor:-0}" -ge "$GO_MIN_MINOR" ]; }
+}
+if go_ok; then
+	log "go: $(GOTOOLCHAIN=local go env GOVERSION) ok"
+else
+	log "go: installing go1.26.8 into /usr/local/go"
+	command -v unzip >/dev/null 2>&1 || {
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get install -y -qq --no-install-recommends unzip >&2 ||
+			{ apt-get update -qq >&2 && apt-get install -y -qq --no-install-recommends unzip >&2; }
+	}
+	tmp="$(mktemp -d)"
+	trap 'rm -rf "$tmp"' EXIT
+	curl -fsSL -o "$tmp/go.zip" "$GO_TOOLCHAIN_URL"
+	unzip -q "$tmp/go.zip" -d "$tmp/x"
+	# A module zip holds golang.org/toolchain@v0.0.1-go1.26.8.linux-amd64/{bin,src,...}
+	# and carries no file modes, so the executables get theirs back below.
+	src="$tmp/x/golang.org/toolchain@${GO_TOOLCHAIN_URL##*/@v/}"
+	src="${src%.zip}"
+	[ -x "$src/bin/go" ] || die "unexpected toolchain zip layout"
+	chmod -R u+w "$src"
+	chmod 0755 "$src/bin/"* "$src/pkg/tool/"*/* 2>/dev/null || true
+	rm -rf /usr/local/go.new /usr/local/go.old
+	mv "$src" /usr/local/go.new
+	[ -d /usr/local/go ] && mv /usr/local/go /usr/local/go.old
+	mv /usr/local/go.new /usr/local/go
+	rm -rf /usr/local/go.old
+	go_ok || die "go still missing or too old after install"
+	log "go: $(go env GOVERSION) installed (add /usr/local/go/bin to PATH)"
+fi
+
+# --- 3. runc ----------------------------------------------------------------
+runc_ok() {
+	[ -x "$RUNC_BIN" ] || return 1
+	local out
+	out="$("$RUNC_BIN" --version 2>/dev/null)" || return 1
+	grep -q "^runc version $RUNC_VERSION\$" <<<"$out" || return 1
+	# A runc built without the seccomp tag prints no libseccomp line and would
+	# silently ignore the seccomp profile sbx gives every box.
+	grep -q '^libseccomp: ' <<<"$out"
+}
+if runc_ok; then
+	log "runc: $RUNC_VERSION with seccomp ok"
+else
+	log "runc: building v$RUNC_VERSION with seccomp into $RUNC_BIN"
+	gobin="$(mktemp -d)"
+	# Built outside any module so the caller's go.mod cannot interfere.
+	(cd "$gobin" && CGO_ENABLED=1 GOBIN="$gobin" GOTOOLCHAIN=local GOFLAGS= \
+		go install -tags seccomp "github.com/opencontainers/runc@v$RUNC_VERSION") >&2
+	install -d -m 0755 "$RUNC_DIR"
+	install -m 0755 "$gobin/runc" "$RUNC_BIN.new"
+	mv -f "$RUNC_BIN.new" "$RUNC_BIN"
+	rm -rf "$gobin"
+	runc_ok || die "runc at $RUNC_BIN does not report $RUNC_VERSION with seccomp"
+	log "runc: installed"
+fi
+
+log "done"
