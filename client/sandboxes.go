@@ -1,0 +1,227 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// NoTimeout, as a sandbox timeout, asks for a sandbox with no time limit: it
+// runs until it is killed. (A zero timeout means "the server's default".)
+const NoTimeout time.Duration = -1
+
+// Sandbox states reported in [SandboxInfo.State] and accepted by
+// [ListOptions.States].
+const (
+	StateRunning = "running"
+	StatePaused  = "paused"
+)
+
+// CreateOptions describe a sandbox to create.
+type CreateOptions struct {
+	// Template is the template ID or alias; empty means "base".
+	Template string
+	// Timeout is how long the sandbox lives before the server kills it.
+	// Zero takes the server's default; NoTimeout means no limit. Durations
+	// are sent in whole seconds, rounded up.
+	Timeout time.Duration
+	// Metadata is stored with the sandbox and can filter listings.
+	Metadata map[string]string
+	// Env is set in every process started in the sandbox.
+	Env map[string]string
+}
+
+// ConnectOptions tune [Client.ConnectSandbox].
+type ConnectOptions struct {
+	// Timeout, when not zero, resets the sandbox's time limit as in
+	// [Client.SetTimeout] (NoTimeout removes it).
+	Timeout time.Duration
+}
+
+// SandboxInfo describes a sandbox as the server lists it.
+type SandboxInfo struct {
+	SandboxID  string    `json:"sandboxID"`
+	TemplateID string    `json:"templateID"`
+	ClientID   string    `json:"clientID,omitempty"`
+	StartedAt  time.Time `json:"startedAt"`
+	// EndAt is when the server will kill the sandbox; the zero time means
+	// never (see HasTimeout).
+	EndAt       time.Time         `json:"endAt"`
+	CPUCount    int               `json:"cpuCount"`
+	MemoryMB    int               `json:"memoryMB"`
+	DiskSizeMB  int               `json:"diskSizeMB"`
+	EnvdVersion string            `json:"envdVersion,omitempty"`
+	Metadata    map[string]string `json:"metadata,omitempty"`
+	// State is StateRunning, StatePaused or another lifecycle state.
+	State string `json:"state"`
+	// EnvdAccessToken and Domain are filled by [Client.GetSandbox] only.
+	EnvdAccessToken string `json:"envdAccessToken,omitempty"`
+	Domain          string `json:"domain,omitempty"`
+}
+
+// HasTimeout reports whether the sandbox has a time limit.
+func (s *SandboxInfo) HasTimeout() bool { return !s.EndAt.IsZero() }
+
+// ListOptions filter [Client.ListSandboxes].
+type ListOptions struct {
+	// Metadata keeps sandboxes whose metadata has all these pairs.
+	Metadata map[string]string
+	// States keeps sandboxes in one of these states; empty means the
+	// server's default (running ones).
+	States []string
+	// Limit is the page size asked of the server; every page is fetched
+	// regardless. Zero takes the server's default.
+	Limit int
+}
+
+// createRequest is the wire body of POST /v2/sandboxes.
+type createRequest struct {
+	TemplateID string            `json:"templateID"`
+	Timeout    *int              `json:"timeout,omitempty"`
+	Metadata   map[string]string `json:"metadata,omitempty"`
+	EnvVars    map[string]string `json:"envVars,omitempty"`
+}
+
+// timeoutRequest is the wire body of the timeout and connect calls.
+type timeoutRequest struct {
+	Timeout *int `json:"timeout,omitempty"`
+}
+
+// seconds turns a timeout into the wire's whole seconds: nil for the server
+// default (0), 0 for NoTimeout, otherwise rounded up to at least 1.
+func seconds(d time.Duration) *int {
+	switch {
+	case d == 0:
+		return nil
+	case d < 0:
+		z := 0
+		return &z
+	}
+	s := int((d + time.Second - 1) / time.Second)
+	return &s
+}
+
+// CreateSandbox creates and starts a sandbox and returns a handle on it.
+func (c *Client) CreateSandbox(ctx context.Context, opts CreateOptions) (*Sandbox, error) {
+	tmpl := opts.Template
+	if tmpl == "" {
+		tmpl = "base"
+	}
+	if opts.Timeout < 0 && opts.Timeout != NoTimeout {
+		return nil, fmt.Errorf("sbx: create sandbox: negative timeout %v: %w", opts.Timeout, ErrInvalidArgument)
+	}
+	body := createRequest{TemplateID: tmpl, Timeout: seconds(opts.Timeout), Metadata: opts.Metadata, EnvVars: opts.Env}
+	sb := &Sandbox{}
+	if _, err := c.do(ctx, http.MethodPost, "/v2/sandboxes", nil, body, sb); err != nil {
+		return nil, err
+	}
+	sb.c = c
+	return sb, nil
+}
+
+// ConnectSandbox returns a handle on an existing sandbox, resuming it if it
+// is paused. opts may be nil.
+func (c *Client) ConnectSandbox(ctx context.Context, id string, opts *ConnectOptions) (*Sandbox, error) {
+	if id == "" {
+		return nil, errNoID
+	}
+	var body timeoutRequest
+	if opts != nil {
+		body.Timeout = seconds(opts.Timeout)
+	}
+	sb := &Sandbox{}
+	if _, err := c.do(ctx, http.MethodPost, "/v2/sandboxes/"+escape(id)+"/connect", nil, body, sb); err != nil {
+		return nil, err
+	}
+	if sb.ID == "" {
+		sb.ID = id
+	}
+	sb.c = c
+	return sb, nil
+}
+
+// ListSandboxes returns the sandboxes matching opts (which may be nil),
+// following the server's pages to the end.
+func (c *Client) ListSandboxes(ctx context.Context, opts *ListOptions) ([]SandboxInfo, error) {
+	q := url.Values{}
+	if opts != nil {
+		if len(opts.Metadata) > 0 {
+			keys := make([]string, 0, len(opts.Metadata))
+			for k := range opts.Metadata {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			md := url.Values{}
+			for _, k := range keys {
+				md.Set(k, opts.Metadata[k])
+			}
+			q.Set("metadata", md.Encode())
+		}
+		for _, s := range opts.States {
+			q.Add("state", s)
+		}
+		if opts.Limit > 0 {
+			q.Set("limit", strconv.Itoa(opts.Limit))
+		}
+	}
+	all := []SandboxInfo{}
+	seen := map[string]bool{}
+	for {
+		var page []SandboxInfo
+		resp, err := c.do(ctx, http.MethodGet, "/v2/sandboxes", q, nil, &page)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, page...)
+		next := strings.TrimSpace(resp.header.Get("X-Next-Token"))
+		if next == "" || len(page) == 0 || seen[next] {
+			return all, nil
+		}
+		seen[next] = true
+		q.Set("nextToken", next)
+	}
+}
+
+// GetSandbox returns one sandbox's details.
+func (c *Client) GetSandbox(ctx context.Context, id string) (*SandboxInfo, error) {
+	if id == "" {
+		return nil, errNoID
+	}
+	info := &SandboxInfo{}
+	if _, err := c.do(ctx, http.MethodGet, "/sandboxes/"+escape(id), nil, nil, info); err != nil {
+		return nil, err
+	}
+	return info, nil
+}
+
+// KillSandbox destroys a sandbox and everything in it.
+func (c *Client) KillSandbox(ctx context.Context, id string) error {
+	if id == "" {
+		return errNoID
+	}
+	_, err := c.do(ctx, http.MethodDelete, "/sandboxes/"+escape(id), nil, nil, nil)
+	return err
+}
+
+// SetTimeout sets how long from now the sandbox lives before the server
+// kills it. NoTimeout (or 0) removes the limit.
+func (c *Client) SetTimeout(ctx context.Context, id string, d time.Duration) error {
+	if id == "" {
+		return errNoID
+	}
+	if d < 0 && d != NoTimeout {
+		return fmt.Errorf("sbx: set timeout: negative timeout %v: %w", d, ErrInvalidArgument)
+	}
+	s := seconds(d)
+	if s == nil {
+		z := 0
+		s = &z
+	}
+	_, err := c.do(ctx, http.MethodPost, "/sandboxes/"+escape(id)+"/timeout", nil, timeoutRequest{Timeout: s}, nil)
+	return err
+}
