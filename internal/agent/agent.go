@@ -1,0 +1,162 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"syscall"
+	"time"
+
+	"connectrpc.com/connect"
+	"golang.org/x/sys/unix"
+
+	"github.com/sbxdev/sbx/gen/process/processconnect"
+)
+
+// StopGrace is how long processes get between SIGTERM and SIGKILL when the
+// agent stops.
+const StopGrace = 2 * time.Second
+
+// Agent is the in-sandbox agent: its services, its processes and its reaper.
+// Create it with [New]; serve it with [Agent.Serve] (or mount
+// [Agent.Handler] on a server of your own); end it with [Agent.Close].
+type Agent struct {
+	cfg    Config
+	log    *slog.Logger
+	mux    *http.ServeMux // authenticated routes
+	root   *http.ServeMux // /health and everything else through requireToken
+	reaper *reaper
+	procs  *table
+}
+
+// New checks cfg and returns an agent whose reaper is already collecting
+// children. It refuses a configuration without an access token.
+func New(cfg Config, logger *slog.Logger) (*Agent, error) {
+	cfg = cfg.withDefaults()
+	if cfg.AccessToken == "" {
+		// Fail closed: an agent without a token would let anything that
+		// reaches its socket run processes as root in the sandbox.
+		return nil, errors.New("new agent: accessToken is required")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	r, err := newReaper(logger)
+	if err != nil {
+		return nil, fmt.Errorf("new agent: %w", err)
+	}
+	a := &Agent{
+		cfg:    cfg,
+		log:    logger,
+		mux:    http.NewServeMux(),
+		root:   http.NewServeMux(),
+		reaper: r,
+		procs:  newTable(),
+	}
+	a.Handle(processconnect.NewProcessHandler(processService{a}, a.ConnectOptions()...))
+	a.mux.HandleFunc(TunnelPath, a.serveTunnel)
+	a.root.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+	})
+	a.root.Handle("/", a.requireToken(a.mux))
+	return a, nil
+}
+
+// ConnectOptions are the handler options every Connect service mounted on
+// the agent should use: they map error classes to Connect codes.
+func (a *Agent) ConnectOptions() []connect.HandlerOption {
+	return []connect.HandlerOption{connect.WithInterceptors(errorInterceptor{a})}
+}
+
+// Handle mounts h at pattern, behind the access token check. Other services
+// (filesystem, /files) are mounted this way before [Agent.Serve].
+func (a *Agent) Handle(pattern string, h http.Handler) {
+	a.mux.Handle(pattern, h)
+}
+
+// Handler returns the agent's HTTP handler: /health, then every other route
+// behind the access token.
+func (a *Agent) Handler() http.Handler { return a.root }
+
+// Serve serves the agent's handler on ln with HTTP/1.1 and h2c until ctx is
+// done, then stops every process (see [Agent.StopProcesses]) and closes the
+// server. It returns nil after a stop through ctx.
+func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	srv := &http.Server{
+		Handler:           a.Handler(),
+		Protocols:         &protocols,
+		ReadHeaderTimeout: 30 * time.Second,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelDebug),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	a.log.Info("agent serving", "addr", ln.Addr().String(), "pid", os.Getpid())
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	a.log.Info("agent stopping")
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), StopGrace+time.Second)
+	defer cancel()
+	a.StopProcesses(stopCtx)
+	// Streams never end on their own; close rather than drain.
+	_ = srv.Close()
+	<-errc
+	return nil
+}
+
+// StopProcesses sends SIGTERM to every process group, waits up to
+// [StopGrace] (or until ctx is done) for them to end, and sends SIGKILL to
+// what is left. As PID 1 it signals every process in the sandbox, orphans
+// included; elsewhere only the processes the agent started (kill(-1) outside
+// a sandbox would signal the whole host).
+func (a *Agent) StopProcesses(ctx context.Context) {
+	pid1 := os.Getpid() == 1
+	procs := a.procs.list()
+	a.signalAll(pid1, syscall.SIGTERM)
+
+	timer := time.NewTimer(StopGrace)
+	defer timer.Stop()
+wait:
+	for _, p := range procs {
+		select {
+		case <-p.done:
+		case <-timer.C:
+			break wait
+		case <-ctx.Done():
+			break wait
+		}
+	}
+	a.signalAll(pid1, syscall.SIGKILL)
+}
+
+func (a *Agent) signalAll(pid1 bool, sig syscall.Signal) {
+	if pid1 {
+		// kill(-1) from PID 1 reaches every process but the agent itself.
+		if err := unix.Kill(-1, sig); err != nil && !errors.Is(err, unix.ESRCH) {
+			a.log.Warn("signal all processes", "signal", sig.String(), "err", err)
+		}
+		return
+	}
+	for _, p := range a.procs.list() {
+		if err := p.signal(sig); err != nil {
+			a.log.Debug("signal process", "pid", p.pid, "signal", sig.String(), "err", err)
+		}
+	}
+}
+
+// Close stops the reaper. Processes still running are left alone; call
+// [Agent.StopProcesses] first to end them.
+func (a *Agent) Close() error {
+	a.reaper.close()
+	return nil
+}

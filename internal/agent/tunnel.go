@@ -1,0 +1,211 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// TunnelPath is the route of the port tunnel.
+const TunnelPath = "/sbx/tunnel"
+
+// TunnelProtocol is the Upgrade token of the port tunnel.
+const TunnelProtocol = "sbx-tunnel"
+
+// tunnelDialTimeout bounds the dial to the port inside the sandbox.
+const tunnelDialTimeout = 5 * time.Second
+
+// serveTunnel connects the caller to a TCP port in the sandbox's network
+// namespace: GET /sbx/tunnel?port=N with Upgrade: sbx-tunnel. The port is
+// dialled on loopback only, so the tunnel reaches services bound to
+// 127.0.0.1 but never leaves the sandbox. On success the agent answers 101
+// and the connection carries raw bytes both ways.
+func (a *Agent) serveTunnel(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		writeJSONError(w, http.StatusMethodNotAllowed, "tunnel requires GET")
+		return
+	}
+	if !headerHasToken(r.Header, "Connection", "upgrade") || !headerHasToken(r.Header, "Upgrade", TunnelProtocol) {
+		writeJSONError(w, http.StatusBadRequest, "tunnel requires Connection: Upgrade and Upgrade: "+TunnelProtocol)
+		return
+	}
+	if r.ProtoMajor != 1 {
+		writeJSONError(w, http.StatusHTTPVersionNotSupported, "tunnel requires HTTP/1.1")
+		return
+	}
+	port, err := strconv.Atoi(r.URL.Query().Get("port"))
+	if err != nil || port < 1 || port > 65535 {
+		writeJSONError(w, http.StatusBadRequest, "port must be a number from 1 to 65535")
+		return
+	}
+
+	ctx, cancel := context.WithTimeout(r.Context(), tunnelDialTimeout)
+	defer cancel()
+	var d net.Dialer
+	upstream, err := d.DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		var err6 error
+		upstream, err6 = d.DialContext(ctx, "tcp", net.JoinHostPort("::1", strconv.Itoa(port)))
+		if err6 != nil {
+			a.log.Debug("tunnel dial failed", "port", port, "err", err, "err6", err6)
+			writeJSONError(w, http.StatusBadGateway, fmt.Sprintf("nothing is listening on port %d in the sandbox", port))
+			return
+		}
+	}
+
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		upstream.Close()
+		a.log.Error("tunnel hijack", "err", err)
+		writeJSONError(w, http.StatusInternalServerError, "cannot upgrade this connection")
+		return
+	}
+	defer conn.Close()
+	defer upstream.Close()
+	_ = conn.SetDeadline(time.Time{})
+	if _, err := io.WriteString(brw, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: "+TunnelProtocol+"\r\n\r\n"); err != nil {
+		return
+	}
+	if err := brw.Flush(); err != nil {
+		return
+	}
+	a.log.Debug("tunnel open", "port", port)
+	// The client may have sent bytes right after its request; the server's
+	// reader holds them.
+	var down io.Reader = conn
+	if n := brw.Reader.Buffered(); n > 0 {
+		down = io.MultiReader(io.LimitReader(brw.Reader, int64(n)), conn)
+	}
+	splice(conn, upstream, down)
+	a.log.Debug("tunnel closed", "port", port)
+}
+
+// splice copies client→upstream (reading from down, the client side) and
+// upstream→client until both directions are done. When one side finishes
+// sending, the other gets a half-close, so protocols that shut down writing
+// and then read the reply keep working.
+func splice(client, upstream net.Conn, down io.Reader) {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		_, _ = io.Copy(upstream, down)
+		closeWrite(upstream)
+	}()
+	go func() {
+		defer wg.Done()
+		_, _ = io.Copy(client, upstream)
+		closeWrite(client)
+	}()
+	wg.Wait()
+}
+
+type closeWriter interface{ CloseWrite() error }
+
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(closeWriter); ok {
+		_ = cw.CloseWrite()
+		return
+	}
+	_ = c.Close()
+}
+
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// DialTunnel opens a tunnel to TCP port on loopback inside a sandbox, over
+// conn, an open connection to the sandbox agent's socket. It sends the
+// upgrade request with token, waits for the agent's answer, and returns a
+// connection that carries the raw byte stream (bytes the agent sent right
+// after its answer included). The returned connection supports CloseWrite
+// when conn does. On error the caller still owns conn and should close it.
+func DialTunnel(ctx context.Context, conn net.Conn, token string, port int) (net.Conn, error) {
+	if port < 1 || port > 65535 {
+		return nil, fmt.Errorf("dial tunnel: port %d out of range", port)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	req := fmt.Sprintf("GET %s?port=%d HTTP/1.1\r\nHost: sbx-agent\r\nConnection: Upgrade\r\nUpgrade: %s\r\n%s: %s\r\n\r\n",
+		TunnelPath, port, TunnelProtocol, AccessTokenHeader, token)
+	if _, err := io.WriteString(conn, req); err != nil {
+		return nil, dialErr(ctx, port, err)
+	}
+	br := bufio.NewReader(conn)
+	res, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return nil, dialErr(ctx, port, err)
+	}
+	if res.StatusCode != http.StatusSwitchingProtocols {
+		defer res.Body.Close()
+		var body struct {
+			Message string `json:"message"`
+		}
+		_ = json.NewDecoder(io.LimitReader(res.Body, 4096)).Decode(&body)
+		if body.Message == "" {
+			body.Message = res.Status
+		}
+		return nil, &TunnelError{Port: port, StatusCode: res.StatusCode, Message: body.Message}
+	}
+	if !stop() { // ctx ended just now; the deadline may have been cut
+		return nil, dialErr(ctx, port, ctx.Err())
+	}
+	_ = conn.SetDeadline(time.Time{})
+	return &tunnelConn{Conn: conn, r: br}, nil
+}
+
+func dialErr(ctx context.Context, port int, err error) error {
+	if ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	return fmt.Errorf("dial tunnel to port %d: %w", port, err)
+}
+
+// TunnelError is the agent's refusal of a tunnel: StatusCode 502 when
+// nothing listens on the port, 400 for a bad port, 401 for a bad token.
+type TunnelError struct {
+	Port       int
+	StatusCode int
+	Message    string
+}
+
+func (e *TunnelError) Error() string {
+	return fmt.Sprintf("dial tunnel to port %d: agent answered %d: %s", e.Port, e.StatusCode, e.Message)
+}
+
+// tunnelConn reads through the reader that parsed the agent's answer, so no
+// byte it buffered is lost.
+type tunnelConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *tunnelConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// CloseWrite half-closes the tunnel if the underlying connection can.
+func (c *tunnelConn) CloseWrite() error {
+	if cw, ok := c.Conn.(closeWriter); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
