@@ -1,0 +1,245 @@
+// Package api is sbx's HTTP surface: the E2B-shaped REST control plane, its
+// authentication and error shape, and the data-plane proxy that forwards
+// requests addressed to a sandbox (by E2b-Sandbox-Id/E2b-Sandbox-Port headers
+// or by a {port}-{sandboxID}.{domain} Host) to that sandbox's agent.
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/sbxdev/sbx/internal/errdefs"
+	"github.com/sbxdev/sbx/internal/sandbox"
+	"github.com/sbxdev/sbx/internal/template"
+)
+
+// EnvdVersion is the envd protocol version the sbx agent implements, as
+// reported to SDKs (which enable features by comparing it).
+const EnvdVersion = "0.5.7"
+
+// maxBodyBytes bounds control-plane request bodies.
+const maxBodyBytes = 1 << 20
+
+// TemplateStore is what the API needs of the template store.
+type TemplateStore interface {
+	List(ctx context.Context) ([]template.Info, error)
+	Remove(ctx context.Context, name string) error
+}
+
+// Config configures the API.
+type Config struct {
+	// Domain is returned to SDKs as the sandbox domain and used for Host
+	// routing ({port}-{sandboxID}.{Domain}).
+	Domain string
+}
+
+// Server serves the API. Create it with New.
+type Server struct {
+	cfg       Config
+	mgr       *sandbox.Manager
+	keys      *Keys
+	templates TemplateStore
+	log       *slog.Logger
+	proxy     *proxy
+	ready     atomic.Bool
+	mux       *http.ServeMux
+}
+
+// New returns the API server. It answers 503 until SetReady(true).
+func New(cfg Config, mgr *sandbox.Manager, keys *Keys, templates TemplateStore, logger *slog.Logger) *Server {
+	s := &Server{cfg: cfg, mgr: mgr, keys: keys, templates: templates, log: logger}
+	s.proxy = newProxy(mgr, logger)
+	mgr.OnKill(s.proxy.forget)
+	s.routes()
+	return s
+}
+
+// SetReady marks the server ready (templates built, sandboxes re-adopted).
+func (s *Server) SetReady(v bool) { s.ready.Store(v) }
+
+// Close drops the proxy's idle connections.
+func (s *Server) Close() { s.proxy.closeAll() }
+
+func (s *Server) routes() {
+	m := http.NewServeMux()
+	m.HandleFunc("GET /health", s.health)
+
+	// Sandboxes (E2B).
+	m.Handle("POST /sandboxes", s.auth(s.createSandbox))
+	m.Handle("POST /v2/sandboxes", s.auth(s.createSandbox))
+	m.Handle("GET /sandboxes", s.auth(s.listSandboxesV1))
+	m.Handle("GET /v2/sandboxes", s.auth(s.listSandboxes))
+	m.Handle("GET /sandboxes/{id}", s.auth(s.getSandbox))
+	m.Handle("DELETE /sandboxes/{id}", s.auth(s.killSandbox))
+	m.Handle("POST /sandboxes/{id}/timeout", s.auth(s.setTimeout))
+	m.Handle("POST /sandboxes/{id}/refreshes", s.auth(s.refresh))
+	m.Handle("POST /sandboxes/{id}/connect", s.auth(s.connectSandbox))
+	m.Handle("POST /v2/sandboxes/{id}/connect", s.auth(s.connectSandbox))
+
+	// Templates (E2B paths, sbx's store).
+	m.Handle("GET /templates", s.auth(s.listTemplates))
+	m.Handle("DELETE /templates/{id}", s.auth(s.deleteTemplate))
+
+	// sbx extensions.
+	m.Handle("GET /sbx/v1/keys", s.admin(s.listKeys))
+	m.Handle("POST /sbx/v1/keys", s.admin(s.createKey))
+	m.Handle("DELETE /sbx/v1/keys/{id}", s.admin(s.deleteKey))
+
+	m.Handle("/", s.wrap(func(w http.ResponseWriter, r *http.Request) error {
+		return errdefs.New(errdefs.ErrNotFound, "no route for %s %s", r.Method, r.URL.Path)
+	}))
+	s.mux = m
+}
+
+// ServeHTTP routes data-plane requests to the proxy and everything else to
+// the control plane.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if t, ok := s.proxy.target(r, s.cfg.Domain); ok {
+		if !s.ready.Load() {
+			writeError(w, r, s.log, errdefs.New(errdefs.ErrUnavailable, "sbx is starting"))
+			return
+		}
+		s.proxy.serve(w, r, t)
+		return
+	}
+	// Browsers attach Origin to cross-origin requests; the control plane is
+	// for programs holding an API key, so a page on another origin must
+	// not be able to drive it with a key it got hold of.
+	if o := r.Header.Get("Origin"); o != "" && !sameOrigin(o, r.Host) {
+		writeError(w, r, s.log, errdefs.New(errdefs.ErrPermissionDenied, "cross-origin requests are not allowed"))
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+func sameOrigin(origin, host string) bool {
+	u, err := url.Parse(origin)
+	return err == nil && u.Host == host
+}
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	if !s.ready.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "starting"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// wrap turns a handlerFunc into an http.Handler that writes returned errors.
+func (s *Server) wrap(h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			writeError(w, r, s.log, err)
+		}
+	})
+}
+
+type ctxKey struct{}
+
+// auth requires a valid API key (X-API-Key, or Authorization: Bearer).
+func (s *Server) auth(h handlerFunc) http.Handler {
+	return s.wrap(func(w http.ResponseWriter, r *http.Request) error {
+		if !s.ready.Load() {
+			return errdefs.New(errdefs.ErrUnavailable, "sbx is starting")
+		}
+		key := r.Header.Get("X-API-Key")
+		if key == "" {
+			if a := r.Header.Get("Authorization"); len(a) > 7 && subtle.ConstantTimeCompare([]byte(a[:7]), []byte("Bearer ")) == 1 {
+				key = a[7:]
+			}
+		}
+		rec, ok := s.keys.Verify(key)
+		if !ok {
+			if key == "" {
+				return errdefs.New(errdefs.ErrUnauthenticated, "missing API key: set the X-API-Key header")
+			}
+			return errdefs.New(errdefs.ErrUnauthenticated, "invalid API key")
+		}
+		return h(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, rec.Admin)))
+	})
+}
+
+// admin requires a valid admin API key.
+func (s *Server) admin(h handlerFunc) http.Handler {
+	return s.auth(func(w http.ResponseWriter, r *http.Request) error {
+		if admin, _ := r.Context().Value(ctxKey{}).(bool); !admin {
+			return errdefs.New(errdefs.ErrPermissionDenied, "this needs an admin API key")
+		}
+		return h(w, r)
+	})
+}
+
+// decode reads a JSON body of at most maxBodyBytes into v. An empty body is
+// allowed when optional.
+func decode(w http.ResponseWriter, r *http.Request, v any, optional bool) error {
+	body := http.MaxBytesReader(w, r.Body, maxBodyBytes)
+	dec := json.NewDecoder(body)
+	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) && optional {
+			return nil
+		}
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return errdefs.Wrap(errdefs.ErrTooLarge, err, "request body larger than %d bytes", maxBodyBytes)
+		}
+		if errors.Is(err, io.EOF) {
+			return errdefs.New(errdefs.ErrInvalidArgument, "request body is empty; a JSON object is required")
+		}
+		return errdefs.Wrap(errdefs.ErrInvalidArgument, err, "malformed JSON body: %s", jsonErrorText(err))
+	}
+	if dec.More() {
+		return errdefs.New(errdefs.ErrInvalidArgument, "malformed JSON body: trailing data after the object")
+	}
+	return nil
+}
+
+// jsonErrorText describes a JSON decoding error without echoing input.
+func jsonErrorText(err error) string {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return fmt.Sprintf("syntax error at byte %d", se.Offset)
+	case errors.As(err, &te):
+		return fmt.Sprintf("field %q must be %s", te.Field, te.Type)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "unexpected end of input"
+	}
+	return "invalid JSON"
+}
+
+// seconds converts an optional count of seconds from a request.
+func seconds(field string, v *int64) (*time.Duration, error) {
+	if v == nil {
+		return nil, nil
+	}
+	if *v < 0 {
+		return nil, errdefs.New(errdefs.ErrInvalidArgument, "%s must not be negative", field)
+	}
+	if *v > int64((100*365*24*time.Hour)/time.Second) {
+		return nil, errdefs.New(errdefs.ErrInvalidArgument, "%s is too large", field)
+	}
+	d := time.Duration(*v) * time.Second
+	return &d, nil
+}
+
+func atoiDefault(s string, def int) (int, error) {
+	if s == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return 0, errdefs.New(errdefs.ErrInvalidArgument, "%q is not a valid non-negative number", s)
+	}
+	return n, nil
+}

@@ -1,0 +1,257 @@
+package api
+
+import (
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/sbxdev/sbx/internal/errdefs"
+	"github.com/sbxdev/sbx/internal/sandbox"
+)
+
+func (s *Server) domain() *string {
+	if s.cfg.Domain == "" {
+		return nil
+	}
+	d := s.cfg.Domain
+	return &d
+}
+
+func (s *Server) sandboxBody(sb *sandbox.Sandbox) sandboxBody {
+	return sandboxBody{
+		SandboxID:       sb.ID,
+		TemplateID:      sb.Template,
+		ClientID:        "sbx",
+		EnvdVersion:     EnvdVersion,
+		EnvdAccessToken: sb.EnvdToken,
+		Domain:          s.domain(),
+		Alias:           sb.Template,
+	}
+}
+
+func listed(sb *sandbox.Sandbox) listedSandbox {
+	md := sb.Metadata
+	if md == nil {
+		md = map[string]string{}
+	}
+	return listedSandbox{
+		SandboxID:   sb.ID,
+		TemplateID:  sb.Template,
+		Alias:       sb.Template,
+		ClientID:    "sbx",
+		StartedAt:   sb.StartedAt,
+		EndAt:       sb.EndAt,
+		CPUCount:    sb.CPUs,
+		MemoryMB:    sb.MemoryMB,
+		DiskSizeMB:  sb.DiskMB,
+		EnvdVersion: EnvdVersion,
+		Metadata:    md,
+		State:       sb.State,
+	}
+}
+
+func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request) error {
+	var req newSandbox
+	if err := decode(w, r, &req, false); err != nil {
+		return err
+	}
+	if req.TemplateID == "" {
+		return errdefs.New(errdefs.ErrInvalidArgument, "templateID is required")
+	}
+	timeout, err := seconds("timeout", req.Timeout)
+	if err != nil {
+		return err
+	}
+	sb, err := s.mgr.Create(r.Context(), sandbox.CreateParams{
+		Template: req.TemplateID,
+		Timeout:  timeout,
+		Metadata: req.Metadata,
+		EnvVars:  req.EnvVars,
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, s.sandboxBody(sb))
+	return nil
+}
+
+// parseMetadataQuery parses E2B's metadata filter: a URL-encoded
+// "k=v&k2=v2" string.
+func parseMetadataQuery(q string) (map[string]string, error) {
+	if q == "" {
+		return nil, nil
+	}
+	vals, err := url.ParseQuery(q)
+	if err != nil {
+		return nil, errdefs.New(errdefs.ErrInvalidArgument, "metadata filter must be URL-encoded key=value pairs")
+	}
+	m := map[string]string{}
+	for k, v := range vals {
+		m[k] = v[len(v)-1]
+	}
+	return m, nil
+}
+
+func parseStates(vals []string) ([]string, error) {
+	var out []string
+	for _, v := range vals {
+		for _, st := range strings.Split(v, ",") {
+			switch st {
+			case sandbox.StateRunning, sandbox.StatePaused, sandbox.StateFailed:
+				out = append(out, st)
+			case "":
+			default:
+				return nil, errdefs.New(errdefs.ErrInvalidArgument, "unknown state %q (running, paused or failed)", st)
+			}
+		}
+	}
+	return out, nil
+}
+
+func (s *Server) listSandboxes(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	md, err := parseMetadataQuery(q.Get("metadata"))
+	if err != nil {
+		return err
+	}
+	states, err := parseStates(q["state"])
+	if err != nil {
+		return err
+	}
+	limit, err := atoiDefault(q.Get("limit"), 100)
+	if err != nil {
+		return err
+	}
+	if limit == 0 || limit > 1000 {
+		limit = 1000
+	}
+	offset, err := atoiDefault(q.Get("nextToken"), 0)
+	if err != nil {
+		return errdefs.New(errdefs.ErrInvalidArgument, "invalid nextToken")
+	}
+	all, err := s.mgr.List(r.Context(), sandbox.ListFilter{States: states, Metadata: md, Template: q.Get("template")})
+	if err != nil {
+		return err
+	}
+	if q.Get("order") == "asc" {
+		for i, j := 0, len(all)-1; i < j; i, j = i+1, j-1 {
+			all[i], all[j] = all[j], all[i]
+		}
+	}
+	running := 0
+	for _, sb := range all {
+		if sb.State == sandbox.StateRunning {
+			running++
+		}
+	}
+	if offset > len(all) {
+		offset = len(all)
+	}
+	page := all[offset:]
+	if len(page) > limit {
+		page = page[:limit]
+		w.Header().Set("X-Next-Token", strconv.Itoa(offset+limit))
+	}
+	w.Header().Set("X-Total-Running", strconv.Itoa(running))
+	out := make([]listedSandbox, 0, len(page))
+	for _, sb := range page {
+		out = append(out, listed(sb))
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// listSandboxesV1 is E2B's deprecated list: running sandboxes only.
+func (s *Server) listSandboxesV1(w http.ResponseWriter, r *http.Request) error {
+	md, err := parseMetadataQuery(r.URL.Query().Get("metadata"))
+	if err != nil {
+		return err
+	}
+	all, err := s.mgr.List(r.Context(), sandbox.ListFilter{States: []string{sandbox.StateRunning}, Metadata: md})
+	if err != nil {
+		return err
+	}
+	out := make([]listedSandbox, 0, len(all))
+	for _, sb := range all {
+		out = append(out, listed(sb))
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) getSandbox(w http.ResponseWriter, r *http.Request) error {
+	sb, err := s.mgr.Get(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, sandboxDetail{
+		listedSandbox:   listed(sb),
+		EnvdAccessToken: sb.EnvdToken,
+		Domain:          s.domain(),
+		Lifecycle:       lifecycle{OnTimeout: "kill"},
+		Runtime:         sb.Runtime,
+		Error:           sb.Error,
+	})
+	return nil
+}
+
+func (s *Server) killSandbox(w http.ResponseWriter, r *http.Request) error {
+	if err := s.mgr.Kill(r.Context(), r.PathValue("id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) setTimeout(w http.ResponseWriter, r *http.Request) error {
+	var req timeoutRequest
+	if err := decode(w, r, &req, false); err != nil {
+		return err
+	}
+	if req.Timeout == nil {
+		return errdefs.New(errdefs.ErrInvalidArgument, "timeout is required")
+	}
+	d, err := seconds("timeout", req.Timeout)
+	if err != nil {
+		return err
+	}
+	if err := s.mgr.SetTimeout(r.Context(), r.PathValue("id"), *d); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) refresh(w http.ResponseWriter, r *http.Request) error {
+	var req refreshRequest
+	if err := decode(w, r, &req, true); err != nil {
+		return err
+	}
+	d, err := seconds("duration", req.Duration)
+	if err != nil {
+		return err
+	}
+	if _, err := s.mgr.Extend(r.Context(), r.PathValue("id"), d); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) connectSandbox(w http.ResponseWriter, r *http.Request) error {
+	var req connectRequest
+	if err := decode(w, r, &req, true); err != nil {
+		return err
+	}
+	d, err := seconds("timeout", req.Timeout)
+	if err != nil {
+		return err
+	}
+	sb, err := s.mgr.Extend(r.Context(), r.PathValue("id"), d)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, s.sandboxBody(sb))
+	return nil
+}

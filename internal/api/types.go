@@ -1,0 +1,95 @@
+package api
+
+import "time"
+
+// The E2B wire types sbx serves, with the field names the e2b SDKs use.
+
+type newSandbox struct {
+	TemplateID string            `json:"templateID"`
+	Timeout    *int64            `json:"timeout,omitempty"`
+	Metadata   map[string]string `json:"metadata,omitempty"`
+	EnvVars    map[string]string `json:"envVars,omitempty"`
+	AutoPause  *bool             `json:"autoPause,omitempty"`
+	Secure     *bool             `json:"secure,omitempty"`
+}
+
+type sandboxBody struct {
+	SandboxID          string  `json:"sandboxID"`
+	TemplateID         string  `json:"templateID"`
+	ClientID           string  `json:"clientID"`
+	EnvdVersion        string  `json:"envdVersion"`
+	EnvdAccessToken    string  `json:"envdAccessToken,omitempty"`
+	Domain             *string `json:"domain"`
+	TrafficAccessToken *string `json:"trafficAccessToken"`
+	Alias              string  `json:"alias,omitempty"`
+}
+
+type listedSandbox struct {
+	SandboxID   string            `json:"sandboxID"`
+	TemplateID  string            `json:"templateID"`
+	Alias       string            `json:"alias,omitempty"`
+	ClientID    string            `json:"clientID"`
+	StartedAt   time.Time         `json:"startedAt"`
+	EndAt       time.Time         `json:"endAt"`
+	CPUCount    float64           `json:"cpuCount"`
+	MemoryMB    int64             `json:"memoryMB"`
+	DiskSizeMB  int64             `json:"diskSizeMB"`
+	EnvdVersion string            `json:"envdVersion"`
+	Metadata    map[string]string `json:"metadata"`
+	State       string            `json:"state"`
+}
+
+type sandboxDetail struct {
+	listedSandbox
+	EnvdAccessToken string    `json:"envdAccessToken,omitempty"`
+	Domain          *string   `json:"domain"`
+	Lifecycle       lifecycle `json:"lifecycle"`
+	Runtime         string    `json:"runtime"`
+	Error           string    `json:"error,omitempty"`
+}
+
+type lifecycle struct {
+	AutoResume bool   `json:"autoResume"`
+	OnTimeout  string `json:"onTimeout"`
+}
+
+type timeoutRequest struct {
+	Timeout *int64 `json:"timeout"`
+}
+
+type connectRequest struct {
+	Timeout *int64 `json:"timeout,omitempty"`
+}
+
+type refreshRequest struct {
+	Duration *int64 `json:"duration,omitempty"`
+}
+
+type templateBody struct {
+	TemplateID  string    `json:"templateID"`
+	BuildID     string    `json:"buildID"`
+	Aliases     []string  `json:"aliases"`
+	Names       []string  `json:"names"`
+	CPUCount    float64   `json:"cpuCount"`
+	MemoryMB    int64     `json:"memoryMB"`
+	DiskSizeMB  int64     `json:"diskSizeMB"`
+	SizeBytes   int64     `json:"sizeBytes"`
+	Public      bool      `json:"public"`
+	CreatedAt   time.Time `json:"createdAt"`
+	UpdatedAt   time.Time `json:"updatedAt"`
+	BuildStatus string    `json:"buildStatus"`
+	EnvdVersion string    `json:"envdVersion"`
+}
+
+type keyBody struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	Key       string    `json:"key,omitempty"`
+	Prefix    string    `json:"prefix"`
+	Admin     bool      `json:"admin"`
+	CreatedAt time.Time `json:"createdAt"`
+}
+
+type newKey struct {
+	Name string `json:"name"`
+}

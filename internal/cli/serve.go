@@ -1,0 +1,116 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sbxdev/sbx/internal/server"
+)
+
+const serveUsage = `usage: sbx serve [flags]
+
+Runs the sbx server: the E2B-compatible API and data-plane proxy on one port.
+Every flag can also be set with an environment variable: --data-dir is
+SBX_DATA_DIR, --max-timeout is SBX_MAX_TIMEOUT, and so on. On first start the
+admin API key is created and printed once (or taken from SBX_API_KEY).
+
+flags:
+`
+
+// runServe runs `sbx serve`. The first SIGINT/SIGTERM shuts down gracefully
+// (sandboxes keep running); a second one exits at once.
+func runServe(ctx context.Context, args []string) int {
+	return serveMain(ctx, args, os.Stderr)
+}
+
+func serveMain(ctx context.Context, args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, serveUsage)
+		fs.PrintDefaults()
+	}
+	var cfg server.Config
+	var logLevel string
+	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:49982", "address to listen on (loopback by default)")
+	fs.StringVar(&cfg.DataDir, "data-dir", "/var/lib/sbx", "directory for state, templates and sandboxes")
+	fs.StringVar(&cfg.TemplatesDir, "templates-dir", "", "template directory (default DATA-DIR/templates)")
+	fs.StringVar(&cfg.AgentPath, "agent", "", "path of the sbx-agent binary (default: beside sbx, or in PATH)")
+	fs.StringVar(&cfg.RuncPath, "runc", "", "path of runc (default /usr/local/lib/sbx/runc)")
+	fs.StringVar(&cfg.Domain, "domain", "", "sandbox domain for {port}-{id}.DOMAIN hosts (default localhost:PORT)")
+	fs.DurationVar(&cfg.DefaultTimeout, "default-timeout", 5*time.Minute, "time to live of a sandbox whose create request names none")
+	fs.DurationVar(&cfg.MaxTimeout, "max-timeout", 0, "largest time to live a request may ask for (0: unlimited, and no-limit sandboxes allowed)")
+	fs.Float64Var(&cfg.CPUs, "cpus", 1, "default CPU quota per sandbox, in cores")
+	fs.Int64Var(&cfg.MemoryMB, "memory-mb", 512, "default memory limit per sandbox, in MiB")
+	fs.Int64Var(&cfg.Pids, "pids", 1024, "maximum number of processes and threads per sandbox")
+	fs.Int64Var(&cfg.DiskMB, "disk-mb", 0, "reported disk size per sandbox, in MiB")
+	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	if err := setFromEnv(fs); err != nil {
+		fmt.Fprintln(stderr, "sbx serve:", err)
+		return 2
+	}
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "sbx serve: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+		fmt.Fprintln(stderr, "sbx serve: --log-level:", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	cfg.AdminKey = os.Getenv("SBX_API_KEY")
+	cfg.Progress = stderr
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		<-sigs
+		log.Info("signal received; draining (send again to exit now)")
+		cancel()
+		<-sigs
+		log.Warn("second signal; exiting now")
+		os.Exit(1)
+	}()
+	if err := server.Run(ctx, cfg, log); err != nil {
+		log.Error("sbx serve failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// setFromEnv sets every flag of fs from SBX_<FLAG_NAME> when that variable is
+// set; flags on the command line still win.
+func setFromEnv(fs *flag.FlagSet) error {
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if err != nil {
+			return
+		}
+		name := "SBX_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(name); ok {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("%s=%s: %w", name, strconv.Quote(v), e)
+			}
+		}
+	})
+	return err
+}

@@ -1,0 +1,662 @@
+// Package sandbox holds the Manager: the one place where sandboxes are
+// created, looked up, timed out, killed and re-adopted after a restart of sbx
+// serve. It assembles each sandbox's root filesystem (an overlayfs over the
+// template's read-only layer), binds the agent's socket, and hands a BoxSpec
+// to the Runtime it is given.
+//
+// # Lifecycle
+//
+// A sandbox is in exactly one stored state. Transitions are persisted before
+// they are acted on:
+//
+//  1. creating: the record exists; the rootfs and the box are being set up.
+//  2. running: the box runs and its agent answered /health.
+//  3. killed: being torn down; the record is deleted once resources are gone.
+//  4. failed: the box died while sbx serve was not watching (or set-up
+//     failed); its resources are released and the record is kept so clients
+//     learn what happened.
+//
+// Reconcile, called once at start, walks every record and brings it in line
+// with what the runtime reports.
+package sandbox
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/sbxdev/sbx/internal/errdefs"
+	"github.com/sbxdev/sbx/internal/store"
+)
+
+// The stored states of a sandbox.
+const (
+	StateCreating = "creating"
+	StateRunning  = "running"
+	StatePaused   = "paused"
+	StateKilled   = "killed"
+	StateFailed   = "failed"
+)
+
+// Template is what the Manager needs to know of a template.
+type Template struct {
+	Name string
+	// Layers are read-only root filesystem directories, uppermost first.
+	Layers []string
+	// DefaultUser runs processes when a request names no user.
+	DefaultUser string
+	CPUs        float64
+	MemoryMB    int64
+}
+
+// Templates resolves template names. Get returns an error wrapping
+// errdefs.ErrNotFound for an unknown name.
+type Templates interface {
+	Get(ctx context.Context, name string) (Template, error)
+}
+
+// Config configures a Manager.
+type Config struct {
+	// DataDir holds per-sandbox directories (DataDir/sandboxes/ID).
+	DataDir string
+	// AgentPath is the host path of the static sbx-agent binary.
+	AgentPath string
+	// RuntimeName is stored with each sandbox ("runc").
+	RuntimeName string
+	// DefaultTimeout applies when a create request gives none.
+	DefaultTimeout time.Duration
+	// MaxTimeout bounds requested timeouts; 0 means unlimited (and allows
+	// sandboxes with no time limit).
+	MaxTimeout time.Duration
+	// Default limits, used when the template sets none.
+	DefaultCPUs     float64
+	DefaultMemoryMB int64
+	DefaultPids     int64
+	DefaultDiskMB   int64
+}
+
+// Manager owns every sandbox of one sbx serve. It is safe for concurrent use.
+type Manager struct {
+	cfg       Config
+	rt        Runtime
+	templates Templates
+	db        *store.DB
+	log       *slog.Logger
+
+	mu     sync.Mutex
+	locks  map[string]*sync.Mutex
+	timers map[string]*time.Timer
+	closed bool
+
+	killHooks []func(id string)
+}
+
+// New returns a Manager. Call Reconcile before serving requests.
+func New(cfg Config, rt Runtime, templates Templates, db *store.DB, logger *slog.Logger) (*Manager, error) {
+	if cfg.RuntimeName == "" {
+		cfg.RuntimeName = "runc"
+	}
+	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "sandboxes"), 0o700); err != nil {
+		return nil, fmt.Errorf("create sandboxes dir: %w", err)
+	}
+	return &Manager{
+		cfg: cfg, rt: rt, templates: templates, db: db, log: logger,
+		locks:  map[string]*sync.Mutex{},
+		timers: map[string]*time.Timer{},
+	}, nil
+}
+
+// lock serialises operations on one sandbox id.
+func (m *Manager) lock(id string) func() {
+	m.mu.Lock()
+	l, ok := m.locks[id]
+	if !ok {
+		l = new(sync.Mutex)
+		m.locks[id] = l
+	}
+	m.mu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
+
+// CreateParams are the caller-settable properties of a new sandbox. This is
+// the whole allowlist: nothing else about a box can be chosen by an API
+// caller.
+type CreateParams struct {
+	Template string
+	// Timeout is the time to live; nil means the server default, 0 means no
+	// time limit.
+	Timeout  *time.Duration
+	Metadata map[string]string
+	EnvVars  map[string]string
+}
+
+// Sandbox is a sandbox as the API sees it.
+type Sandbox = store.Sandbox
+
+const idAlphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+// newID returns a 20-character lowercase alphanumeric id, valid as a DNS label.
+func newID() string {
+	b := make([]byte, 20)
+	rand.Read(b)
+	for i := range b {
+		b[i] = idAlphabet[int(b[i])%len(idAlphabet)]
+	}
+	// Start with a letter so the id is never mistaken for a port number in
+	// {port}-{id}.{domain} hosts.
+	b[0] = idAlphabet[int(b[0])%26]
+	return string(b)
+}
+
+func newToken() string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func (m *Manager) dir(id string) string { return filepath.Join(m.cfg.DataDir, "sandboxes", id) }
+
+// SocketPath is the host path of sandbox id's agent socket.
+func (m *Manager) SocketPath(id string) string { return filepath.Join(m.dir(id), "agent.sock") }
+
+func (m *Manager) resolveTimeout(t *time.Duration) (time.Duration, error) {
+	d := m.cfg.DefaultTimeout
+	if t != nil {
+		d = *t
+	}
+	if d < 0 {
+		return 0, errdefs.New(errdefs.ErrInvalidArgument, "timeout must not be negative")
+	}
+	if m.cfg.MaxTimeout > 0 && (d == 0 || d > m.cfg.MaxTimeout) {
+		return 0, errdefs.New(errdefs.ErrInvalidArgument, "timeout must be between 1s and the server maximum of %s", m.cfg.MaxTimeout)
+	}
+	return d, nil
+}
+
+// Create starts a new sandbox and returns once its agent answers.
+func (m *Manager) Create(ctx context.Context, p CreateParams) (*Sandbox, error) {
+	if p.Template == "" {
+		p.Template = "base"
+	}
+	timeout, err := m.resolveTimeout(p.Timeout)
+	if err != nil {
+		return nil, err
+	}
+	if err := validateMap("metadata", p.Metadata); err != nil {
+		return nil, err
+	}
+	if err := validateMap("envVars", p.EnvVars); err != nil {
+		return nil, err
+	}
+	tpl, err := m.templates.Get(ctx, p.Template)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now().UTC()
+	sb := &store.Sandbox{
+		ID:           newID(),
+		Template:     tpl.Name,
+		State:        StateCreating,
+		Runtime:      m.cfg.RuntimeName,
+		CreatedAt:    now,
+		StartedAt:    now,
+		Metadata:     p.Metadata,
+		EnvVars:      p.EnvVars,
+		EnvdToken:    newToken(),
+		TrafficToken: newToken(),
+		CPUs:         firstNonZero(tpl.CPUs, m.cfg.DefaultCPUs),
+		MemoryMB:     firstNonZero(tpl.MemoryMB, m.cfg.DefaultMemoryMB),
+		DiskMB:       m.cfg.DefaultDiskMB,
+		Pids:         m.cfg.DefaultPids,
+	}
+	if timeout > 0 {
+		sb.EndAt = now.Add(timeout)
+	}
+	log := m.log.With("sandbox_id", sb.ID, "template", sb.Template, "runtime", sb.Runtime)
+	unlock := m.lock(sb.ID)
+	defer unlock()
+	if err := m.db.PutSandbox(ctx, sb); err != nil {
+		return nil, err
+	}
+	if err := m.start(ctx, sb, tpl); err != nil {
+		log.Error("create failed", "err", err)
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		m.release(cctx, sb.ID)
+		if derr := m.db.DeleteSandbox(cctx, sb.ID); derr != nil {
+			log.Error("delete record", "err", derr)
+		}
+		return nil, errdefs.Wrap(errdefs.ErrUnavailable, err, "sandbox failed to start")
+	}
+	sb.State = StateRunning
+	if err := m.db.PutSandbox(ctx, sb); err != nil {
+		return nil, err
+	}
+	m.schedule(sb)
+	log.Info("sandbox created")
+	return sb, nil
+}
+
+func firstNonZero[T comparable](vs ...T) T {
+	var zero T
+	for _, v := range vs {
+		if v != zero {
+			return v
+		}
+	}
+	return zero
+}
+
+// validateMap bounds caller-supplied maps so a request cannot store
+// unbounded data or smuggle NULs into the agent's environment.
+func validateMap(what string, m map[string]string) error {
+	if len(m) > 256 {
+		return errdefs.New(errdefs.ErrInvalidArgument, "%s: at most 256 entries", what)
+	}
+	for k, v := range m {
+		if k == "" || len(k) > 256 || len(v) > 64<<10 {
+			return errdefs.New(errdefs.ErrInvalidArgument, "%s: keys must be 1-256 bytes and values at most 64 KiB", what)
+		}
+		for _, s := range []string{k, v} {
+			for i := 0; i < len(s); i++ {
+				if s[i] == 0 {
+					return errdefs.New(errdefs.ErrInvalidArgument, "%s: NUL bytes are not allowed", what)
+				}
+			}
+		}
+		if what == "envVars" {
+			for i := 0; i < len(k); i++ {
+				if k[i] == '=' {
+					return errdefs.New(errdefs.ErrInvalidArgument, "envVars: key %q contains '='", k)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// agentConfig is the agent's configuration, passed in SBX_AGENT_CONFIG.
+type agentConfig struct {
+	AccessToken string            `json:"accessToken"`
+	EnvVars     map[string]string `json:"envVars"`
+	DefaultUser string            `json:"defaultUser"`
+	SandboxID   string            `json:"sandboxID"`
+	TemplateID  string            `json:"templateID"`
+}
+
+// start assembles the rootfs, binds the agent socket and starts the box.
+func (m *Manager) start(ctx context.Context, sb *store.Sandbox, tpl Template) error {
+	dir := m.dir(sb.ID)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create sandbox dir: %w", err)
+	}
+	rootfs, err := mountRootfs(dir, tpl.Layers)
+	if err != nil {
+		return err
+	}
+	lnFile, err := listenUnix(m.SocketPath(sb.ID))
+	if err != nil {
+		return err
+	}
+	defer lnFile.Close() // the box holds its own copy
+	cfg, _ := json.Marshal(agentConfig{
+		AccessToken: sb.EnvdToken,
+		EnvVars:     sb.EnvVars,
+		DefaultUser: firstNonZero(tpl.DefaultUser, "user"),
+		SandboxID:   sb.ID,
+		TemplateID:  sb.Template,
+	})
+	bundle := filepath.Join(dir, "bundle")
+	if err := os.MkdirAll(bundle, 0o700); err != nil {
+		return fmt.Errorf("create bundle dir: %w", err)
+	}
+	spec := BoxSpec{
+		ID:            sb.ID,
+		Rootfs:        rootfs,
+		BundleDir:     bundle,
+		AgentPath:     m.cfg.AgentPath,
+		AgentListener: lnFile,
+		Env:           []string{"SBX_AGENT_CONFIG=" + string(cfg), "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+		Hostname:      "sbx-" + sb.ID[:8],
+		Limits: Limits{
+			CPUs:        sb.CPUs,
+			MemoryBytes: sb.MemoryMB << 20,
+			Pids:        sb.Pids,
+		},
+	}
+	if err := m.rt.Start(ctx, spec); err != nil {
+		return fmt.Errorf("start box: %w", err)
+	}
+	hctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := m.awaitAgent(hctx, sb.ID); err != nil {
+		return fmt.Errorf("agent did not come up: %w", err)
+	}
+	return nil
+}
+
+// listenUnix binds a listening unix socket at path and returns it as a file
+// to hand to the box.
+func listenUnix(path string) (*os.File, error) {
+	os.Remove(path)
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("listen on agent socket: %w", err)
+	}
+	// The socket file must outlive this listener: the box keeps serving on
+	// it after we close our copy.
+	ln.SetUnlinkOnClose(false)
+	f, err := ln.File()
+	ln.Close()
+	if err != nil {
+		return nil, fmt.Errorf("agent socket file: %w", err)
+	}
+	return f, nil
+}
+
+// DialAgent connects to sandbox id's agent socket.
+func (m *Manager) DialAgent(ctx context.Context, id string) (net.Conn, error) {
+	var d net.Dialer
+	return d.DialContext(ctx, "unix", m.SocketPath(id))
+}
+
+func (m *Manager) awaitAgent(ctx context.Context, id string) error {
+	c := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return m.DialAgent(ctx, id) },
+	}}
+	defer c.CloseIdleConnections()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://agent/health", nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("agent health: %s", resp.Status)
+	}
+	return nil
+}
+
+// release destroys the box and frees the sandbox's disk. It is idempotent.
+func (m *Manager) release(ctx context.Context, id string) {
+	log := m.log.With("sandbox_id", id)
+	if err := m.rt.Destroy(ctx, id); err != nil {
+		log.Error("destroy box", "err", err)
+	}
+	dir := m.dir(id)
+	if err := unmountRootfs(dir); err != nil {
+		log.Error("unmount rootfs", "err", err)
+		return // never rm -rf through a mount
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		log.Error("remove sandbox dir", "err", err)
+	}
+}
+
+// Get returns a live (creating or running) or failed sandbox.
+func (m *Manager) Get(ctx context.Context, id string) (*Sandbox, error) {
+	sb, err := m.db.GetSandbox(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if sb.State == StateKilled {
+		return nil, errdefs.New(errdefs.ErrNotFound, "sandbox %q not found", id)
+	}
+	return sb, nil
+}
+
+// GetRunning returns sandbox id if it is running.
+func (m *Manager) GetRunning(ctx context.Context, id string) (*Sandbox, error) {
+	sb, err := m.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if sb.State != StateRunning {
+		return nil, errdefs.New(errdefs.ErrFailedPrecondition, "sandbox %q is %s", id, sb.State)
+	}
+	return sb, nil
+}
+
+// ListFilter selects sandboxes.
+type ListFilter struct {
+	// States to include; empty means running and paused.
+	States []string
+	// Metadata entries that must all match.
+	Metadata map[string]string
+	// Template, when set, restricts to one template.
+	Template string
+}
+
+// List returns the sandboxes matching f, newest first.
+func (m *Manager) List(ctx context.Context, f ListFilter) ([]*Sandbox, error) {
+	states := f.States
+	if len(states) == 0 {
+		states = []string{StateRunning, StatePaused}
+	}
+	all, err := m.db.ListSandboxes(ctx, states...)
+	if err != nil {
+		return nil, err
+	}
+	var out []*Sandbox
+	for _, sb := range all {
+		if f.Template != "" && sb.Template != f.Template {
+			continue
+		}
+		ok := true
+		for k, v := range f.Metadata {
+			if sb.Metadata[k] != v {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			out = append(out, sb)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].StartedAt.After(out[j].StartedAt) })
+	return out, nil
+}
+
+// Kill destroys sandbox id and deletes everything it had.
+func (m *Manager) Kill(ctx context.Context, id string) error {
+	unlock := m.lock(id)
+	defer unlock()
+	sb, err := m.db.GetSandbox(ctx, id)
+	if err != nil {
+		return err
+	}
+	m.cancelTimer(id)
+	if sb.State != StateFailed {
+		sb.State = StateKilled
+		if err := m.db.PutSandbox(ctx, sb); err != nil {
+			return err
+		}
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	m.release(cctx, id)
+	if err := m.db.DeleteSandbox(cctx, id); err != nil {
+		return err
+	}
+	m.forget(id)
+	m.log.Info("sandbox killed", "sandbox_id", id)
+	return nil
+}
+
+func (m *Manager) forget(id string) {
+	m.mu.Lock()
+	delete(m.locks, id)
+	m.mu.Unlock()
+	for _, f := range m.onKill() {
+		f(id)
+	}
+}
+
+// SetTimeout sets sandbox id to end d from now; 0 removes the time limit.
+func (m *Manager) SetTimeout(ctx context.Context, id string, d time.Duration) error {
+	if _, err := m.resolveTimeout(&d); err != nil {
+		return err
+	}
+	return m.updateEnd(ctx, id, d, false)
+}
+
+// Extend makes sandbox id live at least d from now (E2B's connect semantics:
+// the time to live is only ever extended). A nil d uses the server default.
+func (m *Manager) Extend(ctx context.Context, id string, d *time.Duration) (*Sandbox, error) {
+	dd, err := m.resolveTimeout(d)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.updateEnd(ctx, id, dd, true); err != nil {
+		return nil, err
+	}
+	return m.Get(ctx, id)
+}
+
+func (m *Manager) updateEnd(ctx context.Context, id string, d time.Duration, extendOnly bool) error {
+	unlock := m.lock(id)
+	defer unlock()
+	sb, err := m.db.GetSandbox(ctx, id)
+	if err != nil {
+		return err
+	}
+	if sb.State != StateRunning {
+		if sb.State == StateKilled {
+			return errdefs.New(errdefs.ErrNotFound, "sandbox %q not found", id)
+		}
+		return errdefs.New(errdefs.ErrFailedPrecondition, "sandbox %q is %s", id, sb.State)
+	}
+	var end time.Time
+	if d > 0 {
+		end = time.Now().UTC().Add(d)
+	}
+	if extendOnly {
+		if sb.EndAt.IsZero() || (!end.IsZero() && end.Before(sb.EndAt)) {
+			return nil // already lives at least as long
+		}
+	}
+	sb.EndAt = end
+	if err := m.db.PutSandbox(ctx, sb); err != nil {
+		return err
+	}
+	m.schedule(sb)
+	return nil
+}
+
+// schedule arms (or disarms) sandbox sb's end-of-life timer.
+func (m *Manager) schedule(sb *store.Sandbox) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if t, ok := m.timers[sb.ID]; ok {
+		t.Stop()
+		delete(m.timers, sb.ID)
+	}
+	if sb.EndAt.IsZero() || m.closed {
+		return
+	}
+	id := sb.ID
+	m.timers[id] = time.AfterFunc(time.Until(sb.EndAt), func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		// Re-read: the end may have moved since the timer was armed.
+		cur, err := m.db.GetSandbox(ctx, id)
+		if err != nil || cur.EndAt.IsZero() || time.Now().Before(cur.EndAt) {
+			return
+		}
+		m.log.Info("sandbox timed out", "sandbox_id", id)
+		if err := m.Kill(ctx, id); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+			m.log.Error("kill timed-out sandbox", "sandbox_id", id, "err", err)
+		}
+	})
+}
+
+func (m *Manager) cancelTimer(id string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if t, ok := m.timers[id]; ok {
+		t.Stop()
+		delete(m.timers, id)
+	}
+}
+
+// Reconcile brings stored records in line with the runtime after a start:
+// running boxes are re-adopted (timers re-armed), boxes that died are marked
+// failed and their resources released, half-created ones are removed.
+func (m *Manager) Reconcile(ctx context.Context) error {
+	all, err := m.db.ListSandboxes(ctx)
+	if err != nil {
+		return err
+	}
+	for _, sb := range all {
+		log := m.log.With("sandbox_id", sb.ID)
+		switch sb.State {
+		case StateKilled, StateCreating:
+			// Interrupted mid-kill or mid-create: finish the job.
+			m.release(ctx, sb.ID)
+			if err := m.db.DeleteSandbox(ctx, sb.ID); err != nil {
+				return err
+			}
+			log.Info("removed interrupted sandbox", "state", sb.State)
+		case StateRunning:
+			st, err := m.rt.State(ctx, sb.ID)
+			if err != nil {
+				return fmt.Errorf("state of %s: %w", sb.ID, err)
+			}
+			if st.Running {
+				m.schedule(sb)
+				log.Info("re-adopted running sandbox")
+				continue
+			}
+			m.release(ctx, sb.ID)
+			sb.State = StateFailed
+			sb.Error = "the sandbox stopped while sbx serve was not running"
+			if err := m.db.PutSandbox(ctx, sb); err != nil {
+				return err
+			}
+			log.Warn("sandbox died while the server was down; marked failed")
+		}
+	}
+	return nil
+}
+
+// Close stops the timers. Sandboxes keep running.
+func (m *Manager) Close() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closed = true
+	for id, t := range m.timers {
+		t.Stop()
+		delete(m.timers, id)
+	}
+}
+
+// OnKill registers f to be called with the id of each sandbox once it is gone
+// (the proxy drops its cached connections there).
+func (m *Manager) OnKill(f func(id string)) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.killHooks = append(m.killHooks, f)
+}
+
+func (m *Manager) onKill() []func(string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]func(string){}, m.killHooks...)
+}
+
+// CountByTemplate counts the sandboxes that use template name.
+func (m *Manager) CountByTemplate(ctx context.Context, name string) (int, error) {
+	return m.db.CountSandboxesByTemplate(ctx, name)
+}

@@ -1,0 +1,239 @@
+// Package server wires sbx serve together: the store, the template store, the
+// runtime, the sandbox Manager and the HTTP API, with start-up recovery and
+// graceful shutdown.
+//
+// Start-up, in order:
+//
+//  1. take the data directory's lock (one server per data directory);
+//  2. open the database and, on first start, create the admin API key;
+//  3. re-adopt sandboxes that kept running while the server was down;
+//  4. listen (answering 503 "starting" until ready);
+//  5. build the default template if it is missing, with progress;
+//  6. report ready.
+//
+// Shutdown stops accepting, drains requests under a deadline and closes
+// components in reverse order. Sandboxes keep running.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sbxdev/sbx/internal/api"
+	"github.com/sbxdev/sbx/internal/runtime/runc"
+	"github.com/sbxdev/sbx/internal/sandbox"
+	"github.com/sbxdev/sbx/internal/store"
+	"github.com/sbxdev/sbx/internal/template"
+)
+
+// Config is sbx serve's configuration.
+type Config struct {
+	Listen         string
+	DataDir        string
+	TemplatesDir   string // default DataDir/templates
+	AgentPath      string // default: sbx-agent beside the running executable
+	RuncPath       string // default runc.DefaultBinary
+	Domain         string // default "localhost:<port>"
+	DefaultTimeout time.Duration
+	MaxTimeout     time.Duration
+	CPUs           float64
+	MemoryMB       int64
+	Pids           int64
+	DiskMB         int64
+	// AdminKey, when set and no key exists yet, becomes the admin key.
+	AdminKey string
+	// Progress receives template build progress and the first-start key
+	// notice (stderr for the CLI).
+	Progress io.Writer
+	// Ready, if set, is called with the listening address once ready.
+	Ready func(addr string)
+}
+
+// Run runs sbx serve until ctx is cancelled.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	if cfg.Progress == nil {
+		cfg.Progress = io.Discard
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	unlock, err := lockDir(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if cfg.TemplatesDir == "" {
+		cfg.TemplatesDir = filepath.Join(cfg.DataDir, "templates")
+	}
+	if cfg.AgentPath == "" {
+		cfg.AgentPath, err = findAgent()
+		if err != nil {
+			return err
+		}
+	}
+	if _, err := os.Stat(cfg.AgentPath); err != nil {
+		return fmt.Errorf("agent binary: %w", err)
+	}
+
+	db, err := store.Open(ctx, filepath.Join(cfg.DataDir, "sbx.db"))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	keys, err := api.NewKeys(ctx, db)
+	if err != nil {
+		return err
+	}
+	if keys.Empty() {
+		_, key, err := keys.Create(ctx, "admin", cfg.AdminKey, true)
+		if err != nil {
+			return fmt.Errorf("create admin key: %w", err)
+		}
+		if cfg.AdminKey == "" {
+			fmt.Fprintf(cfg.Progress, "\nsbx: created the admin API key (shown only this once; store it now):\n\n    %s\n\nexport SBX_API_KEY=%s\n\n", key, key)
+		} else {
+			log.Info("admin API key set from SBX_API_KEY")
+		}
+	}
+
+	templates, err := template.NewStore(cfg.TemplatesDir, log)
+	if err != nil {
+		return err
+	}
+	rt, err := runc.New(runc.Options{Binary: cfg.RuncPath, Root: filepath.Join(cfg.DataDir, "runc"), Logger: log})
+	if err != nil {
+		return err
+	}
+	mgr, err := sandbox.New(sandbox.Config{
+		DataDir:         cfg.DataDir,
+		AgentPath:       cfg.AgentPath,
+		RuntimeName:     "runc",
+		DefaultTimeout:  cfg.DefaultTimeout,
+		MaxTimeout:      cfg.MaxTimeout,
+		DefaultCPUs:     cfg.CPUs,
+		DefaultMemoryMB: cfg.MemoryMB,
+		DefaultPids:     cfg.Pids,
+		DefaultDiskMB:   cfg.DiskMB,
+	}, rt, templateSource{templates}, db, log)
+	if err != nil {
+		return err
+	}
+	defer mgr.Close()
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	err = mgr.Reconcile(rctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("reconcile sandboxes: %w", err)
+	}
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	addr := ln.Addr().String()
+	if cfg.Domain == "" {
+		_, port, _ := net.SplitHostPort(addr)
+		cfg.Domain = "localhost:" + port
+	}
+	apiSrv := api.New(api.Config{Domain: cfg.Domain}, mgr, keys, templates, log)
+	defer apiSrv.Close()
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true) // h2c, for gRPC/Connect clients and preview URLs
+	hs := &http.Server{
+		Handler:           apiSrv,
+		Protocols:         &protocols,
+		ReadHeaderTimeout: 30 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- hs.Serve(ln) }()
+	log.Info("listening", "addr", addr, "data_dir", cfg.DataDir, "domain", cfg.Domain)
+
+	if err := templates.EnsureBase(ctx, cfg.Progress); err != nil {
+		hs.Close()
+		return fmt.Errorf("build base template: %w", err)
+	}
+	apiSrv.SetReady(true)
+	log.Info("ready", "addr", addr)
+	if cfg.Ready != nil {
+		cfg.Ready(addr)
+	}
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down; sandboxes keep running")
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		// Long-lived streams (process output, PTYs) do not end by
+		// themselves; cut them after the deadline.
+		hs.Close()
+	}
+	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// templateSource adapts the template store to what the Manager needs.
+type templateSource struct{ s *template.Store }
+
+func (t templateSource) Get(_ context.Context, name string) (sandbox.Template, error) {
+	info, err := t.s.Get(name)
+	if err != nil {
+		return sandbox.Template{}, err
+	}
+	return sandbox.Template{
+		Name:        info.Name,
+		Layers:      []string{info.RootfsPath},
+		DefaultUser: info.Defaults.User,
+		CPUs:        info.Defaults.CPUs,
+		MemoryMB:    info.Defaults.MemoryBytes >> 20,
+	}, nil
+}
+
+// lockDir takes an exclusive flock on dir/sbx.lock so that two servers never
+// manage the same sandboxes.
+func lockDir(dir string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(dir, "sbx.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock data dir: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("data dir %s is in use by another sbx serve: %w", dir, err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// findAgent looks for sbx-agent beside the running executable, then in PATH.
+func findAgent() (string, error) {
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), "sbx-agent")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	for _, dir := range filepath.SplitList(os.Getenv("PATH")) {
+		p := filepath.Join(dir, "sbx-agent")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", errors.New("sbx-agent not found beside sbx or in PATH; set --agent")
+}

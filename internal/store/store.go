@@ -1,0 +1,300 @@
+// Package store persists sbx's state: sandboxes and API keys. The default
+// engine is SQLite (the pure-Go modernc.org/sqlite driver) in a file under the
+// data directory, so a single sbx serve needs nothing else installed.
+//
+// A DB is safe for concurrent use. Records are plain structs; the store does
+// not interpret sandbox states beyond filtering on them.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/sbxdev/sbx/internal/errdefs"
+)
+
+// DB is an open sbx database.
+type DB struct {
+	db *sql.DB
+}
+
+// Open opens (creating if needed) the SQLite database at path and brings its
+// schema up to date.
+func Open(ctx context.Context, path string) (*DB, error) {
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	// SQLite serialises writers; one connection avoids SQLITE_BUSY storms
+	// and keeps reads consistent with the last write.
+	db.SetMaxOpenConns(1)
+	s := &DB{db: db}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close closes the database.
+func (s *DB) Close() error { return s.db.Close() }
+
+var migrations = []string{
+	`CREATE TABLE sandboxes (
+		id TEXT PRIMARY KEY,
+		template TEXT NOT NULL,
+		state TEXT NOT NULL,
+		runtime TEXT NOT NULL,
+		created_at INTEGER NOT NULL,
+		started_at INTEGER NOT NULL,
+		end_at INTEGER NOT NULL,
+		metadata TEXT NOT NULL,
+		env_vars TEXT NOT NULL,
+		envd_token TEXT NOT NULL,
+		traffic_token TEXT NOT NULL,
+		cpus REAL NOT NULL,
+		memory_mb INTEGER NOT NULL,
+		disk_mb INTEGER NOT NULL,
+		pids INTEGER NOT NULL,
+		error TEXT NOT NULL DEFAULT ''
+	)`,
+	`CREATE TABLE api_keys (
+		id TEXT PRIMARY KEY,
+		name TEXT NOT NULL,
+		hash TEXT NOT NULL UNIQUE,
+		prefix TEXT NOT NULL,
+		admin INTEGER NOT NULL,
+		created_at INTEGER NOT NULL
+	)`,
+}
+
+func (s *DB) migrate(ctx context.Context) error {
+	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("create schema_version: %w", err)
+	}
+	var v int
+	err := s.db.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		if _, err := s.db.ExecContext(ctx, `INSERT INTO schema_version VALUES (0)`); err != nil {
+			return fmt.Errorf("init schema_version: %w", err)
+		}
+	} else if err != nil {
+		return fmt.Errorf("read schema_version: %w", err)
+	}
+	for i := v; i < len(migrations); i++ {
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE schema_version SET version = ?`, i+1); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+	}
+	return nil
+}
+
+// Sandbox is a sandbox's stored record.
+type Sandbox struct {
+	ID           string
+	Template     string
+	State        string
+	Runtime      string
+	CreatedAt    time.Time
+	StartedAt    time.Time
+	EndAt        time.Time // zero: no time limit
+	Metadata     map[string]string
+	EnvVars      map[string]string
+	EnvdToken    string
+	TrafficToken string
+	CPUs         float64
+	MemoryMB     int64
+	DiskMB       int64
+	Pids         int64
+	Error        string
+}
+
+func unixOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func timeOrZero(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+// PutSandbox inserts or replaces a sandbox record.
+func (s *DB) PutSandbox(ctx context.Context, sb *Sandbox) error {
+	md, _ := json.Marshal(orEmpty(sb.Metadata))
+	env, _ := json.Marshal(orEmpty(sb.EnvVars))
+	_, err := s.db.ExecContext(ctx, `INSERT OR REPLACE INTO sandboxes
+		(id, template, state, runtime, created_at, started_at, end_at, metadata, env_vars, envd_token, traffic_token, cpus, memory_mb, disk_mb, pids, error)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		sb.ID, sb.Template, sb.State, sb.Runtime, unixOrZero(sb.CreatedAt), unixOrZero(sb.StartedAt), unixOrZero(sb.EndAt),
+		string(md), string(env), sb.EnvdToken, sb.TrafficToken, sb.CPUs, sb.MemoryMB, sb.DiskMB, sb.Pids, sb.Error)
+	if err != nil {
+		return fmt.Errorf("store sandbox %s: %w", sb.ID, err)
+	}
+	return nil
+}
+
+func orEmpty(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
+}
+
+const sandboxColumns = `id, template, state, runtime, created_at, started_at, end_at, metadata, env_vars, envd_token, traffic_token, cpus, memory_mb, disk_mb, pids, error`
+
+func scanSandbox(row interface{ Scan(...any) error }) (*Sandbox, error) {
+	var sb Sandbox
+	var created, started, end int64
+	var md, env string
+	if err := row.Scan(&sb.ID, &sb.Template, &sb.State, &sb.Runtime, &created, &started, &end, &md, &env,
+		&sb.EnvdToken, &sb.TrafficToken, &sb.CPUs, &sb.MemoryMB, &sb.DiskMB, &sb.Pids, &sb.Error); err != nil {
+		return nil, err
+	}
+	sb.CreatedAt, sb.StartedAt, sb.EndAt = timeOrZero(created), timeOrZero(started), timeOrZero(end)
+	if err := json.Unmarshal([]byte(md), &sb.Metadata); err != nil {
+		return nil, fmt.Errorf("sandbox %s metadata: %w", sb.ID, err)
+	}
+	if err := json.Unmarshal([]byte(env), &sb.EnvVars); err != nil {
+		return nil, fmt.Errorf("sandbox %s env: %w", sb.ID, err)
+	}
+	return &sb, nil
+}
+
+// GetSandbox returns the record of sandbox id, or an error wrapping
+// errdefs.ErrNotFound.
+func (s *DB) GetSandbox(ctx context.Context, id string) (*Sandbox, error) {
+	sb, err := scanSandbox(s.db.QueryRowContext(ctx, `SELECT `+sandboxColumns+` FROM sandboxes WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, errdefs.New(errdefs.ErrNotFound, "sandbox %q not found", id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get sandbox %s: %w", id, err)
+	}
+	return sb, nil
+}
+
+// ListSandboxes returns the sandboxes whose state is one of states (all when
+// states is empty), oldest first.
+func (s *DB) ListSandboxes(ctx context.Context, states ...string) ([]*Sandbox, error) {
+	q := `SELECT ` + sandboxColumns + ` FROM sandboxes`
+	var args []any
+	if len(states) > 0 {
+		q += ` WHERE state IN (?` + strings.Repeat(`, ?`, len(states)-1) + `)`
+		for _, st := range states {
+			args = append(args, st)
+		}
+	}
+	q += ` ORDER BY created_at, id`
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list sandboxes: %w", err)
+	}
+	defer rows.Close()
+	var out []*Sandbox
+	for rows.Next() {
+		sb, err := scanSandbox(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list sandboxes: %w", err)
+		}
+		out = append(out, sb)
+	}
+	return out, rows.Err()
+}
+
+// DeleteSandbox removes sandbox id's record. Deleting a missing record is not
+// an error.
+func (s *DB) DeleteSandbox(ctx context.Context, id string) error {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM sandboxes WHERE id = ?`, id); err != nil {
+		return fmt.Errorf("delete sandbox %s: %w", id, err)
+	}
+	return nil
+}
+
+// CountSandboxesByTemplate counts the live (not killed or failed) sandboxes
+// of template name.
+func (s *DB) CountSandboxesByTemplate(ctx context.Context, name string) (int, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM sandboxes WHERE template = ? AND state NOT IN ('killed', 'failed')`, name).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count sandboxes of %s: %w", name, err)
+	}
+	return n, nil
+}
+
+// APIKey is a stored API key. Only the key's SHA-256 hash is stored.
+type APIKey struct {
+	ID        string
+	Name      string
+	Hash      string
+	Prefix    string // the first characters of the key, to recognise it
+	Admin     bool
+	CreatedAt time.Time
+}
+
+// PutAPIKey stores a new key.
+func (s *DB) PutAPIKey(ctx context.Context, k *APIKey) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO api_keys (id, name, hash, prefix, admin, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		k.ID, k.Name, k.Hash, k.Prefix, k.Admin, k.CreatedAt.UnixNano())
+	if err != nil {
+		return fmt.Errorf("store api key: %w", err)
+	}
+	return nil
+}
+
+// ListAPIKeys returns every key, oldest first.
+func (s *DB) ListAPIKeys(ctx context.Context) ([]*APIKey, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, name, hash, prefix, admin, created_at FROM api_keys ORDER BY created_at, id`)
+	if err != nil {
+		return nil, fmt.Errorf("list api keys: %w", err)
+	}
+	defer rows.Close()
+	var out []*APIKey
+	for rows.Next() {
+		var k APIKey
+		var created int64
+		if err := rows.Scan(&k.ID, &k.Name, &k.Hash, &k.Prefix, &k.Admin, &created); err != nil {
+			return nil, fmt.Errorf("list api keys: %w", err)
+		}
+		k.CreatedAt = time.Unix(0, created).UTC()
+		out = append(out, &k)
+	}
+	return out, rows.Err()
+}
+
+// DeleteAPIKey removes key id, or returns an error wrapping
+// errdefs.ErrNotFound.
+func (s *DB) DeleteAPIKey(ctx context.Context, id string) error {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM api_keys WHERE id = ?`, id)
+	if err != nil {
+		return fmt.Errorf("delete api key %s: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return errdefs.New(errdefs.ErrNotFound, "api key %q not found", id)
+	}
+	return nil
+}
