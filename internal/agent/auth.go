@@ -17,7 +17,9 @@ const AccessTokenHeader = "X-Access-Token"
 // traffic misrouted, a process inside the sandbox probing the socket if it
 // were ever exposed) must be refused.
 func (a *Agent) requireToken(next http.Handler) http.Handler {
-	errWriter := connect.NewErrorWriter()
+	// Requests without Connect-Protocol-Version are plain HTTP (like /files)
+	// and get the envd JSON error.
+	errWriter := connect.NewErrorWriter(connect.WithRequireConnectProtocolHeader())
 	want := []byte(a.cfg.AccessToken)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got := r.Header.Get(AccessTokenHeader)

@@ -27,6 +27,8 @@ type reaper struct {
 	// (its status would then be taken for an orphan's and lost).
 	mu      sync.Mutex
 	waiters map[int]func(unix.WaitStatus)
+	// orphaned, if set, is told each orphan reaped (tests). Guarded by mu.
+	orphaned func(pid int)
 
 	sigs chan os.Signal
 	stop chan struct{}
@@ -84,6 +86,9 @@ func (r *reaper) reap() {
 			continue
 		}
 		r.log.Debug("reaped orphan", "pid", pid, "status", statusString(ws))
+		if r.orphaned != nil {
+			r.orphaned(pid)
+		}
 	}
 }
 

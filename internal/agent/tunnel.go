@@ -48,7 +48,9 @@ func (a *Agent) serveTunnel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	ctx, cancel := context.WithTimeout(r.Context(), tunnelDialTimeout)
+	// Not r.Context(): the server cancels it when the client half-closes
+	// right behind its request, which is a valid way to use a tunnel.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), tunnelDialTimeout)
 	defer cancel()
 	var d net.Dialer
 	upstream, err := d.DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
