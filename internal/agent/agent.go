@@ -108,7 +108,11 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), StopGrace+time.Second)
 	defer cancel()
 	a.StopProcesses(stopCtx)
-	// Streams never end on their own; close rather than drain.
+	// Let streams deliver the end events of the processes just stopped, then
+	// close what is left: streams of nothing never end on their own.
+	drainCtx, cancelDrain := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancelDrain()
+	_ = srv.Shutdown(drainCtx)
 	_ = srv.Close()
 	<-errc
 	return nil
@@ -124,19 +128,43 @@ func (a *Agent) StopProcesses(ctx context.Context) {
 	procs := a.procs.list()
 	a.signalAll(pid1, syscall.SIGTERM)
 
-	timer := time.NewTimer(StopGrace)
+	if !a.waitStopped(ctx, procs, pid1, StopGrace) {
+		a.signalAll(pid1, syscall.SIGKILL)
+		a.waitStopped(ctx, procs, pid1, time.Second)
+	}
+}
+
+// waitStopped waits up to d (or until ctx is done) for every process in
+// procs to end and, as PID 1, for the sandbox to have no other process left.
+// It reports whether that happened.
+func (a *Agent) waitStopped(ctx context.Context, procs []*process, pid1 bool, d time.Duration) bool {
+	timer := time.NewTimer(d)
 	defer timer.Stop()
-wait:
 	for _, p := range procs {
 		select {
 		case <-p.done:
 		case <-timer.C:
-			break wait
+			return false
 		case <-ctx.Done():
-			break wait
+			return false
 		}
 	}
-	a.signalAll(pid1, syscall.SIGKILL)
+	if !pid1 {
+		return true
+	}
+	// Orphans have no done channel; poll, this happens once per sandbox.
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for a.reaper.hasChildren() {
+		select {
+		case <-tick.C:
+		case <-timer.C:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
 }
 
 func (a *Agent) signalAll(pid1 bool, sig syscall.Signal) {

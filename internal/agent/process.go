@@ -34,10 +34,10 @@ type process struct {
 	config *pb.ProcessConfig
 	log    *slog.Logger
 
-	out    *fanout
-	exit   chan unix.WaitStatus // from the reaper, buffered
-	done   chan struct{}        // closed after the end event
-	outputs []*os.File          // read by the output readers
+	out     *fanout
+	exit    chan unix.WaitStatus // from the reaper, buffered
+	done    chan struct{}        // closed after the end event
+	outputs []*os.File           // read by the output readers
 
 	pty *os.File // PTY master; nil without a PTY
 

@@ -106,6 +106,17 @@ func (r *reaper) start(spawn func() (int, error), onExit func(unix.WaitStatus)) 
 	return pid, nil
 }
 
+// hasChildren reports whether the agent has any child left, running or not
+// yet reaped.
+func (r *reaper) hasChildren() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var info unix.Siginfo
+	// WNOWAIT: only look; the reaper goroutine collects the status.
+	err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+	return err != unix.ECHILD
+}
+
 // close stops the reaper goroutine.
 func (r *reaper) close() {
 	signal.Stop(r.sigs)
