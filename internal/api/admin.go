@@ -1,6 +1,7 @@
 package api
 
 import (
+	"math"
 	"net/http"
 
 	"github.com/sbxdev/sbx/internal/errdefs"
@@ -20,7 +21,7 @@ func (s *Server) listTemplates(w http.ResponseWriter, r *http.Request) error {
 			BuildID:     in.Name,
 			Aliases:     []string{in.Name},
 			Names:       []string{in.Name},
-			CPUCount:    in.Defaults.CPUs,
+			CPUCount:    int64(math.Ceil(in.Defaults.CPUs)),
 			MemoryMB:    in.Defaults.MemoryBytes >> 20,
 			SizeBytes:   in.SizeBytes,
 			DiskSizeMB:  in.SizeBytes >> 20,

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -42,7 +43,7 @@ func listed(sb *sandbox.Sandbox) listedSandbox {
 		ClientID:    "sbx",
 		StartedAt:   sb.StartedAt,
 		EndAt:       sb.EndAt,
-		CPUCount:    sb.CPUs,
+		CPUCount:    int64(math.Ceil(sb.CPUs)),
 		MemoryMB:    sb.MemoryMB,
 		DiskSizeMB:  sb.DiskMB,
 		EnvdVersion: EnvdVersion,

@@ -31,7 +31,7 @@ type listedSandbox struct {
 	ClientID    string            `json:"clientID"`
 	StartedAt   time.Time         `json:"startedAt"`
 	EndAt       time.Time         `json:"endAt"`
-	CPUCount    float64           `json:"cpuCount"`
+	CPUCount    int64             `json:"cpuCount"` // E2B's schema: an integer
 	MemoryMB    int64             `json:"memoryMB"`
 	DiskSizeMB  int64             `json:"diskSizeMB"`
 	EnvdVersion string            `json:"envdVersion"`
@@ -70,7 +70,7 @@ type templateBody struct {
 	BuildID     string    `json:"buildID"`
 	Aliases     []string  `json:"aliases"`
 	Names       []string  `json:"names"`
-	CPUCount    float64   `json:"cpuCount"`
+	CPUCount    int64     `json:"cpuCount"`
 	MemoryMB    int64     `json:"memoryMB"`
 	DiskSizeMB  int64     `json:"diskSizeMB"`
 	SizeBytes   int64     `json:"sizeBytes"`

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# test.sh runs sbx's whole test suite (as root): it installs what the tests
+# need (scripts/setup.sh, the e2b npm package), then runs every Go test,
+# which includes the end-to-end suites against real `sbx serve` processes and
+# the e2b JavaScript SDK suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+export PATH="$PATH:/usr/local/go/bin"
+(cd tests/e2b-js && npm ci --no-audit --no-fund --loglevel=error)
+go vet ./...
+go test -count=1 -timeout 60m "$@" ./...

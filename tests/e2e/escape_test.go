@@ -1,0 +1,183 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sbxdev/sbx/client"
+	"github.com/sbxdev/sbx/tests/harness"
+)
+
+// TestEscape tries, from inside a sandbox and mostly as the sandbox's root,
+// what an attacker would: reach the host's files, kernel, processes and
+// network, other sandboxes, and exhaust the host. Every attempt must fail and
+// the server must keep serving.
+func TestEscape(t *testing.T) {
+	srv := harness.Start(t, "--pids", "256", "--memory-mb", "256")
+	ctx := ctxFor(t, 5*time.Minute)
+	c := srv.Client
+	sb, err := c.CreateSandbox(ctx, client.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	neighbour, err := c.CreateSandbox(ctx, client.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A secret on the host and a service on the host's loopback.
+	secretDir := t.TempDir()
+	secret := filepath.Join(secretDir, "secret")
+	if err := os.WriteFile(secret, []byte("host-secret"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan struct{}, 1)
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conn.Close()
+			select {
+			case accepted <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	hostPort := ln.Addr().(*net.TCPAddr).Port
+	_, apiPort, _ := net.SplitHostPort(srv.Addr)
+
+	// The neighbour serves on all its addresses.
+	if _, err := neighbour.Start(ctx, client.ExecOptions{Cmd: "python3", Args: []string{"-m", "http.server", "8000"}}); err != nil {
+		t.Fatal(err)
+	}
+
+	root := &client.RunOptions{User: "root"}
+	attempts := []struct {
+		name string
+		cmd  string
+		// ok is a string the output must contain, proving the attempt
+		// was made and failed the right way.
+		ok string
+	}{
+		{"host file not visible", fmt.Sprintf(`cat %s 2>&1; ls %s 2>&1; echo done`, secret, secretDir), "No such file"},
+		{"write to host path stays inside", fmt.Sprintf(`mkdir -p %s && echo pwned > %s/pwned && echo written`, secretDir, secretDir), "written"},
+		{"mount", `mount -t tmpfs none /mnt 2>&1; mount --bind / /mnt 2>&1; echo rc=$?`, "rc=32"},
+		{"kernel module", `python3 -c 'import ctypes,os; l=ctypes.CDLL(None,use_errno=True); r=l.init_module(0,0,b""); print("rc",r,os.strerror(ctypes.get_errno()))'`, "rc -1 Operation not permitted"},
+		{"write /proc/sys", `echo 1 > /proc/sys/kernel/sysrq 2>&1; echo x > /proc/sys/kernel/hostname 2>&1; echo done`, "Read-only file system"},
+		{"write /sys", `echo 1 > /sys/kernel/mm/ksm/run 2>&1; echo done`, "Read-only file system"},
+		{"raw socket", `python3 -c 'import socket; socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)' 2>&1`, "PermissionError"},
+		{"packet socket", `python3 -c 'import socket; socket.socket(socket.AF_PACKET, socket.SOCK_RAW)' 2>&1`, "PermissionError"},
+		{"host processes invisible", fmt.Sprintf(`kill -0 %d 2>&1; ls /proc | grep -c '^[0-9]'`, os.Getpid()), "No such process"},
+		{"ptrace of pid 1", `python3 -c 'import ctypes,os; l=ctypes.CDLL(None,use_errno=True); r=l.ptrace(16,1,0,0); print("rc",r,os.strerror(ctypes.get_errno()))'`, "rc -1 Operation not permitted"},
+		{"only loopback", `cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '`, "lo"},
+		{"host loopback service", probe(fmt.Sprintf("127.0.0.1:%d", hostPort), "127.0.0.1:"+apiPort), "Connection refused"},
+		{"cloud metadata", probe("169.254.169.254:80", "[fd00:ec2::254]:80"), "Network is unreachable"},
+		{"other sandbox", probe("127.0.0.1:8000", "10.0.0.2:8000", "172.17.0.2:8000", "192.168.0.2:8000"), "refused 127.0.0.1:8000"},
+		{"devices", `ls /dev; cat /dev/sda 2>&1; cat /dev/mem 2>&1; echo done`, "No such file"},
+		{"new privileges", `grep -E 'NoNewPrivs|Seccomp:' /proc/self/status`, "NoNewPrivs:\t1"},
+		{"capabilities", `grep CapBnd /proc/self/status`, "CapBnd:\t00000000800405fb"},
+		{"agent binary is read-only", `echo x > /.sbx/sbx-agent 2>&1; echo done`, "Read-only file system"},
+		{"chroot breakout", `python3 -c 'import os; os.mkdir("/tmp/c"); os.chroot("/tmp/c"); [os.chdir("..") for _ in range(50)]; os.chroot("."); print(open("/proc/1/cmdline").read())' 2>&1`, "sbx-agent"},
+		{"unshare user namespace", `unshare -U -r id 2>&1; echo done`, "Operation not permitted"},
+	}
+	for _, a := range attempts {
+		t.Run(a.name, func(t *testing.T) {
+			res := mustRun(t, ctx, sb, a.cmd, root)
+			out := res.Stdout + res.Stderr
+			if strings.Contains(out, "CONNECTED") {
+				t.Fatalf("a connection succeeded: %q", out)
+			}
+			if !strings.Contains(out, a.ok) {
+				t.Fatalf("output %q does not show the attempt failing (want %q)", out, a.ok)
+			}
+		})
+	}
+	// Consequences on the host.
+	if b, _ := os.ReadFile(secret); string(b) != "host-secret" {
+		t.Fatal("host file changed")
+	}
+	if _, err := os.Stat(filepath.Join(secretDir, "pwned")); !os.IsNotExist(err) {
+		t.Fatal("sandbox wrote to the host")
+	}
+	select {
+	case <-accepted:
+		t.Fatal("a sandbox reached a host loopback service")
+	default:
+	}
+	res := mustRun(t, ctx, sb, `cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '`, nil)
+	if strings.TrimSpace(res.Stdout) != "lo" {
+		t.Fatalf("interfaces: %q", res.Stdout)
+	}
+
+	t.Run("fork bomb", func(t *testing.T) {
+		bctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		defer cancel()
+		// The pids limit (256) stops it; the bomb is bounded in time.
+		res, err := sb.Run(bctx, `timeout -s KILL 10 bash -c 'b(){ b|b& }; b' 2>/dev/null; sleep 1; cat /sys/fs/cgroup/pids.max /sys/fs/cgroup/pids/pids.max 2>/dev/null; echo bomb-over`, root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(res.Stdout, "bomb-over") {
+			t.Fatalf("bomb run: %+v", res)
+		}
+		assertHealthy(t, ctx, srv, neighbour)
+		// The bombed sandbox recovers once the bomb is gone.
+		if r := mustRun(t, ctx, sb, `pkill -KILL -f 'bash -c b' ; echo alive`, root); !strings.Contains(r.Stdout, "alive") {
+			t.Fatalf("after bomb: %+v", r)
+		}
+	})
+	t.Run("memory bomb", func(t *testing.T) {
+		res := mustRun(t, ctx, sb, `python3 -c 'x=[]
+while True: x.append(bytearray(16<<20))'; echo exit=$?`, nil)
+		if !strings.Contains(res.Stdout, "exit=137") {
+			t.Fatalf("memory bomb was not OOM-killed inside the sandbox: %+v", res)
+		}
+		assertHealthy(t, ctx, srv, neighbour)
+		if r := mustRun(t, ctx, sb, "echo alive", nil); r.Stdout != "alive\n" {
+			t.Fatalf("sandbox after OOM: %+v", r)
+		}
+	})
+	t.Run("disk of one sandbox is its own", func(t *testing.T) {
+		mustRun(t, ctx, sb, "echo mine > /tmp/only-here", nil)
+		r := mustRun(t, ctx, neighbour, "cat /tmp/only-here 2>&1; echo done", nil)
+		if !strings.Contains(r.Stdout, "No such file") {
+			t.Fatalf("neighbour sees the file: %q", r.Stdout)
+		}
+	})
+}
+
+func assertHealthy(t *testing.T, ctx context.Context, srv *harness.Server, sb *client.Sandbox) {
+	t.Helper()
+	if err := srv.Client.Health(ctx); err != nil {
+		t.Fatalf("server unhealthy: %v", err)
+	}
+	if r := mustRun(t, ctx, sb, "echo ok", nil); r.Stdout != "ok\n" {
+		t.Fatalf("neighbour sandbox: %+v", r)
+	}
+}
+
+// probe returns a command that tries a TCP connection to each host:port and
+// prints CONNECTED or the error for each.
+func probe(addrs ...string) string {
+	var b strings.Builder
+	b.WriteString("python3 - <<'EOF'\nimport socket\n")
+	for _, a := range addrs {
+		host, port, _ := net.SplitHostPort(a)
+		fmt.Fprintf(&b, "try:\n    socket.create_connection((%q, %s), 2); print('CONNECTED %s')\nexcept OSError as e:\n    print('refused %s', e)\n", host, port, a, a)
+	}
+	b.WriteString("EOF")
+	return b.String()
+}

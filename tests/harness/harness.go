@@ -1,0 +1,282 @@
+// Package harness boots the real thing for end-to-end tests: it builds the
+// sbx and sbx-agent binaries once per test binary, starts `sbx serve` as a
+// subprocess on a random loopback port with a temporary data directory, and
+// hands tests a Go SDK client for it. Templates are cached across runs in one
+// shared directory (SBX_TEST_TEMPLATES, default /var/cache/sbx-test/templates)
+// so the base template is built once per machine.
+//
+// Tests that use it need root and the runtimes installed by
+// scripts/setup.sh; it fails (never skips) when they are missing.
+package harness
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sbxdev/sbx/client"
+)
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// RepoRoot returns the repository's root directory.
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// Binaries builds sbx and sbx-agent (once per process) and returns the
+// directory holding them.
+func Binaries(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "sbx-bin-")
+		if buildErr != nil {
+			return
+		}
+		root := RepoRoot()
+		for _, b := range []struct{ out, pkg string }{
+			{"sbx", "./cmd/sbx"},
+			{"sbx-agent", "./cmd/sbx-agent"},
+		} {
+			cmd := exec.Command("go", "build", "-tags", "osusergo,netgo", "-o", filepath.Join(binDir, b.out), b.pkg)
+			cmd.Dir = root
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("go build %s: %v\n%s", b.pkg, err, out)
+				return
+			}
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binDir
+}
+
+// Require fails the test unless it runs as root with runc installed.
+func Require(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("end-to-end tests need root (they start real sandboxes); run them as root")
+	}
+	if _, err := os.Stat("/usr/local/lib/sbx/runc"); err != nil {
+		t.Fatal("runc is not installed at /usr/local/lib/sbx/runc; run scripts/setup.sh")
+	}
+}
+
+// TemplatesDir is the shared template cache.
+func TemplatesDir() string {
+	if d := os.Getenv("SBX_TEST_TEMPLATES"); d != "" {
+		return d
+	}
+	return "/var/cache/sbx-test/templates"
+}
+
+// Server is a running `sbx serve`.
+type Server struct {
+	t       testing.TB
+	URL     string
+	Addr    string
+	APIKey  string
+	DataDir string
+	// Bin is the directory with the sbx and sbx-agent binaries.
+	Bin    string
+	Client *client.Client
+	// Args are extra flags given to sbx serve.
+	Args []string
+
+	cmd  *exec.Cmd
+	done chan error
+	logs *logBuffer
+}
+
+// Start starts sbx serve with extra flags args and stops it when the test
+// ends, checking that it shut down cleanly.
+func Start(t testing.TB, args ...string) *Server {
+	t.Helper()
+	Require(t)
+	s := &Server{t: t, Bin: Binaries(t), DataDir: t.TempDir(), Args: args, APIKey: NewAPIKey()}
+	s.start()
+	t.Cleanup(func() {
+		if s.cmd != nil {
+			s.Stop()
+		}
+		s.killAll()
+	})
+	return s
+}
+
+// NewAPIKey returns a random key of the form the e2b SDKs accept.
+func NewAPIKey() string {
+	b := make([]byte, 20)
+	rand.Read(b)
+	return "e2b_" + hex.EncodeToString(b)
+}
+
+func (s *Server) start() {
+	t := s.t
+	t.Helper()
+	args := append([]string{"serve", "--listen", "127.0.0.1:0", "--data-dir", s.DataDir, "--templates-dir", TemplatesDir(), "--log-level", "debug"}, s.Args...)
+	if s.Addr != "" {
+		args[2] = s.Addr // a restart keeps the address clients know
+	}
+	cmd := exec.Command(filepath.Join(s.Bin, "sbx"), args...)
+	cmd.Env = append(os.Environ(), "SBX_API_KEY="+s.APIKey)
+	// Its own process group, so a test's Ctrl-C does not reach it first.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.logs == nil {
+		s.logs = &logBuffer{}
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start sbx serve: %v", err)
+	}
+	ready := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			s.logs.add(line)
+			if i := strings.Index(line, "msg=ready addr="); i >= 0 {
+				select {
+				case ready <- strings.Fields(line[i+len("msg=ready addr="):])[0]:
+				default:
+				}
+			}
+		}
+	}()
+	s.cmd = cmd
+	s.done = make(chan error, 1)
+	go func() { s.done <- cmd.Wait() }()
+	select {
+	case addr := <-ready:
+		s.Addr = addr
+	case err := <-s.done:
+		t.Fatalf("sbx serve exited before ready: %v\n%s", err, s.logs.String())
+	case <-time.After(15 * time.Minute): // a cold base-template build
+		t.Fatalf("sbx serve not ready after 15 minutes\n%s", s.logs.String())
+	}
+	s.URL = "http://" + s.Addr
+	s.Client = client.New(s.URL, s.APIKey)
+}
+
+// Stop sends SIGTERM and fails the test unless the server exits cleanly
+// within 20 seconds.
+func (s *Server) Stop() {
+	s.t.Helper()
+	if s.cmd == nil {
+		return
+	}
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-s.done:
+		if err != nil {
+			s.t.Errorf("sbx serve did not exit cleanly: %v\n%s", err, s.logs.String())
+		}
+	case <-time.After(20 * time.Second):
+		s.cmd.Process.Kill()
+		s.t.Errorf("sbx serve did not stop within 20s of SIGTERM\n%s", s.logs.String())
+	}
+	s.cmd = nil
+}
+
+// Crash kills the server with SIGKILL, as a crash would.
+func (s *Server) Crash() {
+	s.cmd.Process.Kill()
+	<-s.done
+	s.cmd = nil
+}
+
+// Restart stops the server and starts it again on the same address and data
+// directory.
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.Stop()
+	s.start()
+}
+
+// StartAgain starts a server stopped with Stop or Crash.
+func (s *Server) StartAgain() { s.start() }
+
+// Logs returns everything the server has logged.
+func (s *Server) Logs() string { return s.logs.String() }
+
+// killAll kills every sandbox the test left behind, so that none outlives
+// its data directory.
+func (s *Server) killAll() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if s.cmd == nil {
+		s.start()
+		defer s.Stop()
+	}
+	list, err := s.Client.ListSandboxes(ctx, nil)
+	if err != nil {
+		s.t.Logf("cleanup: list sandboxes: %v", err)
+		return
+	}
+	for _, sb := range list {
+		if err := s.Client.KillSandbox(ctx, sb.SandboxID); err != nil {
+			s.t.Logf("cleanup: kill %s: %v", sb.SandboxID, err)
+		}
+	}
+}
+
+// CLI runs the sbx CLI against the server and returns its stdout, stderr and
+// exit code.
+func (s *Server) CLI(ctx context.Context, stdin io.Reader, args ...string) (stdout, stderr string, code int) {
+	cmd := exec.CommandContext(ctx, filepath.Join(s.Bin, "sbx"), args...)
+	cmd.Env = append(os.Environ(), "SBX_URL="+s.URL, "SBX_API_KEY="+s.APIKey)
+	cmd.Stdin = stdin
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code = 0
+	if err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else {
+			code = -1
+			errb.WriteString(err.Error())
+		}
+	}
+	return out.String(), errb.String(), code
+}
+
+type logBuffer struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (b *logBuffer) add(l string) {
+	b.mu.Lock()
+	b.lines = append(b.lines, l)
+	b.mu.Unlock()
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.Join(b.lines, "\n")
+}
