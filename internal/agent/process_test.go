@@ -377,24 +377,34 @@ func TestSignalGroup(t *testing.T) {
 // TestOrphanReaped leaves a grandchild behind; when it dies the agent reaps
 // it, and the parent's end event is not held up by the output it holds open.
 func TestOrphanReaped(t *testing.T) {
-	ctx := testContext(t)
-	c := client(t, "http1")
-	r := run(t, c, sh("sleep 1000 & echo $!"))
-	orphan, err := strconv.Atoi(strings.TrimSpace(r.stdout.String()))
-	if err != nil {
-		t.Fatalf("orphan pid %q: %v", r.stdout.String(), err)
-	}
-	if !pidExists(orphan) {
-		t.Fatalf("orphan %d is not running", orphan)
-	}
-	if err := unix.Kill(orphan, unix.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	if err := testAgent.orphans.wait(ctx, orphan); err != nil {
-		t.Fatal(err)
-	}
-	if pidExists(orphan) {
-		t.Fatalf("orphan %d left as a zombie", orphan)
+	withPTY := sh("trap '' HUP; sleep 1000 & echo $!") // ignores the hangup when the shell leaves
+	withPTY.Pty = &pb.PTY{Size: &pb.PTY_Size{Cols: 80, Rows: 24}}
+	for name, req := range map[string]*pb.StartRequest{
+		"pipes": sh("sleep 1000 & echo $!"),
+		"pty":   withPTY,
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := testContext(t)
+			c := client(t, "http1")
+			r := run(t, c, req)
+			out := r.stdout.String() + r.pty.String()
+			orphan, err := strconv.Atoi(strings.TrimSpace(out))
+			if err != nil {
+				t.Fatalf("orphan pid %q: %v", out, err)
+			}
+			if !pidExists(orphan) {
+				t.Fatalf("orphan %d is not running", orphan)
+			}
+			if err := unix.Kill(orphan, unix.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			if err := testAgent.orphans.wait(ctx, orphan); err != nil {
+				t.Fatal(err)
+			}
+			if pidExists(orphan) {
+				t.Fatalf("orphan %d left as a zombie", orphan)
+			}
+		})
 	}
 }
 
