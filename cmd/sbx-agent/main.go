@@ -60,6 +60,9 @@ func run() int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// After the first signal, a second one gets the default action: outside
+	// a sandbox it ends a stuck stop at once (PID 1 is immune to it anyway).
+	context.AfterFunc(ctx, stop)
 	if err := a.Serve(ctx, ln); err != nil {
 		log.Error("agent failed", "err", err)
 		return 1
