@@ -225,3 +225,15 @@ func (c *Client) SetTimeout(ctx context.Context, id string, d time.Duration) err
 	_, err := c.do(ctx, http.MethodPost, "/sandboxes/"+escape(id)+"/timeout", nil, timeoutRequest{Timeout: s}, nil)
 	return err
 }
+
+// Attach returns a handle on the sandbox that info describes, without a
+// request, for info as [Client.GetSandbox] returns it (with its
+// EnvdAccessToken). Unlike [Client.ConnectSandbox] it neither resumes a
+// paused sandbox nor touches its timeout.
+func (c *Client) Attach(info *SandboxInfo) *Sandbox {
+	return &Sandbox{
+		ID: info.SandboxID, TemplateID: info.TemplateID, ClientID: info.ClientID,
+		EnvdVersion: info.EnvdVersion, EnvdAccessToken: info.EnvdAccessToken, Domain: info.Domain,
+		c: c,
+	}
+}

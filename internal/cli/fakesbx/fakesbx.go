@@ -409,7 +409,9 @@ func (ps *procService) get(sel *process.ProcessSelector) (*proc, error) {
 	return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("process not found"))
 }
 
-type sender interface{ Send(*process.ProcessEvent) error }
+type sender interface {
+	Send(*process.ProcessEvent) error
+}
 
 type startSender struct {
 	s *connect.ServerStream[process.StartResponse]

@@ -1,0 +1,47 @@
+package cli
+
+import (
+	"fmt"
+
+	"github.com/sbxdev/sbx/client"
+)
+
+// runCreate implements `sbx create`: it prints the new sandbox's ID, or the
+// SDK's client.Sandbox with --json.
+func runCreate(e *env, args []string) int {
+	fs := e.flags("create")
+	tmpl := fs.String("template", "base", "template ID or alias")
+	timeout := fs.String("timeout", "", "how long the sandbox lives, such as 10m; 0 for no limit (default: the server's)")
+	meta, envs := kvFlag{}, kvFlag{}
+	fs.Var(meta, "meta", "metadata `K=V` (repeatable)")
+	fs.Var(envs, "env", "environment variable `K=V` for every process (repeatable)")
+	asJSON := fs.Bool("json", false, "print the sandbox as JSON")
+	pos, code, ok := e.parse(fs, args)
+	if !ok {
+		return code
+	}
+	if len(pos) != 0 {
+		return e.usageErr(fs, "unexpected argument %q", pos[0])
+	}
+	opts := client.CreateOptions{Template: *tmpl, Metadata: meta.orNil(), Env: envs.orNil()}
+	if *timeout != "" {
+		d, err := parseTimeout(*timeout)
+		if err != nil {
+			return e.usageErr(fs, "%v", err)
+		}
+		opts.Timeout = d
+	}
+	c, err := e.client()
+	if err != nil {
+		return e.fail("create", err)
+	}
+	sb, err := c.CreateSandbox(e.ctx, opts)
+	if err != nil {
+		return e.fail("create", err)
+	}
+	if *asJSON {
+		return e.printJSON(sb)
+	}
+	fmt.Fprintln(e.stdout, sb.ID)
+	return exitOK
+}

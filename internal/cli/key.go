@@ -1,0 +1,93 @@
+package cli
+
+import "fmt"
+
+// runKey implements `sbx key create|ls|rm`.
+func runKey(e *env, args []string) int {
+	fs := e.flags("key")
+	if len(args) == 0 {
+		return e.usageErr(fs, "want create, ls or rm")
+	}
+	sub := args[0]
+	switch sub {
+	case "create":
+		name := fs.String("name", "", "a name to recognise the key by")
+		asJSON := fs.Bool("json", false, "print the key as JSON")
+		pos, code, ok := e.parse(fs, args[1:])
+		if !ok {
+			return code
+		}
+		if len(pos) != 0 {
+			return e.usageErr(fs, "unexpected argument %q", pos[0])
+		}
+		c, err := e.client()
+		if err != nil {
+			return e.fail("key create", err)
+		}
+		k, err := c.CreateKey(e.ctx, *name)
+		if err != nil {
+			return e.fail("key create", err)
+		}
+		fmt.Fprintf(e.stderr, "Created key %s; store it now, it is not shown again.\n", k.ID)
+		if *asJSON {
+			return e.printJSON(k)
+		}
+		fmt.Fprintln(e.stdout, k.Key)
+		return exitOK
+	case "ls", "list":
+		asJSON := fs.Bool("json", false, "print the keys as JSON")
+		pos, code, ok := e.parse(fs, args[1:])
+		if !ok {
+			return code
+		}
+		if len(pos) != 0 {
+			return e.usageErr(fs, "unexpected argument %q", pos[0])
+		}
+		c, err := e.client()
+		if err != nil {
+			return e.fail("key ls", err)
+		}
+		keys, err := c.ListKeys(e.ctx)
+		if err != nil {
+			return e.fail("key ls", err)
+		}
+		if *asJSON {
+			return e.printJSON(keys)
+		}
+		now := e.now()
+		tw := e.table()
+		fmt.Fprintln(tw, "ID\tNAME\tPREFIX\tADMIN\tCREATED")
+		for _, k := range keys {
+			name := k.Name
+			if name == "" {
+				name = "-"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\n", k.ID, name, k.Prefix, k.Admin, ago(now, k.CreatedAt))
+		}
+		tw.Flush()
+		return exitOK
+	case "rm", "delete":
+		pos, code, ok := e.parse(fs, args[1:])
+		if !ok {
+			return code
+		}
+		if len(pos) == 0 {
+			return e.usageErr(fs, "no key ID")
+		}
+		c, err := e.client()
+		if err != nil {
+			return e.fail("key rm", err)
+		}
+		status := exitOK
+		for _, id := range pos {
+			if err := c.DeleteKey(e.ctx, id); err != nil {
+				status = e.fail("key rm", fmt.Errorf("%s: %w", id, err))
+			}
+		}
+		return status
+	case "-h", "-help", "--help":
+		fs.Usage()
+		return exitOK
+	}
+	return e.usageErr(fs, "unknown subcommand %q: want create, ls or rm", sub)
+}
