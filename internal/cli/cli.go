@@ -225,10 +225,17 @@ func (e *env) client() (*client.Client, error) {
 }
 
 // fail prints err for subcommand name and returns exitError.
-func (e *env) fail(name string, err error) int {
+func (e *env) fail(name string, err error) int { return e.failOn(name, "", err) }
+
+// failOn prints err about one object (a sandbox ID, a key ID) for
+// subcommand name and returns exitError.
+func (e *env) failOn(name, object string, err error) int {
 	msg := strings.TrimPrefix(err.Error(), "sbx: ")
 	if client.IsUnauthenticated(err) {
 		msg += " (check SBX_API_KEY or --api-key)"
+	}
+	if object != "" {
+		msg = object + ": " + msg
 	}
 	fmt.Fprintf(e.stderr, "sbx %s: %s\n", name, msg)
 	return exitError

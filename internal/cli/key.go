@@ -81,7 +81,7 @@ func runKey(e *env, args []string) int {
 		status := exitOK
 		for _, id := range pos {
 			if err := c.DeleteKey(e.ctx, id); err != nil {
-				status = e.fail("key rm", fmt.Errorf("%s: %w", id, err))
+				status = e.failOn("key rm", id, err)
 			}
 		}
 		return status

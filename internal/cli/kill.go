@@ -20,7 +20,7 @@ func runKill(e *env, args []string) int {
 	status := exitOK
 	for _, id := range ids {
 		if err := c.KillSandbox(e.ctx, id); err != nil {
-			status = e.fail("kill", fmt.Errorf("%s: %w", id, err))
+			status = e.failOn("kill", id, err)
 			continue
 		}
 		fmt.Fprintln(e.stdout, id)

@@ -59,7 +59,7 @@ func runTemplate(e *env, args []string) int {
 		status := exitOK
 		for _, name := range pos {
 			if err := c.DeleteTemplate(e.ctx, name); err != nil {
-				status = e.fail("template rm", fmt.Errorf("%s: %w", name, err))
+				status = e.failOn("template rm", name, err)
 			}
 		}
 		return status
