@@ -76,7 +76,8 @@ type ExitStatus struct {
 	// Status is the agent's description, such as "exit status 1" or
 	// "signal: killed".
 	Status string `json:"status,omitempty"`
-	// Error is set when the agent could not run the process.
+	// Error is the agent's error text: why the process could not run, or,
+	// as envd reports it, a nonzero exit ("exit status 3") or a signal.
 	Error string `json:"error,omitempty"`
 }
 
@@ -427,7 +428,8 @@ type Result struct {
 	ExitCode int    `json:"exitCode"`
 	Stdout   string `json:"stdout"`
 	Stderr   string `json:"stderr"`
-	// Error is set when the agent reported a failure to run the command.
+	// Error is the agent's error text, such as "exit status 3"; see
+	// [ExitStatus.Error].
 	Error string `json:"error,omitempty"`
 }
 
@@ -447,8 +449,8 @@ type ExitError struct {
 // Error implements error.
 func (e *ExitError) Error() string {
 	msg := fmt.Sprintf("sbx: command exited with code %d", e.Result.ExitCode)
-	if e.Result.Error != "" {
-		msg += ": " + e.Result.Error
+	if x := e.Result.Error; x != "" && !strings.HasPrefix(x, "exit status ") && !strings.HasPrefix(x, "signal: ") {
+		msg += ": " + x
 	}
 	if s := strings.TrimSpace(e.Result.Stderr); s != "" {
 		if len(s) > 500 {

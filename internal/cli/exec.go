@@ -67,7 +67,8 @@ func commandOptions(argv []string, noLogin bool) client.ExecOptions {
 	if noLogin {
 		return client.ExecOptions{Cmd: argv[0], Args: argv[1:]}
 	}
-	return client.ExecOptions{Cmd: "/bin/bash", Args: append([]string{"-l", "-c", `exec "$0" "$@"`}, argv...)}
+	// "sbx" is $0, the name bash gives in its own error messages.
+	return client.ExecOptions{Cmd: "/bin/bash", Args: append([]string{"-l", "-c", `exec -- "$@"`, "sbx"}, argv...)}
 }
 
 // runProcess runs opts in sb with the CLI's streams and returns the exit code
@@ -109,11 +110,12 @@ func (e *env) interrupted(name string, p *client.Process, sig client.Signal) int
 // status, or 128+N when signal N ended it, as shells do.
 func (e *env) exitCode(name string, st client.ExitStatus) int {
 	code := exitCodeOf(st)
-	if st.Error != "" {
+	// The agent also reports a nonzero exit or a signal as an error
+	// ("exit status 3"); only an error with nothing else to show for it is
+	// printed.
+	if st.Error != "" && code == 0 {
 		fmt.Fprintf(e.stderr, "sbx %s: %s\n", name, st.Error)
-		if code == 0 {
-			code = exitError
-		}
+		code = exitError
 	}
 	return code
 }
