@@ -18,7 +18,7 @@ import (
 
 // Base template contents and defaults.
 const (
-	baseSuite    = "bookworm"
+	baseSuite = "bookworm"
 	// npm is not among them: debootstrap's dependency resolver does not
 	// follow virtual packages, and npm's node-* dependency tree then fails
 	// to configure. apt installs it afterwards (lateIncludes).

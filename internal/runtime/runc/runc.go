@@ -1,0 +1,409 @@
+// Package runc runs sandboxes as runc containers: the sandbox.Runtime
+// driver sbx uses by default.
+//
+// # Overview
+//
+// Each box is an OCI bundle (config.json written into the box's BundleDir)
+// started with `runc run --detach`: runc sets the box up and exits, leaving
+// the box's init (the sbx agent) reparented to the host's init, so boxes
+// outlive sbx serve. runc's state directory (Options.Root) is what lets a
+// new Runtime find them again.
+//
+// The security decisions (namespaces, capabilities, seccomp, masked paths,
+// limits) are in spec.go, each with the threat it answers.
+//
+// # cgroups v1 and v2
+//
+// The spec is the same on both; runc translates it. Box id's cgroup is
+// /sbx/<id> under every v1 controller (hybrid hosts included), or
+// /sys/fs/cgroup/sbx/<id> on v2. On v2:
+//   - the memory+swap limit becomes memory.max = limit, memory.swap.max = 0;
+//     the CPU quota becomes cpu.max "<quota> 100000"; pids.max as on v1;
+//   - runc enables the cpu, memory and pids controllers in
+//     /sys/fs/cgroup/cgroup.subtree_control and sbx/cgroup.subtree_control;
+//     on a host where the root cgroup's controllers are delegated elsewhere
+//     (nested containers, some systemd setups) Start fails with runc's error;
+//   - OOM counts are in memory.events (oom_kill), not memory.oom_control;
+//   - Pause uses cgroup.freeze instead of the v1 freezer controller.
+//
+// The cgroupfs driver is used even under systemd: systemd does not manage
+// /sbx, which is what keeps boxes independent of sbx's own unit.
+//
+// # Usage
+//
+//	rt, err := runc.New(runc.Options{Root: "/run/sbx/runc", Logger: logger})
+//	err = rt.Start(ctx, sandbox.BoxSpec{...})
+//	st, err := rt.State(ctx, id)
+package runc
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sbxdev/sbx/internal/errdefs"
+	"github.com/sbxdev/sbx/internal/sandbox"
+)
+
+// DefaultBinary is where scripts/setup.sh installs runc.
+const DefaultBinary = "/usr/local/lib/sbx/runc"
+
+// DefaultRoot is runc's state directory when Options.Root is empty.
+const DefaultRoot = "/run/sbx/runc"
+
+// Options configure a Runtime.
+type Options struct {
+	// Binary is the runc executable (DefaultBinary if empty). It must be
+	// built with seccomp support.
+	Binary string
+	// Root is runc's state directory (`runc --root`), DefaultRoot if empty.
+	// Boxes are found again through it after a restart.
+	Root string
+	// Logger receives the driver's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Runtime is the runc driver. It satisfies sandbox.Runtime; its methods are
+// safe for concurrent use on different ids.
+type Runtime struct {
+	bin    string
+	root   string
+	logger *slog.Logger
+}
+
+var _ sandbox.Runtime = (*Runtime)(nil)
+
+// Files in a box's bundle directory.
+const (
+	configFile = "config.json"
+	logFile    = "agent.log"
+	pidFile    = "init.pid"
+)
+
+// idRE bounds box ids: they become path components of runc's state dir and
+// of the cgroup path, so nothing that could traverse is accepted.
+var idRE = regexp.MustCompile(`^[a-z0-9]{1,64}$`)
+
+// New returns a runc driver. It refuses a runc that cannot run, or that was
+// built without seccomp: such a runc would silently start boxes without
+// their syscall filter.
+func New(opts Options) (*Runtime, error) {
+	r := &Runtime{bin: opts.Binary, root: opts.Root, logger: opts.Logger}
+	if r.bin == "" {
+		r.bin = DefaultBinary
+	}
+	if r.root == "" {
+		r.root = DefaultRoot
+	}
+	if r.logger == nil {
+		r.logger = slog.New(slog.DiscardHandler)
+	}
+	r.logger = r.logger.With("runtime", "runc")
+	root, err := filepath.Abs(r.root)
+	if err != nil {
+		return nil, fmt.Errorf("runc root: %w", err)
+	}
+	r.root = root
+	out, err := exec.Command(r.bin, "--version").Output()
+	if err != nil {
+		return nil, fmt.Errorf("runc %s: %w (run scripts/setup.sh)", r.bin, err)
+	}
+	if !bytes.Contains(out, []byte("\nlibseccomp: ")) {
+		return nil, fmt.Errorf("runc %s was built without seccomp support; refusing to run boxes without a syscall filter (run scripts/setup.sh)", r.bin)
+	}
+	// 0700: runc's state holds each box's full config and init pid.
+	if err := os.MkdirAll(r.root, 0o700); err != nil {
+		return nil, fmt.Errorf("runc root: %w", err)
+	}
+	return r, nil
+}
+
+// Start creates and starts box spec.ID; see sandbox.Runtime.
+func (r *Runtime) Start(ctx context.Context, spec sandbox.BoxSpec) error {
+	if err := validate(spec); err != nil {
+		return err
+	}
+	if r.exists(spec.ID) {
+		return errdefs.New(errdefs.ErrConflict, "box %s already exists", spec.ID)
+	}
+	if err := ensureMountpoint(spec.Rootfs, sandbox.AgentMountPath); err != nil {
+		return fmt.Errorf("start box %s: agent mount point: %w", spec.ID, err)
+	}
+	oci, err := boxSpec(spec, nofileLimit())
+	if err != nil {
+		return fmt.Errorf("start box %s: %w", spec.ID, errors.Join(errdefs.ErrInvalidArgument, err))
+	}
+	b, err := json.MarshalIndent(oci, "", "\t")
+	if err != nil {
+		return fmt.Errorf("start box %s: %w", spec.ID, err)
+	}
+	// 0600: config.json carries the agent's environment (its token).
+	if err := writeFileAtomic(filepath.Join(spec.BundleDir, configFile), b, 0o600); err != nil {
+		return fmt.Errorf("start box %s: %w", spec.ID, err)
+	}
+	logf, err := os.OpenFile(filepath.Join(spec.BundleDir, logFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("start box %s: %w", spec.ID, err)
+	}
+	defer logf.Close()
+	fmt.Fprintf(logf, "--- sbx: starting box %s at %s\n", spec.ID, time.Now().UTC().Format(time.RFC3339Nano))
+
+	cmd := r.command(ctx, "run", "--detach",
+		// The agent's listener is fd 3 in the box: ExtraFiles[0] below.
+		"--preserve-fds", "1",
+		"--pid-file", filepath.Join(spec.BundleDir, pidFile),
+		"--bundle", spec.BundleDir,
+		spec.ID)
+	cmd.Stdin = nil // /dev/null
+	// runc hands its own stdio to the detached box, so this is where the
+	// agent's stdout and stderr go too.
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.ExtraFiles = []*os.File{spec.AgentListener}
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		// A half-created box (runc failed or ctx ended mid-create) must not
+		// linger holding its cgroup and state.
+		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if derr := r.Destroy(cleanup, spec.ID); derr != nil {
+			r.logger.Warn("cleanup after failed start", "sandbox_id", spec.ID, "err", derr)
+		}
+		return fmt.Errorf("start box %s: runc run: %w%s", spec.ID, err, logTail(filepath.Join(spec.BundleDir, logFile)))
+	}
+	r.logger.Debug("box started", "sandbox_id", spec.ID, "duration", time.Since(start))
+	return nil
+}
+
+// state is the part of `runc state` output the driver reads.
+type state struct {
+	Status string `json:"status"` // created, running, paused, stopped
+	Pid    int    `json:"pid"`
+}
+
+// State reports box id's state; see sandbox.Runtime. A box whose init has
+// exited still exists (Running false) until Destroy.
+func (r *Runtime) State(ctx context.Context, id string) (sandbox.BoxState, error) {
+	if !idRE.MatchString(id) || !r.exists(id) {
+		return sandbox.BoxState{}, nil
+	}
+	out, err := r.output(ctx, "state", id)
+	if err != nil {
+		if !r.exists(id) { // destroyed meanwhile
+			return sandbox.BoxState{}, nil
+		}
+		return sandbox.BoxState{}, fmt.Errorf("state of box %s: %w", id, err)
+	}
+	var st state
+	if err := json.Unmarshal(out, &st); err != nil {
+		return sandbox.BoxState{}, fmt.Errorf("state of box %s: %w", id, err)
+	}
+	bs := sandbox.BoxState{Exists: true}
+	switch st.Status {
+	case "running":
+		bs.Running, bs.Pid = true, st.Pid
+	case "paused":
+		bs.Running, bs.Paused, bs.Pid = true, true, st.Pid
+	case "created", "stopped":
+		// created: runc's init waits for a start that run --detach always
+		// sends; seen only while Start is in progress or after it failed.
+	default:
+		return sandbox.BoxState{}, fmt.Errorf("state of box %s: unknown runc status %q", id, st.Status)
+	}
+	return bs, nil
+}
+
+// Pause freezes every process of box id (cgroup freezer).
+func (r *Runtime) Pause(ctx context.Context, id string) error {
+	return r.freeze(ctx, "pause", id)
+}
+
+// Resume thaws box id.
+func (r *Runtime) Resume(ctx context.Context, id string) error {
+	return r.freeze(ctx, "resume", id)
+}
+
+func (r *Runtime) freeze(ctx context.Context, op, id string) error {
+	if !idRE.MatchString(id) || !r.exists(id) {
+		return fmt.Errorf("%s box %s: %w", op, id, sandbox.ErrBoxNotFound)
+	}
+	if _, err := r.output(ctx, op, id); err != nil {
+		if !r.exists(id) {
+			return fmt.Errorf("%s box %s: %w", op, id, sandbox.ErrBoxNotFound)
+		}
+		return fmt.Errorf("%s box %s: %w", op, id, err)
+	}
+	return nil
+}
+
+// Destroy kills box id's processes and removes its cgroup and runc state.
+// Unknown ids and boxes whose init already died are fine.
+func (r *Runtime) Destroy(ctx context.Context, id string) error {
+	if !idRE.MatchString(id) || !r.exists(id) {
+		return nil
+	}
+	// --force kills a running (or frozen) box with SIGKILL first.
+	if _, err := r.output(ctx, "delete", "--force", id); err != nil {
+		if !r.exists(id) {
+			return nil // someone else deleted it meanwhile
+		}
+		return fmt.Errorf("destroy box %s: %w", id, err)
+	}
+	return nil
+}
+
+// exists reports whether runc has state for box id. Checking the state file
+// avoids matching runc's "does not exist" error text.
+func (r *Runtime) exists(id string) bool {
+	_, err := os.Stat(filepath.Join(r.root, id, "state.json"))
+	return err == nil
+}
+
+// command returns a runc invocation. runc runs in its own process group, so
+// a Ctrl-C aimed at sbx does not interrupt it halfway through creating a box,
+// and with a minimal environment (the box's environment comes from the spec).
+func (r *Runtime) command(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, r.bin, append([]string{"--root", r.root}, args...)...)
+	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.WaitDelay = 5 * time.Second
+	return cmd
+}
+
+// output runs runc and returns its stdout; runc's stderr goes into the error.
+func (r *Runtime) output(ctx context.Context, args ...string) ([]byte, error) {
+	cmd := r.command(ctx, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if msg != "" {
+			return out, fmt.Errorf("runc %s: %w: %s", args[0], err, msg)
+		}
+		return out, fmt.Errorf("runc %s: %w", args[0], err)
+	}
+	return out, nil
+}
+
+func validate(s sandbox.BoxSpec) error {
+	var bad []string
+	if !idRE.MatchString(s.ID) {
+		bad = append(bad, fmt.Sprintf("id %q", s.ID))
+	}
+	for name, p := range map[string]string{"rootfs": s.Rootfs, "bundle dir": s.BundleDir, "agent path": s.AgentPath} {
+		if !filepath.IsAbs(p) {
+			bad = append(bad, fmt.Sprintf("%s %q is not absolute", name, p))
+		}
+	}
+	if s.AgentListener == nil {
+		bad = append(bad, "no agent listener")
+	}
+	if len(bad) > 0 {
+		return errdefs.New(errdefs.ErrInvalidArgument, "box spec: %s", strings.Join(bad, "; "))
+	}
+	return nil
+}
+
+// ensureMountpoint creates an empty file at path (and its parent
+// directories) inside rootfs, for a bind mount of a file.
+//
+// The rootfs is untrusted: a box may have left symlinks anywhere in its
+// upper layer (say /.sbx -> /etc on the host). Every component is therefore
+// created and opened relative to the rootfs with openat2(RESOLVE_BENEATH |
+// RESOLVE_NO_SYMLINKS), so nothing is ever created or opened outside it;
+// a symlink on the way is an error, not something to follow.
+func ensureMountpoint(rootfs, path string) error {
+	dir, err := unix.Open(rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &fs.PathError{Op: "open", Path: rootfs, Err: err}
+	}
+	parts := strings.Split(strings.Trim(filepath.Clean(path), "/"), "/")
+	for i, name := range parts {
+		last := i == len(parts)-1
+		var fd int
+		if last {
+			fd, err = unix.Openat2(dir, name, &unix.OpenHow{
+				Flags:   unix.O_RDONLY | unix.O_CREAT | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_CLOEXEC,
+				Mode:    0o755,
+				Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+			})
+		} else {
+			if err := unix.Mkdirat(dir, name, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
+				unix.Close(dir)
+				return &fs.PathError{Op: "mkdir", Path: filepath.Join(rootfs, filepath.Join(parts[:i+1]...)), Err: err}
+			}
+			fd, err = unix.Openat2(dir, name, &unix.OpenHow{
+				Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC,
+				Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+			})
+		}
+		unix.Close(dir)
+		if err != nil {
+			return &fs.PathError{Op: "open", Path: filepath.Join(rootfs, filepath.Join(parts[:i+1]...)), Err: err}
+		}
+		dir = fd
+	}
+	defer unix.Close(dir)
+	var st unix.Stat_t
+	if err := unix.Fstat(dir, &st); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return fmt.Errorf("%s in rootfs is not a regular file", path)
+	}
+	return nil
+}
+
+// nofileLimit is the RLIMIT_NOFILE a box can be given: maxNofile, or, when
+// this process lacks CAP_SYS_RESOURCE and so runc cannot raise a hard limit,
+// this process's hard limit if that is lower.
+func nofileLimit() uint64 {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var caps [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &caps[0]); err == nil && caps[0].Effective&(1<<unix.CAP_SYS_RESOURCE) != 0 {
+		return maxNofile
+	}
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil || rl.Max > maxNofile {
+		return maxNofile
+	}
+	return rl.Max
+}
+
+func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, mode); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// logTail returns the last lines of the box's log (where runc writes its
+// errors) for an error message.
+func logTail(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) == 0 {
+		return ""
+	}
+	if len(b) > 2048 {
+		b = b[len(b)-2048:]
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) > 5 {
+		lines = lines[len(lines)-5:]
+	}
+	return ": " + strings.Join(lines, " | ")
+}

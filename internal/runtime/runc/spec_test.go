@@ -1,0 +1,165 @@
+package runc
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/sbxdev/sbx/internal/errdefs"
+	"github.com/sbxdev/sbx/internal/sandbox"
+)
+
+func testSpec() sandbox.BoxSpec {
+	return sandbox.BoxSpec{
+		ID: "abc123", Rootfs: "/r", BundleDir: "/b", AgentPath: "/a", Hostname: "h",
+		AgentListener: os.Stdin, Env: []string{"A=1"},
+		Limits: sandbox.Limits{CPUs: 1.5, MemoryBytes: 1 << 30, Pids: 100},
+	}
+}
+
+func TestBoxSpec(t *testing.T) {
+	s, err := boxSpec(testSpec(), maxNofile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := s.Process
+	if !slices.Equal(p.Args, []string{sandbox.AgentMountPath}) || p.Cwd != "/" || p.User.UID != 0 || !p.NoNewPrivileges || !slices.Equal(p.Env, []string{"A=1"}) {
+		t.Errorf("process = %+v", p)
+	}
+	for _, c := range []string{"CAP_NET_RAW", "CAP_MKNOD", "CAP_AUDIT_WRITE", "CAP_SYS_ADMIN", "CAP_SYS_PTRACE", "CAP_NET_ADMIN"} {
+		if slices.Contains(p.Capabilities.Bounding, c) || slices.Contains(p.Capabilities.Effective, c) || slices.Contains(p.Capabilities.Permitted, c) {
+			t.Errorf("%s granted", c)
+		}
+	}
+	if len(p.Capabilities.Bounding) != 11 || len(p.Capabilities.Inheritable) != 0 || len(p.Capabilities.Ambient) != 0 {
+		t.Errorf("capabilities = %+v", p.Capabilities)
+	}
+	var ns []specs.LinuxNamespaceType
+	for _, n := range s.Linux.Namespaces {
+		if n.Path != "" {
+			t.Errorf("namespace %s joins %s; every namespace must be new", n.Type, n.Path)
+		}
+		ns = append(ns, n.Type)
+	}
+	for _, want := range []specs.LinuxNamespaceType{specs.PIDNamespace, specs.MountNamespace, specs.NetworkNamespace, specs.UTSNamespace, specs.IPCNamespace, specs.CgroupNamespace} {
+		if !slices.Contains(ns, want) {
+			t.Errorf("no %s namespace", want)
+		}
+	}
+	if !slices.Contains(s.Linux.ReadonlyPaths, "/proc/sys") || !slices.Contains(s.Linux.MaskedPaths, "/proc/kcore") {
+		t.Errorf("readonly %v masked %v", s.Linux.ReadonlyPaths, s.Linux.MaskedPaths)
+	}
+	sc := s.Linux.Seccomp
+	if sc == nil || sc.DefaultAction != specs.ActErrno || len(sc.Syscalls) < 10 {
+		t.Fatalf("seccomp = %+v", sc)
+	}
+	r := s.Linux.Resources
+	if *r.Memory.Limit != 1<<30 || *r.Memory.Swap != 1<<30 || *r.Pids.Limit != 100 || *r.CPU.Period != 100000 || *r.CPU.Quota != 150000 {
+		t.Errorf("resources = %+v %+v %+v", r.Memory, r.Pids, r.CPU)
+	}
+	if len(r.Devices) != 1 || r.Devices[0].Allow {
+		t.Errorf("devices = %+v", r.Devices)
+	}
+	if s.Linux.CgroupsPath != "/sbx/abc123" || s.Hostname != "h" || s.Root.Path != "/r" || s.Root.Readonly {
+		t.Errorf("spec = %+v %+v", s.Linux.CgroupsPath, s.Root)
+	}
+	var agent *specs.Mount
+	for i := range s.Mounts {
+		if s.Mounts[i].Destination == sandbox.AgentMountPath {
+			agent = &s.Mounts[i]
+		}
+	}
+	if agent == nil || agent.Source != "/a" || !slices.Contains(agent.Options, "ro") || !slices.Contains(agent.Options, "nosuid") || !slices.Contains(agent.Options, "nodev") {
+		t.Errorf("agent mount = %+v", agent)
+	}
+
+	noCPU := testSpec()
+	noCPU.Limits.CPUs = 0
+	if s, err := boxSpec(noCPU, maxNofile); err != nil || s.Linux.Resources.CPU != nil {
+		t.Errorf("CPUs=0: %v, %+v", err, s.Linux.Resources.CPU)
+	}
+}
+
+func TestBoxSpecRequiresLimits(t *testing.T) {
+	for _, l := range []sandbox.Limits{
+		{CPUs: 1, MemoryBytes: 0, Pids: 10},
+		{CPUs: 1, MemoryBytes: 1 << 20, Pids: 0},
+		{CPUs: -1, MemoryBytes: 1 << 20, Pids: 10},
+	} {
+		s := testSpec()
+		s.Limits = l
+		if _, err := boxSpec(s, maxNofile); err == nil {
+			t.Errorf("limits %+v accepted", l)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	for _, mut := range []func(*sandbox.BoxSpec){
+		func(s *sandbox.BoxSpec) { s.ID = "../x" },
+		func(s *sandbox.BoxSpec) { s.ID = "" },
+		func(s *sandbox.BoxSpec) { s.ID = "ABC" },
+		func(s *sandbox.BoxSpec) { s.Rootfs = "rel" },
+		func(s *sandbox.BoxSpec) { s.AgentListener = nil },
+	} {
+		s := testSpec()
+		mut(&s)
+		if err := validate(s); !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Errorf("validate(%+v) = %v", s, err)
+		}
+	}
+	if err := validate(testSpec()); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestEnsureMountpoint(t *testing.T) {
+	outside := t.TempDir()
+	for name, prep := range map[string]func(root string) error{
+		"fresh": func(root string) error { return nil },
+		"exists": func(root string) error {
+			os.MkdirAll(filepath.Join(root, ".sbx"), 0o755)
+			return os.WriteFile(filepath.Join(root, ".sbx/sbx-agent"), nil, 0o755)
+		},
+	} {
+		root := t.TempDir()
+		if err := prep(root); err != nil {
+			t.Fatal(err)
+		}
+		if err := ensureMountpoint(root, sandbox.AgentMountPath); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+		if fi, err := os.Stat(filepath.Join(root, sandbox.AgentMountPath)); err != nil || !fi.Mode().IsRegular() {
+			t.Errorf("%s: mount point %v, %v", name, fi, err)
+		}
+	}
+	// A hostile rootfs: symlinks that would make the driver create files on
+	// the host, absolute or relative, on the directory or on the file.
+	for name, prep := range map[string]func(root string) error{
+		"dir abs symlink": func(root string) error { return os.Symlink(outside, filepath.Join(root, ".sbx")) },
+		"dir rel symlink": func(root string) error {
+			rel, _ := filepath.Rel(root, outside)
+			return os.Symlink(rel, filepath.Join(root, ".sbx"))
+		},
+		"file symlink": func(root string) error {
+			os.Mkdir(filepath.Join(root, ".sbx"), 0o755)
+			return os.Symlink(filepath.Join(outside, "sbx-agent"), filepath.Join(root, ".sbx/sbx-agent"))
+		},
+		"dir instead of file": func(root string) error { return os.MkdirAll(filepath.Join(root, ".sbx/sbx-agent"), 0o755) },
+	} {
+		root := t.TempDir()
+		if err := prep(root); err != nil {
+			t.Fatal(err)
+		}
+		if err := ensureMountpoint(root, sandbox.AgentMountPath); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+		if entries, _ := os.ReadDir(outside); len(entries) != 0 {
+			t.Fatalf("%s: created %v outside the rootfs", name, entries[0].Name())
+		}
+	}
+}
