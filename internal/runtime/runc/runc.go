@@ -42,6 +42,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -160,6 +161,7 @@ func (r *Runtime) Start(ctx context.Context, spec sandbox.BoxSpec) error {
 	}
 	defer logf.Close()
 	fmt.Fprintf(logf, "--- sbx: starting box %s at %s\n", spec.ID, time.Now().UTC().Format(time.RFC3339Nano))
+	logStart, _ := logf.Seek(0, io.SeekCurrent)
 
 	cmd := r.command(ctx, "run", "--detach",
 		// The agent's listener is fd 3 in the box: ExtraFiles[0] below.
@@ -181,7 +183,7 @@ func (r *Runtime) Start(ctx context.Context, spec sandbox.BoxSpec) error {
 		if derr := r.Destroy(cleanup, spec.ID); derr != nil {
 			r.logger.Warn("cleanup after failed start", "sandbox_id", spec.ID, "err", derr)
 		}
-		return fmt.Errorf("start box %s: runc run: %w%s", spec.ID, err, logTail(filepath.Join(spec.BundleDir, logFile)))
+		return fmt.Errorf("start box %s: runc run: %w%s", spec.ID, err, logTail(filepath.Join(spec.BundleDir, logFile), logStart))
 	}
 	r.logger.Debug("box started", "sandbox_id", spec.ID, "duration", time.Since(start))
 	return nil
@@ -391,15 +393,20 @@ func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
 	return os.Rename(tmp, path)
 }
 
-// logTail returns the last lines of the box's log (where runc writes its
-// errors) for an error message.
-func logTail(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil || len(b) == 0 {
+// logTail returns the last lines written to the box's log (where runc
+// writes its errors) since offset, for an error message.
+func logTail(path string, offset int64) string {
+	f, err := os.Open(path)
+	if err != nil {
 		return ""
 	}
-	if len(b) > 2048 {
-		b = b[len(b)-2048:]
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Size()-offset > 2048 {
+		offset = fi.Size() - 2048
+	}
+	b, err := io.ReadAll(io.NewSectionReader(f, offset, 2048))
+	if err != nil || len(b) == 0 {
+		return ""
 	}
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	if len(lines) > 5 {

@@ -22,6 +22,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sbxdev/sbx/internal/errdefs"
 	"github.com/sbxdev/sbx/internal/sandbox"
 	"github.com/sbxdev/sbx/internal/template"
 )
@@ -611,6 +612,11 @@ func TestDestroyAndUnknown(t *testing.T) {
 	ctx := context.Background()
 	b := start(t, rt, testLimits)
 	st, _ := rt.State(ctx, b.id)
+	again := b.spec(testLimits)
+	again.AgentListener = os.Stdin
+	if err := rt.Start(ctx, again); !errors.Is(err, errdefs.ErrConflict) {
+		t.Errorf("second Start of %s = %v, want ErrConflict", b.id, err)
+	}
 	if err := rt.Destroy(ctx, b.id); err != nil {
 		t.Fatal(err)
 	}
@@ -656,6 +662,28 @@ func TestDestroyAndUnknown(t *testing.T) {
 	}
 	if err := rt.Resume(ctx, unknown); !errors.Is(err, sandbox.ErrBoxNotFound) {
 		t.Errorf("Resume(unknown) = %v", err)
+	}
+}
+
+// TestStartFailureCleansUp: a box runc cannot start leaves no state behind
+// and its error says why.
+func TestStartFailureCleansUp(t *testing.T) {
+	rt := newRuntime(t)
+	ctx := context.Background()
+	b := prepare(t, rt)
+	spec := b.spec(testLimits)
+	spec.AgentPath = filepath.Join(b.dir, "no-such-agent")
+	spec.AgentListener = os.Stdin
+	err := rt.Start(ctx, spec)
+	if err == nil {
+		t.Fatal("Start with a missing agent succeeded")
+	}
+	if !strings.Contains(err.Error(), "no-such-agent") {
+		t.Errorf("error does not name the cause: %v", err)
+	}
+	t.Logf("Start error: %v", err)
+	if st, err := rt.State(ctx, b.id); err != nil || st.Exists {
+		t.Errorf("State after failed Start = %+v, %v", st, err)
 	}
 }
 

@@ -1,6 +1,7 @@
 package runc
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -160,6 +161,20 @@ func TestEnsureMountpoint(t *testing.T) {
 		}
 		if entries, _ := os.ReadDir(outside); len(entries) != 0 {
 			t.Fatalf("%s: created %v outside the rootfs", name, entries[0].Name())
+		}
+	}
+}
+
+// BenchmarkBoxSpec is the driver's own share of Start before runc runs:
+// building the spec (seccomp profile included) and encoding it.
+func BenchmarkBoxSpec(b *testing.B) {
+	for b.Loop() {
+		s, err := boxSpec(testSpec(), maxNofile)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := json.MarshalIndent(s, "", "\t"); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
