@@ -26,6 +26,8 @@ import (
 	"strings"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/sbxdev/sbx/internal/agent"
 )
 
@@ -37,6 +39,15 @@ func main() {
 }
 
 func run() int {
+	// Threat: code running as root inside the sandbox attaching to the
+	// agent with ptrace (stopping it, or reading its memory and the access
+	// token through /proc/1/mem or /proc/1/environ). A non-dumpable process
+	// can only be traced with CAP_SYS_PTRACE, which no sandbox process has.
+	// Processes the agent starts become dumpable again at exec.
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		fmt.Fprintln(os.Stderr, "sbx-agent: prctl(PR_SET_DUMPABLE):", err)
+		return 1
+	}
 	listen := flag.String("listen", "", "address to serve on, unix:/path or tcp:host:port (default: the listener on fd 3)")
 	flag.Parse()
 

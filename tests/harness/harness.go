@@ -29,6 +29,20 @@ import (
 	"github.com/sbxdev/sbx/client"
 )
 
+// T is the part of T the harness uses, so that benchmarks and tools
+// outside `go test` can boot a server too.
+type T interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Errorf(format string, args ...any)
+	Logf(format string, args ...any)
+	Cleanup(func())
+	TempDir() string
+}
+
+var _ T = testing.TB(nil)
+
 var (
 	buildOnce sync.Once
 	binDir    string
@@ -43,7 +57,7 @@ func RepoRoot() string {
 
 // Binaries builds sbx and sbx-agent (once per process) and returns the
 // directory holding them.
-func Binaries(t testing.TB) string {
+func Binaries(t T) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		binDir, buildErr = os.MkdirTemp("", "sbx-bin-")
@@ -71,7 +85,7 @@ func Binaries(t testing.TB) string {
 }
 
 // Require fails the test unless it runs as root with runc installed.
-func Require(t testing.TB) {
+func Require(t T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Fatal("end-to-end tests need root (they start real sandboxes); run them as root")
@@ -91,7 +105,7 @@ func TemplatesDir() string {
 
 // Server is a running `sbx serve`.
 type Server struct {
-	t       testing.TB
+	t       T
 	URL     string
 	Addr    string
 	APIKey  string
@@ -109,7 +123,7 @@ type Server struct {
 
 // Start starts sbx serve with extra flags args and stops it when the test
 // ends, checking that it shut down cleanly.
-func Start(t testing.TB, args ...string) *Server {
+func Start(t T, args ...string) *Server {
 	t.Helper()
 	Require(t)
 	s := &Server{t: t, Bin: Binaries(t), DataDir: t.TempDir(), Args: args, APIKey: NewAPIKey()}

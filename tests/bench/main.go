@@ -1,0 +1,292 @@
+// Command bench measures sbx against the raw runtime, side by side in one
+// run, and prints a table of p50/p99 figures:
+//
+//   - create → first command finished (`echo hi`), against raw `runc run` of
+//     the same root filesystem (the base template through the same overlay);
+//   - command round trip (`true`) on a running sandbox;
+//   - N concurrent idle sandboxes and the host memory each costs outside its
+//     own processes.
+//
+// Run it as root on a host prepared by scripts/setup.sh:
+//
+//	go run ./tests/bench -n 50 -concurrent 100
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sbxdev/sbx/client"
+	"github.com/sbxdev/sbx/tests/harness"
+)
+
+const runcBin = "/usr/local/lib/sbx/runc"
+
+func main() {
+	n := flag.Int("n", 50, "sandboxes to create for the create benchmark")
+	rtt := flag.Int("rtt", 200, "commands for the round-trip benchmark")
+	concurrent := flag.Int("concurrent", 100, "idle sandboxes to hold at once")
+	flag.Parse()
+	tb := &mainT{}
+	defer tb.cleanup()
+	srv := harness.Start(tb)
+	ctx := context.Background()
+	c := srv.Client
+
+	// Warm up: first create after start pays for cold caches.
+	for i := 0; i < 3; i++ {
+		sb := must(c.CreateSandbox(ctx, client.CreateOptions{}))
+		must(sb.Run(ctx, "echo hi", nil))
+		sb.Kill(ctx)
+	}
+
+	var rows []row
+	raw := rawRunc(tb, *n)
+	var sbx []time.Duration
+	for i := 0; i < *n; i++ {
+		t0 := time.Now()
+		sb := must(c.CreateSandbox(ctx, client.CreateOptions{}))
+		res := must(sb.Run(ctx, "echo hi", nil))
+		d := time.Since(t0)
+		if res.Stdout != "hi\n" {
+			log.Fatalf("echo hi printed %q", res.Stdout)
+		}
+		sbx = append(sbx, d)
+		if err := sb.Kill(ctx); err != nil {
+			log.Fatal(err)
+		}
+	}
+	rows = append(rows, row{"create → `echo hi` done", sbx, raw, "raw `runc run` echo hi"})
+
+	sb := must(c.CreateSandbox(ctx, client.CreateOptions{}))
+	var rt []time.Duration
+	for i := 0; i < *rtt; i++ {
+		t0 := time.Now()
+		code, err := sb.Exec(ctx, client.ExecOptions{Cmd: "true"})
+		if err != nil || code != 0 {
+			log.Fatalf("true: %d %v", code, err)
+		}
+		rt = append(rt, time.Since(t0))
+	}
+	sb.Kill(ctx)
+	rows = append(rows, row{"command round trip (`true`)", rt, nil, ""})
+
+	fmt.Printf("\n| operation | n | p50 | p99 | raw runtime p50 | raw p99 | ratio p50 |\n|---|---|---|---|---|---|---|\n")
+	for _, r := range rows {
+		fmt.Println(r.String())
+	}
+
+	// Density.
+	before := memUsed()
+	var mu sync.Mutex
+	var ids []string
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 4)
+	t0 := time.Now()
+	for i := 0; i < *concurrent; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			sb, err := c.CreateSandbox(ctx, client.CreateOptions{Timeout: client.NoTimeout})
+			if err != nil {
+				log.Fatal(err)
+			}
+			mu.Lock()
+			ids = append(ids, sb.ID)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	held := time.Since(t0)
+	// Every sandbox answers a command while all are held.
+	for _, id := range ids {
+		s := must(c.ConnectSandbox(ctx, id, nil))
+		if r := must(s.Run(ctx, "echo ok", nil)); r.Stdout != "ok\n" {
+			log.Fatalf("sandbox %s: %q", id, r.Stdout)
+		}
+	}
+	unix.Sync()
+	after := memUsed()
+	var inside int64
+	for _, id := range ids {
+		inside += cgroupMemory(id)
+	}
+	total := after - before
+	outside := total - inside
+	fmt.Printf("\n| density | value |\n|---|---|\n")
+	fmt.Printf("| sandboxes held at once | %d (created in %s, all answering) |\n", len(ids), held.Round(time.Millisecond))
+	fmt.Printf("| host memory used, all sandboxes | %.1f MiB (%.2f MiB each) |\n", mib(total), mib(total)/float64(len(ids)))
+	fmt.Printf("| of which charged to the sandboxes' own cgroups (agent, shells, page cache) | %.1f MiB (%.2f MiB each) |\n", mib(inside), mib(inside)/float64(len(ids)))
+	fmt.Printf("| host memory per idle sandbox outside its own processes | %.2f MiB |\n", mib(outside)/float64(len(ids)))
+	for _, id := range ids {
+		c.KillSandbox(ctx, id)
+	}
+}
+
+type row struct {
+	name     string
+	d, raw   []time.Duration
+	rawLabel string
+}
+
+func (r row) String() string {
+	p50, p99 := pct(r.d, 50), pct(r.d, 99)
+	if len(r.raw) == 0 {
+		return fmt.Sprintf("| %s | %d | %s | %s | – | – | – |", r.name, len(r.d), ms(p50), ms(p99))
+	}
+	rp50, rp99 := pct(r.raw, 50), pct(r.raw, 99)
+	return fmt.Sprintf("| %s | %d | %s | %s | %s | %s | %.2f× |", r.name, len(r.d), ms(p50), ms(p99), ms(rp50), ms(rp99), float64(p50)/float64(rp50))
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
+
+func pct(ds []time.Duration, p int) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := (len(s)*p + 99) / 100
+	if i > 0 {
+		i--
+	}
+	return s[i]
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+// rawRunc times `runc run` of `echo hi` n times on the base template through
+// an overlay, the way sbx assembles a sandbox's rootfs, with runc's default
+// spec (namespaces, no seccomp profile, runc's default capabilities).
+func rawRunc(tb *mainT, n int) []time.Duration {
+	lower := filepath.Join(harness.TemplatesDir(), "base", "rootfs")
+	dir := tb.TempDir()
+	bundle := filepath.Join(dir, "bundle")
+	upper, work, rootfs := filepath.Join(dir, "upper"), filepath.Join(dir, "work"), filepath.Join(bundle, "rootfs")
+	for _, d := range []string{upper, work, rootfs} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			log.Fatal(err)
+		}
+	}
+	if err := unix.Mount("overlay", rootfs, "overlay", 0, "lowerdir="+lower+",upperdir="+upper+",workdir="+work); err != nil {
+		log.Fatalf("overlay: %v", err)
+	}
+	defer unix.Unmount(rootfs, unix.MNT_DETACH)
+	cmd := exec.Command(runcBin, "spec")
+	cmd.Dir = bundle
+	if out, err := cmd.CombinedOutput(); err != nil {
+		log.Fatalf("runc spec: %v %s", err, out)
+	}
+	var spec map[string]any
+	b, _ := os.ReadFile(filepath.Join(bundle, "config.json"))
+	json.Unmarshal(b, &spec)
+	proc := spec["process"].(map[string]any)
+	proc["terminal"] = false
+	proc["args"] = []string{"/bin/echo", "hi"}
+	spec["root"] = map[string]any{"path": "rootfs", "readonly": false}
+	b, _ = json.Marshal(spec)
+	os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o644)
+	root := filepath.Join(dir, "runc-root")
+	var out []time.Duration
+	for i := 0; i < n+3; i++ {
+		id := "bench-raw-" + strconv.Itoa(i)
+		t0 := time.Now()
+		cmd := exec.Command(runcBin, "--root", root, "run", "--bundle", bundle, id)
+		o, err := cmd.CombinedOutput()
+		d := time.Since(t0)
+		if err != nil || strings.TrimSpace(string(o)) != "hi" {
+			log.Fatalf("runc run: %v %q", err, o)
+		}
+		if i >= 3 { // the first runs warm caches, as for sbx
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// memUsed returns MemTotal - MemAvailable.
+func memUsed() int64 {
+	b, _ := os.ReadFile("/proc/meminfo")
+	var total, avail int64
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 2 {
+			continue
+		}
+		v, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "MemTotal:":
+			total = v << 10
+		case "MemAvailable:":
+			avail = v << 10
+		}
+	}
+	return total - avail
+}
+
+// cgroupMemory reads a sandbox's memory usage from its cgroup (v1 or v2).
+func cgroupMemory(id string) int64 {
+	for _, p := range []string{
+		"/sys/fs/cgroup/memory/sbx/" + id + "/memory.usage_in_bytes",
+		"/sys/fs/cgroup/sbx/" + id + "/memory.current",
+	} {
+		if b, err := os.ReadFile(p); err == nil {
+			v, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+			return v
+		}
+	}
+	return 0
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		log.Fatal(err)
+	}
+	return v
+}
+
+// mainT lets the harness run outside `go test`.
+type mainT struct {
+	mu       sync.Mutex
+	cleanups []func()
+}
+
+func (t *mainT) Helper()                           {}
+func (t *mainT) Fatal(args ...any)                 { t.cleanup(); log.Fatal(args...) }
+func (t *mainT) Fatalf(format string, args ...any) { t.cleanup(); log.Fatalf(format, args...) }
+func (t *mainT) Errorf(format string, args ...any) { log.Printf(format, args...) }
+func (t *mainT) Logf(format string, args ...any)   { log.Printf(format, args...) }
+func (t *mainT) Cleanup(f func()) {
+	t.mu.Lock()
+	t.cleanups = append(t.cleanups, f)
+	t.mu.Unlock()
+}
+func (t *mainT) TempDir() string {
+	d, err := os.MkdirTemp("", "sbx-bench-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+func (t *mainT) cleanup() {
+	t.mu.Lock()
+	fs := t.cleanups
+	t.cleanups = nil
+	t.mu.Unlock()
+	for i := len(fs) - 1; i >= 0; i-- {
+		fs[i]()
+	}
+}
