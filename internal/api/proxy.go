@@ -113,6 +113,11 @@ func (p *proxy) serve(w http.ResponseWriter, r *http.Request, t target) {
 		writeError(w, r, p.log, err)
 		return
 	}
+	// Streams flow both ways at once: the agent answers (and we flush its
+	// headers) before the client has finished sending, and on HTTP/1.1 the
+	// server would otherwise close the request body at the first flush,
+	// making the backend connection fail mid-response.
+	http.NewResponseController(w).EnableFullDuplex()
 	// The API key authenticates to sbx, never to a sandbox: don't hand it
 	// to code running inside one.
 	r.Header.Del("X-API-Key")
