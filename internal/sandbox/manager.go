@@ -298,6 +298,7 @@ type agentConfig struct {
 
 // start assembles the rootfs, binds the agent socket and starts the box.
 func (m *Manager) start(ctx context.Context, sb *store.Sandbox, tpl Template) error {
+	t0 := time.Now()
 	dir := m.dir(sb.ID)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create sandbox dir: %w", err)
@@ -336,14 +337,17 @@ func (m *Manager) start(ctx context.Context, sb *store.Sandbox, tpl Template) er
 			Pids:        sb.Pids,
 		},
 	}
+	t1 := time.Now()
 	if err := m.rt.Start(ctx, spec); err != nil {
 		return fmt.Errorf("start box: %w", err)
 	}
+	t2 := time.Now()
 	hctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	if err := m.awaitAgent(hctx, sb.ID); err != nil {
 		return fmt.Errorf("agent did not come up: %w", err)
 	}
+	m.log.Debug("sandbox started", "sandbox_id", sb.ID, "rootfs", t1.Sub(t0), "box", t2.Sub(t1), "agent", time.Since(t2))
 	return nil
 }
 

@@ -59,10 +59,11 @@ func main() {
 	for i := 0; i < *n; i++ {
 		t0 := time.Now()
 		sb := must(c.CreateSandbox(ctx, client.CreateOptions{}))
-		res := must(sb.Run(ctx, "echo hi", nil))
+		var out strings.Builder
+		code, err := sb.Exec(ctx, client.ExecOptions{Cmd: "echo", Args: []string{"hi"}, Stdout: &out})
 		d := time.Since(t0)
-		if res.Stdout != "hi\n" {
-			log.Fatalf("echo hi printed %q", res.Stdout)
+		if err != nil || code != 0 || out.String() != "hi\n" {
+			log.Fatalf("echo hi: %d %v %q", code, err, out.String())
 		}
 		sbx = append(sbx, d)
 		if err := sb.Kill(ctx); err != nil {

@@ -3,6 +3,7 @@ package runc
 import (
 	"fmt"
 	"math"
+	"runtime"
 
 	"github.com/moby/profiles/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -222,6 +223,20 @@ func boxSpec(s sandbox.BoxSpec, nofile uint64) (*specs.Spec, error) {
 	if sc == nil || sc.DefaultAction == specs.ActAllow {
 		return nil, fmt.Errorf("seccomp profile is empty or allows by default")
 	}
+	// 32-bit syscall entry points (x86 int 0x80, x32) are a classic
+	// kernel attack surface that 64-bit sandboxes never need: allow only
+	// the host's native architecture. This also makes the filter a third
+	// of the size Docker's three-architecture profile compiles to, which
+	// is measurable on every sandbox start.
+	if native, ok := nativeArch[runtime.GOARCH]; ok {
+		sc.Architectures = []specs.Arch{native}
+	}
 	spec.Linux.Seccomp = sc
 	return spec, nil
+}
+
+// nativeArch is the seccomp architecture of each GOARCH sbx runs on.
+var nativeArch = map[string]specs.Arch{
+	"amd64": specs.ArchX86_64,
+	"arm64": specs.ArchAARCH64,
 }
