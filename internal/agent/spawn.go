@@ -186,6 +186,10 @@ func execError(cmd string, err error) error {
 		return errdefs.Wrap(errdefs.ErrNotFound, err, "executable file %q not found", cmd)
 	case errors.Is(err, fs.ErrPermission):
 		return errdefs.Wrap(errdefs.ErrPermissionDenied, err, "permission denied executing %q", cmd)
+	case errors.Is(err, syscall.EAGAIN), errors.Is(err, syscall.ENOMEM):
+		// The sandbox is at its pids or memory limit (a fork bomb, say):
+		// the request was fine, the sandbox cannot take more right now.
+		return errdefs.Wrap(errdefs.ErrUnavailable, err, "cannot start %q: the sandbox is at its process or memory limit", cmd)
 	default:
 		return errdefs.Wrap(errdefs.ErrInvalidArgument, err, "cannot execute %q", cmd)
 	}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -149,6 +150,21 @@ func TestEscape(t *testing.T) {
 		// and the bombed sandbox can still be killed, releasing it all.
 		assertHealthy(t, ctx, srv, neighbour)
 		assertHealthy(t, ctx, srv, sb)
+		// Commands in the bombed sandbox fail fast and say why (one may
+		// win a slot the bomb just freed, and then it simply runs).
+		refused := 0
+		for i := 0; i < 10; i++ {
+			_, err := bombed.Exec(ctx, client.ExecOptions{Cmd: "true"})
+			switch {
+			case errors.Is(err, client.ErrUnavailable):
+				refused++
+			case err != nil:
+				t.Fatalf("exec in a sandbox at its pids limit: want unavailable, got %v", err)
+			}
+		}
+		if refused == 0 {
+			t.Fatal("no exec was refused in a sandbox at its pids limit")
+		}
 		if err := bombed.Kill(ctx); err != nil {
 			t.Fatal(err)
 		}
