@@ -110,6 +110,11 @@ func New(cfg Config, rt Runtime, templates Templates, db *store.DB, logger *slog
 	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "sandboxes"), 0o700); err != nil {
 		return nil, fmt.Errorf("create sandboxes dir: %w", err)
 	}
+	// A unix socket path holds at most 107 bytes; refuse a data directory
+	// whose agent sockets would not fit rather than fail on every create.
+	if p := filepath.Join(cfg.DataDir, "sandboxes", newID(), "agent.sock"); len(p) > 107 {
+		return nil, fmt.Errorf("data dir %s is too long: agent socket paths (%d bytes) exceed the 107-byte unix socket limit", cfg.DataDir, len(p))
+	}
 	return &Manager{
 		cfg: cfg, rt: rt, templates: templates, db: db, log: logger,
 		locks:  map[string]*sync.Mutex{},
@@ -616,9 +621,11 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		case StateRunning:
 			st, err := m.rt.State(ctx, sb.ID)
 			if err != nil {
-				return fmt.Errorf("state of %s: %w", sb.ID, err)
+				// One box the runtime cannot read must not keep the
+				// server from starting: treat it as dead.
+				log.Error("read box state; marking the sandbox failed", "err", err)
 			}
-			if st.Running {
+			if err == nil && st.Running {
 				m.schedule(sb)
 				log.Info("re-adopted running sandbox")
 				continue
