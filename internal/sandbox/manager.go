@@ -622,10 +622,13 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 			st, err := m.rt.State(ctx, sb.ID)
 			if err != nil {
 				// One box the runtime cannot read must not keep the
-				// server from starting: treat it as dead.
-				log.Error("read box state; marking the sandbox failed", "err", err)
+				// server from starting, nor be destroyed on a guess:
+				// keep it as it is stored.
+				log.Error("read box state; keeping the sandbox as running", "err", err)
+				m.schedule(sb)
+				continue
 			}
-			if err == nil && st.Running {
+			if st.Running {
 				m.schedule(sb)
 				log.Info("re-adopted running sandbox")
 				continue
