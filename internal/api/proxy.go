@@ -121,6 +121,11 @@ func (p *proxy) serve(w http.ResponseWriter, r *http.Request, t target) {
 	// The API key authenticates to sbx, never to a sandbox: don't hand it
 	// to code running inside one.
 	r.Header.Del("X-API-Key")
+	// The control plane also takes the key as a bearer token. Basic
+	// credentials stay: they name the user envd runs processes as.
+	if a := r.Header.Get("Authorization"); len(a) >= 7 && strings.EqualFold(a[:7], "bearer ") {
+		r.Header.Del("Authorization")
+	}
 	r.Header.Del("E2b-Sandbox-Id")
 	r.Header.Del("E2b-Sandbox-Port")
 	if t.port == EnvdPort {

@@ -34,7 +34,7 @@ class H(http.server.BaseHTTPRequestHandler):
             chunk("data: last\n\n")
             self.wfile.write(b"0\r\n\r\n")
             return
-        body = ("host=%s path=%s apikey=%s" % (self.headers.get("Host"), self.path, self.headers.get("X-API-Key"))).encode()
+        body = ("host=%s path=%s apikey=%s auth=%s" % (self.headers.get("Host"), self.path, self.headers.get("X-API-Key"), self.headers.get("Authorization"))).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -90,6 +90,8 @@ func TestPortProxy(t *testing.T) {
 		{"host routing keeps the host", "8080-" + sb.ID + ".localhost:" + port, nil, "host=8080-" + sb.ID + ".localhost:" + port + " path=/x"},
 		{"host routing to a 0.0.0.0 port", "3000-" + sb.ID + ".localhost:" + port, nil, "path=/x"},
 		{"the API key is not forwarded", "", map[string]string{"E2b-Sandbox-Id": sb.ID, "E2b-Sandbox-Port": "8080", "X-API-Key": srv.APIKey}, "apikey=None"},
+		{"nor as a bearer token", "", map[string]string{"E2b-Sandbox-Id": sb.ID, "E2b-Sandbox-Port": "8080", "Authorization": "Bearer " + srv.APIKey}, "auth=None"},
+		{"basic credentials pass", "", map[string]string{"E2b-Sandbox-Id": sb.ID, "E2b-Sandbox-Port": "8080", "Authorization": "Basic dXNlcjo="}, "auth=Basic dXNlcjo="},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp := get(t, tc.host, tc.headers, "/x")
