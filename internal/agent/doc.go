@@ -13,7 +13,7 @@
 //     collects the exit status of every child, orphans included;
 //   - a port tunnel (GET /sbx/tunnel?port=N, Upgrade: sbx-tunnel) through
 //     which the server reaches any TCP port inside the sandbox's network
-//     namespace; [DialTunnel] is the client side of it;
+//     namespace; package tunnel holds its client side;
 //   - GET /health, the only route served without the access token.
 //
 // # Usage

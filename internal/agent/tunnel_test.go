@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sbxdev/sbx/internal/tunnel"
 	"io"
 	"net"
 	"net/http"
@@ -52,7 +53,7 @@ func TestTunnel(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			port := echoServer(t, tc.network, tc.addr)
 			ctx := testContext(t)
-			conn, err := DialTunnel(ctx, dialAgent(t), testToken, port)
+			conn, err := tunnel.Dial(ctx, dialAgent(t), testToken, port)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -102,16 +103,16 @@ func TestTunnelErrors(t *testing.T) {
 	closed := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
 
-	_, err = DialTunnel(ctx, dialAgent(t), testToken, closed)
-	var te *TunnelError
+	_, err = tunnel.Dial(ctx, dialAgent(t), testToken, closed)
+	var te *tunnel.Error
 	if !errors.As(err, &te) || te.StatusCode != http.StatusBadGateway || te.Message == "" {
 		t.Fatalf("closed port: %v, want a 502 TunnelError", err)
 	}
-	_, err = DialTunnel(ctx, dialAgent(t), "wrong", closed)
+	_, err = tunnel.Dial(ctx, dialAgent(t), "wrong", closed)
 	if !errors.As(err, &te) || te.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("wrong token: %v, want 401", err)
 	}
-	if _, err := DialTunnel(ctx, dialAgent(t), testToken, 0); err == nil {
+	if _, err := tunnel.Dial(ctx, dialAgent(t), testToken, 0); err == nil {
 		t.Fatal("port 0 accepted")
 	}
 
@@ -149,7 +150,7 @@ func TestDialTunnelContext(t *testing.T) {
 	go io.Copy(io.Discard, b)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := DialTunnel(ctx, a, "t", 80); !errors.Is(err, context.Canceled) {
+	if _, err := tunnel.Dial(ctx, a, "t", 80); !errors.Is(err, context.Canceled) {
 		t.Fatalf("got %v, want context.Canceled", err)
 	}
 }

@@ -66,5 +66,3 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 // handlerFunc is an HTTP handler that returns its error instead of writing it.
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error
-
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

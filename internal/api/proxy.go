@@ -1,15 +1,12 @@
 package api
 
 import (
-	"bufio"
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +14,7 @@ import (
 
 	"github.com/sbxdev/sbx/internal/errdefs"
 	"github.com/sbxdev/sbx/internal/sandbox"
+	"github.com/sbxdev/sbx/internal/tunnel"
 )
 
 // EnvdPort is the port SDKs address the sandbox agent (E2B's envd) on.
@@ -176,7 +174,7 @@ func (p *proxy) newBackend(sb *sandbox.Sandbox) *backend {
 			if err != nil {
 				return nil, err
 			}
-			tc, err := dialTunnel(ctx, conn, b.token, port)
+			tc, err := tunnel.Dial(ctx, conn, b.token, port)
 			if err != nil {
 				conn.Close()
 				return nil, err
@@ -194,9 +192,11 @@ func (p *proxy) newBackend(sb *sandbox.Sandbox) *backend {
 		if errors.Is(err, context.Canceled) {
 			return
 		}
-		var te *tunnelError
+		var te *tunnel.Error
 		if errors.As(err, &te) {
-			writeJSON(w, http.StatusBadGateway, errorBody{Code: http.StatusBadGateway, Message: te.msg})
+			// The agent's refusal (nothing listens on the port) is safe
+			// to show as it is.
+			writeJSON(w, http.StatusBadGateway, errorBody{Code: http.StatusBadGateway, Message: te.Message})
 			return
 		}
 		p.log.Warn("proxy to sandbox failed", "sandbox_id", id, "err", err)
@@ -250,62 +250,3 @@ func (p *proxy) closeAll() {
 		p.forget(id)
 	}
 }
-
-// tunnelError is the agent's refusal to open a tunnel (nothing listens on
-// the port, bad port); its message is safe to show.
-type tunnelError struct{ msg string }
-
-func (e *tunnelError) Error() string { return e.msg }
-
-// dialTunnel asks the agent on conn for a raw stream to port inside the
-// sandbox (GET /sbx/tunnel with Upgrade: sbx-tunnel) and returns that stream.
-func dialTunnel(ctx context.Context, conn net.Conn, token string, port int) (net.Conn, error) {
-	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
-		defer conn.SetDeadline(time.Time{})
-	}
-	req := &http.Request{
-		Method: http.MethodGet,
-		URL:    &url.URL{Scheme: "http", Host: "agent", Path: "/sbx/tunnel", RawQuery: "port=" + strconv.Itoa(port)},
-		Header: http.Header{
-			"Connection":     {"Upgrade"},
-			"Upgrade":        {"sbx-tunnel"},
-			"X-Access-Token": {token},
-		},
-		Host: "agent",
-	}
-	if err := req.Write(conn); err != nil {
-		return nil, fmt.Errorf("tunnel request: %w", err)
-	}
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, req)
-	if err != nil {
-		return nil, fmt.Errorf("tunnel response: %w", err)
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		defer resp.Body.Close()
-		var body errorBody
-		buf := make([]byte, 4096)
-		n, _ := resp.Body.Read(buf)
-		msg := strings.TrimSpace(string(buf[:n]))
-		if err := jsonUnmarshal(buf[:n], &body); err == nil && body.Message != "" {
-			msg = body.Message
-		}
-		if msg == "" {
-			msg = "port " + strconv.Itoa(port) + " is not reachable in the sandbox"
-		}
-		return nil, &tunnelError{msg: msg}
-	}
-	if br.Buffered() > 0 {
-		return &bufferedConn{Conn: conn, r: br}, nil
-	}
-	return conn, nil
-}
-
-// bufferedConn is a net.Conn whose first bytes were already read into r.
-type bufferedConn struct {
-	net.Conn
-	r *bufio.Reader
-}
-
-func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
