@@ -4,7 +4,6 @@ import (
 	"math"
 	"net/http"
 
-	"github.com/sbxdev/sbx/internal/errdefs"
 	"github.com/sbxdev/sbx/internal/store"
 	"github.com/sbxdev/sbx/internal/template"
 )
@@ -40,14 +39,7 @@ func (s *Server) deleteTemplate(w http.ResponseWriter, r *http.Request) error {
 	if err := template.ValidateName(name); err != nil {
 		return err
 	}
-	n, err := s.mgr.CountByTemplate(r.Context(), name)
-	if err != nil {
-		return err
-	}
-	if n > 0 {
-		return errdefs.New(errdefs.ErrConflict, "template %q is used by %d sandbox(es)", name, n)
-	}
-	if err := s.templates.Remove(r.Context(), name); err != nil {
+	if err := s.mgr.RemoveTemplate(r.Context(), name, s.templates.Remove); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

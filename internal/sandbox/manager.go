@@ -94,6 +94,11 @@ type Manager struct {
 	db        *store.DB
 	log       *slog.Logger
 
+	// tplMu orders template removal against creates: a create holds it
+	// shared from looking its template up until its record is stored, so
+	// a template is never removed under a sandbox being made from it.
+	tplMu sync.RWMutex
+
 	mu     sync.Mutex
 	locks  map[string]*sync.Mutex
 	timers map[string]*time.Timer
@@ -205,8 +210,10 @@ func (m *Manager) Create(ctx context.Context, p CreateParams) (*Sandbox, error) 
 	if err := validateMap("envVars", p.EnvVars); err != nil {
 		return nil, err
 	}
+	m.tplMu.RLock()
 	tpl, err := m.templates.Get(ctx, p.Template)
 	if err != nil {
+		m.tplMu.RUnlock()
 		return nil, err
 	}
 	now := time.Now().UTC()
@@ -232,7 +239,9 @@ func (m *Manager) Create(ctx context.Context, p CreateParams) (*Sandbox, error) 
 	log := m.log.With("sandbox_id", sb.ID, "template", sb.Template, "runtime", sb.Runtime)
 	unlock := m.lock(sb.ID)
 	defer unlock()
-	if err := m.db.PutSandbox(ctx, sb); err != nil {
+	err = m.db.PutSandbox(ctx, sb)
+	m.tplMu.RUnlock()
+	if err != nil {
 		return nil, err
 	}
 	if err := m.start(ctx, sb, tpl); err != nil {
@@ -670,7 +679,17 @@ func (m *Manager) onKill() []func(string) {
 	return append([]func(string){}, m.killHooks...)
 }
 
-// CountByTemplate counts the sandboxes that use template name.
-func (m *Manager) CountByTemplate(ctx context.Context, name string) (int, error) {
-	return m.db.CountSandboxesByTemplate(ctx, name)
+// RemoveTemplate calls remove to delete template name unless a sandbox uses
+// it (errdefs.ErrConflict); no sandbox can be created from it meanwhile.
+func (m *Manager) RemoveTemplate(ctx context.Context, name string, remove func(context.Context, string) error) error {
+	m.tplMu.Lock()
+	defer m.tplMu.Unlock()
+	n, err := m.db.CountSandboxesByTemplate(ctx, name)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		return errdefs.New(errdefs.ErrConflict, "template %q is used by %d sandbox(es)", name, n)
+	}
+	return remove(ctx, name)
 }
