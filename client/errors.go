@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -103,6 +104,12 @@ func (e *RPCError) Is(target error) bool {
 		class = ErrPermissionDenied
 	case connect.CodeUnavailable:
 		class = ErrUnavailable
+	case connect.CodeDeadlineExceeded:
+		// The deadline can surface as the stream's error code rather
+		// than as the context's own error; both mean the same.
+		class = context.DeadlineExceeded
+	case connect.CodeCanceled:
+		class = context.Canceled
 	}
 	return class == target
 }
