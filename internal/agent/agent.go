@@ -59,6 +59,7 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 	}
 	a.Handle(processconnect.NewProcessHandler(processService{a}, a.ConnectOptions()...))
 	a.mux.HandleFunc(TunnelPath, a.serveTunnel)
+	a.root.Handle(FilesPath, a.filesRoute()) // token or URL signature; see filesRoute
 	a.root.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 	})
