@@ -14,6 +14,7 @@ import (
 	"connectrpc.com/connect"
 	"golang.org/x/sys/unix"
 
+	"github.com/sbxdev/sbx/gen/filesystem/filesystemconnect"
 	"github.com/sbxdev/sbx/gen/process/processconnect"
 )
 
@@ -58,6 +59,7 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 		procs:  newTable(),
 	}
 	a.Handle(processconnect.NewProcessHandler(processService{a}, a.ConnectOptions()...))
+	a.Handle(filesystemconnect.NewFilesystemHandler(filesystemService{a}, a.ConnectOptions()...))
 	a.mux.HandleFunc(TunnelPath, a.serveTunnel)
 	a.root.Handle(FilesPath, a.filesRoute()) // token or URL signature; see filesRoute
 	a.root.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
