@@ -53,6 +53,8 @@ func serveMain(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.Int64Var(&cfg.MemoryMB, "memory-mb", 512, "default memory limit per sandbox, in MiB")
 	fs.Int64Var(&cfg.Pids, "pids", 1024, "maximum number of processes and threads per sandbox")
 	fs.Int64Var(&cfg.DiskMB, "disk-mb", 0, "reported disk size per sandbox, in MiB")
+	var idShift uint
+	fs.UintVar(&idShift, "id-shift", 100000000, "first host uid/gid of the sandboxes' user namespaces (sandbox ids 0-65535 map to it and up); 0 disables user namespaces")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := setFromEnv(fs); err != nil {
 		fmt.Fprintln(stderr, "sbx serve:", err)
@@ -74,6 +76,11 @@ func serveMain(ctx context.Context, args []string, stderr io.Writer) int {
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if idShift > 1<<32-1-65536 {
+		fmt.Fprintln(stderr, "sbx serve: --id-shift is too large")
+		return 2
+	}
+	cfg.IDShift = uint32(idShift)
 	cfg.AdminKey = os.Getenv("SBX_API_KEY")
 	cfg.Progress = stderr
 

@@ -84,6 +84,9 @@ type Config struct {
 	DefaultMemoryMB int64
 	DefaultPids     int64
 	DefaultDiskMB   int64
+	// IDMap, when not nil, runs every sandbox in its own user namespace
+	// with this mapping; template layers must be owned by the mapped ids.
+	IDMap *IDMap
 }
 
 // Manager owns every sandbox of one sbx serve. It is safe for concurrent use.
@@ -112,7 +115,14 @@ func New(cfg Config, rt Runtime, templates Templates, db *store.DB, logger *slog
 	if cfg.RuntimeName == "" {
 		cfg.RuntimeName = "runc"
 	}
-	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "sandboxes"), 0o700); err != nil {
+	// 0711: a box's init resolves its rootfs path as the box's mapped
+	// root, an unprivileged host uid, so every directory on the way must be
+	// searchable by others; none is listable.
+	sdir := filepath.Join(cfg.DataDir, "sandboxes")
+	if err := os.MkdirAll(sdir, 0o711); err != nil {
+		return nil, fmt.Errorf("create sandboxes dir: %w", err)
+	}
+	if err := os.Chmod(sdir, 0o711); err != nil {
 		return nil, fmt.Errorf("create sandboxes dir: %w", err)
 	}
 	// A unix socket path holds at most 107 bytes; refuse a data directory
@@ -314,10 +324,10 @@ type agentConfig struct {
 func (m *Manager) start(ctx context.Context, sb *store.Sandbox, tpl Template) error {
 	t0 := time.Now()
 	dir := m.dir(sb.ID)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.Mkdir(dir, 0o711); err != nil {
 		return fmt.Errorf("create sandbox dir: %w", err)
 	}
-	rootfs, err := mountRootfs(dir, tpl.Layers)
+	rootfs, err := mountRootfs(dir, tpl.Layers, m.cfg.IDMap)
 	if err != nil {
 		return err
 	}
@@ -350,6 +360,7 @@ func (m *Manager) start(ctx context.Context, sb *store.Sandbox, tpl Template) er
 			MemoryBytes: sb.MemoryMB << 20,
 			Pids:        sb.Pids,
 		},
+		IDMap: m.cfg.IDMap,
 	}
 	t1 := time.Now()
 	if err := m.rt.Start(ctx, spec); err != nil {

@@ -15,7 +15,10 @@ import (
 // (shared by every sandbox of the template, never written) and whose upper
 // layer dir/upper holds everything this sandbox changes. Killing the sandbox
 // drops the upper layer; the template is untouched.
-func mountRootfs(dir string, layers []string) (string, error) {
+//
+// With an id map, the upper layer's root is owned by the box's root (the
+// merged root directory takes its owner from it), so root in the box owns /.
+func mountRootfs(dir string, layers []string, idmap *IDMap) (string, error) {
 	if len(layers) == 0 {
 		return "", errors.New("template has no layers")
 	}
@@ -27,6 +30,11 @@ func mountRootfs(dir string, layers []string) (string, error) {
 	}
 	if mounted(rootfs) {
 		return rootfs, nil // re-adopted after a restart
+	}
+	if idmap != nil {
+		if err := os.Lchown(upper, int(idmap.HostID), int(idmap.HostID)); err != nil {
+			return "", fmt.Errorf("own upper layer: %w", err)
+		}
 	}
 	for _, l := range layers {
 		if strings.ContainsAny(l, ",:") {

@@ -58,6 +58,16 @@ type BoxSpec struct {
 	Hostname string
 	// Limits bound the box's resources.
 	Limits Limits
+	// IDMap, when not nil, runs the box in a new user namespace in which
+	// ids 0..Size-1 are host ids HostID..HostID+Size-1. The rootfs must be
+	// owned by the mapped ids, and its path traversable by them.
+	IDMap *IDMap
+}
+
+// IDMap maps a box's user and group ids onto a range of host ids.
+type IDMap struct {
+	HostID uint32
+	Size   uint32
 }
 
 // AgentMountPath is where the agent binary appears inside every box.

@@ -50,6 +50,11 @@ type Config struct {
 	MemoryMB       int64
 	Pids           int64
 	DiskMB         int64
+	// IDShift is the first host id of the sandboxes' user namespaces:
+	// sandbox ids 0..65535 are host ids IDShift..IDShift+65535. Zero runs
+	// sandboxes without a user namespace (root in a sandbox is host root,
+	// held in by capabilities and seccomp only).
+	IDShift uint32
 	// AdminKey, when set and no key exists yet, becomes the admin key.
 	AdminKey string
 	// Progress receives template build progress and the first-start key
@@ -64,8 +69,20 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if cfg.Progress == nil {
 		cfg.Progress = io.Discard
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+	if err := os.MkdirAll(cfg.DataDir, 0o711); err != nil {
 		return fmt.Errorf("data dir: %w", err)
+	}
+	var idmap *sandbox.IDMap
+	if cfg.IDShift != 0 {
+		idmap = &sandbox.IDMap{HostID: cfg.IDShift, Size: template.IDRange}
+		// Boxes resolve their rootfs and the agent binary as their mapped
+		// root, an unprivileged host uid: the paths must be searchable.
+		if err := os.Chmod(cfg.DataDir, 0o711); err != nil {
+			return fmt.Errorf("data dir: %w", err)
+		}
+		if err := searchable(cfg.DataDir); err != nil {
+			return err
+		}
 	}
 	unlock, err := lockDir(cfg.DataDir)
 	if err != nil {
@@ -83,6 +100,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	if _, err := os.Stat(cfg.AgentPath); err != nil {
 		return fmt.Errorf("agent binary: %w", err)
+	}
+	if idmap != nil {
+		if err := searchable(filepath.Dir(cfg.AgentPath)); err != nil {
+			return fmt.Errorf("agent binary: %w", err)
+		}
 	}
 
 	db, err := store.Open(ctx, filepath.Join(cfg.DataDir, "sbx.db"))
@@ -110,6 +132,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	templates.IDShift = cfg.IDShift
 	rt, err := runc.New(runc.Options{Binary: cfg.RuncPath, Root: filepath.Join(cfg.DataDir, "runc"), Logger: log})
 	if err != nil {
 		return err
@@ -124,6 +147,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		DefaultMemoryMB: cfg.MemoryMB,
 		DefaultPids:     cfg.Pids,
 		DefaultDiskMB:   cfg.DiskMB,
+		IDMap:           idmap,
 	}, rt, templateSource{templates}, db, log)
 	if err != nil {
 		return err
@@ -164,6 +188,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := templates.EnsureBase(ctx, cfg.Progress); err != nil {
 		hs.Close()
 		return fmt.Errorf("build base template: %w", err)
+	}
+	if err := templates.EnsureShifted(ctx); err != nil {
+		hs.Close()
+		return fmt.Errorf("prepare templates for the sandbox id range: %w", err)
 	}
 	apiSrv.SetReady(true)
 	log.Info("ready", "addr", addr)
@@ -236,4 +264,25 @@ func findAgent() (string, error) {
 		}
 	}
 	return "", errors.New("sbx-agent not found beside sbx or in PATH; set --agent")
+}
+
+// searchable checks that every directory from dir up to / can be searched by
+// other users (o+x), as a box's mapped root needs to reach its rootfs.
+func searchable(dir string) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	for p := abs; ; p = filepath.Dir(p) {
+		st, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		if st.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("%s is not searchable by other users (mode %v): sandboxes run as unprivileged host ids and must reach their files through it; chmod o+x %s", p, st.Mode().Perm(), p)
+		}
+		if p == "/" {
+			return nil
+		}
+	}
 }

@@ -129,7 +129,13 @@ func (s *Store) EnsureBase(ctx context.Context, progress io.Writer) error {
 	if err := run(ctx, progress, "chroot", rootfs, "/bin/sh", "-c", baseSetup); err != nil {
 		return fmt.Errorf("build template %q: configure: %w", BaseName, err)
 	}
-	info := Info{Name: BaseName, Created: time.Now().UTC(), Defaults: BaseDefaults}
+	if s.IDShift != 0 {
+		fmt.Fprintln(progress, "re-owning files for the sandbox id range")
+		if err := shiftTree(ctx, rootfs, 0, s.IDShift); err != nil {
+			return fmt.Errorf("build template %q: %w", BaseName, err)
+		}
+	}
+	info := Info{Name: BaseName, Created: time.Now().UTC(), Defaults: BaseDefaults, IDShift: s.IDShift}
 	if err := s.install(build, info); err != nil {
 		return err
 	}

@@ -55,6 +55,9 @@ type Info struct {
 	// Defaults are what a sandbox made from this template gets unless the
 	// caller says otherwise.
 	Defaults Defaults `json:"defaults"`
+	// IDShift is the offset of the ids that own the rootfs's files on disk
+	// (see Store.IDShift).
+	IDShift uint32 `json:"idShift"`
 	// RootfsPath is the host path of the template's root filesystem. It is
 	// not stored: the Store fills it in.
 	RootfsPath string `json:"-"`
@@ -79,6 +82,11 @@ type Store struct {
 	// Mirror is the Debian mirror debootstrap uses. NewStore sets it to the
 	// one this host's apt uses (http://deb.debian.org/debian if none).
 	Mirror string
+	// IDShift is added to the uid and gid of every template file, so that
+	// sandboxes whose user namespace maps ids 0..IDRange-1 to
+	// IDShift..IDShift+IDRange-1 see them owned as built. Zero stores files
+	// as built (no user namespace).
+	IDShift uint32
 }
 
 const (

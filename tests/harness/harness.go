@@ -64,6 +64,10 @@ func Binaries(t T) string {
 		if buildErr != nil {
 			return
 		}
+		// Sandboxes run as unprivileged host ids and must reach the agent.
+		if buildErr = os.Chmod(binDir, 0o755); buildErr != nil {
+			return
+		}
 		root := RepoRoot()
 		for _, b := range []struct{ out, pkg string }{
 			{"sbx", "./cmd/sbx"},
@@ -127,6 +131,13 @@ func Start(t T, args ...string) *Server {
 	t.Helper()
 	Require(t)
 	s := &Server{t: t, Bin: Binaries(t), DataDir: t.TempDir(), Args: args, APIKey: NewAPIKey()}
+	// t.TempDir's directories are private (0700); sandboxes run as
+	// unprivileged host ids and must be able to reach their rootfs below.
+	for _, d := range []string{s.DataDir, filepath.Dir(s.DataDir)} {
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
 	s.start()
 	t.Cleanup(func() {
 		if s.cmd != nil {

@@ -155,10 +155,9 @@ func boxSpec(s sandbox.BoxSpec, nofile uint64) (*specs.Spec, error) {
 			{Destination: sandbox.AgentMountPath, Type: "bind", Source: s.AgentPath, Options: []string{"bind", "ro", "nosuid", "nodev"}},
 		},
 		Linux: &specs.Linux{
-			// No user namespace (yet): uid 0 in the box is uid 0 on the host,
-			// held in by the capabilities, seccomp and no_new_privs above. A
-			// user namespace with an id-mapped rootfs is the next hardening
-			// step; it needs the template layers mapped, which is above us.
+			// User namespace: added below when the caller maps ids (sbx
+			// serve always does), so that uid 0 in the box is an
+			// unprivileged host uid.
 			Namespaces: []specs.LinuxNamespace{
 				// pid: the box sees and signals only its own processes.
 				{Type: specs.PIDNamespace},
@@ -200,6 +199,19 @@ func boxSpec(s sandbox.BoxSpec, nofile uint64) (*specs.Spec, error) {
 			MaskedPaths:       maskedPaths,
 			ReadonlyPaths:     readonlyPaths,
 		},
+	}
+	if m := s.IDMap; m != nil {
+		// Escape containment: root in the box is host uid m.HostID, which
+		// owns nothing on the host. A process that breaks out of every
+		// other layer (a kernel or runc bug) lands as an unprivileged
+		// user, and the box's capabilities count only inside its own
+		// namespaces.
+		if m.Size == 0 || uint64(m.HostID)+uint64(m.Size) > 1<<32-1 || m.HostID == 0 {
+			return nil, fmt.Errorf("bad id map %+v", *m)
+		}
+		spec.Linux.Namespaces = append(spec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
+		spec.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: m.HostID, Size: m.Size}}
+		spec.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: m.HostID, Size: m.Size}}
 	}
 	if s.Limits.CPUs > 0 {
 		// CPU starvation of the host and other boxes: a CFS quota of CPUs
