@@ -9,6 +9,11 @@
 //
 //   - the process.Process Connect service: start, connect to, feed, signal and
 //     resize processes (optionally on a PTY), each in its own process group;
+//   - the filesystem.Filesystem Connect service (stat, make directories,
+//     move, list to a depth, remove, watch directories as a stream or
+//     through buffered watchers) and envd's HTTP /files (download with
+//     Range, multipart and octet-stream upload), each call made with the
+//     calling user's filesystem identity;
 //   - a reaper that, as PID 1 (or as a child subreaper outside a sandbox),
 //     collects the exit status of every child, orphans included;
 //   - a port tunnel (GET /sbx/tunnel?port=N, Upgrade: sbx-tunnel) through
@@ -20,7 +25,7 @@
 //
 //	a, err := agent.New(cfg, logger)
 //	...
-//	a.Handle("/files", filesHandler) // more services, behind the same auth
+//	a.Handle("/extra", handler) // more services, behind the same auth
 //	err = a.Serve(ctx, ln)           // until ctx is done, then stops processes
 //
 // Only one Agent per OS process should run processes: the reaper waits for
