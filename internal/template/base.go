@@ -30,7 +30,9 @@ const (
 )
 
 // BaseDefaults are the runtime defaults recorded in the base template.
-var BaseDefaults = Defaults{User: "user", CPUs: 1, MemoryBytes: 512 << 20}
+// CPU and memory are left to the server's defaults (sbx serve --cpus,
+// --memory-mb).
+var BaseDefaults = Defaults{User: "user"}
 
 // aptInstall installs packages ($3) into the fresh rootfs ($1) with the
 // rootfs's own apt and the package lists debootstrap left there. The store's
