@@ -150,25 +150,6 @@ func (h filesHandler) user(r *http.Request) (*account, error) {
 	return systemUsers.lookup(name)
 }
 
-// resolveFilePath makes p absolute: relative paths and "~/" are taken from
-// u's home. ".." is cleaned lexically; where it leads is still opened with
-// u's rights, inside the sandbox.
-func resolveFilePath(p string, u *account) (string, error) {
-	switch {
-	case p == "":
-		return "", errdefs.New(errdefs.ErrInvalidArgument, "path is required")
-	case strings.ContainsRune(p, 0):
-		return "", errdefs.New(errdefs.ErrInvalidArgument, "path contains a NUL byte")
-	case p == "~":
-		p = u.home
-	case strings.HasPrefix(p, "~/"):
-		p = filepath.Join(u.home, p[2:])
-	case !filepath.IsAbs(p):
-		p = filepath.Join(u.home, p)
-	}
-	return filepath.Clean(p), nil
-}
-
 // download serves one regular file with http.ServeContent: Content-Length,
 // single and multiple ranges (206, 416), conditional requests.
 func (h filesHandler) download(w http.ResponseWriter, r *http.Request) error {
@@ -176,7 +157,7 @@ func (h filesHandler) download(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	p, err := resolveFilePath(r.URL.Query().Get("path"), u)
+	p, err := resolvePath(u, r.URL.Query().Get("path"))
 	if err != nil {
 		return err
 	}
@@ -236,7 +217,7 @@ func (h filesHandler) upload(w http.ResponseWriter, r *http.Request) error {
 	var entries []fileEntry
 	switch mt {
 	case "application/octet-stream":
-		p, err := resolveFilePath(q.Get("path"), u)
+		p, err := resolvePath(u, q.Get("path"))
 		if err != nil {
 			return err
 		}
@@ -268,7 +249,7 @@ func (h filesHandler) upload(w http.ResponseWriter, r *http.Request) error {
 			case dest == "":
 				dest = partFileName(part)
 			}
-			p, err := resolveFilePath(dest, u)
+			p, err := resolvePath(u, dest)
 			if err != nil {
 				return err
 			}

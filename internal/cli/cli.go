@@ -77,10 +77,12 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"create", "[--template T] [--timeout DURATION|0] [--meta K=V]... [--env K=V]... [--json]", "create a sandbox and print its ID", runCreate},
-		{"ls", "[--meta K=V]... [--state running|paused]... [--json]", "list sandboxes", runLs},
+		{"ls", "[--meta K=V]... [--state running|paused]... [--json] | ID [PATH] [--user U] [--json]", "list sandboxes, or the files in a sandbox's directory", runLsAny},
 		{"exec", "[--user U] [--cwd DIR] [--env K=V]... [-i] [-t] ID [--] CMD [ARG...]", "run a command in a sandbox", runExec},
 		{"shell", "[--user U] [--cwd DIR] ID", "open an interactive shell in a sandbox", runShell},
 		{"run", "[--template T] [--timeout D] [--user U] [--env K=V]... [-i] [--] CMD [ARG...]", "run a command in a new sandbox, then kill it", runRun},
+		{"cp", "[--user U] LOCAL ID:PATH | ID:PATH LOCAL|-", "copy files and directories into or out of a sandbox", runCp},
+		{"cat", "[--user U] ID PATH...", "print files of a sandbox", runCat},
 		{"kill", "ID...", "kill sandboxes", runKill},
 		{"timeout", "ID DURATION|0", "set how long from now a sandbox lives (0: no limit)", runTimeout},
 		{"template", "ls [--json] | rm NAME", "list or delete templates", runTemplate},
