@@ -453,7 +453,10 @@ func follow(ctx context.Context, p *proc, pid uint32, out sender) error {
 func (ps *procService) Start(ctx context.Context, req *connect.Request[process.StartRequest], stream *connect.ServerStream[process.StartResponse]) error {
 	cfg := req.Msg.GetProcess()
 	cmd := exec.Command(cfg.GetCmd(), cfg.GetArgs()...)
-	cmd.Env = os.Environ()
+	// HOME points away from the host user's own: the SDK runs commands as
+	// `bash -l -c`, and a login shell would otherwise source the host's
+	// profile (version managers and the like, with their own locks).
+	cmd.Env = append(os.Environ(), "HOME="+os.TempDir())
 	for k, v := range cfg.GetEnvs() {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
