@@ -34,7 +34,7 @@ import (
 //     array of {"name","type","path"}.
 //
 // Relative paths (and "~/...") are taken from the user's home. Every open
-// runs with the user's filesystem credentials (see [asFileUser]). An sbx
+// runs with the user's filesystem credentials (see [asUser]). An sbx
 // extension, mode=0755 (octal, permission bits only) on POST, sets the mode
 // of every file the request writes.
 //
@@ -162,7 +162,7 @@ func (h filesHandler) download(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var f *os.File
-	err = asFileUser(u, func() error {
+	err = asUser(u, func() error {
 		var oerr error
 		// O_NONBLOCK: opening a FIFO must not hang the request.
 		f, oerr = os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
@@ -304,7 +304,7 @@ func partFileName(p *multipart.Part) string {
 func writeFileAs(u *account, p string, mode os.FileMode, src io.Reader, buf []byte) (fileEntry, error) {
 	var f *os.File
 	created := false
-	err := asFileUser(u, func() error {
+	err := asUser(u, func() error {
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return err
 		}
@@ -341,7 +341,7 @@ func writeFileAs(u *account, p string, mode os.FileMode, src io.Reader, buf []by
 	}
 	if err != nil {
 		if created {
-			_ = asFileUser(u, func() error { return os.Remove(p) })
+			_ = asUser(u, func() error { return os.Remove(p) })
 		}
 		return fileEntry{}, err
 	}

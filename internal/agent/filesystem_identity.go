@@ -7,10 +7,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// fsIdentity runs filesystem calls with a user's identity, so that the
-// filesystem service cannot be used to read, change or remove what the
-// calling user could not (a non-root caller reading /root, removing
-// root-owned files in /).
+// fsIdentity runs filesystem calls with a user's identity, so that neither
+// the filesystem service nor /files can be used to read, change or remove
+// what the calling user could not (a non-root caller reading /etc/shadow or
+// /root, writing into /etc, removing root-owned files in /, or going through
+// a symlink another user planted to a root-owned file). Symlinks are
+// followed as a shell of the user would follow them; paths stay inside the
+// sandbox because the agent's own root is the sandbox's root.
 //
 // The kernel, not the agent, decides: each call runs on an OS thread whose
 // filesystem uid, gid and supplementary groups (setfsuid(2), setfsgid(2),
