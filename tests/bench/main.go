@@ -40,7 +40,6 @@ func main() {
 	rtt := flag.Int("rtt", 200, "commands for the round-trip benchmark")
 	concurrent := flag.Int("concurrent", 100, "idle sandboxes to hold at once")
 	flag.Parse()
-	tb := &mainT{}
 	defer tb.cleanup()
 	srv := harness.Start(tb)
 	ctx := context.Background()
@@ -54,11 +53,11 @@ func main() {
 	}
 
 	var rows []row
-	raw := rawRunc(tb, *n, "")
+	raw := rawRunc(*n, "")
 	// The same, with the exact OCI spec sbx gives a sandbox (seccomp,
 	// capabilities, masked paths, limits), taken from a live sandbox.
 	probe := must(c.CreateSandbox(ctx, client.CreateOptions{}))
-	rawSpec := rawRunc(tb, *n, filepath.Join(srv.DataDir, "sandboxes", probe.ID, "bundle", "config.json"))
+	rawSpec := rawRunc(*n, filepath.Join(srv.DataDir, "sandboxes", probe.ID, "bundle", "config.json"))
 	probe.Kill(ctx)
 	var sbx []time.Duration
 	for i := 0; i < *n; i++ {
@@ -68,11 +67,11 @@ func main() {
 		code, err := sb.Exec(ctx, client.ExecOptions{Cmd: "echo", Args: []string{"hi"}, Stdout: &out})
 		d := time.Since(t0)
 		if err != nil || code != 0 || out.String() != "hi\n" {
-			log.Fatalf("echo hi: %d %v %q", code, err, out.String())
+			fatalf("echo hi: %d %v %q", code, err, out.String())
 		}
 		sbx = append(sbx, d)
 		if err := sb.Kill(ctx); err != nil {
-			log.Fatal(err)
+			fatal(err)
 		}
 	}
 	rows = append(rows, row{"create → `echo hi` done, vs `runc run` (runc's default spec)", sbx, raw, ""})
@@ -84,7 +83,7 @@ func main() {
 		t0 := time.Now()
 		code, err := sb.Exec(ctx, client.ExecOptions{Cmd: "true"})
 		if err != nil || code != 0 {
-			log.Fatalf("true: %d %v", code, err)
+			fatalf("true: %d %v", code, err)
 		}
 		rt = append(rt, time.Since(t0))
 	}
@@ -111,7 +110,7 @@ func main() {
 			defer func() { <-sem }()
 			sb, err := c.CreateSandbox(ctx, client.CreateOptions{Timeout: client.NoTimeout})
 			if err != nil {
-				log.Fatal(err)
+				fatal(err)
 			}
 			mu.Lock()
 			ids = append(ids, sb.ID)
@@ -124,7 +123,7 @@ func main() {
 	for _, id := range ids {
 		s := must(c.ConnectSandbox(ctx, id, nil))
 		if r := must(s.Run(ctx, "echo ok", nil)); r.Stdout != "ok\n" {
-			log.Fatalf("sandbox %s: %q", id, r.Stdout)
+			fatalf("sandbox %s: %q", id, r.Stdout)
 		}
 	}
 	unix.Sync()
@@ -179,35 +178,54 @@ func mib(b int64) float64 { return float64(b) / (1 << 20) }
 // it uses runc's default spec (namespaces, no seccomp profile, runc's
 // default capabilities); otherwise the OCI spec in that file, with only the
 // process, root and cgroup path replaced.
-func rawRunc(tb *mainT, n int, specFrom string) []time.Duration {
+func rawRunc(n int, specFrom string) []time.Duration {
 	lower := filepath.Join(harness.TemplatesDir(), "base", "rootfs")
 	dir := tb.TempDir()
 	bundle := filepath.Join(dir, "bundle")
 	upper, work, rootfs := filepath.Join(dir, "upper"), filepath.Join(dir, "work"), filepath.Join(bundle, "rootfs")
 	for _, d := range []string{upper, work, rootfs} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
-			log.Fatal(err)
+			fatal(err)
+		}
+	}
+	// With sbx's spec the box runs in a user namespace: as sbx does, make
+	// the path searchable and give the upper layer's root to the box's root.
+	for _, d := range []string{dir, bundle} {
+		os.Chmod(d, 0o711)
+	}
+	if specFrom != "" {
+		var sp struct {
+			Linux struct {
+				UIDMappings []struct {
+					HostID int `json:"hostID"`
+				} `json:"uidMappings"`
+			} `json:"linux"`
+		}
+		b, _ := os.ReadFile(specFrom)
+		json.Unmarshal(b, &sp)
+		if m := sp.Linux.UIDMappings; len(m) > 0 {
+			os.Lchown(upper, m[0].HostID, m[0].HostID)
 		}
 	}
 	if err := unix.Mount("overlay", rootfs, "overlay", 0, "lowerdir="+lower+",upperdir="+upper+",workdir="+work); err != nil {
-		log.Fatalf("overlay: %v", err)
+		fatalf("overlay: %v", err)
 	}
 	defer unix.Unmount(rootfs, unix.MNT_DETACH)
 	if specFrom == "" {
 		cmd := exec.Command(runcBin, "spec")
 		cmd.Dir = bundle
 		if out, err := cmd.CombinedOutput(); err != nil {
-			log.Fatalf("runc spec: %v %s", err, out)
+			fatalf("runc spec: %v %s", err, out)
 		}
 		specFrom = filepath.Join(bundle, "config.json")
 	}
 	var spec map[string]any
 	b, err := os.ReadFile(specFrom)
 	if err != nil {
-		log.Fatal(err)
+		fatal(err)
 	}
 	if err := json.Unmarshal(b, &spec); err != nil {
-		log.Fatal(err)
+		fatal(err)
 	}
 	proc := spec["process"].(map[string]any)
 	proc["terminal"] = false
@@ -228,6 +246,13 @@ func rawRunc(tb *mainT, n int, specFrom string) []time.Duration {
 	b, _ = json.Marshal(spec)
 	os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o644)
 	root := filepath.Join(dir, "runc-root")
+	// runc removes each box's cgroup; the parent is ours to remove.
+	tb.Cleanup(func() {
+		hs, _ := filepath.Glob("/sys/fs/cgroup/*/sbx-bench")
+		for _, h := range append(hs, "/sys/fs/cgroup/sbx-bench") {
+			os.Remove(h)
+		}
+	})
 	var out []time.Duration
 	for i := 0; i < n+3; i++ {
 		id := "bench-raw-" + strconv.Itoa(i)
@@ -236,7 +261,7 @@ func rawRunc(tb *mainT, n int, specFrom string) []time.Duration {
 		o, err := cmd.CombinedOutput()
 		d := time.Since(t0)
 		if err != nil || strings.TrimSpace(string(o)) != "hi" {
-			log.Fatalf("runc run: %v %q", err, o)
+			fatalf("runc run: %v %q", err, o)
 		}
 		if i >= 3 { // the first runs warm caches, as for sbx
 			out = append(out, d)
@@ -281,10 +306,17 @@ func cgroupMemory(id string) int64 {
 
 func must[T any](v T, err error) T {
 	if err != nil {
-		log.Fatal(err)
+		fatal(err)
 	}
 	return v
 }
+
+// tb runs the harness outside `go test`; fatal errors go through it so that
+// the server and its sandboxes are cleaned up before exiting.
+var tb = &mainT{}
+
+func fatal(args ...any)                 { tb.Fatal(args...) }
+func fatalf(format string, args ...any) { tb.Fatalf(format, args...) }
 
 // mainT lets the harness run outside `go test`.
 type mainT struct {
