@@ -295,6 +295,14 @@ func (p *Process) pump(ev events, stdout, stderr io.Writer) {
 			if werr != nil {
 				p.err = fmt.Errorf("sbx: process %d: write output: %w", p.PID, werr)
 			}
+			// Read the stream to its end (the agent ends it right after
+			// the end event): a stream closed early costs the pooled
+			// connections to the server and, behind it, to the agent.
+			for {
+				if _, ok := ev.next(); !ok {
+					break
+				}
+			}
 			return
 		}
 	}
