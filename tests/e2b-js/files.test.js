@@ -14,38 +14,8 @@ import assert from 'node:assert/strict'
 import { createHash, randomUUID } from 'node:crypto'
 import { readFileSync, readdirSync } from 'node:fs'
 
-// ---------------------------------------------------------------------------
-// Environment: fail loudly, never skip.
-// ---------------------------------------------------------------------------
-
-const SBX_URL = process.env.SBX_URL
-const SBX_API_KEY = process.env.SBX_API_KEY
-{
-  const missing = []
-  if (!SBX_URL) missing.push('SBX_URL')
-  if (!SBX_API_KEY) missing.push('SBX_API_KEY')
-  if (missing.length > 0) {
-    const msg =
-      `e2b-js files test: required environment variable(s) not set: ${missing.join(', ')}. ` +
-      'Start sbx and run e.g. `SBX_URL=http://127.0.0.1:49982 SBX_API_KEY=e2b_... npm test`.'
-    console.error(msg)
-    throw new Error(msg)
-  }
-  try {
-    const u = new URL(SBX_URL)
-    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error(`unsupported protocol ${u.protocol}`)
-  } catch (err) {
-    const msg = `e2b-js files test: SBX_URL=${JSON.stringify(SBX_URL)} is not an http(s) URL: ${err.message}`
-    console.error(msg)
-    throw new Error(msg)
-  }
-}
-
-// Set before the SDK is loaded so nothing can pick up a default (e2b.app).
-process.env.E2B_API_URL = SBX_URL
-process.env.E2B_SANDBOX_URL = SBX_URL
-process.env.E2B_API_KEY = SBX_API_KEY
-process.env.E2B_DEBUG = 'false' // debug mode would bypass the API entirely
+// Environment (SBX_URL, SBX_API_KEY → E2B_*): set before the SDK loads.
+import { SBX_URL, SBX_API_KEY } from './env.js'
 
 const {
   Sandbox,
