@@ -32,6 +32,8 @@ type Agent struct {
 	root   *http.ServeMux // /health and everything else through requireToken
 	reaper *reaper
 	procs  *table
+	// watches holds the filesystem watchers made by CreateWatcher.
+	watches *watcherTable
 }
 
 // New checks cfg and returns an agent whose reaper is already collecting
@@ -51,12 +53,13 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 		return nil, fmt.Errorf("new agent: %w", err)
 	}
 	a := &Agent{
-		cfg:    cfg,
-		log:    logger,
-		mux:    http.NewServeMux(),
-		root:   http.NewServeMux(),
-		reaper: r,
-		procs:  newTable(),
+		cfg:     cfg,
+		log:     logger,
+		mux:     http.NewServeMux(),
+		root:    http.NewServeMux(),
+		reaper:  r,
+		procs:   newTable(),
+		watches: &watcherTable{m: map[string]*bufferedWatch{}},
 	}
 	a.Handle(processconnect.NewProcessHandler(processService{a}, a.ConnectOptions()...))
 	a.Handle(filesystemconnect.NewFilesystemHandler(filesystemService{a}, a.ConnectOptions()...))
@@ -194,6 +197,7 @@ func (a *Agent) signalAll(pid1 bool, sig syscall.Signal) {
 // Close stops the reaper. Processes still running are left alone; call
 // [Agent.StopProcesses] first to end them.
 func (a *Agent) Close() error {
+	a.watches.closeAll()
 	a.reaper.close()
 	return nil
 }

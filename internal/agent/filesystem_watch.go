@@ -123,13 +123,17 @@ type watcherTable struct {
 	m  map[string]*bufferedWatch
 }
 
-// watcherTables holds each agent's watcher table.
-// TODO: a field of Agent, once agent.go can take one.
-var watcherTables sync.Map // *Agent → *watcherTable
+func (a *Agent) watchers() *watcherTable { return a.watches }
 
-func (a *Agent) watchers() *watcherTable {
-	t, _ := watcherTables.LoadOrStore(a, &watcherTable{m: map[string]*bufferedWatch{}})
-	return t.(*watcherTable)
+// closeAll stops every watcher (the agent is closing).
+func (t *watcherTable) closeAll() {
+	t.mu.Lock()
+	ws := t.m
+	t.m = map[string]*bufferedWatch{}
+	t.mu.Unlock()
+	for _, bw := range ws {
+		bw.w.stop()
+	}
 }
 
 // add starts w, buffering its events, and returns the new watcher's id.
