@@ -1,9 +1,14 @@
 package api
 
 import (
+	"context"
+	"io"
 	"math"
 	"net/http"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/sbxdev/sbx/internal/errdefs"
 	"github.com/sbxdev/sbx/internal/store"
 	"github.com/sbxdev/sbx/internal/template"
 )
@@ -15,22 +20,86 @@ func (s *Server) listTemplates(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := make([]templateBody, 0, len(infos))
 	for _, in := range infos {
-		out = append(out, templateBody{
-			TemplateID:  in.Name,
-			BuildID:     in.Name,
-			Aliases:     []string{in.Name},
-			Names:       []string{in.Name},
-			CPUCount:    int64(math.Ceil(in.Defaults.CPUs)),
-			MemoryMB:    in.Defaults.MemoryBytes >> 20,
-			SizeBytes:   in.SizeBytes,
-			DiskSizeMB:  in.SizeBytes >> 20,
-			CreatedAt:   in.Created,
-			UpdatedAt:   in.Created,
-			BuildStatus: "ready",
-			EnvdVersion: EnvdVersion,
-		})
+		out = append(out, templateOut(in))
 	}
 	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func templateOut(in template.Info) templateBody {
+	return templateBody{
+		TemplateID:  in.Name,
+		BuildID:     in.Name,
+		Aliases:     []string{in.Name},
+		Names:       []string{in.Name},
+		CPUCount:    int64(math.Ceil(in.Defaults.CPUs)),
+		MemoryMB:    in.Defaults.MemoryBytes >> 20,
+		SizeBytes:   in.SizeBytes,
+		DiskSizeMB:  in.SizeBytes >> 20,
+		CreatedAt:   in.Created,
+		UpdatedAt:   in.Created,
+		BuildStatus: "ready",
+		EnvdVersion: EnvdVersion,
+	}
+}
+
+// templateImporter is what importing needs of the template store, beyond
+// TemplateStore (the server's *template.Store has it).
+type templateImporter interface {
+	Import(ctx context.Context, name string, img v1.Image, progress io.Writer) (template.Info, error)
+}
+
+// importRequest is the body of POST /sbx/v1/templates/import.
+type importRequest struct {
+	Name     string `json:"name"`
+	Source   string `json:"source"` // "registry", "tarball" or "layout"
+	Ref      string `json:"ref"`    // registry
+	Path     string `json:"path"`   // tarball, layout: a path on the server
+	Insecure bool   `json:"insecure"`
+}
+
+// importTemplate makes a template from an OCI image. Admin only: it reads
+// server-side paths and makes the server fetch from any registry.
+func (s *Server) importTemplate(w http.ResponseWriter, r *http.Request) error {
+	imp, ok := s.templates.(templateImporter)
+	if !ok {
+		return errdefs.New(errdefs.ErrFailedPrecondition, "this server's template store cannot import images")
+	}
+	var req importRequest
+	if err := decode(w, r, &req, false); err != nil {
+		return err
+	}
+	if err := template.ValidateName(req.Name); err != nil {
+		return err
+	}
+	var img v1.Image
+	var err error
+	switch req.Source {
+	case "registry":
+		if req.Ref == "" {
+			return errdefs.New(errdefs.ErrInvalidArgument, `source "registry" needs "ref"`)
+		}
+		img, err = template.ImageFromRegistry(r.Context(), req.Ref, req.Insecure)
+	case "tarball", "layout":
+		if req.Path == "" {
+			return errdefs.New(errdefs.ErrInvalidArgument, "source %q needs \"path\"", req.Source)
+		}
+		if req.Source == "tarball" {
+			img, err = template.ImageFromTarball(req.Path)
+		} else {
+			img, err = template.ImageFromLayout(req.Path)
+		}
+	default:
+		return errdefs.New(errdefs.ErrInvalidArgument, `"source" must be "registry", "tarball" or "layout"`)
+	}
+	if err != nil {
+		return err
+	}
+	info, err := imp.Import(r.Context(), req.Name, img, nil)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, templateOut(info))
 	return nil
 }
 

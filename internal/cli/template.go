@@ -1,15 +1,20 @@
 package cli
 
 import (
+	"flag"
 	"fmt"
 	"strings"
+
+	"github.com/sbxdev/sbx/client"
 )
 
-// runTemplate implements `sbx template ls` and `sbx template rm NAME`.
+// runTemplate implements `sbx template ls`, `sbx template rm NAME` and
+// `sbx template import NAME (--image REF [--insecure] | --tar PATH |
+// --oci-layout DIR)`.
 func runTemplate(e *env, args []string) int {
 	fs := e.flags("template")
 	if len(args) == 0 {
-		return e.usageErr(fs, "want ls or rm")
+		return e.usageErr(fs, "want ls or rm, or import")
 	}
 	switch args[0] {
 	case "ls", "list":
@@ -63,11 +68,67 @@ func runTemplate(e *env, args []string) int {
 			}
 		}
 		return status
+	case "import":
+		return runTemplateImport(e, fs, args[1:])
 	case "-h", "-help", "--help":
 		fs.Usage()
 		return exitOK
 	}
-	return e.usageErr(fs, "unknown subcommand %q: want ls or rm", args[0])
+	return e.usageErr(fs, "unknown subcommand %q: want ls or rm, or import", args[0])
+}
+
+// runTemplateImport implements `sbx template import`: the server reads the
+// image (paths are on the server's host) and the template is printed.
+func runTemplateImport(e *env, fs *flag.FlagSet, args []string) int {
+	image := fs.String("image", "", "import image `REF` from its registry")
+	insecure := fs.Bool("insecure", false, "with --image: allow a plain-HTTP registry")
+	tarPath := fs.String("tar", "", "import the docker-archive (docker save) `PATH` on the server")
+	layoutDir := fs.String("oci-layout", "", "import the OCI image layout `DIR` on the server")
+	asJSON := fs.Bool("json", false, "print the template as JSON")
+	pos, code, ok := e.parse(fs, args)
+	if !ok {
+		return code
+	}
+	if len(pos) != 1 {
+		return e.usageErr(fs, "want one template name")
+	}
+	opts := client.ImportOptions{Name: pos[0], Insecure: *insecure}
+	n := 0
+	if *image != "" {
+		opts.Source, opts.Ref = client.ImportRegistry, *image
+		n++
+	}
+	if *tarPath != "" {
+		opts.Source, opts.Path = client.ImportTarball, *tarPath
+		n++
+	}
+	if *layoutDir != "" {
+		opts.Source, opts.Path = client.ImportLayout, *layoutDir
+		n++
+	}
+	if n != 1 {
+		return e.usageErr(fs, "want exactly one of --image, --tar and --oci-layout")
+	}
+	if *insecure && *image == "" {
+		return e.usageErr(fs, "--insecure goes with --image")
+	}
+	c, err := e.client()
+	if err != nil {
+		return e.fail("template import", err)
+	}
+	fmt.Fprintf(e.stderr, "importing %s…\n", opts.Name)
+	t, err := c.ImportTemplate(e.ctx, opts)
+	if err != nil {
+		return e.failOn("template import", opts.Name, err)
+	}
+	if *asJSON {
+		return e.printJSON(t)
+	}
+	tw := e.table()
+	fmt.Fprintln(tw, "TEMPLATE\tSIZE\tSTATUS")
+	fmt.Fprintf(tw, "%s\t%s\t%s\n", t.TemplateID, bytesHuman(t.SizeBytes), t.BuildStatus)
+	tw.Flush()
+	return exitOK
 }
 
 // bytesHuman renders a size with a binary unit: "512B", "1.5M", "2.0G".

@@ -58,6 +58,12 @@ type Info struct {
 	// IDShift is the offset of the ids that own the rootfs's files on disk
 	// (see Store.IDShift).
 	IDShift uint32 `json:"idShift"`
+	// Env, Workdir and StartCmd are the environment ("K=V"), working
+	// directory and start command (entrypoint then cmd) recorded from an
+	// imported image's config (see Store.Import); empty for built templates.
+	Env      []string `json:"env,omitempty"`
+	Workdir  string   `json:"workdir,omitempty"`
+	StartCmd []string `json:"startCmd,omitempty"`
 	// RootfsPath is the host path of the template's root filesystem. It is
 	// not stored: the Store fills it in.
 	RootfsPath string `json:"-"`
@@ -87,6 +93,9 @@ type Store struct {
 	// IDShift..IDShift+IDRange-1 see them owned as built. Zero stores files
 	// as built (no user namespace).
 	IDShift uint32
+	// MaxImportBytes bounds the bytes of file content an image import may
+	// write (see Store.Import); zero means DefaultMaxImportBytes.
+	MaxImportBytes int64
 }
 
 const (
