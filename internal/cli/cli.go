@@ -85,7 +85,7 @@ func commands() []command {
 		{"cat", "[--user U] ID PATH...", "print files of a sandbox", runCat},
 		{"kill", "ID...", "kill sandboxes", runKill},
 		{"timeout", "ID DURATION|0", "set how long from now a sandbox lives (0: no limit)", runTimeout},
-		{"template", "ls [--json] | rm NAME", "list or delete templates", runTemplate},
+		{"template", "ls [--json] | rm NAME | import NAME (--image REF [--insecure] | --tar PATH | --oci-layout DIR)", "list, delete or import templates", runTemplate},
 		{"key", "create [--name N] [--json] | ls [--json] | rm ID", "manage API keys", runKey},
 		{"serve", "[flags]", "run the sbx server", func(e *env, args []string) int { return runServe(e.ctx, args) }},
 		{"version", "", "print the version", runVersion},

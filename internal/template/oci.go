@@ -105,10 +105,18 @@ func (s *Store) Import(ctx context.Context, name string, img v1.Image, progress 
 		fmt.Fprintf(progress, "layer %d/%d %s (%s compressed)\n", i+1, len(layers), d, humanBytes(size))
 		rc, err := l.Uncompressed()
 		if err != nil {
-			return Info{}, fmt.Errorf("import template %q: layer %s: %w", name, d, err)
+			// Fetching the layer failed (a registry or the disk).
+			return Info{}, errdefs.Wrap(errdefs.ErrUnavailable, err, "import template %q: cannot read layer %s: %v", name, d, err)
 		}
 		err = x.applyLayer(ctx, rc)
 		rc.Close()
+		var classed *errdefs.Error
+		if err != nil && !errors.As(err, &classed) && ctx.Err() == nil {
+			// Not one of the extractor's refusals: the stream itself
+			// broke (truncated or corrupt archive, a registry dropping
+			// the download).
+			return Info{}, errdefs.Wrap(errdefs.ErrUnavailable, err, "import template %q: layer %s could not be read: %v", name, d, err)
+		}
 		if err != nil {
 			return Info{}, fmt.Errorf("import template %q: layer %s: %w", name, d, err)
 		}
