@@ -108,6 +108,8 @@ type Manager struct {
 	closed bool
 
 	killHooks []func(id string)
+	// disks hands out quota'd disks; nil when sandboxes have no quota.
+	disks *diskPool
 }
 
 // New returns a Manager. Call Reconcile before serving requests.
@@ -130,11 +132,19 @@ func New(cfg Config, rt Runtime, templates Templates, db *store.DB, logger *slog
 	if p := filepath.Join(cfg.DataDir, "sandboxes", newID(), "agent.sock"); len(p) > 107 {
 		return nil, fmt.Errorf("data dir %s is too long: agent socket paths (%d bytes) exceed the 107-byte unix socket limit", cfg.DataDir, len(p))
 	}
-	return &Manager{
+	m := &Manager{
 		cfg: cfg, rt: rt, templates: templates, db: db, log: logger,
 		locks:  map[string]*sync.Mutex{},
 		timers: map[string]*time.Timer{},
-	}, nil
+	}
+	if cfg.DefaultDiskMB > 0 {
+		p, err := newDiskPool(cfg.DataDir, cfg.DefaultDiskMB, 2, logger)
+		if err != nil {
+			return nil, err
+		}
+		m.disks = p
+	}
+	return m, nil
 }
 
 // lock serialises operations on one sandbox id.
@@ -327,7 +337,20 @@ func (m *Manager) start(ctx context.Context, sb *store.Sandbox, tpl Template) er
 	if err := os.Mkdir(dir, 0o711); err != nil {
 		return fmt.Errorf("create sandbox dir: %w", err)
 	}
-	rootfs, err := mountRootfs(dir, tpl.Layers, m.cfg.IDMap)
+	upper, work := filepath.Join(dir, "upper"), filepath.Join(dir, "work")
+	if m.disks != nil {
+		d, err := m.disks.take(ctx)
+		if err != nil {
+			return fmt.Errorf("sandbox disk: %w", err)
+		}
+		sd, err := d.moveInto(dir)
+		if err != nil {
+			d.destroy()
+			return fmt.Errorf("sandbox disk: %w", err)
+		}
+		upper, work = filepath.Join(sd.mount, "upper"), filepath.Join(sd.mount, "work")
+	}
+	rootfs, err := mountRootfs(dir, upper, work, tpl.Layers, m.cfg.IDMap)
 	if err != nil {
 		return err
 	}
@@ -665,14 +688,18 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 	return nil
 }
 
-// Close stops the timers. Sandboxes keep running.
+// Close stops the timers and destroys the disks made ready for sandboxes
+// not created yet. Sandboxes keep running.
 func (m *Manager) Close() {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	m.closed = true
 	for id, t := range m.timers {
 		t.Stop()
 		delete(m.timers, id)
+	}
+	m.mu.Unlock()
+	if m.disks != nil {
+		m.disks.close()
 	}
 }
 

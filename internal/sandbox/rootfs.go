@@ -13,16 +13,18 @@ import (
 // mountRootfs assembles a sandbox's root filesystem at dir/rootfs: an
 // overlayfs whose lower layers are the template's read-only directories
 // (shared by every sandbox of the template, never written) and whose upper
-// layer dir/upper holds everything this sandbox changes. Killing the sandbox
-// drops the upper layer; the template is untouched.
+// layer (upper, with its work directory work on the same filesystem: the
+// sandbox's own disk when it has a quota) holds everything this sandbox
+// changes. Killing the sandbox drops the upper layer; the template is
+// untouched.
 //
 // With an id map, the upper layer's root is owned by the box's root (the
 // merged root directory takes its owner from it), so root in the box owns /.
-func mountRootfs(dir string, layers []string, idmap *IDMap) (string, error) {
+func mountRootfs(dir, upper, work string, layers []string, idmap *IDMap) (string, error) {
 	if len(layers) == 0 {
 		return "", errors.New("template has no layers")
 	}
-	upper, work, rootfs := filepath.Join(dir, "upper"), filepath.Join(dir, "work"), filepath.Join(dir, "rootfs")
+	rootfs := filepath.Join(dir, "rootfs")
 	for _, d := range []string{upper, work, rootfs} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return "", fmt.Errorf("create %s: %w", d, err)
@@ -50,19 +52,14 @@ func mountRootfs(dir string, layers []string, idmap *IDMap) (string, error) {
 	return rootfs, nil
 }
 
-// unmountRootfs detaches dir/rootfs if it is mounted. It succeeds only when
-// nothing is mounted there afterwards, so the caller may remove dir.
+// unmountRootfs detaches dir/rootfs and then the sandbox's disk, if they
+// are mounted. It succeeds only when nothing is mounted there afterwards, so
+// the caller may remove dir.
 func unmountRootfs(dir string) error {
-	rootfs := filepath.Join(dir, "rootfs")
-	for i := 0; i < 8 && mounted(rootfs); i++ {
-		if err := unix.Unmount(rootfs, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-			return fmt.Errorf("unmount %s: %w", rootfs, err)
-		}
+	if err := unmountAll(filepath.Join(dir, "rootfs")); err != nil {
+		return err
 	}
-	if mounted(rootfs) {
-		return fmt.Errorf("%s is still mounted", rootfs)
-	}
-	return nil
+	return unmountAll(filepath.Join(dir, diskMount))
 }
 
 // mounted reports whether path is a mount point, by comparing its device

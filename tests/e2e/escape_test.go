@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"net"
 	"os"
 	"path/filepath"
@@ -21,7 +22,7 @@ import (
 // network, other sandboxes, and exhaust the host. Every attempt must fail and
 // the server must keep serving.
 func TestEscape(t *testing.T) {
-	srv := harness.Start(t, "--pids", "256", "--memory-mb", "256")
+	srv := harness.Start(t, "--pids", "256", "--memory-mb", "256", "--disk-mb", "128")
 	ctx := ctxFor(t, 5*time.Minute)
 	c := srv.Client
 	sb, err := c.CreateSandbox(ctx, client.CreateOptions{})
@@ -226,6 +227,31 @@ while True: x.append(bytearray(16<<20))'; echo exit=$?`, nil)
 		assertHealthy(t, ctx, srv, neighbour)
 		if r := mustRun(t, ctx, sb, "echo alive", nil); r.Stdout != "alive\n" {
 			t.Fatalf("sandbox after OOM: %+v", r)
+		}
+	})
+	t.Run("disk fill", func(t *testing.T) {
+		// The quota (128 MiB) stops the sandbox, not the host.
+		res := mustRun(t, ctx, sb, `dd if=/dev/zero of=/home/user/fill bs=1M count=1024 2>&1; echo rc=$?; df -m / | tail -1`, nil)
+		if !strings.Contains(res.Stdout, "No space left on device") || !strings.Contains(res.Stdout, "rc=1") {
+			t.Fatalf("filling the disk: %+v", res)
+		}
+		var st unix.Statfs_t
+		if err := unix.Statfs(srv.DataDir, &st); err != nil {
+			t.Fatal(err)
+		}
+		if free := int64(st.Bavail) * st.Bsize; free < 1<<30 {
+			t.Fatalf("the host has only %d bytes free after the fill", free)
+		}
+		// An upload into the full sandbox is refused as such (507).
+		if _, err := sb.WriteFile(ctx, "/home/user/more", strings.NewReader(strings.Repeat("x", 4<<20)), nil); !errors.Is(err, client.ErrNoSpace) {
+			t.Fatalf("upload into a full sandbox: want ErrNoSpace, got %v", err)
+		}
+		assertHealthy(t, ctx, srv, neighbour)
+		if r := mustRun(t, ctx, neighbour, "echo fine > /home/user/x && cat /home/user/x", nil); r.Stdout != "fine\n" {
+			t.Fatalf("neighbour cannot write: %+v", r)
+		}
+		if r := mustRun(t, ctx, sb, "rm /home/user/fill && echo again > /home/user/y && cat /home/user/y", nil); r.Stdout != "again\n" {
+			t.Fatalf("after freeing the disk: %+v", r)
 		}
 	})
 	t.Run("disk of one sandbox is its own", func(t *testing.T) {
