@@ -38,14 +38,17 @@ const (
 	diskMount = "disk"
 )
 
-// diskPool makes and hands out quota'd disks.
+// diskPool makes and hands out quota'd disks. One filler goroutine keeps
+// size disks ready; the disks of killed sandboxes come back wiped, so a
+// steady create/kill cycle formats nothing.
 type diskPool struct {
 	dir    string
 	sizeMB int64
 	log    *slog.Logger
 	ready  chan *disk
-	wg     sync.WaitGroup
+	kick   chan struct{}
 	stop   chan struct{}
+	done   chan struct{}
 	once   sync.Once
 }
 
@@ -54,13 +57,19 @@ type disk struct {
 	image, mount string
 }
 
+// refillDelay lets disks of sandboxes being killed come back before the
+// filler formats new ones.
+const refillDelay = 300 * time.Millisecond
+
 func newDiskPool(dataDir string, sizeMB int64, size int, log *slog.Logger) (*diskPool, error) {
 	p := &diskPool{
 		dir:    filepath.Join(dataDir, diskDir),
 		sizeMB: sizeMB,
 		log:    log,
 		ready:  make(chan *disk, size),
+		kick:   make(chan struct{}, 1),
 		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
 	}
 	if err := os.MkdirAll(p.dir, 0o711); err != nil {
 		return nil, fmt.Errorf("disk pool: %w", err)
@@ -77,47 +86,115 @@ func newDiskPool(dataDir string, sizeMB int64, size int, log *slog.Logger) (*dis
 		}
 		os.RemoveAll(d)
 	}
-	for i := 0; i < size; i++ {
-		p.refill()
-	}
+	go p.fill()
+	p.signal()
 	return p, nil
 }
 
-// refill makes one disk in the background.
-func (p *diskPool) refill() {
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		d, err := p.make(context.Background())
-		if err != nil {
-			p.log.Error("disk pool: make disk", "err", err)
-			return
-		}
+func (p *diskPool) signal() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+// fill makes disks until size are ready, each time it is kicked.
+func (p *diskPool) fill() {
+	defer close(p.done)
+	first := true
+	for {
 		select {
-		case p.ready <- d:
 		case <-p.stop:
-			d.destroy()
+			return
+		case <-p.kick:
 		}
-	}()
+		if !first {
+			select {
+			case <-p.stop:
+				return
+			case <-time.After(refillDelay):
+			}
+		}
+		first = false
+		for len(p.ready) < cap(p.ready) {
+			d, err := p.make(context.Background())
+			if err != nil {
+				p.log.Error("disk pool: make disk", "err", err)
+				break
+			}
+			if !p.put(d) {
+				break
+			}
+		}
+	}
+}
+
+// put adds d to the ready disks, or destroys it when enough are ready.
+func (p *diskPool) put(d *disk) bool {
+	select {
+	case <-p.stop:
+	case p.ready <- d:
+		return true
+	default:
+	}
+	if err := d.destroy(); err != nil {
+		p.log.Error("disk pool: destroy spare disk", "err", err)
+	}
+	return false
 }
 
 // take returns a ready disk, or makes one when none is.
 func (p *diskPool) take(ctx context.Context) (*disk, error) {
+	defer p.signal()
 	select {
 	case d := <-p.ready:
-		p.refill()
 		return d, nil
 	default:
 	}
-	p.refill() // for the next create
 	return p.make(ctx)
+}
+
+// recycle takes back the disk of a sandbox being released (dir/disk.img on
+// dir/disk, its overlay already unmounted): it moves it out of dir at once,
+// then wipes it and makes it ready in the background. It returns false when
+// the disk stayed in dir (the caller destroys it).
+func (p *diskPool) recycle(dir string) bool {
+	if len(p.ready) >= cap(p.ready) {
+		return false
+	}
+	sd := &disk{image: filepath.Join(dir, diskImage), mount: filepath.Join(dir, diskMount)}
+	d, err := sd.move(p.newBase())
+	if err != nil {
+		p.log.Warn("disk pool: recycle", "err", err)
+		return false
+	}
+	go func() {
+		// Everything the sandbox wrote goes; the filesystem's free
+		// blocks hold no readable data for the next sandbox (it has no
+		// access to the device), and discard returns them to the host.
+		err := errors.Join(os.RemoveAll(filepath.Join(d.mount, "upper")), os.RemoveAll(filepath.Join(d.mount, "work")))
+		if err == nil {
+			err = errors.Join(os.Mkdir(filepath.Join(d.mount, "upper"), 0o755), os.Mkdir(filepath.Join(d.mount, "work"), 0o755))
+		}
+		if err != nil {
+			p.log.Warn("disk pool: wipe recycled disk", "err", err)
+			d.destroy()
+			return
+		}
+		p.put(d)
+	}()
+	return true
+}
+
+func (p *diskPool) newBase() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return filepath.Join(p.dir, hex.EncodeToString(b))
 }
 
 // make formats and mounts a new disk.
 func (p *diskPool) make(ctx context.Context) (*disk, error) {
-	b := make([]byte, 8)
-	rand.Read(b)
-	base := filepath.Join(p.dir, hex.EncodeToString(b))
+	base := p.newBase()
 	d := &disk{image: base + ".img", mount: base}
 	f, err := os.OpenFile(d.image, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
@@ -144,7 +221,7 @@ func (p *diskPool) make(ctx context.Context) (*disk, error) {
 	// mount(8) sets up the loop device with autoclear: it goes away with
 	// the last unmount. nodev, nosuid: nothing on a sandbox's disk is
 	// trusted by the host.
-	if out, err := exec.CommandContext(ctx, "mount", "-t", "ext4", "-o", "loop,nodev,nosuid,noatime", d.image, d.mount).CombinedOutput(); err != nil {
+	if out, err := exec.CommandContext(ctx, "mount", "-t", "ext4", "-o", "loop,nodev,nosuid,noatime,discard", d.image, d.mount).CombinedOutput(); err != nil {
 		os.Remove(d.mount)
 		os.Remove(d.image)
 		return nil, fmt.Errorf("mount disk: %v: %s", err, strings.TrimSpace(string(out)))
@@ -162,7 +239,14 @@ func (p *diskPool) make(ctx context.Context) (*disk, error) {
 // moveInto moves the disk into sandbox directory dir (dir/disk.img, mounted
 // on dir/disk) and returns the sandbox's disk.
 func (d *disk) moveInto(dir string) (*disk, error) {
-	nd := &disk{image: filepath.Join(dir, diskImage), mount: filepath.Join(dir, diskMount)}
+	return d.moveTo(filepath.Join(dir, diskImage), filepath.Join(dir, diskMount))
+}
+
+// move moves the disk to base.img mounted on base.
+func (d *disk) move(base string) (*disk, error) { return d.moveTo(base+".img", base) }
+
+func (d *disk) moveTo(image, mount string) (*disk, error) {
+	nd := &disk{image: image, mount: mount}
 	if err := os.Mkdir(nd.mount, 0o711); err != nil {
 		return nil, fmt.Errorf("disk mount point: %w", err)
 	}
@@ -190,10 +274,8 @@ func (d *disk) destroy() error {
 // close stops refilling and destroys the ready disks.
 func (p *diskPool) close() {
 	p.once.Do(func() { close(p.stop) })
-	done := make(chan struct{})
-	go func() { p.wg.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-p.done:
 	case <-time.After(10 * time.Second):
 	}
 	for {

@@ -448,6 +448,13 @@ func (m *Manager) release(ctx context.Context, id string) {
 		log.Error("destroy box", "err", err)
 	}
 	dir := m.dir(id)
+	if m.disks != nil {
+		// The overlay first, then the disk goes back to the pool (or is
+		// unmounted below).
+		if err := unmountAll(filepath.Join(dir, "rootfs")); err == nil && mounted(filepath.Join(dir, diskMount)) {
+			m.disks.recycle(dir)
+		}
+	}
 	if err := unmountRootfs(dir); err != nil {
 		log.Error("unmount rootfs", "err", err)
 		return // never rm -rf through a mount
