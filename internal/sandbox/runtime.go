@@ -58,10 +58,33 @@ type BoxSpec struct {
 	Hostname string
 	// Limits bound the box's resources.
 	Limits Limits
+	// NetNS, when set, is the path of a network namespace the Manager's
+	// network layer prepared (its interfaces, addresses and rules already in
+	// place); the box joins it. When empty the box gets a new namespace
+	// holding only loopback.
+	NetNS string
 	// IDMap, when not nil, runs the box in a new user namespace in which
 	// ids 0..Size-1 are host ids HostID..HostID+Size-1. The rootfs must be
 	// owned by the mapped ids, and its path traversable by them.
 	IDMap *IDMap
+}
+
+// Checkpointer is implemented by runtimes that can save a running box's
+// whole state, process memory included, to a directory and start a box again
+// from it (gVisor's runsc checkpoint/restore). The Manager uses it for pause
+// with memory, snapshots and forks; on runtimes without it, pause freezes the
+// box (Runtime.Pause) and snapshots hold files only.
+//
+// The same concurrency rules as Runtime apply.
+type Checkpointer interface {
+	// Checkpoint writes box id's state into dir (which exists and is empty).
+	// With leaveRunning the box keeps running afterwards (a snapshot or a
+	// fork's source); otherwise the box is stopped and destroyed once the
+	// image is complete.
+	Checkpoint(ctx context.Context, id, dir string, leaveRunning bool) error
+	// Restore starts box spec.ID from the image in dir. spec is as for
+	// Start; its Rootfs must hold the files as they were at checkpoint time.
+	Restore(ctx context.Context, spec BoxSpec, dir string) error
 }
 
 // IDMap maps a box's user and group ids onto a range of host ids.

@@ -167,8 +167,9 @@ func boxSpec(s sandbox.BoxSpec, nofile uint64) (*specs.Spec, error) {
 				// network: a new, empty namespace holding only loopback, so the
 				// box reaches neither the host's services (including sbx's own
 				// API on 127.0.0.1) nor other boxes. Egress, if any, is added
-				// by the network layer, not here.
-				{Type: specs.NetworkNamespace},
+				// by the network layer, not here: when the Manager prepared a
+				// namespace with a veth (BoxSpec.NetNS), the box joins it.
+				{Type: specs.NetworkNamespace, Path: s.NetNS},
 				// uts: the box's hostname is its own (spec.Hostname).
 				{Type: specs.UTSNamespace},
 				// ipc: no SysV/POSIX IPC shared with the host or other boxes.
