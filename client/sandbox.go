@@ -42,6 +42,9 @@ type Sandbox struct {
 	// TrafficAccessToken authorises requests to the sandbox's own ports,
 	// when the server requires one.
 	TrafficAccessToken string `json:"trafficAccessToken,omitempty"`
+	// Runtime is the runtime the sandbox runs on ("runc", "runsc"), as
+	// reported on create. An sbx extension.
+	Runtime string `json:"runtime,omitempty"`
 
 	c *Client
 }

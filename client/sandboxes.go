@@ -34,6 +34,10 @@ type CreateOptions struct {
 	Metadata map[string]string
 	// Env is set in every process started in the sandbox.
 	Env map[string]string
+	// Runtime is the isolation runtime: "runc" (containers) or "runsc"
+	// (gVisor, a user-space kernel between the sandbox and the host).
+	// Empty takes the server's default. An sbx extension.
+	Runtime string
 }
 
 // ConnectOptions tune [Client.ConnectSandbox].
@@ -59,6 +63,9 @@ type SandboxInfo struct {
 	Metadata    map[string]string `json:"metadata,omitempty"`
 	// State is StateRunning, StatePaused or another lifecycle state.
 	State string `json:"state"`
+	// Runtime is the runtime the sandbox runs on ("runc", "runsc"). An sbx
+	// extension.
+	Runtime string `json:"runtime,omitempty"`
 	// EnvdAccessToken and Domain are filled by [Client.GetSandbox] only.
 	EnvdAccessToken string `json:"envdAccessToken,omitempty"`
 	Domain          string `json:"domain,omitempty"`
@@ -85,6 +92,7 @@ type createRequest struct {
 	Timeout    *int              `json:"timeout,omitempty"`
 	Metadata   map[string]string `json:"metadata,omitempty"`
 	EnvVars    map[string]string `json:"envVars,omitempty"`
+	Runtime    string            `json:"runtime,omitempty"`
 }
 
 // timeoutRequest is the wire body of the timeout and connect calls.
@@ -115,7 +123,7 @@ func (c *Client) CreateSandbox(ctx context.Context, opts CreateOptions) (*Sandbo
 	if opts.Timeout < 0 && opts.Timeout != NoTimeout {
 		return nil, fmt.Errorf("sbx: create sandbox: negative timeout %v: %w", opts.Timeout, ErrInvalidArgument)
 	}
-	body := createRequest{TemplateID: tmpl, Timeout: seconds(opts.Timeout), Metadata: opts.Metadata, EnvVars: opts.Env}
+	body := createRequest{TemplateID: tmpl, Timeout: seconds(opts.Timeout), Metadata: opts.Metadata, EnvVars: opts.Env, Runtime: opts.Runtime}
 	sb := &Sandbox{}
 	if _, err := c.do(ctx, http.MethodPost, "/v2/sandboxes", nil, body, sb); err != nil {
 		return nil, err

@@ -4,7 +4,8 @@
 #   1. the apt packages sbx and its tests need (skipped when all are present);
 #   2. Go >= 1.26 (the official toolchain, only when go is missing or older);
 #   3. runc v1.5.2 built with seccomp, at /usr/local/lib/sbx/runc (Debian's
-#      runc is too old, and sbx refuses to run boxes without seccomp).
+#      runc is too old, and sbx refuses to run boxes without seccomp);
+#   4. gVisor's runsc, pinned, built static, at /usr/local/lib/sbx/runsc.
 # It is idempotent and takes seconds when everything is already in place. It
 # starts nothing: no daemons, no services.
 set -euo pipefail
@@ -14,6 +15,9 @@ GO_TOOLCHAIN_URL="https://proxy.golang.org/golang.org/toolchain/@v/v0.0.1-go1.26
 RUNC_VERSION=1.5.2
 RUNC_DIR=/usr/local/lib/sbx
 RUNC_BIN="$RUNC_DIR/runc"
+# gVisor publishes no Go module tags; the go branch's pseudo-version pins it.
+RUNSC_VERSION=v0.0.0-20260905035102-160fafc42237
+RUNSC_BIN="$RUNC_DIR/runsc"
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
@@ -108,6 +112,36 @@ else
 	rm -rf "$gobin"
 	runc_ok || die "runc at $RUNC_BIN does not report $RUNC_VERSION with seccomp"
 	log "runc: installed"
+fi
+
+# --- 4. runsc (gVisor) ------------------------------------------------------
+# Static (CGO_ENABLED=0): runsc re-executes itself (/proc/self/exe) after
+# chrooting into an empty directory, where a dynamically linked runsc finds
+# no loader and fails with "fork/exec /proc/self/exe: no such file or
+# directory". The installed version is recorded beside the binary, since a
+# go-installed runsc reports "runsc version VERSION_MISSING".
+runsc_ok() {
+	[ -x "$RUNSC_BIN" ] || return 1
+	[ "$(cat "$RUNSC_BIN.version" 2>/dev/null)" = "$RUNSC_VERSION" ] || return 1
+	"$RUNSC_BIN" --version >/dev/null 2>&1 || return 1
+	# Must be static: no program interpreter (readelf is binutils, which gcc
+	# above pulls in).
+	! readelf -l "$RUNSC_BIN" 2>/dev/null | grep -q 'INTERP'
+}
+if runsc_ok; then
+	log "runsc: $RUNSC_VERSION ok"
+else
+	log "runsc: building gvisor.dev/gvisor/runsc@$RUNSC_VERSION (static) into $RUNSC_BIN (about 2 minutes)"
+	gobin="$(mktemp -d)"
+	(cd "$gobin" && CGO_ENABLED=0 GOBIN="$gobin" GOTOOLCHAIN=local GOFLAGS= \
+		go install "gvisor.dev/gvisor/runsc@$RUNSC_VERSION") >&2
+	install -d -m 0755 "$RUNC_DIR"
+	install -m 0755 "$gobin/runsc" "$RUNSC_BIN.new"
+	mv -f "$RUNSC_BIN.new" "$RUNSC_BIN"
+	printf '%s\n' "$RUNSC_VERSION" >"$RUNSC_BIN.version"
+	rm -rf "$gobin"
+	runsc_ok || die "runsc at $RUNSC_BIN does not run or is not static"
+	log "runsc: installed"
 fi
 
 log "done"

@@ -28,6 +28,7 @@ func (s *Server) sandboxBody(sb *sandbox.Sandbox) sandboxBody {
 		EnvdAccessToken: sb.EnvdToken,
 		Domain:          s.domain(),
 		Alias:           sb.Template,
+		Runtime:         sb.Runtime,
 	}
 }
 
@@ -49,6 +50,7 @@ func listed(sb *sandbox.Sandbox) listedSandbox {
 		EnvdVersion: EnvdVersion,
 		Metadata:    md,
 		State:       sb.State,
+		Runtime:     sb.Runtime,
 	}
 }
 
@@ -69,6 +71,7 @@ func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request) error {
 		Timeout:  timeout,
 		Metadata: req.Metadata,
 		EnvVars:  req.EnvVars,
+		Runtime:  req.Runtime,
 	})
 	if err != nil {
 		return err
@@ -191,7 +194,6 @@ func (s *Server) getSandbox(w http.ResponseWriter, r *http.Request) error {
 		EnvdAccessToken: sb.EnvdToken,
 		Domain:          s.domain(),
 		Lifecycle:       lifecycle{OnTimeout: "kill"},
-		Runtime:         sb.Runtime,
 		Error:           sb.Error,
 	})
 	return nil

@@ -83,7 +83,10 @@ func newTestServer(t *testing.T, cfg sandbox.Config) *testServer {
 	}
 	log := slog.New(slog.DiscardHandler)
 	cfg.DataDir = dir
-	mgr, err := sandbox.New(cfg, noRuntime{t}, noTemplates{}, db, log)
+	if cfg.Runtimes == nil {
+		cfg.Runtimes = map[string]sandbox.Runtime{"runc": noRuntime{t}}
+	}
+	mgr, err := sandbox.New(cfg, noTemplates{}, db, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,6 +252,8 @@ func TestHandlers(t *testing.T) {
 		wantError(t, s.do(t, "POST", "/v2/sandboxes", key, `{"templateID":"base","timeout":"x"}`), 400, `field "timeout"`)
 		wantError(t, s.do(t, "POST", "/v2/sandboxes", key, `{"templateID":"base","envVars":{"A=B":"c"}}`), 400, "contains '='")
 		wantError(t, s.do(t, "POST", "/v2/sandboxes", key, `{"templateID":"nope"}`), 404, `template "nope" not found`)
+		wantError(t, s.do(t, "POST", "/v2/sandboxes", key, `{"templateID":"base","runtime":"kata"}`), 400, `unknown runtime "kata"; available: runc`)
+		wantError(t, s.do(t, "POST", "/v2/sandboxes", key, `{"templateID":"base","runtime":7}`), 400, `field "runtime"`)
 		big := `{"templateID":"base","metadata":{"k":"` + strings.Repeat("x", maxBodyBytes) + `"}}`
 		wantError(t, s.do(t, "POST", "/v2/sandboxes", key, big), 413, "request body too large")
 	})
@@ -257,7 +262,7 @@ func TestHandlers(t *testing.T) {
 		var got []listedSandbox
 		w := s.do(t, "GET", "/v2/sandboxes", key, "")
 		decodeBody(t, w, 200, &got)
-		if len(got) != 1 || got[0].SandboxID != running.ID || got[0].State != "running" || got[0].CPUCount != 2 || got[0].Metadata["user"] != "alice" {
+		if len(got) != 1 || got[0].SandboxID != running.ID || got[0].State != "running" || got[0].CPUCount != 2 || got[0].Metadata["user"] != "alice" || got[0].Runtime != "runc" {
 			t.Errorf("default list = %+v, want only the running sandbox", got)
 		}
 		if h := w.Header().Get("X-Total-Running"); h != "1" {
@@ -292,7 +297,7 @@ func TestHandlers(t *testing.T) {
 	t.Run("get", func(t *testing.T) {
 		var got sandboxDetail
 		decodeBody(t, s.do(t, "GET", "/sandboxes/"+failed.ID, key, ""), 200, &got)
-		if got.State != "failed" || got.Error != "it died" || got.Lifecycle.OnTimeout != "kill" || got.Domain == nil || *got.Domain != testDomain {
+		if got.State != "failed" || got.Error != "it died" || got.Lifecycle.OnTimeout != "kill" || got.Domain == nil || *got.Domain != testDomain || got.Runtime != "runc" {
 			t.Errorf("detail = %+v", got)
 		}
 		wantError(t, s.do(t, "GET", "/sandboxes/nosuchsandbox", key, ""), 404, "not found")

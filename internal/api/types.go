@@ -11,6 +11,9 @@ type newSandbox struct {
 	EnvVars    map[string]string `json:"envVars,omitempty"`
 	AutoPause  *bool             `json:"autoPause,omitempty"`
 	Secure     *bool             `json:"secure,omitempty"`
+	// Runtime is an sbx extension: the runtime to run on ("runc",
+	// "runsc"); empty means the server's default.
+	Runtime string `json:"runtime,omitempty"`
 }
 
 type sandboxBody struct {
@@ -22,6 +25,8 @@ type sandboxBody struct {
 	Domain             *string `json:"domain"`
 	TrafficAccessToken *string `json:"trafficAccessToken"`
 	Alias              string  `json:"alias,omitempty"`
+	// Runtime is an sbx extension: the runtime the sandbox runs on.
+	Runtime string `json:"runtime,omitempty"`
 }
 
 type listedSandbox struct {
@@ -37,6 +42,8 @@ type listedSandbox struct {
 	EnvdVersion string            `json:"envdVersion"`
 	Metadata    map[string]string `json:"metadata"`
 	State       string            `json:"state"`
+	// Runtime is an sbx extension: the runtime the sandbox runs on.
+	Runtime string `json:"runtime"`
 }
 
 type sandboxDetail struct {
@@ -44,7 +51,6 @@ type sandboxDetail struct {
 	EnvdAccessToken string    `json:"envdAccessToken,omitempty"`
 	Domain          *string   `json:"domain"`
 	Lifecycle       lifecycle `json:"lifecycle"`
-	Runtime         string    `json:"runtime"`
 	Error           string    `json:"error,omitempty"`
 }
 

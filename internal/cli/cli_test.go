@@ -147,10 +147,13 @@ func TestSandboxCommands(t *testing.T) {
 	if sb == nil || sb.Timeout == nil || *sb.Timeout != 0 || sb.Metadata["team"] != "a" || sb.Env["K"] != "V" {
 		t.Fatalf("created %+v", sb)
 	}
-	r = sbx(t, ctx, f, "", "create", "--json", "--timeout", "10m")
+	r = sbx(t, ctx, f, "", "create", "--json", "--timeout", "10m", "--runtime", "runsc")
 	var created client.Sandbox
-	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &created) != nil || created.ID == "" || created.EnvdAccessToken == "" {
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &created) != nil || created.ID == "" || created.EnvdAccessToken == "" || created.Runtime != "runsc" {
 		t.Fatalf("create --json: %+v", r)
+	}
+	if r := sbx(t, ctx, f, "", "create", "--runtime", "kata"); r.code != 1 || !strings.Contains(r.stderr, `unknown runtime "kata"`) {
+		t.Errorf("create --runtime kata: %+v", r)
 	}
 	if got := f.Find(created.ID).Timeout; got == nil || *got != 600 {
 		t.Errorf("create --timeout 10m sent %v", got)
@@ -164,9 +167,9 @@ func TestSandboxCommands(t *testing.T) {
 	f.Sandboxes[1].EndAt = time.Date(2025, 1, 2, 4, 14, 5, 0, time.UTC)
 	f.Unlock()
 	r = sbx(t, ctx, f, "", "ls")
-	want := "ID       TEMPLATE   STATE     STARTED   ENDS\n" +
-		id + "   base       running   4m ago    never\n" +
-		created.ID + "   base       running   4m ago    in 10m\n"
+	want := "ID       TEMPLATE   RUNTIME   STATE     STARTED   ENDS\n" +
+		id + "   base       runc      running   4m ago    never\n" +
+		created.ID + "   base       runsc     running   4m ago    in 10m\n"
 	if r.code != 0 || r.stdout != want {
 		t.Errorf("ls:\n%s\nwant:\n%s", r.stdout, want)
 	}

@@ -15,6 +15,7 @@ func runCreate(e *env, args []string) int {
 	meta, envs := kvFlag{}, kvFlag{}
 	fs.Var(meta, "meta", "metadata `K=V` (repeatable)")
 	fs.Var(envs, "env", "environment variable `K=V` for every process (repeatable)")
+	rt := fs.String("runtime", "", "isolation `RUNTIME`: runc or runsc (gVisor) (default: the server's)")
 	asJSON := fs.Bool("json", false, "print the sandbox as JSON")
 	pos, code, ok := e.parse(fs, args)
 	if !ok {
@@ -23,7 +24,7 @@ func runCreate(e *env, args []string) int {
 	if len(pos) != 0 {
 		return e.usageErr(fs, "unexpected argument %q", pos[0])
 	}
-	opts := client.CreateOptions{Template: *tmpl, Metadata: meta.orNil(), Env: envs.orNil()}
+	opts := client.CreateOptions{Template: *tmpl, Metadata: meta.orNil(), Env: envs.orNil(), Runtime: *rt}
 	if *timeout != "" {
 		d, err := parseTimeout(*timeout)
 		if err != nil {

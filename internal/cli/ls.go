@@ -40,9 +40,9 @@ func runLs(e *env, args []string) int {
 	}
 	now := e.now()
 	tw := e.table()
-	fmt.Fprintln(tw, "ID\tTEMPLATE\tSTATE\tSTARTED\tENDS")
+	fmt.Fprintln(tw, "ID\tTEMPLATE\tRUNTIME\tSTATE\tSTARTED\tENDS")
 	for _, s := range sbs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.SandboxID, s.TemplateID, s.State, ago(now, s.StartedAt), until(now, s.EndAt))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.SandboxID, s.TemplateID, s.Runtime, s.State, ago(now, s.StartedAt), until(now, s.EndAt))
 	}
 	tw.Flush()
 	return exitOK

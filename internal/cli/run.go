@@ -14,6 +14,7 @@ func runRun(e *env, args []string) int {
 	fs := e.flags("run")
 	tmpl := fs.String("template", "base", "template ID or alias")
 	timeout := fs.String("timeout", "", "sandbox lifetime, such as 10m; 0 for no limit (default: the server's)")
+	rt := fs.String("runtime", "", "isolation `RUNTIME`: runc or runsc (gVisor) (default: the server's)")
 	user := fs.String("user", "", "run as `USER` (default: the template's user)")
 	cwd := fs.String("cwd", "", "working `DIR`")
 	envs := kvFlag{}
@@ -31,7 +32,7 @@ func runRun(e *env, args []string) int {
 	if len(rest) == 0 {
 		return e.usageErr(fs, "no command")
 	}
-	opts := client.CreateOptions{Template: *tmpl}
+	opts := client.CreateOptions{Template: *tmpl, Runtime: *rt}
 	if *timeout != "" {
 		d, err := parseTimeout(*timeout)
 		if err != nil {

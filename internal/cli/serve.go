@@ -46,6 +46,7 @@ func serveMain(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&cfg.TemplatesDir, "templates-dir", "", "template directory (default DATA-DIR/templates)")
 	fs.StringVar(&cfg.AgentPath, "agent", "", "path of the sbx-agent binary (default: beside sbx, or in PATH)")
 	fs.StringVar(&cfg.RuncPath, "runc", "", "path of runc (default /usr/local/lib/sbx/runc)")
+	fs.StringVar(&cfg.Runtime, "runtime", "runc", "default runtime of sandboxes whose create request names none: runc or runsc (gVisor)")
 	fs.StringVar(&cfg.Domain, "domain", "", "sandbox domain for {port}-{id}.DOMAIN hosts (default localhost:PORT)")
 	fs.DurationVar(&cfg.DefaultTimeout, "default-timeout", 5*time.Minute, "time to live of a sandbox whose create request names none")
 	fs.DurationVar(&cfg.MaxTimeout, "max-timeout", 0, "largest time to live a request may ask for (0: unlimited, and no-limit sandboxes allowed)")

@@ -72,8 +72,15 @@ type Config struct {
 	DataDir string
 	// AgentPath is the host path of the static sbx-agent binary.
 	AgentPath string
-	// RuntimeName is stored with each sandbox ("runc").
+	// Runtimes are the runtimes sandboxes can run on, by name ("runc",
+	// "runsc"). Each sandbox stores the name of its own.
+	Runtimes map[string]Runtime
+	// RuntimeName is the default runtime, for create requests that name
+	// none; it must be in Runtimes. It may be empty when there is one.
 	RuntimeName string
+	// UnavailableRuntimes are runtimes this server knows but could not set
+	// up, with the reason; a create asking for one is refused with it.
+	UnavailableRuntimes map[string]string
 	// DefaultTimeout applies when a create request gives none.
 	DefaultTimeout time.Duration
 	// MaxTimeout bounds requested timeouts; 0 means unlimited (and allows
@@ -92,7 +99,6 @@ type Config struct {
 // Manager owns every sandbox of one sbx serve. It is safe for concurrent use.
 type Manager struct {
 	cfg       Config
-	rt        Runtime
 	templates Templates
 	db        *store.DB
 	log       *slog.Logger
@@ -113,9 +119,9 @@ type Manager struct {
 }
 
 // New returns a Manager. Call Reconcile before serving requests.
-func New(cfg Config, rt Runtime, templates Templates, db *store.DB, logger *slog.Logger) (*Manager, error) {
-	if cfg.RuntimeName == "" {
-		cfg.RuntimeName = "runc"
+func New(cfg Config, templates Templates, db *store.DB, logger *slog.Logger) (*Manager, error) {
+	if err := checkRuntimes(&cfg); err != nil {
+		return nil, err
 	}
 	// 0711: a box's init resolves its rootfs path as the box's mapped
 	// root, an unprivileged host uid, so every directory on the way must be
@@ -133,7 +139,7 @@ func New(cfg Config, rt Runtime, templates Templates, db *store.DB, logger *slog
 		return nil, fmt.Errorf("data dir %s is too long: agent socket paths (%d bytes) exceed the 107-byte unix socket limit", cfg.DataDir, len(p))
 	}
 	m := &Manager{
-		cfg: cfg, rt: rt, templates: templates, db: db, log: logger,
+		cfg: cfg, templates: templates, db: db, log: logger,
 		locks:  map[string]*sync.Mutex{},
 		timers: map[string]*time.Timer{},
 	}
@@ -170,6 +176,9 @@ type CreateParams struct {
 	Timeout  *time.Duration
 	Metadata map[string]string
 	EnvVars  map[string]string
+	// Runtime names the runtime to run on; empty means the server's
+	// default.
+	Runtime string
 }
 
 // Sandbox is a sandbox as the API sees it.
@@ -230,6 +239,10 @@ func (m *Manager) Create(ctx context.Context, p CreateParams) (*Sandbox, error) 
 	if err := validateMap("envVars", p.EnvVars); err != nil {
 		return nil, err
 	}
+	rtName, err := m.pickRuntime(p.Runtime)
+	if err != nil {
+		return nil, err
+	}
 	m.tplMu.RLock()
 	tpl, err := m.templates.Get(ctx, p.Template)
 	if err != nil {
@@ -241,7 +254,7 @@ func (m *Manager) Create(ctx context.Context, p CreateParams) (*Sandbox, error) 
 		ID:           newID(),
 		Template:     tpl.Name,
 		State:        StateCreating,
-		Runtime:      m.cfg.RuntimeName,
+		Runtime:      rtName,
 		CreatedAt:    now,
 		StartedAt:    now,
 		Metadata:     p.Metadata,
@@ -268,7 +281,7 @@ func (m *Manager) Create(ctx context.Context, p CreateParams) (*Sandbox, error) 
 		log.Error("create failed", "err", err)
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		m.release(cctx, sb.ID)
+		m.release(cctx, sb)
 		if derr := m.db.DeleteSandbox(cctx, sb.ID); derr != nil {
 			log.Error("delete record", "err", derr)
 		}
@@ -385,8 +398,12 @@ func (m *Manager) start(ctx context.Context, sb *store.Sandbox, tpl Template) er
 		},
 		IDMap: m.cfg.IDMap,
 	}
+	rt, err := m.runtimeOf(sb)
+	if err != nil {
+		return err
+	}
 	t1 := time.Now()
-	if err := m.rt.Start(ctx, spec); err != nil {
+	if err := rt.Start(ctx, spec); err != nil {
 		return fmt.Errorf("start box: %w", err)
 	}
 	t2 := time.Now()
@@ -442,9 +459,13 @@ func (m *Manager) awaitAgent(ctx context.Context, id string) error {
 }
 
 // release destroys the box and frees the sandbox's disk. It is idempotent.
-func (m *Manager) release(ctx context.Context, id string) {
-	log := m.log.With("sandbox_id", id)
-	if err := m.rt.Destroy(ctx, id); err != nil {
+// The caller has checked that sb's runtime is available (runtimeOf).
+func (m *Manager) release(ctx context.Context, sb *Sandbox) {
+	id := sb.ID
+	log := m.log.With("sandbox_id", id, "runtime", sb.Runtime)
+	if rt, err := m.runtimeOf(sb); err != nil {
+		log.Error("destroy box", "err", err)
+	} else if err := rt.Destroy(ctx, id); err != nil {
 		log.Error("destroy box", "err", err)
 	}
 	dir := m.dir(id)
@@ -536,6 +557,14 @@ func (m *Manager) Kill(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	if sb.State != StateFailed {
+		// A box on a runtime this server cannot drive now cannot be
+		// destroyed; refuse rather than drop the record of a box that may
+		// still run.
+		if _, err := m.runtimeOf(sb); err != nil {
+			return err
+		}
+	}
 	m.cancelTimer(id)
 	if sb.State != StateFailed {
 		sb.State = StateKilled
@@ -545,7 +574,7 @@ func (m *Manager) Kill(ctx context.Context, id string) error {
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	m.release(cctx, id)
+	m.release(cctx, sb)
 	if err := m.db.DeleteSandbox(cctx, id); err != nil {
 		return err
 	}
@@ -659,17 +688,24 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		return err
 	}
 	for _, sb := range all {
-		log := m.log.With("sandbox_id", sb.ID)
+		log := m.log.With("sandbox_id", sb.ID, "runtime", sb.Runtime)
+		rt, rtErr := m.runtimeOf(sb)
+		if rtErr != nil && sb.State != StateFailed {
+			// Neither re-adopted nor torn down: a server started again
+			// with the runtime back finds it as it was.
+			log.Error("sandbox's runtime is not available; leaving it as stored", "state", sb.State, "err", rtErr)
+			continue
+		}
 		switch sb.State {
 		case StateKilled, StateCreating:
 			// Interrupted mid-kill or mid-create: finish the job.
-			m.release(ctx, sb.ID)
+			m.release(ctx, sb)
 			if err := m.db.DeleteSandbox(ctx, sb.ID); err != nil {
 				return err
 			}
 			log.Info("removed interrupted sandbox", "state", sb.State)
 		case StateRunning:
-			st, err := m.rt.State(ctx, sb.ID)
+			st, err := rt.State(ctx, sb.ID)
 			if err != nil {
 				// One box the runtime cannot read must not keep the
 				// server from starting, nor be destroyed on a guess:
@@ -683,7 +719,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 				log.Info("re-adopted running sandbox")
 				continue
 			}
-			m.release(ctx, sb.ID)
+			m.release(ctx, sb)
 			sb.State = StateFailed
 			sb.Error = "the sandbox stopped while sbx serve was not running"
 			if err := m.db.PutSandbox(ctx, sb); err != nil {

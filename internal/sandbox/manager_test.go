@@ -157,7 +157,10 @@ func newTestManager(t *testing.T, cfg Config, records ...*store.Sandbox) *Manage
 	}
 	t.Cleanup(func() { db.Close() })
 	cfg.DataDir = dir
-	m, err := New(cfg, noRuntime{t}, noTemplates{}, db, slog.New(slog.DiscardHandler))
+	if cfg.Runtimes == nil {
+		cfg.Runtimes = map[string]Runtime{"runc": noRuntime{t}}
+	}
+	m, err := New(cfg, noTemplates{}, db, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,7 +30,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sbxdev/sbx/internal/api"
-	"github.com/sbxdev/sbx/internal/runtime/runc"
 	"github.com/sbxdev/sbx/internal/sandbox"
 	"github.com/sbxdev/sbx/internal/store"
 	"github.com/sbxdev/sbx/internal/template"
@@ -43,6 +42,7 @@ type Config struct {
 	TemplatesDir   string // default DataDir/templates
 	AgentPath      string // default: sbx-agent beside the running executable
 	RuncPath       string // default runc.DefaultBinary
+	Runtime        string // default runtime of new sandboxes (default "runc")
 	Domain         string // default "localhost:<port>"
 	DefaultTimeout time.Duration
 	MaxTimeout     time.Duration
@@ -133,14 +133,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	templates.IDShift = cfg.IDShift
-	rt, err := runc.New(runc.Options{Binary: cfg.RuncPath, Root: filepath.Join(cfg.DataDir, "runc"), Logger: log})
-	if err != nil {
-		return err
-	}
-	mgr, err := sandbox.New(sandbox.Config{
+	mcfg := sandbox.Config{
 		DataDir:         cfg.DataDir,
 		AgentPath:       cfg.AgentPath,
-		RuntimeName:     "runc",
 		DefaultTimeout:  cfg.DefaultTimeout,
 		MaxTimeout:      cfg.MaxTimeout,
 		DefaultCPUs:     cfg.CPUs,
@@ -148,7 +143,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		DefaultPids:     cfg.Pids,
 		DefaultDiskMB:   cfg.DiskMB,
 		IDMap:           idmap,
-	}, rt, templateSource{templates}, db, log)
+	}
+	if err := runtimes(&mcfg, cfg, log); err != nil {
+		return err
+	}
+	mgr, err := sandbox.New(mcfg, templateSource{templates}, db, log)
 	if err != nil {
 		return err
 	}

@@ -47,6 +47,8 @@ func TestBadInput(t *testing.T) {
 		{"empty body", "POST", "/v2/sandboxes", ``, nil, false, 400, "empty"},
 		{"oversized body", "POST", "/v2/sandboxes", `{"templateID":"base","metadata":{"k":"` + strings.Repeat("a", 2<<20) + `"}}`, nil, false, 413, "too large"},
 		{"negative timeout", "POST", "/v2/sandboxes", `{"templateID":"base","timeout":-5}`, nil, false, 400, "negative"},
+		{"unknown runtime", "POST", "/v2/sandboxes", `{"templateID":"base","runtime":"kata"}`, nil, false, 400, `unknown runtime "kata"`},
+		{"wrong runtime type", "POST", "/v2/sandboxes", `{"templateID":"base","runtime":1}`, nil, false, 400, "runtime"},
 		{"env key with =", "POST", "/v2/sandboxes", `{"templateID":"base","envVars":{"A=B":"c"}}`, nil, false, 400, "envVars"},
 		{"negative set-timeout", "POST", "/sandboxes/" + sb.ID + "/timeout", `{"timeout":-1}`, nil, false, 400, "negative"},
 		{"unknown sandbox get", "GET", "/sandboxes/nosuchsandbox00000000", ``, nil, false, 404, "not found"},

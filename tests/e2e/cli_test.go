@@ -40,14 +40,14 @@ func TestCLI(t *testing.T) {
 	id := sb.ID
 
 	t.Run("create and ls", func(t *testing.T) {
-		if !regexp.MustCompile(`^[a-z0-9]{20}$`).MatchString(id) || sb.TemplateID != "base" || sb.EnvdAccessToken == "" {
+		if !regexp.MustCompile(`^[a-z0-9]{20}$`).MatchString(id) || sb.TemplateID != "base" || sb.EnvdAccessToken == "" || sb.Runtime != harness.Runtime() {
 			t.Fatalf("sbx create --json: %s", out)
 		}
 		info := lsJSON(t, ctx, srv, id)
 		if info == nil {
 			t.Fatalf("sbx ls --json does not list %s", id)
 		}
-		if info.Metadata["k"] != "v" || info.TemplateID != "base" || info.State != client.StateRunning {
+		if info.Metadata["k"] != "v" || info.TemplateID != "base" || info.State != client.StateRunning || info.Runtime != harness.Runtime() {
 			t.Fatalf("sbx ls --json: %+v", info)
 		}
 		if d := info.EndAt.Sub(created); d < 9*time.Minute || d > 10*time.Minute+5*time.Second {
@@ -56,11 +56,11 @@ func TestCLI(t *testing.T) {
 
 		table := cliOK(t, ctx, srv, "ls", "--meta", "k=v")
 		lines := strings.Split(strings.TrimSpace(table), "\n")
-		if len(lines) != 2 || !slices.Equal(strings.Fields(lines[0]), []string{"ID", "TEMPLATE", "STATE", "STARTED", "ENDS"}) {
+		if len(lines) != 2 || !slices.Equal(strings.Fields(lines[0]), []string{"ID", "TEMPLATE", "RUNTIME", "STATE", "STARTED", "ENDS"}) {
 			t.Fatalf("sbx ls --meta k=v:\n%s", table)
 		}
-		if f := strings.Fields(lines[1]); len(f) != 7 || f[0] != id || f[1] != "base" || f[2] != "running" || f[5] != "in" || f[6] != "10m" {
-			t.Fatalf("sbx ls row %q, want %s base running … in 10m", lines[1], id)
+		if f := strings.Fields(lines[1]); len(f) != 8 || f[0] != id || f[1] != "base" || f[2] != harness.Runtime() || f[3] != "running" || f[6] != "in" || f[7] != "10m" {
+			t.Fatalf("sbx ls row %q, want %s base %s running … in 10m", lines[1], id, harness.Runtime())
 		}
 		if table := cliOK(t, ctx, srv, "ls", "--meta", "k=nope"); strings.Contains(table, id) || !strings.HasPrefix(table, "ID ") {
 			t.Fatalf("sbx ls --meta k=nope:\n%s", table)

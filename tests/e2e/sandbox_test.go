@@ -84,7 +84,7 @@ func TestSandboxLifecycle(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if info.State != client.StateRunning || info.TemplateID != "base" || info.Metadata["suite"] != "lifecycle" {
+		if info.State != client.StateRunning || info.TemplateID != "base" || info.Metadata["suite"] != "lifecycle" || info.Runtime != harness.Runtime() {
 			t.Fatalf("info: %+v", info)
 		}
 		if d := time.Until(info.EndAt); d < 4*time.Minute || d > 5*time.Minute+5*time.Second {

@@ -7,6 +7,10 @@
 //
 // Tests that use it need root and the runtimes installed by
 // scripts/setup.sh; it fails (never skips) when they are missing.
+//
+// SBX_TEST_RUNTIME (runc or runsc; default runc) is the default runtime of
+// the servers it starts (sbx serve --runtime), so that one suite proves
+// both runtimes: scripts/test.sh runs tests/e2e once per runtime.
 package harness
 
 import (
@@ -88,15 +92,32 @@ func Binaries(t T) string {
 	return binDir
 }
 
-// Require fails the test unless it runs as root with runc installed.
+// Require fails the test unless it runs as root with runc and runsc
+// installed.
 func Require(t T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Fatal("end-to-end tests need root (they start real sandboxes); run them as root")
 	}
-	if _, err := os.Stat("/usr/local/lib/sbx/runc"); err != nil {
-		t.Fatal("runc is not installed at /usr/local/lib/sbx/runc; run scripts/setup.sh")
+	for _, rt := range []string{"runc", "runsc"} {
+		if _, err := os.Stat("/usr/local/lib/sbx/" + rt); err != nil {
+			t.Fatalf("%s is not installed at /usr/local/lib/sbx/%s; run scripts/setup.sh", rt, rt)
+		}
 	}
+	switch Runtime() {
+	case "runc", "runsc":
+	default:
+		t.Fatalf("SBX_TEST_RUNTIME=%q: want runc or runsc", Runtime())
+	}
+}
+
+// Runtime is the runtime the suite runs sandboxes on: SBX_TEST_RUNTIME, or
+// runc.
+func Runtime() string {
+	if rt := os.Getenv("SBX_TEST_RUNTIME"); rt != "" {
+		return rt
+	}
+	return "runc"
 }
 
 // TemplatesDir is the shared template cache.
@@ -158,7 +179,7 @@ func NewAPIKey() string {
 func (s *Server) start() {
 	t := s.t
 	t.Helper()
-	args := append([]string{"serve", "--listen", "127.0.0.1:0", "--data-dir", s.DataDir, "--templates-dir", TemplatesDir(), "--log-level", "debug"}, s.Args...)
+	args := append([]string{"serve", "--listen", "127.0.0.1:0", "--data-dir", s.DataDir, "--templates-dir", TemplatesDir(), "--log-level", "debug", "--runtime", Runtime()}, s.Args...)
 	if s.Addr != "" {
 		args[2] = s.Addr // a restart keeps the address clients know
 	}

@@ -49,6 +49,8 @@ type Sandbox struct {
 	StartedAt time.Time
 	EndAt     time.Time
 	State     string
+	// Runtime is the runtime asked for, "runc" when none was.
+	Runtime string
 }
 
 // Server is the fake. Its exported fields may be changed before requests are
@@ -183,7 +185,7 @@ func (s *Server) info(sb *Sandbox, detail bool) map[string]any {
 		"sandboxID": sb.ID, "templateID": sb.Template, "clientID": "fake",
 		"startedAt": sb.StartedAt.Format(time.RFC3339), "endAt": sb.EndAt.Format(time.RFC3339),
 		"cpuCount": 2, "memoryMB": 512, "diskSizeMB": 1024, "envdVersion": "0.5.0",
-		"metadata": sb.Metadata, "state": sb.State,
+		"metadata": sb.Metadata, "state": sb.State, "runtime": sb.Runtime,
 	}
 	if detail {
 		m["envdAccessToken"] = sb.Token
@@ -195,7 +197,7 @@ func (s *Server) info(sb *Sandbox, detail bool) map[string]any {
 func (s *Server) created(sb *Sandbox) map[string]any {
 	return map[string]any{
 		"sandboxID": sb.ID, "templateID": sb.Template, "clientID": "fake", "envdVersion": "0.5.0",
-		"envdAccessToken": sb.Token, "domain": "sbx.local", "trafficAccessToken": "",
+		"envdAccessToken": sb.Token, "domain": "sbx.local", "trafficAccessToken": "", "runtime": sb.Runtime,
 	}
 }
 
@@ -230,9 +232,18 @@ func (s *Server) rest(w http.ResponseWriter, r *http.Request, body []byte) {
 			Timeout    *int              `json:"timeout"`
 			Metadata   map[string]string `json:"metadata"`
 			EnvVars    map[string]string `json:"envVars"`
+			Runtime    string            `json:"runtime"`
 		}
 		if err := json.Unmarshal(body, &req); err != nil {
 			writeErr(w, 400, "bad body: "+err.Error())
+			return
+		}
+		switch req.Runtime {
+		case "":
+			req.Runtime = "runc"
+		case "runc", "runsc":
+		default:
+			writeErr(w, 400, fmt.Sprintf("unknown runtime %q; available: runc, runsc", req.Runtime))
 			return
 		}
 		if req.TemplateID != "base" {
@@ -243,7 +254,7 @@ func (s *Server) rest(w http.ResponseWriter, r *http.Request, body []byte) {
 		tok := make([]byte, 8)
 		_, _ = rand.Read(tok)
 		sb := &Sandbox{ID: fmt.Sprintf("sb%04d", s.next), Template: req.TemplateID, Token: hex.EncodeToString(tok),
-			Metadata: req.Metadata, Env: req.EnvVars, StartedAt: time.Now().UTC().Truncate(time.Second), State: "running"}
+			Metadata: req.Metadata, Env: req.EnvVars, Runtime: req.Runtime, StartedAt: time.Now().UTC().Truncate(time.Second), State: "running"}
 		s.setTimeout(sb, req.Timeout)
 		s.Sandboxes = append(s.Sandboxes, sb)
 		writeJSON(w, 201, s.created(sb))
