@@ -32,12 +32,18 @@ type CreateOptions struct {
 	Timeout time.Duration
 	// Metadata is stored with the sandbox and can filter listings.
 	Metadata map[string]string
-	// Env is set in every process started in the sandbox.
+	// Env is set in every process started in the sandbox, over the
+	// template's environment.
 	Env map[string]string
 	// Runtime is the isolation runtime: "runc" (containers) or "runsc"
 	// (gVisor, a user-space kernel between the sandbox and the host).
 	// Empty takes the server's default. An sbx extension.
 	Runtime string
+	// CPUs (cores) and MemoryMB override the template's and the server's
+	// defaults; zero keeps them. Values above the server's maxima fail
+	// with [ErrInvalidArgument].
+	CPUs     float64
+	MemoryMB int
 }
 
 // ConnectOptions tune [Client.ConnectSandbox].
@@ -93,6 +99,8 @@ type createRequest struct {
 	Metadata   map[string]string `json:"metadata,omitempty"`
 	EnvVars    map[string]string `json:"envVars,omitempty"`
 	Runtime    string            `json:"runtime,omitempty"`
+	CPUCount   float64           `json:"cpuCount,omitempty"`
+	MemoryMB   int               `json:"memoryMB,omitempty"`
 }
 
 // timeoutRequest is the wire body of the timeout and connect calls.
@@ -123,7 +131,11 @@ func (c *Client) CreateSandbox(ctx context.Context, opts CreateOptions) (*Sandbo
 	if opts.Timeout < 0 && opts.Timeout != NoTimeout {
 		return nil, fmt.Errorf("sbx: create sandbox: negative timeout %v: %w", opts.Timeout, ErrInvalidArgument)
 	}
-	body := createRequest{TemplateID: tmpl, Timeout: seconds(opts.Timeout), Metadata: opts.Metadata, EnvVars: opts.Env, Runtime: opts.Runtime}
+	if opts.CPUs < 0 || opts.MemoryMB < 0 {
+		return nil, fmt.Errorf("sbx: create sandbox: negative CPUs or MemoryMB: %w", ErrInvalidArgument)
+	}
+	body := createRequest{TemplateID: tmpl, Timeout: seconds(opts.Timeout), Metadata: opts.Metadata, EnvVars: opts.Env,
+		CPUCount: opts.CPUs, MemoryMB: opts.MemoryMB, Runtime: opts.Runtime}
 	sb := &Sandbox{}
 	if _, err := c.do(ctx, http.MethodPost, "/v2/sandboxes", nil, body, sb); err != nil {
 		return nil, err

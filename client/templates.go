@@ -58,6 +58,10 @@ type ImportOptions struct {
 	Path string `json:"path,omitempty"`
 	// Insecure lets the server fetch from the registry over plain HTTP.
 	Insecure bool `json:"insecure,omitempty"`
+	// TemplateSettings apply over what the image's config says (its
+	// environment, working directory, user, and entrypoint plus command
+	// as the start command).
+	TemplateSettings
 }
 
 // ImportTemplate makes a template from an OCI or Docker image and returns
@@ -71,4 +75,96 @@ func (c *Client) ImportTemplate(ctx context.Context, opts ImportOptions) (*Templ
 		return nil, err
 	}
 	return &t, nil
+}
+
+// TemplateSettings are the settable parts of a template: what every
+// sandbox made from it starts with. Nil fields are left as they are.
+type TemplateSettings struct {
+	// StartCmd is a shell command line (run with /bin/sh -c) started in
+	// the background in every new sandbox, tagged "start" (reattach with
+	// [Sandbox.Connect]); "" removes it, an import's image command
+	// included.
+	StartCmd *string `json:"startCmd,omitempty"`
+	// ReadyCmd is a shell command that must exit 0, ReadyPort a TCP port
+	// that must accept connections in the sandbox, before a create
+	// returns; "" and 0 remove them.
+	ReadyCmd  *string `json:"readyCmd,omitempty"`
+	ReadyPort *int    `json:"readyPort,omitempty"`
+	// ReadyTimeout is how long a create waits for the ready check, in
+	// seconds; 0 is the server's default.
+	ReadyTimeout *int `json:"readyTimeout,omitempty"`
+	// Env replaces the template's environment defaults.
+	Env map[string]string `json:"env,omitempty"`
+	// Workdir is the default working directory (absolute).
+	Workdir *string `json:"workdir,omitempty"`
+	// User is the default user of commands.
+	User *string `json:"defaultUser,omitempty"`
+	// CPUs and MemoryMB are the default limits; 0 leaves them to the
+	// server.
+	CPUs     *float64 `json:"cpuCount,omitempty"`
+	MemoryMB *int     `json:"memoryMB,omitempty"`
+}
+
+// TemplateDetail is everything the server knows of a template
+// ([Client.InspectTemplate]).
+type TemplateDetail struct {
+	TemplateID string    `json:"templateID"`
+	CreatedAt  time.Time `json:"createdAt"`
+	// Source says where it came from (an image reference or path, or how
+	// it was built).
+	Source string `json:"source,omitempty"`
+	// SizeBytes is the apparent size of its files, DiskBytes what they
+	// take on disk. Every sandbox shares this one copy.
+	SizeBytes int64 `json:"sizeBytes"`
+	DiskBytes int64 `json:"diskBytes"`
+	// Layers are the image layers it was flattened from.
+	Layers []TemplateLayer `json:"layers"`
+	User   string          `json:"defaultUser"`
+	Env    []string        `json:"env"`
+	// Workdir is the default working directory of commands.
+	Workdir      string   `json:"workdir,omitempty"`
+	StartCmd     []string `json:"startCmd"`
+	ReadyCmd     string   `json:"readyCmd,omitempty"`
+	ReadyPort    int      `json:"readyPort,omitempty"`
+	ReadyTimeout int      `json:"readyTimeout,omitempty"`
+	// CPUCount and MemoryMB are a sandbox's defaults; the ...Set fields
+	// say whether the template sets them (else they are the server's).
+	CPUCount    float64 `json:"cpuCount"`
+	MemoryMB    int     `json:"memoryMB"`
+	CPUCountSet bool    `json:"cpuCountSet"`
+	MemoryMBSet bool    `json:"memoryMBSet"`
+	// Sandboxes counts the sandboxes using it; it cannot be deleted while
+	// this is not zero.
+	Sandboxes int `json:"sandboxes"`
+}
+
+// TemplateLayer is one image layer of a template.
+type TemplateLayer struct {
+	Digest    string `json:"digest"`
+	SizeBytes int64  `json:"sizeBytes"`
+}
+
+// InspectTemplate returns everything the server knows of a template.
+func (c *Client) InspectTemplate(ctx context.Context, name string) (*TemplateDetail, error) {
+	if name == "" {
+		return nil, errNoID
+	}
+	var d TemplateDetail
+	if _, err := c.do(ctx, http.MethodGet, "/sbx/v1/templates/"+escape(name), nil, nil, &d); err != nil {
+		return nil, err
+	}
+	return &d, nil
+}
+
+// SetTemplate changes a template's settings (admin key). Sandboxes already
+// running keep what they started with.
+func (c *Client) SetTemplate(ctx context.Context, name string, st TemplateSettings) (*TemplateDetail, error) {
+	if name == "" {
+		return nil, errNoID
+	}
+	var d TemplateDetail
+	if _, err := c.do(ctx, http.MethodPatch, "/sbx/v1/templates/"+escape(name), nil, st, &d); err != nil {
+		return nil, err
+	}
+	return &d, nil
 }

@@ -17,6 +17,10 @@ type Config struct {
 	EnvVars map[string]string `json:"envVars,omitempty"`
 	// DefaultUser runs processes when a request names no user. Default "user".
 	DefaultUser string `json:"defaultUser,omitempty"`
+	// DefaultWorkdir is the working directory of processes whose request
+	// names none (the template's working directory). Empty, relative or
+	// not a directory: the user's home.
+	DefaultWorkdir string `json:"defaultWorkdir,omitempty"`
 	// SandboxID is exported to processes as E2B_SANDBOX_ID.
 	SandboxID string `json:"sandboxID,omitempty"`
 	// TemplateID is exported to processes as E2B_TEMPLATE_ID.

@@ -38,7 +38,7 @@ func (a *Agent) resolve(req *pb.StartRequest, u *account) (*spawnSpec, error) {
 	}
 	env := a.environ(u, cfg.GetEnvs(), req.GetPty() != nil)
 
-	dir, err := workDir(u, cfg.Cwd)
+	dir, err := workDir(u, cfg.Cwd, a.cfg.DefaultWorkdir)
 	if err != nil {
 		return nil, err
 	}
@@ -105,9 +105,16 @@ func envValue(env []string, key string) string {
 }
 
 // workDir returns the directory to start in: the requested one (relative
-// paths are taken from the user's home), else the home if it exists, else /.
-func workDir(u *account, cwd *string) (string, error) {
+// paths are taken from the user's home), else the sandbox's default working
+// directory (the template's) if it is a directory, else the home if it
+// exists, else /.
+func workDir(u *account, cwd *string, def string) (string, error) {
 	if cwd == nil || *cwd == "" {
+		if def != "" && filepath.IsAbs(def) {
+			if fi, err := os.Stat(def); err == nil && fi.IsDir() {
+				return def, nil
+			}
+		}
 		if fi, err := os.Stat(u.home); err == nil && fi.IsDir() {
 			return u.home, nil
 		}

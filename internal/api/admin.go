@@ -20,20 +20,21 @@ func (s *Server) listTemplates(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := make([]templateBody, 0, len(infos))
 	for _, in := range infos {
-		out = append(out, templateOut(in))
+		out = append(out, s.templateOut(in))
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 
-func templateOut(in template.Info) templateBody {
+func (s *Server) templateOut(in template.Info) templateBody {
+	cpus, mem := s.mgr.EffectiveLimits(in.Defaults.CPUs, in.Defaults.MemoryMB)
 	return templateBody{
 		TemplateID:  in.Name,
 		BuildID:     in.Name,
 		Aliases:     []string{in.Name},
 		Names:       []string{in.Name},
-		CPUCount:    int64(math.Ceil(in.Defaults.CPUs)),
-		MemoryMB:    in.Defaults.MemoryBytes >> 20,
+		CPUCount:    int64(math.Ceil(cpus)),
+		MemoryMB:    mem,
 		SizeBytes:   in.SizeBytes,
 		DiskSizeMB:  in.SizeBytes >> 20,
 		CreatedAt:   in.Created,
@@ -46,7 +47,7 @@ func templateOut(in template.Info) templateBody {
 // templateImporter is what importing needs of the template store, beyond
 // TemplateStore (the server's *template.Store has it).
 type templateImporter interface {
-	Import(ctx context.Context, name string, img v1.Image, progress io.Writer) (template.Info, error)
+	ImportWith(ctx context.Context, name string, img v1.Image, opts template.ImportOptions, progress io.Writer) (template.Info, error)
 }
 
 // importRequest is the body of POST /sbx/v1/templates/import.
@@ -56,6 +57,7 @@ type importRequest struct {
 	Ref      string `json:"ref"`    // registry
 	Path     string `json:"path"`   // tarball, layout: a path on the server
 	Insecure bool   `json:"insecure"`
+	templateSettings
 }
 
 // importTemplate makes a template from an OCI image. Admin only: it reads
@@ -72,8 +74,12 @@ func (s *Server) importTemplate(w http.ResponseWriter, r *http.Request) error {
 	if err := template.ValidateName(req.Name); err != nil {
 		return err
 	}
+	settings, err := req.templateSettings.settings()
+	if err != nil {
+		return err
+	}
 	var img v1.Image
-	var err error
+	source := req.Source + " " + req.Ref
 	switch req.Source {
 	case "registry":
 		if req.Ref == "" {
@@ -84,6 +90,7 @@ func (s *Server) importTemplate(w http.ResponseWriter, r *http.Request) error {
 		if req.Path == "" {
 			return errdefs.New(errdefs.ErrInvalidArgument, "source %q needs \"path\"", req.Source)
 		}
+		source = req.Source + " " + req.Path
 		if req.Source == "tarball" {
 			img, err = template.ImageFromTarball(req.Path)
 		} else {
@@ -95,11 +102,11 @@ func (s *Server) importTemplate(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	info, err := imp.Import(r.Context(), req.Name, img, nil)
+	info, err := imp.ImportWith(r.Context(), req.Name, img, template.ImportOptions{Source: source, Settings: settings}, nil)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, templateOut(info))
+	writeJSON(w, http.StatusCreated, s.templateOut(info))
 	return nil
 }
 

@@ -95,6 +95,8 @@ func (s *Server) routes() {
 	m.Handle("POST /sbx/v1/keys", s.admin(s.createKey))
 	m.Handle("DELETE /sbx/v1/keys/{id}", s.admin(s.deleteKey))
 	m.Handle("POST /sbx/v1/templates/import", s.admin(s.importTemplate))
+	m.Handle("GET /sbx/v1/templates/{name}", s.auth(s.inspectTemplate))
+	m.Handle("PATCH /sbx/v1/templates/{name}", s.admin(s.setTemplate))
 
 	m.Handle("/", s.wrap(func(w http.ResponseWriter, r *http.Request) error {
 		return errdefs.New(errdefs.ErrNotFound, "no route for %s %s", r.Method, r.URL.Path)

@@ -66,12 +66,18 @@ func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	cpus, mem, err := requestedLimits(req.CPUCount, req.MemoryMB)
+	if err != nil {
+		return err
+	}
 	sb, err := s.mgr.Create(r.Context(), sandbox.CreateParams{
 		Template: req.TemplateID,
 		Timeout:  timeout,
 		Metadata: req.Metadata,
 		EnvVars:  req.EnvVars,
 		Runtime:  req.Runtime,
+		CPUs:     cpus,
+		MemoryMB: mem,
 	})
 	if err != nil {
 		return err

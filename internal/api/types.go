@@ -9,8 +9,14 @@ type newSandbox struct {
 	Timeout    *int64            `json:"timeout,omitempty"`
 	Metadata   map[string]string `json:"metadata,omitempty"`
 	EnvVars    map[string]string `json:"envVars,omitempty"`
-	AutoPause  *bool             `json:"autoPause,omitempty"`
-	Secure     *bool             `json:"secure,omitempty"`
+	// CPUCount and MemoryMB are sbx extensions (E2B's create body has
+	// none; the names are E2B's own for a sandbox's limits): they override
+	// the template's and the server's defaults within the server's
+	// maxima.
+	CPUCount  *float64 `json:"cpuCount,omitempty"`
+	MemoryMB  *int64   `json:"memoryMB,omitempty"`
+	AutoPause *bool    `json:"autoPause,omitempty"`
+	Secure    *bool    `json:"secure,omitempty"`
 	// Runtime is an sbx extension: the runtime to run on ("runc",
 	// "runsc"); empty means the server's default.
 	Runtime string `json:"runtime,omitempty"`

@@ -76,7 +76,7 @@ type command struct {
 // commands lists the subcommands in the order help shows them.
 func commands() []command {
 	return []command{
-		{"create", "[--template T] [--timeout DURATION|0] [--meta K=V]... [--env K=V]... [--json]", "create a sandbox and print its ID", runCreate},
+		{"create", "[--template T] [--timeout DURATION|0] [--cpus N] [--memory-mb N] [--meta K=V]... [--env K=V]... [--json]", "create a sandbox and print its ID", runCreate},
 		{"ls", "[--meta K=V]... [--state running|paused]... [--json] | ID [PATH] [--user U] [--json]", "list sandboxes, or the files in a sandbox's directory", runLsAny},
 		{"exec", "[--user U] [--cwd DIR] [--env K=V]... [-i] [-t] ID [--] CMD [ARG...]", "run a command in a sandbox", runExec},
 		{"shell", "[--user U] [--cwd DIR] ID", "open an interactive shell in a sandbox", runShell},
@@ -85,7 +85,7 @@ func commands() []command {
 		{"cat", "[--user U] ID PATH...", "print files of a sandbox", runCat},
 		{"kill", "ID...", "kill sandboxes", runKill},
 		{"timeout", "ID DURATION|0", "set how long from now a sandbox lives (0: no limit)", runTimeout},
-		{"template", "ls [--json] | rm NAME | import NAME (--image REF [--insecure] | --tar PATH | --oci-layout DIR)", "list, delete or import templates", runTemplate},
+		{"template", "ls [--json] | inspect NAME [--json] | rm NAME | import NAME (--image REF [--insecure] | --tar PATH | --oci-layout DIR) [SETTINGS] | set NAME SETTINGS", "list, inspect, delete, import or configure templates", runTemplate},
 		{"key", "create [--name N] [--json] | ls [--json] | rm ID", "manage API keys", runKey},
 		{"serve", "[flags]", "run the sbx server", func(e *env, args []string) int { return runServe(e.ctx, args) }},
 		{"version", "", "print the version", runVersion},

@@ -16,6 +16,8 @@ func runCreate(e *env, args []string) int {
 	fs.Var(meta, "meta", "metadata `K=V` (repeatable)")
 	fs.Var(envs, "env", "environment variable `K=V` for every process (repeatable)")
 	rt := fs.String("runtime", "", "isolation `RUNTIME`: runc or runsc (gVisor) (default: the server's)")
+	cpus := fs.Float64("cpus", 0, "CPU quota in cores (default: the template's, else the server's)")
+	memMB := fs.Int("memory-mb", 0, "memory limit in MiB (default: the template's, else the server's)")
 	asJSON := fs.Bool("json", false, "print the sandbox as JSON")
 	pos, code, ok := e.parse(fs, args)
 	if !ok {
@@ -24,7 +26,10 @@ func runCreate(e *env, args []string) int {
 	if len(pos) != 0 {
 		return e.usageErr(fs, "unexpected argument %q", pos[0])
 	}
-	opts := client.CreateOptions{Template: *tmpl, Metadata: meta.orNil(), Env: envs.orNil(), Runtime: *rt}
+	if *cpus < 0 || *memMB < 0 {
+		return e.usageErr(fs, "--cpus and --memory-mb must be positive")
+	}
+	opts := client.CreateOptions{Template: *tmpl, Metadata: meta.orNil(), Env: envs.orNil(), CPUs: *cpus, MemoryMB: *memMB, Runtime: *rt}
 	if *timeout != "" {
 		d, err := parseTimeout(*timeout)
 		if err != nil {

@@ -14,7 +14,7 @@ import (
 func runTemplate(e *env, args []string) int {
 	fs := e.flags("template")
 	if len(args) == 0 {
-		return e.usageErr(fs, "want ls or rm, or import")
+		return e.usageErr(fs, "want ls, inspect, rm, import or set")
 	}
 	switch args[0] {
 	case "ls", "list":
@@ -70,11 +70,15 @@ func runTemplate(e *env, args []string) int {
 		return status
 	case "import":
 		return runTemplateImport(e, fs, args[1:])
+	case "inspect":
+		return runTemplateInspect(e, fs, args[1:])
+	case "set":
+		return runTemplateSet(e, fs, args[1:])
 	case "-h", "-help", "--help":
 		fs.Usage()
 		return exitOK
 	}
-	return e.usageErr(fs, "unknown subcommand %q: want ls or rm, or import", args[0])
+	return e.usageErr(fs, "unknown subcommand %q: want ls, inspect, rm, import or set", args[0])
 }
 
 // runTemplateImport implements `sbx template import`: the server reads the
@@ -85,6 +89,7 @@ func runTemplateImport(e *env, fs *flag.FlagSet, args []string) int {
 	tarPath := fs.String("tar", "", "import the docker-archive (docker save) `PATH` on the server")
 	layoutDir := fs.String("oci-layout", "", "import the OCI image layout `DIR` on the server")
 	asJSON := fs.Bool("json", false, "print the template as JSON")
+	settings := settingsFlags(fs)
 	pos, code, ok := e.parse(fs, args)
 	if !ok {
 		return code
@@ -92,7 +97,11 @@ func runTemplateImport(e *env, fs *flag.FlagSet, args []string) int {
 	if len(pos) != 1 {
 		return e.usageErr(fs, "want one template name")
 	}
-	opts := client.ImportOptions{Name: pos[0], Insecure: *insecure}
+	st, err := settings.get(fs)
+	if err != nil {
+		return e.usageErr(fs, "%v", err)
+	}
+	opts := client.ImportOptions{Name: pos[0], Insecure: *insecure, TemplateSettings: st}
 	n := 0
 	if *image != "" {
 		opts.Source, opts.Ref = client.ImportRegistry, *image

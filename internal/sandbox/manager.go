@@ -56,8 +56,19 @@ type Template struct {
 	Layers []string
 	// DefaultUser runs processes when a request names no user.
 	DefaultUser string
-	CPUs        float64
-	MemoryMB    int64
+	// CPUs and MemoryMB are the template's default limits; 0 leaves them
+	// to Config.DefaultCPUs/DefaultMemoryMB.
+	CPUs     float64
+	MemoryMB int64
+	// Env ("K=V") and Workdir are the defaults of every process in the
+	// sandbox; the create request's envVars override Env.
+	Env     []string
+	Workdir string
+	// StartCmd, ReadyCmd, ReadyPort and ReadyTimeout: see runStartCommand.
+	StartCmd     []string
+	ReadyCmd     string
+	ReadyPort    int
+	ReadyTimeout time.Duration
 }
 
 // Templates resolves template names. Get returns an error wrapping
@@ -91,6 +102,14 @@ type Config struct {
 	DefaultMemoryMB int64
 	DefaultPids     int64
 	DefaultDiskMB   int64
+	// MaxCPUs and MaxMemoryMB bound what a create request (and the
+	// template's defaults) may ask for; 0 means no bound beyond the
+	// host's.
+	MaxCPUs     float64
+	MaxMemoryMB int64
+	// ReadyTimeout is how long a create waits for a template's ready
+	// check unless the template sets its own; 0 means DefaultReadyTimeout.
+	ReadyTimeout time.Duration
 	// IDMap, when not nil, runs every sandbox in its own user namespace
 	// with this mapping; template layers must be owned by the mapped ids.
 	IDMap *IDMap
@@ -179,6 +198,10 @@ type CreateParams struct {
 	// Runtime names the runtime to run on; empty means the server's
 	// default.
 	Runtime string
+	// CPUs (cores) and MemoryMB override the template's and the server's
+	// defaults; 0 keeps them. Bounded by Config.MaxCPUs/MaxMemoryMB.
+	CPUs     float64
+	MemoryMB int64
 }
 
 // Sandbox is a sandbox as the API sees it.
@@ -261,13 +284,17 @@ func (m *Manager) Create(ctx context.Context, p CreateParams) (*Sandbox, error) 
 		EnvVars:      p.EnvVars,
 		EnvdToken:    newToken(),
 		TrafficToken: newToken(),
-		CPUs:         firstNonZero(tpl.CPUs, m.cfg.DefaultCPUs),
-		MemoryMB:     firstNonZero(tpl.MemoryMB, m.cfg.DefaultMemoryMB),
+		CPUs:         firstNonZero(p.CPUs, tpl.CPUs, m.cfg.DefaultCPUs),
+		MemoryMB:     firstNonZero(p.MemoryMB, tpl.MemoryMB, m.cfg.DefaultMemoryMB),
 		DiskMB:       m.cfg.DefaultDiskMB,
 		Pids:         m.cfg.DefaultPids,
 	}
 	if timeout > 0 {
 		sb.EndAt = now.Add(timeout)
+	}
+	if err := m.checkLimits(sb.CPUs, sb.MemoryMB); err != nil {
+		m.tplMu.RUnlock()
+		return nil, err
 	}
 	log := m.log.With("sandbox_id", sb.ID, "template", sb.Template, "runtime", sb.Runtime)
 	unlock := m.lock(sb.ID)
@@ -277,7 +304,13 @@ func (m *Manager) Create(ctx context.Context, p CreateParams) (*Sandbox, error) 
 	if err != nil {
 		return nil, err
 	}
-	if err := m.start(ctx, sb, tpl); err != nil {
+	err = m.start(ctx, sb, tpl)
+	if err != nil {
+		err = errdefs.Wrap(errdefs.ErrUnavailable, err, "sandbox failed to start")
+	} else {
+		err = m.runStartCommand(ctx, sb, tpl)
+	}
+	if err != nil {
 		log.Error("create failed", "err", err)
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
@@ -285,7 +318,7 @@ func (m *Manager) Create(ctx context.Context, p CreateParams) (*Sandbox, error) 
 		if derr := m.db.DeleteSandbox(cctx, sb.ID); derr != nil {
 			log.Error("delete record", "err", derr)
 		}
-		return nil, errdefs.Wrap(errdefs.ErrUnavailable, err, "sandbox failed to start")
+		return nil, err
 	}
 	sb.State = StateRunning
 	if err := m.db.PutSandbox(ctx, sb); err != nil {
@@ -339,8 +372,10 @@ type agentConfig struct {
 	AccessToken string            `json:"accessToken"`
 	EnvVars     map[string]string `json:"envVars"`
 	DefaultUser string            `json:"defaultUser"`
-	SandboxID   string            `json:"sandboxID"`
-	TemplateID  string            `json:"templateID"`
+	// DefaultWorkdir is the template's working directory.
+	DefaultWorkdir string `json:"defaultWorkdir,omitempty"`
+	SandboxID      string `json:"sandboxID"`
+	TemplateID     string `json:"templateID"`
 }
 
 // start assembles the rootfs, binds the agent socket and starts the box.
@@ -373,11 +408,12 @@ func (m *Manager) start(ctx context.Context, sb *store.Sandbox, tpl Template) er
 	}
 	defer lnFile.Close() // the box holds its own copy
 	cfg, _ := json.Marshal(agentConfig{
-		AccessToken: sb.EnvdToken,
-		EnvVars:     sb.EnvVars,
-		DefaultUser: firstNonZero(tpl.DefaultUser, "user"),
-		SandboxID:   sb.ID,
-		TemplateID:  sb.Template,
+		AccessToken:    sb.EnvdToken,
+		EnvVars:        processEnv(tpl.Env, sb.EnvVars),
+		DefaultUser:    firstNonZero(tpl.DefaultUser, "user"),
+		DefaultWorkdir: tpl.Workdir,
+		SandboxID:      sb.ID,
+		TemplateID:     sb.Template,
 	})
 	bundle := filepath.Join(dir, "bundle")
 	if err := os.MkdirAll(bundle, 0o700); err != nil {

@@ -48,6 +48,9 @@ type Config struct {
 	MaxTimeout     time.Duration
 	CPUs           float64
 	MemoryMB       int64
+	MaxCPUs        float64
+	MaxMemoryMB    int64
+	ReadyTimeout   time.Duration
 	Pids           int64
 	DiskMB         int64
 	// IDShift is the first host id of the sandboxes' user namespaces:
@@ -142,6 +145,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		DefaultMemoryMB: cfg.MemoryMB,
 		DefaultPids:     cfg.Pids,
 		DefaultDiskMB:   cfg.DiskMB,
+		MaxCPUs:         cfg.MaxCPUs,
+		MaxMemoryMB:     cfg.MaxMemoryMB,
+		ReadyTimeout:    cfg.ReadyTimeout,
 		IDMap:           idmap,
 	}
 	if err := runtimes(&mcfg, cfg, log); err != nil {
@@ -226,11 +232,17 @@ func (t templateSource) Get(_ context.Context, name string) (sandbox.Template, e
 		return sandbox.Template{}, err
 	}
 	return sandbox.Template{
-		Name:        info.Name,
-		Layers:      []string{info.RootfsPath},
-		DefaultUser: info.Defaults.User,
-		CPUs:        info.Defaults.CPUs,
-		MemoryMB:    info.Defaults.MemoryBytes >> 20,
+		Name:         info.Name,
+		Layers:       []string{info.RootfsPath},
+		DefaultUser:  info.Defaults.User,
+		CPUs:         info.Defaults.CPUs,
+		MemoryMB:     info.Defaults.MemoryMB,
+		Env:          info.Env,
+		Workdir:      info.Workdir,
+		StartCmd:     info.StartCmd,
+		ReadyCmd:     info.ReadyCmd,
+		ReadyPort:    info.ReadyPort,
+		ReadyTimeout: time.Duration(info.ReadyTimeoutSeconds) * time.Second,
 	}, nil
 }
 

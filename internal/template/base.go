@@ -137,7 +137,8 @@ func (s *Store) EnsureBase(ctx context.Context, progress io.Writer) error {
 			return fmt.Errorf("build template %q: %w", BaseName, err)
 		}
 	}
-	info := Info{Name: BaseName, Created: time.Now().UTC(), Defaults: BaseDefaults, IDShift: s.IDShift}
+	info := Info{Name: BaseName, Created: time.Now().UTC(), Defaults: BaseDefaults, IDShift: s.IDShift,
+		Source: "debootstrap " + baseSuite + " (" + baseIncludes + "," + lateIncludes + ")"}
 	if err := s.install(build, info); err != nil {
 		return err
 	}

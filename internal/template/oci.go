@@ -47,6 +47,21 @@ const (
 // The template appears atomically under the store's lock, like EnsureBase's;
 // an existing name is errdefs.ErrConflict.
 func (s *Store) Import(ctx context.Context, name string, img v1.Image, progress io.Writer) (Info, error) {
+	return s.ImportWith(ctx, name, img, ImportOptions{}, progress)
+}
+
+// ImportOptions are what an import records beyond the image.
+type ImportOptions struct {
+	// Source describes where the image came from (a reference, a path),
+	// shown by inspect.
+	Source string
+	// Settings are applied over what the image's config says, before the
+	// template appears (so no sandbox ever starts without them).
+	Settings Settings
+}
+
+// ImportWith is Import with options.
+func (s *Store) ImportWith(ctx context.Context, name string, img v1.Image, opts ImportOptions, progress io.Writer) (Info, error) {
 	if progress == nil {
 		progress = io.Discard
 	}
@@ -99,9 +114,11 @@ func (s *Store) Import(ctx context.Context, name string, img v1.Image, progress 
 	}
 	defer x.close()
 	start := time.Now()
+	var recorded []Layer
 	for i, l := range layers {
 		d, _ := l.Digest()
 		size, _ := l.Size()
+		recorded = append(recorded, Layer{Digest: d.String(), SizeBytes: size})
 		fmt.Fprintf(progress, "layer %d/%d %s (%s compressed)\n", i+1, len(layers), d, humanBytes(size))
 		rc, err := l.Uncompressed()
 		if err != nil {
@@ -130,6 +147,11 @@ func (s *Store) Import(ctx context.Context, name string, img v1.Image, progress 
 		Env:      cfg.Config.Env,
 		Workdir:  cfg.Config.WorkingDir,
 		StartCmd: append(append([]string(nil), cfg.Config.Entrypoint...), cfg.Config.Cmd...),
+		Source:   opts.Source,
+		Layers:   recorded,
+	}
+	if info, err = opts.Settings.Apply(info); err != nil {
+		return Info{}, err
 	}
 	if err := s.install(build, info); err != nil {
 		return Info{}, err

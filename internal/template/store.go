@@ -58,25 +58,58 @@ type Info struct {
 	// IDShift is the offset of the ids that own the rootfs's files on disk
 	// (see Store.IDShift).
 	IDShift uint32 `json:"idShift"`
-	// Env, Workdir and StartCmd are the environment ("K=V"), working
-	// directory and start command (entrypoint then cmd) recorded from an
-	// imported image's config (see Store.Import); empty for built templates.
-	Env      []string `json:"env,omitempty"`
-	Workdir  string   `json:"workdir,omitempty"`
-	StartCmd []string `json:"startCmd,omitempty"`
+	// Env ("K=V") and Workdir are the defaults of every process in a
+	// sandbox made from the template: Env under the sandbox's own envVars,
+	// Workdir when a request names no working directory. An import records
+	// the image's; Store.Set changes them.
+	Env     []string `json:"env,omitempty"`
+	Workdir string   `json:"workdir,omitempty"`
+	// StartCmd (argv) runs in the background in every new sandbox, as the
+	// default user with Env and Workdir, as a process tagged "start"; an
+	// import records the image's entrypoint then command. ReadyCmd (a
+	// shell command that must exit 0) and ReadyPort (a TCP port that must
+	// accept connections inside the sandbox) are the ready check a create
+	// waits for, up to ReadyTimeoutSeconds (0: the server's default). See
+	// the sandbox package for the semantics.
+	StartCmd            []string `json:"startCmd,omitempty"`
+	ReadyCmd            string   `json:"readyCmd,omitempty"`
+	ReadyPort           int      `json:"readyPort,omitempty"`
+	ReadyTimeoutSeconds int      `json:"readyTimeout,omitempty"`
+	// Source says where the template came from ("debootstrap bookworm",
+	// an image reference or path); Layers are the image layers an import
+	// flattened into the root filesystem, in order (none for built
+	// templates).
+	Source string  `json:"source,omitempty"`
+	Layers []Layer `json:"layers,omitempty"`
 	// RootfsPath is the host path of the template's root filesystem. It is
 	// not stored: the Store fills it in.
 	RootfsPath string `json:"-"`
+}
+
+// Layer is one image layer a template was made from.
+type Layer struct {
+	// Digest is the layer's content digest ("sha256:...").
+	Digest string `json:"digest"`
+	// SizeBytes is its size as stored in the image (compressed).
+	SizeBytes int64 `json:"sizeBytes"`
 }
 
 // Defaults are a template's runtime defaults.
 type Defaults struct {
 	// User is the user that commands run as unless the caller names one.
 	User string `json:"defaultUser"`
-	// CPUs is the CPU quota in cores.
-	CPUs float64 `json:"cpus"`
-	// MemoryBytes is the memory limit, swap included.
-	MemoryBytes int64 `json:"memoryBytes"`
+	// CPUs is the CPU quota in cores; 0 leaves it to the server
+	// (sbx serve --cpus).
+	CPUs float64 `json:"cpuCount,omitempty"`
+	// MemoryMB is the memory limit in MiB, swap included; 0 leaves it to
+	// the server (sbx serve --memory-mb).
+	//
+	// Earlier versions wrote "cpus" and "memoryBytes" into every meta.json
+	// whether or not anyone chose them (the base template recorded 1 CPU
+	// and 512 MiB from an old default, overriding the server's flags).
+	// Those keys are deliberately not read: a template carries limits only
+	// when they were set explicitly, under these new keys.
+	MemoryMB int64 `json:"memoryMB,omitempty"`
 }
 
 // Store is a directory of templates. Its methods are safe for concurrent use,

@@ -75,31 +75,62 @@ func TestTemplateImport(t *testing.T) {
 
 // writeCatImage writes a docker-archive of a one-layer image holding
 // rootfs's /usr/bin/cat with its dynamic loader and libraries, /etc/passwd,
-// /etc/group and /etc/motd-sbx. It reads each file at its real location in
-// the rootfs (bookworm's merged /usr), never through the rootfs's absolute
-// symlinks, which would lead to the host's files.
+// /etc/group and /etc/motd-sbx.
 func writeCatImage(t *testing.T, rootfs, archive string) {
 	t.Helper()
+	writeImage(t, rootfs, archive, imageSpec{
+		bins:   []string{"usr/bin/cat"},
+		files:  map[string]string{"etc/motd-sbx": "imported\n"},
+		config: v1.Config{Env: []string{"PATH=/usr/bin"}, Cmd: []string{"/usr/bin/cat"}},
+	})
+}
+
+// imageSpec is what writeImage puts into an image besides /etc/passwd and
+// /etc/group: dynamically linked binaries of the rootfs (with their loader
+// and libraries), static files of the host, small files, symlinks,
+// directories and the image config.
+type imageSpec struct {
+	bins     []string          // rootfs-relative, e.g. usr/bin/cat
+	static   map[string]string // image path -> host path
+	files    map[string]string // image path -> content
+	symlinks map[string]string // image path -> target
+	dirs     []string          // extra directories (0755)
+	config   v1.Config
+}
+
+// writeImage writes a docker-archive of a one-layer image made as spec
+// says. It reads each file at its real location in the rootfs (bookworm's
+// merged /usr), never through the rootfs's absolute symlinks, which would
+// lead to the host's files.
+func writeImage(t *testing.T, rootfs, archive string, spec imageSpec) {
+	t.Helper()
 	const libDir = "usr/lib/x86_64-linux-gnu"
-	f, err := elf.Open(filepath.Join(rootfs, "usr/bin/cat"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	libs, err := f.ImportedLibraries()
-	if err != nil {
-		t.Fatal(err)
-	}
+	libs := map[string]bool{}
 	var interp string
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			b, _ := io.ReadAll(p.Open())
-			interp = string(bytes.TrimRight(b, "\x00"))
+	for _, bin := range spec.bins {
+		f, err := elf.Open(filepath.Join(rootfs, bin))
+		if err != nil {
+			t.Fatal(err)
 		}
+		ls, err := f.ImportedLibraries()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range ls {
+			libs[l] = true
+		}
+		for _, p := range f.Progs {
+			if p.Type == elf.PT_INTERP {
+				b, _ := io.ReadAll(p.Open())
+				interp = string(bytes.TrimRight(b, "\x00"))
+			}
+		}
+		f.Close()
 	}
-	f.Close()
 	if interp == "" {
-		t.Fatal("usr/bin/cat has no ELF interpreter")
+		t.Fatal("no ELF interpreter among the binaries")
 	}
+	libs[path.Base(interp)] = true
 
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -118,20 +149,36 @@ func writeCatImage(t *testing.T, rootfs, archive string) {
 		}
 		return b
 	}
-	for _, d := range []string{"usr/", "usr/bin/", "usr/lib/", libDir + "/", "etc/", "tmp/"} {
+	for _, d := range append([]string{"usr/", "usr/bin/", "usr/lib/", libDir + "/", "etc/"}, spec.dirs...) {
 		add(tar.Header{Typeflag: tar.TypeDir, Name: d, Mode: 0o755}, nil)
 	}
+	// A /tmp anyone may write to, as on any system.
+	add(tar.Header{Typeflag: tar.TypeDir, Name: "tmp/", Mode: 0o1777}, nil)
 	add(tar.Header{Typeflag: tar.TypeSymlink, Name: "lib", Linkname: "usr/lib"}, nil)
 	add(tar.Header{Typeflag: tar.TypeSymlink, Name: "bin", Linkname: "usr/bin"}, nil)
 	add(tar.Header{Typeflag: tar.TypeDir, Name: "lib64/", Mode: 0o755}, nil)
-	add(tar.Header{Typeflag: tar.TypeReg, Name: "usr/bin/cat", Mode: 0o755}, read("usr/bin/cat"))
-	for _, l := range append(libs, path.Base(interp)) {
+	for _, bin := range spec.bins {
+		add(tar.Header{Typeflag: tar.TypeReg, Name: bin, Mode: 0o755}, read(bin))
+	}
+	for l := range libs {
 		add(tar.Header{Typeflag: tar.TypeReg, Name: libDir + "/" + l, Mode: 0o755}, read(libDir+"/"+l))
 	}
 	add(tar.Header{Typeflag: tar.TypeSymlink, Name: "lib64/" + path.Base(interp), Linkname: "/" + libDir + "/" + path.Base(interp)}, nil)
 	add(tar.Header{Typeflag: tar.TypeReg, Name: "etc/passwd", Mode: 0o644}, read("etc/passwd"))
 	add(tar.Header{Typeflag: tar.TypeReg, Name: "etc/group", Mode: 0o644}, read("etc/group"))
-	add(tar.Header{Typeflag: tar.TypeReg, Name: "etc/motd-sbx", Mode: 0o644}, []byte("imported\n"))
+	for name, hostPath := range spec.static {
+		b, err := os.ReadFile(hostPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		add(tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o755}, b)
+	}
+	for name, body := range spec.files {
+		add(tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644}, []byte(body))
+	}
+	for name, target := range spec.symlinks {
+		add(tar.Header{Typeflag: tar.TypeSymlink, Name: name, Linkname: target}, nil)
+	}
 	if err := tw.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -144,11 +191,11 @@ func writeCatImage(t *testing.T, rootfs, archive string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, err = mutate.Config(img, v1.Config{Env: []string{"PATH=/usr/bin"}, Cmd: []string{"/usr/bin/cat"}})
+	img, err = mutate.Config(img, spec.config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tag, err := name.NewTag("sbx.test/cat:e2e")
+	tag, err := name.NewTag("sbx.test/img:e2e")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,64 @@
+package sandbox
+
+import (
+	"context"
+	"math"
+	"strings"
+
+	"github.com/sbxdev/sbx/internal/errdefs"
+)
+
+// MinMemoryMB is the smallest memory limit a sandbox may have: below it the
+// agent and a shell do not fit.
+const MinMemoryMB = 32
+
+// checkLimits refuses effective limits outside what the server allows. A
+// caller must not be able to take more of the host than the operator
+// granted one sandbox (--max-cpus, --max-memory-mb), nor ask for limits so
+// small or odd that the box cannot start.
+func (m *Manager) checkLimits(cpus float64, memoryMB int64) error {
+	if cpus < 0 || math.IsNaN(cpus) || math.IsInf(cpus, 0) {
+		return errdefs.New(errdefs.ErrInvalidArgument, "cpuCount must be positive")
+	}
+	if m.cfg.MaxCPUs > 0 && cpus > m.cfg.MaxCPUs {
+		return errdefs.New(errdefs.ErrInvalidArgument, "cpuCount %v is above the server maximum of %v", cpus, m.cfg.MaxCPUs)
+	}
+	if memoryMB < 0 || (memoryMB > 0 && memoryMB < MinMemoryMB) {
+		return errdefs.New(errdefs.ErrInvalidArgument, "memoryMB must be at least %d", MinMemoryMB)
+	}
+	if m.cfg.MaxMemoryMB > 0 && memoryMB > m.cfg.MaxMemoryMB {
+		return errdefs.New(errdefs.ErrInvalidArgument, "memoryMB %d is above the server maximum of %d", memoryMB, m.cfg.MaxMemoryMB)
+	}
+	return nil
+}
+
+// processEnv is the environment every process in a sandbox gets on top of
+// the agent's defaults: the template's Env ("K=V"), then the create
+// request's envVars, which win.
+func processEnv(tplEnv []string, envVars map[string]string) map[string]string {
+	if len(tplEnv) == 0 {
+		return envVars
+	}
+	out := make(map[string]string, len(tplEnv)+len(envVars))
+	for _, kv := range tplEnv {
+		if k, v, ok := strings.Cut(kv, "="); ok && k != "" {
+			out[k] = v
+		}
+	}
+	for k, v := range envVars {
+		out[k] = v
+	}
+	return out
+}
+
+// EffectiveLimits returns the CPU and memory a sandbox of a template with
+// these defaults gets when its create request names none: the template's,
+// else the server's.
+func (m *Manager) EffectiveLimits(tplCPUs float64, tplMemoryMB int64) (float64, int64) {
+	return firstNonZero(tplCPUs, m.cfg.DefaultCPUs), firstNonZero(tplMemoryMB, m.cfg.DefaultMemoryMB)
+}
+
+// TemplateUsers counts the sandboxes (not failed) made from template name.
+func (m *Manager) TemplateUsers(ctx context.Context, name string) (int, error) {
+	return m.db.CountSandboxesByTemplate(ctx, name)
+}
