@@ -44,6 +44,10 @@ type CreateOptions struct {
 	// with [ErrInvalidArgument].
 	CPUs     float64
 	MemoryMB int
+	// PrivateTraffic makes the sandbox's ports (other than the agent's)
+	// reachable only with its [Sandbox.TrafficAccessToken], sent in the
+	// [TrafficTokenHeader] header. By default they are public.
+	PrivateTraffic bool
 }
 
 // ConnectOptions tune [Client.ConnectSandbox].
@@ -101,6 +105,7 @@ type createRequest struct {
 	Runtime    string            `json:"runtime,omitempty"`
 	CPUCount   float64           `json:"cpuCount,omitempty"`
 	MemoryMB   int               `json:"memoryMB,omitempty"`
+	Network    *networkOptions   `json:"network,omitempty"`
 }
 
 // timeoutRequest is the wire body of the timeout and connect calls.
@@ -136,6 +141,10 @@ func (c *Client) CreateSandbox(ctx context.Context, opts CreateOptions) (*Sandbo
 	}
 	body := createRequest{TemplateID: tmpl, Timeout: seconds(opts.Timeout), Metadata: opts.Metadata, EnvVars: opts.Env,
 		CPUCount: opts.CPUs, MemoryMB: opts.MemoryMB, Runtime: opts.Runtime}
+	if opts.PrivateTraffic {
+		public := false
+		body.Network = &networkOptions{AllowPublicTraffic: &public}
+	}
 	sb := &Sandbox{}
 	if _, err := c.do(ctx, http.MethodPost, "/v2/sandboxes", nil, body, sb); err != nil {
 		return nil, err

@@ -40,10 +40,17 @@ type proxy struct {
 
 // backend holds one sandbox's pooled connections.
 type backend struct {
-	token string
-	envd  *httputil.ReverseProxy
-	ports *httputil.ReverseProxy
-	trs   []*http.Transport
+	id      string
+	token   string // the envd access token, for the tunnel
+	traffic string // the traffic access token; "" when the ports are public
+	dial    func(ctx context.Context) (net.Conn, error)
+	envd    *httputil.ReverseProxy
+	ports   *httputil.ReverseProxy // sandbox ports over HTTP/1.1
+	h2      *httputil.ReverseProxy // sandbox ports over HTTP/2 (h2c)
+	trs     []*http.Transport
+
+	protoMu sync.Mutex
+	protos  map[int]portProto // what each port speaks, as probed
 }
 
 func newProxy(mgr *sandbox.Manager, log *slog.Logger) *proxy {
@@ -100,6 +107,11 @@ func (p *proxy) serve(w http.ResponseWriter, r *http.Request, t target) {
 		return
 	}
 	b, err := p.backend(r.Context(), t.id)
+	if err == nil && t.port != EnvdPort {
+		// The agent's port has its own authentication (the envd access
+		// token, checked by the agent); every other port may be private.
+		err = checkTraffic(r, b.traffic)
+	}
 	if err != nil {
 		if errors.Is(err, errdefs.ErrNotFound) || errors.Is(err, errdefs.ErrFailedPrecondition) {
 			// The e2b SDKs read 502 from the data plane as "the sandbox
@@ -126,11 +138,17 @@ func (p *proxy) serve(w http.ResponseWriter, r *http.Request, t target) {
 	}
 	r.Header.Del("E2b-Sandbox-Id")
 	r.Header.Del("E2b-Sandbox-Port")
+	r.Header.Del(TrafficTokenHeader)
 	if t.port == EnvdPort {
 		b.envd.ServeHTTP(w, r)
 		return
 	}
-	b.ports.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), portKey{}, t.port)))
+	r = r.WithContext(context.WithValue(r.Context(), portKey{}, t.port))
+	if r.ProtoMajor == 2 && b.speaksH2C(r.Context(), t.port) {
+		b.h2.ServeHTTP(w, r)
+		return
+	}
+	b.ports.ServeHTTP(w, r)
 }
 
 type portKey struct{}
@@ -142,7 +160,7 @@ func (p *proxy) backend(ctx context.Context, id string) (*backend, error) {
 	if ok {
 		return b, nil
 	}
-	sb, err := p.mgr.GetRunning(ctx, id)
+	sb, err := p.mgr.EnsureRunning(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -159,36 +177,43 @@ func (p *proxy) backend(ctx context.Context, id string) (*backend, error) {
 
 func (p *proxy) newBackend(sb *sandbox.Sandbox) *backend {
 	id := sb.ID
-	b := &backend{token: sb.EnvdToken}
-	dialAgent := func(ctx context.Context, _, _ string) (net.Conn, error) { return p.mgr.DialAgent(ctx, id) }
+	b := &backend{
+		id: id, token: sb.EnvdToken, traffic: sb.TrafficToken,
+		dial:   func(ctx context.Context) (net.Conn, error) { return p.mgr.DialAgent(ctx, id) },
+		protos: map[int]portProto{},
+	}
 	envdTr := &http.Transport{
-		DialContext:         dialAgent,
+		DialContext:         func(ctx context.Context, _, _ string) (net.Conn, error) { return b.dial(ctx) },
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
 	}
-	portTr := &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			port, _ := ctx.Value(portKey{}).(int)
-			conn, err := p.mgr.DialAgent(ctx, id)
-			if err != nil {
-				return nil, err
-			}
-			tc, err := tunnel.Dial(ctx, conn, b.token, port)
-			if err != nil {
-				conn.Close()
-				return nil, err
-			}
-			return tc, nil
+	b.envd = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme = "http"
+			pr.Out.URL.Host = "agent"
 		},
-		// Each port gets its own pool: the pool key is the URL host,
-		// which the rewrite below sets per port.
-		MaxIdleConnsPerHost: 16,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
+		Transport:     envdTr,
+		FlushInterval: -1,
+		BufferPool:    proxyBuffers,
+		ErrorHandler:  p.errorHandler(b, false),
 	}
-	b.trs = []*http.Transport{envdTr, portTr}
-	errHandler := func(w http.ResponseWriter, r *http.Request, err error) {
+	portTr, h2Tr := b.portTransports()
+	b.ports = p.portProxy(b, portTr, false)
+	b.h2 = p.portProxy(b, h2Tr, true)
+	b.trs = []*http.Transport{envdTr, portTr, h2Tr}
+	return b
+}
+
+// errorHandler answers a request the sandbox could not be reached for.
+func (p *proxy) errorHandler(b *backend, h2 bool) func(http.ResponseWriter, *http.Request, error) {
+	return func(w http.ResponseWriter, r *http.Request, err error) {
+		if h2 {
+			// The port may not speak HTTP/2 any more (another server
+			// took it): probe again next time.
+			port, _ := r.Context().Value(portKey{}).(int)
+			b.forgetProto(port)
+		}
 		if errors.Is(err, context.Canceled) {
 			return
 		}
@@ -199,31 +224,28 @@ func (p *proxy) newBackend(sb *sandbox.Sandbox) *backend {
 			writeJSON(w, http.StatusBadGateway, errorBody{Code: http.StatusBadGateway, Message: te.Message})
 			return
 		}
-		p.log.Warn("proxy to sandbox failed", "sandbox_id", id, "err", err)
+		p.log.Warn("proxy to sandbox failed", "sandbox_id", b.id, "err", err)
 		writeJSON(w, http.StatusBadGateway, errorBody{Code: http.StatusBadGateway, Message: "sandbox is not reachable"})
 	}
-	b.envd = &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.Out.URL.Scheme = "http"
-			pr.Out.URL.Host = "agent"
-		},
-		Transport:     envdTr,
-		FlushInterval: -1,
-		ErrorHandler:  errHandler,
-	}
-	b.ports = &httputil.ReverseProxy{
+}
+
+// portProxy forwards requests to the sandbox's ports through tr.
+func (p *proxy) portProxy(b *backend, tr *http.Transport, h2 bool) *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			port, _ := pr.In.Context().Value(portKey{}).(int)
 			pr.Out.URL.Scheme = "http"
-			pr.Out.URL.Host = "port-" + strconv.Itoa(port)
+			// Each port gets its own connection pool: the pool key is
+			// the URL host, and the dialler reads the port from it.
+			pr.Out.URL.Host = portHost(port)
 			pr.Out.Host = pr.In.Host // the app sees the host it was called by
 			pr.SetXForwarded()
 		},
-		Transport:     portTr,
+		Transport:     tr,
 		FlushInterval: -1,
-		ErrorHandler:  errHandler,
+		BufferPool:    proxyBuffers,
+		ErrorHandler:  p.errorHandler(b, h2),
 	}
-	return b
 }
 
 // forget drops a sandbox's pooled connections once it is gone.

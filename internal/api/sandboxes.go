@@ -20,7 +20,7 @@ func (s *Server) domain() *string {
 }
 
 func (s *Server) sandboxBody(sb *sandbox.Sandbox) sandboxBody {
-	return sandboxBody{
+	b := sandboxBody{
 		SandboxID:       sb.ID,
 		TemplateID:      sb.Template,
 		ClientID:        "sbx",
@@ -30,6 +30,10 @@ func (s *Server) sandboxBody(sb *sandbox.Sandbox) sandboxBody {
 		Alias:           sb.Template,
 		Runtime:         sb.Runtime,
 	}
+	if sb.TrafficToken != "" {
+		b.TrafficAccessToken = &sb.TrafficToken
+	}
+	return b
 }
 
 func listed(sb *sandbox.Sandbox) listedSandbox {
@@ -71,13 +75,14 @@ func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	sb, err := s.mgr.Create(r.Context(), sandbox.CreateParams{
-		Template: req.TemplateID,
-		Timeout:  timeout,
-		Metadata: req.Metadata,
-		EnvVars:  req.EnvVars,
-		Runtime:  req.Runtime,
-		CPUs:     cpus,
-		MemoryMB: mem,
+		Template:       req.TemplateID,
+		Timeout:        timeout,
+		Metadata:       req.Metadata,
+		EnvVars:        req.EnvVars,
+		Runtime:        req.Runtime,
+		CPUs:           cpus,
+		MemoryMB:       mem,
+		PrivateTraffic: req.Network.privateTraffic(),
 	})
 	if err != nil {
 		return err
@@ -201,6 +206,7 @@ func (s *Server) getSandbox(w http.ResponseWriter, r *http.Request) error {
 		Domain:          s.domain(),
 		Lifecycle:       lifecycle{OnTimeout: "kill"},
 		Error:           sb.Error,
+		Network:         networkOf(sb.TrafficToken),
 	})
 	return nil
 }

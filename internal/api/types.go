@@ -13,10 +13,11 @@ type newSandbox struct {
 	// none; the names are E2B's own for a sandbox's limits): they override
 	// the template's and the server's defaults within the server's
 	// maxima.
-	CPUCount  *float64 `json:"cpuCount,omitempty"`
-	MemoryMB  *int64   `json:"memoryMB,omitempty"`
-	AutoPause *bool    `json:"autoPause,omitempty"`
-	Secure    *bool    `json:"secure,omitempty"`
+	CPUCount  *float64        `json:"cpuCount,omitempty"`
+	MemoryMB  *int64          `json:"memoryMB,omitempty"`
+	AutoPause *bool           `json:"autoPause,omitempty"`
+	Secure    *bool           `json:"secure,omitempty"`
+	Network   *sandboxNetwork `json:"network,omitempty"`
 	// Runtime is an sbx extension: the runtime to run on ("runc",
 	// "runsc"); empty means the server's default.
 	Runtime string `json:"runtime,omitempty"`
@@ -54,10 +55,11 @@ type listedSandbox struct {
 
 type sandboxDetail struct {
 	listedSandbox
-	EnvdAccessToken string    `json:"envdAccessToken,omitempty"`
-	Domain          *string   `json:"domain"`
-	Lifecycle       lifecycle `json:"lifecycle"`
-	Error           string    `json:"error,omitempty"`
+	EnvdAccessToken string          `json:"envdAccessToken,omitempty"`
+	Domain          *string         `json:"domain"`
+	Lifecycle       lifecycle       `json:"lifecycle"`
+	Error           string          `json:"error,omitempty"`
+	Network         *sandboxNetwork `json:"network,omitempty"`
 }
 
 type lifecycle struct {

@@ -18,6 +18,7 @@ func runCreate(e *env, args []string) int {
 	rt := fs.String("runtime", "", "isolation `RUNTIME`: runc or runsc (gVisor) (default: the server's)")
 	cpus := fs.Float64("cpus", 0, "CPU quota in cores (default: the template's, else the server's)")
 	memMB := fs.Int("memory-mb", 0, "memory limit in MiB (default: the template's, else the server's)")
+	private := fs.Bool("private", false, "make the sandbox's ports reachable only with its traffic access token (printed to stderr)")
 	asJSON := fs.Bool("json", false, "print the sandbox as JSON")
 	pos, code, ok := e.parse(fs, args)
 	if !ok {
@@ -29,7 +30,7 @@ func runCreate(e *env, args []string) int {
 	if *cpus < 0 || *memMB < 0 {
 		return e.usageErr(fs, "--cpus and --memory-mb must be positive")
 	}
-	opts := client.CreateOptions{Template: *tmpl, Metadata: meta.orNil(), Env: envs.orNil(), CPUs: *cpus, MemoryMB: *memMB, Runtime: *rt}
+	opts := client.CreateOptions{Template: *tmpl, Metadata: meta.orNil(), Env: envs.orNil(), CPUs: *cpus, MemoryMB: *memMB, Runtime: *rt, PrivateTraffic: *private}
 	if *timeout != "" {
 		d, err := parseTimeout(*timeout)
 		if err != nil {
@@ -47,6 +48,9 @@ func runCreate(e *env, args []string) int {
 	}
 	if *asJSON {
 		return e.printJSON(sb)
+	}
+	if sb.TrafficAccessToken != "" {
+		fmt.Fprintf(e.stderr, "traffic access token (send it in the %s header): %s\n", client.TrafficTokenHeader, sb.TrafficAccessToken)
 	}
 	fmt.Fprintln(e.stdout, sb.ID)
 	return exitOK

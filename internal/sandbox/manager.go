@@ -202,6 +202,9 @@ type CreateParams struct {
 	// defaults; 0 keeps them. Bounded by Config.MaxCPUs/MaxMemoryMB.
 	CPUs     float64
 	MemoryMB int64
+	// PrivateTraffic makes the sandbox's ports reachable through the proxy
+	// only with its traffic access token (E2B's allowPublicTraffic: false).
+	PrivateTraffic bool
 }
 
 // Sandbox is a sandbox as the API sees it.
@@ -283,7 +286,7 @@ func (m *Manager) Create(ctx context.Context, p CreateParams) (*Sandbox, error) 
 		Metadata:     p.Metadata,
 		EnvVars:      p.EnvVars,
 		EnvdToken:    newToken(),
-		TrafficToken: newToken(),
+		TrafficToken: trafficToken(p.PrivateTraffic),
 		CPUs:         firstNonZero(p.CPUs, tpl.CPUs, m.cfg.DefaultCPUs),
 		MemoryMB:     firstNonZero(p.MemoryMB, tpl.MemoryMB, m.cfg.DefaultMemoryMB),
 		DiskMB:       m.cfg.DefaultDiskMB,

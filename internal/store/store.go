@@ -74,6 +74,10 @@ var migrations = []string{
 		admin INTEGER NOT NULL,
 		created_at INTEGER NOT NULL
 	)`,
+	// A sandbox's traffic token now exists only when its ports are private
+	// (E2B's allowPublicTraffic: false); earlier servers made one for every
+	// sandbox but never asked for it, so those sandboxes stay public.
+	`UPDATE sandboxes SET traffic_token = ''`,
 }
 
 func (s *DB) migrate(ctx context.Context) error {
@@ -121,7 +125,7 @@ type Sandbox struct {
 	Metadata     map[string]string
 	EnvVars      map[string]string
 	EnvdToken    string
-	TrafficToken string
+	TrafficToken string // required on requests to the sandbox's ports when set; empty: public
 	CPUs         float64
 	MemoryMB     int64
 	DiskMB       int64

@@ -1,0 +1,178 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sbxdev/sbx/internal/tunnel"
+)
+
+// How the proxy reaches a port inside a sandbox
+//
+// Every connection to a sandbox port is a tunnel through the sandbox's agent
+// (package tunnel): the agent dials the port on the sandbox's loopback, so
+// services bound to 127.0.0.1 only are reachable too. Tunnels are pooled per
+// sandbox and port, so a request normally reuses one already open.
+//
+// Requests that reach sbx over HTTP/1.1 go to the port over HTTP/1.1
+// (WebSocket upgrades included). Requests that reach sbx over HTTP/2 (h2c,
+// or h2 over TLS) go to the port over HTTP/2 when the server on it speaks
+// h2c, which the proxy learns by probing the port once (see speaksH2C), and
+// over HTTP/1.1 otherwise. gRPC servers in a sandbox therefore work end to
+// end, with streaming and trailers, and plain HTTP/1.1 servers serve HTTP/2
+// clients.
+
+// portHost is the URL host the proxy's transports use for a sandbox port; it
+// keys their connection pools, and the dialler reads the port back from it.
+func portHost(port int) string { return "port-" + strconv.Itoa(port) }
+
+// hostPort reads the port back from a transport's dial address
+// ("port-N:80").
+func hostPort(addr string) (int, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	n, ok := strings.CutPrefix(host, "port-")
+	if !ok {
+		return 0, fmt.Errorf("proxy: unexpected dial address %q", addr)
+	}
+	return strconv.Atoi(n)
+}
+
+// dialPort opens a tunnel to port inside the sandbox.
+func (b *backend) dialPort(ctx context.Context, port int) (net.Conn, error) {
+	conn, err := b.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	tc, err := tunnel.Dial(ctx, conn, b.token, port)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return tc, nil
+}
+
+// portTransports returns the HTTP/1.1 and the HTTP/2 (h2c, prior knowledge)
+// transports to the sandbox's ports.
+func (b *backend) portTransports() (h1, h2 *http.Transport) {
+	dial := func(ctx context.Context, _, addr string) (net.Conn, error) {
+		port, err := hostPort(addr)
+		if err != nil {
+			return nil, err
+		}
+		return b.dialPort(ctx, port)
+	}
+	h1 = &http.Transport{
+		DialContext:         dial,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+		// Large bodies (downloads from a sandbox) move in fewer reads.
+		ReadBufferSize:  64 << 10,
+		WriteBufferSize: 64 << 10,
+	}
+	var protos http.Protocols
+	protos.SetUnencryptedHTTP2(true)
+	h2 = &http.Transport{
+		DialContext:        dial,
+		Protocols:          &protos,
+		IdleConnTimeout:    90 * time.Second,
+		DisableCompression: true,
+		HTTP2: &http.HTTP2Config{
+			// Room for a fast stream and many concurrent ones on the
+			// one connection per port.
+			MaxReceiveBufferPerConnection: 16 << 20,
+			MaxReceiveBufferPerStream:     4 << 20,
+			MaxReadFrameSize:              1 << 20,
+		},
+	}
+	return h1, h2
+}
+
+// portProto is what the proxy learnt of a port: whether its server speaks
+// h2c, and until when that answer is trusted.
+type portProto struct {
+	h2    bool
+	until time.Time
+}
+
+// How long probe results are kept. A port found to speak h2c stays so until
+// a request over HTTP/2 to it fails; one that does not is probed again after
+// noH2CRetry, in case another server has taken it since.
+const (
+	noH2CRetry   = 30 * time.Second
+	probeTimeout = 2 * time.Second
+)
+
+// speaksH2C reports whether the server on port speaks HTTP/2 without TLS,
+// probing it on first use. The probe opens a tunnel, sends the HTTP/2 client
+// preface and an empty SETTINGS frame, and reads the first frame header of
+// the answer: an HTTP/2 server answers with its SETTINGS; an HTTP/1.x one
+// with a status line (or it closes the connection, or says nothing before
+// the probe's deadline).
+func (b *backend) speaksH2C(ctx context.Context, port int) bool {
+	b.protoMu.Lock()
+	pp, ok := b.protos[port]
+	b.protoMu.Unlock()
+	if ok && (pp.h2 || time.Now().Before(pp.until)) {
+		return pp.h2
+	}
+	h2 := b.probeH2C(ctx, port)
+	b.protoMu.Lock()
+	b.protos[port] = portProto{h2: h2, until: time.Now().Add(noH2CRetry)}
+	b.protoMu.Unlock()
+	return h2
+}
+
+// forgetProto drops what was learnt of port.
+func (b *backend) forgetProto(port int) {
+	b.protoMu.Lock()
+	delete(b.protos, port)
+	b.protoMu.Unlock()
+}
+
+// h2Preface is the HTTP/2 client connection preface (RFC 9113 §3.4)
+// followed by an empty SETTINGS frame.
+var h2Preface = []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + "\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+
+func (b *backend) probeH2C(ctx context.Context, port int) bool {
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	conn, err := b.dialPort(ctx, port)
+	if err != nil {
+		return false // the request itself will report why
+	}
+	defer conn.Close()
+	dl, _ := ctx.Deadline()
+	_ = conn.SetDeadline(dl)
+	if _, err := conn.Write(h2Preface); err != nil {
+		return false
+	}
+	var hdr [9]byte
+	if _, err := io.ReadFull(conn, hdr[:]); err != nil {
+		return false
+	}
+	// A frame header: 24-bit length, type (4: SETTINGS), flags, and a
+	// 31-bit stream id that is 0 for SETTINGS.
+	return hdr[3] == 0x4 && bytes.Equal(hdr[5:9], []byte{0, 0, 0, 0})
+}
+
+// proxyBuffers are the copy buffers of the proxy's response bodies: larger
+// than ReverseProxy's default 32 KiB so that bulk downloads take fewer
+// writes, and pooled so requests allocate none.
+var proxyBuffers = &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}}
+
+type bufferPool struct{ p sync.Pool }
+
+func (p *bufferPool) Get() []byte  { return *p.p.Get().(*[]byte) }
+func (p *bufferPool) Put(b []byte) { p.p.Put(&b) }
