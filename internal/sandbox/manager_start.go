@@ -58,6 +58,7 @@ func (m *Manager) runStartCommand(ctx context.Context, sb *Sandbox, tpl Template
 		return nil
 	}
 	timeout := firstNonZero(tpl.ReadyTimeout, m.cfg.ReadyTimeout, DefaultReadyTimeout)
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	ag := newAgentClient(m, sb)
@@ -74,8 +75,10 @@ func (m *Manager) runStartCommand(ctx context.Context, sb *Sandbox, tpl Template
 			Tag:     &tag,
 		}
 		// The stream lives as long as this function: closing it only
-		// unsubscribes, the process keeps running.
-		sctx, scancel := context.WithCancel(ctx)
+		// unsubscribes, the process keeps running. It is not bound to the
+		// ready deadline, so that reaching the deadline is reported as
+		// such and not as a lost stream.
+		sctx, scancel := context.WithCancel(parent)
 		defer scancel()
 		stream, err := ag.proc.Start(sctx, ag.request(req))
 		if err != nil {
@@ -96,7 +99,7 @@ func (m *Manager) runStartCommand(ctx context.Context, sb *Sandbox, tpl Template
 	if tpl.ReadyCmd == "" && tpl.ReadyPort == 0 {
 		return nil
 	}
-	var lastWhy string
+	lastWhy := "no try of the check completed"
 	tick := time.NewTicker(readyPoll)
 	defer tick.Stop()
 	for {
@@ -113,8 +116,8 @@ func (m *Manager) runStartCommand(ctx context.Context, sb *Sandbox, tpl Template
 		if err == nil {
 			return nil
 		}
-		if why != "" {
-			lastWhy = why
+		if why != "" && ctx.Err() == nil {
+			lastWhy = why // not a try cut short by the deadline
 		}
 		select {
 		case <-ctx.Done():

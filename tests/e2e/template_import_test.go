@@ -11,12 +11,14 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
@@ -201,5 +203,63 @@ func writeImage(t *testing.T, rootfs, archive string, spec imageSpec) {
 	}
 	if err := tarball.WriteToFile(archive, tag, img); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestTemplateImportLayout imports an OCI image layout directory with the
+// CLI (--oci-layout), checks inspect's record of it (source, layers, start
+// command from the image), and runs the image's cat in a sandbox.
+func TestTemplateImportLayout(t *testing.T) {
+	srv := harness.Start(t)
+	ctx := ctxFor(t, 3*time.Minute)
+	c := srv.Client
+
+	dir := t.TempDir()
+	archive := filepath.Join(dir, "img.tar")
+	writeCatImage(t, filepath.Join(harness.TemplatesDir(), "base", "rootfs"), archive)
+	img, err := tarball.ImageFromPath(archive, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lp, err := layout.Write(filepath.Join(dir, "layout"), empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lp.AppendImage(img); err != nil {
+		t.Fatal(err)
+	}
+	digest, _ := img.Digest()
+	layers, _ := img.Layers()
+	ld, _ := layers[0].Digest()
+
+	tmpl := fmt.Sprintf("e2e-layout-%d", os.Getpid())
+	cliOK(t, ctx, srv, "template", "import", tmpl, "--oci-layout", filepath.Join(dir, "layout"), "--json")
+	t.Cleanup(func() {
+		if err := c.DeleteTemplate(context.Background(), tmpl); err != nil {
+			t.Errorf("delete template %s: %v", tmpl, err)
+		}
+	})
+	var d client.TemplateDetail
+	decodeStrict(t, cliOK(t, ctx, srv, "template", "inspect", tmpl, "--json"), &d)
+	if d.Source != "layout "+filepath.Join(dir, "layout") || len(d.Layers) != 1 || d.Layers[0].Digest != ld.String() ||
+		strings.Join(d.StartCmd, " ") != "/usr/bin/cat" || d.User != "root" || d.DiskBytes == 0 || d.Sandboxes != 0 {
+		t.Fatalf("inspect of the layout import (image %s): %+v", digest, d)
+	}
+	text := cliOK(t, ctx, srv, "template", "inspect", tmpl)
+	for _, want := range []string{"Layers", ld.String(), "Start command", "/usr/bin/cat", "(server default)"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("sbx template inspect lacks %q:\n%s", want, text)
+		}
+	}
+
+	sb, err := c.CreateSandbox(ctx, client.CreateOptions{Template: tmpl})
+	if err != nil {
+		t.Fatalf("create sandbox from %s: %v\n%s", tmpl, err, srv.Logs())
+	}
+	defer sb.Kill(context.WithoutCancel(ctx))
+	var stdout bytes.Buffer
+	code, err := sb.Exec(ctx, client.ExecOptions{Cmd: "/usr/bin/cat", Args: []string{"/etc/motd-sbx"}, Stdout: &stdout})
+	if err != nil || code != 0 || stdout.String() != "imported\n" {
+		t.Fatalf("cat /etc/motd-sbx: code %d, err %v, stdout %q", code, err, stdout.String())
 	}
 }
