@@ -71,18 +71,13 @@ func (p *proxy) target(r *http.Request, domain string) (target, bool) {
 	if domain == "" {
 		return target{}, false
 	}
-	host := r.Host
-	suffix := "." + domain
-	if !strings.HasSuffix(host, suffix) {
-		// Allow the domain without the server's port, e.g. a Host of
-		// 3000-id.example.com when Domain is example.com:443.
-		if h, _, err := net.SplitHostPort(domain); err == nil && strings.HasSuffix(stripPort(host), "."+h) {
-			host, suffix = stripPort(host), "."+h
-		} else {
-			return target{}, false
-		}
+	// Ports are not compared: a domain of example.com:443 is reached as
+	// 3000-id.example.com, and a domain of example.com (behind port 443)
+	// may be reached on the server's own port.
+	label, ok := strings.CutSuffix(strings.ToLower(stripPort(r.Host)), "."+strings.ToLower(stripPort(domain)))
+	if !ok {
+		return target{}, false
 	}
-	label := strings.TrimSuffix(host, suffix)
 	portStr, id, ok := strings.Cut(label, "-")
 	if !ok || strings.Contains(id, ".") {
 		return target{}, false

@@ -48,6 +48,8 @@ func serveMain(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&cfg.RuncPath, "runc", "", "path of runc (default /usr/local/lib/sbx/runc)")
 	fs.StringVar(&cfg.Runtime, "runtime", "runc", "default runtime of sandboxes whose create request names none: runc or runsc (gVisor)")
 	fs.StringVar(&cfg.Domain, "domain", "", "sandbox domain for {port}-{id}.DOMAIN hosts (default localhost:PORT)")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate (chain) `FILE`: serve HTTPS only, e.g. a wildcard certificate for *.DOMAIN (reloaded when it changes)")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key `FILE` of --tls-cert")
 	fs.DurationVar(&cfg.DefaultTimeout, "default-timeout", 5*time.Minute, "time to live of a sandbox whose create request names none")
 	fs.DurationVar(&cfg.MaxTimeout, "max-timeout", 0, "largest time to live a request may ask for (0: unlimited, and no-limit sandboxes allowed)")
 	fs.Float64Var(&cfg.CPUs, "cpus", 1, "default CPU quota per sandbox, in cores")

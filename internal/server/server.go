@@ -65,6 +65,10 @@ type Config struct {
 	Progress io.Writer
 	// Ready, if set, is called with the listening address once ready.
 	Ready func(addr string)
+	// TLSCert and TLSKey, when set, are PEM files of the certificate
+	// (chain) and its key: the server then speaks HTTPS only (HTTP/2 by
+	// ALPN), reloading the files when they change.
+	TLSCert, TLSKey string
 }
 
 // Run runs sbx serve until ctx is cancelled.
@@ -86,6 +90,17 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		if err := searchable(cfg.DataDir); err != nil {
 			return err
 		}
+	}
+	var certs *certLoader
+	if cfg.TLSCert != "" || cfg.TLSKey != "" {
+		if cfg.TLSCert == "" || cfg.TLSKey == "" {
+			return errors.New("TLS needs both --tls-cert and --tls-key")
+		}
+		c, err := newCertLoader(cfg.TLSCert, cfg.TLSKey, log)
+		if err != nil {
+			return err
+		}
+		certs = c
 	}
 	unlock, err := lockDir(cfg.DataDir)
 	if err != nil {
@@ -179,6 +194,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true) // h2c, for gRPC/Connect clients and preview URLs
+	protocols.SetHTTP2(true)            // over TLS, by ALPN
 	hs := &http.Server{
 		Handler:           apiSrv,
 		Protocols:         &protocols,
@@ -187,8 +203,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- hs.Serve(ln) }()
-	log.Info("listening", "addr", addr, "data_dir", cfg.DataDir, "domain", cfg.Domain)
+	scheme := "http"
+	if certs != nil {
+		scheme = "https"
+		hs.TLSConfig = certs.tlsConfig()
+		go func() { serveErr <- hs.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { serveErr <- hs.Serve(ln) }()
+	}
+	log.Info("listening", "addr", addr, "scheme", scheme, "data_dir", cfg.DataDir, "domain", cfg.Domain)
 
 	if err := templates.EnsureBase(ctx, cfg.Progress); err != nil {
 		hs.Close()
@@ -199,7 +222,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("prepare templates for the sandbox id range: %w", err)
 	}
 	apiSrv.SetReady(true)
-	log.Info("ready", "addr", addr)
+	log.Info("ready", "addr", addr, "scheme", scheme)
 	if cfg.Ready != nil {
 		cfg.Ready(addr)
 	}

@@ -157,10 +157,10 @@ func TestPreview(t *testing.T) {
 				}
 			})
 			t.Run("server-sent events arrive one by one", func(t *testing.T) {
-				testSSE(t, ctx, srv, sb, r, http.DefaultClient)
+				testSSE(t, ctx, srv.URL, sb, r, http.DefaultClient)
 			})
 			t.Run("server-sent events over h2c", func(t *testing.T) {
-				testSSE(t, ctx, srv, sb, r, h2cClient())
+				testSSE(t, ctx, srv.URL, sb, r, h2cClient())
 			})
 			t.Run("websocket echo", func(t *testing.T) {
 				testWebSocket(t, srv, sb, r)
@@ -202,11 +202,11 @@ func wantE2BError(t *testing.T, resp *http.Response, status int, msg string) {
 	}
 }
 
-// testSSE opens an event stream on port 3000 and asks the server for one
+// testSSE opens an event stream on port 3000, at base through route r, and asks the server for one
 // event at a time: each must arrive while the stream is still open and
 // before the next is even sent, so nothing on the way may hold it back.
-func testSSE(t *testing.T, ctx context.Context, srv *harness.Server, sb *client.Sandbox, r route, hc *http.Client) {
-	resp, err := hc.Do(newRequest(t, ctx, "GET", srv.URL+"/sse", r, sb, 3000))
+func testSSE(t *testing.T, ctx context.Context, base string, sb *client.Sandbox, r route, hc *http.Client) {
+	resp, err := hc.Do(newRequest(t, ctx, "GET", base+"/sse", r, sb, 3000))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +226,7 @@ func testSSE(t *testing.T, ctx context.Context, srv *harness.Server, sb *client.
 	}()
 	emit := func(path string) {
 		t.Helper()
-		resp, err := http.DefaultClient.Do(newRequest(t, ctx, "POST", srv.URL+path, r, sb, 3000))
+		resp, err := hc.Do(newRequest(t, ctx, "POST", base+path, r, sb, 3000))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -258,12 +258,18 @@ func testWebSocket(t *testing.T, srv *harness.Server, sb *client.Sandbox, r rout
 	if err != nil {
 		t.Fatal(err)
 	}
+	testWebSocketOn(t, conn, "http://"+srv.Addr, sb, r)
+}
+
+// testWebSocketOn does the same on conn, a connection to sbx, with
+// requests for base.
+func testWebSocketOn(t *testing.T, conn net.Conn, base string, sb *client.Sandbox, r route) {
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(30 * time.Second))
 	key := make([]byte, 16)
 	rand.Read(key)
 	k := base64.StdEncoding.EncodeToString(key)
-	req, _ := http.NewRequest("GET", "http://"+srv.Addr+"/ws", nil)
+	req, _ := http.NewRequest("GET", base+"/ws", nil)
 	r.set(req, sb, 3000)
 	req.Header.Set("Connection", "Upgrade")
 	req.Header.Set("Upgrade", "websocket")

@@ -142,6 +142,7 @@ type Server struct {
 	Args []string
 
 	cmd  *exec.Cmd
+	ca   *CA // set by StartTLS
 	done chan error
 	logs *logBuffer
 }
@@ -225,6 +226,9 @@ func (s *Server) start() {
 	}
 	s.URL = "http://" + s.Addr
 	s.Client = client.New(s.URL, s.APIKey)
+	if s.ca != nil {
+		s.useTLS()
+	}
 }
 
 // Stop sends SIGTERM and fails the test unless the server exits cleanly
