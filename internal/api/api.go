@@ -60,6 +60,8 @@ func New(cfg Config, mgr *sandbox.Manager, keys *Keys, templates TemplateStore, 
 	s := &Server{cfg: cfg, mgr: mgr, keys: keys, templates: templates, log: logger}
 	s.proxy = newProxy(mgr, logger)
 	mgr.OnKill(s.proxy.forget)
+	mgr.OnPause(s.proxy.forget)
+	mgr.SetActivity(s.proxy.activity)
 	s.routes()
 	return s
 }
@@ -85,10 +87,15 @@ func (s *Server) routes() {
 	m.Handle("POST /sandboxes/{id}/refreshes", s.auth(s.refresh))
 	m.Handle("POST /sandboxes/{id}/connect", s.auth(s.connectSandbox))
 	m.Handle("POST /v2/sandboxes/{id}/connect", s.auth(s.connectSandbox))
+	m.Handle("POST /sandboxes/{id}/pause", s.auth(s.pauseSandbox))
+	m.Handle("POST /sandboxes/{id}/resume", s.auth(s.resumeSandbox))
+	m.Handle("POST /sandboxes/{id}/snapshots", s.auth(s.createSnapshot))
+	m.Handle("POST /sandboxes/{id}/fork", s.auth(s.forkSandbox))
+	m.Handle("GET /snapshots", s.auth(s.listSnapshots))
 
 	// Templates (E2B paths, sbx's store).
 	m.Handle("GET /templates", s.auth(s.listTemplates))
-	m.Handle("DELETE /templates/{id}", s.auth(s.deleteTemplate))
+	m.Handle("DELETE /templates/{id}", s.auth(s.deleteSnapshotOrTemplate))
 
 	// sbx extensions.
 	m.Handle("GET /sbx/v1/keys", s.admin(s.listKeys))

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sbxdev/sbx/internal/errdefs"
@@ -51,6 +52,11 @@ type backend struct {
 
 	protoMu sync.Mutex
 	protos  map[int]portProto // what each port speaks, as probed
+
+	// last is when a request for the sandbox last started or ended (unix
+	// nanoseconds) and open how many are in flight: idle pauses read them.
+	last atomic.Int64
+	open atomic.Int64
 }
 
 func newProxy(mgr *sandbox.Manager, log *slog.Logger) *proxy {
@@ -134,6 +140,12 @@ func (p *proxy) serve(w http.ResponseWriter, r *http.Request, t target) {
 	r.Header.Del("E2b-Sandbox-Id")
 	r.Header.Del("E2b-Sandbox-Port")
 	r.Header.Del(TrafficTokenHeader)
+	b.last.Store(time.Now().UnixNano())
+	b.open.Add(1)
+	defer func() {
+		b.open.Add(-1)
+		b.last.Store(time.Now().UnixNano())
+	}()
 	if t.port == EnvdPort {
 		b.envd.ServeHTTP(w, r)
 		return
@@ -254,6 +266,17 @@ func (p *proxy) forget(id string) {
 			tr.CloseIdleConnections()
 		}
 	}
+}
+
+// activity reports sandbox id's last request time and requests in flight.
+func (p *proxy) activity(id string) (time.Time, int) {
+	p.mu.Lock()
+	b, ok := p.backends[id]
+	p.mu.Unlock()
+	if !ok {
+		return time.Time{}, 0
+	}
+	return time.Unix(0, b.last.Load()), int(b.open.Load())
 }
 
 func (p *proxy) closeAll() {

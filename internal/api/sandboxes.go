@@ -55,6 +55,7 @@ func listed(sb *sandbox.Sandbox) listedSandbox {
 		Metadata:    md,
 		State:       sb.State,
 		Runtime:     sb.Runtime,
+		PauseKind:   sb.Life.PauseKind,
 	}
 }
 
@@ -74,6 +75,10 @@ func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	life, err := lifecycleParams(&req)
+	if err != nil {
+		return err
+	}
 	sb, err := s.mgr.Create(r.Context(), sandbox.CreateParams{
 		Template:       req.TemplateID,
 		Timeout:        timeout,
@@ -83,6 +88,7 @@ func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request) error {
 		CPUs:           cpus,
 		MemoryMB:       mem,
 		PrivateTraffic: req.Network.privateTraffic(),
+		Lifecycle:      life,
 	})
 	if err != nil {
 		return err
@@ -115,6 +121,13 @@ func parseStates(vals []string) ([]string, error) {
 			switch st {
 			case sandbox.StateRunning, sandbox.StatePaused, sandbox.StateFailed:
 				out = append(out, st)
+				// A sandbox on its way into a state is listed with it.
+				switch st {
+				case sandbox.StateRunning:
+					out = append(out, sandbox.StateResuming)
+				case sandbox.StatePaused:
+					out = append(out, sandbox.StatePausing)
+				}
 			case "":
 			default:
 				return nil, errdefs.New(errdefs.ErrInvalidArgument, "unknown state %q (running, paused or failed)", st)
@@ -204,7 +217,7 @@ func (s *Server) getSandbox(w http.ResponseWriter, r *http.Request) error {
 		listedSandbox:   listed(sb),
 		EnvdAccessToken: sb.EnvdToken,
 		Domain:          s.domain(),
-		Lifecycle:       lifecycle{OnTimeout: "kill"},
+		Lifecycle:       lifecycleOf(sb),
 		Error:           sb.Error,
 		Network:         networkOf(sb.TrafficToken),
 	})
@@ -263,10 +276,16 @@ func (s *Server) connectSandbox(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	sb, err := s.mgr.Extend(r.Context(), r.PathValue("id"), d)
+	// E2B: a paused sandbox is resumed (201), a running one's time to
+	// live only ever extended (200).
+	sb, resumed, err := s.mgr.Resume(r.Context(), r.PathValue("id"), sandbox.ResumeOptions{Timeout: d, Connect: true, Memory: req.Memory})
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, s.sandboxBody(sb))
+	status := http.StatusOK
+	if resumed {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, s.sandboxBody(sb))
 	return nil
 }

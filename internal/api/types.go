@@ -21,6 +21,16 @@ type newSandbox struct {
 	// Runtime is an sbx extension: the runtime to run on ("runc",
 	// "runsc"); empty means the server's default.
 	Runtime string `json:"runtime,omitempty"`
+	// Lifecycle fields (manager_lifecycle.go): E2B's autoPauseMemory and
+	// autoResume, and sbx's lifecycle ("persistent") and idlePause.
+	AutoPauseMemory *bool       `json:"autoPauseMemory,omitempty"`
+	AutoResume      *autoResume `json:"autoResume,omitempty"`
+	Lifecycle       string      `json:"lifecycle,omitempty"`
+	IdlePause       *int64      `json:"idlePause,omitempty"`
+}
+
+type autoResume struct {
+	Enabled bool `json:"enabled"`
 }
 
 type sandboxBody struct {
@@ -51,6 +61,9 @@ type listedSandbox struct {
 	State       string            `json:"state"`
 	// Runtime is an sbx extension: the runtime the sandbox runs on.
 	Runtime string `json:"runtime"`
+	// PauseKind (sbx) tells how a paused sandbox was paused: frozen,
+	// memory or filesystem.
+	PauseKind string `json:"pauseKind,omitempty"`
 }
 
 type sandboxDetail struct {
@@ -65,6 +78,9 @@ type sandboxDetail struct {
 type lifecycle struct {
 	AutoResume bool   `json:"autoResume"`
 	OnTimeout  string `json:"onTimeout"`
+	// sbx extensions.
+	Persistent bool  `json:"persistent"`
+	IdlePause  int64 `json:"idlePause,omitempty"`
 }
 
 type timeoutRequest struct {
@@ -73,6 +89,7 @@ type timeoutRequest struct {
 
 type connectRequest struct {
 	Timeout *int64 `json:"timeout,omitempty"`
+	Memory  *bool  `json:"memory,omitempty"`
 }
 
 type refreshRequest struct {

@@ -11,13 +11,20 @@
 //
 //  1. creating: the record exists; the rootfs and the box are being set up.
 //  2. running: the box runs and its agent answered /health.
-//  3. killed: being torn down; the record is deleted once resources are gone.
-//  4. failed: the box died while sbx serve was not watching (or set-up
+//  3. pausing: the box is being frozen, checkpointed or stopped; the pause
+//     kind (frozen, memory, filesystem) is stored with the state.
+//  4. paused: the box is frozen, or gone with its memory image and files
+//     (memory) or its files alone (filesystem) kept; no timer runs.
+//  5. resuming: the box is being thawed, restored or started again.
+//  6. killed: being torn down; the record is deleted once resources are gone.
+//  7. failed: the box died while sbx serve was not watching (or set-up
 //     failed); its resources are released and the record is kept so clients
 //     learn what happened.
 //
-// Reconcile, called once at start, walks every record and brings it in line
-// with what the runtime reports.
+// Pause, resume, snapshots and forks live in manager_lifecycle.go and
+// snapshot.go. Reconcile, called once at start, walks every record and
+// brings it in line with what the runtime reports; an interrupted pause or
+// resume ends paused or running, never both, and never loses the sandbox.
 package sandbox
 
 import (
@@ -25,7 +32,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -44,7 +50,9 @@ import (
 const (
 	StateCreating = "creating"
 	StateRunning  = "running"
+	StatePausing  = "pausing"
 	StatePaused   = "paused"
+	StateResuming = "resuming"
 	StateKilled   = "killed"
 	StateFailed   = "failed"
 )
@@ -69,6 +77,11 @@ type Template struct {
 	ReadyCmd     string
 	ReadyPort    int
 	ReadyTimeout time.Duration
+
+	// image is the memory image a sandbox made from a snapshot is
+	// restored from; empty for a fresh start. token is the agent token the
+	// image holds, runtime the runtime that can restore it.
+	image, token, runtime string
 }
 
 // Templates resolves template names. Get returns an error wrapping
@@ -113,6 +126,8 @@ type Config struct {
 	// IDMap, when not nil, runs every sandbox in its own user namespace
 	// with this mapping; template layers must be owned by the mapped ids.
 	IDMap *IDMap
+	// MaxFork bounds the copies one fork request may make (default 10).
+	MaxFork int
 }
 
 // Manager owns every sandbox of one sbx serve. It is safe for concurrent use.
@@ -135,6 +150,8 @@ type Manager struct {
 	killHooks []func(id string)
 	// disks hands out quota'd disks; nil when sandboxes have no quota.
 	disks *diskPool
+	// life holds the state of pause, snapshots and idle tracking.
+	life lifeState
 }
 
 // New returns a Manager. Call Reconcile before serving requests.
@@ -161,6 +178,10 @@ func New(cfg Config, templates Templates, db *store.DB, logger *slog.Logger) (*M
 		cfg: cfg, templates: templates, db: db, log: logger,
 		locks:  map[string]*sync.Mutex{},
 		timers: map[string]*time.Timer{},
+		life:   lifeState{idle: map[string]*time.Timer{}},
+	}
+	if m.cfg.MaxFork <= 0 {
+		m.cfg.MaxFork = 10
 	}
 	if cfg.DefaultDiskMB > 0 {
 		p, err := newDiskPool(cfg.DataDir, cfg.DefaultDiskMB, 2, logger)
@@ -205,6 +226,9 @@ type CreateParams struct {
 	// PrivateTraffic makes the sandbox's ports reachable through the proxy
 	// only with its traffic access token (E2B's allowPublicTraffic: false).
 	PrivateTraffic bool
+	// Lifecycle is the sandbox's lifecycle policy (see manager_lifecycle.go);
+	// its PauseKind and PausedAt are ignored.
+	Lifecycle Lifecycle
 }
 
 // Sandbox is a sandbox as the API sees it.
@@ -265,12 +289,23 @@ func (m *Manager) Create(ctx context.Context, p CreateParams) (*Sandbox, error) 
 	if err := validateMap("envVars", p.EnvVars); err != nil {
 		return nil, err
 	}
+	if p.Runtime == "" {
+		// A memory snapshot restores on the runtime that took it.
+		p.Runtime = m.snapshotRuntime(ctx, p.Template)
+	}
 	rtName, err := m.pickRuntime(p.Runtime)
 	if err != nil {
 		return nil, err
 	}
+	life, err := m.checkLifecycle(rtName, p.Lifecycle)
+	if err != nil {
+		return nil, err
+	}
 	m.tplMu.RLock()
-	tpl, err := m.templates.Get(ctx, p.Template)
+	tpl, err := m.resolveTemplate(ctx, p.Template)
+	if err == nil && tpl.image != "" && tpl.runtime != rtName {
+		err = errdefs.New(errdefs.ErrInvalidArgument, "snapshot %q holds a %s memory image; it cannot start on %s", p.Template, tpl.runtime, rtName)
+	}
 	if err != nil {
 		m.tplMu.RUnlock()
 		return nil, err
@@ -291,6 +326,10 @@ func (m *Manager) Create(ctx context.Context, p CreateParams) (*Sandbox, error) 
 		MemoryMB:     firstNonZero(p.MemoryMB, tpl.MemoryMB, m.cfg.DefaultMemoryMB),
 		DiskMB:       m.cfg.DefaultDiskMB,
 		Pids:         m.cfg.DefaultPids,
+		Life:         life,
+	}
+	if tpl.token != "" {
+		sb.EnvdToken = tpl.token
 	}
 	if timeout > 0 {
 		sb.EndAt = now.Add(timeout)
@@ -328,6 +367,7 @@ func (m *Manager) Create(ctx context.Context, p CreateParams) (*Sandbox, error) 
 		return nil, err
 	}
 	m.schedule(sb)
+	m.watchIdle(sb)
 	log.Info("sandbox created")
 	return sb, nil
 }
@@ -388,23 +428,43 @@ func (m *Manager) start(ctx context.Context, sb *store.Sandbox, tpl Template) er
 	if err := os.Mkdir(dir, 0o711); err != nil {
 		return fmt.Errorf("create sandbox dir: %w", err)
 	}
-	upper, work := filepath.Join(dir, "upper"), filepath.Join(dir, "work")
 	if m.disks != nil {
 		d, err := m.disks.take(ctx)
 		if err != nil {
 			return fmt.Errorf("sandbox disk: %w", err)
 		}
-		sd, err := d.moveInto(dir)
-		if err != nil {
+		if _, err := d.moveInto(dir); err != nil {
 			d.destroy()
 			return fmt.Errorf("sandbox disk: %w", err)
 		}
-		upper, work = filepath.Join(sd.mount, "upper"), filepath.Join(sd.mount, "work")
 	}
-	rootfs, err := mountRootfs(dir, upper, work, tpl.Layers, m.cfg.IDMap)
+	rootfs, err := m.mountSandbox(ctx, sb.ID, tpl.Layers)
 	if err != nil {
 		return err
 	}
+	return m.boot(ctx, sb, tpl, rootfs, tpl.image, t0)
+}
+
+// mountSandbox mounts sandbox id's root filesystem (and its disk first,
+// when it has one that is not mounted, as after a host restart) over
+// layers, and returns its path.
+func (m *Manager) mountSandbox(ctx context.Context, id string, layers []string) (string, error) {
+	dir := m.dir(id)
+	upper, work := filepath.Join(dir, "upper"), filepath.Join(dir, "work")
+	if _, err := os.Stat(filepath.Join(dir, diskImage)); err == nil {
+		sd := &disk{image: filepath.Join(dir, diskImage), mount: filepath.Join(dir, diskMount)}
+		if err := sd.mountImage(ctx); err != nil {
+			return "", fmt.Errorf("sandbox disk: %w", err)
+		}
+		upper, work = filepath.Join(sd.mount, "upper"), filepath.Join(sd.mount, "work")
+	}
+	return mountRootfs(dir, upper, work, layers, m.cfg.IDMap)
+}
+
+// boot binds the agent socket and starts (or, with image, restores) the
+// box on rootfs, and waits for its agent.
+func (m *Manager) boot(ctx context.Context, sb *store.Sandbox, tpl Template, rootfs, image string, t0 time.Time) error {
+	dir := m.dir(sb.ID)
 	lnFile, err := listenUnix(m.SocketPath(sb.ID))
 	if err != nil {
 		return err
@@ -442,7 +502,15 @@ func (m *Manager) start(ctx context.Context, sb *store.Sandbox, tpl Template) er
 		return err
 	}
 	t1 := time.Now()
-	if err := rt.Start(ctx, spec); err != nil {
+	if image != "" {
+		cp, ok := rt.(Checkpointer)
+		if !ok {
+			return fmt.Errorf("restore box: the %s runtime cannot restore memory images", sb.Runtime)
+		}
+		if err := cp.Restore(ctx, spec, image); err != nil {
+			return fmt.Errorf("restore box: %w", err)
+		}
+	} else if err := rt.Start(ctx, spec); err != nil {
 		return fmt.Errorf("start box: %w", err)
 	}
 	t2 := time.Now()
@@ -451,7 +519,7 @@ func (m *Manager) start(ctx context.Context, sb *store.Sandbox, tpl Template) er
 	if err := m.awaitAgent(hctx, sb.ID); err != nil {
 		return fmt.Errorf("agent did not come up: %w", err)
 	}
-	m.log.Debug("sandbox started", "sandbox_id", sb.ID, "rootfs", t1.Sub(t0), "box", t2.Sub(t1), "agent", time.Since(t2))
+	m.log.Debug("sandbox started", "sandbox_id", sb.ID, "rootfs", t1.Sub(t0), "box", t2.Sub(t1), "agent", time.Since(t2), "restored", image != "")
 	return nil
 }
 
@@ -562,7 +630,7 @@ type ListFilter struct {
 func (m *Manager) List(ctx context.Context, f ListFilter) ([]*Sandbox, error) {
 	states := f.States
 	if len(states) == 0 {
-		states = []string{StateRunning, StatePaused}
+		states = []string{StateRunning, StatePaused, StatePausing, StateResuming}
 	}
 	all, err := m.db.ListSandboxes(ctx, states...)
 	if err != nil {
@@ -619,6 +687,7 @@ func (m *Manager) Kill(ctx context.Context, id string) error {
 	}
 	m.forget(id)
 	m.log.Info("sandbox killed", "sandbox_id", id)
+	m.dropUnusedSnapshot(cctx, sb.Template)
 	return nil
 }
 
@@ -703,9 +772,7 @@ func (m *Manager) schedule(sb *store.Sandbox) {
 			return
 		}
 		m.log.Info("sandbox timed out", "sandbox_id", id)
-		if err := m.Kill(ctx, id); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
-			m.log.Error("kill timed-out sandbox", "sandbox_id", id, "err", err)
-		}
+		m.expire(ctx, cur)
 	})
 }
 
@@ -722,6 +789,9 @@ func (m *Manager) cancelTimer(id string) {
 // running boxes are re-adopted (timers re-armed), boxes that died are marked
 // failed and their resources released, half-created ones are removed.
 func (m *Manager) Reconcile(ctx context.Context) error {
+	if err := m.reconcileSnapshots(ctx); err != nil {
+		return err
+	}
 	all, err := m.db.ListSandboxes(ctx)
 	if err != nil {
 		return err
@@ -743,6 +813,10 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 				return err
 			}
 			log.Info("removed interrupted sandbox", "state", sb.State)
+		case StatePausing, StatePaused, StateResuming:
+			if err := m.reconcileLifecycle(ctx, sb); err != nil {
+				return err
+			}
 		case StateRunning:
 			st, err := rt.State(ctx, sb.ID)
 			if err != nil {
@@ -755,7 +829,17 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 			}
 			if st.Running {
 				m.schedule(sb)
+				m.watchIdle(sb)
 				log.Info("re-adopted running sandbox")
+				continue
+			}
+			if sb.Life.Persistent {
+				// A persistent sandbox keeps its files when its box is
+				// lost (a host restart): it is paused, to be started
+				// again with them.
+				if err := m.keepFiles(ctx, sb, "its box stopped while sbx serve was not running"); err != nil {
+					return err
+				}
 				continue
 			}
 			m.release(ctx, sb)
@@ -778,6 +862,10 @@ func (m *Manager) Close() {
 	for id, t := range m.timers {
 		t.Stop()
 		delete(m.timers, id)
+	}
+	for id, t := range m.life.idle {
+		t.Stop()
+		delete(m.life.idle, id)
 	}
 	m.mu.Unlock()
 	if m.disks != nil {
@@ -810,6 +898,12 @@ func (m *Manager) RemoveTemplate(ctx context.Context, name string, remove func(c
 	}
 	if n > 0 {
 		return errdefs.New(errdefs.ErrConflict, "template %q is used by %d sandbox(es)", name, n)
+	}
+	if n, err = m.db.CountSnapshotsByTemplate(ctx, name); err != nil {
+		return err
+	}
+	if n > 0 {
+		return errdefs.New(errdefs.ErrConflict, "template %q is used by %d snapshot(s)", name, n)
 	}
 	return remove(ctx, name)
 }

@@ -12,8 +12,11 @@ import "context"
 // it: a resume belongs here, and whatever pauses a sandbox must make the
 // proxy drop its connections (through the OnKill hooks, or a hook of its
 // own) so the next request comes back through this method.
+//
+// A paused sandbox whose lifecycle allows it (autoResume, idlePause) is
+// resumed here; see Wake.
 func (m *Manager) EnsureRunning(ctx context.Context, id string) (*Sandbox, error) {
-	return m.GetRunning(ctx, id)
+	return m.Wake(ctx, id)
 }
 
 // trafficToken returns a new traffic access token for a sandbox with private

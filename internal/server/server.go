@@ -53,6 +53,7 @@ type Config struct {
 	ReadyTimeout   time.Duration
 	Pids           int64
 	DiskMB         int64
+	MaxFork        int // most copies per fork request (default 10)
 	// IDShift is the first host id of the sandboxes' user namespaces:
 	// sandbox ids 0..65535 are host ids IDShift..IDShift+65535. Zero runs
 	// sandboxes without a user namespace (root in a sandbox is host root,
@@ -164,6 +165,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		MaxMemoryMB:     cfg.MaxMemoryMB,
 		ReadyTimeout:    cfg.ReadyTimeout,
 		IDMap:           idmap,
+		MaxFork:         cfg.MaxFork,
 	}
 	if err := runtimes(&mcfg, cfg, log); err != nil {
 		return err

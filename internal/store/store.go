@@ -78,6 +78,10 @@ var migrations = []string{
 	// (E2B's allowPublicTraffic: false); earlier servers made one for every
 	// sandbox but never asked for it, so those sandboxes stay public.
 	`UPDATE sandboxes SET traffic_token = ''`,
+	// Lifecycle policy and pause state of each sandbox, as JSON
+	// (SandboxLife), so later fields need no migration.
+	`ALTER TABLE sandboxes ADD COLUMN lifecycle TEXT NOT NULL DEFAULT '{}'`,
+	snapshotsTable,
 }
 
 func (s *DB) migrate(ctx context.Context) error {
@@ -131,6 +135,31 @@ type Sandbox struct {
 	DiskMB       int64
 	Pids         int64
 	Error        string
+	// Life is the sandbox's lifecycle policy and pause state.
+	Life SandboxLife
+}
+
+// SandboxLife is the lifecycle part of a sandbox record: what happens on
+// timeout, whether it keeps its files across stops, and how it was paused.
+type SandboxLife struct {
+	// Persistent sandboxes keep their filesystem when their box stops
+	// (a timeout pauses them, a lost box leaves them paused).
+	Persistent bool `json:"persistent,omitempty"`
+	// OnTimeout is "kill" (the default when empty) or "pause".
+	OnTimeout string `json:"onTimeout,omitempty"`
+	// TimeoutFilesOnly makes a timeout pause keep files only (E2B's
+	// autoPauseMemory false); otherwise it keeps memory where it can.
+	TimeoutFilesOnly bool `json:"timeoutFilesOnly,omitempty"`
+	// AutoResume resumes a paused sandbox on the next request for it.
+	AutoResume bool `json:"autoResume,omitempty"`
+	// IdlePause, when positive, pauses the sandbox after this long
+	// without activity.
+	IdlePause time.Duration `json:"idlePause,omitempty"`
+	// PauseKind is how a pausing or paused sandbox was paused: "frozen",
+	// "memory" or "filesystem"; empty otherwise.
+	PauseKind string `json:"pauseKind,omitempty"`
+	// PausedAt is when the sandbox was last paused.
+	PausedAt time.Time `json:"pausedAt,omitzero"`
 }
 
 func unixOrZero(t time.Time) int64 {
@@ -151,11 +180,12 @@ func timeOrZero(n int64) time.Time {
 func (s *DB) PutSandbox(ctx context.Context, sb *Sandbox) error {
 	md, _ := json.Marshal(orEmpty(sb.Metadata))
 	env, _ := json.Marshal(orEmpty(sb.EnvVars))
+	life, _ := json.Marshal(sb.Life)
 	_, err := s.db.ExecContext(ctx, `INSERT OR REPLACE INTO sandboxes
-		(id, template, state, runtime, created_at, started_at, end_at, metadata, env_vars, envd_token, traffic_token, cpus, memory_mb, disk_mb, pids, error)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		(id, template, state, runtime, created_at, started_at, end_at, metadata, env_vars, envd_token, traffic_token, cpus, memory_mb, disk_mb, pids, error, lifecycle)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		sb.ID, sb.Template, sb.State, sb.Runtime, unixOrZero(sb.CreatedAt), unixOrZero(sb.StartedAt), unixOrZero(sb.EndAt),
-		string(md), string(env), sb.EnvdToken, sb.TrafficToken, sb.CPUs, sb.MemoryMB, sb.DiskMB, sb.Pids, sb.Error)
+		string(md), string(env), sb.EnvdToken, sb.TrafficToken, sb.CPUs, sb.MemoryMB, sb.DiskMB, sb.Pids, sb.Error, string(life))
 	if err != nil {
 		return fmt.Errorf("store sandbox %s: %w", sb.ID, err)
 	}
@@ -169,15 +199,18 @@ func orEmpty(m map[string]string) map[string]string {
 	return m
 }
 
-const sandboxColumns = `id, template, state, runtime, created_at, started_at, end_at, metadata, env_vars, envd_token, traffic_token, cpus, memory_mb, disk_mb, pids, error`
+const sandboxColumns = `id, template, state, runtime, created_at, started_at, end_at, metadata, env_vars, envd_token, traffic_token, cpus, memory_mb, disk_mb, pids, error, lifecycle`
 
 func scanSandbox(row interface{ Scan(...any) error }) (*Sandbox, error) {
 	var sb Sandbox
 	var created, started, end int64
-	var md, env string
+	var md, env, life string
 	if err := row.Scan(&sb.ID, &sb.Template, &sb.State, &sb.Runtime, &created, &started, &end, &md, &env,
-		&sb.EnvdToken, &sb.TrafficToken, &sb.CPUs, &sb.MemoryMB, &sb.DiskMB, &sb.Pids, &sb.Error); err != nil {
+		&sb.EnvdToken, &sb.TrafficToken, &sb.CPUs, &sb.MemoryMB, &sb.DiskMB, &sb.Pids, &sb.Error, &life); err != nil {
 		return nil, err
+	}
+	if err := json.Unmarshal([]byte(life), &sb.Life); err != nil {
+		return nil, fmt.Errorf("sandbox %s lifecycle: %w", sb.ID, err)
 	}
 	sb.CreatedAt, sb.StartedAt, sb.EndAt = timeOrZero(created), timeOrZero(started), timeOrZero(end)
 	if err := json.Unmarshal([]byte(md), &sb.Metadata); err != nil {

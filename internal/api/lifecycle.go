@@ -1,0 +1,247 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/sbxdev/sbx/internal/errdefs"
+	"github.com/sbxdev/sbx/internal/sandbox"
+)
+
+// Pause, resume, snapshots and forks, in E2B's shapes (the e2b SDK's
+// Sandbox.pause/betaPause, connect, createSnapshot/listSnapshots/
+// deleteSnapshot and fork), with sbx's extensions documented in docs/api.md.
+
+type pauseRequest struct {
+	// Memory false keeps files only; default true (see sandbox.PauseFrozen).
+	Memory *bool `json:"memory,omitempty"`
+}
+
+type resumeRequest struct {
+	Timeout   *int64 `json:"timeout,omitempty"`
+	AutoPause *bool  `json:"autoPause,omitempty"`
+	Memory    *bool  `json:"memory,omitempty"`
+}
+
+type snapshotRequest struct {
+	Name string `json:"name,omitempty"`
+}
+
+type snapshotBody struct {
+	SnapshotID string   `json:"snapshotID"`
+	Names      []string `json:"names"`
+	// sbx extensions.
+	SandboxID string    `json:"sandboxID"`
+	Template  string    `json:"templateID"`
+	Kind      string    `json:"kind"`
+	CreatedAt time.Time `json:"createdAt"`
+	SizeBytes int64     `json:"sizeBytes"`
+}
+
+type forkRequest struct {
+	Count   *int   `json:"count,omitempty"`
+	Timeout *int64 `json:"timeout,omitempty"`
+}
+
+type forkResult struct {
+	Sandbox *sandboxBody `json:"sandbox,omitempty"`
+	Error   *errorBody   `json:"error,omitempty"`
+}
+
+func snapshotOut(sn *sandbox.Snapshot) snapshotBody {
+	names := []string{sn.ID}
+	if sn.Name != "" {
+		names = []string{sn.Name}
+	}
+	return snapshotBody{
+		SnapshotID: sn.ID,
+		Names:      names,
+		SandboxID:  sn.SandboxID,
+		Template:   sn.Template,
+		Kind:       sn.Kind,
+		CreatedAt:  sn.CreatedAt,
+		SizeBytes:  sn.SizeBytes,
+	}
+}
+
+func (s *Server) pauseSandbox(w http.ResponseWriter, r *http.Request) error {
+	var req pauseRequest
+	if err := decode(w, r, &req, true); err != nil {
+		return err
+	}
+	if _, err := s.mgr.Pause(r.Context(), r.PathValue("id"), req.Memory); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) resumeSandbox(w http.ResponseWriter, r *http.Request) error {
+	var req resumeRequest
+	if err := decode(w, r, &req, true); err != nil {
+		return err
+	}
+	d, err := seconds("timeout", req.Timeout)
+	if err != nil {
+		return err
+	}
+	sb, _, err := s.mgr.Resume(r.Context(), r.PathValue("id"), sandbox.ResumeOptions{Timeout: d, Memory: req.Memory})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, s.sandboxBody(sb))
+	return nil
+}
+
+func (s *Server) createSnapshot(w http.ResponseWriter, r *http.Request) error {
+	var req snapshotRequest
+	if err := decode(w, r, &req, true); err != nil {
+		return err
+	}
+	sn, err := s.mgr.Snapshot(r.Context(), r.PathValue("id"), sandbox.SnapshotOptions{Name: req.Name})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, snapshotOut(sn))
+	return nil
+}
+
+func (s *Server) listSnapshots(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	limit, err := atoiDefault(q.Get("limit"), 100)
+	if err != nil {
+		return err
+	}
+	if limit == 0 || limit > 1000 {
+		limit = 1000
+	}
+	offset, err := atoiDefault(q.Get("nextToken"), 0)
+	if err != nil {
+		return errdefs.New(errdefs.ErrInvalidArgument, "invalid nextToken")
+	}
+	all, err := s.mgr.ListSnapshots(r.Context(), q.Get("sandboxID"))
+	if err != nil {
+		return err
+	}
+	if name := q.Get("name"); name != "" {
+		var keep []*sandbox.Snapshot
+		for _, sn := range all {
+			if sn.ID == name || sn.Name == name {
+				keep = append(keep, sn)
+			}
+		}
+		all = keep
+	}
+	if offset > len(all) {
+		offset = len(all)
+	}
+	page := all[offset:]
+	if len(page) > limit {
+		page = page[:limit]
+		w.Header().Set("X-Next-Token", strconv.Itoa(offset+limit))
+	}
+	out := make([]snapshotBody, 0, len(page))
+	for _, sn := range page {
+		out = append(out, snapshotOut(sn))
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) forkSandbox(w http.ResponseWriter, r *http.Request) error {
+	var req forkRequest
+	if err := decode(w, r, &req, true); err != nil {
+		return err
+	}
+	n := 1
+	if req.Count != nil {
+		n = *req.Count
+	}
+	d, err := seconds("timeout", req.Timeout)
+	if err != nil {
+		return err
+	}
+	results, err := s.mgr.Fork(r.Context(), r.PathValue("id"), n, d)
+	if err != nil {
+		return err
+	}
+	out := make([]forkResult, len(results))
+	for i, res := range results {
+		if res.Err != nil {
+			status := statusOf(res.Err)
+			s.log.Warn("fork copy failed", "sandbox_id", r.PathValue("id"), "status", status, "err", res.Err)
+			out[i].Error = &errorBody{Code: status, Message: errdefs.Message(res.Err)}
+			continue
+		}
+		b := s.sandboxBody(res.Sandbox)
+		out[i].Sandbox = &b
+	}
+	writeJSON(w, http.StatusCreated, out)
+	return nil
+}
+
+// deleteSnapshotOrTemplate serves DELETE /templates/{id}: the e2b SDK's
+// deleteSnapshot deletes a snapshot there.
+func (s *Server) deleteSnapshotOrTemplate(w http.ResponseWriter, r *http.Request) error {
+	err := s.mgr.DeleteSnapshot(r.Context(), r.PathValue("id"))
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return s.deleteTemplate(w, r)
+	}
+	if err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// lifecycleOf is a sandbox's lifecycle as the detail shows it.
+func lifecycleOf(sb *sandbox.Sandbox) lifecycle {
+	l := lifecycle{
+		AutoResume: sb.Life.AutoResume,
+		OnTimeout:  sb.Life.OnTimeout,
+		Persistent: sb.Life.Persistent,
+		IdlePause:  int64(sb.Life.IdlePause / time.Second),
+	}
+	if l.OnTimeout == "" {
+		l.OnTimeout = "kill"
+	}
+	return l
+}
+
+// lifecycleParams turns a create request's lifecycle fields into the
+// Manager's policy.
+func lifecycleParams(req *newSandbox) (sandbox.Lifecycle, error) {
+	var l sandbox.Lifecycle
+	switch req.Lifecycle {
+	case "", "ephemeral":
+	case "persistent":
+		l.Persistent = true
+	default:
+		return l, errdefs.New(errdefs.ErrInvalidArgument, `lifecycle must be "ephemeral" or "persistent"`)
+	}
+	if req.AutoPause != nil {
+		l.OnTimeout = "kill"
+		if *req.AutoPause {
+			l.OnTimeout = "pause"
+		}
+	}
+	if req.AutoPauseMemory != nil {
+		if l.OnTimeout != "pause" && !(l.Persistent && l.OnTimeout == "") {
+			return l, errdefs.New(errdefs.ErrInvalidArgument, "autoPauseMemory needs autoPause")
+		}
+		l.TimeoutFilesOnly = !*req.AutoPauseMemory
+	}
+	if req.AutoResume != nil {
+		l.AutoResume = req.AutoResume.Enabled
+	}
+	d, err := seconds("idlePause", req.IdlePause)
+	if err != nil {
+		return l, err
+	}
+	if d != nil {
+		l.IdlePause = *d
+	}
+	return l, nil
+}

@@ -1,0 +1,686 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sbxdev/sbx/internal/errdefs"
+	"github.com/sbxdev/sbx/internal/store"
+)
+
+// Pause kinds: how a paused sandbox was paused, reported by the API.
+//
+//   - PauseFrozen: every process is frozen in place (cgroup freezer); memory
+//     stays allocated on the host. It survives restarts of sbx serve, not of
+//     the host (the sandbox then keeps its files: PauseFilesystem).
+//   - PauseMemory: the box was checkpointed to disk (memory and processes)
+//     and stopped; it uses no CPU or memory and survives host restarts.
+//     Resume restores it: processes continue where they were.
+//   - PauseFilesystem: the box was stopped and its files kept; resume starts
+//     it again over them (processes start fresh).
+//
+// A pause asks for memory unless it says otherwise (E2B's memory: false, a
+// persistent sandbox's timeout on a runtime without checkpoints); memory
+// means PauseMemory on a runtime that implements Checkpointer and
+// PauseFrozen on one that does not.
+const (
+	PauseFrozen     = "frozen"
+	PauseMemory     = "memory"
+	PauseFilesystem = "filesystem"
+)
+
+// Lifecycle is a sandbox's lifecycle policy; see store.SandboxLife.
+type Lifecycle = store.SandboxLife
+
+// checkpointDir is where a memory pause writes a sandbox's image, in its
+// directory; checkpointDone marks an image as complete.
+const (
+	checkpointDir  = "checkpoint"
+	checkpointDone = "complete"
+)
+
+// lifeState is the Manager's in-memory state for pauses and idle tracking.
+type lifeState struct {
+	// idle holds the idle-pause timers; guarded by Manager.mu.
+	idle map[string]*time.Timer
+	// activity reports a sandbox's last data-plane activity and its open
+	// requests; guarded by Manager.mu.
+	activity func(id string) (last time.Time, open int)
+	// pauseHooks run when a sandbox stops answering (pause); guarded by
+	// Manager.mu.
+	pauseHooks []func(id string)
+	// snapMu serialises snapshot creation against snapshot removal.
+	snapMu sync.Mutex
+}
+
+// checkLifecycle validates a create request's lifecycle and fills defaults.
+func (m *Manager) checkLifecycle(rtName string, l Lifecycle) (Lifecycle, error) {
+	l.PauseKind, l.PausedAt = "", time.Time{}
+	switch l.OnTimeout {
+	case "":
+		l.OnTimeout = "kill"
+		if l.Persistent {
+			l.OnTimeout = "pause"
+			// A persistent sandbox on a runtime without checkpoints keeps
+			// its files when it times out rather than staying frozen,
+			// holding its memory, with no end.
+			if _, ok := m.cfg.Runtimes[rtName].(Checkpointer); !ok {
+				l.TimeoutFilesOnly = true
+			}
+		}
+	case "kill", "pause":
+	default:
+		return l, errdefs.New(errdefs.ErrInvalidArgument, "onTimeout must be kill or pause")
+	}
+	if l.IdlePause < 0 {
+		return l, errdefs.New(errdefs.ErrInvalidArgument, "idle pause must not be negative")
+	}
+	if l.IdlePause > 0 {
+		if l.IdlePause < time.Second {
+			return l, errdefs.New(errdefs.ErrInvalidArgument, "idle pause must be at least 1 second")
+		}
+		// A sandbox paused for want of traffic wakes on traffic.
+		l.AutoResume = true
+	}
+	if l.AutoResume && l.OnTimeout != "pause" && l.IdlePause == 0 {
+		return l, errdefs.New(errdefs.ErrInvalidArgument, "autoResume needs autoPause (onTimeout pause) or an idle pause")
+	}
+	if l.AutoResume && l.TimeoutFilesOnly && l.IdlePause == 0 {
+		return l, errdefs.New(errdefs.ErrInvalidArgument, "autoResume cannot be combined with a files-only auto-pause: such a sandbox must be resumed explicitly")
+	}
+	return l, nil
+}
+
+// pauseKind is the kind a pause asking for memory (nil: the default, true)
+// gets on runtime rt.
+func pauseKind(rt Runtime, memory *bool) string {
+	if memory != nil && !*memory {
+		return PauseFilesystem
+	}
+	if _, ok := rt.(Checkpointer); ok {
+		return PauseMemory
+	}
+	return PauseFrozen
+}
+
+// Pause pauses running sandbox id; memory selects the kind (see
+// PauseFrozen). Pausing a paused sandbox is a conflict (409).
+func (m *Manager) Pause(ctx context.Context, id string, memory *bool) (*Sandbox, error) {
+	unlock := m.lock(id)
+	defer unlock()
+	sb, err := m.db.GetSandbox(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	switch sb.State {
+	case StateRunning:
+	case StatePaused, StatePausing:
+		return nil, errdefs.New(errdefs.ErrConflict, "sandbox %q is already paused", id)
+	case StateKilled:
+		return nil, errdefs.New(errdefs.ErrNotFound, "sandbox %q not found", id)
+	default:
+		return nil, errdefs.New(errdefs.ErrFailedPrecondition, "sandbox %q is %s", id, sb.State)
+	}
+	rt, err := m.runtimeOf(sb)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.pauseLocked(ctx, sb, pauseKind(rt, memory)); err != nil {
+		return nil, err
+	}
+	return sb, nil
+}
+
+// pauseLocked pauses sb (running; its lock held) with kind. The state is
+// stored as pausing before anything is done, so an interrupted pause is
+// finished or undone by Reconcile.
+func (m *Manager) pauseLocked(ctx context.Context, sb *store.Sandbox, kind string) error {
+	log := m.log.With("sandbox_id", sb.ID, "kind", kind)
+	rt, err := m.runtimeOf(sb)
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	m.cancelTimer(sb.ID)
+	m.stopIdle(sb.ID)
+	sb.State, sb.Life.PauseKind, sb.Life.PausedAt = StatePausing, kind, time.Now().UTC()
+	if err := m.db.PutSandbox(ctx, sb); err != nil {
+		return err
+	}
+	m.notifyPause(sb.ID)
+	// The rest must not be cut short by the caller going away: it leaves
+	// the box either paused or running.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute)
+	defer cancel()
+	if err := m.pauseBox(cctx, sb, rt, kind); err != nil {
+		log.Error("pause failed", "err", err)
+		// Put the sandbox back in a state it really is in.
+		st, serr := rt.State(cctx, sb.ID)
+		switch {
+		case serr == nil && st.Running && !st.Paused:
+			m.removeImage(sb.ID)
+			sb.State, sb.Life.PauseKind, sb.Life.PausedAt = StateRunning, "", time.Time{}
+			if err := m.db.PutSandbox(cctx, sb); err != nil {
+				return err
+			}
+			m.schedule(sb)
+			m.watchIdle(sb)
+		case serr == nil && st.Paused && kind == PauseFrozen:
+			sb.State = StatePaused
+			return m.db.PutSandbox(cctx, sb)
+		default:
+			// The box is gone (or unreadable): its files are all that is
+			// left, and they are kept.
+			if err := m.keepFiles(cctx, sb, "pause failed"); err != nil {
+				return err
+			}
+		}
+		return errdefs.Wrap(errdefs.ErrUnavailable, err, "pausing sandbox %q failed; it is %s", sb.ID, sb.State)
+	}
+	sb.State = StatePaused
+	if err := m.db.PutSandbox(cctx, sb); err != nil {
+		return err
+	}
+	log.Info("sandbox paused", "took", time.Since(t0))
+	return nil
+}
+
+// pauseBox does the runtime's part of a pause.
+func (m *Manager) pauseBox(ctx context.Context, sb *store.Sandbox, rt Runtime, kind string) error {
+	dir := m.dir(sb.ID)
+	switch kind {
+	case PauseFrozen:
+		return rt.Pause(ctx, sb.ID)
+	case PauseMemory:
+		cp, ok := rt.(Checkpointer)
+		if !ok {
+			return fmt.Errorf("the %s runtime cannot checkpoint", sb.Runtime)
+		}
+		img := filepath.Join(dir, checkpointDir)
+		if err := os.RemoveAll(img); err != nil {
+			return fmt.Errorf("clear checkpoint dir: %w", err)
+		}
+		if err := os.Mkdir(img, 0o700); err != nil {
+			return fmt.Errorf("checkpoint dir: %w", err)
+		}
+		if err := cp.Checkpoint(ctx, sb.ID, img, false); err != nil {
+			return fmt.Errorf("checkpoint: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(img, checkpointDone), nil, 0o600); err != nil {
+			return fmt.Errorf("mark checkpoint complete: %w", err)
+		}
+		return m.stopBox(ctx, sb)
+	case PauseFilesystem:
+		return m.stopBox(ctx, sb)
+	}
+	return fmt.Errorf("unknown pause kind %q", kind)
+}
+
+// stopBox destroys sandbox sb's box and unmounts its root filesystem and
+// disk, keeping their contents.
+func (m *Manager) stopBox(ctx context.Context, sb *store.Sandbox) error {
+	id := sb.ID
+	rt, err := m.runtimeOf(sb)
+	if err != nil {
+		return err
+	}
+	if err := rt.Destroy(ctx, id); err != nil {
+		return fmt.Errorf("stop box: %w", err)
+	}
+	dir := m.dir(id)
+	if mounted(filepath.Join(dir, diskMount)) {
+		// Written data reaches the image before the loop device goes.
+		if f, err := os.Open(filepath.Join(dir, diskMount)); err == nil {
+			unix.Syncfs(int(f.Fd()))
+			f.Close()
+		}
+	}
+	if err := unmountRootfs(dir); err != nil {
+		return fmt.Errorf("unmount: %w", err)
+	}
+	return nil
+}
+
+func (m *Manager) removeImage(id string) {
+	if err := os.RemoveAll(filepath.Join(m.dir(id), checkpointDir)); err != nil {
+		m.log.Warn("remove checkpoint image", "sandbox_id", id, "err", err)
+	}
+}
+
+// keepFiles records sb as paused with its files only, after its box was
+// lost or could not be paused otherwise.
+func (m *Manager) keepFiles(ctx context.Context, sb *store.Sandbox, why string) error {
+	if err := m.stopBox(ctx, sb); err != nil {
+		m.log.Error("stop box of a sandbox keeping its files", "sandbox_id", sb.ID, "err", err)
+	}
+	m.removeImage(sb.ID)
+	m.cancelTimer(sb.ID)
+	m.stopIdle(sb.ID)
+	sb.State, sb.Life.PauseKind = StatePaused, PauseFilesystem
+	if sb.Life.PausedAt.IsZero() {
+		sb.Life.PausedAt = time.Now().UTC()
+	}
+	if err := m.db.PutSandbox(ctx, sb); err != nil {
+		return err
+	}
+	m.log.Warn("sandbox keeps its files and is paused", "sandbox_id", sb.ID, "why", why)
+	return nil
+}
+
+// ResumeOptions tune Resume.
+type ResumeOptions struct {
+	// Timeout is the time to live from now (nil: the server default, 0: no
+	// limit).
+	Timeout *time.Duration
+	// Connect gives E2B's connect semantics: a running sandbox is not an
+	// error, and its time to live is only ever extended.
+	Connect bool
+	// Auto is a resume triggered by a request for the sandbox (auto-resume):
+	// only sandboxes that allow it are resumed.
+	Auto bool
+	// Memory false ignores a memory image and starts the box afresh over
+	// the sandbox's files (E2B's "reboot").
+	Memory *bool
+}
+
+// Resume resumes paused sandbox id and reports whether it was paused.
+// Resuming a running sandbox is a conflict (409) unless opts.Connect.
+func (m *Manager) Resume(ctx context.Context, id string, opts ResumeOptions) (*Sandbox, bool, error) {
+	d, err := m.resolveTimeout(opts.Timeout)
+	if err != nil {
+		return nil, false, err
+	}
+	unlock := m.lock(id)
+	sb, err := m.db.GetSandbox(ctx, id)
+	if err != nil {
+		unlock()
+		return nil, false, err
+	}
+	switch sb.State {
+	case StatePaused:
+	case StateRunning:
+		unlock()
+		if opts.Auto {
+			return sb, false, nil
+		}
+		if !opts.Connect {
+			return nil, false, errdefs.New(errdefs.ErrConflict, "sandbox %q is already running", id)
+		}
+		sb, err := m.Extend(ctx, id, opts.Timeout)
+		return sb, false, err
+	case StateKilled:
+		unlock()
+		return nil, false, errdefs.New(errdefs.ErrNotFound, "sandbox %q not found", id)
+	default:
+		unlock()
+		return nil, false, errdefs.New(errdefs.ErrFailedPrecondition, "sandbox %q is %s", id, sb.State)
+	}
+	defer unlock()
+	if opts.Auto && (!sb.Life.AutoResume || sb.Life.PauseKind == PauseFilesystem) {
+		return nil, false, errdefs.New(errdefs.ErrFailedPrecondition, "sandbox %q is paused; resume it with connect", id)
+	}
+	if err := m.resumeLocked(ctx, sb, d, opts.Memory); err != nil {
+		return nil, false, err
+	}
+	return sb, true, nil
+}
+
+// resumeLocked resumes paused sb (its lock held) to live d from now.
+func (m *Manager) resumeLocked(ctx context.Context, sb *store.Sandbox, d time.Duration, memory *bool) error {
+	log := m.log.With("sandbox_id", sb.ID, "kind", sb.Life.PauseKind)
+	t0 := time.Now()
+	sb.State = StateResuming
+	// The new end is stored with the resuming state, so a resume that
+	// Reconcile completes keeps it.
+	sb.EndAt = time.Time{}
+	if d > 0 {
+		sb.EndAt = time.Now().UTC().Add(d)
+	}
+	if err := m.db.PutSandbox(ctx, sb); err != nil {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute)
+	defer cancel()
+	if err := m.resumeBox(cctx, sb, memory); err != nil {
+		log.Error("resume failed", "err", err)
+		// Whatever was started goes; the sandbox stays paused with what
+		// it had (a frozen box that is lost keeps its files).
+		if sb.Life.PauseKind == PauseFrozen {
+			if st, serr := m.boxState(cctx, sb); serr == nil && st.Paused {
+				sb.State = StatePaused
+				if perr := m.db.PutSandbox(cctx, sb); perr != nil {
+					return perr
+				}
+				return errdefs.Wrap(errdefs.ErrUnavailable, err, "resuming sandbox %q failed; it is still paused", sb.ID)
+			}
+			if kerr := m.keepFiles(cctx, sb, "resume failed"); kerr != nil {
+				return kerr
+			}
+			return errdefs.Wrap(errdefs.ErrUnavailable, err, "resuming sandbox %q failed; its files are kept and it is paused", sb.ID)
+		}
+		if serr := m.stopBox(cctx, sb); serr != nil {
+			log.Error("clean up after failed resume", "err", serr)
+		}
+		sb.State = StatePaused
+		if perr := m.db.PutSandbox(cctx, sb); perr != nil {
+			return perr
+		}
+		return errdefs.Wrap(errdefs.ErrUnavailable, err, "resuming sandbox %q failed; it is still paused", sb.ID)
+	}
+	kind := sb.Life.PauseKind
+	sb.State, sb.Life.PauseKind = StateRunning, ""
+	if err := m.db.PutSandbox(cctx, sb); err != nil {
+		return err
+	}
+	if kind == PauseMemory {
+		m.removeImage(sb.ID)
+	}
+	m.schedule(sb)
+	m.watchIdle(sb)
+	log.Info("sandbox resumed", "took", time.Since(t0))
+	return nil
+}
+
+// resumeBox does the runtime's part of a resume.
+func (m *Manager) resumeBox(ctx context.Context, sb *store.Sandbox, memory *bool) error {
+	switch sb.Life.PauseKind {
+	case PauseFrozen:
+		rt, err := m.runtimeOf(sb)
+		if err != nil {
+			return err
+		}
+		st, err := rt.State(ctx, sb.ID)
+		if err != nil {
+			return err
+		}
+		if !st.Running {
+			return fmt.Errorf("the frozen box is gone")
+		}
+		if st.Paused {
+			if err := rt.Resume(ctx, sb.ID); err != nil {
+				return err
+			}
+		}
+		hctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		return m.awaitAgent(hctx, sb.ID)
+	case PauseMemory, PauseFilesystem:
+		tpl, err := m.resolveTemplate(ctx, sb.Template)
+		if err != nil {
+			return fmt.Errorf("template: %w", err)
+		}
+		image := ""
+		if sb.Life.PauseKind == PauseMemory && (memory == nil || *memory) {
+			image = filepath.Join(m.dir(sb.ID), checkpointDir)
+		}
+		t0 := time.Now()
+		rootfs, err := m.mountSandbox(ctx, sb.ID, tpl.Layers)
+		if err != nil {
+			return err
+		}
+		return m.boot(ctx, sb, tpl, rootfs, image, t0)
+	}
+	return fmt.Errorf("unknown pause kind %q", sb.Life.PauseKind)
+}
+
+// Wake returns running sandbox id, resuming it first when it is paused
+// and allows auto-resume. Anything else is as GetRunning.
+func (m *Manager) Wake(ctx context.Context, id string) (*Sandbox, error) {
+	sb, err := m.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if sb.State == StatePaused && sb.Life.AutoResume && sb.Life.PauseKind != PauseFilesystem {
+		sb, _, err = m.Resume(ctx, id, ResumeOptions{Auto: true})
+		if err != nil {
+			return nil, err
+		}
+	}
+	if sb.State != StateRunning {
+		return nil, errdefs.New(errdefs.ErrFailedPrecondition, "sandbox %q is %s", id, sb.State)
+	}
+	return sb, nil
+}
+
+// expire is what a sandbox's end of life does: kill it, or pause it when
+// its policy says so.
+func (m *Manager) expire(ctx context.Context, cur *store.Sandbox) {
+	id := cur.ID
+	if cur.Life.OnTimeout == "pause" {
+		memory := !cur.Life.TimeoutFilesOnly
+		if _, err := m.Pause(ctx, id, &memory); err != nil && !errors.Is(err, errdefs.ErrNotFound) && !errors.Is(err, errdefs.ErrConflict) {
+			m.log.Error("pause timed-out sandbox", "sandbox_id", id, "err", err)
+		}
+		return
+	}
+	if err := m.Kill(ctx, id); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		m.log.Error("kill timed-out sandbox", "sandbox_id", id, "err", err)
+	}
+}
+
+// OnPause registers f to be called with the id of each sandbox that is
+// being paused (the proxy drops its cached connections there).
+func (m *Manager) OnPause(f func(id string)) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.life.pauseHooks = append(m.life.pauseHooks, f)
+}
+
+func (m *Manager) notifyPause(id string) {
+	m.mu.Lock()
+	hooks := append([]func(string){}, m.life.pauseHooks...)
+	m.mu.Unlock()
+	for _, f := range hooks {
+		f(id)
+	}
+}
+
+// SetActivity gives the Manager a way to learn when a sandbox last saw a
+// request and how many it has open (the proxy keeps both); idle pauses use
+// it.
+func (m *Manager) SetActivity(f func(id string) (last time.Time, open int)) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.life.activity = f
+}
+
+// watchIdle arms sandbox sb's idle-pause check when its policy has one.
+func (m *Manager) watchIdle(sb *store.Sandbox) {
+	if sb.Life.IdlePause <= 0 {
+		return
+	}
+	m.armIdle(sb.ID, sb.Life.IdlePause, time.Now(), sb.Life.IdlePause)
+}
+
+func (m *Manager) armIdle(id string, idle time.Duration, since time.Time, after time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if t, ok := m.life.idle[id]; ok {
+		t.Stop()
+	}
+	if m.closed {
+		return
+	}
+	m.life.idle[id] = time.AfterFunc(after, func() { m.checkIdle(id, idle, since) })
+}
+
+// checkIdle pauses sandbox id if it has had no request open and none
+// started for idle (counting from since, when it started or resumed), and
+// checks again later otherwise.
+func (m *Manager) checkIdle(id string, idle time.Duration, since time.Time) {
+	m.mu.Lock()
+	activity := m.life.activity
+	m.mu.Unlock()
+	last, open := since, 0
+	if activity != nil {
+		l, o := activity(id)
+		if l.After(last) {
+			last = l
+		}
+		open = o
+	}
+	if open > 0 {
+		m.armIdle(id, idle, since, idle)
+		return
+	}
+	if left := idle - time.Since(last); left > 0 {
+		m.armIdle(id, idle, since, left)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	m.log.Info("sandbox idle; pausing", "sandbox_id", id, "idle", idle)
+	if _, err := m.Pause(ctx, id, nil); err != nil && !errors.Is(err, errdefs.ErrNotFound) && !errors.Is(err, errdefs.ErrConflict) && !errors.Is(err, errdefs.ErrFailedPrecondition) {
+		m.log.Error("idle pause", "sandbox_id", id, "err", err)
+	}
+}
+
+func (m *Manager) stopIdle(id string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if t, ok := m.life.idle[id]; ok {
+		t.Stop()
+		delete(m.life.idle, id)
+	}
+}
+
+// reconcileLifecycle settles a sandbox found pausing, paused or resuming
+// at start: it ends paused or running, never both, and is never lost (at
+// worst it keeps its files).
+func (m *Manager) reconcileLifecycle(ctx context.Context, sb *store.Sandbox) error {
+	log := m.log.With("sandbox_id", sb.ID, "state", sb.State, "kind", sb.Life.PauseKind)
+	rt, err := m.runtimeOf(sb)
+	if err != nil {
+		return err
+	}
+	st, err := rt.State(ctx, sb.ID)
+	if err != nil {
+		log.Error("read box state; keeping the sandbox as stored", "err", err)
+		return nil
+	}
+	kind := sb.Life.PauseKind
+	imageDone := fileExists(filepath.Join(m.dir(sb.ID), checkpointDir, checkpointDone))
+	running := func(why string) error {
+		sb.State, sb.Life.PauseKind = StateRunning, ""
+		if err := m.db.PutSandbox(ctx, sb); err != nil {
+			return err
+		}
+		m.removeImage(sb.ID)
+		m.schedule(sb)
+		m.watchIdle(sb)
+		log.Info("sandbox is running", "why", why)
+		return nil
+	}
+	paused := func(why string) error {
+		sb.State = StatePaused
+		if err := m.db.PutSandbox(ctx, sb); err != nil {
+			return err
+		}
+		log.Info("sandbox is paused", "why", why)
+		return nil
+	}
+	switch sb.State {
+	case StatePausing:
+		switch {
+		case kind == PauseFrozen && st.Paused:
+			return paused("the freeze had completed")
+		case kind == PauseFrozen && st.Running:
+			return running("the freeze had not happened")
+		case kind == PauseMemory && imageDone:
+			if err := m.stopBox(ctx, sb); err != nil {
+				return m.keepFiles(ctx, sb, "stop checkpointed box: "+err.Error())
+			}
+			return paused("the checkpoint had completed")
+		case kind == PauseMemory && st.Running && !st.Paused:
+			return running("the checkpoint had not completed")
+		case kind == PauseFilesystem:
+			if err := m.stopBox(ctx, sb); err != nil {
+				log.Error("stop box", "err", err)
+			}
+			return paused("finished stopping the box")
+		}
+		return m.keepFiles(ctx, sb, "interrupted pause left no box")
+	case StatePaused:
+		switch kind {
+		case PauseFrozen:
+			if st.Paused {
+				return nil
+			}
+			if st.Running {
+				if err := rt.Pause(ctx, sb.ID); err == nil {
+					return nil
+				}
+			}
+			return m.keepFiles(ctx, sb, "the frozen box is gone (host restart?)")
+		default:
+			if st.Exists {
+				if err := m.stopBox(ctx, sb); err != nil {
+					log.Error("stop stray box of a paused sandbox", "err", err)
+				}
+			}
+			if kind == PauseMemory && !imageDone {
+				return m.keepFiles(ctx, sb, "its memory image is incomplete")
+			}
+			return nil
+		}
+	case StateResuming:
+		if st.Running {
+			if st.Paused {
+				if err := rt.Resume(ctx, sb.ID); err != nil {
+					return m.keepFiles(ctx, sb, "thaw: "+err.Error())
+				}
+			}
+			return running("the resume had completed")
+		}
+		if kind == PauseFrozen {
+			return m.keepFiles(ctx, sb, "the frozen box is gone")
+		}
+		if err := m.stopBox(ctx, sb); err != nil {
+			log.Error("clean up interrupted resume", "err", err)
+		}
+		if kind == PauseMemory && !imageDone {
+			return m.keepFiles(ctx, sb, "its memory image is incomplete")
+		}
+		return paused("the resume had not completed")
+	}
+	return nil
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// mountImage loop-mounts the disk's image on its mount point unless it is
+// mounted already (after a host restart it is not).
+func (d *disk) mountImage(ctx context.Context) error {
+	if mounted(d.mount) {
+		return nil
+	}
+	if err := os.MkdirAll(d.mount, 0o711); err != nil {
+		return fmt.Errorf("disk mount point: %w", err)
+	}
+	// The same options as a new disk: nothing on it is trusted by the host.
+	if out, err := exec.CommandContext(ctx, "mount", "-t", "ext4", "-o", "loop,nodev,nosuid,noatime,discard", d.image, d.mount).CombinedOutput(); err != nil {
+		return fmt.Errorf("mount disk: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// boxState is the runtime's view of sandbox sb's box.
+func (m *Manager) boxState(ctx context.Context, sb *store.Sandbox) (BoxState, error) {
+	rt, err := m.runtimeOf(sb)
+	if err != nil {
+		return BoxState{}, err
+	}
+	return rt.State(ctx, sb.ID)
+}

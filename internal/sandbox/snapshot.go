@@ -1,0 +1,468 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/sbxdev/sbx/internal/errdefs"
+	"github.com/sbxdev/sbx/internal/store"
+	"github.com/sbxdev/sbx/internal/template"
+)
+
+// Snapshots.
+//
+// A snapshot is a running sandbox's files, and on a runtime that implements
+// Checkpointer its memory too, captured at one moment:
+//
+//   - its files are a copy of the sandbox's overlay upper layer, taken while
+//     the box is frozen (for the copy's duration only), kept read-only under
+//     DataDir/snapshots/ID/layer. Sandboxes made from it mount it as a shared
+//     lower layer above the template's, under an upper layer of their own, so
+//     unchanged data is stored once however many sandboxes use it;
+//   - its memory image (DataDir/snapshots/ID/memory) is restored by every
+//     sandbox made from it and never written.
+//
+// A snapshot is used by name like a template (E2B's Sandbox.create(snapshotID))
+// and lives until it is deleted; one that sandboxes or other snapshots stand
+// on cannot be (409). A fork is a snapshot made for the purpose (internal:
+// not listed) and N sandboxes made from it; it goes with the last of them.
+//
+// Threat: snapshots are written outside the sandboxes' disk quotas, on the
+// host's data directory. Each is at most one sandbox's disk in size, and only
+// API key holders can make them; operators bound them with the disk they give
+// the data directory (docs/operations.md).
+
+// Snapshot kinds.
+const (
+	SnapshotFiles  = "files"
+	SnapshotMemory = "memory"
+)
+
+// Snapshot is a snapshot as the API sees it.
+type Snapshot = store.Snapshot
+
+const (
+	snapshotsDir  = "snapshots"
+	snapshotLayer = "layer"
+	snapshotImage = "memory"
+)
+
+func (m *Manager) snapDir(id string) string {
+	return filepath.Join(m.cfg.DataDir, snapshotsDir, id)
+}
+
+// resolveTemplate returns the template a sandbox of template name is made
+// from: a template of the store, or a snapshot (its layer above the layers of
+// what it was taken from).
+func (m *Manager) resolveTemplate(ctx context.Context, name string) (Template, error) {
+	return m.resolveDepth(ctx, name, 0)
+}
+
+func (m *Manager) resolveDepth(ctx context.Context, name string, depth int) (Template, error) {
+	{
+		sn, err := m.db.GetSnapshot(ctx, name)
+		if err == nil {
+			if sn.State != "ready" {
+				return Template{}, errdefs.New(errdefs.ErrNotFound, "snapshot %q not found", name)
+			}
+			// Overlayfs stacks at most 500 lower layers; snapshots of
+			// sandboxes made from snapshots add one each.
+			if depth > 100 {
+				return Template{}, errdefs.New(errdefs.ErrFailedPrecondition, "snapshot %q stands on more than 100 snapshots", name)
+			}
+			tpl, err := m.resolveDepth(ctx, sn.Template, depth+1)
+			if err != nil {
+				return Template{}, fmt.Errorf("snapshot %s: %w", sn.ID, err)
+			}
+			tpl.Name = sn.ID
+			tpl.Layers = append([]string{filepath.Join(m.snapDir(sn.ID), snapshotLayer)}, tpl.Layers...)
+			tpl.image, tpl.token = "", ""
+			tpl.runtime = ""
+			if sn.Kind == SnapshotMemory {
+				tpl.image = filepath.Join(m.snapDir(sn.ID), snapshotImage)
+				tpl.token, tpl.runtime = sn.EnvdToken, sn.Runtime
+			}
+			if tpl.MemoryMB == 0 {
+				tpl.MemoryMB = sn.MemoryMB
+			}
+			return tpl, nil
+		}
+		if !errors.Is(err, errdefs.ErrNotFound) {
+			return Template{}, err
+		}
+	}
+	return m.templates.Get(ctx, name)
+}
+
+const snapshotPrefix = "snap-"
+
+// snapshotRuntime is the runtime of memory snapshot ref, "" for anything
+// else.
+func (m *Manager) snapshotRuntime(ctx context.Context, ref string) string {
+	sn, err := m.db.GetSnapshot(ctx, ref)
+	if err != nil || sn.Kind != SnapshotMemory {
+		return ""
+	}
+	return sn.Runtime
+}
+
+// SnapshotOptions tune a snapshot.
+type SnapshotOptions struct {
+	// Name is an optional second handle ([a-z0-9][a-z0-9._-]{0,62}, not a
+	// template's or another snapshot's).
+	Name string
+	// internal marks a fork's snapshot.
+	internal bool
+}
+
+// Snapshot captures running sandbox id; the box is frozen only while its
+// state is copied.
+func (m *Manager) Snapshot(ctx context.Context, id string, opts SnapshotOptions) (*Snapshot, error) {
+	if opts.Name != "" {
+		if err := template.ValidateName(opts.Name); err != nil {
+			return nil, errdefs.New(errdefs.ErrInvalidArgument, "invalid snapshot name %q: want [a-z0-9][a-z0-9._-]{0,62}", opts.Name)
+		}
+		if strings.HasPrefix(opts.Name, snapshotPrefix) {
+			return nil, errdefs.New(errdefs.ErrInvalidArgument, "snapshot names must not start with %q", snapshotPrefix)
+		}
+	}
+	unlock := m.lock(id)
+	defer unlock()
+	sb, err := m.db.GetSandbox(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	switch sb.State {
+	case StateRunning:
+	case StateKilled:
+		return nil, errdefs.New(errdefs.ErrNotFound, "sandbox %q not found", id)
+	default:
+		return nil, errdefs.New(errdefs.ErrFailedPrecondition, "sandbox %q is %s; only a running sandbox can be snapshotted", id, sb.State)
+	}
+	rt, err := m.runtimeOf(sb)
+	if err != nil {
+		return nil, err
+	}
+	kind := SnapshotFiles
+	if _, ok := rt.(Checkpointer); ok {
+		kind = SnapshotMemory
+	}
+	sn := &store.Snapshot{
+		ID:        snapshotPrefix + newID()[:15],
+		Name:      opts.Name,
+		SandboxID: sb.ID,
+		Template:  sb.Template,
+		Kind:      kind,
+		State:     "creating",
+		Internal:  opts.internal,
+		CreatedAt: time.Now().UTC(),
+		CPUs:      sb.CPUs,
+		MemoryMB:  sb.MemoryMB,
+		EnvdToken: sb.EnvdToken,
+		Runtime:   sb.Runtime,
+	}
+	if err := m.reserveSnapshot(ctx, sn); err != nil {
+		return nil, err
+	}
+	log := m.log.With("sandbox_id", id, "snapshot_id", sn.ID, "kind", kind)
+	t0 := time.Now()
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute)
+	defer cancel()
+	frozen, err := m.captureSnapshot(cctx, sb, rt, sn)
+	if err != nil {
+		log.Error("snapshot failed", "err", err)
+		os.RemoveAll(m.snapDir(sn.ID))
+		if derr := m.db.DeleteSnapshot(cctx, sn.ID); derr != nil {
+			log.Error("delete snapshot record", "err", derr)
+		}
+		return nil, errdefs.Wrap(errdefs.ErrUnavailable, err, "snapshot of sandbox %q failed", id)
+	}
+	sn.State = "ready"
+	if err := m.db.PutSnapshot(cctx, sn); err != nil {
+		return nil, err
+	}
+	log.Info("snapshot taken", "took", time.Since(t0), "frozen", frozen, "bytes", sn.SizeBytes)
+	return sn, nil
+}
+
+// reserveSnapshot stores sn (state creating) unless its name is taken.
+func (m *Manager) reserveSnapshot(ctx context.Context, sn *store.Snapshot) error {
+	m.life.snapMu.Lock()
+	defer m.life.snapMu.Unlock()
+	if sn.Name != "" {
+		if _, err := m.db.GetSnapshot(ctx, sn.Name); err == nil {
+			return errdefs.New(errdefs.ErrConflict, "a snapshot named %q exists; delete it first", sn.Name)
+		} else if !errors.Is(err, errdefs.ErrNotFound) {
+			return err
+		}
+		if _, err := m.templates.Get(ctx, sn.Name); err == nil {
+			return errdefs.New(errdefs.ErrConflict, "%q is a template's name", sn.Name)
+		} else if !errors.Is(err, errdefs.ErrNotFound) {
+			return err
+		}
+	}
+	return m.db.PutSnapshot(ctx, sn)
+}
+
+// captureSnapshot writes sb's state into sn's directory and returns how long
+// the box was frozen.
+func (m *Manager) captureSnapshot(ctx context.Context, sb *store.Sandbox, rt Runtime, sn *store.Snapshot) (time.Duration, error) {
+	dir := m.snapDir(sn.ID)
+	// 0711 on the way down: boxes resolve their lower layers as their
+	// mapped root, an unprivileged host uid.
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return 0, err
+		}
+		if err := os.Chmod(d, 0o711); err != nil {
+			return 0, err
+		}
+	}
+	upper := filepath.Join(m.dir(sb.ID), "upper")
+	if fileExists(filepath.Join(m.dir(sb.ID), diskImage)) {
+		upper = filepath.Join(m.dir(sb.ID), diskMount, "upper")
+	}
+	tmp := filepath.Join(dir, snapshotLayer+".tmp")
+	if err := rt.Pause(ctx, sb.ID); err != nil {
+		return 0, fmt.Errorf("freeze: %w", err)
+	}
+	t0 := time.Now()
+	err := copyTree(ctx, upper, tmp)
+	if err == nil && sn.Kind == SnapshotMemory {
+		img := filepath.Join(dir, snapshotImage)
+		if err = os.Mkdir(img, 0o700); err == nil {
+			err = rt.(Checkpointer).Checkpoint(ctx, sb.ID, img, true)
+		}
+	}
+	frozen := time.Since(t0)
+	if rerr := rt.Resume(ctx, sb.ID); rerr != nil {
+		err = errors.Join(err, fmt.Errorf("thaw: %w", rerr))
+	}
+	if err != nil {
+		return frozen, err
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, snapshotLayer)); err != nil {
+		return frozen, err
+	}
+	sn.SizeBytes = diskUsage(dir)
+	return frozen, nil
+}
+
+// copyTree copies directory src to dst (which must not exist) with owners,
+// modes, times, extended attributes (overlayfs's opaque markers) and device
+// nodes (its whiteouts), sharing blocks where the filesystem can (reflinks).
+func copyTree(ctx context.Context, src, dst string) error {
+	if out, err := exec.CommandContext(ctx, "cp", "-a", "--reflink=auto", src, dst).CombinedOutput(); err != nil {
+		return fmt.Errorf("copy %s: %v: %s", src, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// diskUsage is the bytes of disk the files under dir take.
+func diskUsage(dir string) int64 {
+	var n int64
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		if info, err := d.Info(); err == nil {
+			if st, ok := statBlocks(info); ok {
+				n += st
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+// GetSnapshot returns the snapshot whose id or name is ref.
+func (m *Manager) GetSnapshot(ctx context.Context, ref string) (*Snapshot, error) {
+	sn, err := m.db.GetSnapshot(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	if sn.State != "ready" {
+		return nil, errdefs.New(errdefs.ErrNotFound, "snapshot %q not found", ref)
+	}
+	return sn, nil
+}
+
+// ListSnapshots returns the snapshots (not a fork's own), oldest first,
+// of sandbox sandboxID when it is not empty.
+func (m *Manager) ListSnapshots(ctx context.Context, sandboxID string) ([]*Snapshot, error) {
+	all, err := m.db.ListSnapshots(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []*Snapshot
+	for _, sn := range all {
+		if sn.State == "ready" && !sn.Internal && (sandboxID == "" || sn.SandboxID == sandboxID) {
+			out = append(out, sn)
+		}
+	}
+	return out, nil
+}
+
+// DeleteSnapshot deletes the snapshot whose id or name is ref, unless a
+// sandbox or another snapshot stands on it (errdefs.ErrConflict).
+func (m *Manager) DeleteSnapshot(ctx context.Context, ref string) error {
+	m.tplMu.Lock()
+	defer m.tplMu.Unlock()
+	m.life.snapMu.Lock()
+	defer m.life.snapMu.Unlock()
+	sn, err := m.GetSnapshot(ctx, ref)
+	if err != nil {
+		return err
+	}
+	return m.deleteSnapshotLocked(ctx, sn)
+}
+
+func (m *Manager) deleteSnapshotLocked(ctx context.Context, sn *store.Snapshot) error {
+	n, err := m.db.CountSandboxesByTemplate(ctx, sn.ID)
+	if err != nil {
+		return err
+	}
+	k, err := m.db.CountSnapshotsByTemplate(ctx, sn.ID)
+	if err != nil {
+		return err
+	}
+	if n > 0 || k > 0 {
+		return errdefs.New(errdefs.ErrConflict, "snapshot %q is used by %d sandbox(es) and %d snapshot(s)", sn.ID, n, k)
+	}
+	// The record first: a snapshot directory without one is removed at
+	// the next start.
+	if err := m.db.DeleteSnapshot(ctx, sn.ID); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(m.snapDir(sn.ID)); err != nil {
+		m.log.Error("remove snapshot dir", "snapshot_id", sn.ID, "err", err)
+	}
+	m.log.Info("snapshot deleted", "snapshot_id", sn.ID)
+	return nil
+}
+
+// dropUnusedSnapshot deletes fork snapshot name once nothing uses it.
+func (m *Manager) dropUnusedSnapshot(ctx context.Context, name string) {
+	if !strings.HasPrefix(name, snapshotPrefix) {
+		return
+	}
+	m.tplMu.Lock()
+	defer m.tplMu.Unlock()
+	m.life.snapMu.Lock()
+	defer m.life.snapMu.Unlock()
+	sn, err := m.db.GetSnapshot(ctx, name)
+	if err != nil || !sn.Internal {
+		return
+	}
+	if err := m.deleteSnapshotLocked(ctx, sn); err != nil && !errors.Is(err, errdefs.ErrConflict) {
+		m.log.Error("drop fork snapshot", "snapshot_id", sn.ID, "err", err)
+	}
+}
+
+// ForkResult is the outcome of one copy of a fork: a sandbox or an error.
+type ForkResult struct {
+	Sandbox *Sandbox
+	Err     error
+}
+
+// Fork makes n copies of running sandbox id that continue from its current
+// state independently (its files; with a Checkpointer runtime its
+// processes and memory too). The copies start from one snapshot; each
+// succeeds or fails on its own. timeout is each copy's time to live.
+func (m *Manager) Fork(ctx context.Context, id string, n int, timeout *time.Duration) ([]ForkResult, error) {
+	if n < 1 || n > m.cfg.MaxFork {
+		return nil, errdefs.New(errdefs.ErrInvalidArgument, "count must be between 1 and %d (the server's fork limit)", m.cfg.MaxFork)
+	}
+	if _, err := m.resolveTimeout(timeout); err != nil {
+		return nil, err
+	}
+	src, err := m.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	sn, err := m.Snapshot(ctx, id, SnapshotOptions{internal: true})
+	if err != nil {
+		return nil, err
+	}
+	life := src.Life
+	life.PauseKind, life.PausedAt = "", time.Time{}
+	out := make([]ForkResult, n)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 4)
+	for i := range out {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			sb, err := m.Create(ctx, CreateParams{
+				Template:  sn.ID,
+				Timeout:   timeout,
+				Metadata:  src.Metadata,
+				EnvVars:   src.EnvVars,
+				Lifecycle: life,
+			})
+			out[i] = ForkResult{Sandbox: sb, Err: err}
+		}()
+	}
+	wg.Wait()
+	m.dropUnusedSnapshot(context.WithoutCancel(ctx), sn.ID)
+	return out, nil
+}
+
+// reconcileSnapshots removes snapshots whose capture was interrupted, and
+// snapshot directories without a record.
+func (m *Manager) reconcileSnapshots(ctx context.Context) error {
+	all, err := m.db.ListSnapshots(ctx)
+	if err != nil {
+		return err
+	}
+	known := map[string]bool{}
+	for _, sn := range all {
+		if sn.State != "ready" {
+			if err := m.db.DeleteSnapshot(ctx, sn.ID); err != nil {
+				return err
+			}
+			m.log.Info("removed interrupted snapshot", "snapshot_id", sn.ID)
+			continue
+		}
+		known[sn.ID] = true
+	}
+	entries, err := os.ReadDir(filepath.Join(m.cfg.DataDir, snapshotsDir))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	for _, e := range entries {
+		if !known[e.Name()] {
+			if err := os.RemoveAll(filepath.Join(m.cfg.DataDir, snapshotsDir, e.Name())); err != nil {
+				m.log.Error("remove stray snapshot dir", "path", e.Name(), "err", err)
+			}
+		}
+	}
+	// Fork snapshots left without sandboxes (the server stopped between
+	// the fork and its copies) go too.
+	for _, sn := range all {
+		if sn.State == "ready" && sn.Internal {
+			m.dropUnusedSnapshot(ctx, sn.ID)
+		}
+	}
+	return nil
+}
+
+// statBlocks is the disk space a file takes (its allocated blocks).
+func statBlocks(info fs.FileInfo) (int64, bool) {
+	st, ok := info.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, false
+	}
+	return st.Blocks * 512, true
+}
