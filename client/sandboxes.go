@@ -48,6 +48,9 @@ type CreateOptions struct {
 	// reachable only with its [Sandbox.TrafficAccessToken], sent in the
 	// [TrafficTokenHeader] header. By default they are public.
 	PrivateTraffic bool
+	// Lifecycle: what happens on timeout, persistence, idle pauses
+	// (see [Lifecycle]).
+	Lifecycle Lifecycle
 }
 
 // ConnectOptions tune [Client.ConnectSandbox].
@@ -76,6 +79,11 @@ type SandboxInfo struct {
 	// Runtime is the runtime the sandbox runs on ("runc", "runsc"). An sbx
 	// extension.
 	Runtime string `json:"runtime,omitempty"`
+	// PauseKind tells how a paused sandbox was paused: PauseFrozen,
+	// PauseMemory or PauseFilesystem.
+	PauseKind string `json:"pauseKind,omitempty"`
+	// Lifecycle is the sandbox's policy; filled by [Client.GetSandbox] only.
+	Lifecycle *LifecycleInfo `json:"lifecycle,omitempty"`
 	// EnvdAccessToken and Domain are filled by [Client.GetSandbox] only.
 	EnvdAccessToken string `json:"envdAccessToken,omitempty"`
 	Domain          string `json:"domain,omitempty"`
@@ -106,6 +114,7 @@ type createRequest struct {
 	CPUCount   float64           `json:"cpuCount,omitempty"`
 	MemoryMB   int               `json:"memoryMB,omitempty"`
 	Network    *networkOptions   `json:"network,omitempty"`
+	lifecycleFields
 }
 
 // timeoutRequest is the wire body of the timeout and connect calls.
@@ -140,7 +149,8 @@ func (c *Client) CreateSandbox(ctx context.Context, opts CreateOptions) (*Sandbo
 		return nil, fmt.Errorf("sbx: create sandbox: negative CPUs or MemoryMB: %w", ErrInvalidArgument)
 	}
 	body := createRequest{TemplateID: tmpl, Timeout: seconds(opts.Timeout), Metadata: opts.Metadata, EnvVars: opts.Env,
-		CPUCount: opts.CPUs, MemoryMB: opts.MemoryMB, Runtime: opts.Runtime}
+		CPUCount: opts.CPUs, MemoryMB: opts.MemoryMB, Runtime: opts.Runtime,
+		lifecycleFields: opts.Lifecycle.fields()}
 	if opts.PrivateTraffic {
 		public := false
 		body.Network = &networkOptions{AllowPublicTraffic: &public}
