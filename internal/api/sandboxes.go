@@ -121,13 +121,6 @@ func parseStates(vals []string) ([]string, error) {
 			switch st {
 			case sandbox.StateRunning, sandbox.StatePaused, sandbox.StateFailed:
 				out = append(out, st)
-				// A sandbox on its way into a state is listed with it.
-				switch st {
-				case sandbox.StateRunning:
-					out = append(out, sandbox.StateResuming)
-				case sandbox.StatePaused:
-					out = append(out, sandbox.StatePausing)
-				}
 			case "":
 			default:
 				return nil, errdefs.New(errdefs.ErrInvalidArgument, "unknown state %q (running, paused or failed)", st)

@@ -76,7 +76,7 @@ type command struct {
 // commands lists the subcommands in the order help shows them.
 func commands() []command {
 	return []command{
-		{"create", "[--template T] [--timeout DURATION|0] [--cpus N] [--memory-mb N] [--meta K=V]... [--env K=V]... [--json]", "create a sandbox and print its ID", runCreate},
+		{"create", "[--template T | --from-snapshot S] [--timeout DURATION|0] [--cpus N] [--memory-mb N] [--meta K=V]... [--env K=V]... [--lifecycle persistent] [--auto-pause] [--auto-resume] [--idle-pause D] [--json]", "create a sandbox and print its ID", runCreate},
 		{"ls", "[--meta K=V]... [--state running|paused]... [--json] | ID [PATH] [--user U] [--json]", "list sandboxes, or the files in a sandbox's directory", runLsAny},
 		{"exec", "[--user U] [--cwd DIR] [--env K=V]... [-i] [-t] ID [--] CMD [ARG...]", "run a command in a sandbox", runExec},
 		{"shell", "[--user U] [--cwd DIR] ID", "open an interactive shell in a sandbox", runShell},
@@ -85,6 +85,10 @@ func commands() []command {
 		{"cat", "[--user U] ID PATH...", "print files of a sandbox", runCat},
 		{"kill", "ID...", "kill sandboxes", runKill},
 		{"timeout", "ID DURATION|0", "set how long from now a sandbox lives (0: no limit)", runTimeout},
+		{"pause", "[--files-only] ID...", "pause sandboxes", runPause},
+		{"resume", "[--timeout D] [--reboot] ID...", "resume paused sandboxes", runResume},
+		{"snapshot", "create ID [--name N] [--json] | ls [--sandbox ID] [--json] | rm ID...", "snapshot a sandbox; list or delete snapshots", runSnapshot},
+		{"fork", "[-n N] [--timeout D] [--json] ID", "copy a running sandbox N times", runFork},
 		{"template", "ls [--json] | inspect NAME [--json] | rm NAME | import NAME (--image REF [--insecure] | --tar PATH | --oci-layout DIR) [SETTINGS] | set NAME SETTINGS", "list, inspect, delete, import or configure templates", runTemplate},
 		{"key", "create [--name N] [--json] | ls [--json] | rm ID", "manage API keys", runKey},
 		{"serve", "[flags]", "run the sbx server", func(e *env, args []string) int { return runServe(e.ctx, args) }},

@@ -630,8 +630,9 @@ type ListFilter struct {
 func (m *Manager) List(ctx context.Context, f ListFilter) ([]*Sandbox, error) {
 	states := f.States
 	if len(states) == 0 {
-		states = []string{StateRunning, StatePaused, StatePausing, StateResuming}
+		states = []string{StateRunning, StatePaused}
 	}
+	states = withTransitions(states)
 	all, err := m.db.ListSandboxes(ctx, states...)
 	if err != nil {
 		return nil, err

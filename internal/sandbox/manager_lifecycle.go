@@ -684,3 +684,19 @@ func (m *Manager) boxState(ctx context.Context, sb *store.Sandbox) (BoxState, er
 	}
 	return rt.State(ctx, sb.ID)
 }
+
+// withTransitions adds to a list filter the states on the way into the
+// states it names: a sandbox being paused is listed as paused, one being
+// resumed as running.
+func withTransitions(states []string) []string {
+	out := append([]string{}, states...)
+	for _, st := range states {
+		switch st {
+		case StateRunning:
+			out = append(out, StateResuming)
+		case StatePaused:
+			out = append(out, StatePausing)
+		}
+	}
+	return out
+}
