@@ -349,7 +349,8 @@ func (m *Manager) Create(ctx context.Context, p CreateParams) (*Sandbox, error) 
 	err = m.start(ctx, sb, tpl)
 	if err != nil {
 		err = errdefs.Wrap(errdefs.ErrUnavailable, err, "sandbox failed to start")
-	} else {
+	} else if tpl.image == "" {
+		// (A sandbox restored from a memory image has its processes.)
 		err = m.runStartCommand(ctx, sb, tpl)
 	}
 	if err != nil {

@@ -427,7 +427,14 @@ func (m *Manager) resumeBox(ctx context.Context, sb *store.Sandbox, memory *bool
 		if err != nil {
 			return err
 		}
-		return m.boot(ctx, sb, tpl, rootfs, image, t0)
+		if err := m.boot(ctx, sb, tpl, rootfs, image, t0); err != nil {
+			return err
+		}
+		if image == "" {
+			// Fresh processes: the template's start command runs again.
+			return m.runStartCommand(ctx, sb, tpl)
+		}
+		return nil
 	}
 	return fmt.Errorf("unknown pause kind %q", sb.Life.PauseKind)
 }
