@@ -10,7 +10,8 @@
 // new Runtime find them again.
 //
 // The security decisions (namespaces, capabilities, seccomp, masked paths,
-// limits) are in spec.go, each with the threat it answers.
+// limits) are in package bundle's spec.go, each with the threat it answers;
+// the runsc driver shares them.
 //
 // # cgroups v1 and v2
 //
@@ -43,19 +44,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/sbxdev/sbx/internal/errdefs"
+	"github.com/sbxdev/sbx/internal/runtime/bundle"
 	"github.com/sbxdev/sbx/internal/sandbox"
 )
 
@@ -94,10 +92,6 @@ const (
 	pidFile    = "init.pid"
 )
 
-// idRE bounds box ids: they become path components of runc's state dir and
-// of the cgroup path, so nothing that could traverse is accepted.
-var idRE = regexp.MustCompile(`^[a-z0-9]{1,64}$`)
-
 // New returns a runc driver. It refuses a runc that cannot run, or that was
 // built without seccomp: such a runc would silently start boxes without
 // their syscall filter.
@@ -134,16 +128,16 @@ func New(opts Options) (*Runtime, error) {
 
 // Start creates and starts box spec.ID; see sandbox.Runtime.
 func (r *Runtime) Start(ctx context.Context, spec sandbox.BoxSpec) error {
-	if err := validate(spec); err != nil {
+	if err := bundle.Validate(spec); err != nil {
 		return err
 	}
 	if r.exists(spec.ID) {
 		return errdefs.New(errdefs.ErrConflict, "box %s already exists", spec.ID)
 	}
-	if err := ensureMountpoint(spec.Rootfs, sandbox.AgentMountPath); err != nil {
+	if err := bundle.EnsureMountpoint(spec.Rootfs, sandbox.AgentMountPath); err != nil {
 		return fmt.Errorf("start box %s: agent mount point: %w", spec.ID, err)
 	}
-	oci, err := boxSpec(spec, nofileLimit())
+	oci, err := bundle.Spec(spec, bundle.NofileLimit())
 	if err != nil {
 		return fmt.Errorf("start box %s: %w", spec.ID, errors.Join(errdefs.ErrInvalidArgument, err))
 	}
@@ -152,7 +146,7 @@ func (r *Runtime) Start(ctx context.Context, spec sandbox.BoxSpec) error {
 		return fmt.Errorf("start box %s: %w", spec.ID, err)
 	}
 	// 0600: config.json carries the agent's environment (its token).
-	if err := writeFileAtomic(filepath.Join(spec.BundleDir, configFile), b, 0o600); err != nil {
+	if err := bundle.WriteFileAtomic(filepath.Join(spec.BundleDir, configFile), b, 0o600); err != nil {
 		return fmt.Errorf("start box %s: %w", spec.ID, err)
 	}
 	logf, err := os.OpenFile(filepath.Join(spec.BundleDir, logFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
@@ -183,7 +177,7 @@ func (r *Runtime) Start(ctx context.Context, spec sandbox.BoxSpec) error {
 		if derr := r.Destroy(cleanup, spec.ID); derr != nil {
 			r.logger.Warn("cleanup after failed start", "sandbox_id", spec.ID, "err", derr)
 		}
-		return fmt.Errorf("start box %s: runc run: %w%s", spec.ID, err, logTail(filepath.Join(spec.BundleDir, logFile), logStart))
+		return fmt.Errorf("start box %s: runc run: %w%s", spec.ID, err, bundle.LogTail(filepath.Join(spec.BundleDir, logFile), logStart))
 	}
 	r.logger.Debug("box started", "sandbox_id", spec.ID, "duration", time.Since(start))
 	return nil
@@ -198,7 +192,7 @@ type state struct {
 // State reports box id's state; see sandbox.Runtime. A box whose init has
 // exited still exists (Running false) until Destroy.
 func (r *Runtime) State(ctx context.Context, id string) (sandbox.BoxState, error) {
-	if !idRE.MatchString(id) || !r.exists(id) {
+	if !bundle.ValidID(id) || !r.exists(id) {
 		return sandbox.BoxState{}, nil
 	}
 	out, err := r.output(ctx, "state", id)
@@ -238,7 +232,7 @@ func (r *Runtime) Resume(ctx context.Context, id string) error {
 }
 
 func (r *Runtime) freeze(ctx context.Context, op, id string) error {
-	if !idRE.MatchString(id) || !r.exists(id) {
+	if !bundle.ValidID(id) || !r.exists(id) {
 		return fmt.Errorf("%s box %s: %w", op, id, sandbox.ErrBoxNotFound)
 	}
 	if _, err := r.output(ctx, op, id); err != nil {
@@ -253,7 +247,7 @@ func (r *Runtime) freeze(ctx context.Context, op, id string) error {
 // Destroy kills box id's processes and removes its cgroup and runc state.
 // Unknown ids and boxes whose init already died are fine.
 func (r *Runtime) Destroy(ctx context.Context, id string) error {
-	if !idRE.MatchString(id) || !r.exists(id) {
+	if !bundle.ValidID(id) || !r.exists(id) {
 		return nil
 	}
 	// --force kills a running (or frozen) box with SIGKILL first.
@@ -298,119 +292,4 @@ func (r *Runtime) output(ctx context.Context, args ...string) ([]byte, error) {
 		return out, fmt.Errorf("runc %s: %w", args[0], err)
 	}
 	return out, nil
-}
-
-func validate(s sandbox.BoxSpec) error {
-	var bad []string
-	if !idRE.MatchString(s.ID) {
-		bad = append(bad, fmt.Sprintf("id %q", s.ID))
-	}
-	for name, p := range map[string]string{"rootfs": s.Rootfs, "bundle dir": s.BundleDir, "agent path": s.AgentPath} {
-		if !filepath.IsAbs(p) {
-			bad = append(bad, fmt.Sprintf("%s %q is not absolute", name, p))
-		}
-	}
-	if s.AgentListener == nil {
-		bad = append(bad, "no agent listener")
-	}
-	if len(bad) > 0 {
-		return errdefs.New(errdefs.ErrInvalidArgument, "box spec: %s", strings.Join(bad, "; "))
-	}
-	return nil
-}
-
-// ensureMountpoint creates an empty file at path (and its parent
-// directories) inside rootfs, for a bind mount of a file.
-//
-// The rootfs is untrusted: a box may have left symlinks anywhere in its
-// upper layer (say /.sbx -> /etc on the host). Every component is therefore
-// created and opened relative to the rootfs with openat2(RESOLVE_BENEATH |
-// RESOLVE_NO_SYMLINKS), so nothing is ever created or opened outside it;
-// a symlink on the way is an error, not something to follow.
-func ensureMountpoint(rootfs, path string) error {
-	dir, err := unix.Open(rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return &fs.PathError{Op: "open", Path: rootfs, Err: err}
-	}
-	parts := strings.Split(strings.Trim(filepath.Clean(path), "/"), "/")
-	for i, name := range parts {
-		last := i == len(parts)-1
-		var fd int
-		if last {
-			fd, err = unix.Openat2(dir, name, &unix.OpenHow{
-				Flags:   unix.O_RDONLY | unix.O_CREAT | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_CLOEXEC,
-				Mode:    0o755,
-				Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
-			})
-		} else {
-			if err := unix.Mkdirat(dir, name, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
-				unix.Close(dir)
-				return &fs.PathError{Op: "mkdir", Path: filepath.Join(rootfs, filepath.Join(parts[:i+1]...)), Err: err}
-			}
-			fd, err = unix.Openat2(dir, name, &unix.OpenHow{
-				Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC,
-				Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
-			})
-		}
-		unix.Close(dir)
-		if err != nil {
-			return &fs.PathError{Op: "open", Path: filepath.Join(rootfs, filepath.Join(parts[:i+1]...)), Err: err}
-		}
-		dir = fd
-	}
-	defer unix.Close(dir)
-	var st unix.Stat_t
-	if err := unix.Fstat(dir, &st); err != nil {
-		return err
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return fmt.Errorf("%s in rootfs is not a regular file", path)
-	}
-	return nil
-}
-
-// nofileLimit is the RLIMIT_NOFILE a box can be given: maxNofile, or, when
-// this process lacks CAP_SYS_RESOURCE and so runc cannot raise a hard limit,
-// this process's hard limit if that is lower.
-func nofileLimit() uint64 {
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var caps [2]unix.CapUserData
-	if err := unix.Capget(&hdr, &caps[0]); err == nil && caps[0].Effective&(1<<unix.CAP_SYS_RESOURCE) != 0 {
-		return maxNofile
-	}
-	var rl unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil || rl.Max > maxNofile {
-		return maxNofile
-	}
-	return rl.Max
-}
-
-func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, mode); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
-}
-
-// logTail returns the last lines written to the box's log (where runc
-// writes its errors) since offset, for an error message.
-func logTail(path string, offset int64) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	if fi, err := f.Stat(); err == nil && fi.Size()-offset > 2048 {
-		offset = fi.Size() - 2048
-	}
-	b, err := io.ReadAll(io.NewSectionReader(f, offset, 2048))
-	if err != nil || len(b) == 0 {
-		return ""
-	}
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	if len(lines) > 5 {
-		lines = lines[len(lines)-5:]
-	}
-	return ": " + strings.Join(lines, " | ")
 }

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sbxdev/sbx/internal/errdefs"
+	"github.com/sbxdev/sbx/internal/runtime/bundle"
 	"github.com/sbxdev/sbx/internal/sandbox"
 	"github.com/sbxdev/sbx/internal/template"
 )
@@ -57,13 +58,13 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	// Boxes get at most the starter's hard RLIMIT_NOFILE (see maxNofile);
+	// Boxes get at most the starter's hard RLIMIT_NOFILE (see bundle.MaxNofile);
 	// raise it as sbx's service unit would, so TestBoxSecurity sees the full
 	// value.
 	// syscall's Setrlimit, not unix's: it also stops the Go runtime from
 	// restoring the old limit in child processes.
 	// Best effort: it needs CAP_SYS_RESOURCE.
-	syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: maxNofile, Max: maxNofile})
+	syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: bundle.MaxNofile, Max: bundle.MaxNofile})
 	code := m.Run()
 	if env.root != "" {
 		// Whatever a failed test left behind.
@@ -306,7 +307,7 @@ func TestBoxSecurity(t *testing.T) {
 	t.Run("Rlimits", func(t *testing.T) {
 		// 1048576 unless this process lacks CAP_SYS_RESOURCE (then its own
 		// hard limit, if lower).
-		want := strconv.FormatUint(nofileLimit(), 10)
+		want := strconv.FormatUint(bundle.NofileLimit(), 10)
 		r := mustCall(t, b, "sh", "-c", "ulimit -Sn; ulimit -Hn")
 		if f := strings.Fields(r.Output); len(f) != 2 || f[0] != want || f[1] != want {
 			t.Errorf("RLIMIT_NOFILE soft/hard = %q, want %s", r.Output, want)
@@ -392,7 +393,7 @@ func TestBoxSecurity(t *testing.T) {
 	t.Run("ProcMasked", func(t *testing.T) {
 		// Whatever of the masked paths this kernel has reads as empty.
 		n := 0
-		for _, p := range maskedPaths {
+		for _, p := range bundle.MaskedPaths {
 			fi, err := os.Stat(p)
 			if err != nil {
 				continue

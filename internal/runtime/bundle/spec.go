@@ -1,4 +1,4 @@
-package runc
+package bundle
 
 import (
 	"fmt"
@@ -38,10 +38,10 @@ var capabilities = []string{
 	"CAP_KILL",
 }
 
-// maskedPaths hide host information and kernel interfaces under /proc and
+// MaskedPaths hide host information and kernel interfaces under /proc and
 // /sys that leak host state (kcore, keys, timers, scheduler debug) or expose
 // firmware; exactly runc's default list (`runc spec`).
-var maskedPaths = []string{
+var MaskedPaths = []string{
 	"/proc/acpi",
 	"/proc/asound",
 	"/proc/kcore",
@@ -70,12 +70,12 @@ var readonlyPaths = []string{
 // cpuPeriod is the CFS period; the quota is CPUs times it.
 const cpuPeriod = 100000
 
-// maxNofile is the box's RLIMIT_NOFILE at most: generous (language servers
+// MaxNofile is the box's RLIMIT_NOFILE at most: generous (language servers
 // and node open many files) but bounded, and no higher than the kernel's
-// default fs.nr_open. runc sets it with the starter's privileges; a starter
+// default fs.nr_open. The runtime sets it with the starter's privileges; a starter
 // without CAP_SYS_RESOURCE (some sandboxed hosts) cannot raise a hard limit,
-// and then boxes get the starter's own hard limit (see nofileLimit).
-const maxNofile = 1048576
+// and then boxes get the starter's own hard limit (see NofileLimit).
+const MaxNofile = 1048576
 
 // oomScoreAdj makes box processes the host OOM killer's first choice when
 // the host itself runs out of memory, so sbx and the host's services survive
@@ -83,10 +83,10 @@ const maxNofile = 1048576
 // limit decides first.
 const oomScoreAdj = 500
 
-// boxSpec returns the OCI runtime spec of box s. The threat behind each
+// Spec returns the OCI runtime spec of box s. The threat behind each
 // choice is written next to it; see also the variables above.
 // nofile is the box's RLIMIT_NOFILE (soft and hard).
-func boxSpec(s sandbox.BoxSpec, nofile uint64) (*specs.Spec, error) {
+func Spec(s sandbox.BoxSpec, nofile uint64) (*specs.Spec, error) {
 	if s.Limits.MemoryBytes <= 0 || s.Limits.Pids <= 0 || s.Limits.CPUs < 0 ||
 		math.IsNaN(s.Limits.CPUs) || math.IsInf(s.Limits.CPUs, 0) {
 		// Fail closed: a box without memory and pids limits can take the host
@@ -197,7 +197,7 @@ func boxSpec(s sandbox.BoxSpec, nofile uint64) (*specs.Spec, error) {
 			// The host's mounts made after the box starts (other boxes'
 			// rootfs overlays, for one) must not propagate into it.
 			RootfsPropagation: "rprivate",
-			MaskedPaths:       maskedPaths,
+			MaskedPaths:       MaskedPaths,
 			ReadonlyPaths:     readonlyPaths,
 		},
 	}

@@ -1,4 +1,4 @@
-package runc
+package bundle
 
 import (
 	"encoding/json"
@@ -23,7 +23,7 @@ func testSpec() sandbox.BoxSpec {
 }
 
 func TestBoxSpec(t *testing.T) {
-	s, err := boxSpec(testSpec(), maxNofile)
+	s, err := Spec(testSpec(), MaxNofile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func TestBoxSpec(t *testing.T) {
 
 	noCPU := testSpec()
 	noCPU.Limits.CPUs = 0
-	if s, err := boxSpec(noCPU, maxNofile); err != nil || s.Linux.Resources.CPU != nil {
+	if s, err := Spec(noCPU, MaxNofile); err != nil || s.Linux.Resources.CPU != nil {
 		t.Errorf("CPUs=0: %v, %+v", err, s.Linux.Resources.CPU)
 	}
 }
@@ -93,7 +93,7 @@ func TestBoxSpecRequiresLimits(t *testing.T) {
 	} {
 		s := testSpec()
 		s.Limits = l
-		if _, err := boxSpec(s, maxNofile); err == nil {
+		if _, err := Spec(s, MaxNofile); err == nil {
 			t.Errorf("limits %+v accepted", l)
 		}
 	}
@@ -109,11 +109,11 @@ func TestValidate(t *testing.T) {
 	} {
 		s := testSpec()
 		mut(&s)
-		if err := validate(s); !errors.Is(err, errdefs.ErrInvalidArgument) {
-			t.Errorf("validate(%+v) = %v", s, err)
+		if err := Validate(s); !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Errorf("Validate(%+v) = %v", s, err)
 		}
 	}
-	if err := validate(testSpec()); err != nil {
+	if err := Validate(testSpec()); err != nil {
 		t.Error(err)
 	}
 }
@@ -131,7 +131,7 @@ func TestEnsureMountpoint(t *testing.T) {
 		if err := prep(root); err != nil {
 			t.Fatal(err)
 		}
-		if err := ensureMountpoint(root, sandbox.AgentMountPath); err != nil {
+		if err := EnsureMountpoint(root, sandbox.AgentMountPath); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}
 		if fi, err := os.Stat(filepath.Join(root, sandbox.AgentMountPath)); err != nil || !fi.Mode().IsRegular() {
@@ -156,7 +156,7 @@ func TestEnsureMountpoint(t *testing.T) {
 		if err := prep(root); err != nil {
 			t.Fatal(err)
 		}
-		if err := ensureMountpoint(root, sandbox.AgentMountPath); err == nil {
+		if err := EnsureMountpoint(root, sandbox.AgentMountPath); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 		if entries, _ := os.ReadDir(outside); len(entries) != 0 {
@@ -165,11 +165,11 @@ func TestEnsureMountpoint(t *testing.T) {
 	}
 }
 
-// BenchmarkBoxSpec is the driver's own share of Start before runc runs:
+// BenchmarkBoxSpec is a driver's own share of Start before the runtime runs:
 // building the spec (seccomp profile included) and encoding it.
 func BenchmarkBoxSpec(b *testing.B) {
 	for b.Loop() {
-		s, err := boxSpec(testSpec(), maxNofile)
+		s, err := Spec(testSpec(), MaxNofile)
 		if err != nil {
 			b.Fatal(err)
 		}
