@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
 	"runtime"
 
@@ -103,7 +104,10 @@ func setThreadFSIdentity(u *account) error {
 	if err := unix.Setgroups(groups); err != nil {
 		return fmt.Errorf("setgroups: %w", err)
 	}
-	if err := unix.Setfsgid(int(u.gid)); err != nil {
+	if err := unix.Setfsgid(int(u.gid)); errors.Is(err, unix.ENOSYS) {
+		// gVisor has no filesystem ids; see setThreadEffectiveIdentity.
+		return setThreadEffectiveIdentity(u)
+	} else if err != nil {
 		return fmt.Errorf("setfsgid: %w", err)
 	}
 	if err := unix.Setfsuid(int(u.uid)); err != nil {
@@ -118,6 +122,31 @@ func setThreadFSIdentity(u *account) error {
 	}
 	if got, _ := unix.SetfsuidRetUid(-1); got != int(u.uid) {
 		return fmt.Errorf("setfsuid %d did not take (fsuid is %d)", u.uid, got)
+	}
+	return nil
+}
+
+// setThreadEffectiveIdentity gives the calling thread u's identity through
+// its effective uid and gid instead, for kernels without filesystem ids
+// (gVisor's Sentry returns ENOSYS for setfsuid). The effect on file access
+// is the same: the effective ids are the filesystem ids, and an effective
+// uid changing from 0 to another clears the thread's effective
+// capabilities. The real and saved ids stay 0, so this thread could take
+// root back, but it only ever runs the agent's own filesystem calls and
+// ends with them. Raw syscalls: they change this thread only.
+func setThreadEffectiveIdentity(u *account) error {
+	const keep = ^uintptr(0) // -1: leave unchanged
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, keep, uintptr(u.gid), keep); e != 0 {
+		return fmt.Errorf("setresgid: %w", e)
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, keep, uintptr(u.uid), keep); e != 0 {
+		return fmt.Errorf("setresuid: %w", e)
+	}
+	if got := unix.Getegid(); got != int(u.gid) {
+		return fmt.Errorf("setresgid %d did not take (egid is %d)", u.gid, got)
+	}
+	if got := unix.Geteuid(); got != int(u.uid) {
+		return fmt.Errorf("setresuid %d did not take (euid is %d)", u.uid, got)
 	}
 	return nil
 }

@@ -46,6 +46,7 @@ func serveMain(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&cfg.TemplatesDir, "templates-dir", "", "template directory (default DATA-DIR/templates)")
 	fs.StringVar(&cfg.AgentPath, "agent", "", "path of the sbx-agent binary (default: beside sbx, or in PATH)")
 	fs.StringVar(&cfg.RuncPath, "runc", "", "path of runc (default /usr/local/lib/sbx/runc)")
+	fs.StringVar(&cfg.RunscPath, "runsc", "", "path of gVisor's runsc (default /usr/local/lib/sbx/runsc); without it only runc sandboxes are served")
 	fs.StringVar(&cfg.Runtime, "runtime", "runc", "default runtime of sandboxes whose create request names none: runc or runsc (gVisor)")
 	fs.StringVar(&cfg.Domain, "domain", "", "sandbox domain for {port}-{id}.DOMAIN hosts (default localhost:PORT)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate (chain) `FILE`: serve HTTPS only, e.g. a wildcard certificate for *.DOMAIN (reloaded when it changes)")

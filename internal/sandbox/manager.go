@@ -171,7 +171,7 @@ func New(cfg Config, templates Templates, db *store.DB, logger *slog.Logger) (*M
 	}
 	// A unix socket path holds at most 107 bytes; refuse a data directory
 	// whose agent sockets would not fit rather than fail on every create.
-	if p := filepath.Join(cfg.DataDir, "sandboxes", newID(), "agent.sock"); len(p) > 107 {
+	if p := filepath.Join(cfg.DataDir, "sandboxes", newID(), agentSocketDir, "agent.sock"); len(p) > 107 {
 		return nil, fmt.Errorf("data dir %s is too long: agent socket paths (%d bytes) exceed the 107-byte unix socket limit", cfg.DataDir, len(p))
 	}
 	m := &Manager{
@@ -256,9 +256,6 @@ func newToken() string {
 }
 
 func (m *Manager) dir(id string) string { return filepath.Join(m.cfg.DataDir, "sandboxes", id) }
-
-// SocketPath is the host path of sandbox id's agent socket.
-func (m *Manager) SocketPath(id string) string { return filepath.Join(m.dir(id), "agent.sock") }
 
 func (m *Manager) resolveTimeout(t *time.Duration) (time.Duration, error) {
 	d := m.cfg.DefaultTimeout
@@ -466,6 +463,9 @@ func (m *Manager) mountSandbox(ctx context.Context, id string, layers []string) 
 // box on rootfs, and waits for its agent.
 func (m *Manager) boot(ctx context.Context, sb *store.Sandbox, tpl Template, rootfs, image string, t0 time.Time) error {
 	dir := m.dir(sb.ID)
+	if err := makeSocketDir(dir); err != nil {
+		return err
+	}
 	lnFile, err := listenUnix(m.SocketPath(sb.ID))
 	if err != nil {
 		return err
@@ -489,6 +489,7 @@ func (m *Manager) boot(ctx context.Context, sb *store.Sandbox, tpl Template, roo
 		BundleDir:     bundle,
 		AgentPath:     m.cfg.AgentPath,
 		AgentListener: lnFile,
+		AgentSocket:   m.SocketPath(sb.ID),
 		Env:           []string{"SBX_AGENT_CONFIG=" + string(cfg), "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
 		Hostname:      "sbx-" + sb.ID[:8],
 		Limits: Limits{
@@ -541,12 +542,6 @@ func listenUnix(path string) (*os.File, error) {
 		return nil, fmt.Errorf("agent socket file: %w", err)
 	}
 	return f, nil
-}
-
-// DialAgent connects to sandbox id's agent socket.
-func (m *Manager) DialAgent(ctx context.Context, id string) (net.Conn, error) {
-	var d net.Dialer
-	return d.DialContext(ctx, "unix", m.SocketPath(id))
 }
 
 func (m *Manager) awaitAgent(ctx context.Context, id string) error {

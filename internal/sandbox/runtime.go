@@ -48,9 +48,17 @@ type BoxSpec struct {
 	// AgentPath is the host path of the static sbx-agent binary. It is
 	// bind-mounted read-only at AgentMountPath and run as the box's init.
 	AgentPath string
-	// AgentListener is a listening unix socket. The runtime passes it to the
-	// agent as file descriptor 3 (the first one after stdio).
+	// AgentListener is a listening unix socket bound at AgentSocket. The
+	// runtime passes it to the agent as file descriptor 3 (the first one
+	// after stdio).
 	AgentListener *os.File
+	// AgentSocket is the host path of AgentListener's socket, where the
+	// Manager dials the agent. Its directory holds nothing else and is
+	// private to the box: a runtime that cannot pass a listening socket
+	// into a box (gVisor) bind-mounts the directory into the box instead
+	// and has the agent bind a new socket at the same path, replacing the
+	// Manager's. The Manager dials without following symlinks there.
+	AgentSocket string
 	// Env is the agent's environment ("KEY=value"), including its
 	// configuration (SBX_AGENT_CONFIG).
 	Env []string

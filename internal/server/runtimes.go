@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 
 	"github.com/sbxdev/sbx/internal/runtime/runc"
+	"github.com/sbxdev/sbx/internal/runtime/runsc"
 	"github.com/sbxdev/sbx/internal/sandbox"
 )
 
@@ -25,5 +26,14 @@ func runtimes(mcfg *sandbox.Config, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("runtime runc: %w", err)
 	}
 	mcfg.Runtimes["runc"] = rc
+	rs, err := runsc.New(runsc.Options{Binary: cfg.RunscPath, Root: filepath.Join(cfg.DataDir, "runsc"), Logger: log})
+	if err != nil {
+		// Optional: sbx serves runc sandboxes without it, and says why a
+		// create asking for runsc is refused.
+		log.Warn("runtime runsc is not available", "err", err)
+		mcfg.UnavailableRuntimes["runsc"] = err.Error()
+	} else {
+		mcfg.Runtimes["runsc"] = rs
+	}
 	return nil
 }

@@ -42,6 +42,7 @@ type Config struct {
 	TemplatesDir   string // default DataDir/templates
 	AgentPath      string // default: sbx-agent beside the running executable
 	RuncPath       string // default runc.DefaultBinary
+	RunscPath      string // default runsc.DefaultBinary
 	Runtime        string // default runtime of new sandboxes (default "runc")
 	Domain         string // default "localhost:<port>"
 	DefaultTimeout time.Duration

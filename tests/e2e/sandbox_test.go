@@ -292,10 +292,12 @@ func TestRestartSurvival(t *testing.T) {
 	p.Disconnect()
 
 	srv.Stop()
-	// While the server is down, the box of one sandbox dies.
-	runc := exec.Command("/usr/local/lib/sbx/runc", "--root", filepath.Join(srv.DataDir, "runc"), "kill", doomed.ID, "KILL")
-	if out, err := runc.CombinedOutput(); err != nil {
-		t.Fatalf("runc kill: %v %s", err, out)
+	// While the server is down, the box of one sandbox dies: its init
+	// (the agent) is killed through the runtime, behind sbx's back.
+	rt := harness.Runtime()
+	kill := exec.Command("/usr/local/lib/sbx/"+rt, "--root", filepath.Join(srv.DataDir, rt), "kill", doomed.ID, "KILL")
+	if out, err := kill.CombinedOutput(); err != nil {
+		t.Fatalf("%s kill: %v %s", rt, err, out)
 	}
 	srv.StartAgain()
 

@@ -52,19 +52,27 @@ func Validate(s sandbox.BoxSpec) error {
 // EnsureMountpoint creates an empty file at path (and its parent
 // directories) inside rootfs, for a bind mount of a file.
 //
+// EnsureMountDir does the same for a directory.
+//
 // The rootfs is untrusted: a box may have left symlinks anywhere in its
 // upper layer (say /.sbx -> /etc on the host). Every component is therefore
 // created and opened relative to the rootfs with openat2(RESOLVE_BENEATH |
 // RESOLVE_NO_SYMLINKS), so nothing is ever created or opened outside it;
 // a symlink on the way is an error, not something to follow.
-func EnsureMountpoint(rootfs, path string) error {
+func EnsureMountpoint(rootfs, path string) error { return ensureMount(rootfs, path, false) }
+
+// EnsureMountDir creates the directory path (and its parents) inside rootfs,
+// for a bind mount of a directory; see EnsureMountpoint.
+func EnsureMountDir(rootfs, path string) error { return ensureMount(rootfs, path, true) }
+
+func ensureMount(rootfs, path string, isDir bool) error {
 	dir, err := unix.Open(rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return &fs.PathError{Op: "open", Path: rootfs, Err: err}
 	}
 	parts := strings.Split(strings.Trim(filepath.Clean(path), "/"), "/")
 	for i, name := range parts {
-		last := i == len(parts)-1
+		last := i == len(parts)-1 && !isDir
 		var fd int
 		if last {
 			fd, err = unix.Openat2(dir, name, &unix.OpenHow{
@@ -93,8 +101,8 @@ func EnsureMountpoint(rootfs, path string) error {
 	if err := unix.Fstat(dir, &st); err != nil {
 		return err
 	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return fmt.Errorf("%s in rootfs is not a regular file", path)
+	if want := uint32(unix.S_IFREG); isDir && st.Mode&unix.S_IFMT != unix.S_IFDIR || !isDir && st.Mode&unix.S_IFMT != want {
+		return fmt.Errorf("%s in rootfs is not a %s", path, map[bool]string{true: "directory", false: "regular file"}[isDir])
 	}
 	return nil
 }

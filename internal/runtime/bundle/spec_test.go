@@ -137,6 +137,15 @@ func TestEnsureMountpoint(t *testing.T) {
 		if fi, err := os.Stat(filepath.Join(root, sandbox.AgentMountPath)); err != nil || !fi.Mode().IsRegular() {
 			t.Errorf("%s: mount point %v, %v", name, fi, err)
 		}
+		if err := EnsureMountDir(root, "/.sbx/run"); err != nil {
+			t.Errorf("%s: EnsureMountDir: %v", name, err)
+		}
+		if fi, err := os.Stat(filepath.Join(root, ".sbx/run")); err != nil || !fi.IsDir() {
+			t.Errorf("%s: dir mount point %v, %v", name, fi, err)
+		}
+		if err := EnsureMountDir(root, sandbox.AgentMountPath); err == nil {
+			t.Errorf("%s: EnsureMountDir accepted a file", name)
+		}
 	}
 	// A hostile rootfs: symlinks that would make the driver create files on
 	// the host, absolute or relative, on the directory or on the file.
@@ -158,6 +167,9 @@ func TestEnsureMountpoint(t *testing.T) {
 		}
 		if err := EnsureMountpoint(root, sandbox.AgentMountPath); err == nil {
 			t.Errorf("%s: accepted", name)
+		}
+		if err := EnsureMountDir(root, "/.sbx/run"); err == nil && name != "dir instead of file" && name != "file symlink" {
+			t.Errorf("%s: EnsureMountDir accepted", name)
 		}
 		if entries, _ := os.ReadDir(outside); len(entries) != 0 {
 			t.Fatalf("%s: created %v outside the rootfs", name, entries[0].Name())

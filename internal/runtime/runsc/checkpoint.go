@@ -1,0 +1,159 @@
+package runsc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sbxdev/sbx/internal/runtime/bundle"
+	"github.com/sbxdev/sbx/internal/sandbox"
+)
+
+// agentConfigEnv is the variable of the agent's environment that holds its
+// configuration (see cmd/sbx-agent).
+const agentConfigEnv = "SBX_AGENT_CONFIG"
+
+// Checkpoint writes box id's whole state (memory included) into dir; see
+// sandbox.Checkpointer and the package doc for how the agent's socket is
+// let go of first. With leaveRunning the box keeps running and its agent
+// listens again afterwards; otherwise the box is destroyed once the image
+// is complete.
+func (r *Runtime) Checkpoint(ctx context.Context, id, dir string, leaveRunning bool) error {
+	if !bundle.ValidID(id) || !r.exists(id) {
+		return fmt.Errorf("checkpoint box %s: %w", id, sandbox.ErrBoxNotFound)
+	}
+	sockDir, err := r.socketDir(id)
+	if err != nil {
+		return fmt.Errorf("checkpoint box %s: %w", id, err)
+	}
+	if err := r.quiesce(ctx, id, sockDir); err != nil {
+		return fmt.Errorf("checkpoint box %s: %w", id, err)
+	}
+	args := []string{"checkpoint", "--image-path", dir}
+	if leaveRunning {
+		args = append(args, "--leave-running")
+	}
+	_, cerr := r.output(ctx, nil, append(args, id)...)
+	if cerr == nil && !leaveRunning {
+		// runsc checkpoint stops the box; its state and cgroup go too.
+		return r.Destroy(context.WithoutCancel(ctx), id)
+	}
+	// The box runs on (by request, or because the checkpoint failed): its
+	// agent listens again.
+	os.Remove(filepath.Join(sockDir, quiescedName))
+	lerr := r.signal(ctx, id, unix.SIGUSR2)
+	if lerr == nil {
+		lerr = r.awaitSocket(ctx, id, filepath.Join(sockDir, socketName))
+	}
+	if cerr != nil {
+		return fmt.Errorf("checkpoint box %s: %w", id, errors.Join(cerr, lerr))
+	}
+	if lerr != nil {
+		return fmt.Errorf("checkpoint box %s: agent did not listen again: %w", id, lerr)
+	}
+	return nil
+}
+
+// Restore starts box spec.ID from the image in dir; see
+// sandbox.Checkpointer. It returns once the restored agent listens on
+// spec.AgentSocket again, with spec's configuration.
+func (r *Runtime) Restore(ctx context.Context, spec sandbox.BoxSpec, dir string) error {
+	return r.launch(ctx, spec, dir)
+}
+
+// quiesce asks box id's agent to close its socket and connections (SIGUSR1)
+// and waits for it to say so by creating the quiesced file.
+func (r *Runtime) quiesce(ctx context.Context, id, sockDir string) error {
+	marker := filepath.Join(sockDir, quiescedName)
+	os.Remove(marker)
+	if err := r.signal(ctx, id, unix.SIGUSR1); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	delay := time.Millisecond
+	for {
+		if _, err := os.Lstat(marker); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the agent did not let go of its socket: %w", ctx.Err())
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 20*time.Millisecond)
+	}
+}
+
+// socketDir returns the host directory mounted at runDir in box id, from
+// the bundle runsc recorded.
+func (r *Runtime) socketDir(id string) (string, error) {
+	out, err := r.output(context.Background(), nil, "state", id)
+	if err != nil {
+		return "", err
+	}
+	var st struct {
+		Bundle string `json:"bundle"`
+	}
+	if err := json.Unmarshal(out, &st); err != nil {
+		return "", err
+	}
+	b, err := os.ReadFile(filepath.Join(st.Bundle, configFile))
+	if err != nil {
+		return "", err
+	}
+	var spec struct {
+		Mounts []struct {
+			Destination string `json:"destination"`
+			Source      string `json:"source"`
+		} `json:"mounts"`
+	}
+	if err := json.Unmarshal(b, &spec); err != nil {
+		return "", err
+	}
+	for _, m := range spec.Mounts {
+		if m.Destination == runDir {
+			return m.Source, nil
+		}
+	}
+	return "", fmt.Errorf("box %s has no %s mount", id, runDir)
+}
+
+// writeAgentConfig puts the agent configuration of spec into the box's
+// socket directory, readable by the box's root only: a restored agent reads
+// it (and removes it) when it listens again. The directory was emptied
+// before (prepareSocketDir) and the box is not running, so the file is
+// created fresh; O_EXCL|O_NOFOLLOW make sure of it anyway, since the box
+// can leave symlinks there and one must never redirect a host write.
+func writeAgentConfig(sockDir string, spec sandbox.BoxSpec) error {
+	var cfg string
+	for _, kv := range spec.Env {
+		if v, ok := strings.CutPrefix(kv, agentConfigEnv+"="); ok {
+			cfg = v
+		}
+	}
+	if cfg == "" {
+		return fmt.Errorf("box spec has no %s", agentConfigEnv)
+	}
+	f, err := os.OpenFile(filepath.Join(sockDir, agentConfName), os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return fmt.Errorf("agent config: %w", err)
+	}
+	defer f.Close()
+	if m := spec.IDMap; m != nil {
+		if err := f.Chown(int(m.HostID), int(m.HostID)); err != nil {
+			return fmt.Errorf("agent config: %w", err)
+		}
+	}
+	if _, err := f.WriteString(cfg); err != nil {
+		return fmt.Errorf("agent config: %w", err)
+	}
+	return f.Close()
+}
