@@ -26,7 +26,8 @@ die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 
 # --- 1. apt packages --------------------------------------------------------
 pkgs=(debootstrap debian-archive-keyring libseccomp-dev pkg-config gcc git
-	ca-certificates curl iproute2 protobuf-compiler libprotobuf-dev e2fsprogs mount)
+	ca-certificates curl iproute2 protobuf-compiler libprotobuf-dev e2fsprogs mount
+	dpkg-dev)
 # nodejs/npm only when there is no node at all: hosts with a newer node from
 # elsewhere (nodesource, nvm) keep it.
 if ! command -v node >/dev/null 2>&1; then

@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sbxdev/sbx/internal/build"
 	"github.com/sbxdev/sbx/internal/errdefs"
 	"github.com/sbxdev/sbx/internal/sandbox"
 	"github.com/sbxdev/sbx/internal/template"
@@ -41,6 +42,8 @@ type Config struct {
 	// Domain is returned to SDKs as the sandbox domain and used for Host
 	// routing ({port}-{sandboxID}.{Domain}).
 	Domain string
+	// Builds runs template builds; nil answers the build routes with 409.
+	Builds *build.Builds
 }
 
 // Server serves the API. Create it with New.
@@ -96,6 +99,11 @@ func (s *Server) routes() {
 	// Templates (E2B paths, sbx's store).
 	m.Handle("GET /templates", s.auth(s.listTemplates))
 	m.Handle("DELETE /templates/{id}", s.auth(s.deleteSnapshotOrTemplate))
+	m.Handle("GET /templates/aliases/{alias}", s.auth(s.templateAlias))
+	m.Handle("POST /v3/templates", s.auth(s.requestTemplateBuild))
+	m.Handle("GET /templates/{templateID}/files/{hash}", s.auth(s.templateFilesLink))
+	m.Handle("POST /v2/templates/{templateID}/builds/{buildID}", s.auth(s.startTemplateBuild))
+	m.Handle("GET /templates/{templateID}/builds/{buildID}/status", s.auth(s.templateBuildStatus))
 
 	// sbx extensions.
 	m.Handle("GET /sbx/v1/keys", s.admin(s.listKeys))
@@ -104,6 +112,12 @@ func (s *Server) routes() {
 	m.Handle("POST /sbx/v1/templates/import", s.admin(s.importTemplate))
 	m.Handle("GET /sbx/v1/templates/{name}", s.auth(s.inspectTemplate))
 	m.Handle("PATCH /sbx/v1/templates/{name}", s.admin(s.setTemplate))
+	m.Handle("POST /sbx/v1/templates/builds", s.auth(s.createBuild))
+	m.Handle("GET /sbx/v1/templates/builds/{buildID}", s.auth(s.getBuild))
+	m.Handle("GET /sbx/v1/templates/builds/{buildID}/logs", s.auth(s.buildLogs))
+	// The upload link of E2B builds: authorised by the build's token in
+	// the URL, not an API key (see uploadTemplateFiles).
+	m.Handle("PUT /sbx/v1/uploads/{buildID}/{hash}", s.wrap(s.uploadTemplateFiles))
 
 	m.Handle("/", s.wrap(func(w http.ResponseWriter, r *http.Request) error {
 		return errdefs.New(errdefs.ErrNotFound, "no route for %s %s", r.Method, r.URL.Path)

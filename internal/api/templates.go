@@ -170,9 +170,13 @@ func (s *Server) templateDetail(ctx context.Context, info template.Info) (templa
 	if err != nil {
 		return templateDetail{}, err
 	}
-	disk, err := diskUsage(ctx, info.RootfsPath)
-	if err != nil {
-		return templateDetail{}, err
+	var disk int64
+	for _, l := range info.LayerPaths { // a built template's layers and its base's rootfs
+		n, err := diskUsage(ctx, l)
+		if err != nil {
+			return templateDetail{}, err
+		}
+		disk += n
 	}
 	cpus, mem := s.mgr.EffectiveLimits(info.Defaults.CPUs, info.Defaults.MemoryMB)
 	d := templateDetail{

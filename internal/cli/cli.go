@@ -89,7 +89,7 @@ func commands() []command {
 		{"resume", "[--timeout D] [--reboot] ID...", "resume paused sandboxes", runResume},
 		{"snapshot", "create ID [--name N] [--json] | ls [--sandbox ID] [--json] | rm ID...", "snapshot a sandbox; list or delete snapshots", runSnapshot},
 		{"fork", "[-n N] [--timeout D] [--json] ID", "copy a running sandbox N times", runFork},
-		{"template", "ls [--json] | inspect NAME [--json] | rm NAME | import NAME (--image REF [--insecure] | --tar PATH | --oci-layout DIR) [SETTINGS] | set NAME SETTINGS", "list, inspect, delete, import or configure templates", runTemplate},
+		{"template", "ls [--json] | inspect NAME [--json] | rm NAME | import NAME (--image REF [--insecure] | --tar PATH | --oci-layout DIR) [SETTINGS] | set NAME SETTINGS | build [-f DOCKERFILE] [--name NAME] [--build-arg K=V]... [--no-cache] [CONTEXT]", "list, inspect, delete, import, configure or build templates", runTemplate},
 		{"key", "create [--name N] [--json] | ls [--json] | rm ID", "manage API keys", runKey},
 		{"serve", "[flags]", "run the sbx server", func(e *env, args []string) int { return runServe(e.ctx, args) }},
 		{"version", "", "print the version", runVersion},

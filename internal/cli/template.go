@@ -14,7 +14,7 @@ import (
 func runTemplate(e *env, args []string) int {
 	fs := e.flags("template")
 	if len(args) == 0 {
-		return e.usageErr(fs, "want ls, inspect, rm, import or set")
+		return e.usageErr(fs, "want ls, inspect, rm, import, set or build")
 	}
 	switch args[0] {
 	case "ls", "list":
@@ -74,11 +74,13 @@ func runTemplate(e *env, args []string) int {
 		return runTemplateInspect(e, fs, args[1:])
 	case "set":
 		return runTemplateSet(e, fs, args[1:])
+	case "build":
+		return runTemplateBuild(e, fs, args[1:])
 	case "-h", "-help", "--help":
 		fs.Usage()
 		return exitOK
 	}
-	return e.usageErr(fs, "unknown subcommand %q: want ls, inspect, rm, import or set", args[0])
+	return e.usageErr(fs, "unknown subcommand %q: want ls, inspect, rm, import, set or build", args[0])
 }
 
 // runTemplateImport implements `sbx template import`: the server reads the

@@ -273,10 +273,20 @@ func (m *Manager) resolveTimeout(t *time.Duration) (time.Duration, error) {
 
 // Create starts a new sandbox and returns once its agent answers.
 func (m *Manager) Create(ctx context.Context, p CreateParams) (*Sandbox, error) {
+	return m.create(ctx, p, nil)
+}
+
+// create is Create; with override (see CreateFrom) the sandbox is made from
+// that template rather than one looked up by name, and has no time limit.
+func (m *Manager) create(ctx context.Context, p CreateParams, override *Template) (*Sandbox, error) {
 	if p.Template == "" {
 		p.Template = "base"
 	}
-	timeout, err := m.resolveTimeout(p.Timeout)
+	var timeout time.Duration
+	var err error
+	if override == nil {
+		timeout, err = m.resolveTimeout(p.Timeout)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -299,7 +309,7 @@ func (m *Manager) Create(ctx context.Context, p CreateParams) (*Sandbox, error) 
 		return nil, err
 	}
 	m.tplMu.RLock()
-	tpl, err := m.resolveTemplate(ctx, p.Template)
+	tpl, err := m.lookupTemplate(ctx, p.Template, override)
 	if err == nil && tpl.image != "" && tpl.runtime != rtName {
 		err = errdefs.New(errdefs.ErrInvalidArgument, "snapshot %q holds a %s memory image; it cannot start on %s", p.Template, tpl.runtime, rtName)
 	}

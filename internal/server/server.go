@@ -30,6 +30,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sbxdev/sbx/internal/api"
+	"github.com/sbxdev/sbx/internal/build"
 	"github.com/sbxdev/sbx/internal/sandbox"
 	"github.com/sbxdev/sbx/internal/store"
 	"github.com/sbxdev/sbx/internal/template"
@@ -176,8 +177,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer mgr.Close()
+	builds, err := build.NewBuilds(build.NewBuilder(templates, mgr, log), filepath.Join(cfg.DataDir, "builds"), filepath.Join(cfg.DataDir, "build-files"), log)
+	if err != nil {
+		return err
+	}
+	defer builds.Close()
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	err = mgr.Reconcile(rctx)
+	if err == nil {
+		err = builds.KillLeftovers(rctx)
+	}
 	cancel()
 	if err != nil {
 		return fmt.Errorf("reconcile sandboxes: %w", err)
@@ -192,7 +201,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		_, port, _ := net.SplitHostPort(addr)
 		cfg.Domain = "localhost:" + port
 	}
-	apiSrv := api.New(api.Config{Domain: cfg.Domain}, mgr, keys, templates, log)
+	apiSrv := api.New(api.Config{Domain: cfg.Domain, Builds: builds}, mgr, keys, templates, log)
 	defer apiSrv.Close()
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
@@ -259,7 +268,7 @@ func (t templateSource) Get(_ context.Context, name string) (sandbox.Template, e
 	}
 	return sandbox.Template{
 		Name:         info.Name,
-		Layers:       []string{info.RootfsPath},
+		Layers:       info.LayerPaths,
 		DefaultUser:  info.Defaults.User,
 		CPUs:         info.Defaults.CPUs,
 		MemoryMB:     info.Defaults.MemoryMB,

@@ -49,8 +49,14 @@ func (s *Store) reshift(ctx context.Context, name string) error {
 		return err
 	}
 	s.logger.Info("re-owning template files for the sandbox id range", "template", name, "from", info.IDShift, "to", s.IDShift)
-	if err := shiftTree(ctx, info.RootfsPath, info.IDShift, s.IDShift); err != nil {
-		return fmt.Errorf("template %q: %w", name, err)
+	roots := info.LayerPaths // a built template's layers, its base's rootfs too
+	if info.RootfsPath != "" {
+		roots = []string{info.RootfsPath}
+	}
+	for _, root := range roots {
+		if err := shiftTree(ctx, root, info.IDShift, s.IDShift); err != nil {
+			return fmt.Errorf("template %q: %w", name, err)
+		}
 	}
 	info.IDShift = s.IDShift
 	b, err := json.MarshalIndent(info, "", "  ")

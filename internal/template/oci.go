@@ -182,6 +182,12 @@ type extractor struct {
 	// seen holds the paths the current layer has written, which an opaque
 	// whiteout in the same layer must keep.
 	seen map[string]bool
+	// plain extracts an ordinary archive: ".wh." names are files like any
+	// other (see ExtractTar).
+	plain bool
+	// ignoreOwners stores every entry as owned by owner (shifted).
+	ignoreOwners bool
+	owner        [2]int
 }
 
 type dirTime struct {
@@ -261,12 +267,12 @@ func (x *extractor) applyLayer(ctx context.Context, r io.Reader) error {
 // apply writes one entry at rel; it reports whether it made a directory.
 func (x *extractor) apply(tr *tar.Reader, hdr *tar.Header, rel string) (bool, error) {
 	dir, base := path.Split(rel)
-	if base == whiteoutOpaque {
+	if !x.plain && base == whiteoutOpaque {
 		return false, x.withParent(rel, false, func(dfd int, _ string) error {
 			return x.opaque(dfd, path.Clean(dir))
 		})
 	}
-	if strings.HasPrefix(base, whiteoutPrefix) {
+	if !x.plain && strings.HasPrefix(base, whiteoutPrefix) {
 		target := path.Join(dir, strings.TrimPrefix(base, whiteoutPrefix))
 		err := x.withParent(target, false, func(dfd int, b string) error {
 			return removeAt(dfd, b)
@@ -278,6 +284,9 @@ func (x *extractor) apply(tr *tar.Reader, hdr *tar.Header, rel string) (bool, er
 	}
 
 	uid, gid := hdr.Uid, hdr.Gid
+	if x.ignoreOwners {
+		uid, gid = x.owner[0], x.owner[1]
+	}
 	if uid < 0 || gid < 0 || uid >= IDRange || gid >= IDRange {
 		return false, errdefs.New(errdefs.ErrInvalidArgument, "entry %q: owner %d:%d outside 0..%d", hdr.Name, uid, gid, IDRange-1)
 	}

@@ -81,9 +81,20 @@ type Info struct {
 	// templates).
 	Source string  `json:"source,omitempty"`
 	Layers []Layer `json:"layers,omitempty"`
+	// Stack and Base make up a built template (see Store.InstallBuilt):
+	// Stack lists its layers (ids of directories under dir/.layers),
+	// uppermost first, and Base names the template whose own rootfs lies
+	// beneath them ("" when the bottom layer is in Stack, as for a build
+	// from an image). Both are empty for templates with a rootfs of their
+	// own.
+	Stack []string `json:"stack,omitempty"`
+	Base  string   `json:"base,omitempty"`
 	// RootfsPath is the host path of the template's root filesystem. It is
-	// not stored: the Store fills it in.
+	// not stored: the Store fills it in. Empty for built templates.
 	RootfsPath string `json:"-"`
+	// LayerPaths are the host paths of the template's read-only layers,
+	// uppermost first, as a sandbox's overlay stacks them. Not stored.
+	LayerPaths []string `json:"-"`
 }
 
 // Layer is one image layer a template was made from.
@@ -191,7 +202,9 @@ func (s *Store) Get(name string) (Info, error) {
 		return Info{}, fmt.Errorf("template %q: bad %s: %w", name, metaFile, err)
 	}
 	info.Name = name
-	info.RootfsPath = filepath.Join(s.dir, name, rootfsDir)
+	if err := s.fillLayers(&info); err != nil {
+		return Info{}, err
+	}
 	return info, nil
 }
 
@@ -239,6 +252,9 @@ func (s *Store) Remove(ctx context.Context, name string) error {
 	if _, err := os.Lstat(src); errors.Is(err, fs.ErrNotExist) {
 		return errdefs.Wrap(errdefs.ErrNotFound, err, "template %q not found", name)
 	}
+	if err := s.checkNotBase(ctx, name); err != nil {
+		return err
+	}
 	trash := filepath.Join(s.dir, trashPrefx+name+"-"+randSuffix())
 	if err := os.Rename(src, trash); err != nil {
 		return fmt.Errorf("remove template %q: %w", name, err)
@@ -246,6 +262,7 @@ func (s *Store) Remove(ctx context.Context, name string) error {
 	if err := os.RemoveAll(trash); err != nil {
 		return fmt.Errorf("remove template %q: %w", name, err)
 	}
+	s.gcLayers(ctx)
 	s.logger.Info("template removed", "template", name)
 	return nil
 }

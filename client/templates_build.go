@@ -1,0 +1,333 @@
+package client
+
+import (
+	"archive/tar"
+	"bufio"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"mime/multipart"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"time"
+)
+
+// Build states ([TemplateBuild].Status).
+const (
+	BuildWaiting  = "waiting"
+	BuildBuilding = "building"
+	BuildReady    = "ready"
+	BuildFailed   = "error"
+)
+
+// TemplateBuild is a template build on the server.
+type TemplateBuild struct {
+	BuildID    string     `json:"buildID"`
+	TemplateID string     `json:"templateID"`
+	Status     string     `json:"status"`
+	CreatedAt  time.Time  `json:"createdAt"`
+	FinishedAt *time.Time `json:"finishedAt,omitempty"`
+	// Error, Step and ExitCode describe a failed build: the message, the
+	// 1-based step that failed and, for RUN, the command's exit code.
+	Error    string `json:"error,omitempty"`
+	Step     int    `json:"step,omitempty"`
+	ExitCode int    `json:"exitCode,omitempty"`
+	// Logs is the number of log lines so far.
+	Logs int `json:"logs"`
+}
+
+// BuildEvent is one line of a build's log.
+type BuildEvent struct {
+	Time  time.Time `json:"timestamp"`
+	Level string    `json:"level"`
+	// Step is the 1-based step the line belongs to (0: the whole build).
+	Step int `json:"step"`
+	// Kind is "step" (a step begins), "cached" (its layer was reused),
+	// "output" (a line a RUN command printed), "info", "error", or "end"
+	// (the last line, with Status and, for a failed RUN, ExitCode).
+	Kind     string `json:"kind"`
+	Message  string `json:"message"`
+	Status   string `json:"status,omitempty"`
+	ExitCode int    `json:"exitCode,omitempty"`
+}
+
+// BuildOptions describe a template build from a Dockerfile.
+type BuildOptions struct {
+	// Name is the template to make; a template built earlier under that
+	// name is replaced.
+	Name string
+	// ContextDir is the build context, a local directory sent to the
+	// server (regular files, directories and symlinks; owners are not
+	// sent).
+	ContextDir string
+	// Dockerfile is the Dockerfile's text; empty means ContextDir's
+	// Dockerfile (or DockerfilePath in it).
+	Dockerfile     string
+	DockerfilePath string
+	// BuildArgs set ARG values.
+	BuildArgs map[string]string
+	// NoCache runs every step even when its layer is cached.
+	NoCache bool
+}
+
+// StartTemplateBuild uploads the build context and starts a build; it
+// returns once the server has checked the Dockerfile and the build runs.
+// A Dockerfile the server cannot build (an unknown instruction, a COPY
+// from outside the context) fails here with [ErrInvalidArgument].
+func (c *Client) StartTemplateBuild(ctx context.Context, opts BuildOptions) (*TemplateBuild, error) {
+	if opts.Name == "" {
+		return nil, fmt.Errorf("sbx: template build: no name: %w", ErrInvalidArgument)
+	}
+	if opts.ContextDir == "" {
+		return nil, fmt.Errorf("sbx: template build: no context directory: %w", ErrInvalidArgument)
+	}
+	if st, err := os.Stat(opts.ContextDir); err != nil || !st.IsDir() {
+		return nil, fmt.Errorf("sbx: template build: context %s is not a directory", opts.ContextDir)
+	}
+	q := url.Values{"name": {opts.Name}}
+	if opts.DockerfilePath != "" {
+		q.Set("dockerfile", opts.DockerfilePath)
+	}
+	keys := make([]string, 0, len(opts.BuildArgs))
+	for k := range opts.BuildArgs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		q.Add("buildArg", k+"="+opts.BuildArgs[k])
+	}
+	if opts.NoCache {
+		q.Set("noCache", "true")
+	}
+	pr, pw := io.Pipe()
+	mw := multipart.NewWriter(pw)
+	go func() {
+		err := func() error {
+			if opts.Dockerfile != "" {
+				if err := mw.WriteField("dockerfile", opts.Dockerfile); err != nil {
+					return err
+				}
+			}
+			part, err := mw.CreateFormFile("context", "context.tar.gz")
+			if err != nil {
+				return err
+			}
+			if err := writeContext(ctx, part, opts.ContextDir); err != nil {
+				return err
+			}
+			return mw.Close()
+		}()
+		pw.CloseWithError(err)
+	}()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint("/sbx/v1/templates/builds", q), pr)
+	if err != nil {
+		pr.Close()
+		return nil, err
+	}
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	var b TemplateBuild
+	if err := c.doRaw(req, &b); err != nil {
+		return nil, err
+	}
+	return &b, nil
+}
+
+// doRaw sends a prepared control-plane request and decodes its JSON answer.
+func (c *Client) doRaw(req *http.Request, out any) error {
+	if c.baseURL.Scheme != "http" && c.baseURL.Scheme != "https" {
+		return fmt.Errorf("sbx: invalid server URL %q", c.baseURL.Opaque)
+	}
+	req.Header.Set("Accept", "application/json")
+	if c.apiKey != "" {
+		req.Header.Set(apiKeyHeader, c.apiKey)
+	}
+	if c.userAgent != "" {
+		req.Header.Set("User-Agent", c.userAgent)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("sbx: %s %s: %w", req.Method, req.URL.Path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 400 {
+		return decodeAPIError(resp)
+	}
+	if out != nil {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			return fmt.Errorf("sbx: %s %s: decode response: %w", req.Method, req.URL.Path, err)
+		}
+	}
+	return nil
+}
+
+// writeContext writes dir as a gzipped tar: regular files, directories and
+// symlinks, with their modes; owners are left out.
+func writeContext(ctx context.Context, w io.Writer, dir string) error {
+	bw := bufio.NewWriterSize(w, 256<<10)
+	zw, _ := gzip.NewWriterLevel(bw, gzip.BestSpeed)
+	tw := tar.NewWriter(zw)
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil || rel == "." {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		var link string
+		if info.Mode()&fs.ModeSymlink != 0 {
+			if link, err = os.Readlink(p); err != nil {
+				return err
+			}
+		} else if !info.Mode().IsRegular() && !info.IsDir() {
+			return nil // sockets, devices: nothing to build from
+		}
+		hdr, err := tar.FileInfoHeader(info, link)
+		if err != nil {
+			return err
+		}
+		hdr.Name = filepath.ToSlash(rel)
+		if info.IsDir() {
+			hdr.Name += "/"
+		}
+		hdr.Uid, hdr.Gid, hdr.Uname, hdr.Gname = 0, 0, "", ""
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if info.Mode().IsRegular() {
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			_, err = io.CopyN(tw, f, hdr.Size)
+			f.Close()
+			if err != nil {
+				return fmt.Errorf("%s: %w", p, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("sbx: build context: %w", err)
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+// GetTemplateBuild returns build id's state.
+func (c *Client) GetTemplateBuild(ctx context.Context, id string) (*TemplateBuild, error) {
+	if id == "" {
+		return nil, errNoID
+	}
+	var b TemplateBuild
+	if _, err := c.do(ctx, http.MethodGet, "/sbx/v1/templates/builds/"+escape(id), nil, nil, &b); err != nil {
+		return nil, err
+	}
+	return &b, nil
+}
+
+// FollowTemplateBuild calls fn with each log line of build id from offset
+// on, as they come, until the build ends (the last line has Kind "end") or
+// fn returns an error, which it returns.
+func (c *Client) FollowTemplateBuild(ctx context.Context, id string, offset int, fn func(BuildEvent) error) error {
+	if id == "" {
+		return errNoID
+	}
+	q := url.Values{"follow": {"true"}, "offset": {strconv.Itoa(offset)}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.endpoint("/sbx/v1/templates/builds/"+escape(id)+"/logs", q), nil)
+	if err != nil {
+		return err
+	}
+	if c.apiKey != "" {
+		req.Header.Set(apiKeyHeader, c.apiKey)
+	}
+	if c.userAgent != "" {
+		req.Header.Set("User-Agent", c.userAgent)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("sbx: build logs: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 400 {
+		return decodeAPIError(resp)
+	}
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var e BuildEvent
+		if err := dec.Decode(&e); err != nil {
+			if errors.Is(err, io.EOF) {
+				return fmt.Errorf("sbx: build logs: the stream ended before the build: %w", io.ErrUnexpectedEOF)
+			}
+			return fmt.Errorf("sbx: build logs: %w", err)
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+		if e.Kind == "end" {
+			return nil
+		}
+	}
+}
+
+// BuildError is a build that failed: its last state, with the message, the
+// step and (for RUN) the exit code.
+type BuildError struct {
+	Build *TemplateBuild
+}
+
+func (e *BuildError) Error() string {
+	if e.Build.Error != "" {
+		return "sbx: template build failed: " + e.Build.Error
+	}
+	return "sbx: template build failed"
+}
+
+// BuildTemplate starts a build, calls onEvent (which may be nil) with each
+// log line as it comes, and returns the finished build: a *[BuildError]
+// when it failed. Cancelling ctx stops following; the build goes on.
+func (c *Client) BuildTemplate(ctx context.Context, opts BuildOptions, onEvent func(BuildEvent)) (*TemplateBuild, error) {
+	b, err := c.StartTemplateBuild(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	n := 0
+	err = c.FollowTemplateBuild(ctx, b.BuildID, 0, func(e BuildEvent) error {
+		n++
+		if onEvent != nil {
+			onEvent(e)
+		}
+		return nil
+	})
+	if err != nil {
+		return b, err
+	}
+	b, err = c.GetTemplateBuild(ctx, b.BuildID)
+	if err != nil {
+		return nil, err
+	}
+	if b.Status != BuildReady {
+		return b, &BuildError{Build: b}
+	}
+	return b, nil
+}

@@ -1,0 +1,69 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+)
+
+// What template builds (internal/build) need of the Manager: sandboxes
+// made from a stack of layers that is no template yet, and a way to keep
+// what such a sandbox changed.
+
+// CreateFrom starts a sandbox whose root filesystem is tpl's layers, as
+// given rather than looked up by name. tpl.Name is recorded as the
+// sandbox's template (the template the build started from, which then
+// cannot be removed while the sandbox exists). The sandbox has no time
+// limit: its caller kills it (Kill or Commit).
+func (m *Manager) CreateFrom(ctx context.Context, tpl Template, p CreateParams) (*Sandbox, error) {
+	p.Template = tpl.Name
+	return m.create(ctx, p, &tpl)
+}
+
+func (m *Manager) lookupTemplate(ctx context.Context, name string, override *Template) (Template, error) {
+	if override != nil {
+		return *override, nil
+	}
+	return m.resolveTemplate(ctx, name)
+}
+
+// RootfsPath is the host path of sandbox id's root filesystem (its overlay
+// mount) while the sandbox runs. Writing there is writing into the
+// sandbox: callers resolve paths beneath it without following the
+// sandbox's symlinks out of it.
+func (m *Manager) RootfsPath(id string) string { return filepath.Join(m.dir(id), "rootfs") }
+
+// Commit stops sandbox id's box, unmounts its root filesystem, calls
+// capture with the host path of its upper layer (every file the sandbox
+// made, changed or deleted, as overlayfs records them), and then kills the
+// sandbox whatever capture returned. The upper layer does not change while
+// capture runs: nothing is left to write to it.
+func (m *Manager) Commit(ctx context.Context, id string, capture func(upper string) error) error {
+	unlock := m.lock(id)
+	sb, err := m.db.GetSandbox(ctx, id)
+	if err != nil {
+		unlock()
+		return err
+	}
+	m.cancelTimer(id)
+	dir := m.dir(id)
+	var cerr error
+	if rt, err := m.runtimeOf(sb); err != nil {
+		cerr = err
+	} else if err := rt.Destroy(ctx, id); err != nil {
+		cerr = fmt.Errorf("stop box: %w", err)
+	} else if err := unmountAll(filepath.Join(dir, "rootfs")); err != nil {
+		cerr = err
+	} else {
+		upper := filepath.Join(dir, "upper")
+		if mounted(filepath.Join(dir, diskMount)) {
+			upper = filepath.Join(dir, diskMount, "upper")
+		}
+		cerr = capture(upper)
+	}
+	unlock()
+	if err := m.Kill(context.WithoutCancel(ctx), id); err != nil && cerr == nil {
+		cerr = err
+	}
+	return cerr
+}
