@@ -62,7 +62,7 @@ func TestUsage(t *testing.T) {
 		{[]string{"kill"}, 2, "no sandbox ID"},
 		{[]string{"timeout", "sb1"}, 2, "want a sandbox ID and a duration"},
 		{[]string{"timeout", "sb1", "x"}, 2, "want a duration"},
-		{[]string{"template"}, 2, "want ls, inspect, rm, import or set"},
+		{[]string{"template"}, 2, "want ls, inspect, rm, import, set or build"},
 		{[]string{"template", "zap"}, 2, "unknown subcommand"},
 		{[]string{"key", "zap"}, 2, "unknown subcommand"},
 		{[]string{"key", "rm"}, 2, "no key ID"},

@@ -141,6 +141,9 @@ func TestTemplateBuild(t *testing.T) {
 		{"ls -A /usr/share/doc/git", "only\n"},                                   // an opaque directory
 		{"test -d /usr/share/doc/bash && echo kept", "kept\n"},                   // the rest of the base
 		{"whoami", "user\n"}, // USER
+		{"echo \"$GREETING|$APP_HOME\"", "hey there|/opt/app\n"}, // ENV, in the template
+		{"pwd", "/opt/app\n"}, // WORKDIR, in the template
+		{"pgrep -x sleep >/dev/null && echo started", "started\n"}, // CMD, the start command
 	} {
 		res := mustRun(t, ctx, sb, tc.cmd, nil)
 		if res.ExitCode != 0 || res.Stdout != tc.want {
