@@ -726,7 +726,16 @@ func (r *run) inSandbox(ctx context.Context, id string, step int, do func(ctx co
 	rootfs := r.b.mgr.RootfsPath(sb.ID)
 	err = func() error {
 		if r.st.Workdir != "" && r.st.Workdir != "/" {
-			if err := mkdirIn(rootfs, r.st.Workdir, r.b.store.IDShift, 0, 0); err != nil {
+			// A missing WORKDIR is made root's, as in Docker; E2B makes
+			// it the current user's.
+			uid, gid := 0, 0
+			if r.spec.E2B {
+				var err error
+				if uid, gid, err = resolveOwner(rootfs, r.st.User); err != nil {
+					return errdefs.Wrap(errdefs.ErrInvalidArgument, err, "user %s: %v", r.st.User, err)
+				}
+			}
+			if err := mkdirIn(rootfs, r.st.Workdir, r.b.store.IDShift, uid, gid); err != nil {
 				return fmt.Errorf("WORKDIR %s: %w", r.st.Workdir, err)
 			}
 		}

@@ -73,6 +73,9 @@ func (r *run) planCopy(in Instruction) (*copyPlan, error) {
 		return nil, errdefs.New(errdefs.ErrInvalidArgument, "%s: want %s SOURCE... DEST", where(in), in.Cmd)
 	}
 	p := &copyPlan{add: in.Cmd == "ADD", ctxDir: firstNonEmpty(in.Context, r.spec.Context), chown: in.Flags["chown"]}
+	if p.chown == "" && r.spec.E2B {
+		p.chown = r.st.User // E2B: copies belong to the current user
+	}
 	if p.ctxDir == "" {
 		return nil, errdefs.New(errdefs.ErrInvalidArgument, "%s: the build has no context to copy from", where(in))
 	}
