@@ -79,9 +79,9 @@ type Template struct {
 	ReadyTimeout time.Duration
 
 	// image is the memory image a sandbox made from a snapshot is
-	// restored from; empty for a fresh start. token is the agent token the
-	// image holds, runtime the runtime that can restore it.
-	image, token, runtime string
+	// restored from; empty for a fresh start. runtime is the runtime that
+	// can restore it.
+	image, runtime string
 }
 
 // Templates resolves template names. Get returns an error wrapping
@@ -334,9 +334,6 @@ func (m *Manager) create(ctx context.Context, p CreateParams, override *Template
 		DiskMB:       m.cfg.DefaultDiskMB,
 		Pids:         m.cfg.DefaultPids,
 		Life:         life,
-	}
-	if tpl.token != "" {
-		sb.EnvdToken = tpl.token
 	}
 	if timeout > 0 {
 		sb.EndAt = now.Add(timeout)

@@ -85,11 +85,10 @@ func (m *Manager) resolveDepth(ctx context.Context, name string, depth int) (Tem
 			}
 			tpl.Name = sn.ID
 			tpl.Layers = append([]string{filepath.Join(m.snapDir(sn.ID), snapshotLayer)}, tpl.Layers...)
-			tpl.image, tpl.token = "", ""
-			tpl.runtime = ""
+			tpl.image, tpl.runtime = "", ""
 			if sn.Kind == SnapshotMemory {
 				tpl.image = filepath.Join(m.snapDir(sn.ID), snapshotImage)
-				tpl.token, tpl.runtime = sn.EnvdToken, sn.Runtime
+				tpl.runtime = sn.Runtime
 			}
 			if tpl.MemoryMB == 0 {
 				tpl.MemoryMB = sn.MemoryMB
@@ -167,7 +166,6 @@ func (m *Manager) Snapshot(ctx context.Context, id string, opts SnapshotOptions)
 		CreatedAt: time.Now().UTC(),
 		CPUs:      sb.CPUs,
 		MemoryMB:  sb.MemoryMB,
-		EnvdToken: sb.EnvdToken,
 		Runtime:   sb.Runtime,
 	}
 	if err := m.reserveSnapshot(ctx, sn); err != nil {
@@ -232,17 +230,29 @@ func (m *Manager) captureSnapshot(ctx context.Context, sb *store.Sandbox, rt Run
 		upper = filepath.Join(m.dir(sb.ID), diskMount, "upper")
 	}
 	tmp := filepath.Join(dir, snapshotLayer+".tmp")
-	if err := rt.Pause(ctx, sb.ID); err != nil {
-		return 0, fmt.Errorf("freeze: %w", err)
-	}
 	t0 := time.Now()
-	err := copyTree(ctx, upper, tmp)
-	if err == nil && sn.Kind == SnapshotMemory {
+	if sn.Kind == SnapshotMemory {
+		// The runtime saves the box's memory and lets it run on (it
+		// pauses the box while it writes); the files are copied right
+		// after, frozen again, so they hold at most the few writes made
+		// between the two.
 		img := filepath.Join(dir, snapshotImage)
-		if err = os.Mkdir(img, 0o700); err == nil {
-			err = rt.(Checkpointer).Checkpoint(ctx, sb.ID, img, true)
+		if err := os.Mkdir(img, 0o700); err != nil {
+			return 0, err
+		}
+		if err := rt.(Checkpointer).Checkpoint(ctx, sb.ID, img, true); err != nil {
+			return time.Since(t0), fmt.Errorf("checkpoint: %w", err)
+		}
+		// Every sandbox made from the snapshot restores from these files;
+		// none may change them.
+		if err := readOnlyTree(img); err != nil {
+			return time.Since(t0), err
 		}
 	}
+	if err := rt.Pause(ctx, sb.ID); err != nil {
+		return time.Since(t0), fmt.Errorf("freeze: %w", err)
+	}
+	err := copyTree(ctx, upper, tmp)
 	frozen := time.Since(t0)
 	if rerr := rt.Resume(ctx, sb.ID); rerr != nil {
 		err = errors.Join(err, fmt.Errorf("thaw: %w", rerr))
@@ -465,4 +475,19 @@ func statBlocks(info fs.FileInfo) (int64, bool) {
 		return 0, false
 	}
 	return st.Blocks * 512, true
+}
+
+// readOnlyTree takes write permission off every file and directory under
+// dir.
+func readOnlyTree(dir string) error {
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		return os.Chmod(p, info.Mode().Perm()&^0o222)
+	})
 }

@@ -22,7 +22,7 @@ const snapshotsTable = `CREATE TABLE snapshots (
 		size_bytes INTEGER NOT NULL,
 		cpus REAL NOT NULL,
 		memory_mb INTEGER NOT NULL,
-		envd_token TEXT NOT NULL,
+		envd_token TEXT NOT NULL, -- unused, always '': restored agents get their own token
 		runtime TEXT NOT NULL
 	)`
 
@@ -49,9 +49,6 @@ type Snapshot struct {
 	// restores into a box of the same size.
 	CPUs     float64
 	MemoryMB int64
-	// EnvdToken is the source's agent token, which a memory image holds:
-	// sandboxes restored from it answer to it.
-	EnvdToken string
 	// Runtime is the source's runtime, the one a memory image restores on.
 	Runtime string
 }
@@ -61,7 +58,7 @@ const snapshotColumns = `id, name, sandbox_id, template, kind, state, internal, 
 func scanSnapshot(row interface{ Scan(...any) error }) (*Snapshot, error) {
 	var s Snapshot
 	var created int64
-	if err := row.Scan(&s.ID, &s.Name, &s.SandboxID, &s.Template, &s.Kind, &s.State, &s.Internal, &created, &s.SizeBytes, &s.CPUs, &s.MemoryMB, &s.EnvdToken, &s.Runtime); err != nil {
+	if err := row.Scan(&s.ID, &s.Name, &s.SandboxID, &s.Template, &s.Kind, &s.State, &s.Internal, &created, &s.SizeBytes, &s.CPUs, &s.MemoryMB, new(string), &s.Runtime); err != nil {
 		return nil, err
 	}
 	s.CreatedAt = timeOrZero(created)
@@ -71,7 +68,7 @@ func scanSnapshot(row interface{ Scan(...any) error }) (*Snapshot, error) {
 // PutSnapshot inserts or replaces a snapshot record.
 func (s *DB) PutSnapshot(ctx context.Context, sn *Snapshot) error {
 	_, err := s.db.ExecContext(ctx, `INSERT OR REPLACE INTO snapshots (`+snapshotColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		sn.ID, sn.Name, sn.SandboxID, sn.Template, sn.Kind, sn.State, sn.Internal, unixOrZero(sn.CreatedAt), sn.SizeBytes, sn.CPUs, sn.MemoryMB, sn.EnvdToken, sn.Runtime)
+		sn.ID, sn.Name, sn.SandboxID, sn.Template, sn.Kind, sn.State, sn.Internal, unixOrZero(sn.CreatedAt), sn.SizeBytes, sn.CPUs, sn.MemoryMB, "", sn.Runtime)
 	if err != nil {
 		return fmt.Errorf("store snapshot %s: %w", sn.ID, err)
 	}

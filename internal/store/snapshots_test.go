@@ -31,7 +31,7 @@ func TestSnapshots(t *testing.T) {
 	ctx := context.Background()
 	db := open(t, filepath.Join(t.TempDir(), "sbx.db"))
 	a := &Snapshot{ID: "snap-a", Name: "first", SandboxID: "sb", Template: "base", Kind: "files", State: "ready",
-		CreatedAt: time.Unix(1, 0).UTC(), SizeBytes: 4096, CPUs: 1, MemoryMB: 512, EnvdToken: "tok", Runtime: "runc"}
+		CreatedAt: time.Unix(1, 0).UTC(), SizeBytes: 4096, CPUs: 1, MemoryMB: 512, Runtime: "runc"}
 	b := &Snapshot{ID: "snap-b", SandboxID: "sb", Template: "snap-a", Kind: "memory", State: "creating", Internal: true,
 		CreatedAt: time.Unix(2, 0).UTC(), Runtime: "runsc"}
 	for _, sn := range []*Snapshot{a, b} {

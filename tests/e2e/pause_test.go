@@ -247,7 +247,7 @@ func TestPauseFilesOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res := mustRun(t, ctx, sb2, "cat /home/user/kept.txt; kill -0 "+strconv.Itoa(pid)+" 2>/dev/null && echo alive || echo gone", nil); res.Stdout != "kept\ngone\n" {
+	if res := mustRun(t, ctx, sb2, "cat /home/user/kept.txt; grep -qs 'counter[.]tmp' /proc/"+strconv.Itoa(pid)+"/cmdline && echo alive || echo gone", nil); res.Stdout != "kept\ngone\n" {
 		t.Fatalf("after resume: %q, want the file kept and the old process gone", res.Stdout)
 	}
 }
@@ -666,4 +666,65 @@ func rawRequest(t *testing.T, srv *harness.Server, method, path, body string) (i
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+// TestForkProcesses forks a sandbox whose process holds a counter in
+// memory into 3 copies. On runsc (memory snapshots) the process continues
+// in every copy from the value it had, and the copies then diverge; on
+// runc (files only) the copies have the files and no process.
+func TestForkProcesses(t *testing.T) {
+	srv := harness.Start(t)
+	ctx := ctxFor(t, 4*time.Minute)
+	c := srv.Client
+	src, err := c.CreateSandbox(ctx, client.CreateOptions{Timeout: 5 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := startCounter(t, ctx, src)
+	_, before, _ := readCounter(t, ctx, src)
+	forks, err := c.Fork(ctx, src.ID, 3, 5*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The source goes on.
+	awaitCounter(t, ctx, src, pid, before+5)
+	memory := harness.Runtime() == "runsc"
+	var copies []*client.Sandbox
+	for i, f := range forks {
+		if f.Err != nil {
+			t.Fatalf("fork %d: %v", i, f.Err)
+		}
+		sb := f.Sandbox
+		copies = append(copies, sb)
+		if sb.ID == src.ID || sb.EnvdAccessToken == src.EnvdAccessToken {
+			t.Fatalf("fork %d shares the source's id or token", i)
+		}
+		p, n, ok := readCounter(t, ctx, sb)
+		if !ok || n < before {
+			t.Fatalf("fork %d: counter file %d %d (%v); the source had %d before the fork", i, p, n, ok, before)
+		}
+		// The counter's own pid, running the counter (a fresh box may
+		// reuse the number for something else).
+		alive := mustRun(t, ctx, sb, fmt.Sprintf("grep -qs 'counter[.]tmp' /proc/%d/cmdline && echo alive || echo gone", pid), nil).Stdout
+		if memory {
+			if alive != "alive\n" {
+				t.Fatalf("fork %d: the counter process did not come with the memory snapshot", i)
+			}
+			awaitCounter(t, ctx, sb, pid, n+3)
+		} else if alive != "gone\n" {
+			t.Fatalf("fork %d: a process came with a files-only snapshot", i)
+		}
+	}
+	if !memory {
+		return
+	}
+	// The copies diverge: the counter stopped in one goes on in the others.
+	mustRun(t, ctx, copies[0], fmt.Sprintf("kill %d", pid), nil)
+	_, stopped, _ := readCounter(t, ctx, copies[0])
+	_, n1, _ := readCounter(t, ctx, copies[1])
+	awaitCounter(t, ctx, copies[1], pid, n1+5)
+	awaitCounter(t, ctx, src, pid, n1+5)
+	if _, n, _ := readCounter(t, ctx, copies[0]); n > stopped+1 {
+		t.Fatalf("the counter killed in fork 0 went on: %d after %d", n, stopped)
+	}
 }

@@ -1,0 +1,248 @@
+// Command lifecycle measures pause, resume and fork on a real sbx serve and
+// prints a table of p50/p99 figures:
+//
+//   - pause and resume of a sandbox holding 100 MiB and 1 GiB of touched
+//     memory (a Python process that wrote every page), each resume checked
+//     by a command and by the process still holding its memory;
+//   - the bytes on disk a paused 100 MiB sandbox takes (its directory: disk
+//     image blocks and, on runsc, its memory image);
+//   - fork ×10: from the request to all ten copies having answered a
+//     command;
+//   - beside them, the raw runtime's own pause and resume of the same box
+//     (`runc pause/resume`, or `runsc checkpoint/restore` is not run raw:
+//     see docs/benchmarks.md).
+//
+// Run it as root on a host prepared by scripts/setup.sh, once per runtime:
+//
+//	go run ./tests/bench/lifecycle -runtime runsc -n 5
+//	go run ./tests/bench/lifecycle -runtime runc -n 5
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io/fs"
+	"log"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/sbxdev/sbx/client"
+	"github.com/sbxdev/sbx/tests/harness"
+)
+
+func main() {
+	rt := flag.String("runtime", "runsc", "runtime to measure (runc or runsc)")
+	n := flag.Int("n", 5, "pause/resume cycles per size")
+	forks := flag.Int("forks", 3, "fork ×10 rounds")
+	flag.Parse()
+	defer tb.cleanup()
+	os.Setenv("SBX_TEST_RUNTIME", *rt)
+	srv := harness.Start(tb, "--max-memory-mb", "4096", "--max-fork", "10")
+	ctx := context.Background()
+	c := srv.Client
+
+	fmt.Printf("runtime %s, %d cycles per size\n\n", *rt, *n)
+	fmt.Println("| operation | n | p50 | p99 | raw runtime p50 |")
+	fmt.Println("|---|---|---|---|---|")
+	for _, size := range []int{100, 1024} {
+		sb := must(c.CreateSandbox(ctx, client.CreateOptions{Timeout: client.NoTimeout, MemoryMB: size + 512}))
+		hold(ctx, sb, size)
+		var pause, resume []time.Duration
+		var kind string
+		for i := 0; i < *n; i++ {
+			t0 := time.Now()
+			if err := sb.Pause(ctx, nil); err != nil {
+				fatal(err)
+			}
+			pause = append(pause, time.Since(t0))
+			if i == 0 {
+				info := must(c.GetSandbox(ctx, sb.ID))
+				kind = info.PauseKind
+				if size == 100 {
+					fmt.Printf("| bytes on disk, paused %d MiB sandbox (%s) | 1 | %s | | |\n", size, kind, mibs(duBytes(filepath.Join(srv.DataDir, "sandboxes", sb.ID))))
+				}
+			}
+			t0 = time.Now()
+			sb = must(c.Resume(ctx, sb.ID, &client.ResumeOptions{Timeout: client.NoTimeout}))
+			resume = append(resume, time.Since(t0))
+			check(ctx, sb, size)
+		}
+		var rawP, rawR []time.Duration
+		if *rt == "runc" {
+			for i := 0; i < *n; i++ {
+				rawP = append(rawP, timeCmd("/usr/local/lib/sbx/runc", "--root", filepath.Join(srv.DataDir, "runc"), "pause", sb.ID))
+				rawR = append(rawR, timeCmd("/usr/local/lib/sbx/runc", "--root", filepath.Join(srv.DataDir, "runc"), "resume", sb.ID))
+			}
+		}
+		fmt.Printf("| pause, %d MiB touched (%s) | %d | %s | %s | %s |\n", size, kind, len(pause), ms(pct(pause, 50)), ms(pct(pause, 99)), rawFig(rawP))
+		fmt.Printf("| resume → agent answers, %d MiB touched (%s) | %d | %s | %s | %s |\n", size, kind, len(resume), ms(pct(resume, 50)), ms(pct(resume, 99)), rawFig(rawR))
+		sb.Kill(ctx)
+	}
+
+	src := must(c.CreateSandbox(ctx, client.CreateOptions{Timeout: client.NoTimeout}))
+	hold(ctx, src, 16)
+	var fork []time.Duration
+	for r := 0; r < *forks; r++ {
+		t0 := time.Now()
+		res := must(c.Fork(ctx, src.ID, 10, time.Minute))
+		var wg sync.WaitGroup
+		for _, f := range res {
+			if f.Err != nil {
+				fatal(f.Err)
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if out := must(f.Sandbox.Run(ctx, "echo hi", nil)); out.Stdout != "hi\n" {
+					fatalf("fork answered %q", out.Stdout)
+				}
+			}()
+		}
+		wg.Wait()
+		fork = append(fork, time.Since(t0))
+		for _, f := range res {
+			f.Sandbox.Kill(ctx)
+		}
+	}
+	fmt.Printf("| fork ×10 → all answered a command | %d | %s | %s | |\n", len(fork), ms(pct(fork, 50)), ms(pct(fork, 99)))
+	src.Kill(ctx)
+}
+
+// hold starts a process in sb that touches mib MiB and keeps it.
+func hold(ctx context.Context, sb *client.Sandbox, mib int) {
+	script := fmt.Sprintf(`setsid nohup python3 -c '
+import time
+b = bytearray(%d << 20)
+for i in range(0, len(b), 4096):
+    b[i] = 7
+open("/tmp/held", "w").write(str(len(b)))
+while True:
+    time.sleep(3600)
+' >/dev/null 2>&1 &
+for i in $(seq 600); do [ -s /tmp/held ] && exit 0; sleep 0.05; done; exit 1`, mib)
+	if res := must(sb.Run(ctx, script, nil)); res.ExitCode != 0 {
+		fatalf("memory holder did not start: %+v", res)
+	}
+}
+
+// check makes sure the memory holder is still alive after a resume.
+func check(ctx context.Context, sb *client.Sandbox, mib int) {
+	res := must(sb.Run(ctx, "pgrep -f 'bytearray' >/dev/null && cat /tmp/held", nil))
+	if res.Stdout != fmt.Sprint(mib<<20) {
+		fatalf("after resume the memory holder is gone: %+v", res)
+	}
+}
+
+func timeCmd(name string, args ...string) time.Duration {
+	t0 := time.Now()
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		fatalf("%s %v: %v: %s", name, args, err, out)
+	}
+	return time.Since(t0)
+}
+
+// duBytes is the disk space the files under dir take, not crossing into
+// filesystems mounted below it (a running sandbox's rootfs and disk: the
+// disk's image file is counted once, as a file of dir).
+func duBytes(dir string) int64 {
+	var root syscall.Stat_t
+	if err := syscall.Stat(dir, &root); err != nil {
+		fatal(err)
+	}
+	var n int64
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		st, ok := info.Sys().(*syscall.Stat_t)
+		if !ok {
+			return nil
+		}
+		if st.Dev != root.Dev {
+			return filepath.SkipDir
+		}
+		n += st.Blocks * 512
+		return nil
+	})
+	return n
+}
+
+func rawFig(ds []time.Duration) string {
+	if len(ds) == 0 {
+		return "—"
+	}
+	return ms(pct(ds, 50))
+}
+
+func mibs(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
+
+func pct(ds []time.Duration, p int) time.Duration {
+	s := append([]time.Duration{}, ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := (len(s)*p + 99) / 100
+	if i > 0 {
+		i--
+	}
+	return s[i]
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		fatal(err)
+	}
+	return v
+}
+
+// tb runs the harness outside `go test`; fatal errors go through it so that
+// the server and its sandboxes are cleaned up before exiting.
+var tb = &mainT{}
+
+func fatal(args ...any)                 { tb.Fatal(args...) }
+func fatalf(format string, args ...any) { tb.Fatalf(format, args...) }
+
+// mainT lets the harness run outside `go test`.
+type mainT struct {
+	mu       sync.Mutex
+	cleanups []func()
+}
+
+func (t *mainT) Helper()                           {}
+func (t *mainT) Fatal(args ...any)                 { t.cleanup(); log.Fatal(args...) }
+func (t *mainT) Fatalf(format string, args ...any) { t.cleanup(); log.Fatalf(format, args...) }
+func (t *mainT) Errorf(format string, args ...any) { log.Printf(format, args...) }
+func (t *mainT) Logf(format string, args ...any)   { log.Printf(format, args...) }
+func (t *mainT) Cleanup(f func()) {
+	t.mu.Lock()
+	t.cleanups = append(t.cleanups, f)
+	t.mu.Unlock()
+}
+func (t *mainT) TempDir() string {
+	d, err := os.MkdirTemp("", "sbx-bench-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+func (t *mainT) cleanup() {
+	t.mu.Lock()
+	fs := t.cleanups
+	t.cleanups = nil
+	t.mu.Unlock()
+	for i := len(fs) - 1; i >= 0; i-- {
+		fs[i]()
+	}
+}
+
