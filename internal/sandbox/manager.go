@@ -335,6 +335,7 @@ func (m *Manager) create(ctx context.Context, p CreateParams, override *Template
 		Pids:         m.cfg.DefaultPids,
 		Life:         life,
 	}
+	sb.Life.TTL = timeout
 	if timeout > 0 {
 		sb.EndAt = now.Add(timeout)
 	}
@@ -748,6 +749,9 @@ func (m *Manager) updateEnd(ctx context.Context, id string, d time.Duration, ext
 		}
 	}
 	sb.EndAt = end
+	if !extendOnly {
+		sb.Life.TTL = d
+	}
 	if err := m.db.PutSandbox(ctx, sb); err != nil {
 		return err
 	}

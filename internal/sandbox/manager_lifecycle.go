@@ -325,8 +325,12 @@ func (m *Manager) Resume(ctx context.Context, id string, opts ResumeOptions) (*S
 		return nil, false, errdefs.New(errdefs.ErrFailedPrecondition, "sandbox %q is %s", id, sb.State)
 	}
 	defer unlock()
-	if opts.Auto && (!sb.Life.AutoResume || sb.Life.PauseKind == PauseFilesystem) {
-		return nil, false, errdefs.New(errdefs.ErrFailedPrecondition, "sandbox %q is paused; resume it with connect", id)
+	if opts.Auto {
+		if !sb.Life.AutoResume || sb.Life.PauseKind == PauseFilesystem {
+			return nil, false, errdefs.New(errdefs.ErrFailedPrecondition, "sandbox %q is paused; resume it with connect", id)
+		}
+		// Woken by traffic: it lives as long as it was set to.
+		d = sb.Life.TTL
 	}
 	if err := m.resumeLocked(ctx, sb, d, opts.Memory); err != nil {
 		return nil, false, err

@@ -160,6 +160,9 @@ type SandboxLife struct {
 	PauseKind string `json:"pauseKind,omitempty"`
 	// PausedAt is when the sandbox was last paused.
 	PausedAt time.Time `json:"pausedAt,omitzero"`
+	// TTL is the time to live last set for the sandbox (0: no limit); an
+	// auto-resume gives it the same again.
+	TTL time.Duration `json:"ttl,omitempty"`
 }
 
 func unixOrZero(t time.Time) int64 {

@@ -330,7 +330,7 @@ func TestAutoPause(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	idle, err := c.CreateSandbox(ctx, client.CreateOptions{Timeout: 5 * time.Minute, Lifecycle: client.Lifecycle{IdlePause: 2 * time.Second}})
+	idle, err := c.CreateSandbox(ctx, client.CreateOptions{Timeout: client.NoTimeout, Lifecycle: client.Lifecycle{IdlePause: 2 * time.Second}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -355,7 +355,10 @@ func TestAutoPause(t *testing.T) {
 	if res := mustRun(t, ctx, idle, "cat /tmp/idle", nil); res.Stdout != "before\n" {
 		t.Fatalf("after auto-resume: %q", res.Stdout)
 	}
-	mustState(t, ctx, c, idle.ID, client.StateRunning, "")
+	// Woken by traffic, it keeps the time to live it had: none.
+	if info := mustState(t, ctx, c, idle.ID, client.StateRunning, ""); info.HasTimeout() {
+		t.Fatalf("auto-resumed sandbox got a time limit: ends %v", info.EndAt)
+	}
 	// A command that runs longer than the idle period keeps it running.
 	mustRun(t, ctx, idle, "sleep 3", nil)
 	mustState(t, ctx, c, idle.ID, client.StateRunning, "")
