@@ -3,17 +3,26 @@ package e2e
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"log"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/sbxdev/sbx/client"
 	"github.com/sbxdev/sbx/tests/harness"
@@ -346,5 +355,97 @@ func TestTemplateBuildBadInput(t *testing.T) {
 			}
 			return nil
 		})
+	}
+}
+
+// TestTemplateBuildFromImage builds FROM an image in a registry (an
+// in-process one on loopback) with an ADD of a local tarball, which is
+// unpacked, and checks the result with the image's own cat (the image has
+// no shell, so no RUN). A tarball with an entry escaping its destination
+// fails the build.
+func TestTemplateBuildFromImage(t *testing.T) {
+	srv := harness.Start(t)
+	ctx := ctxFor(t, 5*time.Minute)
+	c := srv.Client
+
+	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(reg.Close)
+	archive := filepath.Join(t.TempDir(), "img.tar")
+	writeCatImage(t, filepath.Join(harness.TemplatesDir(), "base", "rootfs"), archive)
+	img, err := tarball.ImageFromPath(archive, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := strings.TrimPrefix(reg.URL, "http://") + "/cat:v1"
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r, img); err != nil {
+		t.Fatalf("push %s: %v", ref, err)
+	}
+
+	dir := t.TempDir()
+	tarGz := func(path string, entries map[string]string) {
+		var buf bytes.Buffer
+		zw := gzip.NewWriter(&buf)
+		tw := tar.NewWriter(zw)
+		for n, body := range entries {
+			tw.WriteHeader(&tar.Header{Name: n, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(body)), Uid: 1234, Gid: 1234})
+			tw.Write([]byte(body))
+		}
+		tw.Close()
+		zw.Close()
+		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tarGz(filepath.Join(dir, "data.tar.gz"), map[string]string{"sub/a.txt": "from a tarball\n"})
+	tarGz(filepath.Join(dir, "evil.tar.gz"), map[string]string{"../../../escaped.txt": "escaped\n"})
+	os.WriteFile(filepath.Join(dir, "note.txt"), []byte("a note\n"), 0o644)
+	tpl := fmt.Sprintf("e2e-fromimg-%d", os.Getpid())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := c.DeleteTemplate(ctx, tpl); err != nil && !errors.Is(err, client.ErrNotFound) {
+			t.Errorf("delete template %s: %v", tpl, err)
+		}
+	})
+	var events []string
+	_, err = c.BuildTemplate(ctx, client.BuildOptions{Name: tpl, ContextDir: dir, Dockerfile: "FROM " + ref + "\nADD data.tar.gz /srv/\nCOPY note.txt data.tar.gz /srv/copied/\nCMD []\n"}, func(e client.BuildEvent) { events = append(events, e.Message) })
+	if err != nil {
+		t.Fatalf("build FROM %s: %v\n%s\n%s", ref, err, strings.Join(events, "\n"), srv.Logs())
+	}
+	sb, err := c.CreateSandbox(ctx, client.CreateOptions{Template: tpl})
+	if err != nil {
+		t.Fatalf("create from %s: %v", tpl, err)
+	}
+	defer sb.Kill(context.WithoutCancel(ctx))
+	var out bytes.Buffer
+	code, err := sb.Exec(ctx, client.ExecOptions{Cmd: "/usr/bin/cat", Args: []string{"/etc/motd-sbx", "/srv/sub/a.txt", "/srv/copied/note.txt"}, User: "root", Stdout: &out, Stderr: &out})
+	if err != nil || code != 0 || out.String() != "imported\nfrom a tarball\na note\n" {
+		t.Errorf("cat in the built template: code %d, err %v, output %q", code, err, out.String())
+	}
+	// COPY does not unpack: the archive arrives as it is (gzip magic).
+	out.Reset()
+	code, err = sb.Exec(ctx, client.ExecOptions{Cmd: "/usr/bin/cat", Args: []string{"/srv/copied/data.tar.gz"}, User: "root", Stdout: &out})
+	if err != nil || code != 0 || !bytes.HasPrefix(out.Bytes(), []byte{0x1f, 0x8b}) {
+		t.Errorf("COPY of a tarball: code %d, err %v, %d bytes", code, err, out.Len())
+	}
+
+	// An archive entry leaving the destination fails the build.
+	_, err = c.BuildTemplate(ctx, client.BuildOptions{Name: tpl + "-evil", ContextDir: dir, Dockerfile: "FROM " + ref + "\nADD evil.tar.gz /srv/\n"}, nil)
+	var be *client.BuildError
+	if !errors.As(err, &be) || be.Build.Step != 2 || !strings.Contains(be.Build.Error, `".."`) {
+		t.Errorf("ADD of an escaping tarball: %v", err)
+	}
+	filepath.WalkDir(srv.DataDir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Name() == "escaped.txt" {
+			t.Errorf("an escaping ADD entry was written: %s", p)
+		}
+		return nil
+	})
+	if _, err := os.Stat(filepath.Join(harness.TemplatesDir(), "escaped.txt")); err == nil {
+		t.Errorf("an escaping ADD entry was written into the templates directory")
 	}
 }
