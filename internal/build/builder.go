@@ -659,7 +659,15 @@ func (r *run) layerStep(ctx context.Context, in Instruction, step int) error {
 		if in.Cmd == "RUN" {
 			return r.runCommand(ctx, sb, in, step, argv, user)
 		}
-		return r.doCopy(ctx, rootfs, cp)
+		if err := r.doCopy(ctx, rootfs, cp); err != nil && !isClassed(err) && ctx.Err() == nil {
+			// What COPY and ADD meet (a file where a directory must be,
+			// a bad archive) comes from the Dockerfile and the context.
+			// The errors name paths in the sandbox or the context only.
+			return errdefs.Wrap(errdefs.ErrInvalidArgument, err, "%s: %v", in.Cmd, err)
+		} else if err != nil {
+			return err
+		}
+		return nil
 	})
 	if err != nil {
 		return err

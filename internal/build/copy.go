@@ -179,10 +179,6 @@ func statBeneath(dir, rel string) (fs.FileInfo, error) {
 		return nil, err
 	}
 	defer f.Close()
-	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-		return nil, err
-	}
 	return f.Stat()
 }
 

@@ -49,7 +49,7 @@ func (r *run) runCommand(ctx context.Context, sb *sandbox.Sandbox, in Instructio
 	req.Header().Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(user+":")))
 	stream, err := pc.Start(ctx, req)
 	if err != nil {
-		return fmt.Errorf("start command: %w", err)
+		return agentErr(in, err)
 	}
 	defer stream.Close()
 	out := &lineWriter{emit: func(s string) { r.info(step, "output", s) }}
@@ -84,12 +84,18 @@ func (r *run) runCommand(ctx context.Context, sb *sandbox.Sandbox, in Instructio
 	out.Flush()
 	errw.Flush()
 	if err := stream.Err(); err != nil {
-		var ce *connect.Error
-		if errors.As(err, &ce) && ce.Code() == connect.CodeInvalidArgument {
-			// The agent refused: no such user, no such directory.
-			return errdefs.Wrap(errdefs.ErrInvalidArgument, err, "%s: %s", in.Cmd, ce.Message())
-		}
-		return fmt.Errorf("command stream: %w", err)
+		return agentErr(in, err)
 	}
 	return fmt.Errorf("command stream ended without an exit status")
+}
+
+// agentErr classifies the agent's refusal to run a command.
+func agentErr(in Instruction, err error) error {
+	var ce *connect.Error
+	if errors.As(err, &ce) && (ce.Code() == connect.CodeInvalidArgument || ce.Code() == connect.CodeNotFound || ce.Code() == connect.CodePermissionDenied) {
+		// No such user, no such directory, no such program: the
+		// Dockerfile's doing; the agent's message says which.
+		return errdefs.Wrap(errdefs.ErrInvalidArgument, err, "%s: %s", in.Cmd, ce.Message())
+	}
+	return fmt.Errorf("command stream: %w", err)
 }

@@ -302,6 +302,23 @@ func TestTemplateBuildBadInput(t *testing.T) {
 	if list, _ := c.ListSandboxes(ctx, nil); len(list) != 0 {
 		t.Errorf("a failed build left sandboxes: %+v", list)
 	}
+	// Steps the Dockerfile gets wrong while they run: a clear message.
+	for _, tc := range []struct {
+		dockerfile, want string
+		step             int
+	}{
+		{"FROM base\nUSER nosuchuser\nRUN true\n", `nosuchuser`, 3},
+		{"FROM base\nRUN [\"/no/such/program\"]\n", `/no/such/program`, 2},
+		{"FROM base\nCOPY hello.txt /etc/passwd/x\n", `COPY`, 2},
+	} {
+		os.WriteFile(filepath.Join(dir, "hello.txt"), []byte("x"), 0o644)
+		_, err := c.BuildTemplate(ctx, client.BuildOptions{Name: name, ContextDir: dir, Dockerfile: tc.dockerfile}, nil)
+		var be *client.BuildError
+		if !errors.As(err, &be) || be.Build.Step != tc.step || !strings.Contains(be.Build.Error, tc.want) || strings.Contains(be.Build.Error, "internal error") {
+			t.Errorf("%q: %v, want a failed step %d naming %q", tc.dockerfile, err, tc.step, tc.want)
+		}
+	}
+
 	// The CLI: exit 1, the RUN's output on stderr as it came.
 	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM base\nRUN echo cli-oops; exit 7\n"), 0o644)
 	_, stderr, code := srv.CLI(ctx, nil, "template", "build", "--name", name, dir)
