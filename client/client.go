@@ -64,7 +64,7 @@ func New(baseURL, apiKey string, opts ...Option) *Client {
 	c := &Client{
 		baseURL:   u,
 		apiKey:    apiKey,
-		http:      &http.Client{},
+		http:      &http.Client{Transport: defaultTransport()},
 		userAgent: "sbx-go-client",
 	}
 	for _, o := range opts {

@@ -190,7 +190,13 @@ func (p *proxy) newBackend(sb *sandbox.Sandbox) *backend {
 		protos: map[int]portProto{},
 	}
 	envdTr := &http.Transport{
-		DialContext:         func(ctx context.Context, _, _ string) (net.Conn, error) { return b.dial(ctx) },
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			c, err := b.dial(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return bulkConn{c}, nil
+		},
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,

@@ -39,7 +39,15 @@ func main() {
 	n := flag.Int("n", 50, "sandboxes to create for the create benchmark")
 	rtt := flag.Int("rtt", 200, "commands for the round-trip benchmark")
 	concurrent := flag.Int("concurrent", 100, "idle sandboxes to hold at once")
+	sections := flag.String("only", "create,rtt,density,files,templates", "comma-separated sections to run: create, rtt, density, files, templates")
+	transferMiB := flag.Int64("transfer-mib", 200, "size of the file uploaded and downloaded, in MiB")
+	transferReps := flag.Int("transfer-reps", 5, "uploads and downloads of that file")
+	small := flag.Int("small", 300, "small-file write+read round trips")
 	flag.Parse()
+	want := map[string]bool{}
+	for _, s := range strings.Split(*sections, ",") {
+		want[strings.TrimSpace(s)] = true
+	}
 	defer tb.cleanup()
 	srv := harness.Start(tb)
 	ctx := context.Background()
@@ -53,55 +61,71 @@ func main() {
 	}
 
 	var rows []row
-	raw := rawRunc(*n, "")
-	// The same, with the exact OCI spec sbx gives a sandbox (seccomp,
-	// capabilities, masked paths, limits), taken from a live sandbox.
-	probe := must(c.CreateSandbox(ctx, client.CreateOptions{}))
-	rawSpec := rawRunc(*n, filepath.Join(srv.DataDir, "sandboxes", probe.ID, "bundle", "config.json"))
-	probe.Kill(ctx)
-	var sbx []time.Duration
-	for i := 0; i < *n; i++ {
-		t0 := time.Now()
+	if want["create"] {
+		raw := rawRunc(*n, "")
+		// The same, with the exact OCI spec sbx gives a sandbox (seccomp,
+		// capabilities, masked paths, limits), taken from a live sandbox.
+		probe := must(c.CreateSandbox(ctx, client.CreateOptions{}))
+		rawSpec := rawRunc(*n, filepath.Join(srv.DataDir, "sandboxes", probe.ID, "bundle", "config.json"))
+		probe.Kill(ctx)
+		var sbx []time.Duration
+		for i := 0; i < *n; i++ {
+			t0 := time.Now()
+			sb := must(c.CreateSandbox(ctx, client.CreateOptions{}))
+			var out strings.Builder
+			code, err := sb.Exec(ctx, client.ExecOptions{Cmd: "echo", Args: []string{"hi"}, Stdout: &out})
+			d := time.Since(t0)
+			if err != nil || code != 0 || out.String() != "hi\n" {
+				fatalf("echo hi: %d %v %q", code, err, out.String())
+			}
+			sbx = append(sbx, d)
+			if err := sb.Kill(ctx); err != nil {
+				fatal(err)
+			}
+		}
+		rows = append(rows, row{"create → `echo hi` done, vs `runc run` (runc's default spec)", sbx, raw, ""})
+		rows = append(rows, row{"create → `echo hi` done, vs `runc run` (sbx's spec)", sbx, rawSpec, ""})
+	}
+
+	if want["rtt"] {
 		sb := must(c.CreateSandbox(ctx, client.CreateOptions{}))
-		var out strings.Builder
-		code, err := sb.Exec(ctx, client.ExecOptions{Cmd: "echo", Args: []string{"hi"}, Stdout: &out})
-		d := time.Since(t0)
-		if err != nil || code != 0 || out.String() != "hi\n" {
-			fatalf("echo hi: %d %v %q", code, err, out.String())
+		var rt []time.Duration
+		for i := 0; i < *rtt; i++ {
+			t0 := time.Now()
+			code, err := sb.Exec(ctx, client.ExecOptions{Cmd: "true"})
+			if err != nil || code != 0 {
+				fatalf("true: %d %v", code, err)
+			}
+			rt = append(rt, time.Since(t0))
 		}
-		sbx = append(sbx, d)
-		if err := sb.Kill(ctx); err != nil {
-			fatal(err)
+		sb.Kill(ctx)
+		// The command's own cost: fork and exec of `true` on the host, from Go.
+		var host []time.Duration
+		for i := 0; i < *rtt; i++ {
+			t0 := time.Now()
+			if err := exec.Command("true").Run(); err != nil {
+				fatal(err)
+			}
+			host = append(host, time.Since(t0))
 		}
+		rows = append(rows, row{"command round trip (`true`), vs fork+exec of `true` on the host", rt, host, ""})
 	}
-	rows = append(rows, row{"create → `echo hi` done, vs `runc run` (runc's default spec)", sbx, raw, ""})
-	rows = append(rows, row{"create → `echo hi` done, vs `runc run` (sbx's spec)", sbx, rawSpec, ""})
 
-	sb := must(c.CreateSandbox(ctx, client.CreateOptions{}))
-	var rt []time.Duration
-	for i := 0; i < *rtt; i++ {
-		t0 := time.Now()
-		code, err := sb.Exec(ctx, client.ExecOptions{Cmd: "true"})
-		if err != nil || code != 0 {
-			fatalf("true: %d %v", code, err)
+	if len(rows) > 0 {
+		fmt.Printf("\n| operation | n | p50 | p99 | raw runtime p50 | raw p99 | ratio p50 |\n|---|---|---|---|---|---|---|\n")
+		for _, r := range rows {
+			fmt.Println(r.String())
 		}
-		rt = append(rt, time.Since(t0))
 	}
-	sb.Kill(ctx)
-	// The command's own cost: fork and exec of `true` on the host, from Go.
-	var host []time.Duration
-	for i := 0; i < *rtt; i++ {
-		t0 := time.Now()
-		if err := exec.Command("true").Run(); err != nil {
-			fatal(err)
-		}
-		host = append(host, time.Since(t0))
-	}
-	rows = append(rows, row{"command round trip (`true`), vs fork+exec of `true` on the host", rt, host, ""})
 
-	fmt.Printf("\n| operation | n | p50 | p99 | raw runtime p50 | raw p99 | ratio p50 |\n|---|---|---|---|---|---|---|\n")
-	for _, r := range rows {
-		fmt.Println(r.String())
+	if want["files"] {
+		filesSection(ctx, c, *transferMiB<<20, *transferReps, *small)
+	}
+	if want["templates"] {
+		templatesSection(ctx, srv, c, *n)
+	}
+	if !want["density"] {
+		return
 	}
 
 	// Density.
