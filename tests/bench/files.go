@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -136,7 +137,7 @@ func importBaseCopy(ctx context.Context, c *client.Client, name string) time.Dur
 		if fi.IsDir() {
 			hdr.Name += "/"
 		}
-		s := fi.Sys().(*unix.Stat_t)
+		s := fi.Sys().(*syscall.Stat_t)
 		hdr.Uid, hdr.Gid = int(s.Uid-shift), int(s.Gid-shift)
 		hdr.Uname, hdr.Gname = "", ""
 		if err := tw.WriteHeader(hdr); err != nil {
