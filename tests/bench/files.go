@@ -327,9 +327,13 @@ func templatesSection(ctx context.Context, srv *harness.Server, c *client.Client
 	fmt.Printf("| base (built by debootstrap) | %d | %s | %s |\n", len(base), ms(pct(base, 50)), ms(pct(base, 99)))
 	fmt.Printf("| imported (the same files as an OCI layout, imported in %s) | %d | %s | %s |\n", took.Round(time.Millisecond), len(imp), ms(pct(imp, 50)), ms(pct(imp, 99)))
 	const k = 10
+	fmt.Printf("\n| disk, %d sandboxes held, each wrote a file | added per sandbox (its disk image, bundle) | template on disk before → after | every overlay's lower layer is the template's one rootfs |\n|---|---|---|---|\n", k)
 	for _, t := range []string{"base", name} {
 		per, before, after, shared := diskPerSandbox(ctx, srv, c, t, k)
-		fmt.Printf("| %s: disk per sandbox (%d held, each wrote a file) | %.2f MiB | template %.1f MiB on disk before, %.1f MiB after; every overlay's lower layer is the template's rootfs: %v |\n",
-			map[bool]string{true: "base", false: "imported"}[t == "base"], k, mib(per), mib(before), mib(after), shared)
+		label := "base"
+		if t != "base" {
+			label = "imported"
+		}
+		fmt.Printf("| %s | %.2f MiB | %.1f MiB → %.1f MiB | %v |\n", label, mib(per), mib(before), mib(after), shared)
 	}
 }
