@@ -119,8 +119,12 @@ type TemplateDetail struct {
 	DiskBytes int64 `json:"diskBytes"`
 	// Layers are the image layers it was flattened from.
 	Layers []TemplateLayer `json:"layers"`
-	User   string          `json:"defaultUser"`
-	Env    []string        `json:"env"`
+	// BuildLayers are a built template's layers (build cache keys),
+	// uppermost first, over the root filesystem of template Base.
+	BuildLayers []string `json:"buildLayers,omitempty"`
+	Base        string   `json:"base,omitempty"`
+	User        string   `json:"defaultUser"`
+	Env         []string `json:"env"`
 	// Workdir is the default working directory of commands.
 	Workdir      string   `json:"workdir,omitempty"`
 	StartCmd     []string `json:"startCmd"`

@@ -14,9 +14,12 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -66,7 +69,7 @@ type BuildOptions struct {
 	Name string
 	// ContextDir is the build context, a local directory sent to the
 	// server (regular files, directories and symlinks; owners are not
-	// sent).
+	// sent), less what its .dockerignore excludes.
 	ContextDir string
 	// Dockerfile is the Dockerfile's text; empty means ContextDir's
 	// Dockerfile (or DockerfilePath in it).
@@ -174,7 +177,15 @@ func writeContext(ctx context.Context, w io.Writer, dir string) error {
 	bw := bufio.NewWriterSize(w, 256<<10)
 	zw, _ := gzip.NewWriterLevel(bw, gzip.BestSpeed)
 	tw := tar.NewWriter(zw)
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	rules, err := readDockerignore(dir)
+	if err != nil {
+		return fmt.Errorf("sbx: build context: %w", err)
+	}
+	negations := false
+	for _, r := range rules {
+		negations = negations || r.negate
+	}
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -184,6 +195,12 @@ func writeContext(ctx context.Context, w io.Writer, dir string) error {
 		rel, err := filepath.Rel(dir, p)
 		if err != nil || rel == "." {
 			return err
+		}
+		if ignored(rules, filepath.ToSlash(rel)) {
+			if d.IsDir() && !negations {
+				return filepath.SkipDir // nothing below can come back
+			}
+			return nil
 		}
 		info, err := d.Info()
 		if err != nil {
@@ -330,4 +347,95 @@ func (c *Client) BuildTemplate(ctx context.Context, opts BuildOptions, onEvent f
 		return b, &BuildError{Build: b}
 	}
 	return b, nil
+}
+
+// ignoreRule is one line of a .dockerignore file.
+type ignoreRule struct {
+	re     *regexp.Regexp
+	negate bool
+}
+
+// readDockerignore reads dir/.dockerignore, if there is one: one pattern
+// a line ("#" comments), "*", "?", "[...]" and "**" (any number of
+// directories) as in Docker, "!" re-including what an earlier line
+// excluded. A pattern matches a path or any directory above it.
+func readDockerignore(dir string) ([]ignoreRule, error) {
+	b, err := os.ReadFile(filepath.Join(dir, ".dockerignore"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var rules []ignoreRule
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		r := ignoreRule{}
+		if strings.HasPrefix(line, "!") {
+			r.negate, line = true, strings.TrimSpace(line[1:])
+		}
+		line = strings.TrimPrefix(path.Clean("/"+filepath.ToSlash(line)), "/")
+		if line == "" {
+			continue
+		}
+		re, err := ignoreRegexp(line)
+		if err != nil {
+			return nil, fmt.Errorf(".dockerignore: %q: %w", line, err)
+		}
+		r.re = re
+		rules = append(rules, r)
+	}
+	return rules, nil
+}
+
+func ignoreRegexp(pat string) (*regexp.Regexp, error) {
+	var b strings.Builder
+	b.WriteString("^")
+	for i := 0; i < len(pat); i++ {
+		c := pat[i]
+		switch {
+		case c == '*' && strings.HasPrefix(pat[i:], "**/"):
+			b.WriteString("(.*/)?")
+			i += 2
+		case c == '*' && strings.HasPrefix(pat[i:], "**"):
+			b.WriteString(".*")
+			i++
+		case c == '*':
+			b.WriteString("[^/]*")
+		case c == '?':
+			b.WriteString("[^/]")
+		case c == '[':
+			j := strings.IndexByte(pat[i:], ']')
+			if j < 0 {
+				return nil, errors.New("unterminated [")
+			}
+			class := pat[i+1 : i+j]
+			if strings.HasPrefix(class, "!") {
+				class = "^" + class[1:]
+			}
+			b.WriteString("[" + class + "]")
+			i += j
+		case c == '\\' && i+1 < len(pat):
+			i++
+			b.WriteString(regexp.QuoteMeta(string(pat[i])))
+		default:
+			b.WriteString(regexp.QuoteMeta(string(c)))
+		}
+	}
+	b.WriteString("(/.*)?$") // the path or anything below it
+	return regexp.Compile(b.String())
+}
+
+// ignored reports whether rel (slash-separated) is excluded.
+func ignored(rules []ignoreRule, rel string) bool {
+	out := false
+	for _, r := range rules {
+		if r.re.MatchString(rel) {
+			out = !r.negate
+		}
+	}
+	return out
 }

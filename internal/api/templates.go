@@ -108,12 +108,16 @@ type templateDetail struct {
 	SizeBytes int64           `json:"sizeBytes"`
 	DiskBytes int64           `json:"diskBytes"`
 	Layers    []templateLayer `json:"layers"`
-	User      string          `json:"defaultUser"`
-	Env       []string        `json:"env"`
-	Workdir   string          `json:"workdir,omitempty"`
-	StartCmd  []string        `json:"startCmd"`
-	ReadyCmd  string          `json:"readyCmd,omitempty"`
-	ReadyPort int             `json:"readyPort,omitempty"`
+	// BuildLayers and Base describe a built template: its layers,
+	// uppermost first, over Base's root filesystem.
+	BuildLayers []string `json:"buildLayers,omitempty"`
+	Base        string   `json:"base,omitempty"`
+	User        string   `json:"defaultUser"`
+	Env         []string `json:"env"`
+	Workdir     string   `json:"workdir,omitempty"`
+	StartCmd    []string `json:"startCmd"`
+	ReadyCmd    string   `json:"readyCmd,omitempty"`
+	ReadyPort   int      `json:"readyPort,omitempty"`
 	// ReadyTimeout is the template's own, in seconds (0: the server's).
 	ReadyTimeout int `json:"readyTimeout,omitempty"`
 	// CPUCount and MemoryMB are what a sandbox gets by default;
@@ -181,7 +185,7 @@ func (s *Server) templateDetail(ctx context.Context, info template.Info) (templa
 	cpus, mem := s.mgr.EffectiveLimits(info.Defaults.CPUs, info.Defaults.MemoryMB)
 	d := templateDetail{
 		TemplateID: info.Name, CreatedAt: info.Created, Source: info.Source,
-		SizeBytes: info.SizeBytes, DiskBytes: disk, Layers: []templateLayer{},
+		SizeBytes: info.SizeBytes, DiskBytes: disk, Layers: []templateLayer{}, BuildLayers: info.Stack, Base: info.Base,
 		User: info.Defaults.User, Env: info.Env, Workdir: info.Workdir, StartCmd: info.StartCmd,
 		ReadyCmd: info.ReadyCmd, ReadyPort: info.ReadyPort, ReadyTimeout: info.ReadyTimeoutSeconds,
 		CPUCount: cpus, MemoryMB: mem, CPUCountSet: info.Defaults.CPUs != 0, MemoryMBSet: info.Defaults.MemoryMB != 0,

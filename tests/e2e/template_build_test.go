@@ -91,6 +91,8 @@ func writeBuildContext(t *testing.T, dockerfile string) string {
 	write(filepath.Join(repo, "Packages"), string(run(repo, "dpkg-scanpackages", "--multiversion", ".", "/dev/null")), 0o644)
 	write(filepath.Join(dir, "hello.txt"), "copied from the build context\n", 0o644)
 	write(filepath.Join(dir, "Dockerfile"), dockerfile, 0o644)
+	write(filepath.Join(dir, ".dockerignore"), "secret.txt\n", 0o644)
+	write(filepath.Join(dir, "secret.txt"), "not for the server\n", 0o644)
 	return dir
 }
 
@@ -171,6 +173,22 @@ func TestTemplateBuild(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("template %s not listed as ready: %+v", name, ts)
+	}
+	d, err := c.InspectTemplate(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Four steps changed files: four layers over base's rootfs.
+	if len(d.BuildLayers) != 4 || d.Base != "base" || d.User != "user" || d.Workdir != "/opt/app" || strings.Join(d.StartCmd, " ") != "sleep infinity" || d.DiskBytes == 0 {
+		t.Errorf("inspect %s: %+v", name, d)
+	}
+	// .dockerignore keeps files out of the context sent.
+	if _, err := c.StartTemplateBuild(ctx, client.BuildOptions{Name: name + "-ign", ContextDir: ctxDir, Dockerfile: "FROM base\nCOPY secret.txt /x\n"}); !errors.Is(err, client.ErrInvalidArgument) || !strings.Contains(err.Error(), "no such file") {
+		t.Errorf("COPY of a .dockerignore'd file: %v", err)
+	}
+	// The base template cannot go while the built one stands on it.
+	if err := c.DeleteTemplate(ctx, "base"); !errors.Is(err, client.ErrConflict) {
+		t.Errorf("delete base under a built template: %v", err)
 	}
 
 	// The same build again, with the SDK: nothing runs.
