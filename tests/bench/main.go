@@ -5,7 +5,10 @@
 //     the same root filesystem (the base template through the same overlay);
 //   - command round trip (`true`) on a running sandbox;
 //   - N concurrent idle sandboxes and the host memory each costs outside its
-//     own processes.
+//     own processes;
+//   - the port proxy: download throughput and request latency through sbx
+//     against a direct connection inside the sandbox (-only proxy runs this
+//     part alone).
 //
 // Run it as root on a host prepared by scripts/setup.sh:
 //
@@ -39,10 +42,13 @@ func main() {
 	n := flag.Int("n", 50, "sandboxes to create for the create benchmark")
 	rtt := flag.Int("rtt", 200, "commands for the round-trip benchmark")
 	concurrent := flag.Int("concurrent", 100, "idle sandboxes to hold at once")
-	sections := flag.String("only", "create,rtt,density,files,templates", "comma-separated sections to run: create, rtt, density, files, templates")
+	sections := flag.String("only", "create,rtt,density,files,templates,proxy", "comma-separated sections to run: create, rtt, density, files, templates, proxy")
 	transferMiB := flag.Int64("transfer-mib", 200, "size of the file uploaded and downloaded, in MiB")
 	transferReps := flag.Int("transfer-reps", 5, "uploads and downloads of that file")
 	small := flag.Int("small", 300, "small-file write+read round trips")
+	proxyMiB := flag.Int("proxy-mib", 1024, "MiB downloaded from a sandbox per run of the proxy throughput benchmark")
+	proxyReqs := flag.Int("proxy-requests", 1000, "requests for the proxy latency benchmark")
+	proxyRuns := flag.Int("proxy-runs", 3, "runs of the proxy throughput benchmark")
 	flag.Parse()
 	want := map[string]bool{}
 	for _, s := range strings.Split(*sections, ",") {
@@ -123,6 +129,9 @@ func main() {
 	}
 	if want["templates"] {
 		templatesSection(ctx, srv, c, *n)
+	}
+	if want["proxy"] {
+		benchProxy(ctx, srv, c, *proxyMiB, *proxyReqs, *proxyRuns)
 	}
 	if !want["density"] {
 		return
