@@ -48,6 +48,7 @@ type backend struct {
 	envd    *httputil.ReverseProxy
 	ports   *httputil.ReverseProxy // sandbox ports over HTTP/1.1
 	h2      *httputil.ReverseProxy // sandbox ports over HTTP/2 (h2c)
+	netns   *sandbox.PortDialer    // reaches ports directly; nil: through the agent
 	trs     []*http.Transport
 
 	protoMu sync.Mutex
@@ -171,9 +172,20 @@ func (p *proxy) backend(ctx context.Context, id string) (*backend, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Ports are reached by entering the sandbox's network namespace where
+	// its runtime allows (no agent in the path), else through the agent.
+	pd, err := p.mgr.PortDialer(ctx, sb)
+	if err != nil {
+		if errors.Is(err, errdefs.ErrFailedPrecondition) {
+			return nil, err
+		}
+		p.log.Warn("cannot enter the sandbox's network namespace; its ports go through its agent", "sandbox_id", id, "err", err)
+	}
 	b = p.newBackend(sb)
+	b.netns = pd
 	p.mu.Lock()
 	if old, ok := p.backends[id]; ok {
+		b.close()
 		b = old
 	} else {
 		p.backends[id] = b
@@ -268,9 +280,18 @@ func (p *proxy) forget(id string) {
 	delete(p.backends, id)
 	p.mu.Unlock()
 	if ok {
-		for _, tr := range b.trs {
-			tr.CloseIdleConnections()
-		}
+		b.close()
+	}
+}
+
+// close drops the backend's idle connections and its hold on the
+// sandbox's network namespace.
+func (b *backend) close() {
+	for _, tr := range b.trs {
+		tr.CloseIdleConnections()
+	}
+	if b.netns != nil {
+		b.netns.Close()
 	}
 }
 

@@ -17,10 +17,15 @@ import (
 
 // How the proxy reaches a port inside a sandbox
 //
-// Every connection to a sandbox port is a tunnel through the sandbox's agent
-// (package tunnel): the agent dials the port on the sandbox's loopback, so
-// services bound to 127.0.0.1 only are reachable too. Tunnels are pooled per
-// sandbox and port, so a request normally reuses one already open.
+// Connections to a sandbox port go to the port on the sandbox's loopback, so
+// services bound to 127.0.0.1 only are reachable too. Where the sandbox's
+// runtime runs it on the host kernel's network stack (runc), sbx opens them
+// itself from inside the sandbox's network namespace (sandbox.PortDialer):
+// one loopback TCP connection, as a client in the sandbox would make.
+// Otherwise (gVisor has a network stack of its own) each is a tunnel through
+// the sandbox's agent (package tunnel), which dials the port from inside.
+// Connections are pooled per sandbox and port, so a request normally reuses
+// one already open.
 //
 // Requests that reach sbx over HTTP/1.1 go to the port over HTTP/1.1
 // (WebSocket upgrades included). Requests that reach sbx over HTTP/2 (h2c,
@@ -48,8 +53,11 @@ func hostPort(addr string) (int, error) {
 	return strconv.Atoi(n)
 }
 
-// dialPort opens a tunnel to port inside the sandbox.
+// dialPort opens a connection to port on the sandbox's loopback.
 func (b *backend) dialPort(ctx context.Context, port int) (net.Conn, error) {
+	if b.netns != nil {
+		return b.netns.DialPort(ctx, port)
+	}
 	conn, err := b.dial(ctx)
 	if err != nil {
 		return nil, err
