@@ -601,23 +601,25 @@ func (m *Manager) reconcileLifecycle(ctx context.Context, sb *store.Sandbox) err
 	}
 	switch sb.State {
 	case StatePausing:
+		// The pause was asked for and recorded: it is finished.
 		switch {
 		case kind == PauseFrozen && st.Paused:
 			return paused("the freeze had completed")
-		case kind == PauseFrozen && st.Running:
-			return running("the freeze had not happened")
 		case kind == PauseMemory && imageDone:
 			if err := m.stopBox(ctx, sb); err != nil {
 				return m.keepFiles(ctx, sb, "stop checkpointed box: "+err.Error())
 			}
 			return paused("the checkpoint had completed")
-		case kind == PauseMemory && st.Running && !st.Paused:
-			return running("the checkpoint had not completed")
 		case kind == PauseFilesystem:
 			if err := m.stopBox(ctx, sb); err != nil {
 				log.Error("stop box", "err", err)
 			}
 			return paused("finished stopping the box")
+		case st.Running:
+			if err := m.pauseBox(ctx, sb, rt, kind); err != nil {
+				return m.keepFiles(ctx, sb, "finish the interrupted pause: "+err.Error())
+			}
+			return paused("finished the interrupted pause")
 		}
 		return m.keepFiles(ctx, sb, "interrupted pause left no box")
 	case StatePaused:
@@ -650,7 +652,18 @@ func (m *Manager) reconcileLifecycle(ctx context.Context, sb *store.Sandbox) err
 					return m.keepFiles(ctx, sb, "thaw: "+err.Error())
 				}
 			}
-			return running("the resume had completed")
+			// The box is up; the resume is complete once its agent
+			// answers (a restore cut short may leave it deaf).
+			hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err := m.awaitAgent(hctx, sb.ID)
+			cancel()
+			if err == nil {
+				return running("the resume had completed")
+			}
+			if kind == PauseFrozen {
+				return m.keepFiles(ctx, sb, "the thawed box's agent does not answer")
+			}
+			log.Warn("the resumed box's agent does not answer; undoing the resume", "err", err)
 		}
 		if kind == PauseFrozen {
 			return m.keepFiles(ctx, sb, "the frozen box is gone")

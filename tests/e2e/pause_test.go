@@ -252,15 +252,23 @@ func TestPauseFilesOnly(t *testing.T) {
 	}
 }
 
+// boxCmd runs the suite's runtime binary (runc or runsc) on srv's boxes.
+func boxCmd(t *testing.T, srv *harness.Server, args ...string) {
+	t.Helper()
+	rt := harness.Runtime()
+	cmd := exec.Command("/usr/local/lib/sbx/"+rt, append([]string{"--root", filepath.Join(srv.DataDir, rt)}, args...)...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s %v: %v: %s", rt, args, err, out)
+	}
+}
+
 // simulateHostRestart stops sbx serve and does to sandbox id what a host
 // reboot does: its box and its mounts vanish.
 func simulateHostRestart(t *testing.T, srv *harness.Server, ids ...string) {
 	t.Helper()
 	srv.Stop()
 	for _, id := range ids {
-		if out, err := exec.Command("/usr/local/lib/sbx/runc", "--root", filepath.Join(srv.DataDir, "runc"), "delete", "--force", id).CombinedOutput(); err != nil {
-			t.Fatalf("destroy box %s: %v: %s", id, err, out)
-		}
+		boxCmd(t, srv, "delete", "--force", id)
 		dir := filepath.Join(srv.DataDir, "sandboxes", id)
 		for _, m := range []string{"rootfs", "disk"} {
 			if out, err := exec.Command("umount", "-l", filepath.Join(dir, m)).CombinedOutput(); err != nil {
@@ -275,9 +283,6 @@ func simulateHostRestart(t *testing.T, srv *harness.Server, ids ...string) {
 // (a host restart) is paused with its files and starts again with them; an
 // ephemeral one in the same situation is failed.
 func TestPersistentSurvivesHostRestart(t *testing.T) {
-	if harness.Runtime() != "runc" {
-		t.Fatalf("this test simulates a host restart with runc's tools; run it with SBX_TEST_RUNTIME=runc (runsc sandboxes are covered by TestPauseResume)")
-	}
 	srv := harness.Start(t)
 	ctx := ctxFor(t, 3*time.Minute)
 	c := srv.Client
@@ -548,14 +553,12 @@ func TestLifecycleBadInput(t *testing.T) {
 // restart each sandbox is paused or running (never both, never lost) and
 // usable. The interrupted states are set up exactly (the record says
 // pausing or resuming, the box is in the state a crash at that step leaves
-// it), and one real crash races a pause.
+// it), and real crashes race a pause and a resume.
 func TestLifecycleFaults(t *testing.T) {
-	if harness.Runtime() != "runc" {
-		t.Fatalf("this test arranges interrupted states with runc's tools; run it with SBX_TEST_RUNTIME=runc")
-	}
 	srv := harness.Start(t)
-	ctx := ctxFor(t, 4*time.Minute)
+	ctx := ctxFor(t, 5*time.Minute)
 	c := srv.Client
+	kind := wantPauseKind()
 	mk := func() *client.Sandbox {
 		sb, err := c.CreateSandbox(ctx, client.CreateOptions{Timeout: 5 * time.Minute})
 		if err != nil {
@@ -563,22 +566,29 @@ func TestLifecycleFaults(t *testing.T) {
 		}
 		return sb
 	}
-	beforeFreeze, afterFreeze, midThaw, midStop := mk(), mk(), mk(), mk()
+	// beforePause: the record says pausing, nothing was done yet (the
+	// pause is finished at start).
+	// afterPause: the pause completed (frozen, or image written and box
+	// stopped), the record still says pausing.
+	// midResume: the record says resuming, the box is not back yet.
+	// afterResume: the box is back, the record still says resuming.
+	// midStop: a files-only pause, interrupted with the box still up.
+	beforePause, afterPause, midResume, afterResume, midStop := mk(), mk(), mk(), mk(), mk()
 	pids := map[string]int{}
-	for _, sb := range []*client.Sandbox{beforeFreeze, afterFreeze, midThaw} {
+	for _, sb := range []*client.Sandbox{beforePause, afterPause, midResume, afterResume} {
 		pids[sb.ID], _ = startCounter(t, ctx, sb)
 	}
 	mustRun(t, ctx, midStop, "echo kept > /home/user/kept", nil)
-
-	srv.Crash()
-	runc := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command("/usr/local/lib/sbx/runc", append([]string{"--root", filepath.Join(srv.DataDir, "runc")}, args...)...).CombinedOutput(); err != nil {
-			t.Fatalf("runc %v: %v: %s", args, err, out)
+	for _, sb := range []*client.Sandbox{afterPause, midResume, afterResume} {
+		if err := sb.Pause(ctx, nil); err != nil {
+			t.Fatal(err)
 		}
 	}
-	runc("pause", afterFreeze.ID)
-	runc("pause", midThaw.ID)
+	if _, err := c.Resume(ctx, afterResume.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	srv.Crash()
 	db, err := store.Open(ctx, filepath.Join(srv.DataDir, "sbx.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -593,18 +603,27 @@ func TestLifecycleFaults(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	set(beforeFreeze.ID, "pausing", "frozen")
-	set(afterFreeze.ID, "pausing", "frozen")
-	set(midThaw.ID, "resuming", "frozen")
-	set(midStop.ID, "pausing", "filesystem")
+	set(beforePause.ID, "pausing", kind)
+	set(afterPause.ID, "pausing", kind)
+	set(midResume.ID, "resuming", kind)
+	set(afterResume.ID, "resuming", kind)
+	set(midStop.ID, "pausing", client.PauseFilesystem)
 	db.Close()
 	srv.StartAgain()
 
-	mustState(t, ctx, c, beforeFreeze.ID, client.StateRunning, "")
-	mustState(t, ctx, c, afterFreeze.ID, client.StatePaused, client.PauseFrozen)
-	mustState(t, ctx, c, midThaw.ID, client.StateRunning, "")
+	mustState(t, ctx, c, beforePause.ID, client.StatePaused, kind)
+	mustState(t, ctx, c, afterPause.ID, client.StatePaused, kind)
+	mustState(t, ctx, c, afterResume.ID, client.StateRunning, "")
 	mustState(t, ctx, c, midStop.ID, client.StatePaused, client.PauseFilesystem)
-	for _, sb := range []*client.Sandbox{beforeFreeze, afterFreeze, midThaw} {
+	// A frozen box is still there, frozen: the resume is finished. A
+	// memory image whose restore did not happen is still there: the
+	// resume is undone.
+	if kind == client.PauseFrozen {
+		mustState(t, ctx, c, midResume.ID, client.StateRunning, "")
+	} else {
+		mustState(t, ctx, c, midResume.ID, client.StatePaused, kind)
+	}
+	for _, sb := range []*client.Sandbox{beforePause, afterPause, midResume, afterResume} {
 		h, err := c.ConnectSandbox(ctx, sb.ID, nil)
 		if err != nil {
 			t.Fatalf("connect %s: %v", sb.ID, err)
@@ -620,11 +639,17 @@ func TestLifecycleFaults(t *testing.T) {
 		t.Fatalf("interrupted files-only pause: %q", res.Stdout)
 	}
 
-	// A real SIGKILL racing a pause and then a resume.
-	for _, delay := range []time.Duration{0, 20 * time.Millisecond, 80 * time.Millisecond} {
-		sb := beforeFreeze
+	// Real SIGKILLs racing a pause and then a resume.
+	sb := beforePause
+	for _, delay := range []time.Duration{0, 20 * time.Millisecond, 80 * time.Millisecond, 300 * time.Millisecond} {
 		done := make(chan error, 1)
-		go func() { done <- c.Pause(context.Background(), sb.ID, nil) }()
+		go func() {
+			_, err := c.GetSandbox(context.Background(), sb.ID)
+			if err == nil {
+				err = c.Pause(context.Background(), sb.ID, nil)
+			}
+			done <- err
+		}()
 		time.Sleep(delay)
 		srv.Crash()
 		<-done
@@ -632,6 +657,11 @@ func TestLifecycleFaults(t *testing.T) {
 		info, err := c.GetSandbox(ctx, sb.ID)
 		if err != nil || (info.State != client.StateRunning && info.State != client.StatePaused) {
 			t.Fatalf("after a crash %v into a pause: %+v, %v", delay, info, err)
+		}
+		if info.State == client.StateRunning {
+			if err := c.Pause(ctx, sb.ID, nil); err != nil {
+				t.Fatalf("pause after a crash %v: %v", delay, err)
+			}
 		}
 		go func() {
 			_, err := c.ConnectSandbox(context.Background(), sb.ID, nil)
@@ -641,6 +671,10 @@ func TestLifecycleFaults(t *testing.T) {
 		srv.Crash()
 		<-done
 		srv.StartAgain()
+		info, err = c.GetSandbox(ctx, sb.ID)
+		if err != nil || (info.State != client.StateRunning && info.State != client.StatePaused) {
+			t.Fatalf("after a crash %v into a resume: %+v, %v", delay, info, err)
+		}
 		h, err := c.ConnectSandbox(ctx, sb.ID, nil)
 		if err != nil {
 			t.Fatalf("connect after a crash %v into a resume: %v", delay, err)
