@@ -407,7 +407,7 @@ func (m *Manager) Fork(ctx context.Context, id string, n int, timeout *time.Dura
 	life.PauseKind, life.PausedAt = "", time.Time{}
 	out := make([]ForkResult, n)
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, 4)
+	sem := make(chan struct{}, 10)
 	for i := range out {
 		wg.Add(1)
 		go func() {

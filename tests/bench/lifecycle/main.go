@@ -28,6 +28,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -40,6 +42,7 @@ func main() {
 	rt := flag.String("runtime", "runsc", "runtime to measure (runc or runsc)")
 	n := flag.Int("n", 5, "pause/resume cycles per size")
 	forks := flag.Int("forks", 3, "fork ×10 rounds")
+	sizes := flag.String("sizes", "100,1024", "touched memory sizes to pause and resume, in MiB (comma-separated; empty for none)")
 	flag.Parse()
 	defer tb.cleanup()
 	os.Setenv("SBX_TEST_RUNTIME", *rt)
@@ -50,7 +53,11 @@ func main() {
 	fmt.Printf("runtime %s, %d cycles per size\n\n", *rt, *n)
 	fmt.Println("| operation | n | p50 | p99 | raw runtime p50 |")
 	fmt.Println("|---|---|---|---|---|")
-	for _, size := range []int{100, 1024} {
+	for _, f := range strings.FieldsFunc(*sizes, func(r rune) bool { return r == ',' }) {
+		size, err := strconv.Atoi(f)
+		if err != nil || size <= 0 {
+			fatalf("-sizes: %q is not a size in MiB", f)
+		}
 		sb := must(c.CreateSandbox(ctx, client.CreateOptions{Timeout: client.NoTimeout, MemoryMB: size + 512}))
 		hold(ctx, sb, size)
 		var pause, resume []time.Duration
