@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"path/filepath"
+	"sort"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -53,6 +54,7 @@ func (t templateSettings) settings() (template.Settings, error) {
 		for k, v := range t.Env {
 			env = append(env, k+"="+v)
 		}
+		sort.Strings(env) // a stable meta.json and inspect output
 		st.Env = &env
 	}
 	// Apply checks the rest; run it on an empty Info to fail before any

@@ -339,7 +339,7 @@ func (m *Manager) create(ctx context.Context, p CreateParams, override *Template
 	if timeout > 0 {
 		sb.EndAt = now.Add(timeout)
 	}
-	if err := m.checkLimits(sb.CPUs, sb.MemoryMB); err != nil {
+	if err := m.checkLimits(sb.CPUs, sb.MemoryMB, p, tpl.Name); err != nil {
 		m.tplMu.RUnlock()
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"strings"
 
@@ -15,19 +16,26 @@ const MinMemoryMB = 32
 // checkLimits refuses effective limits outside what the server allows. A
 // caller must not be able to take more of the host than the operator
 // granted one sandbox (--max-cpus, --max-memory-mb), nor ask for limits so
-// small or odd that the box cannot start.
-func (m *Manager) checkLimits(cpus float64, memoryMB int64) error {
+// small or odd that the box cannot start. tpl names the template
+// whose defaults gave a value the request did not set, for the message.
+func (m *Manager) checkLimits(cpus float64, memoryMB int64, p CreateParams, tpl string) error {
+	origin := func(requested bool, what string) string {
+		if requested {
+			return what
+		}
+		return fmt.Sprintf("template %q's %s", tpl, what)
+	}
 	if cpus < 0 || math.IsNaN(cpus) || math.IsInf(cpus, 0) {
 		return errdefs.New(errdefs.ErrInvalidArgument, "cpuCount must be positive")
 	}
 	if m.cfg.MaxCPUs > 0 && cpus > m.cfg.MaxCPUs {
-		return errdefs.New(errdefs.ErrInvalidArgument, "cpuCount %v is above the server maximum of %v", cpus, m.cfg.MaxCPUs)
+		return errdefs.New(errdefs.ErrInvalidArgument, "%s %v is above the server maximum of %v", origin(p.CPUs != 0, "cpuCount"), cpus, m.cfg.MaxCPUs)
 	}
 	if memoryMB < 0 || (memoryMB > 0 && memoryMB < MinMemoryMB) {
 		return errdefs.New(errdefs.ErrInvalidArgument, "memoryMB must be at least %d", MinMemoryMB)
 	}
 	if m.cfg.MaxMemoryMB > 0 && memoryMB > m.cfg.MaxMemoryMB {
-		return errdefs.New(errdefs.ErrInvalidArgument, "memoryMB %d is above the server maximum of %d", memoryMB, m.cfg.MaxMemoryMB)
+		return errdefs.New(errdefs.ErrInvalidArgument, "%s %d is above the server maximum of %d", origin(p.MemoryMB != 0, "memoryMB"), memoryMB, m.cfg.MaxMemoryMB)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -130,6 +131,42 @@ func TestCPUMemoryLimits(t *testing.T) {
 		}
 		if mem, cpus := cgroupLimits(t, id); mem != 128<<20 || cpus != 0.5 {
 			t.Errorf("cgroup limits of the CLI's sandbox: %d bytes, %v cpus", mem, cpus)
+		}
+
+		// A template default above the server's maximum refuses creates
+		// that do not override it, saying where the value came from.
+		var d2 client.TemplateDetail
+		decodeStrict(t, cliOK(t, ctx, srv, "template", "set", tmpl, "--memory-mb", "2048", "--json"), &d2)
+		if d2.MemoryMB != 2048 || d2.CPUCount != 2 {
+			t.Fatalf("sbx template set --memory-mb: %+v", d2)
+		}
+		_, err = c.CreateSandbox(ctx, client.CreateOptions{Template: tmpl})
+		var apiErr *client.APIError
+		if !errors.As(err, &apiErr) || apiErr.StatusCode != 400 || !strings.Contains(apiErr.Message, "template \""+tmpl+"\"'s memoryMB 2048 is above the server maximum of 1024") {
+			t.Errorf("create from a template above the maximum: %v", err)
+		}
+		if sb, err := c.CreateSandbox(ctx, client.CreateOptions{Template: tmpl, MemoryMB: 1024}); err != nil {
+			t.Errorf("create overriding the template's memory: %v", err)
+		} else {
+			sb.Kill(ctx)
+		}
+		// Settings are the admin's: a plain key may inspect, not change.
+		nk, err := c.CreateKey(ctx, "plain")
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain := client.New(srv.URL, nk.Key)
+		if _, err := plain.InspectTemplate(ctx, tmpl); err != nil {
+			t.Errorf("inspect with a plain key: %v", err)
+		}
+		if _, err := plain.SetTemplate(ctx, tmpl, client.TemplateSettings{ReadyCmd: ptr("true")}); !errors.Is(err, client.ErrPermissionDenied) {
+			t.Errorf("set with a plain key: %v, want permission denied", err)
+		}
+		if _, err := c.SetTemplate(ctx, tmpl, client.TemplateSettings{ReadyPort: ptr(70000)}); !errors.Is(err, client.ErrInvalidArgument) {
+			t.Errorf("set ready port 70000: %v, want invalid argument", err)
+		}
+		if _, err := c.InspectTemplate(ctx, "no-such-template"); !errors.Is(err, client.ErrNotFound) {
+			t.Errorf("inspect of a missing template: %v", err)
 		}
 	})
 
