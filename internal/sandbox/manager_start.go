@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -56,6 +58,9 @@ const startOutputTail = 2 << 10
 func (m *Manager) runStartCommand(ctx context.Context, sb *Sandbox, tpl Template) error {
 	if len(tpl.StartCmd) == 0 && tpl.ReadyCmd == "" && tpl.ReadyPort == 0 {
 		return nil
+	}
+	if port, ok := e2bWaitForPort(tpl.ReadyCmd); ok && (tpl.ReadyPort == 0 || tpl.ReadyPort == port) {
+		tpl.ReadyCmd, tpl.ReadyPort = "", port
 	}
 	timeout := firstNonZero(tpl.ReadyTimeout, m.cfg.ReadyTimeout, DefaultReadyTimeout)
 	parent := ctx
@@ -151,11 +156,9 @@ func (m *Manager) readyCheck(ctx context.Context, ag *agentClient, tpl Template)
 		tc.Close()
 	}
 	if tpl.ReadyCmd != "" {
-		// Each try is bounded, so a ready command that hangs is retried
-		// rather than eating the whole timeout.
-		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		stream, err := ag.proc.Start(cctx, ag.request(&pb.StartRequest{
+		// A try may take up to the whole ready timeout: E2B's
+		// waitForTimeout(ms) is `sleep N`, which must be let finish.
+		stream, err := ag.proc.Start(ctx, ag.request(&pb.StartRequest{
 			Process: &pb.ProcessConfig{Cmd: "/bin/sh", Args: []string{"-c", tpl.ReadyCmd}},
 		}))
 		if err != nil {
@@ -174,6 +177,26 @@ func (m *Manager) readyCheck(ctx context.Context, ag *agentClient, tpl Template)
 		}
 	}
 	return "", nil
+}
+
+// e2bReadyPort matches the ready command E2B's SDKs make of
+// waitForPort(port).
+var e2bReadyPort = regexp.MustCompile(`^\[ -n "\$\(ss -Htuln sport = :([0-9]{1,5})\)" \]$`)
+
+// e2bWaitForPort recognises E2B's waitForPort ready command, which needs
+// iproute2's ss in the template (the base template, like many images, has
+// none), and returns its port: the check then connects to the port
+// instead, which needs nothing in the sandbox.
+func e2bWaitForPort(cmd string) (int, bool) {
+	m := e2bReadyPort.FindStringSubmatch(strings.TrimSpace(cmd))
+	if m == nil {
+		return 0, false
+	}
+	p, err := strconv.Atoi(m[1])
+	if err != nil || p < 1 || p > 65535 {
+		return 0, false
+	}
+	return p, true
 }
 
 // startEnd accumulates a process's output tail and its end event.

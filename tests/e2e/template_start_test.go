@@ -154,6 +154,36 @@ func TestTemplateStartReady(t *testing.T) {
 		}
 	})
 
+	t.Run("e2b ready helpers", func(t *testing.T) {
+		// The commands the e2b SDK makes of waitForPort(8001) (it needs
+		// ss, which this image lacks) and of waitForTimeout(1500) (a sleep
+		// that must be let finish).
+		tmpl := importFor(t, ctx, c, "e2b", archive, client.TemplateSettings{
+			StartCmd: ptr("exec starthelper serve 8001 300ms"),
+			ReadyCmd: ptr(`[ -n "$(ss -Htuln sport = :8001)" ]`),
+		})
+		sb, err := c.CreateSandbox(ctx, client.CreateOptions{Template: tmpl})
+		if err != nil {
+			t.Fatalf("create with E2B's waitForPort: %v", err)
+		}
+		defer sb.Kill(context.WithoutCancel(ctx))
+		if _, err := c.SetTemplate(ctx, tmpl, client.TemplateSettings{
+			StartCmd: ptr("exec starthelper sleep 1h"),
+			ReadyCmd: ptr("starthelper sleep 1500ms"),
+		}); err != nil {
+			t.Fatal(err)
+		}
+		t0 := time.Now()
+		sb2, err := c.CreateSandbox(ctx, client.CreateOptions{Template: tmpl})
+		if err != nil {
+			t.Fatalf("create with a sleeping ready command: %v", err)
+		}
+		defer sb2.Kill(context.WithoutCancel(ctx))
+		if took := time.Since(t0); took < 1500*time.Millisecond {
+			t.Errorf("create returned after %v, before the ready command's sleep ended", took)
+		}
+	})
+
 	// noLeftovers checks that no sandbox of tmpl exists, in any state.
 	noLeftovers := func(t *testing.T, tmpl string) {
 		t.Helper()
