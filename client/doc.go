@@ -8,7 +8,9 @@
 // ([Client.CreateSandbox], [Client.ListSandboxes], [Client.GetSandbox],
 // [Client.KillSandbox], [Client.SetTimeout]), API keys
 // ([Client.CreateKey], [Client.ListKeys], [Client.DeleteKey]) and
-// templates ([Client.ListTemplates], [Client.DeleteTemplate]).
+// templates ([Client.ListTemplates], [Client.DeleteTemplate], and builds
+// from a Dockerfile: [Client.BuildTemplate], or [Client.StartTemplateBuild]
+// with [Client.FollowTemplateBuild] and [Client.GetTemplateBuild]).
 //
 // A [Sandbox] is a handle on one running sandbox. Its methods use the data
 // plane: the E2B envd process protocol (Connect-RPC), proxied by the server to

@@ -140,6 +140,13 @@ func (s *Server) templateFilesLink(w http.ResponseWriter, r *http.Request) error
 // credential (compared in constant time). The archive is stored under its
 // hash for later builds; it is only read (as an untrusted tar) when a
 // build uses it.
+//
+// Threat: the hash is the client's (E2B's SDK hashes names, modes and
+// contents), so a caller could store an archive under a hash another
+// caller's build will use. Archives are shared by every key of the
+// server, as E2B shares them within a team: sbx's keys belong to one
+// team. Whatever an archive holds only ever lands in the template of the
+// build that uses it.
 func (s *Server) uploadTemplateFiles(w http.ResponseWriter, r *http.Request) error {
 	if !s.ready.Load() {
 		return errdefs.New(errdefs.ErrUnavailable, "sbx is starting")

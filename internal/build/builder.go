@@ -237,7 +237,7 @@ func (b *Builder) Build(ctx context.Context, spec Spec, emit func(Event)) (templ
 		return template.Info{}, err
 	}
 	r.info(0, "info", fmt.Sprintf("Built template %s: %d steps, %d run, %d cached, %d layers, in %s",
-		info.Name, r.total, r.ran, r.cached, len(info.Stack), time.Since(start).Round(100*time.Millisecond)))
+		info.Name, r.total, r.ran, r.cached, len(info.Stack), time.Since(start).Round(time.Millisecond)))
 	return info, nil
 }
 

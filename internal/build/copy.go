@@ -455,17 +455,19 @@ func (c *copier) copyEntry(src *os.File, st fs.FileInfo, dfd int, name string) e
 		} else if err != nil {
 			return err
 		}
-		if err := unix.Fchownat(dfd, name, huid, hgid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			return err
-		}
-		if err := unix.Fchmodat(dfd, name, mode, 0); err != nil {
-			return err
-		}
+		// Owner and mode through the directory's own fd: a name could
+		// have become a symlink meanwhile; an fd opened O_NOFOLLOW cannot.
 		sub, err := unix.Openat(dfd, name, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return err
 		}
 		defer unix.Close(sub)
+		if err := unix.Fchown(sub, huid, hgid); err != nil {
+			return err
+		}
+		if err := unix.Fchmod(sub, mode); err != nil {
+			return err
+		}
 		return c.copyDirContents(src, sub)
 	case st.Mode().IsRegular():
 		if err := replaceAt(dfd, name); err != nil {

@@ -311,18 +311,20 @@ func (s *Store) InstallBuilt(ctx context.Context, info Info) (Info, error) {
 	} else if !errors.Is(err, errdefs.ErrNotFound) {
 		return Info{}, err
 	}
+	var size int64
 	if info.Base != "" {
-		if _, err := s.Get(info.Base); err != nil {
+		base, err := s.Get(info.Base)
+		if err != nil {
 			return Info{}, fmt.Errorf("base of %q: %w", info.Name, err)
 		}
+		size = base.SizeBytes // measured when it was made; its files never change
 	}
 	s.sweep()
-	var size int64
 	probe := info
 	if err := s.fillLayers(&probe); err != nil {
 		return Info{}, err
 	}
-	for _, p := range probe.LayerPaths {
+	for _, p := range probe.LayerPaths[:len(info.Stack)] {
 		n, err := dirSize(p)
 		if err != nil {
 			return Info{}, fmt.Errorf("size of template %q: %w", info.Name, err)

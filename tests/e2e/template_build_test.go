@@ -136,6 +136,14 @@ func TestTemplateBuild(t *testing.T) {
 	if strings.Contains(stderr, "CACHED") {
 		t.Errorf("a --no-cache build reused layers:\n%s", stderr)
 	}
+	logSummary := func(what string, lines []string) {
+		for _, l := range lines {
+			if strings.HasPrefix(l, "Built template") {
+				t.Logf("%s: %s", what, l)
+			}
+		}
+	}
+	logSummary("first build (CLI, --no-cache)", strings.Split(stderr, "\n"))
 
 	sb, err := c.CreateSandbox(ctx, client.CreateOptions{Template: name})
 	if err != nil {
@@ -217,6 +225,14 @@ func TestTemplateBuild(t *testing.T) {
 	if last := events[len(events)-1]; last.Kind != "end" || last.Status != client.BuildReady {
 		t.Errorf("last log line: %+v", last)
 	}
+	messages := func() []string {
+		var m []string
+		for _, e := range events {
+			m = append(m, e.Message)
+		}
+		return m
+	}
+	logSummary("second build (SDK, cached)", messages())
 
 	// A changed file in the context invalidates its COPY and what follows.
 	if err := os.WriteFile(filepath.Join(ctxDir, "hello.txt"), []byte("changed\n"), 0o644); err != nil {
@@ -226,6 +242,7 @@ func TestTemplateBuild(t *testing.T) {
 	if _, err := c.BuildTemplate(ctx, client.BuildOptions{Name: name, ContextDir: ctxDir, BuildArgs: map[string]string{"GREETING": "hey there"}}, func(e client.BuildEvent) { events = append(events, e) }); err != nil {
 		t.Fatalf("third build: %v", err)
 	}
+	logSummary("third build (SDK, hello.txt changed)", messages())
 	cached = map[int]bool{}
 	for _, e := range events {
 		if e.Kind == "cached" {
