@@ -232,6 +232,8 @@ func TestKeyAndTemplateCommands(t *testing.T) {
 		{"key-create.json", []string{"key", "create", "--name", "ci", "--json"}},
 		{"template-ls.json", []string{"template", "ls", "--json"}},
 		{"template-ls.txt", []string{"template", "ls"}},
+		{"template-inspect.json", []string{"template", "inspect", "web", "--json"}},
+		{"template-inspect.txt", []string{"template", "inspect", "web"}},
 	} {
 		r := sbx(t, ctx, f, "", tc.args...)
 		if r.code != 0 {
@@ -253,6 +255,37 @@ func TestKeyAndTemplateCommands(t *testing.T) {
 	r = sbx(t, ctx, f, "", "template", "rm", "base")
 	if r.code != 1 || !strings.Contains(r.stderr, "template in use (HTTP 409)") {
 		t.Errorf("template rm in use: %+v", r)
+	}
+
+	// template set sends only the flags given.
+	r = sbx(t, ctx, f, "", "template", "set", "web", "--start-cmd", "", "--ready-cmd", "curl -sf localhost:8000", "--cpus", "2", "--env", "A=1")
+	if r.code != 0 || !strings.Contains(r.stdout, "Ready check") {
+		t.Fatalf("template set: %+v", r)
+	}
+	last := f.Requests[len(f.Requests)-1]
+	var body map[string]any
+	if err := json.Unmarshal([]byte(last.Body), &body); err != nil || last.Method != "PATCH" || last.Path != "/sbx/v1/templates/web" {
+		t.Fatalf("template set sent %s %s %q", last.Method, last.Path, last.Body)
+	}
+	if len(body) != 4 || body["startCmd"] != "" || body["readyCmd"] != "curl -sf localhost:8000" || body["cpuCount"] != 2.0 ||
+		body["env"].(map[string]any)["A"] != "1" {
+		t.Errorf("template set body: %s", last.Body)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"template", "set", "web"}, "nothing to set"},
+		{[]string{"template", "set", "web", "--ready-port", "70000"}, "--ready-port must be"},
+		{[]string{"template", "inspect"}, "want one template name"},
+		{[]string{"template", "import", "x", "--tar", "/x", "--ready-port", "-1"}, "--ready-port must be"},
+	} {
+		if r := sbx(t, ctx, f, "", tc.args...); r.code != 2 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("%v: %+v, want usage error %q", tc.args, r, tc.want)
+		}
+	}
+	if r := sbx(t, ctx, f, "", "template", "inspect", "nope"); r.code != 1 || !strings.Contains(r.stderr, "template not found (HTTP 404)") {
+		t.Errorf("template inspect of a missing template: %+v", r)
 	}
 }
 

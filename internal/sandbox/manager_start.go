@@ -89,16 +89,18 @@ func (m *Manager) runStartCommand(ctx context.Context, sb *Sandbox, tpl Template
 		if err != nil {
 			return errdefs.Wrap(errdefs.ErrFailedPrecondition, err, "template %q: start command %s could not be started: %s", tpl.Name, quoteArgv(tpl.StartCmd), connectMessage(err))
 		}
-		defer stream.Close()
 		// The first event says the process exists (or the stream ends with
 		// the spawn's error).
 		if !stream.Receive() {
 			err := stream.Err()
+			stream.Close()
 			if err == nil {
 				err = errors.New("stream ended before the start event")
 			}
 			return errdefs.Wrap(errdefs.ErrFailedPrecondition, err, "template %q: start command %s could not be started: %s", tpl.Name, quoteArgv(tpl.StartCmd), connectMessage(err))
 		}
+		// From here on only readStartStream touches the stream (a stream
+		// is not safe for concurrent use); scancel ends it.
 		go readStartStream(stream, ended)
 	}
 	if tpl.ReadyCmd == "" && tpl.ReadyPort == 0 {
@@ -246,6 +248,7 @@ func (e startEnd) outputNote() string {
 }
 
 func readStartStream(stream *connect.ServerStreamForClient[pb.StartResponse], ended chan<- startEnd) {
+	defer stream.Close()
 	var e startEnd
 	for stream.Receive() {
 		e.add(stream.Msg().GetEvent())

@@ -19,6 +19,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -347,6 +348,48 @@ func (s *Server) rest(w http.ResponseWriter, r *http.Request, body []byte) {
 		w.WriteHeader(204)
 	case r.Method == "GET" && p == "/templates":
 		writeJSON(w, 200, s.Templates)
+	case (r.Method == "GET" || r.Method == "PATCH") && strings.HasPrefix(p, "/sbx/v1/templates/"):
+		if strings.TrimPrefix(p, "/sbx/v1/templates/") != "web" {
+			writeErr(w, 404, "template not found")
+			return
+		}
+		d := map[string]any{
+			"templateID": "web", "createdAt": "2025-01-02T03:04:05Z", "source": "registry 127.0.0.1:5000/web:1",
+			"sizeBytes": 3 << 20, "diskBytes": 3<<20 + 4096,
+			"layers":      []map[string]any{{"digest": "sha256:" + strings.Repeat("a1", 32), "sizeBytes": 1 << 20}},
+			"defaultUser": "app", "env": []string{"PATH=/usr/bin", "MODE=prod"}, "workdir": "/srv",
+			"startCmd": []string{"/bin/sh", "-c", "python3 -m http.server 8000"}, "readyPort": 8000, "readyTimeout": 30,
+			"cpuCount": 1, "memoryMB": 512, "cpuCountSet": false, "memoryMBSet": true, "sandboxes": 2,
+		}
+		if r.Method == "PATCH" {
+			var req map[string]any
+			if err := json.Unmarshal(body, &req); err != nil {
+				writeErr(w, 400, "malformed JSON body")
+				return
+			}
+			for k, v := range req {
+				d[k] = v
+			}
+			if c, ok := req["cpuCount"]; ok {
+				d["cpuCount"], d["cpuCountSet"] = c, c != 0.0
+			}
+			// The settings' shapes differ from the detail's for these.
+			if env, ok := req["env"].(map[string]any); ok {
+				kv := []string{}
+				for k, v := range env {
+					kv = append(kv, fmt.Sprintf("%s=%v", k, v))
+				}
+				sort.Strings(kv)
+				d["env"] = kv
+			}
+			if sc, ok := req["startCmd"].(string); ok {
+				d["startCmd"] = []string{}
+				if sc != "" {
+					d["startCmd"] = []string{"/bin/sh", "-c", sc}
+				}
+			}
+		}
+		writeJSON(w, 200, d)
 	case r.Method == "DELETE" && strings.HasPrefix(p, "/templates/"):
 		name := strings.TrimPrefix(p, "/templates/")
 		if name != "base" {
