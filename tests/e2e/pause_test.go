@@ -765,3 +765,74 @@ func TestForkProcesses(t *testing.T) {
 		t.Fatalf("the counter killed in fork 0 went on: %d after %d", n, stopped)
 	}
 }
+
+// TestPortsAcrossPause: a server in the sandbox answers through the proxy
+// before a pause and after each kind of resume (the same process after a
+// frozen or memory pause; a new one after a files-only pause, whose box,
+// and network namespace, are new), and proxied traffic to a paused sandbox
+// with auto-resume wakes it.
+func TestPortsAcrossPause(t *testing.T) {
+	srv := harness.Start(t)
+	ctx := ctxFor(t, 3*time.Minute)
+	c := srv.Client
+	sb, err := c.CreateSandbox(ctx, client.CreateOptions{Timeout: 5 * time.Minute, Lifecycle: client.Lifecycle{AutoPause: true, AutoResume: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve := func() {
+		t.Helper()
+		res := mustRun(t, ctx, sb, `setsid nohup python3 -m http.server 8000 --directory /tmp >/dev/null 2>&1 &
+for i in $(seq 200); do python3 -c 'import socket; socket.create_connection(("127.0.0.1", 8000))' 2>/dev/null && exit 0; sleep 0.05; done; exit 1`, nil)
+		if res.ExitCode != 0 {
+			t.Fatalf("http.server did not start: %+v", res)
+		}
+	}
+	get := func(want int) string {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/marker", nil)
+		req.Header.Set("E2b-Sandbox-Id", sb.ID)
+		req.Header.Set("E2b-Sandbox-Port", "8000")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != want {
+			t.Fatalf("GET port 8000: %d %s, want %d", resp.StatusCode, b, want)
+		}
+		return string(b)
+	}
+	mustRun(t, ctx, sb, "echo one > /tmp/marker", nil)
+	serve()
+	if got := get(200); got != "one\n" {
+		t.Fatalf("before the pause: %q", got)
+	}
+
+	// Paused with memory: the same server answers after the resume.
+	if err := sb.Pause(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	// With auto-resume, the proxied request itself resumes the sandbox.
+	if got := get(200); got != "one\n" {
+		t.Fatalf("auto-resumed by traffic: %q", got)
+	}
+	mustState(t, ctx, c, sb.ID, client.StateRunning, "")
+
+	// Files only: the box is new; nothing listens until the server is
+	// started again, and then it answers through the new namespace.
+	if err := sb.Pause(ctx, &client.PauseOptions{FilesOnly: true}); err != nil {
+		t.Fatal(err)
+	}
+	get(http.StatusBadGateway) // a files-only pause is not woken by traffic
+	mustState(t, ctx, c, sb.ID, client.StatePaused, client.PauseFilesystem)
+	if _, err := c.ConnectSandbox(ctx, sb.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	get(http.StatusBadGateway) // nothing listens in the new box yet
+	mustRun(t, ctx, sb, "echo two > /tmp/marker", nil)
+	serve()
+	if got := get(200); got != "two\n" {
+		t.Fatalf("after a files-only resume: %q", got)
+	}
+}
