@@ -426,6 +426,15 @@ func (m *Manager) resumeBox(ctx context.Context, sb *store.Sandbox, memory *bool
 		if sb.Life.PauseKind == PauseMemory && (memory == nil || *memory) {
 			image = filepath.Join(m.dir(sb.ID), checkpointDir)
 		}
+		// Nothing of an earlier box may be in the way (a runtime process
+		// that outlived a crash of sbx serve can leave its state behind).
+		rt, err := m.runtimeOf(sb)
+		if err != nil {
+			return err
+		}
+		if err := rt.Destroy(ctx, sb.ID); err != nil {
+			return fmt.Errorf("clear an earlier box: %w", err)
+		}
 		t0 := time.Now()
 		rootfs, err := m.mountSandbox(ctx, sb.ID, tpl.Layers)
 		if err != nil {
