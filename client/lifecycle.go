@@ -255,3 +255,13 @@ func (c *Client) Fork(ctx context.Context, id string, n int, timeout time.Durati
 	}
 	return out, nil
 }
+
+// CreateSnapshot snapshots the sandbox; see [Client.CreateSnapshot].
+func (s *Sandbox) CreateSnapshot(ctx context.Context, name string) (*SnapshotInfo, error) {
+	return s.c.CreateSnapshot(ctx, s.ID, name)
+}
+
+// Fork makes n copies of the sandbox; see [Client.Fork].
+func (s *Sandbox) Fork(ctx context.Context, n int, timeout time.Duration) ([]ForkResult, error) {
+	return s.c.Fork(ctx, s.ID, n, timeout)
+}
