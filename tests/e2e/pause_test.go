@@ -267,9 +267,18 @@ func boxCmd(t *testing.T, srv *harness.Server, args ...string) {
 func simulateHostRestart(t *testing.T, srv *harness.Server, ids ...string) {
 	t.Helper()
 	srv.Stop()
+	mounts, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, id := range ids {
-		boxCmd(t, srv, "delete", "--force", id)
 		dir := filepath.Join(srv.DataDir, "sandboxes", id)
+		// A sandbox paused with its memory on disk, or its files only,
+		// has no box and nothing mounted.
+		if !strings.Contains(string(mounts), dir+"/") {
+			continue
+		}
+		boxCmd(t, srv, "delete", "--force", id)
 		for _, m := range []string{"rootfs", "disk"} {
 			if out, err := exec.Command("umount", "-l", filepath.Join(dir, m)).CombinedOutput(); err != nil {
 				t.Fatalf("unmount %s: %v: %s", m, err, out)
@@ -281,7 +290,9 @@ func simulateHostRestart(t *testing.T, srv *harness.Server, ids ...string) {
 
 // TestPersistentSurvivesHostRestart: a persistent sandbox whose box is lost
 // (a host restart) is paused with its files and starts again with them; an
-// ephemeral one in the same situation is failed.
+// ephemeral one in the same situation is failed; a paused one stays paused:
+// with its memory where the pause wrote it to disk (runsc), else with its
+// files.
 func TestPersistentSurvivesHostRestart(t *testing.T) {
 	srv := harness.Start(t)
 	ctx := ctxFor(t, 3*time.Minute)
@@ -298,9 +309,34 @@ func TestPersistentSurvivesHostRestart(t *testing.T) {
 	if info.Lifecycle == nil || !info.Lifecycle.Persistent || info.Lifecycle.OnTimeout != "pause" {
 		t.Fatalf("persistent sandbox lifecycle = %+v", info.Lifecycle)
 	}
+	paused, err := c.CreateSandbox(ctx, client.CreateOptions{Timeout: 5 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := startCounter(t, ctx, paused)
+	mustRun(t, ctx, paused, "echo mine > /home/user/mine", nil)
+	if err := paused.Pause(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
 	mustRun(t, ctx, keep, "mkdir -p /home/user/proj && echo v1 > /home/user/proj/state", nil)
-	simulateHostRestart(t, srv, keep.ID, eph.ID)
+	simulateHostRestart(t, srv, keep.ID, eph.ID, paused.ID)
 	mustState(t, ctx, c, keep.ID, client.StatePaused, client.PauseFilesystem)
+	afterKind := client.PauseFilesystem
+	if wantPauseKind() == client.PauseMemory {
+		afterKind = client.PauseMemory
+	}
+	mustState(t, ctx, c, paused.ID, client.StatePaused, afterKind)
+	h, err := c.ConnectSandbox(ctx, paused.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := mustRun(t, ctx, h, "cat /home/user/mine", nil); res.Stdout != "mine\n" {
+		t.Fatalf("paused sandbox after a host restart: %q", res.Stdout)
+	}
+	if afterKind == client.PauseMemory {
+		_, n, _ := readCounter(t, ctx, h)
+		awaitCounter(t, ctx, h, pid, n+2) // its process came back
+	}
 	if info, err := c.GetSandbox(ctx, eph.ID); err != nil || info.State != "failed" {
 		t.Fatalf("ephemeral sandbox after a host restart: %+v, %v; want failed", info, err)
 	}
