@@ -2,6 +2,7 @@ package api
 
 import (
 	"crypto/subtle"
+	"encoding/json"
 	"net/http"
 
 	"github.com/sbxdev/sbx/internal/errdefs"
@@ -18,6 +19,12 @@ type sandboxNetwork struct {
 	// AllowPublicTraffic false makes the sandbox's ports reachable through
 	// the proxy only with its traffic access token. Absent means true.
 	AllowPublicTraffic *bool `json:"allowPublicTraffic,omitempty"`
+	// Egress (network.go): allowOut and denyOut, and the egress features
+	// sbx refuses rather than ignores.
+	AllowOut    []string        `json:"allowOut,omitempty"`
+	DenyOut     []string        `json:"denyOut,omitempty"`
+	EgressProxy json.RawMessage `json:"egressProxy,omitempty"`
+	Rules       json.RawMessage `json:"rules,omitempty"`
 }
 
 // privateTraffic reports whether a create request asks for private ports.

@@ -95,6 +95,7 @@ func (s *Server) routes() {
 	m.Handle("POST /sandboxes/{id}/snapshots", s.auth(s.createSnapshot))
 	m.Handle("POST /sandboxes/{id}/fork", s.auth(s.forkSandbox))
 	m.Handle("GET /snapshots", s.auth(s.listSnapshots))
+	m.Handle("PUT /sandboxes/{id}/network", s.auth(s.updateNetwork))
 
 	// Templates (E2B paths, sbx's store).
 	m.Handle("GET /templates", s.auth(s.listTemplates))

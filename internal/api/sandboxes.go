@@ -79,6 +79,10 @@ func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	netPolicy, err := createPolicy(req.AllowInternetAccess, req.Network)
+	if err != nil {
+		return err
+	}
 	sb, err := s.mgr.Create(r.Context(), sandbox.CreateParams{
 		Template:       req.TemplateID,
 		Timeout:        timeout,
@@ -89,6 +93,7 @@ func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request) error {
 		MemoryMB:       mem,
 		PrivateTraffic: req.Network.privateTraffic(),
 		Lifecycle:      life,
+		Network:        netPolicy,
 	})
 	if err != nil {
 		return err
@@ -206,13 +211,16 @@ func (s *Server) getSandbox(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	allowInternet := s.allowInternet(sb.ID)
 	writeJSON(w, http.StatusOK, sandboxDetail{
 		listedSandbox:   listed(sb),
 		EnvdAccessToken: sb.EnvdToken,
 		Domain:          s.domain(),
 		Lifecycle:       lifecycleOf(sb),
 		Error:           sb.Error,
-		Network:         networkOf(sb.TrafficToken),
+		Network:         s.withEgress(networkOf(sb.TrafficToken), sb.ID),
+		// Egress policy (network.go).
+		AllowInternetAccess: allowInternet,
 	})
 	return nil
 }

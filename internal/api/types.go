@@ -18,6 +18,8 @@ type newSandbox struct {
 	AutoPause *bool           `json:"autoPause,omitempty"`
 	Secure    *bool           `json:"secure,omitempty"`
 	Network   *sandboxNetwork `json:"network,omitempty"`
+	// Egress policy (network.go), with Network's allowOut/denyOut.
+	AllowInternetAccess *bool `json:"allow_internet_access,omitempty"`
 	// Runtime is an sbx extension: the runtime to run on ("runc",
 	// "runsc"); empty means the server's default.
 	Runtime string `json:"runtime,omitempty"`
@@ -73,6 +75,8 @@ type sandboxDetail struct {
 	Lifecycle       lifecycle       `json:"lifecycle"`
 	Error           string          `json:"error,omitempty"`
 	Network         *sandboxNetwork `json:"network,omitempty"`
+	// Egress policy (network.go); null when not set.
+	AllowInternetAccess *bool `json:"allowInternetAccess"`
 }
 
 type lifecycle struct {

@@ -63,6 +63,7 @@ func serveMain(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.IntVar(&cfg.MaxFork, "max-fork", 10, "most copies one fork request may make")
 	var idShift uint
 	fs.UintVar(&idShift, "id-shift", 100000000, "first host uid/gid of the sandboxes' user namespaces (sandbox ids 0-65535 map to it and up); 0 disables user namespaces")
+	netFlags := addNetworkFlags(fs)
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := setFromEnv(fs); err != nil {
 		fmt.Fprintln(stderr, "sbx serve:", err)
@@ -91,6 +92,11 @@ func serveMain(ctx context.Context, args []string, stderr io.Writer) int {
 	cfg.IDShift = uint32(idShift)
 	if cfg.MaxCPUs > 0 && cfg.CPUs > cfg.MaxCPUs || cfg.MaxMemoryMB > 0 && cfg.MemoryMB > cfg.MaxMemoryMB {
 		fmt.Fprintln(stderr, "sbx serve: --cpus/--memory-mb must not exceed --max-cpus/--max-memory-mb")
+		return 2
+	}
+	var err error
+	if cfg.Net, err = netFlags.config(); err != nil {
+		fmt.Fprintln(stderr, "sbx serve:", err)
 		return 2
 	}
 	cfg.AdminKey = os.Getenv("SBX_API_KEY")

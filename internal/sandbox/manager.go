@@ -43,6 +43,7 @@ import (
 	"time"
 
 	"github.com/sbxdev/sbx/internal/errdefs"
+	"github.com/sbxdev/sbx/internal/network"
 	"github.com/sbxdev/sbx/internal/store"
 )
 
@@ -128,6 +129,9 @@ type Config struct {
 	IDMap *IDMap
 	// MaxFork bounds the copies one fork request may make (default 10).
 	MaxFork int
+	// Network, when not nil, gives each sandbox a network (namespace,
+	// veth, egress policy); otherwise sandboxes have loopback only.
+	Network Network
 }
 
 // Manager owns every sandbox of one sbx serve. It is safe for concurrent use.
@@ -148,6 +152,9 @@ type Manager struct {
 	closed bool
 
 	killHooks []func(id string)
+	// net holds the network policies of sandboxes being created
+	// (manager_network.go).
+	net netState
 	// disks hands out quota'd disks; nil when sandboxes have no quota.
 	disks *diskPool
 	// life holds the state of pause, snapshots and idle tracking.
@@ -229,6 +236,9 @@ type CreateParams struct {
 	// Lifecycle is the sandbox's lifecycle policy (see manager_lifecycle.go);
 	// its PauseKind and PausedAt are ignored.
 	Lifecycle Lifecycle
+	// Network is the sandbox's egress policy; nil means the server's
+	// default.
+	Network *network.Policy
 }
 
 // Sandbox is a sandbox as the API sees it.
@@ -308,6 +318,9 @@ func (m *Manager) create(ctx context.Context, p CreateParams, override *Template
 	if err != nil {
 		return nil, err
 	}
+	if err := m.validateNetwork(p.Network); err != nil {
+		return nil, err
+	}
 	m.tplMu.RLock()
 	tpl, err := m.lookupTemplate(ctx, p.Template, override)
 	if err == nil && tpl.image != "" && tpl.runtime != rtName {
@@ -351,6 +364,7 @@ func (m *Manager) create(ctx context.Context, p CreateParams, override *Template
 	if err != nil {
 		return nil, err
 	}
+	m.pendingNetwork(sb.ID, p.Network)
 	err = m.start(ctx, sb, tpl)
 	if err != nil {
 		err = errdefs.Wrap(errdefs.ErrUnavailable, err, "sandbox failed to start")
@@ -507,6 +521,11 @@ func (m *Manager) boot(ctx context.Context, sb *store.Sandbox, tpl Template, roo
 		},
 		IDMap: m.cfg.IDMap,
 	}
+	tn := time.Now()
+	if spec.NetNS, spec.UserNS, err = m.setupNetwork(ctx, sb.ID, rootfs); err != nil {
+		return err
+	}
+	tn2 := time.Now()
 	rt, err := m.runtimeOf(sb)
 	if err != nil {
 		return err
@@ -529,7 +548,7 @@ func (m *Manager) boot(ctx context.Context, sb *store.Sandbox, tpl Template, roo
 	if err := m.awaitAgent(hctx, sb.ID); err != nil {
 		return fmt.Errorf("agent did not come up: %w", err)
 	}
-	m.log.Debug("sandbox started", "sandbox_id", sb.ID, "rootfs", t1.Sub(t0), "box", t2.Sub(t1), "agent", time.Since(t2), "restored", image != "")
+	m.log.Debug("sandbox started", "sandbox_id", sb.ID, "rootfs", tn.Sub(t0), "network", tn2.Sub(tn), "box", t2.Sub(t1), "agent", time.Since(t2), "restored", image != "")
 	return nil
 }
 
@@ -579,6 +598,7 @@ func (m *Manager) release(ctx context.Context, sb *Sandbox) {
 	} else if err := rt.Destroy(ctx, id); err != nil {
 		log.Error("destroy box", "err", err)
 	}
+	m.teardownNetwork(ctx, id)
 	dir := m.dir(id)
 	if m.disks != nil {
 		// The overlay first, then the disk goes back to the pool (or is
@@ -859,7 +879,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 			log.Warn("sandbox died while the server was down; marked failed")
 		}
 	}
-	return nil
+	return m.pruneNetworks(ctx)
 }
 
 // Close stops the timers and destroys the disks made ready for sandboxes

@@ -71,6 +71,12 @@ type BoxSpec struct {
 	// place); the box joins it. When empty the box gets a new namespace
 	// holding only loopback.
 	NetNS string
+	// UserNS, when set (with IDMap), is the path of a user namespace with
+	// IDMap's mapping that the box joins instead of making its own: the one
+	// that owns NetNS, so that the box's root may mount /sys for its
+	// network namespace. Runtimes that do not mount a host sysfs may
+	// ignore it and apply IDMap as usual.
+	UserNS string
 	// IDMap, when not nil, runs the box in a new user namespace in which
 	// ids 0..Size-1 are host ids HostID..HostID+Size-1. The rootfs must be
 	// owned by the mapped ids, and its path traversable by them.

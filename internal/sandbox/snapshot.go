@@ -420,6 +420,7 @@ func (m *Manager) Fork(ctx context.Context, id string, n int, timeout *time.Dura
 				Metadata:  src.Metadata,
 				EnvVars:   src.EnvVars,
 				Lifecycle: life,
+				Network:   m.forkPolicy(id),
 			})
 			out[i] = ForkResult{Sandbox: sb, Err: err}
 		}()

@@ -61,6 +61,9 @@ type Config struct {
 	// sandboxes without a user namespace (root in a sandbox is host root,
 	// held in by capabilities and seccomp only).
 	IDShift uint32
+	// Net configures sandbox networking (internal/network); see
+	// NetworkConfig.
+	Net NetworkConfig
 	// AdminKey, when set and no key exists yet, becomes the admin key.
 	AdminKey string
 	// Progress receives template build progress and the first-start key
@@ -154,6 +157,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	templates.IDShift = cfg.IDShift
+	netw, err := startNetwork(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	if netw != nil {
+		defer netw.Close() // after the Manager's Close (defers run in reverse)
+	}
 	mcfg := sandbox.Config{
 		DataDir:         cfg.DataDir,
 		AgentPath:       cfg.AgentPath,
@@ -168,6 +178,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		ReadyTimeout:    cfg.ReadyTimeout,
 		IDMap:           idmap,
 		MaxFork:         cfg.MaxFork,
+		Network:         netIface(netw),
 	}
 	if err := runtimes(&mcfg, cfg, log); err != nil {
 		return err

@@ -20,10 +20,13 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"math/bits"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -140,6 +143,10 @@ type Server struct {
 	Client *client.Client
 	// Args are extra flags given to sbx serve.
 	Args []string
+	// Subnet is the sandboxes' --subnet: a random /23 in 10.64.0.0/10
+	// unless Args name one, so that servers running at once never share
+	// addresses (see RandomSubnet).
+	Subnet string
 
 	cmd  *exec.Cmd
 	ca   *CA // set by StartTLS
@@ -181,6 +188,12 @@ func (s *Server) start() {
 	t := s.t
 	t.Helper()
 	args := append([]string{"serve", "--listen", "127.0.0.1:0", "--data-dir", s.DataDir, "--templates-dir", TemplatesDir(), "--log-level", "debug", "--runtime", Runtime()}, s.Args...)
+	if s.Subnet == "" && !hasFlag(s.Args, "--subnet") {
+		s.Subnet = RandomSubnet(23)
+	}
+	if s.Subnet != "" {
+		args = append(args, "--subnet", s.Subnet)
+	}
 	if s.Addr != "" {
 		args[2] = s.Addr // a restart keeps the address clients know
 	}
@@ -229,6 +242,64 @@ func (s *Server) start() {
 	if s.ca != nil {
 		s.useTLS()
 	}
+}
+
+func hasFlag(args []string, name string) bool {
+	for _, a := range args {
+		if a == name || strings.HasPrefix(a, name+"=") {
+			return true
+		}
+	}
+	return false
+}
+
+// RandomSubnet returns a random 10.64.0.0/10 prefix of the given length
+// (16 to 29) that no route of the host overlaps. Several sbx serve (tests,
+// benchmarks, other developers' runs) share the host; each needs its own.
+func RandomSubnet(bits int) string {
+	routes := hostRoutes()
+	for {
+		var b [4]byte
+		rand.Read(b[:])
+		v := uint32(10)<<24 | uint32(64+b[0]%128)<<16 | uint32(b[1])<<8 | uint32(b[2])
+		v &^= 1<<(32-bits) - 1
+		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), bits)
+		free := true
+		for _, r := range routes {
+			if r.Overlaps(p) {
+				free = false
+			}
+		}
+		if free {
+			return p.String()
+		}
+	}
+}
+
+// hostRoutes returns the destinations of the host's IPv4 routes, the
+// default route excepted.
+func hostRoutes() []netip.Prefix {
+	data, err := os.ReadFile("/proc/net/route")
+	if err != nil {
+		return nil
+	}
+	var out []netip.Prefix
+	for _, line := range strings.Split(string(data), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 8 {
+			continue
+		}
+		dst, err1 := strconv.ParseUint(f[1], 16, 32)
+		mask, err2 := strconv.ParseUint(f[7], 16, 32)
+		if err1 != nil || err2 != nil || mask == 0 {
+			continue
+		}
+		// /proc/net/route prints addresses in host (little-endian) order.
+		d := uint32(dst)
+		a := netip.AddrFrom4([4]byte{byte(d), byte(d >> 8), byte(d >> 16), byte(d >> 24)})
+		out = append(out, netip.PrefixFrom(a, bits.OnesCount32(uint32(mask))))
+	}
+	return out
 }
 
 // Stop sends SIGTERM and fails the test unless the server exits cleanly

@@ -210,7 +210,9 @@ func Spec(s sandbox.BoxSpec, nofile uint64) (*specs.Spec, error) {
 		if m.Size == 0 || uint64(m.HostID)+uint64(m.Size) > 1<<32-1 || m.HostID == 0 {
 			return nil, fmt.Errorf("bad id map %+v", *m)
 		}
-		spec.Linux.Namespaces = append(spec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
+		// With UserNS, the network layer made the user namespace (with
+		// this same mapping) so that it owns the box's network namespace.
+		spec.Linux.Namespaces = append(spec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace, Path: s.UserNS})
 		spec.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: m.HostID, Size: m.Size}}
 		spec.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: m.HostID, Size: m.Size}}
 	}

@@ -345,6 +345,14 @@ func boxSpec(s sandbox.BoxSpec) (*specs.Spec, error) {
 	// clone(2) of threads fail, which breaks node, python threads and
 	// most runtimes.
 	spec.Linux.Seccomp = nil
+	// BoxSpec.UserNS exists so that runc may mount /sys for the box's
+	// network namespace; the Sentry has its own /sys, and runsc applies
+	// the uid/gid mappings itself rather than joining a user namespace.
+	for i, ns := range spec.Linux.Namespaces {
+		if ns.Type == specs.UserNamespace {
+			spec.Linux.Namespaces[i].Path = ""
+		}
+	}
 	// The agent listens on a socket it binds itself (see the package doc).
 	spec.Process.Args = []string{sandbox.AgentMountPath, "-listen", "unix:" + runDir + "/" + socketName}
 	spec.Mounts = append(spec.Mounts, specs.Mount{

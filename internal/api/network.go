@@ -1,0 +1,88 @@
+package api
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/sbxdev/sbx/internal/errdefs"
+	"github.com/sbxdev/sbx/internal/network"
+)
+
+// networkUpdate is E2B's SandboxNetworkUpdateConfig (PUT
+// /sandboxes/{id}/network): it replaces the egress rules; an omitted field
+// is cleared.
+type networkUpdate struct {
+	AllowInternetAccess *bool           `json:"allow_internet_access,omitempty"`
+	AllowOut            []string        `json:"allowOut,omitempty"`
+	DenyOut             []string        `json:"denyOut,omitempty"`
+	EgressProxy         json.RawMessage `json:"egressProxy,omitempty"`
+	Rules               json.RawMessage `json:"rules,omitempty"`
+}
+
+func unsupportedEgress(proxy, rules json.RawMessage) error {
+	if len(proxy) > 0 && string(proxy) != "null" {
+		return errdefs.New(errdefs.ErrInvalidArgument, "network.egressProxy is not supported by sbx")
+	}
+	if len(rules) > 0 && string(rules) != "null" && string(rules) != "{}" {
+		return errdefs.New(errdefs.ErrInvalidArgument, "network.rules (request transforms) are not supported by sbx")
+	}
+	return nil
+}
+
+// createPolicy turns a create request's egress fields into a policy; nil
+// means the server's default.
+func createPolicy(allowInternet *bool, n *sandboxNetwork) (*network.Policy, error) {
+	if allowInternet == nil && n == nil {
+		return nil, nil
+	}
+	p := &network.Policy{AllowInternetAccess: allowInternet}
+	if n != nil {
+		if err := unsupportedEgress(n.EgressProxy, n.Rules); err != nil {
+			return nil, err
+		}
+		p.AllowOut, p.DenyOut = n.AllowOut, n.DenyOut
+	}
+	if err := network.ValidatePolicy(*p); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func (s *Server) updateNetwork(w http.ResponseWriter, r *http.Request) error {
+	var req networkUpdate
+	if err := decode(w, r, &req, false); err != nil {
+		return err
+	}
+	if err := unsupportedEgress(req.EgressProxy, req.Rules); err != nil {
+		return err
+	}
+	p := network.Policy{AllowOut: req.AllowOut, DenyOut: req.DenyOut, AllowInternetAccess: req.AllowInternetAccess}
+	if err := s.mgr.SetNetwork(r.Context(), r.PathValue("id"), p); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// allowInternet is GET /sandboxes/{id}'s allowInternetAccess: as set, nil
+// when not set (or without networking).
+func (s *Server) allowInternet(id string) *bool {
+	p, ok := s.mgr.NetworkPolicy(id)
+	if !ok {
+		return nil
+	}
+	return p.AllowInternetAccess
+}
+
+// withEgress adds sandbox id's allowOut and denyOut to n.
+func (s *Server) withEgress(n *sandboxNetwork, id string) *sandboxNetwork {
+	p, ok := s.mgr.NetworkPolicy(id)
+	if !ok {
+		return n
+	}
+	if n == nil {
+		n = &sandboxNetwork{}
+	}
+	n.AllowOut, n.DenyOut = p.AllowOut, p.DenyOut
+	return n
+}

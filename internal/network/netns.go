@@ -1,0 +1,290 @@
+package network
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"syscall"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// prepareNSDir makes dir a shared mount point (as `ip netns` does with
+// /run/netns), so that unmounting a namespace file here also unmounts the
+// copies that mount namespaces created meanwhile (a box's, before it pivots)
+// hold; otherwise such a copy would keep a dead sandbox's namespace alive.
+func prepareNSDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	err := unix.Mount("", dir, "none", unix.MS_SHARED|unix.MS_REC, "")
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("make %s a shared mount: %w", dir, err)
+	}
+	// Not a mount point yet: bind it onto itself first.
+	if err := unix.Mount(dir, dir, "none", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind %s: %w", dir, err)
+	}
+	if err := unix.Mount("", dir, "none", unix.MS_SHARED|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("make %s a shared mount: %w", dir, err)
+	}
+	return nil
+}
+
+// nsSpec is what createNS builds.
+type nsSpec struct {
+	path     string // where the namespace is bind-mounted
+	host     string // name of the veth's host side
+	addr, gw netip.Addr
+	bits     int // prefix length of the link (30)
+	// owner, when not nil, makes the namespace owned by a new user
+	// namespace with this mapping, bind-mounted at userPath.
+	owner    *UserMapping
+	userPath string
+}
+
+// UserMapping is the id mapping of the user namespace a sandbox runs in:
+// ids 0..Size-1 in it are host ids HostID..HostID+Size-1.
+type UserMapping struct {
+	HostID, Size uint32
+}
+
+// createNS creates a network namespace bind-mounted at s.path holding
+// loopback and eth0 (s.addr/s.bits, default route via s.gw), the peer of a
+// veth whose other side, s.host, is left in the calling process's
+// namespace, down and unaddressed. IPv6 is disabled in the namespace.
+//
+// The namespace is made on a throw-away OS thread (unshare affects only the
+// calling thread, and a thread whose namespace changed must never run other
+// goroutines), so the server's own threads never leave the host namespace.
+func createNS(s nsSpec) error {
+	hostNS, err := os.Open("/proc/self/ns/net")
+	if err != nil {
+		return fmt.Errorf("open host netns: %w", err)
+	}
+	defer hostNS.Close()
+	f, err := os.OpenFile(s.path, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o400)
+	if err != nil {
+		return fmt.Errorf("create netns file: %w", err)
+	}
+	f.Close()
+	undo := func() {
+		unix.Unmount(s.path, unix.MNT_DETACH)
+		os.Remove(s.path)
+		if s.owner != nil {
+			unix.Unmount(s.userPath, unix.MNT_DETACH)
+			os.Remove(s.userPath)
+		}
+	}
+	if s.owner != nil {
+		if err := ownedNS(s); err != nil {
+			undo()
+			return err
+		}
+	}
+	errc := make(chan error, 1)
+	go func() {
+		// No UnlockOSThread: the thread exits with this goroutine
+		// instead of going back to the scheduler in the wrong namespace.
+		runtime.LockOSThread()
+		errc <- inNewNS(s, int(hostNS.Fd()))
+	}()
+	if err := <-errc; err != nil {
+		undo()
+		return err
+	}
+	return nil
+}
+
+// ownedNS creates a user namespace with mapping s.owner and a network
+// namespace owned by it, bind-mounted at s.userPath and s.path.
+//
+// Why: a box in a user namespace mounts a fresh /sys for its network
+// namespace, which the kernel allows only to a user namespace that owns
+// that network namespace. So the box joins this user namespace (same
+// mapping as it would have made itself) and this network namespace. A
+// process is needed to create a user namespace (a multi-threaded one cannot
+// unshare it), so a short-lived child holds them while they are
+// bind-mounted.
+func ownedNS(s nsSpec) error {
+	f, err := os.OpenFile(s.userPath, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o400)
+	if err != nil {
+		return fmt.Errorf("create userns file: %w", err)
+	}
+	f.Close()
+	cmd := exec.Command("/bin/cat")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return err
+	}
+	m := []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(s.owner.HostID), Size: int(s.owner.Size)}}
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNET,
+		UidMappings: m,
+		GidMappings: m,
+		// The box's processes change groups (setgroups) when the agent
+		// runs a command as another user; Go denies that by default.
+		GidMappingsEnableSetgroups: true,
+		Pdeathsig:                  syscall.SIGKILL,
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start namespace holder: %w", err)
+	}
+	defer func() {
+		stdin.Close()
+		cmd.Process.Kill()
+		cmd.Wait()
+	}()
+	pid := cmd.Process.Pid
+	if err := unix.Mount(fmt.Sprintf("/proc/%d/ns/user", pid), s.userPath, "none", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind userns: %w", err)
+	}
+	if err := unix.Mount(fmt.Sprintf("/proc/%d/ns/net", pid), s.path, "none", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind netns: %w", err)
+	}
+	return nil
+}
+
+// inNewNS runs on a locked thread: it moves the thread into the sandbox's
+// network namespace (a new one, or the one ownedNS made) and builds it.
+func inNewNS(s nsSpec, hostFd int) error {
+	if s.owner != nil {
+		fd, err := unix.Open(s.path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("open netns: %w", err)
+		}
+		err = unix.Setns(fd, unix.CLONE_NEWNET)
+		unix.Close(fd)
+		if err != nil {
+			return fmt.Errorf("enter netns: %w", err)
+		}
+	} else {
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			return fmt.Errorf("unshare netns: %w", err)
+		}
+		tid := unix.Gettid()
+		if err := unix.Mount(fmt.Sprintf("/proc/self/task/%d/ns/net", tid), s.path, "none", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind netns: %w", err)
+		}
+	}
+	// /proc/sys/net is the calling thread's namespace's. IPv6 off before
+	// eth0 exists, so it never gets even a link-local address: sandboxes
+	// have IPv4 only, and the rules are written for IPv4.
+	for _, p := range []string{"/proc/sys/net/ipv6/conf/all/disable_ipv6", "/proc/sys/net/ipv6/conf/default/disable_ipv6"} {
+		if err := os.WriteFile(p, []byte("1"), 0); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("disable IPv6: %w", err)
+		}
+	}
+	h, err := netlink.NewHandle()
+	if err != nil {
+		return fmt.Errorf("netlink: %w", err)
+	}
+	defer h.Close()
+	lo, err := h.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("find lo: %w", err)
+	}
+	if err := h.LinkSetUp(lo); err != nil {
+		return fmt.Errorf("lo up: %w", err)
+	}
+	veth := &netlink.Veth{
+		LinkAttrs:     netlink.LinkAttrs{Name: "eth0", MTU: hostMTU()},
+		PeerName:      s.host,
+		PeerNamespace: netlink.NsFd(hostFd),
+	}
+	if err := h.LinkAdd(veth); err != nil {
+		return fmt.Errorf("create veth %s: %w", s.host, err)
+	}
+	eth0, err := h.LinkByName("eth0")
+	if err != nil {
+		return fmt.Errorf("find eth0: %w", err)
+	}
+	ipn := &net.IPNet{IP: s.addr.AsSlice(), Mask: net.CIDRMask(s.bits, 32)}
+	if err := h.AddrAdd(eth0, &netlink.Addr{IPNet: ipn}); err != nil {
+		return fmt.Errorf("address eth0: %w", err)
+	}
+	if err := h.LinkSetUp(eth0); err != nil {
+		return fmt.Errorf("eth0 up: %w", err)
+	}
+	if err := h.RouteAdd(&netlink.Route{LinkIndex: eth0.Attrs().Index, Gw: s.gw.AsSlice()}); err != nil {
+		return fmt.Errorf("default route: %w", err)
+	}
+	return nil
+}
+
+// hostMTU is the MTU for sandbox links: 1500, the common Ethernet MTU.
+func hostMTU() int { return 1500 }
+
+// setupHostSide addresses and brings up the host side of a sandbox's veth.
+func setupHostSide(s nsSpec) error {
+	link, err := netlink.LinkByName(s.host)
+	if err != nil {
+		return fmt.Errorf("find %s: %w", s.host, err)
+	}
+	// No IPv6 on the host side either: no link-local address through
+	// which the sandbox could reach host services bound to [::].
+	if err := os.WriteFile(filepath.Join("/proc/sys/net/ipv6/conf", s.host, "disable_ipv6"), []byte("1"), 0); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("disable IPv6 on %s: %w", s.host, err)
+	}
+	ipn := &net.IPNet{IP: s.gw.AsSlice(), Mask: net.CIDRMask(s.bits, 32)}
+	if err := netlink.AddrReplace(link, &netlink.Addr{IPNet: ipn}); err != nil {
+		return fmt.Errorf("address %s: %w", s.host, err)
+	}
+	if err := netlink.LinkSetUp(link); err != nil {
+		return fmt.Errorf("%s up: %w", s.host, err)
+	}
+	return nil
+}
+
+// deleteNS removes the host side of a sandbox's veth (its peer goes with
+// it) and the namespaces' bind mounts. Missing pieces are not errors.
+func deleteNS(path, host string) error {
+	var errs []error
+	if link, err := netlink.LinkByName(host); err == nil {
+		if err := netlink.LinkDel(link); err != nil {
+			errs = append(errs, fmt.Errorf("delete %s: %w", host, err))
+		}
+	} else if !isNotFound(err) {
+		errs = append(errs, fmt.Errorf("find %s: %w", host, err))
+	}
+	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		errs = append(errs, fmt.Errorf("unmount %s: %w", path, err))
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	up := path + userSuffix
+	if err := unix.Unmount(up, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		errs = append(errs, fmt.Errorf("unmount %s: %w", up, err))
+	}
+	if err := os.Remove(up); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// userSuffix names the user namespace file beside a network namespace's.
+const userSuffix = ".user"
+
+func isNotFound(err error) bool {
+	var lnf netlink.LinkNotFoundError
+	return errors.As(err, &lnf)
+}
+
+// nsMounted reports whether path is a mounted network namespace.
+func nsMounted(path string) bool {
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		return false
+	}
+	return st.Type == unix.NSFS_MAGIC
+}

@@ -1,0 +1,227 @@
+package network
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/vishvananda/netlink"
+)
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("network tests need root (they create namespaces, interfaces and nftables rules)")
+	}
+}
+
+// randomSubnet returns a random 10.x.y.0/24 (tests never route it
+// anywhere but to their own namespaces).
+func randomSubnet() netip.Prefix {
+	b := make([]byte, 2)
+	rand.Read(b)
+	return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 100 + b[0]%100, b[1], 0}), 24)
+}
+
+func newTestNetwork(t *testing.T) *Network {
+	t.Helper()
+	requireRoot(t)
+	dir := t.TempDir()
+	var n *Network
+	var err error
+	for try := 0; try < 5; try++ {
+		n, err = New(context.Background(), Config{DataDir: dir, Subnet: randomSubnet(), Upstreams: []string{"127.0.0.1:1"}}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err == nil || !strings.Contains(err.Error(), "overlaps") {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func nsExec(t *testing.T, ns string, args ...string) (string, error) {
+	t.Helper()
+	out, err := exec.Command("nsenter", append([]string{"--net=" + ns, "--"}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+func TestSetupTeardown(t *testing.T) {
+	n := newTestNetwork(t)
+	ctx := context.Background()
+	ep, err := n.Setup(ctx, "abcdefghij0123456789", Policy{}, &UserMapping{HostID: 100000000, Size: 65536})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := nsExec(t, ep.NetNS, "ip", "-4", "-o", "addr", "show", "eth0")
+	if err != nil || !strings.Contains(out, ep.Addr.String()+"/30") {
+		t.Fatalf("eth0 in the namespace: %v\n%s", err, out)
+	}
+	out, _ = nsExec(t, ep.NetNS, "ip", "route")
+	if !strings.Contains(out, "default via "+ep.DNS.String()) {
+		t.Fatalf("no default route via %s:\n%s", ep.DNS, out)
+	}
+	out, _ = nsExec(t, ep.NetNS, "ip", "-6", "addr")
+	if strings.TrimSpace(out) != "" {
+		t.Fatalf("the namespace has IPv6 addresses:\n%s", out)
+	}
+	host := n.boxes["abcdefghij0123456789"].host
+	if _, err := netlink.LinkByName(host); err != nil {
+		t.Fatalf("host side %s: %v", host, err)
+	}
+	cc, _ := nftables.New()
+	if ok, _ := n.fw.tableExists(cc); !ok {
+		t.Fatal("no nftables table")
+	}
+	if err := n.SetPolicy(ctx, "abcdefghij0123456789", Policy{AllowOut: []string{"example.com", "1.2.3.4/32:443"}, DenyOut: []string{"0.0.0.0/0"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Teardown(ctx, "abcdefghij0123456789"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := netlink.LinkByName(host); err == nil {
+		t.Fatalf("%s still exists", host)
+	}
+	if _, err := os.Stat(ep.NetNS); !os.IsNotExist(err) {
+		t.Fatalf("namespace file still there: %v", err)
+	}
+	n.Close()
+	cc, _ = nftables.New()
+	if ok, _ := n.fw.tableExists(cc); ok {
+		t.Fatal("table left after Close with no sandbox")
+	}
+}
+
+func TestPolicyParse(t *testing.T) {
+	for _, tc := range []struct {
+		entry string
+		ok    bool
+	}{
+		{"8.8.8.8", true},
+		{"10.0.0.0/8", true},
+		{"10.0.0.0/8:443", true},
+		{"example.com", true},
+		{"*.github.com", true},
+		{"*.github.com:22", true},
+		{"Example.COM.", true},
+		{"*", false},
+		{"*.", false},
+		{"a.*.com", false},
+		{"exa mple.com", false},
+		{"10.0.0.0/33", false},
+		{"10.0.0.300", false},
+		{"1.2.3.4:0", false},
+		{"1.2.3.4:65536", false},
+		{"example.com:http", false},
+		{"::1", false},
+		{"", false},
+		{"-bad.com", false},
+	} {
+		_, _, err := parseEntry(tc.entry)
+		if (err == nil) != tc.ok {
+			t.Errorf("parseEntry(%q): err=%v, want ok=%v", tc.entry, err, tc.ok)
+		}
+	}
+}
+
+func TestVerdict(t *testing.T) {
+	f := false
+	pol, err := compile(Policy{AllowOut: []string{"good.test", "*.ok.test", "9.9.9.9"}, DenyOut: []string{"bad.test"}, AllowInternetAccess: &f}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip := netip.MustParseAddr
+	yes := func(string) bool { return true }
+	no := func(string) bool { return false }
+	for i, tc := range []struct {
+		dst      string
+		name     string
+		resolves func(string) bool
+		resolved bool
+		want     bool
+	}{
+		{"9.9.9.9", "", no, false, true},
+		{"9.9.9.9", "bad.test", no, false, true}, // allow CIDR wins
+		{"1.1.1.1", "good.test", yes, false, true},
+		{"1.1.1.1", "good.test", no, false, false}, // Host/SNI not matching the address
+		{"1.1.1.1", "a.b.ok.test", yes, false, true},
+		{"1.1.1.1", "ok.test", yes, false, false}, // wildcard excludes the apex
+		{"1.1.1.1", "bad.test", yes, false, false},
+		{"1.1.1.1", "other.test", yes, true, false}, // a name outside the rules
+		{"1.1.1.1", "", no, true, true},             // resolved for an allowed name
+		{"1.1.1.1", "", no, false, false},
+	} {
+		if got := pol.verdict(ip(tc.dst), 443, tc.name, tc.resolves, tc.resolved); got != tc.want {
+			t.Errorf("%d: verdict(%s, %q) = %v, want %v", i, tc.dst, tc.name, got, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		want bool
+	}{{"good.test", true}, {"x.ok.test", true}, {"bad.test", false}, {"other.test", false}} {
+		if got, _ := pol.dnsAllowed(tc.name); got != tc.want {
+			t.Errorf("dnsAllowed(%q) = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	open, _ := compile(Policy{DenyOut: []string{"bad.test", "*.bad.test"}}, false)
+	for _, tc := range []struct {
+		name string
+		want bool
+	}{{"good.test", true}, {"bad.test", false}, {"x.bad.test", false}} {
+		if got, _ := open.dnsAllowed(tc.name); got != tc.want {
+			t.Errorf("open policy: dnsAllowed(%q) = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestParseName(t *testing.T) {
+	name, done := parseName([]byte("GET / HTTP/1.1\r\nHost: Example.com:8080\r\nAccept: */*\r\n\r\n"))
+	if !done || name != "example.com" {
+		t.Fatalf("HTTP: %q %v", name, done)
+	}
+	if _, done := parseName([]byte("GET / HTTP/1.1\r\nHo")); done {
+		t.Fatal("a partial request is not done")
+	}
+	if name, done := parseName([]byte("SSH-2.0-OpenSSH\r\n")); !done || name != "" {
+		t.Fatalf("non-HTTP: %q %v", name, done)
+	}
+	hello := clientHello(t, "api.github.com")
+	for cut := 1; cut < len(hello); cut += 37 {
+		if _, done := parseName(hello[:cut]); done {
+			t.Fatalf("ClientHello cut at %d/%d reported done", cut, len(hello))
+		}
+	}
+	if name, done := parseName(hello); !done || name != "api.github.com" {
+		t.Fatalf("TLS: %q %v", name, done)
+	}
+}
+
+// clientHello returns the first bytes crypto/tls sends for serverName.
+func clientHello(t *testing.T, serverName string) []byte {
+	t.Helper()
+	a, b := net.Pipe()
+	defer a.Close()
+	go tls.Client(b, &tls.Config{ServerName: serverName}).Handshake()
+	buf := make([]byte, 64<<10)
+	var out []byte
+	a.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		n, err := a.Read(buf)
+		out = append(out, buf[:n]...)
+		if _, done := parseName(out); done || err != nil {
+			b.Close()
+			return out
+		}
+	}
+}

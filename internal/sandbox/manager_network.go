@@ -1,0 +1,218 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sbxdev/sbx/internal/errdefs"
+	"github.com/sbxdev/sbx/internal/network"
+)
+
+// Network is the network layer the Manager gives each sandbox a network
+// with (internal/network's *Network). Without one (Config.Network nil) a
+// sandbox's network namespace holds only loopback.
+//
+// Methods are safe for concurrent use; the Manager never calls two of them
+// for the same id at once.
+type Network interface {
+	// Setup prepares sandbox id's namespace with egress policy p.
+	// With owner set, the namespace is owned by a new user namespace
+	// with that mapping (Endpoint.UserNS), which the box must join.
+	Setup(ctx context.Context, id string, p network.Policy, owner *network.UserMapping) (network.Endpoint, error)
+	// SetPolicy replaces a running sandbox's policy.
+	SetPolicy(ctx context.Context, id string, p network.Policy) error
+	// Policy returns sandbox id's policy.
+	Policy(id string) (network.Policy, bool)
+	// Endpoint returns sandbox id's network, if it has one.
+	Endpoint(id string) (network.Endpoint, bool)
+	// Teardown removes sandbox id's network; unknown ids are not an error.
+	Teardown(ctx context.Context, id string) error
+	// Prune removes the networks of sandboxes not in live.
+	Prune(ctx context.Context, live []string) error
+}
+
+// netState is the Manager's bookkeeping for networks.
+type netState struct {
+	mu sync.Mutex
+	// pending holds the policy of each sandbox being created until its
+	// box boots (boot has no create parameters: it also resumes).
+	pending map[string]*network.Policy
+}
+
+// pendingNetwork records the policy sandbox id's network gets when its box
+// first boots.
+func (m *Manager) pendingNetwork(id string, p *network.Policy) {
+	m.net.mu.Lock()
+	defer m.net.mu.Unlock()
+	if m.net.pending == nil {
+		m.net.pending = map[string]*network.Policy{}
+	}
+	m.net.pending[id] = p
+}
+
+func (m *Manager) takePending(id string) *network.Policy {
+	m.net.mu.Lock()
+	defer m.net.mu.Unlock()
+	p := m.net.pending[id]
+	delete(m.net.pending, id)
+	return p
+}
+
+// validateNetwork checks a create request's policy before anything is made.
+func (m *Manager) validateNetwork(p *network.Policy) error {
+	if p == nil {
+		return nil
+	}
+	if m.cfg.Network == nil {
+		if len(p.AllowOut)+len(p.DenyOut) > 0 || p.AllowInternetAccess != nil && *p.AllowInternetAccess {
+			return errdefs.New(errdefs.ErrFailedPrecondition, "networking is disabled on this server (sbx serve --network none): sandboxes have no egress to configure")
+		}
+		return nil
+	}
+	return network.ValidatePolicy(*p)
+}
+
+// setupNetwork gives sandbox id its network (or, when it has one, as on a
+// resume, keeps it) and points the resolver of its root filesystem at sbx's
+// DNS forwarder. It returns the namespace the box and the user namespace
+// owning it join ("" without a network layer).
+func (m *Manager) setupNetwork(ctx context.Context, id, rootfs string) (netns, userns string, err error) {
+	if m.cfg.Network == nil {
+		return "", "", nil
+	}
+	ep, ok := m.cfg.Network.Endpoint(id)
+	if !ok {
+		var pol network.Policy
+		if p := m.takePending(id); p != nil {
+			pol = *p
+		}
+		var owner *network.UserMapping
+		if m.cfg.IDMap != nil {
+			owner = &network.UserMapping{HostID: m.cfg.IDMap.HostID, Size: m.cfg.IDMap.Size}
+		}
+		if ep, err = m.cfg.Network.Setup(ctx, id, pol, owner); err != nil {
+			return "", "", fmt.Errorf("sandbox network: %w", err)
+		}
+	}
+	if err := writeResolvConf(rootfs, ep.DNS, m.cfg.IDMap); err != nil {
+		return "", "", err
+	}
+	return ep.NetNS, ep.UserNS, nil
+}
+
+// writeResolvConf writes rootfs/etc/resolv.conf naming dns. It resolves the
+// path inside rootfs and replaces a symlink instead of following it.
+// Threat: a template (an imported image, say) whose /etc or resolv.conf is
+// a symlink to a host path would otherwise have the server overwrite a host
+// file.
+func writeResolvConf(rootfs string, dns netip.Addr, idmap *IDMap) error {
+	root, err := unix.Open(rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("resolv.conf: %w", err)
+	}
+	defer unix.Close(root)
+	etc, err := unix.Openat2(root, "etc", &unix.OpenHow{Flags: unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS})
+	if errors.Is(err, unix.ENOENT) {
+		if err := unix.Mkdirat(root, "etc", 0o755); err != nil {
+			return fmt.Errorf("resolv.conf: %w", err)
+		}
+		etc, err = unix.Openat2(root, "etc", &unix.OpenHow{Flags: unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS})
+	}
+	if err != nil {
+		return fmt.Errorf("resolv.conf: %w", err)
+	}
+	defer unix.Close(etc)
+	if err := unix.Unlinkat(etc, "resolv.conf", 0); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("resolv.conf: %w", err)
+	}
+	fd, err := unix.Openat(etc, "resolv.conf", unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return fmt.Errorf("resolv.conf: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "resolv.conf")
+	defer f.Close()
+	if _, err := fmt.Fprintf(f, "# written by sbx: the sandbox's DNS goes through sbx, which applies its egress policy\nnameserver %s\noptions edns0\n", dns); err != nil {
+		return fmt.Errorf("resolv.conf: %w", err)
+	}
+	if idmap != nil {
+		// Owned by the sandbox's root, so it may edit it.
+		if err := f.Chown(int(idmap.HostID), int(idmap.HostID)); err != nil {
+			return fmt.Errorf("resolv.conf: %w", err)
+		}
+	}
+	return nil
+}
+
+// teardownNetwork removes sandbox id's network, if any.
+func (m *Manager) teardownNetwork(ctx context.Context, id string) {
+	m.takePending(id)
+	if m.cfg.Network == nil {
+		return
+	}
+	if err := m.cfg.Network.Teardown(ctx, id); err != nil {
+		m.log.Error("remove sandbox network", "sandbox_id", id, "err", err)
+	}
+}
+
+// pruneNetworks removes networks whose sandbox is gone. Paused sandboxes
+// keep theirs (a resume boots the box into it again).
+func (m *Manager) pruneNetworks(ctx context.Context) error {
+	if m.cfg.Network == nil {
+		return nil
+	}
+	all, err := m.db.ListSandboxes(ctx, StateRunning, StateCreating, StatePausing, StatePaused, StateResuming)
+	if err != nil {
+		return err
+	}
+	live := make([]string, 0, len(all))
+	for _, sb := range all {
+		live = append(live, sb.ID)
+	}
+	return m.cfg.Network.Prune(ctx, live)
+}
+
+// SetNetwork replaces the egress policy of running sandbox id. New
+// connections obey it at once.
+func (m *Manager) SetNetwork(ctx context.Context, id string, p network.Policy) error {
+	if m.cfg.Network == nil {
+		return errdefs.New(errdefs.ErrFailedPrecondition, "networking is disabled on this server (sbx serve --network none)")
+	}
+	if err := network.ValidatePolicy(p); err != nil {
+		return err
+	}
+	unlock := m.lock(id)
+	defer unlock()
+	if _, err := m.GetRunning(ctx, id); err != nil {
+		return err
+	}
+	if err := m.cfg.Network.SetPolicy(ctx, id, p); err != nil {
+		return err
+	}
+	m.log.Info("sandbox network policy changed", "sandbox_id", id, "allow_out", p.AllowOut, "deny_out", p.DenyOut)
+	return nil
+}
+
+// forkPolicy returns the egress policy a fork of sandbox id starts with:
+// its source's.
+func (m *Manager) forkPolicy(id string) *network.Policy {
+	p, ok := m.NetworkPolicy(id)
+	if !ok {
+		return nil
+	}
+	return &p
+}
+
+// NetworkPolicy returns sandbox id's egress policy; ok is false when the
+// sandbox has no network (or the server none).
+func (m *Manager) NetworkPolicy(id string) (p network.Policy, ok bool) {
+	if m.cfg.Network == nil {
+		return network.Policy{}, false
+	}
+	return m.cfg.Network.Policy(id)
+}
