@@ -10,6 +10,9 @@ const TrafficTokenHeader = "E2b-Traffic-Access-Token"
 // SandboxNetworkConfig).
 type networkOptions struct {
 	AllowPublicTraffic *bool `json:"allowPublicTraffic,omitempty"`
+	// Egress (network.go).
+	AllowOut []string `json:"allowOut,omitempty"`
+	DenyOut  []string `json:"denyOut,omitempty"`
 }
 
 // Host returns the host name under which port of the sandbox is reachable

@@ -51,6 +51,9 @@ type CreateOptions struct {
 	// Lifecycle: what happens on timeout, persistence, idle pauses
 	// (see [Lifecycle]).
 	Lifecycle Lifecycle
+	// Network is the sandbox's egress policy; nil takes the server's
+	// default (internet access unless sbx serve runs with --internet=false).
+	Network *NetworkPolicy
 }
 
 // ConnectOptions tune [Client.ConnectSandbox].
@@ -87,6 +90,10 @@ type SandboxInfo struct {
 	// EnvdAccessToken and Domain are filled by [Client.GetSandbox] only.
 	EnvdAccessToken string `json:"envdAccessToken,omitempty"`
 	Domain          string `json:"domain,omitempty"`
+	// AllowInternetAccess and Network are the egress policy, filled by
+	// [Client.GetSandbox] only: nil when not set.
+	AllowInternetAccess *bool          `json:"allowInternetAccess,omitempty"`
+	Network             *NetworkConfig `json:"network,omitempty"`
 }
 
 // HasTimeout reports whether the sandbox has a time limit.
@@ -115,6 +122,8 @@ type createRequest struct {
 	MemoryMB   int               `json:"memoryMB,omitempty"`
 	Network    *networkOptions   `json:"network,omitempty"`
 	lifecycleFields
+	// Egress policy (network.go); allowOut/denyOut go in Network.
+	AllowInternetAccess *bool `json:"allow_internet_access,omitempty"`
 }
 
 // timeoutRequest is the wire body of the timeout and connect calls.
@@ -155,6 +164,7 @@ func (c *Client) CreateSandbox(ctx context.Context, opts CreateOptions) (*Sandbo
 		public := false
 		body.Network = &networkOptions{AllowPublicTraffic: &public}
 	}
+	opts.Network.apply(&body)
 	sb := &Sandbox{}
 	if _, err := c.do(ctx, http.MethodPost, "/v2/sandboxes", nil, body, sb); err != nil {
 		return nil, err

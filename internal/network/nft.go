@@ -123,6 +123,13 @@ func addrMatch(src bool, op expr.CmpOp, p netip.Prefix) []expr.Any {
 
 func verdict(k expr.VerdictKind) expr.Any { return &expr.Verdict{Kind: k} }
 
+// reject refuses a packet with an ICMP "administratively prohibited", so
+// that a denied connection fails at once instead of hanging until its
+// time-out.
+func reject() expr.Any {
+	return &expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_ADMIN_PROHIBITED}
+}
+
 func jump(chain string) expr.Any {
 	return &expr.Verdict{Kind: expr.VerdictKind(unix.NFT_JUMP), Chain: chain}
 }
@@ -187,10 +194,10 @@ func (f *firewall) build(cc *nftables.Conn, exists bool, boxes []*box) {
 	add(gdeny, []expr.Any{
 		&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ne32(unix.RTN_LOCAL)},
-		verdict(expr.VerdictDrop),
+		reject(),
 	})
 	for _, p := range f.globalDeny {
-		add(gdeny, cat(addrMatch(false, expr.CmpOpEq, p), []expr.Any{verdict(expr.VerdictDrop)}))
+		add(gdeny, cat(addrMatch(false, expr.CmpOpEq, p), []expr.Any{reject()}))
 	}
 
 	// pre
@@ -274,25 +281,28 @@ func (f *firewall) boxRules(cc *nftables.Conn, c *nftables.Chain, set *nftables.
 		// policy with the connection's Host/SNI in hand.
 		add(cat(l4proto(unix.IPPROTO_TCP), []expr.Any{verdict(expr.VerdictAccept)}))
 	}
-	ipRules := func(rules []ipRule, v expr.VerdictKind) {
+	ipRules := func(rules []ipRule, v expr.Any) {
 		for _, r := range rules {
 			m := addrMatch(false, expr.CmpOpEq, r.prefix)
 			if r.port == 0 {
-				add(cat(m, []expr.Any{verdict(v)}))
+				add(cat(m, []expr.Any{v}))
 				continue
 			}
 			for _, p := range []byte{unix.IPPROTO_TCP, unix.IPPROTO_UDP} {
-				add(cat(m, l4proto(p), dport(r.port), []expr.Any{verdict(v)}))
+				add(cat(m, l4proto(p), dport(r.port), []expr.Any{v}))
 			}
 		}
 	}
-	ipRules(b.pol.allowIP, expr.VerdictAccept)
+	ipRules(b.pol.allowIP, verdict(expr.VerdictAccept))
 	add([]expr.Any{
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
 		&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID},
 		verdict(expr.VerdictAccept),
 	})
-	ipRules(b.pol.denyIP, expr.VerdictDrop)
+	ipRules(b.pol.denyIP, reject())
+	// What no rule denies is allowed (E2B's semantics). An explicit
+	// verdict: falling off the chain would return to pre, which drops.
+	add([]expr.Any{verdict(expr.VerdictAccept)})
 }
 
 // addBox queues adding sandbox b to the table.

@@ -67,6 +67,12 @@ func TestEscape(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Each sandbox has its own network: the neighbour's address and the
+	// gateway (the host side of this sandbox's link, where only sbx's DNS
+	// forwarder answers).
+	nbAddr := sandboxAddr(t, ctx, neighbour)
+	gw := gateway(sandboxAddr(t, ctx, sb))
+
 	root := &client.RunOptions{User: "root"}
 	attempts := []struct {
 		name string
@@ -88,10 +94,24 @@ func TestEscape(t *testing.T) {
 		// it ever succeed, so a failure does not leave the agent stopped.
 		{"ptrace of the agent", `python3 -c 'import ctypes,os; l=ctypes.CDLL(None,use_errno=True); r=l.ptrace(16,1,0,0); e=ctypes.get_errno(); r==0 and l.ptrace(17,1,0,0); print("rc",r,os.strerror(e))'`, "rc -1 Operation not permitted"},
 		{"agent memory and environment", `cat /proc/1/environ 2>&1; head -c 1 /proc/1/mem 2>&1; echo done`, "Permission denied"},
-		{"only loopback", `cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '`, "lo"},
+		{"interfaces", `cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' ' | sort | tr '\n' ' '`, "eth0 lo "},
 		{"host loopback service", probe(fmt.Sprintf("127.0.0.1:%d", hostPort), "127.0.0.1:"+apiPort), "Connection refused"},
-		{"cloud metadata", probe("169.254.169.254:80", "[fd00:ec2::254]:80"), "Network is unreachable"},
-		{"other sandbox", probe("127.0.0.1:8000", "10.0.0.2:8000", "172.17.0.2:8000", "192.168.0.2:8000"), "refused 127.0.0.1:8000"},
+		{"host services through the gateway", probe(fmt.Sprintf("%s:%d", gw, hostPort), gw.String()+":"+apiPort, gw.String()+":22"), "No route to host"},
+		{"cloud metadata", probe("169.254.169.254:80", "[fd00:ec2::254]:80"), "refused 169.254.169.254:80 [Errno 113] No route to host"},
+		{"other sandbox", probe("127.0.0.1:8000", nbAddr.String()+":8000"), "refused " + nbAddr.String() + ":8000"},
+		{"IPv6 to the host", probe("[fe80::1%eth0]:22", "[::1]:"+apiPort), "Cannot assign requested address"},
+		{"reconfigure the sandbox's network", `python3 -c 'import fcntl,socket,struct; s=socket.socket(); fcntl.ioctl(s, 0x8914, struct.pack("16sh22x", b"eth0", 0))' 2>&1; ip link set eth0 down 2>&1; echo done`, "Operation not permitted"},
+		{"forged source address", fmt.Sprintf(`python3 - <<'EOF'
+import socket
+s = socket.socket()
+s.setsockopt(socket.SOL_IP, 15, 1)  # IP_FREEBIND: bind an address that is not ours
+s.bind((%q, 0))
+s.settimeout(3)
+try:
+    s.connect((%q, 53)); print("CONNECTED")
+except OSError as e:
+    print("refused", e)
+EOF`, nbAddr.String(), gw.String()), "refused"}, // the box's kernel or, failing that, the host's anti-spoofing rule
 		{"devices", `ls /dev; cat /dev/sda 2>&1; cat /dev/mem 2>&1; echo done`, "No such file"},
 		{"new privileges", `grep -E 'NoNewPrivs|Seccomp:' /proc/self/status`, "NoNewPrivs:\t1"},
 		{"capabilities", `grep CapBnd /proc/self/status`, "CapBnd:\t00000000800405fb"},
@@ -138,8 +158,8 @@ func TestEscape(t *testing.T) {
 	} else {
 		t.Fatalf("read the box's pid file: %v", err)
 	}
-	res := mustRun(t, ctx, sb, `cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '`, nil)
-	if strings.TrimSpace(res.Stdout) != "lo" {
+	res := mustRun(t, ctx, sb, `cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' ' | sort | tr '\n' ' '`, nil)
+	if strings.TrimSpace(res.Stdout) != "eth0 lo" {
 		t.Fatalf("interfaces: %q", res.Stdout)
 	}
 

@@ -188,10 +188,12 @@ func (s *Server) start() {
 	t := s.t
 	t.Helper()
 	args := append([]string{"serve", "--listen", "127.0.0.1:0", "--data-dir", s.DataDir, "--templates-dir", TemplatesDir(), "--log-level", "debug", "--runtime", Runtime()}, s.Args...)
-	if s.Subnet == "" && !hasFlag(s.Args, "--subnet") {
-		s.Subnet = RandomSubnet(23)
-	}
-	if s.Subnet != "" {
+	if v, ok := flagValue(s.Args, "--subnet"); ok {
+		s.Subnet = v
+	} else {
+		if s.Subnet == "" {
+			s.Subnet = RandomSubnet(23)
+		}
 		args = append(args, "--subnet", s.Subnet)
 	}
 	if s.Addr != "" {
@@ -244,13 +246,18 @@ func (s *Server) start() {
 	}
 }
 
-func hasFlag(args []string, name string) bool {
-	for _, a := range args {
-		if a == name || strings.HasPrefix(a, name+"=") {
-			return true
+// flagValue returns the value of flag name in args ("--name v" or
+// "--name=v").
+func flagValue(args []string, name string) (string, bool) {
+	for i, a := range args {
+		if a == name && i+1 < len(args) {
+			return args[i+1], true
+		}
+		if v, ok := strings.CutPrefix(a, name+"="); ok {
+			return v, true
 		}
 	}
-	return false
+	return "", false
 }
 
 // RandomSubnet returns a random 10.64.0.0/10 prefix of the given length
@@ -339,6 +346,14 @@ func (s *Server) Restart() {
 
 // StartAgain starts a server stopped with Stop or Crash.
 func (s *Server) StartAgain() { s.start() }
+
+// Pid returns the server's process id (0 when stopped).
+func (s *Server) Pid() int {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
 
 // Logs returns everything the server has logged.
 func (s *Server) Logs() string { return s.logs.String() }
