@@ -76,7 +76,7 @@ type command struct {
 // commands lists the subcommands in the order help shows them.
 func commands() []command {
 	return []command{
-		{"create", "[--template T | --from-snapshot S] [--timeout DURATION|0] [--cpus N] [--memory-mb N] [--meta K=V]... [--env K=V]... [--lifecycle persistent] [--auto-pause] [--auto-resume] [--idle-pause D] [--json]", "create a sandbox and print its ID", runCreate},
+		{"create", "[--template T | --from-snapshot S] [--timeout DURATION|0] [--cpus N] [--memory-mb N] [--meta K=V]... [--env K=V]... [--lifecycle persistent] [--auto-pause] [--auto-resume] [--idle-pause D] [--deny-all] [--allow E]... [--deny E]... [--json]", "create a sandbox and print its ID", runCreate},
 		{"ls", "[--meta K=V]... [--state running|paused]... [--json] | ID [PATH] [--user U] [--json]", "list sandboxes, or the files in a sandbox's directory", runLsAny},
 		{"exec", "[--user U] [--cwd DIR] [--env K=V]... [-i] [-t] ID [--] CMD [ARG...]", "run a command in a sandbox", runExec},
 		{"shell", "[--user U] [--cwd DIR] ID", "open an interactive shell in a sandbox", runShell},
@@ -89,6 +89,7 @@ func commands() []command {
 		{"resume", "[--timeout D] [--reboot] ID...", "resume paused sandboxes", runResume},
 		{"snapshot", "create ID [--name N] [--json] | ls [--sandbox ID] [--json] | rm ID...", "snapshot a sandbox; list or delete snapshots", runSnapshot},
 		{"fork", "[-n N] [--timeout D] [--json] ID", "copy a running sandbox N times", runFork},
+		{"network", "set ID [--deny-all|--allow-all] [--allow CIDR|IP|DOMAIN[:PORT]]... [--deny ...]... | show ID [--json]", "set or show a sandbox's egress policy", runNetwork},
 		{"template", "ls [--json] | inspect NAME [--json] | rm NAME | import NAME (--image REF [--insecure] | --tar PATH | --oci-layout DIR) [SETTINGS] | set NAME SETTINGS | build [-f DOCKERFILE] [--name NAME] [--build-arg K=V]... [--no-cache] [CONTEXT]", "list, inspect, delete, import, configure or build templates", runTemplate},
 		{"key", "create [--name N] [--json] | ls [--json] | rm ID", "manage API keys", runKey},
 		{"serve", "[flags]", "run the sbx server", func(e *env, args []string) int { return runServe(e.ctx, args) }},

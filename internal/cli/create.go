@@ -22,6 +22,8 @@ func runCreate(e *env, args []string) int {
 	fromSnapshot := fs.String("from-snapshot", "", "start from snapshot `ID` (or name) instead of a template")
 	life := lifecycleFlags(fs)
 	asJSON := fs.Bool("json", false, "print the sandbox as JSON")
+	var egress networkPolicyFlags
+	egress.add(fs)
 	pos, code, ok := e.parse(fs, args)
 	if !ok {
 		return code
@@ -37,6 +39,9 @@ func runCreate(e *env, args []string) int {
 		opts.Template = *fromSnapshot
 	}
 	var err error
+	if opts.Network, err = egress.policy(); err != nil {
+		return e.usageErr(fs, "%v", err)
+	}
 	if opts.Lifecycle, err = life(); err != nil {
 		return e.usageErr(fs, "%v", err)
 	}

@@ -58,6 +58,7 @@ func (f *forwarder) close() {
 	f.wg.Wait()
 }
 
+// serve starts answering queries in the background.
 func (f *forwarder) serve() {
 	f.wg.Add(2)
 	go func() {

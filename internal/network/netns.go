@@ -15,6 +15,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// openHostNS opens the network namespace of the calling thread, the host's.
+//
+// Not /proc/self/ns/net: that is the main thread's, and a goroutine that
+// ends locked to the main thread after entering a sandbox's namespace
+// leaves the main thread parked there for good.
+func openHostNS() (*os.File, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	f, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		return nil, fmt.Errorf("open host netns: %w", err)
+	}
+	return f, nil
+}
+
 // prepareNSDir makes dir a shared mount point (as `ip netns` does with
 // /run/netns), so that unmounting a namespace file here also unmounts the
 // copies that mount namespaces created meanwhile (a box's, before it pivots)
@@ -66,12 +81,7 @@ type UserMapping struct {
 // The namespace is made on a throw-away OS thread (unshare affects only the
 // calling thread, and a thread whose namespace changed must never run other
 // goroutines), so the server's own threads never leave the host namespace.
-func createNS(s nsSpec) error {
-	hostNS, err := os.Open("/proc/self/ns/net")
-	if err != nil {
-		return fmt.Errorf("open host netns: %w", err)
-	}
-	defer hostNS.Close()
+func createNS(s nsSpec, hostNS *os.File) error {
 	f, err := os.OpenFile(s.path, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o400)
 	if err != nil {
 		return fmt.Errorf("create netns file: %w", err)

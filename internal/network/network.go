@@ -87,8 +87,9 @@ type Network struct {
 	nsDir  string
 	boxDir string
 
-	dns   *forwarder
-	proxy *tproxy
+	dns    *forwarder
+	proxy  *tproxy
+	hostNS *os.File // the host's network namespace, for veth peers
 
 	mu     sync.Mutex
 	boxes  map[string]*box     // by sandbox id
@@ -178,17 +179,22 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Network, error)
 	if err := prepareNSDir(n.nsDir); err != nil {
 		return nil, err
 	}
+	var err error
+	if n.hostNS, err = openHostNS(); err != nil {
+		return nil, err
+	}
 	// Routing between the sandboxes' links and the host's uplinks. The
 	// table's forward chain decides what may pass.
 	if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0); err != nil {
+		n.hostNS.Close()
 		return nil, fmt.Errorf("enable IPv4 forwarding: %w", err)
 	}
-	var err error
 	if n.dns, err = newForwarder(n, cfg.Upstreams); err != nil {
+		n.closeListeners()
 		return nil, err
 	}
 	if n.proxy, err = newProxy(n); err != nil {
-		n.dns.close()
+		n.closeListeners()
 		return nil, err
 	}
 	deny := []netip.Prefix{
@@ -215,8 +221,8 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Network, error)
 		n.closeListeners()
 		return nil, err
 	}
-	go n.dns.serve()
-	go n.proxy.serve()
+	n.dns.serve()
+	n.proxy.serve()
 	return n, nil
 }
 
@@ -362,7 +368,8 @@ func (n *Network) Setup(ctx context.Context, id string, p Policy, owner *UserMap
 	if link, lerr := netlink.LinkByName(b.host); lerr == nil {
 		netlink.LinkDel(link)
 	}
-	if err := createNS(spec); err != nil {
+	t0 := time.Now()
+	if err := createNS(spec, n.hostNS); err != nil {
 		return Endpoint{}, err
 	}
 	// The rules go in before the host side comes up, so no packet of the
@@ -371,10 +378,12 @@ func (n *Network) Setup(ctx context.Context, id string, p Policy, owner *UserMap
 	if err != nil {
 		return Endpoint{}, fmt.Errorf("nftables: %w", err)
 	}
+	t1 := time.Now()
 	n.fw.addBox(cc, b)
 	if err := cc.Flush(); err != nil {
 		return Endpoint{}, fmt.Errorf("install sandbox rules: %w", err)
 	}
+	t2 := time.Now()
 	b.proxied = pol.domainRules()
 	if err := setupHostSide(spec); err != nil {
 		n.removeRules(b)
@@ -383,6 +392,7 @@ func (n *Network) Setup(ctx context.Context, id string, p Policy, owner *UserMap
 	n.boxes[id] = b
 	n.byAddr[b.addr] = b
 	n.used[idx] = true
+	n.log.Debug("sandbox network set up", "sandbox_id", id, "addr", b.addr, "namespaces", t1.Sub(t0), "rules", t2.Sub(t1), "link", time.Since(t2))
 	return Endpoint{NetNS: spec.path, UserNS: spec.userPath, Addr: b.addr, DNS: b.gw}, nil
 }
 
@@ -428,12 +438,18 @@ func (n *Network) Teardown(ctx context.Context, id string) error {
 	n.mu.Unlock()
 	var errs []error
 	if ok {
+		t0 := time.Now()
 		n.mu.Lock()
 		n.removeRules(b)
 		n.mu.Unlock()
+		t1 := time.Now()
 		if err := deleteNS(n.nsPath(id), b.host); err != nil {
 			errs = append(errs, err)
 		}
+		t2 := time.Now()
+		defer func() {
+			n.log.Debug("sandbox network removed", "sandbox_id", id, "rules", t1.Sub(t0), "namespaces", t2.Sub(t1), "conntrack", time.Since(t2))
+		}()
 		// Connection tracking entries of the dead sandbox would otherwise
 		// linger for days (established TCP) and could match a new sandbox
 		// given the same address.
@@ -587,6 +603,9 @@ func (n *Network) Close() {
 }
 
 func (n *Network) closeListeners() {
+	if n.hostNS != nil {
+		n.hostNS.Close()
+	}
 	if n.dns != nil {
 		n.dns.close()
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -224,4 +225,43 @@ func clientHello(t *testing.T, serverName string) []byte {
 			return out
 		}
 	}
+}
+
+// BenchmarkSetup measures a sandbox network's set-up (namespaces owned by a
+// user namespace, veth, addresses, rules) and tear-down.
+func BenchmarkSetup(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Fatal("needs root")
+	}
+	dir := b.TempDir()
+	n, err := New(context.Background(), Config{DataDir: dir, Subnet: randomSubnet(), Upstreams: []string{"127.0.0.1:1"}}, slog.New(slog.NewTextHandler(benchLog(), &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer n.Close()
+	ctx := context.Background()
+	var setup, teardown time.Duration
+	for i := 0; i < b.N; i++ {
+		id := fmt.Sprintf("bench%015d", i)
+		t0 := time.Now()
+		if _, err := n.Setup(ctx, id, Policy{}, &UserMapping{HostID: 100000000, Size: 65536}); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if err := n.Teardown(ctx, id); err != nil {
+			b.Fatal(err)
+		}
+		setup += t1.Sub(t0)
+		teardown += time.Since(t1)
+	}
+	b.ReportMetric(float64(setup.Microseconds())/float64(b.N)/1000, "setup-ms/op")
+	b.ReportMetric(float64(teardown.Microseconds())/float64(b.N)/1000, "teardown-ms/op")
+}
+
+// benchLog is where BenchmarkSetup logs: stderr with SBX_BENCH_LOG=1.
+func benchLog() io.Writer {
+	if os.Getenv("SBX_BENCH_LOG") != "" {
+		return os.Stderr
+	}
+	return io.Discard
 }

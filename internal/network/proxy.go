@@ -81,8 +81,13 @@ func (p *tproxy) untrack(c net.Conn) {
 	p.mu.Unlock()
 }
 
+// serve starts accepting connections in the background.
 func (p *tproxy) serve() {
 	p.wg.Add(1)
+	go p.accept()
+}
+
+func (p *tproxy) accept() {
 	defer p.wg.Done()
 	for {
 		c, err := p.ln.AcceptTCP()

@@ -4,6 +4,10 @@
 //   - create → first command finished (`echo hi`), against raw `runc run` of
 //     the same root filesystem (the base template through the same overlay);
 //   - command round trip (`true`) on a running sandbox;
+//   - the cost of sandbox networking: create → first command on this server
+//     (veth, NAT, egress rules) against a second one run with
+//     `--network none`, alternating, and the network set-up time the server
+//     logs for each create;
 //   - N concurrent idle sandboxes and the host memory each costs outside its
 //     own processes;
 //   - the port proxy: download throughput and request latency through sbx
@@ -42,7 +46,7 @@ func main() {
 	n := flag.Int("n", 50, "sandboxes to create for the create benchmark")
 	rtt := flag.Int("rtt", 200, "commands for the round-trip benchmark")
 	concurrent := flag.Int("concurrent", 100, "idle sandboxes to hold at once")
-	sections := flag.String("only", "create,rtt,density,files,templates,proxy", "comma-separated sections to run: create, rtt, density, files, templates, proxy")
+	sections := flag.String("only", "create,rtt,network,density,files,templates,proxy", "comma-separated sections to run: create, rtt, network, density, files, templates, proxy")
 	transferMiB := flag.Int64("transfer-mib", 200, "size of the file uploaded and downloaded, in MiB")
 	transferReps := flag.Int("transfer-reps", 5, "uploads and downloads of that file")
 	small := flag.Int("small", 300, "small-file write+read round trips")
@@ -117,6 +121,25 @@ func main() {
 		rows = append(rows, row{"command round trip (`true`), vs fork+exec of `true` on the host", rt, host, ""})
 	}
 
+	if want["network"] {
+		// Networking's cost: the same create → `echo hi`, alternating
+		// between this server and one without networking, so both see
+		// the same load.
+		noNet := harness.Start(tb, "--network", "none")
+		for i := 0; i < 3; i++ {
+			createEcho(ctx, noNet.Client)
+		}
+		logsBefore := len(srv.Logs())
+		var withNet, withoutNet []time.Duration
+		for i := 0; i < *n; i++ {
+			withNet = append(withNet, createEcho(ctx, c))
+			withoutNet = append(withoutNet, createEcho(ctx, noNet.Client))
+		}
+		noNet.Stop()
+		rows = append(rows, row{"create → `echo hi` done with networking, vs `--network none`", withNet, withoutNet, ""})
+		rows = append(rows, row{"network set-up within create (namespaces, veth, rules; server's own timing)", loggedDurations(srv.Logs()[logsBefore:], "network="), nil, ""})
+	}
+
 	if len(rows) > 0 {
 		fmt.Printf("\n| operation | n | p50 | p99 | raw runtime p50 | raw p99 | ratio p50 |\n|---|---|---|---|---|---|---|\n")
 		for _, r := range rows {
@@ -184,6 +207,45 @@ func main() {
 	for _, id := range ids {
 		c.KillSandbox(ctx, id)
 	}
+}
+
+// createEcho creates a sandbox, runs `echo hi` in it, kills it, and returns
+// the time from the create request to the command's end.
+func createEcho(ctx context.Context, c *client.Client) time.Duration {
+	t0 := time.Now()
+	sb := must(c.CreateSandbox(ctx, client.CreateOptions{}))
+	var out strings.Builder
+	code, err := sb.Exec(ctx, client.ExecOptions{Cmd: "echo", Args: []string{"hi"}, Stdout: &out})
+	d := time.Since(t0)
+	if err != nil || code != 0 || out.String() != "hi\n" {
+		fatalf("echo hi: %d %v %q", code, err, out.String())
+	}
+	if err := sb.Kill(ctx); err != nil {
+		fatal(err)
+	}
+	return d
+}
+
+// loggedDurations returns the values of key (such as "network=") in the
+// server's "sandbox started" debug lines.
+func loggedDurations(logs, key string) []time.Duration {
+	var out []time.Duration
+	for _, line := range strings.Split(logs, "\n") {
+		if !strings.Contains(line, `msg="sandbox started"`) {
+			continue
+		}
+		for _, f := range strings.Fields(line) {
+			if v, ok := strings.CutPrefix(f, key); ok {
+				if d, err := time.ParseDuration(v); err == nil {
+					out = append(out, d)
+				}
+			}
+		}
+	}
+	if len(out) == 0 {
+		fatalf("no %s in the server's logs", key)
+	}
+	return out
 }
 
 type row struct {

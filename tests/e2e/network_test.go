@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	osexec "os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -711,5 +712,71 @@ func TestNetworkLeaks(t *testing.T) {
 		if tb.Name == network.TableName(srv.DataDir) {
 			t.Fatal("nftables table left after the last sandbox and the server are gone")
 		}
+	}
+}
+
+// TestNetworkCLI drives egress policy with the sbx CLI: create with a
+// policy, show it, change it, and bad entries.
+func TestNetworkCLI(t *testing.T) {
+	srv, ti := netServer(t)
+	ctx := ctxFor(t, 3*time.Minute)
+	A, B := ti.A.String(), ti.B.String()
+	out, errOut, code := srv.CLI(ctx, nil, "create", "--deny-all", "--allow", A)
+	if code != 0 {
+		t.Fatalf("create: %d %s", code, errOut)
+	}
+	id := strings.TrimSpace(out)
+	sb, err := srv.Client.ConnectSandbox(ctx, id, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustReach(t, ctx, sb, "http://"+A+"/")
+	mustNotReach(t, ctx, sb, "http://"+B+"/")
+	out, _, code = srv.CLI(ctx, nil, "network", "show", id)
+	if code != 0 || !strings.Contains(out, "internet: denied") || !strings.Contains(out, "allow:    "+A) {
+		t.Fatalf("show: %d %q", code, out)
+	}
+	if _, errOut, code := srv.CLI(ctx, nil, "network", "set", id, "--deny-all", "--allow", B+",*.a.test"); code != 0 {
+		t.Fatalf("set: %d %s", code, errOut)
+	}
+	mustReach(t, ctx, sb, "http://"+B+"/")
+	mustReach(t, ctx, sb, "http://www.a.test/")
+	mustNotReach(t, ctx, sb, "http://"+A+"/")
+	out, _, code = srv.CLI(ctx, nil, "network", "show", "--json", id)
+	var p client.NetworkPolicy
+	if err := json.Unmarshal([]byte(out), &p); code != 0 || err != nil || !slices.Equal(p.AllowOut, []string{B, "*.a.test"}) || p.AllowInternetAccess == nil || *p.AllowInternetAccess {
+		t.Fatalf("show --json: %d %q %v", code, out, err)
+	}
+	// No flags: everything the server allows.
+	if _, errOut, code := srv.CLI(ctx, nil, "network", "set", id); code != 0 {
+		t.Fatalf("set: %d %s", code, errOut)
+	}
+	mustReach(t, ctx, sb, "http://"+A+"/")
+	for _, bad := range []string{"*", "10.0.0.0/40", "example.com:0"} {
+		_, errOut, code := srv.CLI(ctx, nil, "network", "set", id, "--allow", bad)
+		if code != 1 || !strings.Contains(errOut, "invalid") && !strings.Contains(errOut, bad) {
+			t.Errorf("set --allow %s: %d %q", bad, code, errOut)
+		}
+	}
+	if _, _, code := srv.CLI(ctx, nil, "network", "set", id, "--deny-all", "--allow-all"); code != 2 {
+		t.Errorf("--deny-all --allow-all: exit %d, want 2", code)
+	}
+}
+
+// TestE2BJavaScriptNetwork runs tests/e2b-js/network.spec.js: egress
+// policies through the unmodified e2b npm package, against a test internet.
+func TestE2BJavaScriptNetwork(t *testing.T) {
+	dir := filepath.Join(harness.RepoRoot(), "tests", "e2b-js")
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "e2b", "package.json")); err != nil {
+		t.Fatal("the e2b npm package is not installed: run `npm ci` in tests/e2b-js (scripts/test.sh does)")
+	}
+	srv, ti := netServer(t)
+	cmd := osexec.Command("node", "--test", "--test-reporter=spec", "--test-force-exit", "network.spec.js")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "SBX_URL="+srv.URL, "SBX_API_KEY="+srv.APIKey, "SBX_TEST_A="+ti.A.String(), "SBX_TEST_B="+ti.B.String())
+	out, err := cmd.CombinedOutput()
+	t.Logf("node output:\n%s", out)
+	if err != nil {
+		t.Fatalf("e2b JavaScript network suite failed: %v", err)
 	}
 }
