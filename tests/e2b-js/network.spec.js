@@ -50,7 +50,8 @@ describe('egress policy through the e2b SDK', () => {
     await sbx.updateNetwork({})
     assert.equal(await reach(sbx, `http://${B}/`), true, 'after clearing the policy')
     const cleared = await sbx.getInfo()
-    assert.equal(cleared.network, undefined)
+    assert.equal(cleared.network?.allowOut, undefined)
+    assert.equal(cleared.allowInternetAccess, undefined)
 
     await sbx.updateNetwork({ allowInternetAccess: false })
     assert.equal(await reach(sbx, `http://${A}/`), false, 'allowInternetAccess false')
