@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"syscall"
 
 	"github.com/vishvananda/netlink"
@@ -81,7 +82,7 @@ type UserMapping struct {
 // The namespace is made on a throw-away OS thread (unshare affects only the
 // calling thread, and a thread whose namespace changed must never run other
 // goroutines), so the server's own threads never leave the host namespace.
-func createNS(s nsSpec, hostNS *os.File) error {
+func createNS(s nsSpec, hostNS *os.File, pool *nsPool) error {
 	f, err := os.OpenFile(s.path, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o400)
 	if err != nil {
 		return fmt.Errorf("create netns file: %w", err)
@@ -96,7 +97,7 @@ func createNS(s nsSpec, hostNS *os.File) error {
 		}
 	}
 	if s.owner != nil {
-		if err := ownedNS(s); err != nil {
+		if err := ownedNS(s, pool); err != nil {
 			undo()
 			return err
 		}
@@ -125,18 +126,48 @@ func createNS(s nsSpec, hostNS *os.File) error {
 // process is needed to create a user namespace (a multi-threaded one cannot
 // unshare it), so a short-lived child holds them while they are
 // bind-mounted.
-func ownedNS(s nsSpec) error {
+func ownedNS(s nsSpec, pool *nsPool) error {
 	f, err := os.OpenFile(s.userPath, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o400)
 	if err != nil {
 		return fmt.Errorf("create userns file: %w", err)
 	}
 	f.Close()
+	pair, ok := pool.take(*s.owner)
+	if !ok {
+		if pair, err = spawnNS(*s.owner); err != nil {
+			return err
+		}
+	}
+	defer pair.close()
+	// /proc/self/fd is the process's fd table, shared by every thread.
+	if err := unix.Mount(fmt.Sprintf("/proc/self/fd/%d", pair.user.Fd()), s.userPath, "none", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind userns: %w", err)
+	}
+	if err := unix.Mount(fmt.Sprintf("/proc/self/fd/%d", pair.net.Fd()), s.path, "none", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind netns: %w", err)
+	}
+	return nil
+}
+
+// nsPair is a user namespace and a network namespace it owns, held open.
+type nsPair struct {
+	user, net *os.File
+}
+
+func (p nsPair) close() {
+	p.user.Close()
+	p.net.Close()
+}
+
+// spawnNS creates a user namespace with mapping owner and a network
+// namespace owned by it, through a short-lived child, and returns them open.
+func spawnNS(owner UserMapping) (nsPair, error) {
 	cmd := exec.Command("/bin/cat")
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		return err
+		return nsPair{}, err
 	}
-	m := []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(s.owner.HostID), Size: int(s.owner.Size)}}
+	m := []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(owner.HostID), Size: int(owner.Size)}}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNET,
 		UidMappings: m,
@@ -147,7 +178,7 @@ func ownedNS(s nsSpec) error {
 		Pdeathsig:                  syscall.SIGKILL,
 	}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start namespace holder: %w", err)
+		return nsPair{}, fmt.Errorf("start namespace holder: %w", err)
 	}
 	defer func() {
 		stdin.Close()
@@ -155,13 +186,120 @@ func ownedNS(s nsSpec) error {
 		cmd.Wait()
 	}()
 	pid := cmd.Process.Pid
-	if err := unix.Mount(fmt.Sprintf("/proc/%d/ns/user", pid), s.userPath, "none", unix.MS_BIND, ""); err != nil {
-		return fmt.Errorf("bind userns: %w", err)
+	user, err := os.Open(fmt.Sprintf("/proc/%d/ns/user", pid))
+	if err != nil {
+		return nsPair{}, fmt.Errorf("open userns: %w", err)
 	}
-	if err := unix.Mount(fmt.Sprintf("/proc/%d/ns/net", pid), s.path, "none", unix.MS_BIND, ""); err != nil {
-		return fmt.Errorf("bind netns: %w", err)
+	net, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", pid))
+	if err != nil {
+		user.Close()
+		return nsPair{}, fmt.Errorf("open netns: %w", err)
 	}
-	return nil
+	return nsPair{user: user, net: net}, nil
+}
+
+// nsPool keeps a few namespace pairs ready, so that a create does not wait
+// for a child process and the kernel's network namespace set-up: a
+// background filler tops it up after each take. The pairs are for one
+// mapping (the server's); the first take with a mapping starts the filler.
+type nsPool struct {
+	size int
+	log  interface{ Warn(string, ...any) }
+
+	mu      sync.Mutex
+	owner   *UserMapping
+	ready   []nsPair
+	kick    chan struct{}
+	done    chan struct{}
+	stopped bool
+	wg      sync.WaitGroup
+}
+
+func newNSPool(size int, log interface{ Warn(string, ...any) }) *nsPool {
+	return &nsPool{size: size, log: log, kick: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+// take returns a ready pair for owner, if there is one, and asks for a
+// refill.
+func (p *nsPool) take(owner UserMapping) (nsPair, bool) {
+	if p == nil {
+		return nsPair{}, false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped {
+		return nsPair{}, false
+	}
+	if p.owner == nil {
+		o := owner
+		p.owner = &o
+		p.wg.Add(1)
+		go p.fill(o)
+	}
+	defer p.poke()
+	if *p.owner != owner || len(p.ready) == 0 {
+		return nsPair{}, false
+	}
+	pair := p.ready[len(p.ready)-1]
+	p.ready = p.ready[:len(p.ready)-1]
+	return pair, true
+}
+
+func (p *nsPool) poke() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+// fill keeps the pool at its size until stop.
+func (p *nsPool) fill(owner UserMapping) {
+	defer p.wg.Done()
+	for {
+		for {
+			p.mu.Lock()
+			full := len(p.ready) >= p.size || p.stopped
+			p.mu.Unlock()
+			if full {
+				break
+			}
+			pair, err := spawnNS(owner)
+			if err != nil {
+				p.log.Warn("prepare a network namespace", "err", err)
+				break // creates make their own; retried on the next take
+			}
+			p.mu.Lock()
+			if p.stopped {
+				p.mu.Unlock()
+				pair.close()
+				return
+			}
+			p.ready = append(p.ready, pair)
+			p.mu.Unlock()
+		}
+		select {
+		case <-p.kick:
+		case <-p.done:
+			return
+		}
+	}
+}
+
+// stop ends the filler and releases the ready pairs.
+func (p *nsPool) stop() {
+	p.mu.Lock()
+	if p.stopped {
+		p.mu.Unlock()
+		return
+	}
+	p.stopped = true
+	close(p.done)
+	for _, pair := range p.ready {
+		pair.close()
+	}
+	p.ready = nil
+	p.mu.Unlock()
+	p.wg.Wait()
 }
 
 // inNewNS runs on a locked thread: it moves the thread into the sandbox's

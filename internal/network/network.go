@@ -90,6 +90,7 @@ type Network struct {
 	dns    *forwarder
 	proxy  *tproxy
 	hostNS *os.File // the host's network namespace, for veth peers
+	pool   *nsPool  // namespaces made ahead of creates
 
 	mu     sync.Mutex
 	boxes  map[string]*box     // by sandbox id
@@ -173,6 +174,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Network, error)
 		byAddr: map[netip.Addr]*box{},
 		used:   map[int]bool{},
 	}
+	n.pool = newNSPool(2, n.log)
 	if err := os.MkdirAll(n.boxDir, 0o700); err != nil {
 		return nil, fmt.Errorf("network state dir: %w", err)
 	}
@@ -369,7 +371,7 @@ func (n *Network) Setup(ctx context.Context, id string, p Policy, owner *UserMap
 		netlink.LinkDel(link)
 	}
 	t0 := time.Now()
-	if err := createNS(spec, n.hostNS); err != nil {
+	if err := createNS(spec, n.hostNS, n.pool); err != nil {
 		return Endpoint{}, err
 	}
 	// The rules go in before the host side comes up, so no packet of the
@@ -603,6 +605,7 @@ func (n *Network) Close() {
 }
 
 func (n *Network) closeListeners() {
+	n.pool.stop()
 	if n.hostNS != nil {
 		n.hostNS.Close()
 	}
