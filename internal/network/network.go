@@ -131,14 +131,15 @@ type state struct {
 }
 
 // Prefix returns the short name prefix a server with data directory dir
-// uses for its interfaces ("sx" and four hex digits).
+// uses for its interfaces ("sx" and six hex digits; with a sandbox's index
+// in hex, at most 13 characters, under the kernel's 15).
 func Prefix(dir string) string {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		abs = dir
 	}
 	h := sha256.Sum256([]byte(abs))
-	return "sx" + hex.EncodeToString(h[:2])
+	return "sx" + hex.EncodeToString(h[:3])
 }
 
 // TableName returns the nftables table (family inet) a server with data
