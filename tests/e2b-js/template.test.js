@@ -34,7 +34,7 @@ function templateDef() {
     .fromTemplate('base')
     .setEnvs({ GREETING: 'hi from env' })
     .runCmd('echo "$GREETING" > /tmp/greeting && id -un > /tmp/built-as')
-    .copy('files/hello.txt', '/home/user/app/')
+    .copy('files/hello.txt', '/home/user/app/', { mode: 0o640 })
     .setWorkdir('/home/user/app')
     .runCmd('echo built > built.txt')
     .runCmd('id -un > /etc/built-by', { user: 'root' })
@@ -52,11 +52,11 @@ test('Template.build makes a template that Sandbox.create uses', { timeout: BUIL
   try {
     const r = await sbx.commands.run(
       'cat /tmp/greeting /tmp/built-as /home/user/app/hello.txt /home/user/app/built.txt /etc/built-by; ' +
-        'stat -c %U /home/user/app/hello.txt; echo "$GREETING"; pwd; pgrep -x sleep >/dev/null && echo started',
+        'stat -c %U:%a /home/user/app/hello.txt; echo "$GREETING"; pwd; pgrep -x sleep >/dev/null && echo started',
     )
     assert.equal(
       r.stdout,
-      'hi from env\nuser\nhello from copy\nbuilt\nroot\nuser\nhi from env\n/home/user/app\nstarted\n',
+      'hi from env\nuser\nhello from copy\nbuilt\nroot\nuser:640\nhi from env\n/home/user/app\nstarted\n',
     )
   } finally {
     await sbx.kill()
@@ -71,7 +71,8 @@ test('Template.build makes a template that Sandbox.create uses', { timeout: BUIL
 })
 
 test('a failing step fails Template.build with its exit code', { timeout: BUILD_TIMEOUT }, async () => {
-  const bad = Template({ fileContextPath: dir }).fromTemplate('base').runCmd('echo about to fail; exit 3')
+  // fromBaseImage() is E2B's base image: sbx's base template.
+  const bad = Template({ fileContextPath: dir }).fromBaseImage().runCmd('echo about to fail; exit 3')
   const logs = []
   await assert.rejects(
     Template.build(bad, `${NAME}-bad`, { onBuildLogs: (e) => logs.push(e.message) }),
