@@ -86,3 +86,23 @@ func TestWithTransitions(t *testing.T) {
 		t.Fatalf("withTransitions = %q, want %q", got, want)
 	}
 }
+
+func TestRemoveTemplateUsedBySnapshot(t *testing.T) {
+	m := newTestManager(t, Config{})
+	ctx := context.Background()
+	if err := m.db.PutSnapshot(ctx, &Snapshot{ID: "snap-x", Template: "base", Kind: SnapshotFiles, State: "ready", CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	removed := false
+	err := m.RemoveTemplate(ctx, "base", func(context.Context, string) error { removed = true; return nil })
+	if !errors.Is(err, errdefs.ErrConflict) || !strings.Contains(errdefs.Message(err), "snapshot") || removed {
+		t.Fatalf("RemoveTemplate of a template under a snapshot = %v (removed %v), want a conflict", err, removed)
+	}
+	// The snapshot itself goes (nothing stands on it), then the template.
+	if err := m.DeleteSnapshot(ctx, "snap-x"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.RemoveTemplate(ctx, "base", func(context.Context, string) error { removed = true; return nil }); err != nil || !removed {
+		t.Fatalf("RemoveTemplate after the snapshot went = %v (removed %v)", err, removed)
+	}
+}
