@@ -698,6 +698,7 @@ func (m *Manager) Kill(ctx context.Context, id string) error {
 		}
 	}
 	m.cancelTimer(id)
+	m.stopIdle(id)
 	if sb.State != StateFailed {
 		sb.State = StateKilled
 		if err := m.db.PutSandbox(ctx, sb); err != nil {
