@@ -49,6 +49,8 @@ type backend struct {
 	ports   *httputil.ReverseProxy // sandbox ports over HTTP/1.1
 	h2      *httputil.ReverseProxy // sandbox ports over HTTP/2 (h2c)
 	netns   *sandbox.PortDialer    // reaches ports directly; nil: through the agent
+	direct  directPool             // connections of plain GETs (proxy_splice.go)
+	onErr   func(http.ResponseWriter, *http.Request, error)
 	trs     []*http.Transport
 
 	protoMu sync.Mutex
@@ -156,6 +158,10 @@ func (p *proxy) serve(w http.ResponseWriter, r *http.Request, t target) {
 		b.h2.ServeHTTP(w, r)
 		return
 	}
+	if b.spliceable(r) {
+		b.serveDirect(w, r, t.port, b.onErr)
+		return
+	}
 	b.ports.ServeHTTP(w, r)
 }
 
@@ -225,6 +231,7 @@ func (p *proxy) newBackend(sb *sandbox.Sandbox) *backend {
 	}
 	portTr, h2Tr := b.portTransports()
 	b.ports = p.portProxy(b, portTr, false)
+	b.onErr = p.errorHandler(b, false)
 	b.h2 = p.portProxy(b, h2Tr, true)
 	b.trs = []*http.Transport{envdTr, portTr, h2Tr}
 	return b
@@ -290,6 +297,7 @@ func (b *backend) close() {
 	for _, tr := range b.trs {
 		tr.CloseIdleConnections()
 	}
+	b.direct.closeAll()
 	if b.netns != nil {
 		b.netns.Close()
 	}

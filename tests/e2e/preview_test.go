@@ -133,6 +133,30 @@ func TestPreview(t *testing.T) {
 					}
 				})
 			}
+			t.Run("a large download arrives whole", func(t *testing.T) {
+				// 5 MiB and a few bytes: on runc the body is spliced
+				// from the sandbox's socket to the client's.
+				const n = 5<<20 + 3
+				for i := 0; i < 2; i++ { // the second on a pooled connection
+					resp, err := http.DefaultClient.Do(newRequest(t, ctx, "GET", srv.URL+fmt.Sprintf("/bytes?n=%d", n), r, sb, 3000))
+					if err != nil {
+						t.Fatal(err)
+					}
+					body := readAll(t, resp)
+					if resp.StatusCode != 200 || len(body) != n || strings.Trim(body, "x") != "" || resp.ContentLength != n {
+						t.Fatalf("%s: %d bytes (Content-Length %d), want %d x's", resp.Status, len(body), resp.ContentLength, n)
+					}
+				}
+			})
+			t.Run("HEAD", func(t *testing.T) {
+				resp, err := http.DefaultClient.Do(newRequest(t, ctx, "HEAD", srv.URL+"/bytes?n=1000000", r, sb, 3000))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if body := readAll(t, resp); resp.StatusCode != 200 || body != "" || resp.ContentLength != 1000000 {
+					t.Fatalf("%s %q, Content-Length %d", resp.Status, body, resp.ContentLength)
+				}
+			})
 			t.Run("h2c from the client, HTTP/1.1 to the sandbox server", func(t *testing.T) {
 				resp, err := h2cClient().Do(newRequest(t, ctx, "GET", srv.URL+"/hello", r, sb, 8080))
 				if err != nil {

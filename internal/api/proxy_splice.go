@@ -1,0 +1,278 @@
+package api
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+)
+
+// Plain GETs on runc: splicing large bodies
+//
+// A download through httputil.ReverseProxy reads every byte of the body into
+// sbx's memory and writes it out again; profiling showed those two copies to
+// be nearly all of sbx's CPU per GiB proxied. For the commonest case, a GET
+// without a body from an HTTP/1.1 client on plain TCP to a port sbx reaches
+// by TCP itself (runc; see sandbox.PortDialer), the proxy makes the upstream
+// request itself on a connection it owns, so that a body of known length can
+// go from the sandbox's socket to the client's with splice(2)
+// (http.ResponseWriter's ReadFrom, then net.TCPConn's), never entering user
+// space. Everything else about the exchange is as ReverseProxy does it:
+// hop-by-hop headers dropped both ways, X-Forwarded-For/-Host/-Proto set, the
+// app sees the Host it was called by, other bodies streamed with a flush per
+// read (server-sent events), trailers passed on, connections kept alive and
+// pooled per port.
+
+// spliceMin is the smallest body worth a splice; smaller ones are copied.
+const spliceMin = 64 << 10
+
+// maxIdlePerPort bounds the idle upstream connections kept per port.
+const maxIdlePerPort = 16
+
+// upstream is a pooled HTTP/1.1 connection to a sandbox port.
+type upstream struct {
+	conn net.Conn
+	br   *bufio.Reader
+}
+
+// directPool holds the idle connections of one backend, per port.
+type directPool struct {
+	mu   sync.Mutex
+	idle map[int][]*upstream
+}
+
+func (p *directPool) get(port int) *upstream {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	l := p.idle[port]
+	if len(l) == 0 {
+		return nil
+	}
+	u := l[len(l)-1]
+	p.idle[port] = l[:len(l)-1]
+	return u
+}
+
+func (p *directPool) put(port int, u *upstream) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.idle == nil {
+		p.idle = map[int][]*upstream{}
+	}
+	if len(p.idle[port]) >= maxIdlePerPort {
+		u.conn.Close()
+		return
+	}
+	p.idle[port] = append(p.idle[port], u)
+}
+
+func (p *directPool) closeAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, l := range p.idle {
+		for _, u := range l {
+			u.conn.Close()
+		}
+	}
+	p.idle = nil
+}
+
+// spliceable reports whether r takes the direct path.
+func (b *backend) spliceable(r *http.Request) bool {
+	return b.netns != nil && r.Method == http.MethodGet && r.ProtoMajor == 1 && r.TLS == nil &&
+		(r.Body == nil || r.Body == http.NoBody) && r.ContentLength == 0 &&
+		r.Header.Get("Upgrade") == "" && len(r.TransferEncoding) == 0 && r.Header.Get("Expect") == ""
+}
+
+// serveDirect serves GET r for port on a connection of the proxy's own. It
+// answers errors as the ReverseProxy's error handler does.
+func (b *backend) serveDirect(w http.ResponseWriter, r *http.Request, port int, onErr func(http.ResponseWriter, *http.Request, error)) {
+	ctx := r.Context()
+	out := outgoing(r, port)
+	var (
+		u    *upstream
+		resp *http.Response
+		err  error
+	)
+	// A pooled connection may have been closed by the server meanwhile
+	// (idle timeouts): a GET is idempotent, so try once more on a new one.
+	for attempt := 0; attempt < 2; attempt++ {
+		fresh := false
+		if u = b.direct.get(port); u == nil {
+			conn, derr := b.dialPort(ctx, port)
+			if derr != nil {
+				onErr(w, r, derr)
+				return
+			}
+			u, fresh = &upstream{conn: conn, br: bufio.NewReaderSize(conn, 32<<10)}, true
+		}
+		if err = out.Write(u.conn); err == nil {
+			resp, err = readResponse(u.br, out)
+		}
+		if err == nil {
+			break
+		}
+		u.conn.Close()
+		if fresh || ctx.Err() != nil {
+			onErr(w, r, err)
+			return
+		}
+	}
+	// The client going away ends the exchange, streams included.
+	stop := context.AfterFunc(ctx, func() { u.conn.Close() })
+	defer stop()
+
+	removeHopHeaders(resp.Header)
+	h := w.Header()
+	for k, v := range resp.Header {
+		h[k] = v
+	}
+	if len(resp.Trailer) > 0 {
+		names := make([]string, 0, len(resp.Trailer))
+		for k := range resp.Trailer {
+			names = append(names, k)
+		}
+		h["Trailer"] = []string{strings.Join(names, ", ")}
+	}
+	w.WriteHeader(resp.StatusCode)
+	rc := http.NewResponseController(w)
+	if err := rc.Flush(); err != nil {
+		u.conn.Close()
+		return
+	}
+
+	complete := false
+	if n := resp.ContentLength; n >= spliceMin && len(resp.TransferEncoding) == 0 && resp.Body != http.NoBody {
+		complete = spliceBody(w, u, n)
+	} else {
+		complete = copyBody(w, rc, resp.Body)
+		for k, v := range resp.Trailer {
+			h[k] = v
+		}
+	}
+	if !complete {
+		u.conn.Close()
+		if ctx.Err() == nil {
+			// As ReverseProxy does: the client must see a broken
+			// response, not a short one that looks whole.
+			panic(http.ErrAbortHandler)
+		}
+		return
+	}
+	if resp.Close || !stop() {
+		u.conn.Close()
+		return
+	}
+	b.direct.put(port, u)
+}
+
+// spliceBody sends the n bytes of body from u to w: what u's reader already
+// holds, then the rest straight from the socket.
+func spliceBody(w http.ResponseWriter, u *upstream, n int64) bool {
+	if k := u.br.Buffered(); k > 0 {
+		if int64(k) > n {
+			k = int(n)
+		}
+		p, _ := u.br.Peek(k)
+		if _, err := w.Write(p); err != nil {
+			return false
+		}
+		u.br.Discard(k)
+		n -= int64(k)
+	}
+	// io.Copy uses the ResponseWriter's ReadFrom, which hands a
+	// *net.TCPConn source under a LimitedReader to the client's
+	// *net.TCPConn ReadFrom: splice(2).
+	src := u.conn
+	if tc, ok := src.(*net.TCPConn); ok {
+		m, err := io.Copy(w, &io.LimitedReader{R: tc, N: n})
+		return err == nil && m == n
+	}
+	m, err := io.Copy(w, io.LimitReader(src, n))
+	return err == nil && m == n
+}
+
+// copyBody streams body to w, flushing after every read.
+func copyBody(w http.ResponseWriter, rc *http.ResponseController, body io.Reader) bool {
+	buf := proxyBuffers.Get()
+	defer proxyBuffers.Put(buf)
+	for {
+		n, err := body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return false
+			}
+			if rc.Flush() != nil {
+				return false
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return true
+		}
+		if err != nil {
+			return false
+		}
+	}
+}
+
+// readResponse reads the response to out, skipping informational (1xx)
+// ones.
+func readResponse(br *bufio.Reader, out *http.Request) (*http.Response, error) {
+	for {
+		resp, err := http.ReadResponse(br, out)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			return resp, nil
+		}
+	}
+}
+
+// outgoing is the request sent upstream for r: ReverseProxy's rewrite
+// (Host kept, X-Forwarded-* set, hop-by-hop headers removed).
+func outgoing(r *http.Request, port int) *http.Request {
+	out := r.Clone(r.Context())
+	out.URL = &url.URL{Scheme: "http", Host: portHost(port), Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
+	out.Host = r.Host
+	out.RequestURI = ""
+	out.Body = nil
+	out.ContentLength = 0
+	out.Close = false
+	removeHopHeaders(out.Header)
+	if _, ok := out.Header["User-Agent"]; !ok {
+		out.Header["User-Agent"] = []string{""} // not Go's default
+	}
+	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		if prior := out.Header["X-Forwarded-For"]; len(prior) > 0 {
+			ip = strings.Join(prior, ", ") + ", " + ip
+		}
+		out.Header.Set("X-Forwarded-For", ip)
+	} else {
+		out.Header.Del("X-Forwarded-For")
+	}
+	out.Header.Set("X-Forwarded-Host", r.Host)
+	out.Header.Set("X-Forwarded-Proto", "http")
+	return out
+}
+
+// hopHeaders are the hop-by-hop headers of RFC 9110 §7.6.1.
+var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+func removeHopHeaders(h http.Header) {
+	for _, v := range h["Connection"] {
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				h.Del(f)
+			}
+		}
+	}
+	for _, k := range hopHeaders {
+		h.Del(k)
+	}
+}
