@@ -6,7 +6,8 @@
 //	sbx-agent [-listen unix:/path | -listen tcp:127.0.0.1:0]
 //
 // Without -listen it serves on the listening socket inherited as file
-// descriptor 3. Its configuration is JSON in SBX_AGENT_CONFIG (see
+// descriptor 3. With -listen unix:/path, SIGUSR1 and SIGUSR2 take the
+// socket away and give it back around a checkpoint (see serveQuiescable). Its configuration is JSON in SBX_AGENT_CONFIG (see
 // agent.Config); every SBX_* variable is removed from its environment once
 // read. SIGTERM or SIGINT stops every process (SIGTERM, then SIGKILL after
 // two seconds) and exits 0.
@@ -17,12 +18,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -33,6 +36,8 @@ import (
 
 // ConfigEnv names the variable holding the agent's JSON configuration.
 const ConfigEnv = "SBX_AGENT_CONFIG"
+
+var listenFlag = flag.String("listen", "", "address to serve on, unix:/path or tcp:host:port (default: the listener on fd 3)")
 
 func main() {
 	os.Exit(run())
@@ -48,8 +53,8 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "sbx-agent: prctl(PR_SET_DUMPABLE):", err)
 		return 1
 	}
-	listen := flag.String("listen", "", "address to serve on, unix:/path or tcp:host:port (default: the listener on fd 3)")
 	flag.Parse()
+	listen := listenFlag
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	cfg, err := configFromEnv()
@@ -74,12 +79,115 @@ func run() int {
 	// After the first signal, a second one gets the default action: outside
 	// a sandbox it ends a stuck stop at once (PID 1 is immune to it anyway).
 	context.AfterFunc(ctx, stop)
+	if path, ok := strings.CutPrefix(*listen, "unix:"); ok {
+		return serveQuiescable(ctx, a, ln, path, log)
+	}
 	if err := a.Serve(ctx, ln); err != nil {
 		log.Error("agent failed", "err", err)
 		return 1
 	}
 	log.Info("agent stopped")
 	return 0
+}
+
+// Files beside the agent's socket, for the runsc runtime's checkpoints (see
+// serveQuiescable).
+const (
+	quiescedFile = "quiesced"
+	reconfigFile = "agent.json"
+)
+
+// serveQuiescable serves on ln, a socket the agent bound at path, and lets
+// the runtime take it away and give it back: gVisor cannot checkpoint a box
+// holding a socket bound on the host, which is how the agent is reached
+// under runsc.
+//
+//   - SIGUSR1: close the listener and every connection (processes keep
+//     running), then create <dir>/quiesced to say so.
+//   - SIGUSR2: if <dir>/agent.json exists, take it as the new configuration
+//     (a restored snapshot is a new sandbox, with its own token) and remove
+//     it; then bind path again and serve. Ignored while serving.
+//
+// <dir> is path's directory, private to the box and the host.
+func serveQuiescable(ctx context.Context, a *agent.Agent, ln net.Listener, path string, log *slog.Logger) int {
+	dir := filepath.Dir(path)
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGUSR2)
+	defer signal.Stop(sigs)
+	for {
+		quiesce := make(chan struct{})
+		done := make(chan error, 1)
+		var quiesced bool
+		go func() {
+			q, err := a.ServeUntil(ctx, ln, quiesce)
+			quiesced = q
+			done <- err
+		}()
+	serving:
+		for {
+			select {
+			case err := <-done:
+				if err != nil {
+					log.Error("agent failed", "err", err)
+					return 1
+				}
+				if !quiesced {
+					log.Info("agent stopped")
+					return 0
+				}
+				break serving
+			case sig := <-sigs:
+				if sig == syscall.SIGUSR1 {
+					close(quiesce)
+					quiesce = nil
+				}
+			}
+		}
+		if err := os.WriteFile(filepath.Join(dir, quiescedFile), nil, 0o600); err != nil {
+			log.Error("mark quiesced", "err", err)
+		}
+		// Wait to be given the socket back.
+		for resumed := false; !resumed; {
+			select {
+			case <-ctx.Done():
+				log.Info("agent stopped while quiesced")
+				return 0
+			case sig := <-sigs:
+				if sig == syscall.SIGUSR1 {
+					os.WriteFile(filepath.Join(dir, quiescedFile), nil, 0o600)
+					continue
+				}
+				resumed = true
+			}
+		}
+		if err := reconfigure(a, filepath.Join(dir, reconfigFile)); err != nil {
+			log.Error("reconfigure", "err", err)
+		}
+		os.Remove(filepath.Join(dir, quiescedFile))
+		var err error
+		if ln, err = listener(*listenFlag); err != nil {
+			log.Error("no listener", "err", err)
+			return 1
+		}
+	}
+}
+
+// reconfigure applies the configuration in file, if there is one, and
+// removes the file: it holds the access token.
+func reconfigure(a *agent.Agent, file string) error {
+	b, err := os.ReadFile(file)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	os.Remove(file)
+	if err != nil {
+		return err
+	}
+	cfg, err := agent.ParseConfig(b)
+	if err != nil {
+		return err
+	}
+	return a.Reconfigure(cfg)
 }
 
 // configFromEnv reads the configuration, then removes every SBX_* variable

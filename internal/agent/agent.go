@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
@@ -26,7 +27,8 @@ const StopGrace = 2 * time.Second
 // Create it with [New]; serve it with [Agent.Serve] (or mount
 // [Agent.Handler] on a server of your own); end it with [Agent.Close].
 type Agent struct {
-	cfg    Config
+	cfgMu  sync.RWMutex
+	cfg    Config // guarded by cfgMu; read with config()
 	log    *slog.Logger
 	mux    *http.ServeMux // authenticated routes
 	root   *http.ServeMux // /health and everything else through requireToken
@@ -94,10 +96,50 @@ func (a *Agent) Handle(pattern string, h http.Handler) {
 // behind the access token.
 func (a *Agent) Handler() http.Handler { return a.root }
 
+// config returns the agent's current configuration.
+func (a *Agent) config() Config {
+	a.cfgMu.RLock()
+	defer a.cfgMu.RUnlock()
+	return a.cfg
+}
+
+// Reconfigure replaces the agent's configuration, as when a sandbox restored
+// from a snapshot becomes a new sandbox with its own token and id. Running
+// processes keep their environment; new ones get cfg's. It refuses a
+// configuration without an access token, like New.
+func (a *Agent) Reconfigure(cfg Config) error {
+	cfg = cfg.withDefaults()
+	if cfg.AccessToken == "" {
+		return errors.New("reconfigure agent: accessToken is required")
+	}
+	a.cfgMu.Lock()
+	a.cfg = cfg
+	a.cfgMu.Unlock()
+	a.log.Info("agent reconfigured", "sandbox_id", cfg.SandboxID)
+	return nil
+}
+
 // Serve serves the agent's handler on ln with HTTP/1.1 and h2c until ctx is
 // done, then stops every process (see [Agent.StopProcesses]) and closes the
 // server. It returns nil after a stop through ctx.
 func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
+	_, err := a.ServeUntil(ctx, ln, nil)
+	return err
+}
+
+// ServeUntil is Serve that also returns, with quiesced true, when quiesce is
+// closed: then the listener and every connection accepted on it (hijacked
+// ones too) are closed, and processes keep running. The runsc runtime uses
+// this before a checkpoint, since gVisor cannot save a socket bound on the
+// host; Serve is called again afterwards on a new listener.
+func (a *Agent) ServeUntil(ctx context.Context, ln net.Listener, quiesce <-chan struct{}) (quiesced bool, err error) {
+	var tl *trackingListener
+	if quiesce != nil {
+		// Only then: wrapping hides the connection's own type from the
+		// HTTP server's copy fast paths.
+		tl = &trackingListener{Listener: ln, conns: map[net.Conn]struct{}{}}
+		ln = tl
+	}
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
@@ -113,7 +155,13 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 	a.log.Info("agent serving", "addr", ln.Addr().String(), "pid", os.Getpid())
 	select {
 	case err := <-errc:
-		return fmt.Errorf("serve: %w", err)
+		return false, fmt.Errorf("serve: %w", err)
+	case <-quiesce:
+		a.log.Info("agent quiescing: closing its listener and connections")
+		_ = srv.Close()
+		tl.closeAll()
+		<-errc
+		return true, nil
 	case <-ctx.Done():
 	}
 	a.log.Info("agent stopping")
@@ -127,7 +175,54 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 	_ = srv.Shutdown(drainCtx)
 	_ = srv.Close()
 	<-errc
-	return nil
+	return false, nil
+}
+
+// trackingListener remembers the connections it accepted until they are
+// closed, so that closeAll can end every one, hijacked ones included.
+type trackingListener struct {
+	net.Listener
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+}
+
+func (l *trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	tc := &trackedConn{Conn: c, l: l}
+	l.mu.Lock()
+	l.conns[tc] = struct{}{}
+	l.mu.Unlock()
+	return tc, nil
+}
+
+func (l *trackingListener) closeAll() {
+	l.mu.Lock()
+	conns := make([]net.Conn, 0, len(l.conns))
+	for c := range l.conns {
+		conns = append(conns, c)
+	}
+	l.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+type trackedConn struct {
+	net.Conn
+	l    *trackingListener
+	once sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() {
+		c.l.mu.Lock()
+		delete(c.l.conns, c)
+		c.l.mu.Unlock()
+	})
+	return c.Conn.Close()
 }
 
 // StopProcesses sends SIGTERM to every process group, waits up to

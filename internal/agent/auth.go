@@ -20,8 +20,8 @@ func (a *Agent) requireToken(next http.Handler) http.Handler {
 	// Requests without Connect-Protocol-Version are plain HTTP (like /files)
 	// and get the envd JSON error.
 	errWriter := connect.NewErrorWriter(connect.WithRequireConnectProtocolHeader())
-	want := []byte(a.cfg.AccessToken)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		want := []byte(a.config().AccessToken)
 		got := r.Header.Get(AccessTokenHeader)
 		// Constant time, so the token cannot be guessed byte by byte from
 		// response timing.
@@ -51,5 +51,5 @@ func (a *Agent) requestUser(h http.Header) string {
 	if name, _, ok := r.BasicAuth(); ok && name != "" {
 		return name
 	}
-	return a.cfg.DefaultUser
+	return a.config().DefaultUser
 }

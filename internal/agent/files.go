@@ -97,7 +97,7 @@ func (a *Agent) checkFileSignature(r *http.Request, now time.Time) error {
 	if r.Method == http.MethodPost {
 		op = "write"
 	}
-	raw := q.Get("path") + ":" + op + ":" + q.Get("username") + ":" + a.cfg.AccessToken
+	raw := q.Get("path") + ":" + op + ":" + q.Get("username") + ":" + a.config().AccessToken
 	if exp := q.Get("signature_expiration"); exp != "" {
 		n, err := strconv.ParseInt(exp, 10, 64)
 		if err != nil {

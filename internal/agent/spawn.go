@@ -38,7 +38,7 @@ func (a *Agent) resolve(req *pb.StartRequest, u *account) (*spawnSpec, error) {
 	}
 	env := a.environ(u, cfg.GetEnvs(), req.GetPty() != nil)
 
-	dir, err := workDir(u, cfg.Cwd, a.cfg.DefaultWorkdir)
+	dir, err := workDir(u, cfg.Cwd, a.config().DefaultWorkdir)
 	if err != nil {
 		return nil, err
 	}
@@ -62,6 +62,7 @@ func (a *Agent) resolve(req *pb.StartRequest, u *account) (*spawnSpec, error) {
 // sandbox's configured variables, then the request's. The agent's own
 // environment is never inherited: it may have carried the access token.
 func (a *Agent) environ(u *account, reqEnv map[string]string, tty bool) []string {
+	cfg := a.config()
 	m := map[string]string{
 		"PATH":            defaultPath,
 		"HOME":            u.home,
@@ -69,13 +70,13 @@ func (a *Agent) environ(u *account, reqEnv map[string]string, tty bool) []string
 		"LOGNAME":         u.name,
 		"SHELL":           u.shell,
 		"E2B_SANDBOX":     "true",
-		"E2B_SANDBOX_ID":  a.cfg.SandboxID,
-		"E2B_TEMPLATE_ID": a.cfg.TemplateID,
+		"E2B_SANDBOX_ID":  cfg.SandboxID,
+		"E2B_TEMPLATE_ID": cfg.TemplateID,
 	}
 	if u.shell == "" {
 		m["SHELL"] = "/bin/sh"
 	}
-	for k, v := range a.cfg.EnvVars {
+	for k, v := range cfg.EnvVars {
 		m[k] = v
 	}
 	for k, v := range reqEnv {

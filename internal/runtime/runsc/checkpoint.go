@@ -33,8 +33,31 @@ func (r *Runtime) Checkpoint(ctx context.Context, id, dir string, leaveRunning b
 	if err != nil {
 		return fmt.Errorf("checkpoint box %s: %w", id, err)
 	}
-	if err := r.quiesce(ctx, id, sockDir); err != nil {
+	st, err := r.State(ctx, id)
+	if err != nil {
 		return fmt.Errorf("checkpoint box %s: %w", id, err)
+	}
+	// A frozen box (the Manager pauses a box before it snapshots its
+	// files) cannot take signals: thaw it for the few milliseconds the
+	// agent needs to let go of its socket, then freeze it again for the
+	// checkpoint, and leave it frozen as it was found.
+	wasPaused := st.Paused
+	if wasPaused {
+		if err := r.Resume(ctx, id); err != nil {
+			return fmt.Errorf("checkpoint box %s: %w", id, err)
+		}
+	}
+	if err := r.quiesce(ctx, id, sockDir); err != nil {
+		err = fmt.Errorf("checkpoint box %s: %w", id, err)
+		if wasPaused {
+			err = errors.Join(err, r.Pause(ctx, id))
+		}
+		return err
+	}
+	if wasPaused {
+		if err := r.Pause(ctx, id); err != nil {
+			return fmt.Errorf("checkpoint box %s: %w", id, err)
+		}
 	}
 	args := []string{"checkpoint", "--image-path", dir}
 	if leaveRunning {
@@ -48,9 +71,18 @@ func (r *Runtime) Checkpoint(ctx context.Context, id, dir string, leaveRunning b
 	// The box runs on (by request, or because the checkpoint failed): its
 	// agent listens again.
 	os.Remove(filepath.Join(sockDir, quiescedName))
-	lerr := r.signal(ctx, id, unix.SIGUSR2)
+	var lerr error
+	if wasPaused {
+		lerr = r.Resume(ctx, id)
+	}
+	if lerr == nil {
+		lerr = r.signal(ctx, id, unix.SIGUSR2)
+	}
 	if lerr == nil {
 		lerr = r.awaitSocket(ctx, id, filepath.Join(sockDir, socketName))
+	}
+	if wasPaused {
+		lerr = errors.Join(lerr, r.Pause(ctx, id))
 	}
 	if cerr != nil {
 		return fmt.Errorf("checkpoint box %s: %w", id, errors.Join(cerr, lerr))
