@@ -299,6 +299,18 @@ func TestRestartSurvival(t *testing.T) {
 	if out, err := kill.CombinedOutput(); err != nil {
 		t.Fatalf("%s kill: %v %s", rt, err, out)
 	}
+	// The box dies asynchronously (gVisor's sandbox process takes a moment
+	// to go); the runtime has no event for it, so poll its state.
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		out, _ := exec.Command("/usr/local/lib/sbx/"+rt, "--root", filepath.Join(srv.DataDir, rt), "state", doomed.ID).Output()
+		if bytes.Contains(out, []byte(`"status": "stopped"`)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the killed box is still not stopped: %s", out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	srv.StartAgain()
 
 	if res := mustRun(t, ctx, keep, "cat /home/user/state", nil); res.Stdout != "kept\n" {

@@ -139,7 +139,7 @@ var (
 const (
 	configFile = "config.json"
 	logFile    = "agent.log"
-	pidFile    = "sandbox.pid"
+	pidFile    = "init.pid" // the box's sandbox process (the Sentry)
 
 	socketName    = "agent.sock"
 	quiescedName  = "quiesced"
@@ -353,6 +353,20 @@ func boxSpec(s sandbox.BoxSpec) (*specs.Spec, error) {
 			spec.Linux.Namespaces[i].Path = ""
 		}
 	}
+	// Fork bombs: the host cgroup's pids limit counts the Sentry's host
+	// threads and systrap's stub processes, not the box's tasks, and the
+	// Sentry dies when it cannot make one, taking the whole box with it. So
+	// the box's limit is enforced inside the Sentry, as RLIMIT_NPROC (gVisor
+	// counts tasks per uid and applies it to root too, who lacks
+	// CAP_SYS_ADMIN and CAP_SYS_RESOURCE): fork fails with EAGAIN as under
+	// runc. The host limit stays, with room for that many tasks and the
+	// Sentry's own, and still bounds what the box can take from the host
+	// (a box root that spreads tasks over many uids hits it and dies
+	// alone).
+	n := uint64(s.Limits.Pids)
+	spec.Process.Rlimits = append(spec.Process.Rlimits, specs.POSIXRlimit{Type: "RLIMIT_NPROC", Hard: n, Soft: n})
+	hostPids := 4*s.Limits.Pids + 512
+	spec.Linux.Resources.Pids = &specs.LinuxPids{Limit: &hostPids}
 	// The agent listens on a socket it binds itself (see the package doc).
 	spec.Process.Args = []string{sandbox.AgentMountPath, "-listen", "unix:" + runDir + "/" + socketName}
 	spec.Mounts = append(spec.Mounts, specs.Mount{
