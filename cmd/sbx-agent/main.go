@@ -137,9 +137,16 @@ func serveQuiescable(ctx context.Context, a *agent.Agent, ln net.Listener, path 
 				}
 				break serving
 			case sig := <-sigs:
-				if sig == syscall.SIGUSR1 {
+				switch {
+				case sig == syscall.SIGUSR1 && quiesce != nil:
 					close(quiesce)
 					quiesce = nil
+				case sig == syscall.SIGUSR2:
+					// Already listening (a restore raced ahead):
+					// still take a configuration left for us.
+					if err := reconfigure(a, filepath.Join(dir, reconfigFile)); err != nil {
+						log.Error("reconfigure", "err", err)
+					}
 				}
 			}
 		}

@@ -100,6 +100,29 @@ func (r *Runtime) Restore(ctx context.Context, spec sandbox.BoxSpec, dir string)
 	return r.launch(ctx, spec, dir)
 }
 
+// repairQuiesced gives a running box's agent its socket back when a
+// checkpoint was interrupted between quiesce and the image (sbx serve died
+// there): the box runs on, but nothing could reach its agent. The Manager
+// calls State first for every box it finds after a restart, and never
+// while it checkpoints the same box, so a quiesced marker seen here is
+// left over.
+func (r *Runtime) repairQuiesced(ctx context.Context, id string) error {
+	sockDir, err := r.socketDir(id)
+	if err != nil {
+		return err
+	}
+	marker := filepath.Join(sockDir, quiescedName)
+	if _, err := os.Lstat(marker); err != nil {
+		return nil
+	}
+	r.logger.Warn("box left quiesced by an interrupted checkpoint; giving its agent its socket back", "sandbox_id", id)
+	os.Remove(marker)
+	if err := r.signal(ctx, id, unix.SIGUSR2); err != nil {
+		return err
+	}
+	return r.awaitSocket(ctx, id, filepath.Join(sockDir, socketName))
+}
+
 // quiesce asks box id's agent to close its socket and connections (SIGUSR1)
 // and waits for it to say so by creating the quiesced file.
 func (r *Runtime) quiesce(ctx context.Context, id, sockDir string) error {

@@ -420,16 +420,47 @@ func (r *Runtime) State(ctx context.Context, id string) (sandbox.BoxState, error
 	if !bundle.ValidID(id) || !r.exists(id) {
 		return sandbox.BoxState{}, nil
 	}
-	out, err := r.output(ctx, nil, "state", id)
+	st, err := r.state(ctx, id)
 	if err != nil {
 		if !r.exists(id) { // destroyed meanwhile
 			return sandbox.BoxState{}, nil
 		}
 		return sandbox.BoxState{}, fmt.Errorf("state of box %s: %w", id, err)
 	}
-	var st state
-	if err := json.Unmarshal(out, &st); err != nil {
-		return sandbox.BoxState{}, fmt.Errorf("state of box %s: %w", id, err)
+	if st.Status == "paused" && r.checkpointing(id) {
+		// A checkpoint that outlived the sbx serve that started it (runsc
+		// runs on in its own process group) is still writing the image:
+		// report the box once that has settled, one way or the other.
+		deadline := time.Now().Add(time.Minute)
+		for st.Status == "paused" && r.checkpointing(id) && time.Now().Before(deadline) {
+			select {
+			case <-ctx.Done():
+				return sandbox.BoxState{}, ctx.Err()
+			case <-time.After(50 * time.Millisecond):
+			}
+			if st, err = r.state(ctx, id); err != nil {
+				if !r.exists(id) {
+					return sandbox.BoxState{}, nil
+				}
+				return sandbox.BoxState{}, fmt.Errorf("state of box %s: %w", id, err)
+			}
+		}
+	}
+	if st.Status == "running" {
+		if err := r.repairQuiesced(ctx, id); err != nil {
+			// A checkpoint that completed stops the box: runsc's
+			// status lags behind the sandbox exiting (its control
+			// server is already gone). Give it a moment to settle.
+			for deadline := time.Now().Add(10 * time.Second); ; {
+				if st, _ = r.state(ctx, id); st.Status != "running" {
+					break
+				}
+				if time.Now().After(deadline) {
+					return sandbox.BoxState{}, fmt.Errorf("state of box %s: %w", id, err)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
 	}
 	bs := sandbox.BoxState{Exists: true}
 	switch st.Status {
@@ -442,6 +473,29 @@ func (r *Runtime) State(ctx context.Context, id string) (sandbox.BoxState, error
 		return sandbox.BoxState{}, fmt.Errorf("state of box %s: unknown runsc status %q", id, st.Status)
 	}
 	return bs, nil
+}
+
+func (r *Runtime) state(ctx context.Context, id string) (state, error) {
+	out, err := r.output(ctx, nil, "state", id)
+	if err != nil {
+		return state{}, err
+	}
+	var st state
+	if err := json.Unmarshal(out, &st); err != nil {
+		return state{}, err
+	}
+	return st, nil
+}
+
+// checkpointing reports whether box id's agent has let go of its socket for
+// a checkpoint (see Checkpoint).
+func (r *Runtime) checkpointing(id string) bool {
+	dir, err := r.socketDir(id)
+	if err != nil {
+		return false
+	}
+	_, err = os.Lstat(filepath.Join(dir, quiescedName))
+	return err == nil
 }
 
 // Pause freezes every process of box id (the Sentry stops its tasks).
