@@ -3,6 +3,8 @@
 //
 //   - create → first command finished (`echo hi`), against raw `runc run` of
 //     the same root filesystem (the base template through the same overlay);
+//   - the same on gVisor: a runsc sandbox against raw `runsc run` of that
+//     root filesystem with the spec and flags sbx gives runsc;
 //   - command round trip (`true`) on a running sandbox;
 //   - the cost of sandbox networking: create → first command on this server
 //     (veth, NAT, egress rules) against a second one run with
@@ -40,13 +42,16 @@ import (
 	"github.com/sbxdev/sbx/tests/harness"
 )
 
-const runcBin = "/usr/local/lib/sbx/runc"
+const (
+	runcBin  = "/usr/local/lib/sbx/runc"
+	runscBin = "/usr/local/lib/sbx/runsc"
+)
 
 func main() {
 	n := flag.Int("n", 50, "sandboxes to create for the create benchmark")
 	rtt := flag.Int("rtt", 200, "commands for the round-trip benchmark")
 	concurrent := flag.Int("concurrent", 100, "idle sandboxes to hold at once")
-	sections := flag.String("only", "create,rtt,network,density,files,templates,proxy", "comma-separated sections to run: create, rtt, network, density, files, templates, proxy")
+	sections := flag.String("only", "create,runsc,rtt,network,density,files,templates,proxy", "comma-separated sections to run: create, runsc (create → first command on gVisor), rtt, network, density, files, templates, proxy")
 	transferMiB := flag.Int64("transfer-mib", 200, "size of the file uploaded and downloaded, in MiB")
 	transferReps := flag.Int("transfer-reps", 5, "uploads and downloads of that file")
 	small := flag.Int("small", 300, "small-file write+read round trips")
@@ -72,29 +77,31 @@ func main() {
 
 	var rows []row
 	if want["create"] {
-		raw := rawRunc(*n, "")
+		raw := rawRunc(runcBin, nil, *n, "")
 		// The same, with the exact OCI spec sbx gives a sandbox (seccomp,
 		// capabilities, masked paths, limits), taken from a live sandbox.
 		probe := must(c.CreateSandbox(ctx, client.CreateOptions{}))
-		rawSpec := rawRunc(*n, filepath.Join(srv.DataDir, "sandboxes", probe.ID, "bundle", "config.json"))
+		rawSpec := rawRunc(runcBin, nil, *n, filepath.Join(srv.DataDir, "sandboxes", probe.ID, "bundle", "config.json"))
 		probe.Kill(ctx)
-		var sbx []time.Duration
-		for i := 0; i < *n; i++ {
-			t0 := time.Now()
-			sb := must(c.CreateSandbox(ctx, client.CreateOptions{}))
-			var out strings.Builder
-			code, err := sb.Exec(ctx, client.ExecOptions{Cmd: "echo", Args: []string{"hi"}, Stdout: &out})
-			d := time.Since(t0)
-			if err != nil || code != 0 || out.String() != "hi\n" {
-				fatalf("echo hi: %d %v %q", code, err, out.String())
-			}
-			sbx = append(sbx, d)
-			if err := sb.Kill(ctx); err != nil {
-				fatal(err)
-			}
-		}
+		sbx := createFirstCommand(ctx, c, *n, "runc")
 		rows = append(rows, row{"create → `echo hi` done, vs `runc run` (runc's default spec)", sbx, raw, ""})
 		rows = append(rows, row{"create → `echo hi` done, vs `runc run` (sbx's spec)", sbx, rawSpec, ""})
+	}
+
+	if want["runsc"] {
+		// Warm up runsc too, then the same against raw `runsc run` with
+		// the spec and the flags sbx gives a runsc box.
+		for i := 0; i < 3; i++ {
+			sb := must(c.CreateSandbox(ctx, client.CreateOptions{Runtime: "runsc"}))
+			must(sb.Run(ctx, "echo hi", nil))
+			sb.Kill(ctx)
+		}
+		probe := must(c.CreateSandbox(ctx, client.CreateOptions{Runtime: "runsc"}))
+		flags := []string{"--shared-root", "/run/sbx/runsc", "--platform", "systrap", "--host-uds", "create", "--network", "none", "--overlay2", "none"}
+		rawRunsc := rawRunc(runscBin, flags, *n, filepath.Join(srv.DataDir, "sandboxes", probe.ID, "bundle", "config.json"))
+		probe.Kill(ctx)
+		gv := createFirstCommand(ctx, c, *n, "runsc")
+		rows = append(rows, row{"runsc: create → `echo hi` done, vs `runsc run` (sbx's spec and flags)", gv, rawRunsc, ""})
 	}
 
 	if want["rtt"] {
@@ -248,6 +255,27 @@ func loggedDurations(logs, key string) []time.Duration {
 	return out
 }
 
+// createFirstCommand times n creates of a sandbox on runtime rt, each until
+// `echo hi` in it has finished, killing each after.
+func createFirstCommand(ctx context.Context, c *client.Client, n int, rt string) []time.Duration {
+	var ds []time.Duration
+	for i := 0; i < n; i++ {
+		t0 := time.Now()
+		sb := must(c.CreateSandbox(ctx, client.CreateOptions{Runtime: rt}))
+		var out strings.Builder
+		code, err := sb.Exec(ctx, client.ExecOptions{Cmd: "echo", Args: []string{"hi"}, Stdout: &out})
+		d := time.Since(t0)
+		if err != nil || code != 0 || out.String() != "hi\n" {
+			fatalf("%s: echo hi: %d %v %q", rt, code, err, out.String())
+		}
+		ds = append(ds, d)
+		if err := sb.Kill(ctx); err != nil {
+			fatal(err)
+		}
+	}
+	return ds
+}
+
 type row struct {
 	name     string
 	d, raw   []time.Duration
@@ -277,12 +305,13 @@ func pct(ds []time.Duration, p int) time.Duration {
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
 
-// rawRunc times `runc run` of `echo hi` n times on the base template through
-// an overlay, the way sbx assembles a sandbox's rootfs. With specFrom empty
-// it uses runc's default spec (namespaces, no seccomp profile, runc's
-// default capabilities); otherwise the OCI spec in that file, with only the
-// process, root and cgroup path replaced.
-func rawRunc(n int, specFrom string) []time.Duration {
+// rawRunc times `<bin> [flags] run` (runc or runsc) of `echo hi` n times on
+// the base template through an overlay, the way sbx assembles a sandbox's
+// rootfs. With specFrom empty it uses runc's default spec (namespaces, no
+// seccomp profile, runc's default capabilities); otherwise the OCI spec in
+// that file, with only the process, root and cgroup path replaced and the
+// agent's mounts dropped.
+func rawRunc(bin string, flags []string, n int, specFrom string) []time.Duration {
 	lower := filepath.Join(harness.TemplatesDir(), "base", "rootfs")
 	dir := tb.TempDir()
 	bundle := filepath.Join(dir, "bundle")
@@ -338,13 +367,20 @@ func rawRunc(n int, specFrom string) []time.Duration {
 	if mounts, ok := spec["mounts"].([]any); ok { // drop the agent's bind mount
 		var keep []any
 		for _, m := range mounts {
-			if m.(map[string]any)["destination"] != "/.sbx/sbx-agent" {
+			if d, _ := m.(map[string]any)["destination"].(string); !strings.HasPrefix(d, "/.sbx/") {
 				keep = append(keep, m)
 			}
 		}
 		spec["mounts"] = keep
 	}
 	if l, ok := spec["linux"].(map[string]any); ok {
+		// Fresh namespaces: the probe sandbox's own (its network
+		// namespace, say) went with it.
+		if nss, ok := l["namespaces"].([]any); ok {
+			for _, ns := range nss {
+				delete(ns.(map[string]any), "path")
+			}
+		}
 		l["cgroupsPath"] = "/sbx-bench/" + filepath.Base(dir)
 	}
 	b, _ = json.Marshal(spec)
@@ -361,11 +397,16 @@ func rawRunc(n int, specFrom string) []time.Duration {
 	for i := 0; i < n+3; i++ {
 		id := "bench-raw-" + strconv.Itoa(i)
 		t0 := time.Now()
-		cmd := exec.Command(runcBin, "--root", root, "run", "--bundle", bundle, id)
+		args := append(append([]string{"--root", root}, flags...), "run", "--bundle", bundle, id)
+		cmd := exec.Command(bin, args...)
 		o, err := cmd.CombinedOutput()
 		d := time.Since(t0)
 		if err != nil || strings.TrimSpace(string(o)) != "hi" {
-			fatalf("runc run: %v %q", err, o)
+			fatalf("%s run: %v %q", filepath.Base(bin), err, o)
+		}
+		if bin == runscBin {
+			// runsc leaves a stopped container's state until deleted.
+			exec.Command(bin, "--root", root, "delete", "--force", id).Run()
 		}
 		if i >= 3 { // the first runs warm caches, as for sbx
 			out = append(out, d)

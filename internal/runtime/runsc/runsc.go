@@ -58,7 +58,8 @@
 //     netstack takes over the namespace's interfaces (--network=sandbox).
 //   - Filesystem: --overlay2=none, so the box writes straight through the
 //     gofer to the rootfs the Manager assembled (its disk quota, its files
-//     visible to /files and snapshots), not to an in-memory overlay.
+//     visible to /files and snapshots), not to an in-memory overlay; /tmp
+//     too is the rootfs's own (runsc would otherwise mount a tmpfs there).
 //
 // # Usage
 //
@@ -222,6 +223,14 @@ func (r *Runtime) launch(ctx context.Context, spec sandbox.BoxSpec, image string
 	if err := bundle.EnsureMountDir(spec.Rootfs, runDir); err != nil {
 		return fmt.Errorf("%s box %s: socket mount point: %w", op, spec.ID, err)
 	}
+	// /tmp is bind-mounted from the rootfs (see boxSpec). The rootfs is
+	// the box's to change, and the bind's source is resolved on the host:
+	// EnsureMountDir refuses a /tmp that is a symlink or crosses one, and
+	// nothing writes to the rootfs between this check and runsc's mount
+	// (the box is not running).
+	if err := bundle.EnsureMountDir(spec.Rootfs, "/tmp"); err != nil {
+		return fmt.Errorf("%s box %s: /tmp: %w", op, spec.ID, err)
+	}
 	sockDir := filepath.Dir(spec.AgentSocket)
 	if err := prepareSocketDir(sockDir, spec); err != nil {
 		return fmt.Errorf("%s box %s: %w", op, spec.ID, err)
@@ -369,6 +378,16 @@ func boxSpec(s sandbox.BoxSpec) (*specs.Spec, error) {
 	spec.Linux.Resources.Pids = &specs.LinuxPids{Limit: &hostPids}
 	// The agent listens on a socket it binds itself (see the package doc).
 	spec.Process.Args = []string{sandbox.AgentMountPath, "-listen", "unix:" + runDir + "/" + socketName}
+	// /tmp stays on the sandbox's disk as under runc: files there count
+	// against its disk quota, and survive a files-only pause and template
+	// builds. Without a mount of its own, runsc would put an in-memory
+	// tmpfs over an empty /tmp.
+	spec.Mounts = append(spec.Mounts, specs.Mount{
+		Destination: "/tmp",
+		Type:        "bind",
+		Source:      filepath.Join(s.Rootfs, "tmp"),
+		Options:     []string{"rbind", "rw", "nosuid", "nodev"},
+	})
 	spec.Mounts = append(spec.Mounts, specs.Mount{
 		Destination: runDir,
 		Type:        "bind",
