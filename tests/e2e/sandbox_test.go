@@ -332,7 +332,8 @@ func TestRestartSurvival(t *testing.T) {
 		t.Fatal(err)
 	}
 	if info.State != "failed" {
-		t.Log(srv.Logs()); t.Fatalf("dead sandbox state %q, want failed", info.State)
+		t.Log(srv.Logs())
+		t.Fatalf("dead sandbox state %q, want failed", info.State)
 	}
 	list, err := c.ListSandboxes(ctx, nil)
 	if err != nil {
