@@ -5,7 +5,9 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -295,19 +297,28 @@ func TestRestartSurvival(t *testing.T) {
 	// While the server is down, the box of one sandbox dies: its init
 	// (the agent) is killed through the runtime, behind sbx's back.
 	rt := harness.Runtime()
+	// The box's host process (runc: the init; runsc: the sandbox process,
+	// which exits once its init is gone).
+	var st struct {
+		Pid int `json:"pid"`
+	}
+	if out, err := exec.Command("/usr/local/lib/sbx/"+rt, "--root", filepath.Join(srv.DataDir, rt), "state", doomed.ID).Output(); err != nil || json.Unmarshal(out, &st) != nil || st.Pid <= 0 {
+		t.Fatalf("%s state: %v %s", rt, err, out)
+	}
 	kill := exec.Command("/usr/local/lib/sbx/"+rt, "--root", filepath.Join(srv.DataDir, rt), "kill", doomed.ID, "KILL")
 	if out, err := kill.CombinedOutput(); err != nil {
 		t.Fatalf("%s kill: %v %s", rt, err, out)
 	}
 	// The box dies asynchronously (gVisor's sandbox process takes a moment
-	// to go); the runtime has no event for it, so poll its state.
+	// to go, and runsc reports it running until it has); nothing signals
+	// that to another process, so poll until the host process is gone.
 	for deadline := time.Now().Add(20 * time.Second); ; {
-		out, _ := exec.Command("/usr/local/lib/sbx/"+rt, "--root", filepath.Join(srv.DataDir, rt), "state", doomed.ID).Output()
-		if bytes.Contains(out, []byte(`"status": "stopped"`)) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", st.Pid))
+		if err != nil || bytes.Contains(b, []byte(") Z ")) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the killed box is still not stopped: %s", out)
+			t.Fatalf("the killed box's process %d is still there: %s", st.Pid, b)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -80,6 +80,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -465,6 +466,11 @@ func (r *Runtime) State(ctx context.Context, id string) (sandbox.BoxState, error
 			}
 		}
 	}
+	if st.Status == "running" && zombie(st.Pid) {
+		// The sandbox process has exited and awaits reaping by the host's
+		// init: runsc still calls that running, but nothing runs.
+		st.Status = "stopped"
+	}
 	if st.Status == "running" {
 		if err := r.repairQuiesced(ctx, id); err != nil {
 			// A checkpoint that completed stops the box: runsc's
@@ -504,6 +510,17 @@ func (r *Runtime) state(ctx context.Context, id string) (state, error) {
 		return state{}, err
 	}
 	return st, nil
+}
+
+// zombie reports whether process pid has exited but not been reaped yet.
+func zombie(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	// pid (comm) S ...: the state follows the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	return i >= 0 && i+2 < len(b) && b[i+2] == 'Z'
 }
 
 // checkpointing reports whether box id's agent has let go of its socket for
