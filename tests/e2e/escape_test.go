@@ -106,7 +106,7 @@ func TestEscape(t *testing.T) {
 		{"cloud metadata", probe("169.254.169.254:80", "[fd00:ec2::254]:80"), "refused 169.254.169.254:80 [Errno 113] No route to host", ""},
 		{"other sandbox", probe("127.0.0.1:8000", nbAddr.String()+":8000"), "refused " + nbAddr.String() + ":8000", ""},
 		{"IPv6 to the host", probe("[fe80::1%eth0]:22", "[::1]:"+apiPort), "Cannot assign requested address", ""},
-		{"reconfigure the sandbox's network", `python3 -c 'import fcntl,socket,struct; s=socket.socket(); fcntl.ioctl(s, 0x8914, struct.pack("16sh22x", b"eth0", 0))' 2>&1; ip link set eth0 down 2>&1; echo done`, "Operation not permitted", ""},
+		{"reconfigure the sandbox's network", `python3 -c 'import fcntl,socket,struct; s=socket.socket(); fcntl.ioctl(s, 0x8914, struct.pack("16sh22x", b"eth0", 0))' 2>&1; ip link set eth0 down 2>&1; echo done`, "Operation not permitted", "Inappropriate ioctl for device"}, // gVisor's netstack has no such ioctl at all
 		{"forged source address", fmt.Sprintf(`python3 - <<'EOF'
 import socket
 s = socket.socket()
@@ -117,7 +117,7 @@ try:
     s.connect((%q, 53)); print("CONNECTED")
 except OSError as e:
     print("refused", e)
-EOF`, nbAddr.String(), gw.String()), "refused", ""}, // the box's kernel or, failing that, the host's anti-spoofing rule
+EOF`, nbAddr.String(), gw.String()), "refused", "Cannot assign requested address"}, // the box's kernel or, failing that, the host's anti-spoofing rule; gVisor's netstack refuses the bind itself (no IP_FREEBIND)
 		{"devices", `ls /dev; cat /dev/sda 2>&1; cat /dev/mem 2>&1; echo done`, "No such file", ""},
 		{"new privileges", `grep -E 'NoNewPrivs|Seccomp:' /proc/self/status`, "NoNewPrivs:\t1", ""},
 		{"capabilities", `grep CapBnd /proc/self/status`, "CapBnd:\t00000000800405fb", ""},
