@@ -28,6 +28,12 @@ type forwarder struct {
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	done      chan struct{}
+	// ctx ends with close, cutting upstream exchanges short.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{} // TCP clients, closed by close
 }
 
 func newForwarder(n *Network, upstreams []string) (*forwarder, error) {
@@ -44,7 +50,8 @@ func newForwarder(n *Network, upstreams []string) (*forwarder, error) {
 			udp.Close()
 			continue
 		}
-		return &forwarder{n: n, upstreams: upstreams, udp: udp, tcp: tcp, port: uint16(port), done: make(chan struct{})}, nil
+		ctx, cancel := context.WithCancel(context.Background())
+		return &forwarder{n: n, upstreams: upstreams, udp: udp, tcp: tcp, port: uint16(port), done: make(chan struct{}), ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}}, nil
 	}
 	return nil, errors.New("DNS forwarder: no port free for both UDP and TCP")
 }
@@ -52,8 +59,14 @@ func newForwarder(n *Network, upstreams []string) (*forwarder, error) {
 func (f *forwarder) close() {
 	f.closeOnce.Do(func() {
 		close(f.done)
+		f.cancel()
 		f.udp.Close()
 		f.tcp.Close()
+		f.mu.Lock()
+		for c := range f.conns {
+			c.Close()
+		}
+		f.mu.Unlock()
 	})
 	f.wg.Wait()
 }
@@ -96,9 +109,24 @@ func (f *forwarder) serve() {
 					continue
 				}
 			}
+			f.mu.Lock()
+			select {
+			case <-f.done:
+				f.mu.Unlock()
+				c.Close()
+				return
+			default:
+			}
+			f.conns[c] = struct{}{}
+			f.mu.Unlock()
 			f.wg.Add(1)
 			go func() {
 				defer f.wg.Done()
+				defer func() {
+					f.mu.Lock()
+					delete(f.conns, c)
+					f.mu.Unlock()
+				}()
 				f.serveTCP(c)
 			}()
 		}
@@ -153,7 +181,7 @@ func (f *forwarder) answer(q []byte, from netip.Addr, tcp bool) []byte {
 		f.n.log.Info("DNS query refused by policy", "sandbox_id", b.id, "name", name)
 		return refuse(h, qs, dnsmessage.RCodeRefused)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(f.ctx, 5*time.Second)
 	defer cancel()
 	resp, err := f.exchange(ctx, q, tcp)
 	if err != nil {

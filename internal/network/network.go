@@ -94,6 +94,10 @@ type Network struct {
 
 	mu     sync.Mutex
 	boxes  map[string]*box     // by sandbox id
+	// stale holds the policies of sandboxes whose network did not survive
+	// (a host restart): it is made again, with the same policy, when the
+	// sandbox boots.
+	stale map[string]Policy
 	byAddr map[netip.Addr]*box // by sandbox address
 	used   map[int]bool        // allocated /30 indexes
 	next   int
@@ -172,6 +176,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Network, error)
 		nsDir:  filepath.Join(cfg.DataDir, "network", "ns"),
 		boxDir: filepath.Join(cfg.DataDir, "network", "boxes"),
 		boxes:  map[string]*box{},
+		stale:  map[string]Policy{},
 		byAddr: map[netip.Addr]*box{},
 		used:   map[int]bool{},
 	}
@@ -260,6 +265,16 @@ func (n *Network) load() error {
 		if b == nil {
 			n.log.Error("stored network does not fit the subnet; removing it", "sandbox_id", st.ID, "index", st.Index)
 			os.Remove(filepath.Join(n.boxDir, e.Name()))
+			continue
+		}
+		if _, err := netlink.LinkByName(b.host); err != nil || !nsMounted(n.nsPath(b.id)) {
+			// The host restarted (or someone removed the namespace or
+			// the link): what is left is empty files.
+			n.log.Warn("sandbox network is gone; it is made again when the sandbox starts", "sandbox_id", b.id)
+			if err := deleteNS(n.nsPath(b.id), b.host); err != nil {
+				n.log.Error("remove what is left of a sandbox network", "sandbox_id", b.id, "err", err)
+			}
+			n.stale[b.id] = st.Policy
 			continue
 		}
 		n.boxes[b.id] = b
@@ -395,6 +410,7 @@ func (n *Network) Setup(ctx context.Context, id string, p Policy, owner *UserMap
 	n.boxes[id] = b
 	n.byAddr[b.addr] = b
 	n.used[idx] = true
+	delete(n.stale, id)
 	n.log.Debug("sandbox network set up", "sandbox_id", id, "addr", b.addr, "namespaces", t1.Sub(t0), "rules", t2.Sub(t1), "link", time.Since(t2))
 	return Endpoint{NetNS: spec.path, UserNS: spec.userPath, Addr: b.addr, DNS: b.gw}, nil
 }
@@ -438,6 +454,7 @@ func (n *Network) Teardown(ctx context.Context, id string) error {
 		delete(n.byAddr, b.addr)
 		delete(n.used, b.idx)
 	}
+	delete(n.stale, id)
 	n.mu.Unlock()
 	var errs []error
 	if ok {
@@ -520,13 +537,15 @@ func (n *Network) Endpoint(id string) (Endpoint, bool) {
 	return ep, true
 }
 
-// Policy returns sandbox id's policy.
+// Policy returns sandbox id's policy (also while its network waits to be
+// made again after a host restart).
 func (n *Network) Policy(id string) (Policy, bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	b, ok := n.boxes[id]
 	if !ok {
-		return Policy{}, false
+		p, ok := n.stale[id]
+		return p, ok
 	}
 	return b.policy, true
 }
@@ -537,6 +556,11 @@ func (n *Network) Prune(ctx context.Context, live []string) error {
 	n.mu.Lock()
 	var gone []string
 	for id := range n.boxes {
+		if !slices.Contains(live, id) {
+			gone = append(gone, id)
+		}
+	}
+	for id := range n.stale {
 		if !slices.Contains(live, id) {
 			gone = append(gone, id)
 		}

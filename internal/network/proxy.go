@@ -139,7 +139,7 @@ func (p *tproxy) handle(c *net.TCPConn) {
 	if !allowedByCIDR(pol, dst) {
 		head, name = peekName(c)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(p.n.dns.ctx, 10*time.Second) // ends with the server
 	defer cancel()
 	resolves := func(name string) bool {
 		if p.n.resolvedFor(b, name, dst.Addr()) {

@@ -91,6 +91,10 @@ func (m *Manager) setupNetwork(ctx context.Context, id, rootfs string) (netns, u
 		var pol network.Policy
 		if p := m.takePending(id); p != nil {
 			pol = *p
+		} else if p, ok := m.cfg.Network.Policy(id); ok {
+			// A sandbox whose network was lost (a host restart) boots
+			// again with the policy it had.
+			pol = p
 		}
 		var owner *network.UserMapping
 		if m.cfg.IDMap != nil {

@@ -822,3 +822,64 @@ func TestNetworkRunsc(t *testing.T) {
 		t.Fatalf("host service reached from %v", acc)
 	}
 }
+
+// TestNetworkHostRestart: after a host restart (boxes, mounts, interfaces
+// and nftables rules gone; only files left) a persistent sandbox starts
+// again with a network of its own and the policy it had.
+func TestNetworkHostRestart(t *testing.T) {
+	srv, ti := netServer(t)
+	ctx := ctxFor(t, 3*time.Minute)
+	c := srv.Client
+	A, B := ti.A.String(), ti.B.String()
+	sb, err := c.CreateSandbox(ctx, client.CreateOptions{Timeout: 5 * time.Minute, Lifecycle: client.Lifecycle{Persistent: true}, Network: client.DenyAll(A)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustReach(t, ctx, sb, "http://"+A+"/")
+	srv.Stop()
+	// What a reboot does, the network included.
+	boxCmd(t, srv, "delete", "--force", sb.ID)
+	dir := filepath.Join(srv.DataDir, "sandboxes", sb.ID)
+	for _, m := range []string{"rootfs", "disk"} {
+		if out, err := osexec.Command("umount", "-l", filepath.Join(dir, m)).CombinedOutput(); err != nil {
+			t.Fatalf("unmount %s: %v: %s", m, err, out)
+		}
+	}
+	links, _ := netlink.LinkList()
+	for _, l := range links {
+		if strings.HasPrefix(l.Attrs().Name, network.Prefix(srv.DataDir)) {
+			netlink.LinkDel(l)
+		}
+	}
+	ns := filepath.Join(srv.DataDir, "network", "ns", sb.ID)
+	for _, p := range []string{ns, ns + ".user"} {
+		if err := unix.Unmount(p, unix.MNT_DETACH); err != nil {
+			t.Fatalf("unmount %s: %v", p, err)
+		}
+	}
+	cc, _ := nftables.New()
+	cc.DelTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: network.TableName(srv.DataDir)})
+	if err := cc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	srv.StartAgain()
+
+	info, err := c.GetSandbox(ctx, sb.ID)
+	if err != nil || info.State != "paused" {
+		t.Fatalf("after the host restart: %+v %v", info, err)
+	}
+	if info.Network == nil || !slices.Equal(info.Network.AllowOut, []string{A}) {
+		t.Fatalf("policy while paused: %+v", info.Network)
+	}
+	sb, err = c.ConnectSandbox(ctx, sb.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustReach(t, ctx, sb, "http://"+A+"/")
+	mustNotReach(t, ctx, sb, "http://"+B+"/")
+	mustNotReach(t, ctx, sb, "http://169.254.169.254/")
+	if err := sb.Kill(ctx); err != nil {
+		t.Fatal(err)
+	}
+	assertNoNetworkLeft(t, srv)
+}
