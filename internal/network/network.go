@@ -92,12 +92,12 @@ type Network struct {
 	hostNS *os.File // the host's network namespace, for veth peers
 	pool   *nsPool  // namespaces made ahead of creates
 
-	mu     sync.Mutex
-	boxes  map[string]*box     // by sandbox id
+	mu    sync.Mutex
+	boxes map[string]*box // by sandbox id
 	// stale holds the policies of sandboxes whose network did not survive
 	// (a host restart): it is made again, with the same policy, when the
 	// sandbox boots.
-	stale map[string]Policy
+	stale  map[string]Policy
 	byAddr map[netip.Addr]*box // by sandbox address
 	used   map[int]bool        // allocated /30 indexes
 	next   int
