@@ -34,6 +34,12 @@ func netServer(t *testing.T, args ...string) (*harness.Server, *testInternet) {
 	subnet := harness.RandomSubnet(23)
 	ti := newTestInternet(t, subnet)
 	srv := harness.Start(t, append([]string{"--subnet", subnet, "--dns-upstream", ti.DNS}, args...)...)
+	t.Cleanup(func() {
+		if t.Failed() {
+			logs := srv.Logs()
+			t.Logf("server log (last 20000 bytes):\n%s", logs[max(0, len(logs)-20000):])
+		}
+	})
 	return srv, ti
 }
 
