@@ -28,7 +28,8 @@ type NetworkConfig struct {
 }
 
 // DefaultSubnet is --subnet's default.
-var DefaultSubnet = netip.MustParsePrefix("10.88.0.0/16")
+// Not 10.88.0.0/16, podman's default network, nor Docker's 172.17-31.
+var DefaultSubnet = netip.MustParsePrefix("10.223.0.0/16")
 
 func startNetwork(ctx context.Context, cfg Config, log *slog.Logger) (*network.Network, error) {
 	if cfg.Net.Disabled {
