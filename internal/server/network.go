@@ -27,8 +27,8 @@ type NetworkConfig struct {
 	DenyInternetByDefault bool
 }
 
-// DefaultSubnet is --subnet's default.
-// Not 10.88.0.0/16, podman's default network, nor Docker's 172.17-31.
+// DefaultSubnet is --subnet's default: not 10.88.0.0/16 (podman's default
+// network) nor in 172.17-31 (Docker's), which hosts often route already.
 var DefaultSubnet = netip.MustParsePrefix("10.223.0.0/16")
 
 func startNetwork(ctx context.Context, cfg Config, log *slog.Logger) (*network.Network, error) {
