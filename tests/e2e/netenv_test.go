@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/net/dns/dnsmessage"
 	"golang.org/x/sys/unix"
 )
@@ -270,17 +271,27 @@ func (hl *hostListener) Accepted() []string {
 	return append([]string(nil), hl.from...)
 }
 
-// hostAddrs returns the host's IPv4 addresses (loopback excluded).
+// hostAddrs returns the host's IPv4 addresses (loopback excluded) on its
+// own interfaces: veths come and go with other servers' sandboxes and other
+// tests' namespaces, and an address that vanished mid-test would no longer
+// be the host's.
 func hostAddrs(t *testing.T) []netip.Addr {
 	t.Helper()
-	addrs, err := net.InterfaceAddrs()
+	links, err := netlink.LinkList()
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []netip.Addr
-	for _, a := range addrs {
-		if ipn, ok := a.(*net.IPNet); ok {
-			if ip, ok := netip.AddrFromSlice(ipn.IP); ok && ip.Unmap().Is4() && !ip.IsLoopback() {
+	for _, l := range links {
+		if l.Type() == "veth" {
+			continue
+		}
+		addrs, err := netlink.AddrList(l, netlink.FAMILY_V4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range addrs {
+			if ip, ok := netip.AddrFromSlice(a.IP); ok && !ip.Unmap().IsLoopback() {
 				out = append(out, ip.Unmap())
 			}
 		}
