@@ -18,6 +18,13 @@ type errorBody struct {
 // statusOf maps an error class to its HTTP status. This is the only place
 // where sbx decides which status an error gets.
 func statusOf(err error) int {
+	// The outermost *errdefs.Error is what the client is told (its
+	// Message); its class, not one of its cause's, decides the status: a
+	// failed resume whose cause was a missing file is not a 404.
+	var e *errdefs.Error
+	if errors.As(err, &e) {
+		err = e.Class
+	}
 	switch {
 	case errors.Is(err, errdefs.ErrNotFound):
 		return http.StatusNotFound

@@ -35,6 +35,8 @@ func TestWriteError(t *testing.T) {
 		{"unavailable", errdefs.New(errdefs.ErrUnavailable, "later"), 503, "later"},
 		{"wrapped cause hidden", errdefs.Wrap(errdefs.ErrUnavailable, cause, "sandbox failed to start"), 503, "sandbox failed to start"},
 		{"wrapped in fmt.Errorf", fmt.Errorf("kill: %w", errdefs.Wrap(errdefs.ErrNotFound, cause, "gone")), 404, "gone"},
+		{"the cause's class does not leak", errdefs.Wrap(errdefs.ErrUnavailable, fmt.Errorf("restore: %w", errdefs.New(errdefs.ErrFailedPrecondition, "inner")), "resume failed"), 503, "resume failed"},
+		{"nor a bare one", errdefs.Wrap(errdefs.ErrUnavailable, fmt.Errorf("template: %w", errdefs.ErrNotFound), "resume failed"), 503, "resume failed"},
 		{"bare class", fmt.Errorf("%s: %w", secret, errdefs.ErrConflict), 409, "conflict"},
 		{"max bytes", fmt.Errorf("read: %w", &http.MaxBytesError{Limit: 10}), 413, "request body too large"},
 		{"unknown", cause, 500, "internal error"},
