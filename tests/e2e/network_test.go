@@ -496,7 +496,8 @@ func TestNetworkRestart(t *testing.T) {
 	// A sandbox whose box dies while the server is down loses its network
 	// at the next start.
 	srv.Stop()
-	run(t, "/usr/local/lib/sbx/runc", "--root", filepath.Join(srv.DataDir, "runc"), "kill", sb.ID, "KILL")
+	rt := harness.Runtime()
+	run(t, "/usr/local/lib/sbx/"+rt, "--root", filepath.Join(srv.DataDir, rt), "kill", sb.ID, "KILL")
 	deadline := time.Now().Add(10 * time.Second)
 	for pidAlive(t, srv.DataDir, sb.ID) && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond) // waiting for a process to die: no event to wait on from here
@@ -511,7 +512,13 @@ func pidAlive(t *testing.T, dataDir, id string) bool {
 		return false
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	return pid > 0 && unix.Kill(pid, 0) == nil
+	if pid <= 0 || unix.Kill(pid, 0) != nil {
+		return false
+	}
+	// An exited process not reaped yet (runsc's sandbox process, reparented
+	// to the host's init) is not alive either.
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	return err == nil && !strings.Contains(string(st), ") Z ")
 }
 
 // netLeftovers lists what of server srv's networking exists: its
