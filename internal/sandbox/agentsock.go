@@ -63,6 +63,12 @@ func DialSocket(ctx context.Context, path string) (net.Conn, error) {
 // makeSocketDir creates sandbox dir's agent socket directory, or keeps the
 // one an earlier boot of the sandbox made. 0700: only the host's root, and
 // a box it is bind-mounted into, may use it.
+//
+// It is a small tmpfs of its own. Threat: a box the directory is
+// bind-mounted into (runsc) writing without bound into the data
+// directory's filesystem, past its disk quota, until the host's disk is
+// full. On tmpfs it can write socketDirBytes at most, charged to the box's
+// own memory cgroup (the box's processes write the pages).
 func makeSocketDir(dir string) error {
 	p := filepath.Join(dir, agentSocketDir)
 	if err := os.Mkdir(p, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
@@ -72,5 +78,16 @@ func makeSocketDir(dir string) error {
 	if fi, err := os.Lstat(p); err != nil || !fi.IsDir() {
 		return fmt.Errorf("agent socket dir %s is not a directory (%v)", p, err)
 	}
+	if mounted(p) {
+		return nil
+	}
+	opts := fmt.Sprintf("size=%d,nr_inodes=256,mode=0700", socketDirBytes)
+	if err := unix.Mount("tmpfs", p, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, opts); err != nil {
+		return fmt.Errorf("mount agent socket dir: %w", err)
+	}
 	return nil
 }
+
+// socketDirBytes bounds the agent socket directory: room for the socket,
+// a marker and a restored agent's configuration (envVars at their limit).
+const socketDirBytes = 32 << 20

@@ -59,6 +59,9 @@ func unmountRootfs(dir string) error {
 	if err := unmountAll(filepath.Join(dir, "rootfs")); err != nil {
 		return err
 	}
+	if err := unmountAll(filepath.Join(dir, agentSocketDir)); err != nil {
+		return err
+	}
 	return unmountAll(filepath.Join(dir, diskMount))
 }
 
