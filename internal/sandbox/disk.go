@@ -218,13 +218,10 @@ func (p *diskPool) make(ctx context.Context) (*disk, error) {
 		os.Remove(d.image)
 		return nil, fmt.Errorf("disk mount point: %w", err)
 	}
-	// mount(8) sets up the loop device with autoclear: it goes away with
-	// the last unmount. nodev, nosuid: nothing on a sandbox's disk is
-	// trusted by the host.
-	if out, err := exec.CommandContext(ctx, "mount", "-t", "ext4", "-o", "loop,nodev,nosuid,noatime,discard", d.image, d.mount).CombinedOutput(); err != nil {
+	if err := mountDisk(d.image, d.mount); err != nil {
 		os.Remove(d.mount)
 		os.Remove(d.image)
-		return nil, fmt.Errorf("mount disk: %v: %s", err, strings.TrimSpace(string(out)))
+		return nil, err
 	}
 	for _, sub := range []string{"upper", "work"} {
 		if err := os.Mkdir(filepath.Join(d.mount, sub), 0o755); err != nil {

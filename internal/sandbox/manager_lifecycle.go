@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -703,10 +701,7 @@ func (d *disk) mountImage(ctx context.Context) error {
 		return fmt.Errorf("disk mount point: %w", err)
 	}
 	// The same options as a new disk: nothing on it is trusted by the host.
-	if out, err := exec.CommandContext(ctx, "mount", "-t", "ext4", "-o", "loop,nodev,nosuid,noatime,discard", d.image, d.mount).CombinedOutput(); err != nil {
-		return fmt.Errorf("mount disk: %v: %s", err, strings.TrimSpace(string(out)))
-	}
-	return nil
+	return mountDisk(d.image, d.mount)
 }
 
 // boxState is the runtime's view of sandbox sb's box.
