@@ -332,7 +332,10 @@ func inNewNS(s nsSpec, hostFd int) error {
 			return fmt.Errorf("disable IPv6: %w", err)
 		}
 	}
-	h, err := netlink.NewHandle()
+	// Route family only: with no families named, netlink opens xfrm and
+	// netfilter sockets too, which fail where their modules are not loaded
+	// (xfrm_user), and this handle only sets up links, addresses and routes.
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("netlink: %w", err)
 	}
