@@ -5,7 +5,10 @@
 #   2. Go >= 1.26 (the official toolchain, only when go is missing or older);
 #   3. runc v1.5.2 built with seccomp, at /usr/local/lib/sbx/runc (Debian's
 #      runc is too old, and sbx refuses to run boxes without seccomp);
-#   4. gVisor's runsc, pinned, built static, at /usr/local/lib/sbx/runsc.
+#   4. gVisor's runsc, pinned, built static, at /usr/local/lib/sbx/runsc;
+#   5. on cgroup v1 (hybrid) hosts only: Debian's kernel and modules,
+#      unpacked (not installed) under /usr/local/lib/sbx/vm, for the test VM
+#      that runs sbx on a pure cgroup v2 system (tests/vm).
 # It is idempotent and takes seconds when everything is already in place. It
 # starts nothing: no daemons, no services.
 set -euo pipefail
@@ -27,7 +30,7 @@ die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 # --- 1. apt packages --------------------------------------------------------
 pkgs=(debootstrap debian-archive-keyring libseccomp-dev pkg-config gcc git
 	ca-certificates curl iproute2 protobuf-compiler libprotobuf-dev e2fsprogs mount
-	dpkg-dev)
+	dpkg-dev qemu-system-x86)
 # nodejs/npm only when there is no node at all: hosts with a newer node from
 # elsewhere (nodesource, nvm) keep it.
 if ! command -v node >/dev/null 2>&1; then
@@ -143,6 +146,36 @@ else
 	rm -rf "$gobin"
 	runsc_ok || die "runsc at $RUNSC_BIN does not run or is not static"
 	log "runsc: installed"
+fi
+
+# --- 5. test VM kernel ------------------------------------------------------
+# tests/vm boots this kernel under QEMU (TCG) with a cgroup v2 hierarchy. It
+# is unpacked from Debian's package, never installed: the host's boot set-up
+# is not touched.
+# On a cgroup v2 host the whole suite already runs on v2 and tests/vm says
+# so instead of booting a guest.
+VM_DIR=/usr/local/lib/sbx/vm
+if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+	log "vm kernel: not needed (this host is cgroup v2)"
+elif [ -f "$VM_DIR/vmlinuz" ] && [ -d "$VM_DIR/lib/modules" ]; then
+	log "vm kernel: $(cat "$VM_DIR/version" 2>/dev/null) ok"
+else
+	pkg="$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')"
+	[ -n "$pkg" ] || { apt-get update -qq >&2; pkg="$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')"; }
+	[ -n "$pkg" ] || die "cannot find Debian's linux-image-amd64 package (the cgroup v2 test VM needs it on cgroup v1 hosts)"
+	log "vm kernel: fetching $pkg"
+	tmp="$(mktemp -d)"
+	(cd "$tmp" && apt-get download -qq -o APT::Sandbox::User=root "$pkg" >&2)
+	dpkg-deb -x "$tmp"/linux-image-*.deb "$tmp/x"
+	ver="$(ls "$tmp/x/lib/modules")"
+	rm -rf "$VM_DIR.new"
+	install -d -m 0755 "$VM_DIR.new/lib/modules"
+	mv "$tmp/x/boot/vmlinuz-$ver" "$VM_DIR.new/vmlinuz"
+	mv "$tmp/x/lib/modules/$ver" "$VM_DIR.new/lib/modules/$ver"
+	echo "$ver" >"$VM_DIR.new/version"
+	rm -rf "$VM_DIR" "$tmp"
+	mv "$VM_DIR.new" "$VM_DIR"
+	log "vm kernel: $ver installed"
 fi
 
 log "done"

@@ -67,6 +67,12 @@ func RepoRoot() string {
 func Binaries(t T) string {
 	t.Helper()
 	buildOnce.Do(func() {
+		// SBX_TEST_BIN names prebuilt binaries (the cgroup v2 test VM
+		// has no Go toolchain).
+		if d := os.Getenv("SBX_TEST_BIN"); d != "" {
+			binDir = d
+			return
+		}
 		binDir, buildErr = os.MkdirTemp("", "sbx-bin-")
 		if buildErr != nil {
 			return
@@ -169,6 +175,9 @@ func Start(t T, args ...string) *Server {
 	}
 	s.start()
 	t.Cleanup(func() {
+		if f, ok := t.(interface{ Failed() bool }); ok && f.Failed() {
+			t.Logf("sbx serve's log (last 150 lines):\n%s", s.logs.tail(150))
+		}
 		if s.cmd != nil {
 			s.Stop()
 		}
@@ -415,4 +424,14 @@ func (b *logBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return strings.Join(b.lines, "\n")
+}
+
+func (b *logBuffer) tail(n int) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	l := b.lines
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "\n")
 }
