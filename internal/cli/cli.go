@@ -248,6 +248,27 @@ func (e *env) failOn(name, object string, err error) int {
 	return exitError
 }
 
+// forEach runs do on every id for subcommand name (kill, pause, rm, ...),
+// reporting each failure with its id and going on with the next. With echo
+// it prints each id done. It returns exitOK only if every call succeeded.
+func (e *env) forEach(name string, ids []string, echo bool, do func(c *client.Client, id string) error) int {
+	c, err := e.client()
+	if err != nil {
+		return e.fail(name, err)
+	}
+	status := exitOK
+	for _, id := range ids {
+		if err := do(c, id); err != nil {
+			status = e.failOn(name, id, err)
+			continue
+		}
+		if echo {
+			fmt.Fprintln(e.stdout, id)
+		}
+	}
+	return status
+}
+
 // printJSON writes v to stdout as indented JSON.
 func (e *env) printJSON(v any) int {
 	b, err := json.MarshalIndent(v, "", "  ")

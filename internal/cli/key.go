@@ -1,6 +1,10 @@
 package cli
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/sbxdev/sbx/client"
+)
 
 // runKey implements `sbx key create|ls|rm`.
 func runKey(e *env, args []string) int {
@@ -74,17 +78,9 @@ func runKey(e *env, args []string) int {
 		if len(pos) == 0 {
 			return e.usageErr(fs, "no key ID")
 		}
-		c, err := e.client()
-		if err != nil {
-			return e.fail("key rm", err)
-		}
-		status := exitOK
-		for _, id := range pos {
-			if err := c.DeleteKey(e.ctx, id); err != nil {
-				status = e.failOn("key rm", id, err)
-			}
-		}
-		return status
+		return e.forEach("key rm", pos, false, func(c *client.Client, id string) error {
+			return c.DeleteKey(e.ctx, id)
+		})
 	case "-h", "-help", "--help":
 		fs.Usage()
 		return exitOK

@@ -1,6 +1,6 @@
 package cli
 
-import "fmt"
+import "github.com/sbxdev/sbx/client"
 
 // runKill implements `sbx kill ID...`. It tries every ID and fails if any
 // could not be killed.
@@ -13,17 +13,7 @@ func runKill(e *env, args []string) int {
 	if len(ids) == 0 {
 		return e.usageErr(fs, "no sandbox ID")
 	}
-	c, err := e.client()
-	if err != nil {
-		return e.fail("kill", err)
-	}
-	status := exitOK
-	for _, id := range ids {
-		if err := c.KillSandbox(e.ctx, id); err != nil {
-			status = e.failOn("kill", id, err)
-			continue
-		}
-		fmt.Fprintln(e.stdout, id)
-	}
-	return status
+	return e.forEach("kill", ids, true, func(c *client.Client, id string) error {
+		return c.KillSandbox(e.ctx, id)
+	})
 }

@@ -19,19 +19,9 @@ func runPause(e *env, args []string) int {
 	if len(ids) == 0 {
 		return e.usageErr(fs, "no sandbox ID")
 	}
-	c, err := e.client()
-	if err != nil {
-		return e.fail("pause", err)
-	}
-	status := exitOK
-	for _, id := range ids {
-		if err := c.Pause(e.ctx, id, &client.PauseOptions{FilesOnly: *filesOnly}); err != nil {
-			status = e.failOn("pause", id, err)
-			continue
-		}
-		fmt.Fprintln(e.stdout, id)
-	}
-	return status
+	return e.forEach("pause", ids, true, func(c *client.Client, id string) error {
+		return c.Pause(e.ctx, id, &client.PauseOptions{FilesOnly: *filesOnly})
+	})
 }
 
 // runResume implements `sbx resume [--timeout D] [--reboot] ID...`.
@@ -54,19 +44,10 @@ func runResume(e *env, args []string) int {
 		}
 		opts.Timeout = d
 	}
-	c, err := e.client()
-	if err != nil {
-		return e.fail("resume", err)
-	}
-	status := exitOK
-	for _, id := range ids {
-		if _, err := c.Resume(e.ctx, id, opts); err != nil {
-			status = e.failOn("resume", id, err)
-			continue
-		}
-		fmt.Fprintln(e.stdout, id)
-	}
-	return status
+	return e.forEach("resume", ids, true, func(c *client.Client, id string) error {
+		_, err := c.Resume(e.ctx, id, opts)
+		return err
+	})
 }
 
 // runSnapshot implements `sbx snapshot create ID [--name N] [--json]`,
@@ -141,17 +122,9 @@ func runSnapshot(e *env, args []string) int {
 		if len(pos) == 0 {
 			return e.usageErr(fs, "no snapshot ID")
 		}
-		c, err := e.client()
-		if err != nil {
-			return e.fail("snapshot rm", err)
-		}
-		status := exitOK
-		for _, id := range pos {
-			if err := c.DeleteSnapshot(e.ctx, id); err != nil {
-				status = e.failOn("snapshot rm", id, err)
-			}
-		}
-		return status
+		return e.forEach("snapshot rm", pos, false, func(c *client.Client, id string) error {
+			return c.DeleteSnapshot(e.ctx, id)
+		})
 	case "-h", "-help", "--help":
 		fs.Usage()
 		return exitOK

@@ -57,17 +57,9 @@ func runTemplate(e *env, args []string) int {
 		if len(pos) == 0 {
 			return e.usageErr(fs, "no template name")
 		}
-		c, err := e.client()
-		if err != nil {
-			return e.fail("template rm", err)
-		}
-		status := exitOK
-		for _, name := range pos {
-			if err := c.DeleteTemplate(e.ctx, name); err != nil {
-				status = e.failOn("template rm", name, err)
-			}
-		}
-		return status
+		return e.forEach("template rm", pos, false, func(c *client.Client, name string) error {
+			return c.DeleteTemplate(e.ctx, name)
+		})
 	case "import":
 		return runTemplateImport(e, fs, args[1:])
 	case "inspect":
