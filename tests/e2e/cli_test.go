@@ -301,10 +301,14 @@ func testShell(t *testing.T, ctx context.Context, srv *harness.Server, id string
 	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 30, Cols: 100}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ptmx.WriteString("stty size\n"); err != nil {
-		t.Fatal(err)
-	}
-	screen.await(t, "30 100")
+	// The resize reaches the sandbox as a request of its own, beside the
+	// typed input, so a line typed right after it can still read the old
+	// size (as over ssh): ask until the new size shows.
+	screen.awaitAsking(t, "30 100", func() {
+		if _, err := ptmx.WriteString("stty size\n"); err != nil {
+			t.Error(err)
+		}
+	})
 	if _, err := ptmx.WriteString("exit 4\n"); err != nil {
 		t.Fatal(err)
 	}

@@ -371,6 +371,25 @@ func (w *watcher) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// awaitAsking waits for s like await, calling ask again whenever a second
+// passes without it: for output that answers a question asked too early,
+// such as a size read before an asynchronous resize has landed.
+func (w *watcher) awaitAsking(t *testing.T, s string, ask func()) {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	ask()
+	for !bytes.Contains(w.buf, []byte(s)) {
+		select {
+		case p := <-w.ch:
+			w.buf = append(w.buf, p...)
+		case <-time.After(time.Second):
+			ask()
+		case <-deadline:
+			t.Fatalf("%q never appeared; output so far: %q", s, w.buf)
+		}
+	}
+}
+
 func (w *watcher) await(t *testing.T, s string) {
 	t.Helper()
 	deadline := time.After(30 * time.Second)
