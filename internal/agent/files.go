@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"compress/gzip"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -184,6 +185,27 @@ func (h filesHandler) download(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": filepath.Base(p)}))
+	if fi.Size() == 0 {
+		// Empty files and pseudo-files (/proc, /sys) say size 0, and the
+		// latter may not seek, which http.ServeContent needs (it answered
+		// 500 "seeker can't seek"): serve what a read gives, from memory
+		// when it is small (ranges, Content-Length), else streamed.
+		const small = 1 << 20
+		b, err := io.ReadAll(io.LimitReader(f, small+1))
+		if err != nil {
+			return fileError(p, err)
+		}
+		if len(b) <= small {
+			http.ServeContent(w, r, "", fi.ModTime(), bytes.NewReader(b))
+			return nil
+		}
+		w.WriteHeader(http.StatusOK)
+		if r.Method != http.MethodHead {
+			w.Write(b)
+			io.Copy(w, f)
+		}
+		return nil
+	}
 	http.ServeContent(w, r, "", fi.ModTime(), f)
 	return nil
 }

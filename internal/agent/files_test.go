@@ -193,6 +193,9 @@ func TestFilesDownload(t *testing.T) {
 		{"suffix", p, "bytes=-3", 206, "789", "bytes 7-9/10"},
 		{"open range", p, "bytes=8-", 206, "89", "bytes 8-9/10"},
 		{"unsatisfiable", p, "bytes=20-30", 416, "", "bytes */10"},
+		// A pseudo-file says size 0 and may not seek; its content is
+		// what a read gives.
+		{"proc", "/proc/version", "", 200, procVersion(t), ""},
 	}
 	for _, proto := range protocols {
 		hc := httpClient(t, proto, testToken)
@@ -453,4 +456,12 @@ func TestFilesSignature(t *testing.T) {
 	// header says.
 	res, b := filesDownload(t, anon, q(p, "nobody", filesSign(p, "read", "nobody", 0), 0), basicUser("root")...)
 	wantFilesError(t, res.StatusCode, b, 403)
+}
+
+func procVersion(t *testing.T) string {
+	b, err := os.ReadFile("/proc/version")
+	if err != nil || len(b) == 0 {
+		t.Fatalf("read /proc/version: %q %v", b, err)
+	}
+	return string(b)
 }

@@ -68,28 +68,67 @@ func (r *reaper) loop() {
 
 // reap waits for every child that has exited. SIGCHLDs coalesce, so it loops
 // until no exited child is left.
+//
+// The agent's own commands are collected by pid first, then orphans in
+// batches: under a fork bomb orphans exit as fast as they are reaped, and a
+// wait for any child may keep picking them (gVisor's wait4(-1) did, leaving
+// a finished command a zombie for minutes, its caller waiting).
 func (r *reaper) reap() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	for {
-		var ws unix.WaitStatus
-		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil || pid <= 0 { // ECHILD: no children; 0: none exited
-			return
-		}
-		if fn, ok := r.waiters[pid]; ok {
-			delete(r.waiters, pid)
-			fn(ws)
-			continue
-		}
-		r.log.Debug("reaped orphan", "pid", pid, "status", statusString(ws))
-		if r.orphaned != nil {
-			r.orphaned(pid)
+		r.reapWaiters()
+		for i := 0; ; i++ {
+			if !r.reapOne() {
+				return
+			}
+			if i == 64 {
+				break // more orphans: see to our own commands again first
+			}
 		}
 	}
+}
+
+// reapWaiters collects the agent's own children that have exited.
+func (r *reaper) reapWaiters() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for pid, fn := range r.waiters {
+		var ws unix.WaitStatus
+		got, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+		for err == unix.EINTR {
+			got, err = unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+		}
+		if err == nil && got == pid {
+			delete(r.waiters, pid)
+			fn(ws)
+		}
+	}
+}
+
+// reapOne collects one exited child and reports whether there may be more.
+// It holds the lock for one wait4 only, not for the whole loop: under a fork
+// bomb orphans exit as fast as they are reaped, and a lock held until none
+// is left would keep start, and so every new command, waiting forever.
+func (r *reaper) reapOne() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var ws unix.WaitStatus
+	pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+	if err == unix.EINTR {
+		return true
+	}
+	if err != nil || pid <= 0 { // ECHILD: no children; 0: none exited
+		return false
+	}
+	if fn, ok := r.waiters[pid]; ok {
+		delete(r.waiters, pid)
+		fn(ws)
+		return true
+	}
+	r.log.Debug("reaped orphan", "pid", pid, "status", statusString(ws))
+	if r.orphaned != nil {
+		r.orphaned(pid)
+	}
+	return true
 }
 
 // start calls spawn, which forks a child and returns its pid, and registers
