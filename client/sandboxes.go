@@ -94,6 +94,10 @@ type SandboxInfo struct {
 	// [Client.GetSandbox] only: nil when not set.
 	AllowInternetAccess *bool          `json:"allowInternetAccess,omitempty"`
 	Network             *NetworkConfig `json:"network,omitempty"`
+	// Error says why a sandbox in state "failed" failed (its box died: out
+	// of memory, or exited), filled by [Client.GetSandbox] only. An sbx
+	// extension.
+	Error string `json:"error,omitempty"`
 }
 
 // HasTimeout reports whether the sandbox has a time limit.

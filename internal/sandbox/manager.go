@@ -146,10 +146,12 @@ type Manager struct {
 	// a template is never removed under a sandbox being made from it.
 	tplMu sync.RWMutex
 
-	mu     sync.Mutex
-	locks  map[string]*sync.Mutex
-	timers map[string]*time.Timer
-	closed bool
+	mu    sync.Mutex
+	locks map[string]*sync.Mutex
+	// watched holds the pid of each box watchBox follows.
+	watched map[string]int
+	timers  map[string]*time.Timer
+	closed  bool
 
 	killHooks []func(id string)
 	// net holds the network policies of sandboxes being created
@@ -183,9 +185,10 @@ func New(cfg Config, templates Templates, db *store.DB, logger *slog.Logger) (*M
 	}
 	m := &Manager{
 		cfg: cfg, templates: templates, db: db, log: logger,
-		locks:  map[string]*sync.Mutex{},
-		timers: map[string]*time.Timer{},
-		life:   lifeState{idle: map[string]*time.Timer{}},
+		locks:   map[string]*sync.Mutex{},
+		watched: map[string]int{},
+		timers:  map[string]*time.Timer{},
+		life:    lifeState{idle: map[string]*time.Timer{}},
 	}
 	if m.cfg.MaxFork <= 0 {
 		m.cfg.MaxFork = 10
@@ -388,6 +391,7 @@ func (m *Manager) create(ctx context.Context, p CreateParams, override *Template
 	}
 	m.schedule(sb)
 	m.watchIdle(sb)
+	m.watchBox(sb)
 	log.Info("sandbox created")
 	return sb, nil
 }
@@ -634,6 +638,9 @@ func (m *Manager) GetRunning(ctx context.Context, id string) (*Sandbox, error) {
 	if err != nil {
 		return nil, err
 	}
+	if sb.State == StateFailed && sb.Error != "" {
+		return nil, errdefs.New(errdefs.ErrFailedPrecondition, "sandbox %q failed: %s", id, sb.Error)
+	}
 	if sb.State != StateRunning {
 		return nil, errdefs.New(errdefs.ErrFailedPrecondition, "sandbox %q is %s", id, sb.State)
 	}
@@ -859,6 +866,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 			if st.Running {
 				m.schedule(sb)
 				m.watchIdle(sb)
+				m.watchBox(sb)
 				log.Info("re-adopted running sandbox")
 				continue
 			}

@@ -172,6 +172,7 @@ func (m *Manager) pauseLocked(ctx context.Context, sb *store.Sandbox, kind strin
 			}
 			m.schedule(sb)
 			m.watchIdle(sb)
+			m.watchBox(sb)
 		case serr == nil && st.Paused && kind == PauseFrozen:
 			sb.State = StatePaused
 			return m.db.PutSandbox(cctx, sb)
@@ -388,6 +389,7 @@ func (m *Manager) resumeLocked(ctx context.Context, sb *store.Sandbox, d time.Du
 	}
 	m.schedule(sb)
 	m.watchIdle(sb)
+	m.watchBox(sb)
 	log.Info("sandbox resumed", "took", time.Since(t0))
 	return nil
 }
@@ -595,6 +597,7 @@ func (m *Manager) reconcileLifecycle(ctx context.Context, sb *store.Sandbox) err
 		m.removeImage(sb.ID)
 		m.schedule(sb)
 		m.watchIdle(sb)
+		m.watchBox(sb)
 		log.Info("sandbox is running", "why", why)
 		return nil
 	}

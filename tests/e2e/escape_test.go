@@ -304,8 +304,20 @@ while True: x.append(bytearray(16<<20))'; echo exit=$?`, nil)
 			}
 			assertHealthy(t, ctx, srv, neighbour)
 			assertHealthy(t, ctx, srv, sb)
+			// The server noticed the box die (it watches each box's
+			// init) and says why, rather than listing it as running.
+			info := awaitState(t, ctx, c, bomb.ID, "failed", 10*time.Second)
+			if info.State != "failed" || !strings.Contains(info.Error, "out of memory") {
+				t.Fatalf("the OOM-killed sandbox is %q (%q), want failed for running out of memory", info.State, info.Error)
+			}
+			if _, err := bomb.Exec(ctx, client.ExecOptions{Cmd: "true"}); !errors.Is(err, client.ErrUnavailable) {
+				t.Fatalf("exec in the OOM-killed sandbox: want unavailable (502, as E2B answers for a sandbox gone), got %v", err)
+			}
 			if err := bomb.Kill(ctx); err != nil {
 				t.Fatalf("kill the OOM-killed box: %v", err)
+			}
+			if _, err := c.GetSandbox(ctx, bomb.ID); !errors.Is(err, client.ErrNotFound) {
+				t.Fatalf("the failed sandbox after kill: want not found, got %v", err)
 			}
 			return
 		}

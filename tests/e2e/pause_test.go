@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -875,5 +876,78 @@ for i in $(seq 200); do python3 -c 'import socket; socket.create_connection(("12
 	serve()
 	if got := get(200); got != "two\n" {
 		t.Fatalf("after a files-only resume: %q", got)
+	}
+}
+
+// TestBoxDies: a box whose init dies while the server runs (a crash, the
+// host's OOM killer, someone's kill -9) ends its sandbox at once: an
+// ephemeral one is failed with the reason, a persistent one is paused with
+// its files and comes back on connect. Boxes sbx stops itself (pause, kill)
+// are not mistaken for deaths.
+func TestBoxDies(t *testing.T) {
+	srv := harness.Start(t)
+	ctx := ctxFor(t, 3*time.Minute)
+	c := srv.Client
+	eph, err := c.CreateSandbox(ctx, client.CreateOptions{Timeout: 5 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keep, err := c.CreateSandbox(ctx, client.CreateOptions{Timeout: 5 * time.Minute, Lifecycle: client.Lifecycle{Persistent: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, ctx, keep, "echo kept > /home/user/kept", nil)
+	paused, err := c.CreateSandbox(ctx, client.CreateOptions{Timeout: 5 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := paused.Pause(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{eph.ID, keep.ID} {
+		b, err := os.ReadFile(filepath.Join(srv.DataDir, "sandboxes", id, "bundle", "init.pid"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatalf("kill the box's init %d: %v", pid, err)
+		}
+	}
+	info := awaitState(t, ctx, c, eph.ID, "failed", 10*time.Second)
+	if !strings.Contains(info.Error, "exited unexpectedly") {
+		t.Fatalf("failed sandbox's error %q does not say its box exited", info.Error)
+	}
+	if _, err := eph.Exec(ctx, client.ExecOptions{Cmd: "true"}); !errors.Is(err, client.ErrUnavailable) {
+		t.Fatalf("exec in a failed sandbox: want unavailable, got %v", err)
+	}
+	if list, err := c.ListSandboxes(ctx, nil); err != nil {
+		t.Fatal(err)
+	} else {
+		for _, s := range list {
+			if s.SandboxID == eph.ID {
+				t.Fatalf("the failed sandbox is still listed as %s", s.State)
+			}
+		}
+	}
+	awaitState(t, ctx, c, keep.ID, client.StatePaused, 10*time.Second)
+	mustState(t, ctx, c, keep.ID, client.StatePaused, client.PauseFilesystem)
+	mustState(t, ctx, c, paused.ID, client.StatePaused, wantPauseKind())
+	h, err := c.ConnectSandbox(ctx, keep.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := mustRun(t, ctx, h, "cat /home/user/kept", nil); res.Stdout != "kept\n" {
+		t.Fatalf("persistent sandbox after its box died: %q", res.Stdout)
+	}
+	if _, err := c.Resume(ctx, paused.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	mustState(t, ctx, c, paused.ID, client.StateRunning, "")
+	if err := eph.Kill(ctx); err != nil {
+		t.Fatalf("kill the failed sandbox: %v", err)
 	}
 }

@@ -252,4 +252,3 @@ func (t *mainT) cleanup() {
 		fs[i]()
 	}
 }
-

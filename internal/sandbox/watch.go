@@ -1,0 +1,148 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sbxdev/sbx/internal/store"
+)
+
+// watchBox follows the init process of running sandbox sb's box (the agent
+// under runc, the Sentry under gVisor) and, should it die while sbx still
+// counts the sandbox as running, ends the sandbox there and then: a gVisor
+// box OOM-killed as a whole, or an agent that crashed, leaves a sandbox that
+// is failed with the reason (or, persistent, paused with its files), not one
+// listed as running whose every request answers 502.
+//
+// Deaths sbx causes itself (kill, a memory pause, a files-only pause) are
+// told apart under the sandbox's lock: by then its state is no longer
+// running, or its box is a new one.
+func (m *Manager) watchBox(sb *store.Sandbox) {
+	rt, err := m.runtimeOf(sb)
+	if err != nil {
+		return
+	}
+	id := sb.ID
+	// In the background: reading the box's state costs a runtime call,
+	// which a create must not wait for.
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		st, err := rt.State(ctx, id)
+		cancel()
+		if err != nil {
+			return
+		}
+		if !st.Running || st.Pid <= 0 {
+			m.boxDied(id, 0) // gone already
+			return
+		}
+		// One watch per box: a frozen box thawed is still the same one.
+		m.mu.Lock()
+		if m.watched[id] == st.Pid {
+			m.mu.Unlock()
+			return
+		}
+		m.watched[id] = st.Pid
+		m.mu.Unlock()
+		defer func() {
+			m.mu.Lock()
+			if m.watched[id] == st.Pid {
+				delete(m.watched, id)
+			}
+			m.mu.Unlock()
+		}()
+		fd, err := unix.PidfdOpen(st.Pid, unix.PIDFD_NONBLOCK)
+		if err != nil {
+			m.log.Warn("cannot watch the sandbox's box; its death will be noticed at the next restart", "sandbox_id", id, "pid", st.Pid, "err", err)
+			return
+		}
+		// Non-blocking, so the runtime's poller waits on it: no thread
+		// per box.
+		f := os.NewFile(uintptr(fd), "pidfd")
+		defer f.Close()
+		rc, err := f.SyscallConn()
+		if err != nil {
+			return
+		}
+		// A pidfd becomes readable once its process has exited.
+		rc.Read(func(fd uintptr) bool {
+			pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			n, err := unix.Poll(pfd, 0)
+			return err == nil && n > 0
+		})
+		m.boxDied(id, st.Pid)
+	}()
+}
+
+// boxDied ends sandbox id if the box whose init was pid is the one it runs
+// on and the sandbox is still meant to be running.
+func (m *Manager) boxDied(id string, pid int) {
+	unlock := m.lock(id)
+	defer unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	sb, err := m.db.GetSandbox(ctx, id)
+	if err != nil || sb.State != StateRunning {
+		return // killed, paused or gone: sbx ended that box itself
+	}
+	rt, err := m.runtimeOf(sb)
+	if err != nil {
+		return
+	}
+	if st, err := rt.State(ctx, id); err != nil || (st.Running && st.Pid != pid) {
+		return // unreadable (keep it as it is), or a newer box runs
+	}
+	why := "its box exited unexpectedly"
+	if n := oomKills(id); n > 0 {
+		why = fmt.Sprintf("its box was killed for running out of memory (limit %d MiB)", sb.MemoryMB)
+	}
+	log := m.log.With("sandbox_id", id, "runtime", sb.Runtime)
+	if sb.Life.Persistent {
+		if err := m.keepFiles(ctx, sb, why); err != nil {
+			log.Error("record the sandbox as paused after its box died", "err", err)
+		}
+		return
+	}
+	m.cancelTimer(id)
+	m.stopIdle(id)
+	m.release(ctx, sb)
+	sb.State = StateFailed
+	sb.Error = why
+	if err := m.db.PutSandbox(ctx, sb); err != nil {
+		log.Error("record the sandbox as failed", "err", err)
+		return
+	}
+	for _, f := range m.onKill() {
+		f(id) // the proxy drops its connections to the dead agent
+	}
+	log.Warn("sandbox failed: "+why, "pid", pid)
+}
+
+// oomKills returns how many processes the kernel's OOM killer ended in box
+// id's memory cgroup (sbx/<id>, on cgroup v1 or v2), or 0 when it cannot
+// tell.
+func oomKills(id string) int {
+	for _, p := range []string{
+		filepath.Join("/sys/fs/cgroup/memory/sbx", id, "memory.oom_control"), // v1
+		filepath.Join("/sys/fs/cgroup/sbx", id, "memory.events"),             // v2
+	} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
+				n, _ := strconv.Atoi(strings.TrimSpace(v))
+				return n
+			}
+		}
+	}
+	return 0
+}
