@@ -48,10 +48,15 @@ type backend struct {
 	envd    *httputil.ReverseProxy
 	ports   *httputil.ReverseProxy // sandbox ports over HTTP/1.1
 	h2      *httputil.ReverseProxy // sandbox ports over HTTP/2 (h2c)
-	netns   *sandbox.PortDialer    // reaches ports directly; nil: through the agent
-	direct  directPool             // connections of plain GETs (proxy_splice.go)
-	onErr   func(http.ResponseWriter, *http.Request, error)
-	trs     []*http.Transport
+	// netns reaches ports directly (nil: through the agent); see
+	// portDialer.
+	netnsMu   sync.Mutex
+	netnsDone bool
+	netns     *sandbox.PortDialer
+	openNetns func(context.Context) (*sandbox.PortDialer, error)
+	direct    directPool // connections of plain GETs (proxy_splice.go)
+	onErr     func(http.ResponseWriter, *http.Request, error)
+	trs       []*http.Transport
 
 	protoMu sync.Mutex
 	protos  map[int]portProto // what each port speaks, as probed
@@ -178,17 +183,17 @@ func (p *proxy) backend(ctx context.Context, id string) (*backend, error) {
 	if err != nil {
 		return nil, err
 	}
+	b = p.newBackend(sb)
 	// Ports are reached by entering the sandbox's network namespace where
 	// its runtime allows (no agent in the path), else through the agent.
-	pd, err := p.mgr.PortDialer(ctx, sb)
-	if err != nil {
-		if errors.Is(err, errdefs.ErrFailedPrecondition) {
-			return nil, err
+	b.openNetns = func(ctx context.Context) (*sandbox.PortDialer, error) {
+		pd, err := p.mgr.PortDialer(ctx, sb)
+		if err != nil && !errors.Is(err, errdefs.ErrFailedPrecondition) {
+			p.log.Warn("cannot enter the sandbox's network namespace; its ports go through its agent", "sandbox_id", id, "err", err)
+			return nil, nil
 		}
-		p.log.Warn("cannot enter the sandbox's network namespace; its ports go through its agent", "sandbox_id", id, "err", err)
+		return pd, err
 	}
-	b = p.newBackend(sb)
-	b.netns = pd
 	p.mu.Lock()
 	if old, ok := p.backends[id]; ok {
 		b.close()
@@ -298,9 +303,31 @@ func (b *backend) close() {
 		tr.CloseIdleConnections()
 	}
 	b.direct.closeAll()
+	b.netnsMu.Lock()
+	defer b.netnsMu.Unlock()
 	if b.netns != nil {
 		b.netns.Close()
+		b.netns = nil
 	}
+	b.netnsDone = true
+}
+
+// portDialer returns the backend's way into the sandbox's network
+// namespace, opened on first use (nil: ports go through the agent). The
+// envd port never needs it, and opening it costs runtime state calls that a
+// new sandbox's first command must not wait for.
+func (b *backend) portDialer(ctx context.Context) (*sandbox.PortDialer, error) {
+	b.netnsMu.Lock()
+	defer b.netnsMu.Unlock()
+	if b.netnsDone || b.openNetns == nil {
+		return b.netns, nil
+	}
+	pd, err := b.openNetns(ctx)
+	if err != nil {
+		return nil, err // not running now: ask again next time
+	}
+	b.netns, b.netnsDone = pd, true
+	return pd, nil
 }
 
 // activity reports sandbox id's last request time and requests in flight.

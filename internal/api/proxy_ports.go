@@ -55,8 +55,12 @@ func hostPort(addr string) (int, error) {
 
 // dialPort opens a connection to port on the sandbox's loopback.
 func (b *backend) dialPort(ctx context.Context, port int) (net.Conn, error) {
-	if b.netns != nil {
-		return b.netns.DialPort(ctx, port)
+	pd, err := b.portDialer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if pd != nil {
+		return pd.DialPort(ctx, port)
 	}
 	conn, err := b.dial(ctx)
 	if err != nil {

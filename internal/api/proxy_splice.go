@@ -84,7 +84,10 @@ func (p *directPool) closeAll() {
 
 // spliceable reports whether r takes the direct path.
 func (b *backend) spliceable(r *http.Request) bool {
-	return b.netns != nil && r.Method == http.MethodGet && r.ProtoMajor == 1 && r.TLS == nil &&
+	if pd, _ := b.portDialer(r.Context()); pd == nil {
+		return false
+	}
+	return r.Method == http.MethodGet && r.ProtoMajor == 1 && r.TLS == nil &&
 		(r.Body == nil || r.Body == http.NoBody) && r.ContentLength == 0 &&
 		r.Header.Get("Upgrade") == "" && len(r.TransferEncoding) == 0 && r.Header.Get("Expect") == ""
 }

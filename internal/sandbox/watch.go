@@ -33,40 +33,39 @@ func (m *Manager) watchBox(sb *store.Sandbox) {
 	// In the background: reading the box's state costs a runtime call,
 	// which a create must not wait for.
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		st, err := rt.State(ctx, id)
-		cancel()
-		if err != nil {
-			return
+		pid, f := m.openInit(id, m.initPid(id))
+		if f == nil {
+			// No pid file, or not the box's: ask the runtime.
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			st, err := rt.State(ctx, id)
+			cancel()
+			if err != nil {
+				return
+			}
+			if !st.Running || st.Pid <= 0 {
+				m.boxDied(id, 0) // gone already
+				return
+			}
+			if pid, f = m.openInit(id, st.Pid); f == nil {
+				return
+			}
 		}
-		if !st.Running || st.Pid <= 0 {
-			m.boxDied(id, 0) // gone already
-			return
-		}
+		defer f.Close()
 		// One watch per box: a frozen box thawed is still the same one.
 		m.mu.Lock()
-		if m.watched[id] == st.Pid {
+		if m.watched[id] == pid {
 			m.mu.Unlock()
 			return
 		}
-		m.watched[id] = st.Pid
+		m.watched[id] = pid
 		m.mu.Unlock()
 		defer func() {
 			m.mu.Lock()
-			if m.watched[id] == st.Pid {
+			if m.watched[id] == pid {
 				delete(m.watched, id)
 			}
 			m.mu.Unlock()
 		}()
-		fd, err := unix.PidfdOpen(st.Pid, unix.PIDFD_NONBLOCK)
-		if err != nil {
-			m.log.Warn("cannot watch the sandbox's box; its death will be noticed at the next restart", "sandbox_id", id, "pid", st.Pid, "err", err)
-			return
-		}
-		// Non-blocking, so the runtime's poller waits on it: no thread
-		// per box.
-		f := os.NewFile(uintptr(fd), "pidfd")
-		defer f.Close()
 		rc, err := f.SyscallConn()
 		if err != nil {
 			return
@@ -77,8 +76,41 @@ func (m *Manager) watchBox(sb *store.Sandbox) {
 			n, err := unix.Poll(pfd, 0)
 			return err == nil && n > 0
 		})
-		m.boxDied(id, st.Pid)
+		m.boxDied(id, pid)
 	}()
+}
+
+// openInit opens a pidfd on pid if it is a process of box id (in its
+// cgroup); the check follows the open, so a pid reused meanwhile is caught.
+// The pidfd is non-blocking, so the runtime's poller waits on it: no thread
+// per box.
+func (m *Manager) openInit(id string, pid int) (int, *os.File) {
+	if pid <= 0 {
+		return 0, nil
+	}
+	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+	if err != nil {
+		return 0, nil
+	}
+	f := os.NewFile(uintptr(fd), "pidfd")
+	cg, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil || !strings.Contains(string(cg), "/sbx/"+id+"\n") {
+		f.Close()
+		return 0, nil
+	}
+	return pid, f
+}
+
+// initPid returns the pid in the pid file the runtime wrote for box id's
+// init (0 if none), which saves a runtime state call (a runc process) per
+// sandbox started; openInit checks it.
+func (m *Manager) initPid(id string) int {
+	b, err := os.ReadFile(filepath.Join(m.dir(id), "bundle", "init.pid"))
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid
 }
 
 // boxDied ends sandbox id if the box whose init was pid is the one it runs
