@@ -263,7 +263,11 @@ func (r *Runtime) launch(ctx context.Context, spec sandbox.BoxSpec, image string
 		if err := writeAgentConfig(sockDir, spec); err != nil {
 			return fmt.Errorf("%s box %s: %w", op, spec.ID, err)
 		}
-		args = []string{"restore", "--image-path", image}
+		// --background: the box runs once its state is back; its memory
+		// pages load behind it, faulted in first where touched (the
+		// image is uncompressed, which that needs). runsc holds the
+		// pages file open, so the Manager may remove the image after.
+		args = []string{"restore", "--image-path", image, "--background"}
 	}
 	args = append(args, "--detach",
 		"--pid-file", filepath.Join(spec.BundleDir, pidFile),
