@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -66,6 +67,7 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 	a.Handle(processconnect.NewProcessHandler(processService{a}, a.ConnectOptions()...))
 	a.Handle(filesystemconnect.NewFilesystemHandler(filesystemService{a}, a.ConnectOptions()...))
 	a.mux.HandleFunc(TunnelPath, a.serveTunnel)
+	a.mux.HandleFunc("POST "+ConfigurePath, a.serveConfigure)
 	a.root.Handle(FilesPath, a.filesRoute()) // token or URL signature; see filesRoute
 	a.root.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
@@ -101,6 +103,28 @@ func (a *Agent) config() Config {
 	a.cfgMu.RLock()
 	defer a.cfgMu.RUnlock()
 	return a.cfg
+}
+
+// ConfigurePath is where sbx serve gives a running agent a new
+// configuration (a JSON Config, as in SBX_AGENT_CONFIG), as when a sandbox
+// of the warm pool is handed to a create with its environment variables.
+// The proxy never forwards requests for it: it is sbx's, not the sandbox
+// user's.
+const ConfigurePath = "/.sbx/configure"
+
+func (a *Agent) serveConfigure(w http.ResponseWriter, r *http.Request) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 32<<20))
+	if err == nil {
+		var cfg Config
+		if cfg, err = ParseConfig(b); err == nil {
+			err = a.Reconfigure(cfg)
+		}
+	}
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // Reconfigure replaces the agent's configuration, as when a sandbox restored

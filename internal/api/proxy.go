@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"path"
 	"strconv"
 	"strings"
 	"sync"
@@ -113,6 +114,11 @@ func stripPort(h string) string {
 func (p *proxy) serve(w http.ResponseWriter, r *http.Request, t target) {
 	if t.port < 1 || t.port > 65535 {
 		writeError(w, r, p.log, errdefs.New(errdefs.ErrInvalidArgument, "sandbox port must be between 1 and 65535"))
+		return
+	}
+	if t.port == EnvdPort && strings.HasPrefix(path.Clean("/"+r.URL.Path), "/.sbx/") {
+		// The agent's own routes for sbx serve (agent.ConfigurePath).
+		writeError(w, r, p.log, errdefs.New(errdefs.ErrNotFound, "no such path"))
 		return
 	}
 	b, err := p.backend(r.Context(), t.id)

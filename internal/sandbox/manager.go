@@ -129,6 +129,9 @@ type Config struct {
 	IDMap *IDMap
 	// MaxFork bounds the copies one fork request may make (default 10).
 	MaxFork int
+	// WarmPool is how many sandboxes of the default template and runtime
+	// are kept started ahead of creates (warm.go); 0 turns the pool off.
+	WarmPool int
 	// Network, when not nil, gives each sandbox a network (namespace,
 	// veth, egress policy); otherwise sandboxes have loopback only.
 	Network Network
@@ -161,6 +164,8 @@ type Manager struct {
 	disks *diskPool
 	// life holds the state of pause, snapshots and idle tracking.
 	life lifeState
+	// warm is the warm pool; nil when off.
+	warm *warmPool
 }
 
 // New returns a Manager. Call Reconcile before serving requests.
@@ -192,6 +197,9 @@ func New(cfg Config, templates Templates, db *store.DB, logger *slog.Logger) (*M
 	}
 	if m.cfg.MaxFork <= 0 {
 		m.cfg.MaxFork = 10
+	}
+	if cfg.WarmPool > 0 {
+		m.warm = &warmPool{size: cfg.WarmPool, kick: make(chan struct{}, 1), done: make(chan struct{})}
 	}
 	if cfg.DefaultDiskMB > 0 {
 		p, err := newDiskPool(cfg.DataDir, cfg.DefaultDiskMB, 2, logger)
@@ -286,12 +294,14 @@ func (m *Manager) resolveTimeout(t *time.Duration) (time.Duration, error) {
 
 // Create starts a new sandbox and returns once its agent answers.
 func (m *Manager) Create(ctx context.Context, p CreateParams) (*Sandbox, error) {
-	return m.create(ctx, p, nil)
+	return m.create(ctx, p, nil, false)
 }
 
 // create is Create; with override (see CreateFrom) the sandbox is made from
 // that template rather than one looked up by name, and has no time limit.
-func (m *Manager) create(ctx context.Context, p CreateParams, override *Template) (*Sandbox, error) {
+// With warm, it makes a sandbox for the warm pool (warm.go): started, but
+// left in state creating, unlisted and without timers, for a create to take.
+func (m *Manager) create(ctx context.Context, p CreateParams, override *Template, warm bool) (*Sandbox, error) {
 	if p.Template == "" {
 		p.Template = "base"
 	}
@@ -359,6 +369,12 @@ func (m *Manager) create(ctx context.Context, p CreateParams, override *Template
 		m.tplMu.RUnlock()
 		return nil, err
 	}
+	if override == nil && !warm {
+		if w, err := m.takeWarm(ctx, p, tpl, sb); w != nil || err != nil {
+			m.tplMu.RUnlock()
+			return w, err
+		}
+	}
 	log := m.log.With("sandbox_id", sb.ID, "template", sb.Template, "runtime", sb.Runtime)
 	unlock := m.lock(sb.ID)
 	defer unlock()
@@ -384,6 +400,10 @@ func (m *Manager) create(ctx context.Context, p CreateParams, override *Template
 			log.Error("delete record", "err", derr)
 		}
 		return nil, err
+	}
+	if warm {
+		log.Debug("warm sandbox ready")
+		return sb, nil
 	}
 	sb.State = StateRunning
 	if err := m.db.PutSandbox(ctx, sb); err != nil {
@@ -866,7 +886,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 			if st.Running {
 				m.schedule(sb)
 				m.watchIdle(sb)
-				m.watchBox(sb)
+				m.watchBoxPid(sb, st.Pid)
 				log.Info("re-adopted running sandbox")
 				continue
 			}
@@ -891,9 +911,10 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 	return m.pruneNetworks(ctx)
 }
 
-// Close stops the timers and destroys the disks made ready for sandboxes
-// not created yet. Sandboxes keep running.
+// Close stops the timers, kills the warm pool's sandboxes and destroys the
+// disks made ready for sandboxes not created yet. Sandboxes keep running.
 func (m *Manager) Close() {
+	m.drainWarm(true)
 	m.mu.Lock()
 	m.closed = true
 	for id, t := range m.timers {
@@ -927,6 +948,9 @@ func (m *Manager) onKill() []func(string) {
 // RemoveTemplate calls remove to delete template name unless a sandbox uses
 // it (errdefs.ErrConflict); no sandbox can be created from it meanwhile.
 func (m *Manager) RemoveTemplate(ctx context.Context, name string, remove func(context.Context, string) error) error {
+	// The warm pool's sandboxes are not users of the template to keep it
+	// for; the pool fills again at the next create.
+	m.drainWarm(false)
 	m.tplMu.Lock()
 	defer m.tplMu.Unlock()
 	n, err := m.db.CountSandboxesByTemplate(ctx, name)

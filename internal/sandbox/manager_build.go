@@ -17,7 +17,7 @@ import (
 // limit: its caller kills it (Kill or Commit).
 func (m *Manager) CreateFrom(ctx context.Context, tpl Template, p CreateParams) (*Sandbox, error) {
 	p.Template = tpl.Name
-	return m.create(ctx, p, &tpl)
+	return m.create(ctx, p, &tpl, false)
 }
 
 func (m *Manager) lookupTemplate(ctx context.Context, name string, override *Template) (Template, error) {

@@ -24,7 +24,11 @@ import (
 // Deaths sbx causes itself (kill, a memory pause, a files-only pause) are
 // told apart under the sandbox's lock: by then its state is no longer
 // running, or its box is a new one.
-func (m *Manager) watchBox(sb *store.Sandbox) {
+func (m *Manager) watchBox(sb *store.Sandbox) { m.watchBoxPid(sb, 0) }
+
+// watchBoxPid is watchBox for a box whose init the caller has just read
+// from the runtime (pid > 0): no second runtime call is made for it.
+func (m *Manager) watchBoxPid(sb *store.Sandbox, known int) {
 	rt, err := m.runtimeOf(sb)
 	if err != nil {
 		return
@@ -33,6 +37,14 @@ func (m *Manager) watchBox(sb *store.Sandbox) {
 	// In the background: reading the box's state costs a runtime call,
 	// which a create must not wait for.
 	go func() {
+		if known > 0 {
+			// The runtime said a moment ago: if this fails, the box is
+			// gone already or the pid is not its init.
+			if pid, f := m.openInit(id, known); f != nil {
+				m.followInit(id, pid, f)
+			}
+			return
+		}
 		pid, f := m.openInit(id, m.initPid(id))
 		if f == nil {
 			// No pid file, or not the box's: ask the runtime.
@@ -50,34 +62,39 @@ func (m *Manager) watchBox(sb *store.Sandbox) {
 				return
 			}
 		}
-		defer f.Close()
-		// One watch per box: a frozen box thawed is still the same one.
+		m.followInit(id, pid, f)
+	}()
+}
+
+// followInit waits on pidfd f of box id's init pid, then calls boxDied.
+func (m *Manager) followInit(id string, pid int, f *os.File) {
+	defer f.Close()
+	// One watch per box: a frozen box thawed is still the same one.
+	m.mu.Lock()
+	if m.watched[id] == pid {
+		m.mu.Unlock()
+		return
+	}
+	m.watched[id] = pid
+	m.mu.Unlock()
+	defer func() {
 		m.mu.Lock()
 		if m.watched[id] == pid {
-			m.mu.Unlock()
-			return
+			delete(m.watched, id)
 		}
-		m.watched[id] = pid
 		m.mu.Unlock()
-		defer func() {
-			m.mu.Lock()
-			if m.watched[id] == pid {
-				delete(m.watched, id)
-			}
-			m.mu.Unlock()
-		}()
-		rc, err := f.SyscallConn()
-		if err != nil {
-			return
-		}
-		// A pidfd becomes readable once its process has exited.
-		rc.Read(func(fd uintptr) bool {
-			pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-			n, err := unix.Poll(pfd, 0)
-			return err == nil && n > 0
-		})
-		m.boxDied(id, pid)
 	}()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	// A pidfd becomes readable once its process has exited.
+	rc.Read(func(fd uintptr) bool {
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(pfd, 0)
+		return err == nil && n > 0
+	})
+	m.boxDied(id, pid)
 }
 
 // openInit opens a pidfd on pid if it is a process of box id (in its

@@ -56,6 +56,7 @@ type Config struct {
 	Pids           int64
 	DiskMB         int64
 	MaxFork        int // most copies per fork request (default 10)
+	WarmPool       int // sandboxes kept started ahead of creates (0: off)
 	// IDShift is the first host id of the sandboxes' user namespaces:
 	// sandbox ids 0..65535 are host ids IDShift..IDShift+65535. Zero runs
 	// sandboxes without a user namespace (root in a sandbox is host root,
@@ -178,6 +179,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		ReadyTimeout:    cfg.ReadyTimeout,
 		IDMap:           idmap,
 		MaxFork:         cfg.MaxFork,
+		WarmPool:        cfg.WarmPool,
 		Network:         netIface(netw),
 	}
 	if err := runtimes(&mcfg, cfg, log); err != nil {
@@ -245,6 +247,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("prepare templates for the sandbox id range: %w", err)
 	}
 	apiSrv.SetReady(true)
+	mgr.StartWarm()
 	log.Info("ready", "addr", addr, "scheme", scheme)
 	if cfg.Ready != nil {
 		cfg.Ready(addr)

@@ -86,6 +86,23 @@ func main() {
 		sbx := createFirstCommand(ctx, c, *n, "runc")
 		rows = append(rows, row{"create → `echo hi` done, vs `runc run` (runc's default spec)", sbx, raw, ""})
 		rows = append(rows, row{"create → `echo hi` done, vs `runc run` (sbx's spec)", sbx, rawSpec, ""})
+		// The same on a server with a warm pool (sbx serve's default; the
+		// server above has none): creates back to back, each taking a
+		// pooled sandbox if one is ready while the pool refills behind
+		// them, then each after the pool has refilled.
+		wsrv := harness.Start(tb, "--warm-pool", "2")
+		waitWarm(wsrv, 2)
+		warm := createFirstCommand(ctx, wsrv.Client, *n, "runc")
+		taken := strings.Count(wsrv.Logs(), "warm=true")
+		var paced []time.Duration
+		for i := 0; i < *n; i++ {
+			waitWarm(wsrv, 2)
+			paced = append(paced, createFirstCommand(ctx, wsrv.Client, 1, "runc")...)
+		}
+		fmt.Printf("warm pool: %d of %d back-to-back creates took a pooled sandbox\n", taken, *n)
+		rows = append(rows, row{"warm pool: create → `echo hi` done, back to back, vs `runc run` (runc's default spec)", warm, raw, ""})
+		rows = append(rows, row{"warm pool: create → `echo hi` done, pool refilled between creates, vs `runc run` (runc's default spec)", paced, raw, ""})
+		wsrv.Stop()
 	}
 
 	if want["runsc"] {
@@ -231,6 +248,22 @@ func createEcho(ctx context.Context, c *client.Client) time.Duration {
 		fatal(err)
 	}
 	return d
+}
+
+// waitWarm waits until srv's warm pool holds n sandboxes, as its log tells:
+// those made ready less those taken.
+func waitWarm(srv *harness.Server, n int) {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		logs := srv.Logs()
+		if strings.Count(logs, `msg="warm sandbox ready"`)-strings.Count(logs, "warm=true") >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			fatalf("the warm pool did not fill (%d sandboxes)", n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // loggedDurations returns the values of key (such as "network=") in the

@@ -205,6 +205,11 @@ func (s *Server) start() {
 		}
 		args = append(args, "--subnet", s.Subnet)
 	}
+	if _, ok := flagValue(s.Args, "--warm-pool"); !ok {
+		// No warm pool unless a test asks for one: most tests count what
+		// their sandboxes use, and a pool's boxes would be in the count.
+		args = append(args, "--warm-pool", "0")
+	}
 	if s.Addr != "" {
 		args[2] = s.Addr // a restart keeps the address clients know
 	}

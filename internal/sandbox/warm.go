@@ -1,0 +1,251 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/sbxdev/sbx/internal/agent"
+	"github.com/sbxdev/sbx/internal/store"
+)
+
+// The warm pool: sandboxes started ahead of the creates that will take them.
+//
+// A create that asks for nothing a started box has baked in (the default
+// template, when it has no start command; the server's default runtime;
+// the default CPU, memory and network policy) takes one that is already
+// running with its agent answering. Only its record is filled in
+// (metadata, timeout, lifecycle, traffic token) and, when the request has
+// environment variables, the agent is told them: a create then costs a few
+// milliseconds instead of a runtime start. A background filler tops the
+// pool up after each take, one sandbox at a time, so that a burst of
+// creates past the pool's size starts its boxes as before, not behind a
+// queue.
+//
+// Pooled sandboxes are stored in state creating: they are not listed and
+// have no timeout, a restart of sbx serve removes them as interrupted
+// creates (Reconcile), and Close kills them.
+type warmPool struct {
+	size int
+
+	mu      sync.Mutex
+	ready   []*store.Sandbox
+	started bool
+	closed  bool
+	kick    chan struct{}
+	done    chan struct{}
+	wg      sync.WaitGroup
+}
+
+// StartWarm starts filling the warm pool (Config.WarmPool sandboxes); the
+// server calls it once its templates are ready.
+func (m *Manager) StartWarm() {
+	w := m.warm
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.started || w.closed {
+		return
+	}
+	w.started = true
+	w.wg.Add(1)
+	go m.fillWarm()
+}
+
+// fillWarm keeps the pool full until Close.
+func (m *Manager) fillWarm() {
+	w := m.warm
+	defer w.wg.Done()
+	backoff := time.Second
+	for {
+		w.mu.Lock()
+		need := !w.closed && len(w.ready) < w.size
+		w.mu.Unlock()
+		if !need {
+			select {
+			case <-w.kick:
+				continue
+			case <-w.done:
+				return
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		sb, err := m.create(ctx, CreateParams{}, nil, true)
+		cancel()
+		if err != nil {
+			m.log.Warn("warm pool: start a sandbox", "err", err, "retry_in", backoff)
+			select {
+			case <-time.After(backoff):
+				backoff = min(2*backoff, time.Minute)
+				continue
+			case <-w.done:
+				return
+			}
+		}
+		backoff = time.Second
+		w.mu.Lock()
+		if w.closed {
+			w.mu.Unlock()
+			m.discardWarm(sb)
+			return
+		}
+		w.ready = append(w.ready, sb)
+		w.mu.Unlock()
+	}
+}
+
+// pop takes a pooled sandbox, if there is one, and wakes the filler.
+func (w *warmPool) pop() *store.Sandbox {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return nil
+	}
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+	if len(w.ready) == 0 {
+		return nil
+	}
+	sb := w.ready[0]
+	w.ready = w.ready[1:]
+	return sb
+}
+
+// takeWarm gives the create of want (its record as create built it, with
+// a fresh id) a pooled sandbox when one fits: the pooled one keeps its id,
+// tokens and box, and takes want's metadata, environment, lifecycle and
+// times. It returns nil, nil when none fits or none is ready.
+func (m *Manager) takeWarm(ctx context.Context, p CreateParams, tpl Template, want *store.Sandbox) (*Sandbox, error) {
+	w := m.warm
+	if w == nil || p.Network != nil || tpl.image != "" || len(tpl.StartCmd) > 0 || tpl.ReadyCmd != "" || tpl.ReadyPort != 0 {
+		return nil, nil
+	}
+	for {
+		sb := w.pop()
+		if sb == nil {
+			return nil, nil
+		}
+		if sb.Template != want.Template || sb.Runtime != want.Runtime || sb.CPUs != want.CPUs ||
+			sb.MemoryMB != want.MemoryMB || sb.DiskMB != want.DiskMB || sb.Pids != want.Pids {
+			// Made for other defaults (a template changed meanwhile):
+			// of no use to anyone.
+			go m.discardWarm(sb)
+			continue
+		}
+		got, err := m.assignWarm(ctx, sb, tpl, want)
+		if err != nil {
+			m.log.Warn("warm pool: a pooled sandbox could not be handed out; discarded", "sandbox_id", sb.ID, "err", err)
+			go m.discardWarm(sb)
+			continue
+		}
+		return got, nil
+	}
+}
+
+func (m *Manager) assignWarm(ctx context.Context, sb *store.Sandbox, tpl Template, want *store.Sandbox) (*Sandbox, error) {
+	unlock := m.lock(sb.ID)
+	defer unlock()
+	// Still alive? (Nothing watches a pooled box.)
+	_, f := m.openInit(sb.ID, m.initPid(sb.ID))
+	if f == nil {
+		return nil, fmt.Errorf("its box is gone")
+	}
+	f.Close()
+	if len(want.EnvVars) > 0 {
+		if err := m.configureAgent(ctx, sb, tpl, want.EnvVars); err != nil {
+			return nil, err
+		}
+	}
+	sb.Metadata, sb.EnvVars, sb.Life = want.Metadata, want.EnvVars, want.Life
+	sb.CreatedAt, sb.StartedAt, sb.EndAt = want.CreatedAt, want.StartedAt, want.EndAt
+	sb.TrafficToken = want.TrafficToken
+	sb.State = StateRunning
+	if err := m.db.PutSandbox(ctx, sb); err != nil {
+		return nil, err
+	}
+	m.schedule(sb)
+	m.watchIdle(sb)
+	m.watchBox(sb)
+	m.log.Info("sandbox created", "sandbox_id", sb.ID, "template", sb.Template, "runtime", sb.Runtime, "warm", true)
+	return sb, nil
+}
+
+// configureAgent gives sandbox sb's agent its configuration with env (the
+// create request's environment variables) added to the template's.
+func (m *Manager) configureAgent(ctx context.Context, sb *store.Sandbox, tpl Template, env map[string]string) error {
+	cfg, _ := json.Marshal(agentConfig{
+		AccessToken:    sb.EnvdToken,
+		EnvVars:        processEnv(tpl.Env, env),
+		DefaultUser:    firstNonZero(tpl.DefaultUser, "user"),
+		DefaultWorkdir: tpl.Workdir,
+		SandboxID:      sb.ID,
+		TemplateID:     sb.Template,
+	})
+	hc := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return m.DialAgent(ctx, sb.ID) },
+	}}
+	defer hc.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://agent"+agent.ConfigurePath, bytes.NewReader(cfg))
+	if err != nil {
+		return err
+	}
+	req.Header.Set(agent.AccessTokenHeader, sb.EnvdToken)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("configure agent: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
+		return fmt.Errorf("configure agent: %s: %s", resp.Status, b)
+	}
+	return nil
+}
+
+// discardWarm kills a pooled sandbox.
+func (m *Manager) discardWarm(sb *store.Sandbox) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	unlock := m.lock(sb.ID)
+	defer unlock()
+	m.release(ctx, sb)
+	if err := m.db.DeleteSandbox(ctx, sb.ID); err != nil {
+		m.log.Error("warm pool: delete record", "sandbox_id", sb.ID, "err", err)
+	}
+	m.forget(sb.ID)
+}
+
+// drainWarm stops the filler for good (closing) or for a while, and kills
+// the pooled sandboxes.
+func (m *Manager) drainWarm(closing bool) {
+	w := m.warm
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	pooled := w.ready
+	w.ready = nil
+	if closing && !w.closed {
+		w.closed = true
+		close(w.done)
+	}
+	w.mu.Unlock()
+	if closing {
+		w.wg.Wait() // a sandbox being started is discarded by the filler
+	}
+	for _, sb := range pooled {
+		m.discardWarm(sb)
+	}
+}

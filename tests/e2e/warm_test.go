@@ -1,0 +1,161 @@
+package e2e
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sbxdev/sbx/client"
+	"github.com/sbxdev/sbx/tests/harness"
+)
+
+var warmReady = regexp.MustCompile(`msg="warm sandbox ready" sandbox_id=([a-z0-9]{20})`)
+
+// warmIDs returns the sandboxes the server has logged as ready in its warm
+// pool, waiting until there are at least n.
+func warmIDs(t *testing.T, srv *harness.Server, n int) map[string]bool {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ids := map[string]bool{}
+		for _, m := range warmReady.FindAllStringSubmatch(srv.Logs(), -1) {
+			ids[m[1]] = true
+		}
+		if len(ids) >= n {
+			return ids
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the warm pool has made %d sandboxes, want %d", len(ids), n)
+		}
+		time.Sleep(50 * time.Millisecond) // the log is the only sign of a pooled sandbox being ready
+	}
+}
+
+// TestWarmPool: with --warm-pool, a create with default resources takes a
+// sandbox started ahead of it, which then behaves as any created one (its
+// environment variables, metadata, timeout), the pool fills again, pooled
+// sandboxes are never listed nor reachable for sbx's own agent routes, and
+// none outlives the server.
+func TestWarmPool(t *testing.T) {
+	srv := harness.Start(t, "--warm-pool", "2")
+	ctx := ctxFor(t, 3*time.Minute)
+	c := srv.Client
+	pooled := warmIDs(t, srv, 2)
+	if list, err := c.ListSandboxes(ctx, nil); err != nil || len(list) != 0 {
+		t.Fatalf("pooled sandboxes are listed: %+v %v", list, err)
+	}
+
+	t0 := time.Now()
+	a, err := c.CreateSandbox(ctx, client.CreateOptions{Timeout: time.Minute, Env: map[string]string{"FOO": "bar"}, Metadata: map[string]string{"k": "v"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !pooled[a.ID] {
+		t.Fatalf("create got %s, not one of the pooled %v", a.ID, pooled)
+	}
+	if r := mustRun(t, ctx, a, `echo "$FOO $HOME"`, nil); r.Stdout != "bar /home/user\n" {
+		t.Fatalf("environment of a warm sandbox: %q", r.Stdout)
+	}
+	info, err := c.GetSandbox(ctx, a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State != client.StateRunning || info.Metadata["k"] != "v" || info.StartedAt.Before(t0.Add(-time.Second)) ||
+		info.EndAt.Sub(info.StartedAt) < 59*time.Second || info.EndAt.Sub(info.StartedAt) > 61*time.Second {
+		t.Fatalf("warm sandbox as created: %+v", info)
+	}
+
+	b, err := c.CreateSandbox(ctx, client.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !pooled[b.ID] || b.ID == a.ID {
+		t.Fatalf("second create got %s, want the other pooled one of %v", b.ID, pooled)
+	}
+	if r := mustRun(t, ctx, b, `echo "${FOO:-unset}"`, nil); r.Stdout != "unset\n" {
+		t.Fatalf("the first create's environment leaked into the second: %q", r.Stdout)
+	}
+
+	// Resources other than the defaults: started for the request.
+	big, err := c.CreateSandbox(ctx, client.CreateOptions{MemoryMB: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The pool fills again (two more) while sandboxes are in use.
+	refilled := warmIDs(t, srv, 4)
+	if refilled[big.ID] {
+		t.Fatalf("a create with its own memory limit took pooled sandbox %s", big.ID)
+	}
+	if info, err := c.GetSandbox(ctx, big.ID); err != nil || info.MemoryMB != 1024 {
+		t.Fatalf("sandbox with its own memory: %+v %v", info, err)
+	}
+	list, err := c.ListSandboxes(ctx, nil)
+	if err != nil || len(list) != 3 {
+		t.Fatalf("listed %d sandboxes (%v), want the 3 created", len(list), err)
+	}
+
+	// sbx's own agent route is not reachable through the proxy, even
+	// with the sandbox's token.
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/.sbx/configure", strings.NewReader(`{"accessToken":"x"}`))
+	req.Header.Set("E2b-Sandbox-Id", a.ID)
+	req.Header.Set("E2b-Sandbox-Port", "49983")
+	req.Header.Set("X-Access-Token", info.EnvdAccessToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("POST /.sbx/configure through the proxy: %s, want 404", resp.Status)
+	}
+	if r := mustRun(t, ctx, a, `echo "$FOO"`, nil); r.Stdout != "bar\n" {
+		t.Fatalf("after the refused configure: %q", r.Stdout)
+	}
+
+	// No pooled sandbox outlives the server: a stop kills them, and after
+	// a crash the next start removes them.
+	idle := map[string]bool{}
+	for id := range refilled {
+		if id != a.ID && id != b.ID {
+			idle[id] = true
+		}
+	}
+	srv.Crash()
+	srv.StartAgain()
+	for id := range idle {
+		awaitGone(t, filepath.Join(srv.DataDir, "sandboxes", id))
+	}
+	warmIDs(t, srv, len(refilled)+2) // and it fills again
+	now := warmReady.FindAllStringSubmatch(srv.Logs(), -1)
+	srv.Stop()
+	for _, m := range now {
+		if _, err := os.Stat(filepath.Join(srv.DataDir, "sandboxes", m[1])); err == nil && m[1] != a.ID && m[1] != b.ID {
+			t.Fatalf("pooled sandbox %s left after the server stopped", m[1])
+		}
+	}
+	srv.StartAgain()
+	if r := mustRun(t, context.Background(), a, "echo alive", nil); r.Stdout != "alive\n" {
+		t.Fatalf("a created warm sandbox after restarts: %q", r.Stdout)
+	}
+}
+
+// awaitGone waits until path no longer exists (the server removes it while
+// it starts).
+func awaitGone(t *testing.T, path string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := os.Stat(path); os.IsNotExist(err) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still exists", path)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
