@@ -405,15 +405,24 @@ func (m *Manager) create(ctx context.Context, p CreateParams, override *Template
 		log.Debug("warm sandbox ready")
 		return sb, nil
 	}
+	if err := m.created(ctx, sb); err != nil {
+		return nil, err
+	}
+	log.Info("sandbox created")
+	return sb, nil
+}
+
+// created records sandbox sb, just made, as running and arms its timeout,
+// idle pause and box watch.
+func (m *Manager) created(ctx context.Context, sb *store.Sandbox) error {
 	sb.State = StateRunning
 	if err := m.db.PutSandbox(ctx, sb); err != nil {
-		return nil, err
+		return err
 	}
 	m.schedule(sb)
 	m.watchIdle(sb)
 	m.watchBox(sb)
-	log.Info("sandbox created")
-	return sb, nil
+	return nil
 }
 
 func firstNonZero[T comparable](vs ...T) T {
@@ -463,6 +472,20 @@ type agentConfig struct {
 	DefaultWorkdir string `json:"defaultWorkdir,omitempty"`
 	SandboxID      string `json:"sandboxID"`
 	TemplateID     string `json:"templateID"`
+}
+
+// agentConfigJSON is sandbox sb's agent configuration, with env (the
+// create request's environment variables) over the template's.
+func agentConfigJSON(sb *store.Sandbox, tpl Template, env map[string]string) []byte {
+	b, _ := json.Marshal(agentConfig{
+		AccessToken:    sb.EnvdToken,
+		EnvVars:        processEnv(tpl.Env, env),
+		DefaultUser:    firstNonZero(tpl.DefaultUser, "user"),
+		DefaultWorkdir: tpl.Workdir,
+		SandboxID:      sb.ID,
+		TemplateID:     sb.Template,
+	})
+	return b
 }
 
 // start assembles the rootfs, binds the agent socket and starts the box.
@@ -517,14 +540,7 @@ func (m *Manager) boot(ctx context.Context, sb *store.Sandbox, tpl Template, roo
 		return err
 	}
 	defer lnFile.Close() // the box holds its own copy
-	cfg, _ := json.Marshal(agentConfig{
-		AccessToken:    sb.EnvdToken,
-		EnvVars:        processEnv(tpl.Env, sb.EnvVars),
-		DefaultUser:    firstNonZero(tpl.DefaultUser, "user"),
-		DefaultWorkdir: tpl.Workdir,
-		SandboxID:      sb.ID,
-		TemplateID:     sb.Template,
-	})
+	cfg := agentConfigJSON(sb, tpl, sb.EnvVars)
 	bundle := filepath.Join(dir, "bundle")
 	if err := os.MkdirAll(bundle, 0o700); err != nil {
 		return fmt.Errorf("create bundle dir: %w", err)

@@ -3,7 +3,6 @@ package sandbox
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -169,13 +168,9 @@ func (m *Manager) assignWarm(ctx context.Context, sb *store.Sandbox, tpl Templat
 	sb.Metadata, sb.EnvVars, sb.Life = want.Metadata, want.EnvVars, want.Life
 	sb.CreatedAt, sb.StartedAt, sb.EndAt = want.CreatedAt, want.StartedAt, want.EndAt
 	sb.TrafficToken = want.TrafficToken
-	sb.State = StateRunning
-	if err := m.db.PutSandbox(ctx, sb); err != nil {
+	if err := m.created(ctx, sb); err != nil {
 		return nil, err
 	}
-	m.schedule(sb)
-	m.watchIdle(sb)
-	m.watchBox(sb)
 	m.log.Info("sandbox created", "sandbox_id", sb.ID, "template", sb.Template, "runtime", sb.Runtime, "warm", true)
 	return sb, nil
 }
@@ -183,14 +178,7 @@ func (m *Manager) assignWarm(ctx context.Context, sb *store.Sandbox, tpl Templat
 // configureAgent gives sandbox sb's agent its configuration with env (the
 // create request's environment variables) added to the template's.
 func (m *Manager) configureAgent(ctx context.Context, sb *store.Sandbox, tpl Template, env map[string]string) error {
-	cfg, _ := json.Marshal(agentConfig{
-		AccessToken:    sb.EnvdToken,
-		EnvVars:        processEnv(tpl.Env, env),
-		DefaultUser:    firstNonZero(tpl.DefaultUser, "user"),
-		DefaultWorkdir: tpl.Workdir,
-		SandboxID:      sb.ID,
-		TemplateID:     sb.Template,
-	})
+	cfg := agentConfigJSON(sb, tpl, env)
 	hc := &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return m.DialAgent(ctx, sb.ID) },
 	}}
