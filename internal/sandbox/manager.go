@@ -402,6 +402,9 @@ func (m *Manager) create(ctx context.Context, p CreateParams, override *Template
 		return nil, err
 	}
 	if warm {
+		// What its agent was told (boot gave it the same), for a create
+		// to compare with what it needs.
+		m.warm.noteConfig(sb.ID, agentConfigJSON(sb, tpl, sb.EnvVars))
 		log.Debug("warm sandbox ready")
 		return sb, nil
 	}

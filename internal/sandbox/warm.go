@@ -33,13 +33,23 @@ import (
 type warmPool struct {
 	size int
 
-	mu      sync.Mutex
-	ready   []*store.Sandbox
+	mu    sync.Mutex
+	ready []pooled
+	// cfgs holds the agent configuration of each sandbox being started
+	// for the pool (noteConfig), until it joins ready.
+	cfgs    map[string][]byte
 	started bool
 	closed  bool
 	kick    chan struct{}
 	done    chan struct{}
 	wg      sync.WaitGroup
+}
+
+// pooled is a sandbox of the pool and the agent configuration it was
+// started with.
+type pooled struct {
+	sb  *store.Sandbox
+	cfg []byte
 }
 
 // StartWarm starts filling the warm pool (Config.WarmPool sandboxes); the
@@ -91,33 +101,47 @@ func (m *Manager) fillWarm() {
 		}
 		backoff = time.Second
 		w.mu.Lock()
+		cfg := w.cfgs[sb.ID]
+		delete(w.cfgs, sb.ID)
 		if w.closed {
 			w.mu.Unlock()
 			m.discardWarm(sb)
 			return
 		}
-		w.ready = append(w.ready, sb)
+		w.ready = append(w.ready, pooled{sb: sb, cfg: cfg})
 		w.mu.Unlock()
 	}
 }
 
+// noteConfig records the agent configuration sandbox id, being started for
+// the pool, was given: a create compares it with what it needs (the
+// template's environment or user may change meanwhile).
+func (w *warmPool) noteConfig(id string, cfg []byte) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.cfgs == nil {
+		w.cfgs = map[string][]byte{}
+	}
+	w.cfgs[id] = cfg
+}
+
 // pop takes a pooled sandbox, if there is one, and wakes the filler.
-func (w *warmPool) pop() *store.Sandbox {
+func (w *warmPool) pop() (pooled, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
-		return nil
+		return pooled{}, false
 	}
 	select {
 	case w.kick <- struct{}{}:
 	default:
 	}
 	if len(w.ready) == 0 {
-		return nil
+		return pooled{}, false
 	}
-	sb := w.ready[0]
+	p := w.ready[0]
 	w.ready = w.ready[1:]
-	return sb
+	return p, true
 }
 
 // takeWarm gives the create of want (its record as create built it, with
@@ -130,10 +154,11 @@ func (m *Manager) takeWarm(ctx context.Context, p CreateParams, tpl Template, wa
 		return nil, nil
 	}
 	for {
-		sb := w.pop()
-		if sb == nil {
+		pw, ok := w.pop()
+		if !ok {
 			return nil, nil
 		}
+		sb := pw.sb
 		if sb.Template != want.Template || sb.Runtime != want.Runtime || sb.CPUs != want.CPUs ||
 			sb.MemoryMB != want.MemoryMB || sb.DiskMB != want.DiskMB || sb.Pids != want.Pids {
 			// Made for other defaults (a template changed meanwhile):
@@ -141,7 +166,7 @@ func (m *Manager) takeWarm(ctx context.Context, p CreateParams, tpl Template, wa
 			go m.discardWarm(sb)
 			continue
 		}
-		got, err := m.assignWarm(ctx, sb, tpl, want)
+		got, err := m.assignWarm(ctx, pw, tpl, want)
 		if err != nil {
 			m.log.Warn("warm pool: a pooled sandbox could not be handed out; discarded", "sandbox_id", sb.ID, "err", err)
 			go m.discardWarm(sb)
@@ -151,7 +176,8 @@ func (m *Manager) takeWarm(ctx context.Context, p CreateParams, tpl Template, wa
 	}
 }
 
-func (m *Manager) assignWarm(ctx context.Context, sb *store.Sandbox, tpl Template, want *store.Sandbox) (*Sandbox, error) {
+func (m *Manager) assignWarm(ctx context.Context, pw pooled, tpl Template, want *store.Sandbox) (*Sandbox, error) {
+	sb := pw.sb
 	unlock := m.lock(sb.ID)
 	defer unlock()
 	// Still alive? (Nothing watches a pooled box.)
@@ -160,8 +186,10 @@ func (m *Manager) assignWarm(ctx context.Context, sb *store.Sandbox, tpl Templat
 		return nil, fmt.Errorf("its box is gone")
 	}
 	f.Close()
-	if len(want.EnvVars) > 0 {
-		if err := m.configureAgent(ctx, sb, tpl, want.EnvVars); err != nil {
+	// The request's environment variables, or a template whose defaults
+	// changed since the box started: tell the agent.
+	if cfg := agentConfigJSON(sb, tpl, want.EnvVars); !bytes.Equal(cfg, pw.cfg) {
+		if err := m.configureAgent(ctx, sb, cfg); err != nil {
 			return nil, err
 		}
 	}
@@ -175,10 +203,9 @@ func (m *Manager) assignWarm(ctx context.Context, sb *store.Sandbox, tpl Templat
 	return sb, nil
 }
 
-// configureAgent gives sandbox sb's agent its configuration with env (the
-// create request's environment variables) added to the template's.
-func (m *Manager) configureAgent(ctx context.Context, sb *store.Sandbox, tpl Template, env map[string]string) error {
-	cfg := agentConfigJSON(sb, tpl, env)
+// configureAgent gives sandbox sb's agent configuration cfg (see
+// agentConfigJSON).
+func (m *Manager) configureAgent(ctx context.Context, sb *store.Sandbox, cfg []byte) error {
 	hc := &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return m.DialAgent(ctx, sb.ID) },
 	}}
@@ -223,7 +250,7 @@ func (m *Manager) drainWarm(closing bool) {
 		return
 	}
 	w.mu.Lock()
-	pooled := w.ready
+	drained := w.ready
 	w.ready = nil
 	if closing && !w.closed {
 		w.closed = true
@@ -233,7 +260,7 @@ func (m *Manager) drainWarm(closing bool) {
 	if closing {
 		w.wg.Wait() // a sandbox being started is discarded by the filler
 	}
-	for _, sb := range pooled {
-		m.discardWarm(sb)
+	for _, p := range drained {
+		m.discardWarm(p.sb)
 	}
 }
