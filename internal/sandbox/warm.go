@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sbxdev/sbx/internal/agent"
+	"github.com/sbxdev/sbx/internal/network"
 	"github.com/sbxdev/sbx/internal/store"
 )
 
@@ -18,11 +19,11 @@ import (
 //
 // A create that asks for nothing a started box has baked in (the default
 // template, when it has no start command; the server's default runtime;
-// the default CPU, memory and network policy) takes one that is already
-// running with its agent answering. Only its record is filled in
-// (metadata, timeout, lifecycle, traffic token) and, when the request has
-// environment variables, the agent is told them: a create then costs a few
-// milliseconds instead of a runtime start. A background filler tops the
+// the default CPU and memory) takes one that is already running with its
+// agent answering. Only its record is filled in (metadata, timeout,
+// lifecycle, traffic token), its egress policy set when the request has
+// one, and its agent told the request's environment variables: a create
+// then costs a few milliseconds instead of a runtime start. A background filler tops the
 // pool up after each take, one sandbox at a time, so that a burst of
 // creates past the pool's size starts its boxes as before, not behind a
 // queue.
@@ -150,7 +151,7 @@ func (w *warmPool) pop() (pooled, bool) {
 // times. It returns nil, nil when none fits or none is ready.
 func (m *Manager) takeWarm(ctx context.Context, p CreateParams, tpl Template, want *store.Sandbox) (*Sandbox, error) {
 	w := m.warm
-	if w == nil || p.Network != nil || tpl.image != "" || len(tpl.StartCmd) > 0 || tpl.ReadyCmd != "" || tpl.ReadyPort != 0 {
+	if w == nil || tpl.image != "" || len(tpl.StartCmd) > 0 || tpl.ReadyCmd != "" || tpl.ReadyPort != 0 {
 		return nil, nil
 	}
 	for {
@@ -166,7 +167,7 @@ func (m *Manager) takeWarm(ctx context.Context, p CreateParams, tpl Template, wa
 			go m.discardWarm(sb)
 			continue
 		}
-		got, err := m.assignWarm(ctx, pw, tpl, want)
+		got, err := m.assignWarm(ctx, pw, tpl, want, p.Network)
 		if err != nil {
 			m.log.Warn("warm pool: a pooled sandbox could not be handed out; discarded", "sandbox_id", sb.ID, "err", err)
 			go m.discardWarm(sb)
@@ -176,7 +177,7 @@ func (m *Manager) takeWarm(ctx context.Context, p CreateParams, tpl Template, wa
 	}
 }
 
-func (m *Manager) assignWarm(ctx context.Context, pw pooled, tpl Template, want *store.Sandbox) (*Sandbox, error) {
+func (m *Manager) assignWarm(ctx context.Context, pw pooled, tpl Template, want *store.Sandbox, pol *network.Policy) (*Sandbox, error) {
 	sb := pw.sb
 	unlock := m.lock(sb.ID)
 	defer unlock()
@@ -186,6 +187,13 @@ func (m *Manager) assignWarm(ctx context.Context, pw pooled, tpl Template, want 
 		return nil, fmt.Errorf("its box is gone")
 	}
 	f.Close()
+	// The request's egress policy, before anything of the request's runs
+	// in the sandbox (nothing has: it was started with the default one).
+	if pol != nil && m.cfg.Network != nil {
+		if err := m.cfg.Network.SetPolicy(ctx, sb.ID, *pol); err != nil {
+			return nil, fmt.Errorf("egress policy: %w", err)
+		}
+	}
 	// The request's environment variables, or a template whose defaults
 	// changed since the box started: tell the agent.
 	if cfg := agentConfigJSON(sb, tpl, want.EnvVars); !bytes.Equal(cfg, pw.cfg) {

@@ -81,13 +81,30 @@ func TestWarmPool(t *testing.T) {
 		t.Fatalf("the first create's environment leaked into the second: %q", r.Stdout)
 	}
 
+	// An egress policy is set on a pooled sandbox before it is handed out.
+	awaitPooled(t, srv, 1)
+	denied, err := c.CreateSandbox(ctx, client.CreateOptions{Network: client.DenyAll("10.9.8.7")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !warmIDs(t, srv, 3)[denied.ID] {
+		t.Fatalf("a create with an egress policy got %s, not a pooled sandbox", denied.ID)
+	}
+	if info, err := c.GetSandbox(ctx, denied.ID); err != nil || info.AllowInternetAccess == nil || *info.AllowInternetAccess ||
+		info.Network == nil || len(info.Network.AllowOut) != 1 || info.Network.AllowOut[0] != "10.9.8.7" {
+		t.Fatalf("egress policy of a warm sandbox: %+v %v", info, err)
+	}
+	if err := denied.Kill(ctx); err != nil {
+		t.Fatal(err)
+	}
+
 	// Resources other than the defaults: started for the request.
 	big, err := c.CreateSandbox(ctx, client.CreateOptions{MemoryMB: 1024})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The pool fills again (two more) while sandboxes are in use.
-	refilled := warmIDs(t, srv, 4)
+	// The pool fills again (three more) while sandboxes are in use.
+	refilled := warmIDs(t, srv, 5)
 	if refilled[big.ID] {
 		t.Fatalf("a create with its own memory limit took pooled sandbox %s", big.ID)
 	}
@@ -141,6 +158,23 @@ func TestWarmPool(t *testing.T) {
 	srv.StartAgain()
 	if r := mustRun(t, context.Background(), a, "echo alive", nil); r.Stdout != "alive\n" {
 		t.Fatalf("a created warm sandbox after restarts: %q", r.Stdout)
+	}
+}
+
+// awaitPooled waits until srv's warm pool holds n sandboxes: those its log
+// says were made ready less those it says were taken.
+func awaitPooled(t *testing.T, srv *harness.Server, n int) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		logs := srv.Logs()
+		if strings.Count(logs, `msg="warm sandbox ready"`)-strings.Count(logs, "warm=true") >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the warm pool holds fewer than %d sandboxes", n)
+		}
+		time.Sleep(50 * time.Millisecond) // the log is the only sign of it
 	}
 }
 
