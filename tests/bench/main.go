@@ -250,13 +250,11 @@ func createEcho(ctx context.Context, c *client.Client) time.Duration {
 	return d
 }
 
-// waitWarm waits until srv's warm pool holds n sandboxes, as its log tells:
-// those made ready less those taken.
+// waitWarm waits until srv's warm pool holds n sandboxes.
 func waitWarm(srv *harness.Server, n int) {
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		logs := srv.Logs()
-		if strings.Count(logs, `msg="warm sandbox ready"`)-strings.Count(logs, "warm=true") >= n {
+		if srv.Pooled() >= n {
 			return
 		}
 		if time.Now().After(deadline) {

@@ -167,8 +167,7 @@ func awaitPooled(t *testing.T, srv *harness.Server, n int) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		logs := srv.Logs()
-		if strings.Count(logs, `msg="warm sandbox ready"`)-strings.Count(logs, "warm=true") >= n {
+		if srv.Pooled() >= n {
 			return
 		}
 		if time.Now().After(deadline) {

@@ -372,6 +372,14 @@ func (s *Server) Pid() int {
 // Logs returns everything the server has logged.
 func (s *Server) Logs() string { return s.logs.String() }
 
+// Pooled is how many sandboxes the server's warm pool holds, as its log
+// tells (at debug level, which the harness sets): those made ready less
+// those taken by creates.
+func (s *Server) Pooled() int {
+	logs := s.Logs()
+	return strings.Count(logs, `msg="warm sandbox ready"`) - strings.Count(logs, "warm=true")
+}
+
 // killAll kills every sandbox the test left behind, so that none outlives
 // its data directory.
 func (s *Server) killAll() {
