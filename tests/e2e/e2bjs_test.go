@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/sbxdev/sbx/tests/harness"
@@ -19,7 +20,10 @@ func TestE2BJavaScriptSDK(t *testing.T) {
 	if _, err := exec.LookPath("node"); err != nil {
 		t.Fatal("node is not installed: run scripts/setup.sh")
 	}
-	srv := harness.Start(t)
+	// With a warm pool, as sbx serve runs by default: the SDK's creates
+	// (with envs, metadata, timeouts, lifecycles, network settings) take
+	// pooled sandboxes.
+	srv := harness.Start(t, "--warm-pool", "2")
 	cmd := exec.Command("npm", "test")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "SBX_URL="+srv.URL, "SBX_API_KEY="+srv.APIKey)
@@ -27,5 +31,10 @@ func TestE2BJavaScriptSDK(t *testing.T) {
 	t.Logf("npm test output:\n%s", out)
 	if err != nil {
 		t.Fatalf("e2b JavaScript suite failed: %v", err)
+	}
+	if n := strings.Count(srv.Logs(), "warm=true"); n == 0 {
+		t.Fatal("no create of the e2b suite took a pooled sandbox")
+	} else {
+		t.Logf("%d creates of the e2b suite took a pooled sandbox", n)
 	}
 }

@@ -410,24 +410,32 @@ func boxSpec(s sandbox.BoxSpec) (*specs.Spec, error) {
 func (r *Runtime) awaitSocket(ctx context.Context, id, path string) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	// Every millisecond at first (a failed dial of a missing socket is one
+	// cheap system call; the agent usually listens within a few), then
+	// less often.
 	delay := time.Millisecond
+	checked := time.Now()
 	for n := 0; ; n++ {
 		if c, err := sandbox.DialSocket(ctx, path); err == nil {
 			c.Close()
 			return nil
 		}
-		// Every so often, make sure the box is still there to wait for.
-		if n%16 == 15 {
+		// Every so often, make sure the box is still there to wait for
+		// (a runsc process: not at every poll).
+		if time.Since(checked) > 300*time.Millisecond {
 			if bs, err := r.State(ctx, id); err == nil && !bs.Running {
 				return fmt.Errorf("the box stopped before its agent listened")
 			}
+			checked = time.Now()
 		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for the agent's socket: %w", ctx.Err())
 		case <-time.After(delay):
 		}
-		delay = min(delay*2, 20*time.Millisecond)
+		if n >= 200 {
+			delay = min(delay*2, 20*time.Millisecond)
+		}
 	}
 }
 
