@@ -133,8 +133,10 @@ func (r *Runtime) quiesce(ctx context.Context, id, sockDir string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	// Every millisecond at first (an lstat; the agent answers within a
+	// few), then less often.
 	delay := time.Millisecond
-	for {
+	for n := 0; ; n++ {
 		if _, err := os.Lstat(marker); err == nil {
 			return nil
 		}
@@ -143,7 +145,9 @@ func (r *Runtime) quiesce(ctx context.Context, id, sockDir string) error {
 			return fmt.Errorf("the agent did not let go of its socket: %w", ctx.Err())
 		case <-time.After(delay):
 		}
-		delay = min(delay*2, 20*time.Millisecond)
+		if n >= 200 {
+			delay = min(delay*2, 20*time.Millisecond)
+		}
 	}
 }
 
