@@ -39,11 +39,13 @@ const (
 )
 
 // diskPool makes and hands out quota'd disks. One filler goroutine keeps
-// size disks ready; the disks of killed sandboxes come back wiped, so a
-// steady create/kill cycle formats nothing.
+// size disks ready; the disks of killed sandboxes come back wiped, up to
+// keep of them (a fork's worth), so a steady create/kill cycle, or forks
+// killed and made again, format nothing.
 type diskPool struct {
 	dir    string
 	sizeMB int64
+	size   int
 	log    *slog.Logger
 	ready  chan *disk
 	kick   chan struct{}
@@ -61,12 +63,13 @@ type disk struct {
 // filler formats new ones.
 const refillDelay = 300 * time.Millisecond
 
-func newDiskPool(dataDir string, sizeMB int64, size int, log *slog.Logger) (*diskPool, error) {
+func newDiskPool(dataDir string, sizeMB int64, size, keep int, log *slog.Logger) (*diskPool, error) {
 	p := &diskPool{
 		dir:    filepath.Join(dataDir, diskDir),
 		sizeMB: sizeMB,
+		size:   size,
 		log:    log,
-		ready:  make(chan *disk, size),
+		ready:  make(chan *disk, max(size, keep)),
 		kick:   make(chan struct{}, 1),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
@@ -116,7 +119,7 @@ func (p *diskPool) fill() {
 			}
 		}
 		first = false
-		for len(p.ready) < cap(p.ready) {
+		for len(p.ready) < p.size {
 			d, err := p.make(context.Background())
 			if err != nil {
 				p.log.Error("disk pool: make disk", "err", err)

@@ -202,7 +202,7 @@ func New(cfg Config, templates Templates, db *store.DB, logger *slog.Logger) (*M
 		m.warm = &warmPool{size: cfg.WarmPool, kick: make(chan struct{}, 1), done: make(chan struct{})}
 	}
 	if cfg.DefaultDiskMB > 0 {
-		p, err := newDiskPool(cfg.DataDir, cfg.DefaultDiskMB, 2, logger)
+		p, err := newDiskPool(cfg.DataDir, cfg.DefaultDiskMB, 2, m.cfg.MaxFork, logger)
 		if err != nil {
 			return nil, err
 		}
