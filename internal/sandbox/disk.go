@@ -52,6 +52,13 @@ type diskPool struct {
 	stop   chan struct{}
 	done   chan struct{}
 	once   sync.Once
+
+	// mu orders put against close: once closed, no disk joins ready
+	// (close destroys those there), so none is left mounted.
+	mu     sync.Mutex
+	closed bool
+	// wiping counts recycled disks being wiped, which close waits for.
+	wiping sync.WaitGroup
 }
 
 // disk is an image file and the directory it is mounted on.
@@ -134,12 +141,16 @@ func (p *diskPool) fill() {
 
 // put adds d to the ready disks, or destroys it when enough are ready.
 func (p *diskPool) put(d *disk) bool {
-	select {
-	case <-p.stop:
-	case p.ready <- d:
-		return true
-	default:
+	p.mu.Lock()
+	if !p.closed {
+		select {
+		case p.ready <- d:
+			p.mu.Unlock()
+			return true
+		default:
+		}
 	}
+	p.mu.Unlock()
 	if err := d.destroy(); err != nil {
 		p.log.Error("disk pool: destroy spare disk", "err", err)
 	}
@@ -162,16 +173,22 @@ func (p *diskPool) take(ctx context.Context) (*disk, error) {
 // then wipes it and makes it ready in the background. It returns false when
 // the disk stayed in dir (the caller destroys it).
 func (p *diskPool) recycle(dir string) bool {
-	if len(p.ready) >= cap(p.ready) {
+	p.mu.Lock()
+	if p.closed || len(p.ready) >= cap(p.ready) {
+		p.mu.Unlock()
 		return false
 	}
+	p.wiping.Add(1) // before close can wait for it
+	p.mu.Unlock()
 	sd := &disk{image: filepath.Join(dir, diskImage), mount: filepath.Join(dir, diskMount)}
 	d, err := sd.move(p.newBase())
 	if err != nil {
+		p.wiping.Done()
 		p.log.Warn("disk pool: recycle", "err", err)
 		return false
 	}
 	go func() {
+		defer p.wiping.Done()
 		// Everything the sandbox wrote goes; the filesystem's free
 		// blocks hold no readable data for the next sandbox (it has no
 		// access to the device), and discard returns them to the host.
@@ -276,6 +293,16 @@ func (p *diskPool) close() {
 	p.once.Do(func() { close(p.stop) })
 	select {
 	case <-p.done:
+	case <-time.After(10 * time.Second):
+	}
+	// Disks being wiped end up in put, which destroys them from now on.
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	wiped := make(chan struct{})
+	go func() { p.wiping.Wait(); close(wiped) }()
+	select {
+	case <-wiped:
 	case <-time.After(10 * time.Second):
 	}
 	for {
