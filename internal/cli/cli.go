@@ -202,6 +202,19 @@ func (e *env) parseHead(fs *flag.FlagSet, args []string) ([]string, int, bool) {
 	return fs.Args(), 0, true
 }
 
+// parseOne parses args for subcommand fs, which takes one sandbox ID, and
+// returns it; ok false means return code (help shown, or a usage error).
+func (e *env) parseOne(fs *flag.FlagSet, args []string) (id string, code int, ok bool) {
+	pos, code, ok := e.parse(fs, args)
+	if !ok {
+		return "", code, false
+	}
+	if len(pos) != 1 {
+		return "", e.usageErr(fs, "want one sandbox ID"), false
+	}
+	return pos[0], 0, true
+}
+
 // usageErr reports a usage error of subcommand fs and returns exitUsage.
 func (e *env) usageErr(fs *flag.FlagSet, format string, args ...any) int {
 	fmt.Fprintf(e.stderr, "%s: %s\n", fs.Name(), fmt.Sprintf(format, args...))

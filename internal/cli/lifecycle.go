@@ -61,18 +61,15 @@ func runSnapshot(e *env, args []string) int {
 	case "create":
 		name := fs.String("name", "", "a name for the snapshot, usable instead of its ID")
 		asJSON := fs.Bool("json", false, "print the snapshot as JSON")
-		pos, code, ok := e.parse(fs, args[1:])
+		id, code, ok := e.parseOne(fs, args[1:])
 		if !ok {
 			return code
-		}
-		if len(pos) != 1 {
-			return e.usageErr(fs, "want one sandbox ID")
 		}
 		c, err := e.client()
 		if err != nil {
 			return e.fail("snapshot create", err)
 		}
-		sn, err := c.CreateSnapshot(e.ctx, pos[0], *name)
+		sn, err := c.CreateSnapshot(e.ctx, id, *name)
 		if err != nil {
 			return e.fail("snapshot create", err)
 		}
@@ -139,12 +136,9 @@ func runFork(e *env, args []string) int {
 	n := fs.Int("n", 1, "number of copies")
 	timeout := fs.String("timeout", "", "how long each copy lives, such as 10m; 0 for no limit (default: the server's)")
 	asJSON := fs.Bool("json", false, "print the copies as JSON")
-	pos, code, ok := e.parse(fs, args)
+	id, code, ok := e.parseOne(fs, args)
 	if !ok {
 		return code
-	}
-	if len(pos) != 1 {
-		return e.usageErr(fs, "want one sandbox ID")
 	}
 	var d time.Duration // the server's default
 	if *timeout != "" {
@@ -157,7 +151,7 @@ func runFork(e *env, args []string) int {
 	if err != nil {
 		return e.fail("fork", err)
 	}
-	res, err := c.Fork(e.ctx, pos[0], *n, d)
+	res, err := c.Fork(e.ctx, id, *n, d)
 	if err != nil {
 		return e.fail("fork", err)
 	}

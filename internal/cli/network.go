@@ -74,12 +74,9 @@ func runNetworkSet(e *env, args []string) int {
 	fs := e.flags("network set")
 	var f networkPolicyFlags
 	f.add(fs)
-	pos, code, ok := e.parse(fs, args)
+	id, code, ok := e.parseOne(fs, args)
 	if !ok {
 		return code
-	}
-	if len(pos) != 1 {
-		return e.usageErr(fs, "want one sandbox ID")
 	}
 	pp, err := f.policy()
 	if err != nil {
@@ -93,7 +90,7 @@ func runNetworkSet(e *env, args []string) int {
 	if err != nil {
 		return e.fail("network set", err)
 	}
-	if err := c.UpdateNetwork(e.ctx, pos[0], p); err != nil {
+	if err := c.UpdateNetwork(e.ctx, id, p); err != nil {
 		return e.fail("network set", err)
 	}
 	return exitOK
@@ -102,18 +99,15 @@ func runNetworkSet(e *env, args []string) int {
 func runNetworkShow(e *env, args []string) int {
 	fs := e.flags("network show")
 	asJSON := fs.Bool("json", false, "print the policy as JSON")
-	pos, code, ok := e.parse(fs, args)
+	id, code, ok := e.parseOne(fs, args)
 	if !ok {
 		return code
-	}
-	if len(pos) != 1 {
-		return e.usageErr(fs, "want one sandbox ID")
 	}
 	c, err := e.client()
 	if err != nil {
 		return e.fail("network show", err)
 	}
-	info, err := c.GetSandbox(e.ctx, pos[0])
+	info, err := c.GetSandbox(e.ctx, id)
 	if err != nil {
 		return e.fail("network show", err)
 	}

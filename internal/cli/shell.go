@@ -17,18 +17,15 @@ func runShell(e *env, args []string) int {
 	fs := e.flags("shell")
 	user := fs.String("user", "", "log in as `USER` (default: the template's user)")
 	cwd := fs.String("cwd", "", "start in `DIR`")
-	pos, code, ok := e.parse(fs, args)
+	id, code, ok := e.parseOne(fs, args)
 	if !ok {
 		return code
-	}
-	if len(pos) != 1 {
-		return e.usageErr(fs, "want one sandbox ID")
 	}
 	c, err := e.client()
 	if err != nil {
 		return e.fail("shell", err)
 	}
-	sb, err := attach(e.ctx, c, pos[0])
+	sb, err := attach(e.ctx, c, id)
 	if err != nil {
 		return e.fail("shell", err)
 	}
