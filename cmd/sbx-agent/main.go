@@ -21,6 +21,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -104,9 +105,12 @@ const (
 //
 //   - SIGUSR1: close the listener and every connection (processes keep
 //     running), then create <dir>/quiesced to say so.
-//   - SIGUSR2: if <dir>/agent.json exists, take it as the new configuration
-//     (a restored snapshot is a new sandbox, with its own token) and remove
-//     it; then bind path again and serve. Ignored while serving.
+//   - SIGUSR2, or under gVisor the end of the checkpoint taken while
+//     quiesced (the marker then says wakes-after-checkpoint): if
+//     <dir>/agent.json exists, take it as the new configuration (a restored
+//     snapshot is a new sandbox, with its own token) and remove it; then
+//     bind path again and serve. SIGUSR2 is ignored while serving, but for
+//     taking a configuration left in agent.json.
 //
 // <dir> is path's directory, private to the box and the host.
 func serveQuiescable(ctx context.Context, a *agent.Agent, ln net.Listener, path string, log *slog.Logger) int {
@@ -150,7 +154,15 @@ func serveQuiescable(ctx context.Context, a *agent.Agent, ln net.Listener, path 
 				}
 			}
 		}
-		if err := os.WriteFile(filepath.Join(dir, quiescedFile), nil, 0o600); err != nil {
+		// Under gVisor the end of the checkpoint that follows is an
+		// event the agent can wait on itself; the marker says so, and the
+		// runtime then sends no SIGUSR2.
+		woke, armed := awaitCheckpoint(log)
+		mark := []byte(nil)
+		if armed {
+			mark = []byte(agent.QuiescedWakes)
+		}
+		if err := markQuiesced(dir, mark); err != nil {
 			log.Error("mark quiesced", "err", err)
 		}
 		// Wait to be given the socket back.
@@ -159,11 +171,15 @@ func serveQuiescable(ctx context.Context, a *agent.Agent, ln net.Listener, path 
 			case <-ctx.Done():
 				log.Info("agent stopped while quiesced")
 				return 0
+			case how := <-woke:
+				log.Info("agent listening again: the checkpoint is over", "result", how)
+				resumed = true
 			case sig := <-sigs:
 				if sig == syscall.SIGUSR1 {
-					os.WriteFile(filepath.Join(dir, quiescedFile), nil, 0o600)
+					markQuiesced(dir, mark)
 					continue
 				}
+				log.Info("agent listening again: told so by SIGUSR2")
 				resumed = true
 			}
 		}
@@ -177,6 +193,49 @@ func serveQuiescable(ctx context.Context, a *agent.Agent, ln net.Listener, path 
 			return 1
 		}
 	}
+}
+
+// markQuiesced creates <dir>/quiesced holding mark, whole at once: the
+// runtime reads it as soon as it appears.
+func markQuiesced(dir string, mark []byte) error {
+	tmp := filepath.Join(dir, quiescedFile+".tmp")
+	if err := os.WriteFile(tmp, mark, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(dir, quiescedFile))
+}
+
+// checkpointFile is gVisor's checkpoint event: a read on it returns once the
+// first checkpoint after the open is over, with "restore" in a box restored
+// from its image, "resume" in the box it was taken of (--leave-running) and
+// "error" when it failed (the box runs on).
+const checkpointFile = "/proc/gvisor/checkpoint"
+
+// awaitCheckpoint arms a wait for the end of the next checkpoint: the
+// returned channel receives its result. armed is false outside gVisor (or
+// on a gVisor without the event), where only SIGUSR2 wakes the agent. The
+// file is opened before the quiesced marker is written, so the checkpoint
+// waited for is the one the runtime takes after reading the marker. A
+// SIGUSR2 that comes first leaves the goroutine waiting for that
+// checkpoint; its result then goes nowhere.
+func awaitCheckpoint(log *slog.Logger) (woke <-chan string, armed bool) {
+	f, err := os.Open(checkpointFile)
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			log.Warn("cannot wait for the checkpoint's end; SIGUSR2 will", "err", err)
+		}
+		return nil, false
+	}
+	ch := make(chan string, 1)
+	go func() {
+		defer f.Close()
+		b, err := io.ReadAll(f)
+		if err != nil {
+			log.Warn("waiting for the checkpoint's end", "err", err)
+		}
+		ch <- strings.TrimSpace(string(b))
+	}()
+	return ch, true
 }
 
 // reconfigure applies the configuration in file, if there is one, and

@@ -112,6 +112,11 @@ func (a *Agent) config() Config {
 // user's.
 const ConfigurePath = "/.sbx/configure"
 
+// QuiescedWakes is what the agent writes into its quiesced marker, under
+// gVisor, when it will listen again by itself once the checkpoint that
+// follows is over (cmd/sbx-agent; the runsc driver then sends no SIGUSR2).
+const QuiescedWakes = "wakes-after-checkpoint\n"
+
 func (a *Agent) serveConfigure(w http.ResponseWriter, r *http.Request) {
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 32<<20))
 	if err == nil {

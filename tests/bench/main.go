@@ -23,7 +23,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"log"
@@ -39,12 +38,13 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sbxdev/sbx/client"
+	"github.com/sbxdev/sbx/tests/bench/rawbox"
 	"github.com/sbxdev/sbx/tests/harness"
 )
 
 const (
-	runcBin  = "/usr/local/lib/sbx/runc"
-	runscBin = "/usr/local/lib/sbx/runsc"
+	runcBin  = rawbox.RuncBin
+	runscBin = rawbox.RunscBin
 )
 
 func main() {
@@ -336,94 +336,17 @@ func pct(ds []time.Duration, p int) time.Duration {
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
 
-// rawRunc times `<bin> [flags] run` (runc or runsc) of `echo hi` n times on
-// the base template through an overlay, the way sbx assembles a sandbox's
-// rootfs. With specFrom empty it uses runc's default spec (namespaces, no
-// seccomp profile, runc's default capabilities); otherwise the OCI spec in
-// that file, with only the process, root and cgroup path replaced and the
-// agent's mounts dropped.
+// rawRunc times `<bin> [flags] run` (runc or runsc) of `echo hi` n times in
+// a raw box (see rawbox.New: runc's default spec with specFrom empty, else
+// that sandbox spec).
 func rawRunc(bin string, flags []string, n int, specFrom string) []time.Duration {
-	lower := filepath.Join(harness.TemplatesDir(), "base", "rootfs")
-	dir := tb.TempDir()
-	bundle := filepath.Join(dir, "bundle")
-	upper, work, rootfs := filepath.Join(dir, "upper"), filepath.Join(dir, "work"), filepath.Join(bundle, "rootfs")
-	for _, d := range []string{upper, work, rootfs} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			fatal(err)
-		}
-	}
-	// With sbx's spec the box runs in a user namespace: as sbx does, make
-	// the path searchable and give the upper layer's root to the box's root.
-	for _, d := range []string{dir, bundle} {
-		os.Chmod(d, 0o711)
-	}
-	if specFrom != "" {
-		var sp struct {
-			Linux struct {
-				UIDMappings []struct {
-					HostID int `json:"hostID"`
-				} `json:"uidMappings"`
-			} `json:"linux"`
-		}
-		b, _ := os.ReadFile(specFrom)
-		json.Unmarshal(b, &sp)
-		if m := sp.Linux.UIDMappings; len(m) > 0 {
-			os.Lchown(upper, m[0].HostID, m[0].HostID)
-		}
-	}
-	if err := unix.Mount("overlay", rootfs, "overlay", 0, "lowerdir="+lower+",upperdir="+upper+",workdir="+work); err != nil {
-		fatalf("overlay: %v", err)
-	}
-	defer unix.Unmount(rootfs, unix.MNT_DETACH)
-	if specFrom == "" {
-		cmd := exec.Command(runcBin, "spec")
-		cmd.Dir = bundle
-		if out, err := cmd.CombinedOutput(); err != nil {
-			fatalf("runc spec: %v %s", err, out)
-		}
-		specFrom = filepath.Join(bundle, "config.json")
-	}
-	var spec map[string]any
-	b, err := os.ReadFile(specFrom)
+	box, err := rawbox.New(tb.TempDir(), specFrom, []string{"/bin/echo", "hi"})
 	if err != nil {
 		fatal(err)
 	}
-	if err := json.Unmarshal(b, &spec); err != nil {
-		fatal(err)
-	}
-	proc := spec["process"].(map[string]any)
-	proc["terminal"] = false
-	proc["args"] = []string{"/bin/echo", "hi"}
-	spec["root"] = map[string]any{"path": "rootfs", "readonly": false}
-	if mounts, ok := spec["mounts"].([]any); ok { // drop the agent's bind mount
-		var keep []any
-		for _, m := range mounts {
-			if d, _ := m.(map[string]any)["destination"].(string); !strings.HasPrefix(d, "/.sbx/") {
-				keep = append(keep, m)
-			}
-		}
-		spec["mounts"] = keep
-	}
-	if l, ok := spec["linux"].(map[string]any); ok {
-		// Fresh namespaces: the probe sandbox's own (its network
-		// namespace, say) went with it.
-		if nss, ok := l["namespaces"].([]any); ok {
-			for _, ns := range nss {
-				delete(ns.(map[string]any), "path")
-			}
-		}
-		l["cgroupsPath"] = "/sbx-bench/" + filepath.Base(dir)
-	}
-	b, _ = json.Marshal(spec)
-	os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o644)
-	root := filepath.Join(dir, "runc-root")
-	// runc removes each box's cgroup; the parent is ours to remove.
-	tb.Cleanup(func() {
-		hs, _ := filepath.Glob("/sys/fs/cgroup/*/sbx-bench")
-		for _, h := range append(hs, "/sys/fs/cgroup/sbx-bench") {
-			os.Remove(h)
-		}
-	})
+	defer box.Close()
+	bundle, root := box.Bundle, box.Root
+	tb.Cleanup(rawbox.RemoveCgroupParent)
 	var out []time.Duration
 	for i := 0; i < n+3; i++ {
 		id := "bench-raw-" + strconv.Itoa(i)

@@ -122,6 +122,12 @@ func TestPauseResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	pid, n := startCounter(t, ctx, sb)
+	// The box's limits hold from its start (under runsc the CPU quota is
+	// set once the agent listens) and again after its resume.
+	mem, cpus := cgroupLimits(t, sb.ID)
+	if mem <= 0 || cpus <= 0 {
+		t.Fatalf("limits of a new sandbox: %d bytes, %v CPUs", mem, cpus)
+	}
 
 	if err := sb.Pause(ctx, nil); err != nil {
 		t.Fatalf("pause: %v", err)
@@ -129,6 +135,13 @@ func TestPauseResume(t *testing.T) {
 	info := mustState(t, ctx, c, sb.ID, client.StatePaused, wantPauseKind())
 	if info.Lifecycle == nil || info.Lifecycle.OnTimeout != "kill" {
 		t.Errorf("lifecycle = %+v, want onTimeout kill", info.Lifecycle)
+	}
+	if harness.Runtime() == "runsc" {
+		// The agent in the image listens again by itself once restored
+		// (gVisor's checkpoint event), not told by a signal.
+		if _, err := os.Stat(filepath.Join(srv.DataDir, "sandboxes", sb.ID, "checkpoint", "agent-wakes")); err != nil {
+			t.Errorf("the image does not say its agent wakes by itself: %v", err)
+		}
 	}
 	if err := sb.Pause(ctx, nil); !errors.Is(err, client.ErrConflict) {
 		t.Fatalf("pause of a paused sandbox = %v, want a conflict (409)", err)
@@ -166,6 +179,15 @@ func TestPauseResume(t *testing.T) {
 		t.Fatalf("resume: %v", err)
 	}
 	mustState(t, ctx, c, sb.ID, client.StateRunning, "")
+	if m, c := cgroupLimits(t, sb.ID); m != mem || c != cpus {
+		t.Errorf("limits after resume: %d bytes, %v CPUs; before the pause %d, %v", m, c, mem, cpus)
+	}
+	if harness.Runtime() == "runsc" {
+		log, _ := os.ReadFile(filepath.Join(srv.DataDir, "sandboxes", sb.ID, "bundle", "agent.log"))
+		if !strings.Contains(string(log), `agent listening again: the checkpoint is over" result=restore`) {
+			t.Errorf("the restored agent did not wake on the checkpoint's end; its log:\n%s", log)
+		}
+	}
 	if _, err := c.Resume(ctx, sb.ID, nil); !errors.Is(err, client.ErrConflict) {
 		t.Fatalf("resume of a running sandbox = %v, want a conflict (409)", err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sbxdev/sbx/internal/agent"
 	"github.com/sbxdev/sbx/internal/runtime/bundle"
 	"github.com/sbxdev/sbx/internal/sandbox"
 )
@@ -47,7 +48,8 @@ func (r *Runtime) Checkpoint(ctx context.Context, id, dir string, leaveRunning b
 			return fmt.Errorf("checkpoint box %s: %w", id, err)
 		}
 	}
-	if err := r.quiesce(ctx, id, sockDir); err != nil {
+	wakes, err := r.quiesce(ctx, id, sockDir)
+	if err != nil {
 		err = fmt.Errorf("checkpoint box %s: %w", id, err)
 		if wasPaused {
 			err = errors.Join(err, r.Pause(ctx, id))
@@ -64,22 +66,28 @@ func (r *Runtime) Checkpoint(ctx context.Context, id, dir string, leaveRunning b
 		args = append(args, "--leave-running")
 	}
 	_, cerr := r.output(ctx, nil, append(args, id)...)
+	if cerr == nil && wakes {
+		// The agent in the image listens again by itself once restored.
+		cerr = os.WriteFile(filepath.Join(dir, wakesName), nil, 0o600)
+	}
 	if cerr == nil && !leaveRunning {
 		// runsc checkpoint stops the box; its state and cgroup go too.
 		return r.Destroy(context.WithoutCancel(ctx), id)
 	}
 	// The box runs on (by request, or because the checkpoint failed): its
-	// agent listens again.
+	// agent listens again, by itself at the checkpoint's end if it can
+	// (but a failed checkpoint may not have reached the box).
 	os.Remove(filepath.Join(sockDir, quiescedName))
 	var lerr error
 	if wasPaused {
 		lerr = r.Resume(ctx, id)
 	}
-	if lerr == nil {
+	wakes = wakes && cerr == nil
+	if lerr == nil && !wakes {
 		lerr = r.signal(ctx, id, unix.SIGUSR2)
 	}
 	if lerr == nil {
-		lerr = r.awaitSocket(ctx, id, filepath.Join(sockDir, socketName))
+		lerr = r.awaitSocket(ctx, id, filepath.Join(sockDir, socketName), wakes)
 	}
 	if wasPaused {
 		lerr = errors.Join(lerr, r.Pause(ctx, id))
@@ -120,16 +128,18 @@ func (r *Runtime) repairQuiesced(ctx context.Context, id string) error {
 	if err := r.signal(ctx, id, unix.SIGUSR2); err != nil {
 		return err
 	}
-	return r.awaitSocket(ctx, id, filepath.Join(sockDir, socketName))
+	return r.awaitSocket(ctx, id, filepath.Join(sockDir, socketName), false)
 }
 
 // quiesce asks box id's agent to close its socket and connections (SIGUSR1)
-// and waits for it to say so by creating the quiesced file.
-func (r *Runtime) quiesce(ctx context.Context, id, sockDir string) error {
+// and waits for it to say so by creating the quiesced file. wakes reports
+// that the agent will listen again by itself at the end of the checkpoint
+// that follows (the file says wakes-after-checkpoint; see cmd/sbx-agent).
+func (r *Runtime) quiesce(ctx context.Context, id, sockDir string) (wakes bool, err error) {
 	marker := filepath.Join(sockDir, quiescedName)
 	os.Remove(marker)
 	if err := r.signal(ctx, id, unix.SIGUSR1); err != nil {
-		return err
+		return false, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -138,17 +148,34 @@ func (r *Runtime) quiesce(ctx context.Context, id, sockDir string) error {
 	delay := time.Millisecond
 	for n := 0; ; n++ {
 		if _, err := os.Lstat(marker); err == nil {
-			return nil
+			return readMarker(marker) == agent.QuiescedWakes, nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("the agent did not let go of its socket: %w", ctx.Err())
+			return false, fmt.Errorf("the agent did not let go of its socket: %w", ctx.Err())
 		case <-time.After(delay):
 		}
 		if n >= 200 {
 			delay = min(delay*2, 20*time.Millisecond)
 		}
 	}
+}
+
+// readMarker reads the few bytes of the quiesced file at path. The box's
+// root writes that directory: a symlink, a FIFO or a device there is not
+// followed or read.
+func readMarker(path string) string {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return ""
+	}
+	b := make([]byte, 64)
+	n, _ := f.Read(b)
+	return string(b[:n])
 }
 
 // socketDir returns the host directory mounted at runDir in box id, from

@@ -8,9 +8,12 @@
 //     image blocks and, on runsc, its memory image);
 //   - fork ×10: from the request to all ten copies having answered a
 //     command;
-//   - beside them, the raw runtime's own pause and resume of the same box
-//     (`runc pause/resume`, or `runsc checkpoint/restore` is not run raw:
-//     see docs/benchmarks.md).
+//   - beside them, the raw runtime's own: `runc pause/resume` of the same
+//     box; on runsc, `runsc checkpoint` + `delete` and `runsc restore
+//     --background` of a raw box with sbx's spec whose init holds the same
+//     memory (no agent), and a raw fork ×10: `runsc checkpoint
+//     --leave-running` and ten `runsc restore`s at once, each followed by
+//     `runsc exec echo hi` (see raw.go).
 //
 // Run it as root on a host prepared by scripts/setup.sh, once per runtime:
 //
@@ -81,6 +84,9 @@ func main() {
 			check(ctx, sb, size)
 		}
 		var rawP, rawR []time.Duration
+		if *rt == "runsc" {
+			rawP, rawR = rawRunscPauseResume(filepath.Join(srv.DataDir, "sandboxes", sb.ID, "bundle", "config.json"), size, *n)
+		}
 		if *rt == "runc" {
 			for i := 0; i < *n; i++ {
 				rawP = append(rawP, timeCmd("/usr/local/lib/sbx/runc", "--root", filepath.Join(srv.DataDir, "runc"), "pause", sb.ID))
@@ -92,6 +98,9 @@ func main() {
 		sb.Kill(ctx)
 	}
 
+	if *forks == 0 {
+		return
+	}
 	src := must(c.CreateSandbox(ctx, client.CreateOptions{Timeout: client.NoTimeout}))
 	hold(ctx, src, 16)
 	var fork []time.Duration
@@ -117,7 +126,11 @@ func main() {
 			f.Sandbox.Kill(ctx)
 		}
 	}
-	fmt.Printf("| fork ×10 → all answered a command | %d | %s | %s | |\n", len(fork), ms(pct(fork, 50)), ms(pct(fork, 99)))
+	var rawFork []time.Duration
+	if *rt == "runsc" {
+		rawFork = rawRunscFork(filepath.Join(srv.DataDir, "sandboxes", src.ID, "bundle", "config.json"), *forks)
+	}
+	fmt.Printf("| fork ×10 → all answered a command | %d | %s | %s | %s |\n", len(fork), ms(pct(fork, 50)), ms(pct(fork, 99)), rawFig(rawFork))
 	src.Kill(ctx)
 }
 
