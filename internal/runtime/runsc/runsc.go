@@ -59,8 +59,8 @@
 //     in the spec's cgroup /sbx/<id> (v1 or v2, like runc), so the memory,
 //     CPU and pids limits bound the whole box; inside, the Sentry enforces
 //     the pids limit per box too. The CPU quota is written to the cgroup
-//     once the agent listens (see launch): a start or a restore is not
-//     held to the box's quota.
+//     once runsc has started or restored the box (see launch): that work
+//     is not held to the box's quota.
 //   - Network: with no BoxSpec.NetNS the box gets --network=none (a
 //     loopback-only netstack); with one, runsc joins that namespace and its
 //     netstack takes over the namespace's interfaces (--network=sandbox).
@@ -254,12 +254,12 @@ func (r *Runtime) launch(ctx context.Context, spec sandbox.BoxSpec, image string
 	if err != nil {
 		return fmt.Errorf("%s box %s: %w", op, spec.ID, errors.Join(errdefs.ErrInvalidArgument, err))
 	}
-	// The CPU quota is applied once the agent listens: booting the Sentry
+	// The CPU quota is applied once runsc returns: booting the Sentry
 	// and, above all, restoring one (its memory loading in parallel with
 	// its kernel state) is sbx's work, not the box's, and under a quota of
 	// one CPU a restore of 100 MiB took 285 ms instead of 225. The box's
 	// own processes run unbounded only for the moments between the
-	// Sentry starting them and the agent listening.
+	// Sentry starting them and runsc returning.
 	var cpu *specs.LinuxCPU
 	if oci.Linux != nil && oci.Linux.Resources != nil {
 		cpu, oci.Linux.Resources.CPU = oci.Linux.Resources.CPU, nil
@@ -305,6 +305,9 @@ func (r *Runtime) launch(ctx context.Context, spec sandbox.BoxSpec, image string
 	var ran, signalled time.Time
 	err = cmd.Run()
 	if err == nil {
+		err = applyCPU(oci.Linux.CgroupsPath, cpu)
+	}
+	if err == nil {
 		ran, signalled = time.Now(), time.Now()
 		_, werr := os.Stat(filepath.Join(image, wakesName))
 		wakes := image != "" && werr == nil
@@ -314,9 +317,6 @@ func (r *Runtime) launch(ctx context.Context, spec sandbox.BoxSpec, image string
 		}
 		if err == nil {
 			err = r.awaitSocket(ctx, spec.ID, spec.AgentSocket, wakes)
-		}
-		if err == nil {
-			err = applyCPU(oci.Linux.CgroupsPath, cpu)
 		}
 	}
 	if err != nil {
