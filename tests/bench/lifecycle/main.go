@@ -136,16 +136,8 @@ func main() {
 
 // hold starts a process in sb that touches mib MiB and keeps it.
 func hold(ctx context.Context, sb *client.Sandbox, mib int) {
-	script := fmt.Sprintf(`setsid nohup python3 -c '
-import time
-b = bytearray(%d << 20)
-for i in range(0, len(b), 4096):
-    b[i] = 7
-open("/tmp/held", "w").write(str(len(b)))
-while True:
-    time.sleep(3600)
-' >/dev/null 2>&1 &
-for i in $(seq 600); do [ -s /tmp/held ] && exit 0; sleep 0.05; done; exit 1`, mib)
+	script := fmt.Sprintf(`setsid nohup python3 -c '%s' >/dev/null 2>&1 &
+for i in $(seq 600); do [ -s /tmp/held ] && exit 0; sleep 0.05; done; exit 1`, holderProgram(mib, "/tmp/held"))
 	if res := must(sb.Run(ctx, script, nil)); res.ExitCode != 0 {
 		fatalf("memory holder did not start: %+v", res)
 	}

@@ -19,15 +19,21 @@ var rawRunscFlags = []string{"--shared-root", "/run/sbx/runsc", "--platform", "s
 // holderArgs is a box init that touches mib MiB, says so in /held and keeps
 // them.
 func holderArgs(mib int) []string {
-	return []string{"/usr/bin/python3", "-c", fmt.Sprintf(`
+	return []string{"/usr/bin/python3", "-c", holderProgram(mib, "/held")}
+}
+
+// holderProgram is a Python program that touches mib MiB, writes their size
+// to file and keeps them.
+func holderProgram(mib int, file string) string {
+	return fmt.Sprintf(`
 import time
 b = bytearray(%d << 20)
 for i in range(0, len(b), 4096):
     b[i] = 7
-open("/held", "w").write(str(len(b)))
+open(%q, "w").write(str(len(b)))
 while True:
     time.sleep(3600)
-`, mib)}
+`, mib, file)
 }
 
 // rawRunscBox starts a raw runsc box (sbx's spec from specFrom, its init the
