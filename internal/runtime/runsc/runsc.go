@@ -308,9 +308,14 @@ func (r *Runtime) launch(ctx context.Context, spec sandbox.BoxSpec, image string
 		err = applyCPU(oci.Linux.CgroupsPath, cpu)
 	}
 	if err == nil {
-		ran, signalled = time.Now(), time.Now()
-		_, werr := os.Stat(filepath.Join(image, wakesName))
-		wakes := image != "" && werr == nil
+		ran = time.Now()
+		signalled = ran
+		// The image says whether its agent wakes by itself (Checkpoint).
+		wakes := false
+		if image != "" {
+			_, werr := os.Stat(filepath.Join(image, wakesName))
+			wakes = werr == nil
+		}
 		if image != "" && !wakes {
 			err = r.signal(ctx, spec.ID, unix.SIGUSR2)
 			signalled = time.Now()
