@@ -235,10 +235,11 @@ func (p *proxy) newBackend(sb *sandbox.Sandbox) *backend {
 			pr.Out.URL.Scheme = "http"
 			pr.Out.URL.Host = "agent"
 		},
-		Transport:     envdTr,
-		FlushInterval: -1,
-		BufferPool:    proxyBuffers,
-		ErrorHandler:  p.errorHandler(b, false),
+		Transport:      envdTr,
+		FlushInterval:  -1,
+		BufferPool:     proxyBuffers,
+		ModifyResponse: endConnectStreams,
+		ErrorHandler:   p.errorHandler(b, false),
 	}
 	portTr, h2Tr := b.portTransports()
 	b.ports = p.portProxy(b, portTr, false)

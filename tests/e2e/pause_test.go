@@ -933,6 +933,11 @@ func TestBoxDies(t *testing.T) {
 	if err := paused.Pause(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
+	// A command streaming when its box dies ends with a clear error.
+	stream, err := eph.Start(ctx, client.ExecOptions{Cmd: "sleep", Args: []string{"600"}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, id := range []string{eph.ID, keep.ID} {
 		b, err := os.ReadFile(filepath.Join(srv.DataDir, "sandboxes", id, "bundle", "init.pid"))
 		if err != nil {
@@ -945,6 +950,9 @@ func TestBoxDies(t *testing.T) {
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			t.Fatalf("kill the box's init %d: %v", pid, err)
 		}
+	}
+	if _, err := stream.Wait(ctx); !errors.Is(err, client.ErrUnavailable) || !strings.Contains(err.Error(), "went away") {
+		t.Fatalf("a command's stream cut by its box dying: want unavailable, got %v", err)
 	}
 	info := awaitState(t, ctx, c, eph.ID, "failed", 10*time.Second)
 	if !strings.Contains(info.Error, "exited unexpectedly") {
