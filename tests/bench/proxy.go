@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -133,6 +134,32 @@ func benchProxy(ctx context.Context, srv *harness.Server, c *client.Client, mib,
 	gib := float64(size) * float64(runs) / (1 << 30)
 	fmt.Printf("CPU per GiB through sbx (HTTP/1.1): sbx serve %.2f s, the sandbox's agent %.2f s\n",
 		serveCPU.Seconds()/gib, agentCPU.Seconds()/gib)
+
+	// The same download with curl, a client slower than the Go one above
+	// (its own copy to /dev/null), as most real clients are: direct to
+	// the sandbox's address and through sbx, interleaved.
+	curl := func(url, host string) float64 {
+		args := []string{"-s", "-o", "/dev/null", "-w", "%{size_download} %{speed_download}", url}
+		if host != "" {
+			args = append(args, "-H", "Host: "+host)
+		}
+		out, err := exec.CommandContext(ctx, "curl", args...).Output()
+		var n int64
+		var bps float64
+		if _, serr := fmt.Sscan(string(out), &n, &bps); err != nil || serr != nil || n != size {
+			fatalf("curl %s: %q %v %v", url, out, err, serr)
+		}
+		return bps / (1 << 20)
+	}
+	var caRates, cpRates []float64
+	for i := 0; i < runs; i++ {
+		caRates = append(caRates, curl("http://"+ip+":8080"+path, ""))
+		cpRates = append(cpRates, curl(srv.URL+path, host))
+	}
+	ca, cp := median(caRates), median(cpRates)
+	fmt.Printf("| curl: direct to the sandbox's address | %.0f | 1.00× | | |\n", ca)
+	fmt.Printf("| curl: through sbx, HTTP/1.1 (Host routing) | %.0f | %.2f× | | |\n", cp, cp/ca)
+	fmt.Printf("(curl runs, MiB/s: to the address %s; sbx %s)\n", rates(caRates), rates(cpRates))
 
 	// Latency, interleaved one by one after a warm-up.
 	for i := 0; i < 50; i++ {
