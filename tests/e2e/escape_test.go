@@ -124,6 +124,10 @@ EOF`, nbAddr.String(), gw.String()), "refused", "Cannot assign requested address
 		{"new privileges", `grep -E 'NoNewPrivs|Seccomp:' /proc/self/status`, "NoNewPrivs:\t1", ""},
 		{"capabilities", `grep CapBnd /proc/self/status`, "CapBnd:\t00000000800405fb", ""},
 		{"agent binary is read-only", `echo x > /.sbx/sbx-agent 2>&1; echo done`, "Read-only file system", ""},
+		// gVisor lets a box checkpoint itself through this file only when
+		// runsc is told to allow it; sbx takes checkpoints, the box never
+		// (the agent only reads it, to learn when one is over).
+		{"trigger a checkpoint", `echo 1 > /proc/gvisor/checkpoint 2>&1; echo done`, "No such file or directory", "Operation not permitted"},
 		// Under runc the classic breakout reaches the box's root (whose
 		// PID 1 is the agent), never the host's. gVisor does not even let
 		// ".." leave the chroot: the process stays in the empty /tmp/c.
