@@ -968,8 +968,10 @@ func (m *Manager) onKill() []func(string) {
 // it (errdefs.ErrConflict); no sandbox can be created from it meanwhile.
 func (m *Manager) RemoveTemplate(ctx context.Context, name string, remove func(context.Context, string) error) error {
 	// The warm pool's sandboxes are not users of the template to keep it
-	// for; the pool fills again at the next create.
-	m.drainWarm(false)
+	// for: none exists, ready or being started, while the template's
+	// users are counted and it is removed; then the pool fills again.
+	release := m.holdWarm()
+	defer release()
 	m.tplMu.Lock()
 	defer m.tplMu.Unlock()
 	n, err := m.db.CountSandboxesByTemplate(ctx, name)

@@ -41,6 +41,12 @@ type warmPool struct {
 	cfgs    map[string][]byte
 	started bool
 	closed  bool
+	// held counts holdWarm calls in progress: the filler starts nothing
+	// while it is not zero.
+	held int
+	// filling is held by the filler while it starts a sandbox: holdWarm
+	// takes it to wait for one in flight.
+	filling sync.Mutex
 	kick    chan struct{}
 	done    chan struct{}
 	wg      sync.WaitGroup
@@ -76,10 +82,12 @@ func (m *Manager) fillWarm() {
 	defer w.wg.Done()
 	backoff := time.Second
 	for {
+		w.filling.Lock()
 		w.mu.Lock()
-		need := !w.closed && len(w.ready) < w.size
+		need := !w.closed && w.held == 0 && len(w.ready) < w.size
 		w.mu.Unlock()
 		if !need {
+			w.filling.Unlock()
 			select {
 			case <-w.kick:
 				continue
@@ -91,6 +99,7 @@ func (m *Manager) fillWarm() {
 		sb, err := m.create(ctx, CreateParams{}, nil, true)
 		cancel()
 		if err != nil {
+			w.filling.Unlock()
 			m.log.Warn("warm pool: start a sandbox", "err", err, "retry_in", backoff)
 			select {
 			case <-time.After(backoff):
@@ -104,13 +113,19 @@ func (m *Manager) fillWarm() {
 		w.mu.Lock()
 		cfg := w.cfgs[sb.ID]
 		delete(w.cfgs, sb.ID)
-		if w.closed {
+		if w.closed || w.held > 0 {
+			closed := w.closed
 			w.mu.Unlock()
 			m.discardWarm(sb)
-			return
+			w.filling.Unlock()
+			if closed {
+				return
+			}
+			continue
 		}
 		w.ready = append(w.ready, pooled{sb: sb, cfg: cfg})
 		w.mu.Unlock()
+		w.filling.Unlock()
 	}
 }
 
@@ -248,6 +263,33 @@ func (m *Manager) discardWarm(sb *store.Sandbox) {
 		m.log.Error("warm pool: delete record", "sandbox_id", sb.ID, "err", err)
 	}
 	m.forget(sb.ID)
+}
+
+// holdWarm empties the warm pool and keeps it empty until release is
+// called: no pooled sandbox, ready or being started, exists in between
+// (template removal counts a template's sandboxes then).
+func (m *Manager) holdWarm() (release func()) {
+	w := m.warm
+	if w == nil {
+		return func() {}
+	}
+	w.mu.Lock()
+	w.held++
+	w.mu.Unlock()
+	// A sandbox being started when the hold began is discarded by the
+	// filler before it lets go of filling.
+	w.filling.Lock()
+	w.filling.Unlock()
+	m.drainWarm(false)
+	return func() {
+		w.mu.Lock()
+		w.held--
+		w.mu.Unlock()
+		select {
+		case w.kick <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // drainWarm stops the filler for good (closing) or for a while, and kills

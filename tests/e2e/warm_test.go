@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -159,6 +160,19 @@ func TestWarmPool(t *testing.T) {
 	if r := mustRun(t, context.Background(), a, "echo alive", nil); r.Stdout != "alive\n" {
 		t.Fatalf("a created warm sandbox after restarts: %q", r.Stdout)
 	}
+
+	// Removing the pool's template counts only its users' sandboxes (the
+	// three created above), never the pool's, ready or being started
+	// (the pool is filling again after the restart); it is refused here,
+	// and the pool fills again after.
+	before := len(warmReady.FindAllStringSubmatch(srv.Logs(), -1))
+	for i := 0; i < 3; i++ {
+		err := c.DeleteTemplate(ctx, "base")
+		if !errors.Is(err, client.ErrConflict) || !strings.Contains(err.Error(), "used by 3 sandbox(es)") {
+			t.Fatalf("template rm base with 3 sandboxes and a warm pool: %v", err)
+		}
+	}
+	warmIDs(t, srv, before+2)
 }
 
 // awaitPooled waits until srv's warm pool holds n sandboxes: those its log
