@@ -141,6 +141,14 @@ func (w *warmPool) noteConfig(id string, cfg []byte) {
 	w.cfgs[id] = cfg
 }
 
+// wake tells the filler to look again whether the pool needs a sandbox.
+func (w *warmPool) wake() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
 // pop takes a pooled sandbox, if there is one, and wakes the filler.
 func (w *warmPool) pop() (pooled, bool) {
 	w.mu.Lock()
@@ -148,10 +156,7 @@ func (w *warmPool) pop() (pooled, bool) {
 	if w.closed {
 		return pooled{}, false
 	}
-	select {
-	case w.kick <- struct{}{}:
-	default:
-	}
+	w.wake()
 	if len(w.ready) == 0 {
 		return pooled{}, false
 	}
@@ -285,10 +290,7 @@ func (m *Manager) holdWarm() (release func()) {
 		w.mu.Lock()
 		w.held--
 		w.mu.Unlock()
-		select {
-		case w.kick <- struct{}{}:
-		default:
-		}
+		w.wake()
 	}
 }
 
