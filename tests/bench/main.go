@@ -25,11 +25,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"log"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,6 +36,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sbxdev/sbx/client"
+	"github.com/sbxdev/sbx/tests/bench/benchutil"
 	"github.com/sbxdev/sbx/tests/bench/rawbox"
 	"github.com/sbxdev/sbx/tests/harness"
 )
@@ -63,7 +62,7 @@ func main() {
 	for _, s := range strings.Split(*sections, ",") {
 		want[strings.TrimSpace(s)] = true
 	}
-	defer tb.cleanup()
+	defer tb.Cleanups()
 	srv := harness.Start(tb)
 	ctx := context.Background()
 	c := srv.Client
@@ -322,17 +321,7 @@ func (r row) String() string {
 	return fmt.Sprintf("| %s | %d | %s | %s | %s | %s | %.2f× |", r.name, len(r.d), ms(p50), ms(p99), ms(rp50), ms(rp99), float64(p50)/float64(rp50))
 }
 
-func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
-
-func pct(ds []time.Duration, p int) time.Duration {
-	s := append([]time.Duration(nil), ds...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	i := (len(s)*p + 99) / 100
-	if i > 0 {
-		i--
-	}
-	return s[i]
-}
+var ms, pct = benchutil.MS, benchutil.Pct
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
 
@@ -412,41 +401,7 @@ func must[T any](v T, err error) T {
 
 // tb runs the harness outside `go test`; fatal errors go through it so that
 // the server and its sandboxes are cleaned up before exiting.
-var tb = &mainT{}
+var tb = &benchutil.T{}
 
 func fatal(args ...any)                 { tb.Fatal(args...) }
 func fatalf(format string, args ...any) { tb.Fatalf(format, args...) }
-
-// mainT lets the harness run outside `go test`.
-type mainT struct {
-	mu       sync.Mutex
-	cleanups []func()
-}
-
-func (t *mainT) Helper()                           {}
-func (t *mainT) Fatal(args ...any)                 { t.cleanup(); log.Fatal(args...) }
-func (t *mainT) Fatalf(format string, args ...any) { t.cleanup(); log.Fatalf(format, args...) }
-func (t *mainT) Errorf(format string, args ...any) { log.Printf(format, args...) }
-func (t *mainT) Logf(format string, args ...any)   { log.Printf(format, args...) }
-func (t *mainT) Cleanup(f func()) {
-	t.mu.Lock()
-	t.cleanups = append(t.cleanups, f)
-	t.mu.Unlock()
-}
-func (t *mainT) TempDir() string {
-	d, err := os.MkdirTemp("", "sbx-bench-")
-	if err != nil {
-		log.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	return d
-}
-func (t *mainT) cleanup() {
-	t.mu.Lock()
-	fs := t.cleanups
-	t.cleanups = nil
-	t.mu.Unlock()
-	for i := len(fs) - 1; i >= 0; i-- {
-		fs[i]()
-	}
-}

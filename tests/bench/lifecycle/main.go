@@ -26,11 +26,9 @@ import (
 	"flag"
 	"fmt"
 	"io/fs"
-	"log"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,6 +36,7 @@ import (
 	"time"
 
 	"github.com/sbxdev/sbx/client"
+	"github.com/sbxdev/sbx/tests/bench/benchutil"
 	"github.com/sbxdev/sbx/tests/harness"
 )
 
@@ -47,7 +46,7 @@ func main() {
 	forks := flag.Int("forks", 3, "fork ×10 rounds")
 	sizes := flag.String("sizes", "100,1024", "touched memory sizes to pause and resume, in MiB (comma-separated; empty for none)")
 	flag.Parse()
-	defer tb.cleanup()
+	defer tb.Cleanups()
 	os.Setenv("SBX_TEST_RUNTIME", *rt)
 	srv := harness.Start(tb, "--max-memory-mb", "4096", "--max-fork", "10")
 	ctx := context.Background()
@@ -198,17 +197,7 @@ func rawFig(ds []time.Duration) string {
 
 func mibs(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
-func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
-
-func pct(ds []time.Duration, p int) time.Duration {
-	s := append([]time.Duration{}, ds...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	i := (len(s)*p + 99) / 100
-	if i > 0 {
-		i--
-	}
-	return s[i]
-}
+var ms, pct = benchutil.MS, benchutil.Pct
 
 func must[T any](v T, err error) T {
 	if err != nil {
@@ -219,41 +208,7 @@ func must[T any](v T, err error) T {
 
 // tb runs the harness outside `go test`; fatal errors go through it so that
 // the server and its sandboxes are cleaned up before exiting.
-var tb = &mainT{}
+var tb = &benchutil.T{}
 
 func fatal(args ...any)                 { tb.Fatal(args...) }
 func fatalf(format string, args ...any) { tb.Fatalf(format, args...) }
-
-// mainT lets the harness run outside `go test`.
-type mainT struct {
-	mu       sync.Mutex
-	cleanups []func()
-}
-
-func (t *mainT) Helper()                           {}
-func (t *mainT) Fatal(args ...any)                 { t.cleanup(); log.Fatal(args...) }
-func (t *mainT) Fatalf(format string, args ...any) { t.cleanup(); log.Fatalf(format, args...) }
-func (t *mainT) Errorf(format string, args ...any) { log.Printf(format, args...) }
-func (t *mainT) Logf(format string, args ...any)   { log.Printf(format, args...) }
-func (t *mainT) Cleanup(f func()) {
-	t.mu.Lock()
-	t.cleanups = append(t.cleanups, f)
-	t.mu.Unlock()
-}
-func (t *mainT) TempDir() string {
-	d, err := os.MkdirTemp("", "sbx-bench-")
-	if err != nil {
-		log.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	return d
-}
-func (t *mainT) cleanup() {
-	t.mu.Lock()
-	fs := t.cleanups
-	t.cleanups = nil
-	t.mu.Unlock()
-	for i := len(fs) - 1; i >= 0; i-- {
-		fs[i]()
-	}
-}
