@@ -33,8 +33,9 @@ type target struct {
 // other port go through the agent's tunnel to that port inside the
 // sandbox's network namespace. Responses stream without buffering.
 type proxy struct {
-	mgr *sandbox.Manager
-	log *slog.Logger
+	mgr   *sandbox.Manager
+	log   *slog.Logger
+	large *boundedPool // large bodies' copy buffers (proxy_direct.go)
 
 	mu       sync.Mutex
 	backends map[string]*backend
@@ -55,7 +56,9 @@ type backend struct {
 	netnsDone bool
 	netns     *sandbox.PortDialer
 	openNetns func(context.Context) (*sandbox.PortDialer, error)
-	direct    directPool // connections of plain GETs (proxy_splice.go)
+	direct    directPool   // connections of plain GETs (proxy_direct.go)
+	large     *boundedPool // the proxy's large buffers
+	log       *slog.Logger
 	onErr     func(http.ResponseWriter, *http.Request, error)
 	trs       []*http.Transport
 
@@ -69,7 +72,8 @@ type backend struct {
 }
 
 func newProxy(mgr *sandbox.Manager, log *slog.Logger) *proxy {
-	return &proxy{mgr: mgr, log: log, backends: map[string]*backend{}}
+	return &proxy{mgr: mgr, log: log, backends: map[string]*backend{},
+		large: &boundedPool{size: largeBufferSize, max: largeBuffersMax}}
 }
 
 // target finds the sandbox a request is for: E2b-Sandbox-Id and
@@ -169,7 +173,7 @@ func (p *proxy) serve(w http.ResponseWriter, r *http.Request, t target) {
 		b.h2.ServeHTTP(w, r)
 		return
 	}
-	if b.spliceable(r) {
+	if b.takesDirect(r) {
 		b.serveDirect(w, r, t.port, b.onErr)
 		return
 	}
@@ -217,6 +221,7 @@ func (p *proxy) newBackend(sb *sandbox.Sandbox) *backend {
 		id: id, token: sb.EnvdToken, traffic: sb.TrafficToken,
 		dial:   func(ctx context.Context) (net.Conn, error) { return p.mgr.DialAgent(ctx, id) },
 		protos: map[int]portProto{},
+		large:  p.large, log: p.log,
 	}
 	envdTr := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {

@@ -192,6 +192,50 @@ func TestPreview(t *testing.T) {
 		})
 	}
 
+	t.Run("large downloads past the proxy's large buffers arrive whole", func(t *testing.T) {
+		// On runc sbx copies a large body through one of its 16 large
+		// buffers (internal/api/proxy_direct.go), and splices it when
+		// all are in use. 16 downloads whose client has read one byte
+		// hold every buffer (their bodies are far larger than the
+		// sockets between hold); a 17th is spliced.
+		const held, n = 16, 32<<20 + 5
+		holder := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+		defer holder.CloseIdleConnections()
+		var bodies []io.ReadCloser
+		defer func() {
+			for _, b := range bodies {
+				b.Close()
+			}
+		}()
+		for i := 0; i < held; i++ {
+			resp, err := holder.Do(newRequest(t, ctx, "GET", srv.URL+fmt.Sprintf("/bytes?n=%d", n), routes[i%2], sb, 3000))
+			if err != nil {
+				t.Fatal(err)
+			}
+			bodies = append(bodies, resp.Body)
+			var one [1]byte
+			if _, err := io.ReadFull(resp.Body, one[:]); err != nil || resp.StatusCode != 200 {
+				t.Fatalf("held download %d: %s %v", i, resp.Status, err)
+			}
+		}
+		resp, err := http.DefaultClient.Do(newRequest(t, ctx, "GET", srv.URL+fmt.Sprintf("/bytes?n=%d", n), routes[0], sb, 3000))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body := readAll(t, resp); resp.StatusCode != 200 || len(body) != n || strings.Trim(body, "x") != "" {
+			t.Fatalf("the download past the buffers: %s, %d bytes, want %d x's", resp.Status, len(body), n)
+		}
+		if harness.Runtime() == "runc" && !strings.Contains(srv.Logs(), "every large buffer in use; splicing the body") {
+			t.Fatal("the download past the buffers was not spliced (the server's log does not say so)")
+		}
+		for i, b := range bodies {
+			rest, err := io.ReadAll(b)
+			if err != nil || len(rest) != n-1 || strings.Trim(string(rest), "x") != "" {
+				t.Fatalf("held download %d: %d more bytes (%v), want %d x's", i, len(rest), err, n-1)
+			}
+		}
+	})
+
 	t.Run("port closed in the sandbox", func(t *testing.T) {
 		for _, r := range routes {
 			resp, err := http.DefaultClient.Do(newRequest(t, ctx, "GET", srv.URL+"/", r, sb, 4444))

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -59,6 +60,16 @@ func TestTLS(t *testing.T) {
 			if resp.StatusCode != 200 || resp.Proto != tc.proto || resp.TLS == nil ||
 				!strings.Contains(body, "host="+sb.Host(3000)+" ") || !strings.Contains(body, "xfp=https") {
 				t.Fatalf("%s %s %q", resp.Proto, resp.Status, body)
+			}
+			// A large body (over HTTP/1.1 on runc: sbx's own
+			// connection and large buffer) arrives whole.
+			const n = 5<<20 + 3
+			req, _ = http.NewRequestWithContext(ctx, "GET", sb.URL(3000)+fmt.Sprintf("/bytes?n=%d", n), nil)
+			if resp, err = tc.c.Do(req); err != nil {
+				t.Fatal(err)
+			}
+			if body := readAll(t, resp); resp.StatusCode != 200 || resp.Proto != tc.proto || len(body) != n || strings.Trim(body, "x") != "" {
+				t.Fatalf("%s %s: %d bytes, want %d x's", resp.Proto, resp.Status, len(body), n)
 			}
 		})
 	}
