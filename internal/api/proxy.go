@@ -73,7 +73,7 @@ type backend struct {
 
 func newProxy(mgr *sandbox.Manager, log *slog.Logger) *proxy {
 	return &proxy{mgr: mgr, log: log, backends: map[string]*backend{},
-		large: &boundedPool{size: largeBufferSize, max: largeBuffersMax}}
+		large: newBoundedPool(largeBufferSize, largeBuffersMax)}
 }
 
 // target finds the sandbox a request is for: E2b-Sandbox-Id and

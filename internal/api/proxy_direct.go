@@ -26,9 +26,9 @@ import (
 //
 // That is faster than splice(2), which this path used before. On 2 vCPUs
 // shared by the client, sbx and the server in the sandbox, a 1 GiB
-// download went at 0.91-0.93x of a direct connection to the sandbox's
-// address instead of 0.62-0.63x (docs/benchmarks.md), for the same CPU in
-// sbx (0.34-0.38 s per GiB): what changed is the other two, the server in
+// download went at 0.92-0.96x of a direct connection to the sandbox's
+// address instead of 0.66-0.67x (docs/benchmarks.md, 12-03), for the same
+// CPU in sbx (0.31-0.33 s per GiB): what changed is the other two, the server in
 // the sandbox and the client, which spent about half as much CPU per byte
 // (perf). A spliced page stays in flight through both sockets until the
 // client has acknowledged it, so the server writes into new pages and the
@@ -237,29 +237,30 @@ func spliceBody(w http.ResponseWriter, u *upstream, n int64) bool {
 	return err == nil && m == n
 }
 
-// boundedPool pools buffers of one size, at most max of them in use at
+// boundedPool is a bufferPool of which at most max buffers are in use at
 // once.
 type boundedPool struct {
-	size, max int
-	used      atomic.Int32
-	p         sync.Pool
+	pool bufferPool
+	max  int32
+	used atomic.Int32
+}
+
+func newBoundedPool(size, max int) *boundedPool {
+	return &boundedPool{max: int32(max), pool: bufferPool{p: sync.Pool{New: func() any { b := make([]byte, size); return &b }}}}
 }
 
 // get returns a buffer, or nil if max are in use.
 func (p *boundedPool) get() []byte {
-	if p.used.Add(1) > int32(p.max) {
+	if p.used.Add(1) > p.max {
 		p.used.Add(-1)
 		return nil
 	}
-	if b, ok := p.p.Get().(*[]byte); ok {
-		return *b
-	}
-	return make([]byte, p.size)
+	return p.pool.Get()
 }
 
 // put gives back a buffer get returned.
 func (p *boundedPool) put(b []byte) {
-	p.p.Put(&b)
+	p.pool.Put(b)
 	p.used.Add(-1)
 }
 

@@ -6,7 +6,7 @@ import "testing"
 // at most max buffers of the pool's size at once, then nil (the caller
 // splices instead), and a buffer given back can be had again.
 func TestBoundedPool(t *testing.T) {
-	p := &boundedPool{size: 1 << 10, max: 3}
+	p := newBoundedPool(1<<10, 3)
 	var got [][]byte
 	for i := 0; i < 3; i++ {
 		b := p.get()
