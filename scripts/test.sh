@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 export PATH="$PATH:/usr/local/go/bin"
 (cd tests/e2b-js && npm ci --no-audit --no-fund --loglevel=error)
+go mod tidy -diff   # go.mod and go.sum say exactly what the code imports
 go vet ./...
 go test -count=1 -timeout 60m "$@" ./...
 echo "test.sh: tests/e2e again with sandboxes on runsc (gVisor)" >&2
