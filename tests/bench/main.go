@@ -14,7 +14,10 @@
 //     own processes;
 //   - the port proxy: download throughput and request latency through sbx
 //     against a direct connection inside the sandbox (-only proxy runs this
-//     part alone).
+//     part alone);
+//   - a burst: create → first command for -burst creates one after another,
+//     then all at once, against raw `runc run` done the same way, with the
+//     default warm pool and with a pool as large as the burst (burst.go).
 //
 // Run it as root on a host prepared by scripts/setup.sh:
 //
@@ -50,7 +53,9 @@ func main() {
 	n := flag.Int("n", 50, "sandboxes to create for the create benchmark")
 	rtt := flag.Int("rtt", 200, "commands for the round-trip benchmark")
 	concurrent := flag.Int("concurrent", 100, "idle sandboxes to hold at once")
-	sections := flag.String("only", "create,runsc,rtt,network,density,files,templates,proxy", "comma-separated sections to run: create, runsc (create → first command on gVisor), rtt, network, density, files, templates, proxy")
+	sections := flag.String("only", "create,runsc,rtt,network,density,files,templates,proxy,burst", "comma-separated sections to run: create, runsc (create → first command on gVisor), rtt, network, density, files, templates, proxy, burst")
+	burstN := flag.Int("burst", 100, "creates in the burst benchmark, one after another and then at once")
+	defaultPool := flag.Int("default-pool", 2, "the warm pool of the burst benchmark's first server (sbx serve's default)")
 	transferMiB := flag.Int64("transfer-mib", 200, "size of the file uploaded and downloaded, in MiB")
 	transferReps := flag.Int("transfer-reps", 5, "uploads and downloads of that file")
 	small := flag.Int("small", 300, "small-file write+read round trips")
@@ -178,6 +183,9 @@ func main() {
 	}
 	if want["proxy"] {
 		benchProxy(ctx, srv, c, *proxyMiB, *proxyReqs, *proxyRuns)
+	}
+	if want["burst"] {
+		burstSection(ctx, *burstN, *defaultPool)
 	}
 	if !want["density"] {
 		return
