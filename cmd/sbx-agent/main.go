@@ -7,9 +7,10 @@
 //
 // Without -listen it serves on the listening socket inherited as file
 // descriptor 3. With -listen unix:/path, SIGUSR1 and SIGUSR2 take the
-// socket away and give it back around a checkpoint (see serveQuiescable). Its configuration is JSON in SBX_AGENT_CONFIG (see
-// agent.Config); every SBX_* variable is removed from its environment once
-// read. SIGTERM or SIGINT stops every process (SIGTERM, then SIGKILL after
+// socket away and give it back around a checkpoint (see serveQuiescable and
+// the quiesce protocol in package agentapi). Its configuration is JSON in
+// SBX_AGENT_CONFIG (see agentapi.Config); every SBX_* variable is removed
+// from its environment once read. SIGTERM or SIGINT stops every process (SIGTERM, then SIGKILL after
 // two seconds) and exits 0.
 //
 // Exit codes: 0 after a stop by signal, 1 on a configuration or listener
@@ -33,10 +34,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sbxdev/sbx/internal/agent"
+	"github.com/sbxdev/sbx/internal/agentapi"
 )
-
-// ConfigEnv names the variable holding the agent's JSON configuration.
-const ConfigEnv = "SBX_AGENT_CONFIG"
 
 var listenFlag = flag.String("listen", "", "address to serve on, unix:/path or tcp:host:port (default: the listener on fd 3)")
 
@@ -91,32 +90,26 @@ func run() int {
 	return 0
 }
 
-// Files beside the agent's socket, for the runsc runtime's checkpoints (see
-// serveQuiescable).
-const (
-	quiescedFile = "quiesced"
-	reconfigFile = "agent.json"
-)
-
 // serveQuiescable serves on ln, a socket the agent bound at path, and lets
 // the runtime take it away and give it back: gVisor cannot checkpoint a box
 // holding a socket bound on the host, which is how the agent is reached
-// under runsc.
+// under runsc. It is the agent's side of the quiesce protocol (see package
+// agentapi):
 //
-//   - SIGUSR1: close the listener and every connection (processes keep
-//     running), then create <dir>/quiesced to say so.
-//   - SIGUSR2, or under gVisor the end of the checkpoint taken while
-//     quiesced (the marker then says wakes-after-checkpoint): if
-//     <dir>/agent.json exists, take it as the new configuration (a restored
-//     snapshot is a new sandbox, with its own token) and remove it; then
-//     bind path again and serve. SIGUSR2 is ignored while serving, but for
-//     taking a configuration left in agent.json.
+//   - agentapi.QuiesceSignal: close the listener and every connection
+//     (processes keep running), then write the quiesced marker in <dir>.
+//   - agentapi.WakeSignal, or under gVisor the end of the checkpoint taken
+//     while quiesced (the marker then says so): if <dir>/agent.json
+//     (agentapi.ReconfigName) exists, take it as the new configuration (a
+//     restored snapshot is a new sandbox, with its own token) and remove
+//     it; then bind path again and serve. WakeSignal is ignored while
+//     serving, but for taking a configuration left in agent.json.
 //
 // <dir> is path's directory, private to the box and the host.
 func serveQuiescable(ctx context.Context, a *agent.Agent, ln net.Listener, path string, log *slog.Logger) int {
 	dir := filepath.Dir(path)
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGUSR2)
+	signal.Notify(sigs, agentapi.QuiesceSignal, agentapi.WakeSignal)
 	defer signal.Stop(sigs)
 	for {
 		quiesce := make(chan struct{})
@@ -142,13 +135,13 @@ func serveQuiescable(ctx context.Context, a *agent.Agent, ln net.Listener, path 
 				break serving
 			case sig := <-sigs:
 				switch {
-				case sig == syscall.SIGUSR1 && quiesce != nil:
+				case sig == agentapi.QuiesceSignal && quiesce != nil:
 					close(quiesce)
 					quiesce = nil
-				case sig == syscall.SIGUSR2:
+				case sig == agentapi.WakeSignal:
 					// Already listening (a restore raced ahead):
 					// still take a configuration left for us.
-					if err := reconfigure(a, filepath.Join(dir, reconfigFile)); err != nil {
+					if err := reconfigure(a, filepath.Join(dir, agentapi.ReconfigName)); err != nil {
 						log.Error("reconfigure", "err", err)
 					}
 				}
@@ -156,13 +149,9 @@ func serveQuiescable(ctx context.Context, a *agent.Agent, ln net.Listener, path 
 		}
 		// Under gVisor the end of the checkpoint that follows is an
 		// event the agent can wait on itself; the marker says so, and the
-		// runtime then sends no SIGUSR2.
+		// runtime then sends no WakeSignal.
 		woke, armed := awaitCheckpoint(log)
-		mark := []byte(nil)
-		if armed {
-			mark = []byte(agent.QuiescedWakes)
-		}
-		if err := markQuiesced(dir, mark); err != nil {
+		if err := agentapi.WriteQuiesced(dir, armed); err != nil {
 			log.Error("mark quiesced", "err", err)
 		}
 		// Wait to be given the socket back.
@@ -175,34 +164,26 @@ func serveQuiescable(ctx context.Context, a *agent.Agent, ln net.Listener, path 
 				log.Info("agent listening again: the checkpoint is over", "result", how)
 				resumed = true
 			case sig := <-sigs:
-				if sig == syscall.SIGUSR1 {
-					markQuiesced(dir, mark)
+				if sig == agentapi.QuiesceSignal {
+					if err := agentapi.WriteQuiesced(dir, armed); err != nil {
+						log.Error("mark quiesced", "err", err)
+					}
 					continue
 				}
 				log.Info("agent listening again: told so by SIGUSR2")
 				resumed = true
 			}
 		}
-		if err := reconfigure(a, filepath.Join(dir, reconfigFile)); err != nil {
+		if err := reconfigure(a, filepath.Join(dir, agentapi.ReconfigName)); err != nil {
 			log.Error("reconfigure", "err", err)
 		}
-		os.Remove(filepath.Join(dir, quiescedFile))
+		os.Remove(filepath.Join(dir, agentapi.QuiescedName))
 		var err error
 		if ln, err = listener(*listenFlag); err != nil {
 			log.Error("no listener", "err", err)
 			return 1
 		}
 	}
-}
-
-// markQuiesced creates <dir>/quiesced holding mark, whole at once: the
-// runtime reads it as soon as it appears.
-func markQuiesced(dir string, mark []byte) error {
-	tmp := filepath.Join(dir, quiescedFile+".tmp")
-	if err := os.WriteFile(tmp, mark, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, filepath.Join(dir, quiescedFile))
 }
 
 // checkpointFile is gVisor's checkpoint event: a read on it returns once the
@@ -213,10 +194,10 @@ const checkpointFile = "/proc/gvisor/checkpoint"
 
 // awaitCheckpoint arms a wait for the end of the next checkpoint: the
 // returned channel receives its result. armed is false outside gVisor (or
-// on a gVisor without the event), where only SIGUSR2 wakes the agent. The
+// on a gVisor without the event), where only WakeSignal wakes the agent. The
 // file is opened before the quiesced marker is written, so the checkpoint
 // waited for is the one the runtime takes after reading the marker. A
-// SIGUSR2 that comes first leaves the goroutine waiting for that
+// WakeSignal that comes first leaves the goroutine waiting for that
 // checkpoint; its result then goes nowhere.
 func awaitCheckpoint(log *slog.Logger) (woke <-chan string, armed bool) {
 	f, err := os.Open(checkpointFile)
@@ -249,7 +230,7 @@ func reconfigure(a *agent.Agent, file string) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := agent.ParseConfig(b)
+	cfg, err := agentapi.ParseConfig(b)
 	if err != nil {
 		return err
 	}
@@ -259,17 +240,17 @@ func reconfigure(a *agent.Agent, file string) error {
 // configFromEnv reads the configuration, then removes every SBX_* variable
 // from the agent's environment: the access token must never reach a process
 // the agent starts or anything that reads /proc/1/environ.
-func configFromEnv() (agent.Config, error) {
-	raw, ok := os.LookupEnv(ConfigEnv)
+func configFromEnv() (agentapi.Config, error) {
+	raw, ok := os.LookupEnv(agentapi.ConfigEnv)
 	for _, kv := range os.Environ() {
 		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "SBX_") {
 			os.Unsetenv(k)
 		}
 	}
 	if !ok {
-		return agent.Config{}, fmt.Errorf("%s is not set", ConfigEnv)
+		return agentapi.Config{}, fmt.Errorf("%s is not set", agentapi.ConfigEnv)
 	}
-	return agent.ParseConfig([]byte(raw))
+	return agentapi.ParseConfig([]byte(raw))
 }
 
 // listener returns the listener named by addr, or the one inherited as fd 3.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/sbxdev/sbx/gen/filesystem/filesystemconnect"
 	"github.com/sbxdev/sbx/gen/process/processconnect"
+	"github.com/sbxdev/sbx/internal/agentapi"
 )
 
 // StopGrace is how long processes get between SIGTERM and SIGKILL when the
@@ -29,7 +30,7 @@ const StopGrace = 2 * time.Second
 // [Agent.Handler] on a server of your own); end it with [Agent.Close].
 type Agent struct {
 	cfgMu  sync.RWMutex
-	cfg    Config // guarded by cfgMu; read with config()
+	cfg    agentapi.Config // guarded by cfgMu; read with config()
 	log    *slog.Logger
 	mux    *http.ServeMux // authenticated routes
 	root   *http.ServeMux // /health and everything else through requireToken
@@ -41,8 +42,8 @@ type Agent struct {
 
 // New checks cfg and returns an agent whose reaper is already collecting
 // children. It refuses a configuration without an access token.
-func New(cfg Config, logger *slog.Logger) (*Agent, error) {
-	cfg = cfg.withDefaults()
+func New(cfg agentapi.Config, logger *slog.Logger) (*Agent, error) {
+	cfg = cfg.WithDefaults()
 	if cfg.AccessToken == "" {
 		// Fail closed: an agent without a token would let anything that
 		// reaches its socket run processes as root in the sandbox.
@@ -66,10 +67,10 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 	}
 	a.Handle(processconnect.NewProcessHandler(processService{a}, a.ConnectOptions()...))
 	a.Handle(filesystemconnect.NewFilesystemHandler(filesystemService{a}, a.ConnectOptions()...))
-	a.mux.HandleFunc(TunnelPath, a.serveTunnel)
-	a.mux.HandleFunc("POST "+ConfigurePath, a.serveConfigure)
+	a.mux.HandleFunc(agentapi.TunnelPath, a.serveTunnel)
+	a.mux.HandleFunc("POST "+agentapi.ConfigurePath, a.serveConfigure)
 	a.root.Handle(FilesPath, a.filesRoute()) // token or URL signature; see filesRoute
-	a.root.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
+	a.root.HandleFunc("GET "+agentapi.HealthPath, func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 	})
 	a.root.Handle("/", a.requireToken(a.mux))
@@ -99,29 +100,19 @@ func (a *Agent) Handle(pattern string, h http.Handler) {
 func (a *Agent) Handler() http.Handler { return a.root }
 
 // config returns the agent's current configuration.
-func (a *Agent) config() Config {
+func (a *Agent) config() agentapi.Config {
 	a.cfgMu.RLock()
 	defer a.cfgMu.RUnlock()
 	return a.cfg
 }
 
-// ConfigurePath is where sbx serve gives a running agent a new
-// configuration (a JSON Config, as in SBX_AGENT_CONFIG), as when a sandbox
-// of the warm pool is handed to a create with its environment variables.
-// The proxy never forwards requests for it: it is sbx's, not the sandbox
-// user's.
-const ConfigurePath = "/.sbx/configure"
-
-// QuiescedWakes is what the agent writes into its quiesced marker, under
-// gVisor, when it will listen again by itself once the checkpoint that
-// follows is over (cmd/sbx-agent; the runsc driver then sends no SIGUSR2).
-const QuiescedWakes = "wakes-after-checkpoint\n"
-
+// serveConfigure serves agentapi.ConfigurePath: a new configuration from
+// sbx serve, as when a sandbox of the warm pool is handed to a create.
 func (a *Agent) serveConfigure(w http.ResponseWriter, r *http.Request) {
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 32<<20))
 	if err == nil {
-		var cfg Config
-		if cfg, err = ParseConfig(b); err == nil {
+		var cfg agentapi.Config
+		if cfg, err = agentapi.ParseConfig(b); err == nil {
 			err = a.Reconfigure(cfg)
 		}
 	}
@@ -136,8 +127,8 @@ func (a *Agent) serveConfigure(w http.ResponseWriter, r *http.Request) {
 // from a snapshot becomes a new sandbox with its own token and id. Running
 // processes keep their environment; new ones get cfg's. It refuses a
 // configuration without an access token, like New.
-func (a *Agent) Reconfigure(cfg Config) error {
-	cfg = cfg.withDefaults()
+func (a *Agent) Reconfigure(cfg agentapi.Config) error {
+	cfg = cfg.WithDefaults()
 	if cfg.AccessToken == "" {
 		return errors.New("reconfigure agent: accessToken is required")
 	}

@@ -6,10 +6,9 @@ import (
 	"net/http"
 
 	"connectrpc.com/connect"
-)
 
-// AccessTokenHeader carries the sandbox's access token on every request.
-const AccessTokenHeader = "X-Access-Token"
+	"github.com/sbxdev/sbx/internal/agentapi"
+)
 
 // requireToken rejects requests without the configured access token. Every
 // route but /health goes through it: the agent can start processes as root,
@@ -22,7 +21,7 @@ func (a *Agent) requireToken(next http.Handler) http.Handler {
 	errWriter := connect.NewErrorWriter(connect.WithRequireConnectProtocolHeader())
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		want := []byte(a.config().AccessToken)
-		got := r.Header.Get(AccessTokenHeader)
+		got := r.Header.Get(agentapi.AccessTokenHeader)
 		// Constant time, so the token cannot be guessed byte by byte from
 		// response timing.
 		if subtle.ConstantTimeCompare([]byte(got), want) == 1 {
@@ -31,7 +30,7 @@ func (a *Agent) requireToken(next http.Handler) http.Handler {
 		}
 		msg := "invalid access token"
 		if got == "" {
-			msg = "missing access token (" + AccessTokenHeader + " header)"
+			msg = "missing access token (" + agentapi.AccessTokenHeader + " header)"
 		}
 		a.log.Debug("unauthenticated request", "path", r.URL.Path)
 		if errWriter.IsSupported(r) {

@@ -9,6 +9,7 @@ import (
 
 	pb "github.com/sbxdev/sbx/gen/process"
 	"github.com/sbxdev/sbx/gen/process/processconnect"
+	"github.com/sbxdev/sbx/internal/agentapi"
 )
 
 func TestAuth(t *testing.T) {
@@ -54,20 +55,22 @@ func TestAuth(t *testing.T) {
 }
 
 func TestNewRequiresToken(t *testing.T) {
-	if _, err := New(Config{}, nil); err == nil {
+	if _, err := New(agentapi.Config{}, nil); err == nil {
 		t.Fatal("New accepted a configuration without an access token")
 	}
 }
 
+// TestParseConfig parses the form of a configuration the agent has
+// always been sent, with defaults applied.
 func TestParseConfig(t *testing.T) {
-	cfg, err := ParseConfig([]byte(`{"accessToken":"t","envVars":{"A":"1"},"sandboxID":"s","templateID":"x"}`))
+	cfg, err := agentapi.ParseConfig([]byte(`{"accessToken":"t","envVars":{"A":"1"},"sandboxID":"s","templateID":"x"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.AccessToken != "t" || cfg.EnvVars["A"] != "1" || cfg.DefaultUser != DefaultUser || cfg.SandboxID != "s" || cfg.TemplateID != "x" {
+	if cfg.AccessToken != "t" || cfg.EnvVars["A"] != "1" || cfg.DefaultUser != agentapi.DefaultUser || cfg.SandboxID != "s" || cfg.TemplateID != "x" {
 		t.Fatalf("parsed %+v", cfg)
 	}
-	if _, err := ParseConfig([]byte(`{`)); err == nil {
+	if _, err := agentapi.ParseConfig([]byte(`{`)); err == nil {
 		t.Fatal("bad JSON accepted")
 	}
 }

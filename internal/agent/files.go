@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sbxdev/sbx/internal/agentapi"
 	"github.com/sbxdev/sbx/internal/errdefs"
 )
 
@@ -70,7 +71,7 @@ func (a *Agent) filesRoute() http.Handler {
 	files := filesHandler{a}
 	withToken := a.requireToken(files)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get(AccessTokenHeader) != "" || !r.URL.Query().Has("signature") {
+		if r.Header.Get(agentapi.AccessTokenHeader) != "" || !r.URL.Query().Has("signature") {
 			withToken.ServeHTTP(w, r)
 			return
 		}

@@ -19,6 +19,7 @@ import (
 
 	pb "github.com/sbxdev/sbx/gen/process"
 	"github.com/sbxdev/sbx/gen/process/processconnect"
+	"github.com/sbxdev/sbx/internal/agentapi"
 )
 
 const testToken = "test-token-0123456789"
@@ -84,7 +85,7 @@ func runTests(m *testing.M) int {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	a, err := New(Config{
+	a, err := New(agentapi.Config{
 		AccessToken: testToken,
 		DefaultUser: "root",
 		SandboxID:   "sbx-test",
@@ -130,7 +131,7 @@ type tokenTransport struct {
 func (t tokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if t.token != "" {
 		r = r.Clone(r.Context())
-		r.Header.Set(AccessTokenHeader, t.token)
+		r.Header.Set(agentapi.AccessTokenHeader, t.token)
 	}
 	return t.next.RoundTrip(r)
 }

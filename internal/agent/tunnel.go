@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"fmt"
-	"github.com/sbxdev/sbx/internal/tunnel"
 	"io"
 	"net"
 	"net/http"
@@ -11,13 +10,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/sbxdev/sbx/internal/agentapi"
 )
-
-// TunnelPath is the route of the port tunnel (see package tunnel).
-const TunnelPath = tunnel.Path
-
-// TunnelProtocol is the Upgrade token of the port tunnel.
-const TunnelProtocol = tunnel.Protocol
 
 // tunnelDialTimeout bounds the dial to the port inside the sandbox.
 const tunnelDialTimeout = 5 * time.Second
@@ -32,8 +27,8 @@ func (a *Agent) serveTunnel(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusMethodNotAllowed, "tunnel requires GET")
 		return
 	}
-	if !headerHasToken(r.Header, "Connection", "upgrade") || !headerHasToken(r.Header, "Upgrade", TunnelProtocol) {
-		writeJSONError(w, http.StatusBadRequest, "tunnel requires Connection: Upgrade and Upgrade: "+TunnelProtocol)
+	if !headerHasToken(r.Header, "Connection", "upgrade") || !headerHasToken(r.Header, "Upgrade", agentapi.TunnelProtocol) {
+		writeJSONError(w, http.StatusBadRequest, "tunnel requires Connection: Upgrade and Upgrade: "+agentapi.TunnelProtocol)
 		return
 	}
 	if r.ProtoMajor != 1 {
@@ -72,7 +67,7 @@ func (a *Agent) serveTunnel(w http.ResponseWriter, r *http.Request) {
 	defer conn.Close()
 	defer upstream.Close()
 	_ = conn.SetDeadline(time.Time{})
-	if _, err := io.WriteString(brw, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: "+TunnelProtocol+"\r\n\r\n"); err != nil {
+	if _, err := io.WriteString(brw, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: "+agentapi.TunnelProtocol+"\r\n\r\n"); err != nil {
 		return
 	}
 	if err := brw.Flush(); err != nil {

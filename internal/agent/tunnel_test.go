@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/sbxdev/sbx/internal/tunnel"
 	"io"
 	"net"
 	"net/http"
 	"testing"
+
+	"github.com/sbxdev/sbx/internal/agentapi"
+	"github.com/sbxdev/sbx/internal/tunnel"
 )
 
 // echoServer echoes each connection until the client half-closes, then
@@ -82,7 +84,7 @@ func TestTunnel(t *testing.T) {
 func TestTunnelEarlyBytes(t *testing.T) {
 	port := echoServer(t, "tcp4", "127.0.0.1:0")
 	c := dialAgent(t)
-	fmt.Fprintf(c, "GET %s?port=%d HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: %s\r\n%s: %s\r\n\r\nearly", TunnelPath, port, TunnelProtocol, AccessTokenHeader, testToken)
+	fmt.Fprintf(c, "GET %s?port=%d HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: %s\r\n%s: %s\r\n\r\nearly", agentapi.TunnelPath, port, agentapi.TunnelProtocol, agentapi.AccessTokenHeader, testToken)
 	c.(*net.UnixConn).CloseWrite()
 	got, err := io.ReadAll(c)
 	if err != nil {
@@ -127,10 +129,10 @@ func TestTunnelErrors(t *testing.T) {
 		{"port=x", true, http.StatusBadRequest},
 		{fmt.Sprintf("port=%d", closed), false, http.StatusBadRequest},
 	} {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://agent"+TunnelPath+"?"+tc.query, nil)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://agent"+agentapi.TunnelPath+"?"+tc.query, nil)
 		if tc.upgrade {
 			req.Header.Set("Connection", "Upgrade")
-			req.Header.Set("Upgrade", TunnelProtocol)
+			req.Header.Set("Upgrade", agentapi.TunnelProtocol)
 		}
 		res, err := hc.Do(req)
 		if err != nil {

@@ -2,6 +2,8 @@ package agentapi
 
 import (
 	"os/exec"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -16,7 +18,11 @@ func TestOnlyTheAgentImportsIt(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs go list over the module")
 	}
-	out, err := exec.Command("go", "list", "-test", "-f",
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	out, err := exec.Command(gobin, "list", "-test", "-f",
 		`{{.ImportPath}}|{{join .Deps " "}}`, module+"/...").Output()
 	if err != nil {
 		if ee, ok := err.(*exec.ExitError); ok {

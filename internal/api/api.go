@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sbxdev/sbx/internal/agentapi"
 	"github.com/sbxdev/sbx/internal/build"
 	"github.com/sbxdev/sbx/internal/errdefs"
 	"github.com/sbxdev/sbx/internal/sandbox"
@@ -25,8 +26,9 @@ import (
 )
 
 // EnvdVersion is the envd protocol version the sbx agent implements, as
-// reported to SDKs (which enable features by comparing it).
-const EnvdVersion = "0.5.7"
+// reported to SDKs (which enable features by comparing it). It is the
+// agent's, declared with its contract.
+const EnvdVersion = agentapi.EnvdVersion
 
 // maxBodyBytes bounds control-plane request bodies.
 const maxBodyBytes = 1 << 20

@@ -13,7 +13,7 @@ import (
 
 	"github.com/sbxdev/sbx/gen/process"
 	"github.com/sbxdev/sbx/gen/process/processconnect"
-	"github.com/sbxdev/sbx/internal/agent"
+	"github.com/sbxdev/sbx/internal/agentapi"
 	"github.com/sbxdev/sbx/internal/errdefs"
 	"github.com/sbxdev/sbx/internal/sandbox"
 )
@@ -45,7 +45,7 @@ func (r *run) runCommand(ctx context.Context, sb *sandbox.Sandbox, in Instructio
 		cfg.Cwd = &root // Docker's default; E2B's is the user's home
 	}
 	req := connect.NewRequest(&process.StartRequest{Process: cfg})
-	req.Header().Set(agent.AccessTokenHeader, sb.EnvdToken)
+	req.Header().Set(agentapi.AccessTokenHeader, sb.EnvdToken)
 	req.Header().Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(user+":")))
 	stream, err := pc.Start(ctx, req)
 	if err != nil {

@@ -11,6 +11,8 @@ import (
 	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sbxdev/sbx/internal/agentapi"
 )
 
 // agentSocketDir is the directory, inside a sandbox's directory, that holds
@@ -19,11 +21,11 @@ import (
 // this directory into the box and has the agent create its socket there, so
 // the box can write to it; nothing else of the sandbox's directory is
 // exposed that way.
-const agentSocketDir = "agent"
+const agentSocketDir = agentapi.HostSocketDir
 
 // SocketPath is the host path of sandbox id's agent socket.
 func (m *Manager) SocketPath(id string) string {
-	return filepath.Join(m.dir(id), agentSocketDir, "agent.sock")
+	return filepath.Join(m.dir(id), agentSocketDir, agentapi.SocketName)
 }
 
 // DialAgent connects to sandbox id's agent socket.

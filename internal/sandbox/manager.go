@@ -31,7 +31,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -42,6 +41,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sbxdev/sbx/internal/agentapi"
 	"github.com/sbxdev/sbx/internal/errdefs"
 	"github.com/sbxdev/sbx/internal/network"
 	"github.com/sbxdev/sbx/internal/store"
@@ -185,7 +185,7 @@ func New(cfg Config, templates Templates, db *store.DB, logger *slog.Logger) (*M
 	}
 	// A unix socket path holds at most 107 bytes; refuse a data directory
 	// whose agent sockets would not fit rather than fail on every create.
-	if p := filepath.Join(cfg.DataDir, "sandboxes", newID(), agentSocketDir, "agent.sock"); len(p) > 107 {
+	if p := filepath.Join(cfg.DataDir, "sandboxes", newID(), agentSocketDir, agentapi.SocketName); len(p) > 107 {
 		return nil, fmt.Errorf("data dir %s is too long: agent socket paths (%d bytes) exceed the 107-byte unix socket limit", cfg.DataDir, len(p))
 	}
 	m := &Manager{
@@ -466,29 +466,17 @@ func validateMap(what string, m map[string]string) error {
 	return nil
 }
 
-// agentConfig is the agent's configuration, passed in SBX_AGENT_CONFIG.
-type agentConfig struct {
-	AccessToken string            `json:"accessToken"`
-	EnvVars     map[string]string `json:"envVars"`
-	DefaultUser string            `json:"defaultUser"`
-	// DefaultWorkdir is the template's working directory.
-	DefaultWorkdir string `json:"defaultWorkdir,omitempty"`
-	SandboxID      string `json:"sandboxID"`
-	TemplateID     string `json:"templateID"`
-}
-
 // agentConfigJSON is sandbox sb's agent configuration, with env (the
 // create request's environment variables) over the template's.
 func agentConfigJSON(sb *store.Sandbox, tpl Template, env map[string]string) []byte {
-	b, _ := json.Marshal(agentConfig{
+	return agentapi.Config{
 		AccessToken:    sb.EnvdToken,
 		EnvVars:        processEnv(tpl.Env, env),
-		DefaultUser:    firstNonZero(tpl.DefaultUser, "user"),
+		DefaultUser:    firstNonZero(tpl.DefaultUser, agentapi.DefaultUser),
 		DefaultWorkdir: tpl.Workdir,
 		SandboxID:      sb.ID,
 		TemplateID:     sb.Template,
-	})
-	return b
+	}.Encode()
 }
 
 // start assembles the rootfs, binds the agent socket and starts the box.
@@ -555,7 +543,7 @@ func (m *Manager) boot(ctx context.Context, sb *store.Sandbox, tpl Template, roo
 		AgentPath:     m.cfg.AgentPath,
 		AgentListener: lnFile,
 		AgentSocket:   m.SocketPath(sb.ID),
-		Env:           []string{"SBX_AGENT_CONFIG=" + string(cfg), "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+		Env:           []string{agentapi.ConfigEnv + "=" + string(cfg), "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
 		Hostname:      "sbx-" + sb.ID[:8],
 		Limits: Limits{
 			CPUs:        sb.CPUs,
@@ -619,7 +607,7 @@ func (m *Manager) awaitAgent(ctx context.Context, id string) error {
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return m.DialAgent(ctx, id) },
 	}}
 	defer c.CloseIdleConnections()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://agent/health", nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://agent"+agentapi.HealthPath, nil)
 	resp, err := c.Do(req)
 	if err != nil {
 		return err

@@ -15,6 +15,7 @@ import (
 
 	pb "github.com/sbxdev/sbx/gen/process"
 	"github.com/sbxdev/sbx/gen/process/processconnect"
+	"github.com/sbxdev/sbx/internal/agentapi"
 	"github.com/sbxdev/sbx/internal/errdefs"
 	"github.com/sbxdev/sbx/internal/tunnel"
 )
@@ -308,7 +309,7 @@ func newAgentClient(m *Manager, sb *Sandbox) *agentClient {
 // agent runs it as the sandbox's default user.
 func (a *agentClient) request(msg *pb.StartRequest) *connect.Request[pb.StartRequest] {
 	req := connect.NewRequest(msg)
-	req.Header().Set(tunnel.TokenHeader, a.sb.EnvdToken)
+	req.Header().Set(agentapi.AccessTokenHeader, a.sb.EnvdToken)
 	return req
 }
 

@@ -46,7 +46,7 @@ type BoxSpec struct {
 	// may keep per-box files (an OCI bundle's config.json, logs).
 	BundleDir string
 	// AgentPath is the host path of the static sbx-agent binary. It is
-	// bind-mounted read-only at AgentMountPath and run as the box's init.
+	// bind-mounted read-only at agentapi.BinaryPath and run as the box's init.
 	AgentPath string
 	// AgentListener is a listening unix socket bound at AgentSocket. The
 	// runtime passes it to the agent as file descriptor 3 (the first one
@@ -106,9 +106,6 @@ type IDMap struct {
 	HostID uint32
 	Size   uint32
 }
-
-// AgentMountPath is where the agent binary appears inside every box.
-const AgentMountPath = "/.sbx/sbx-agent"
 
 // Limits are a box's resource limits. Zero values mean the Manager's defaults
 // were not applied; drivers treat zero as "no limit" only for CPUs.

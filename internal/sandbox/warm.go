@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sbxdev/sbx/internal/agent"
+	"github.com/sbxdev/sbx/internal/agentapi"
 	"github.com/sbxdev/sbx/internal/network"
 	"github.com/sbxdev/sbx/internal/store"
 )
@@ -240,11 +240,11 @@ func (m *Manager) configureAgent(ctx context.Context, sb *store.Sandbox, cfg []b
 	defer hc.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://agent"+agent.ConfigurePath, bytes.NewReader(cfg))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://agent"+agentapi.ConfigurePath, bytes.NewReader(cfg))
 	if err != nil {
 		return err
 	}
-	req.Header.Set(agent.AccessTokenHeader, sb.EnvdToken)
+	req.Header.Set(agentapi.AccessTokenHeader, sb.EnvdToken)
 	resp, err := hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("configure agent: %w", err)

@@ -9,7 +9,9 @@
 // on the agent's socket, answered by 101 Switching Protocols, after which the
 // connection carries the raw byte stream of a connection the agent dialled
 // to 127.0.0.1:N (or [::1]:N) in the sandbox's network namespace. The agent
-// serves it (internal/agent); the server's proxy dials it with [Dial].
+// serves it (internal/agent); the server's proxy dials it with [Dial]. The
+// route, the Upgrade token and the header are the agent's contract, in
+// package agentapi.
 package tunnel
 
 import (
@@ -22,16 +24,9 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/sbxdev/sbx/internal/agentapi"
 )
-
-// Path is the route of the tunnel on the agent.
-const Path = "/sbx/tunnel"
-
-// Protocol is the Upgrade token of the tunnel.
-const Protocol = "sbx-tunnel"
-
-// TokenHeader carries the sandbox's access token.
-const TokenHeader = "X-Access-Token"
 
 type closeWriter interface{ CloseWrite() error }
 
@@ -52,7 +47,7 @@ func Dial(ctx context.Context, conn net.Conn, token string, port int) (net.Conn,
 	defer stop()
 
 	req := fmt.Sprintf("GET %s?port=%d HTTP/1.1\r\nHost: sbx-agent\r\nConnection: Upgrade\r\nUpgrade: %s\r\n%s: %s\r\n\r\n",
-		Path, port, Protocol, TokenHeader, token)
+		agentapi.TunnelPath, port, agentapi.TunnelProtocol, agentapi.AccessTokenHeader, token)
 	if _, err := io.WriteString(conn, req); err != nil {
 		return nil, dialErr(ctx, port, err)
 	}

@@ -3,7 +3,6 @@ package integration
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"net"
 	"net/http"
 	"os"
@@ -19,7 +18,7 @@ import (
 
 	pb "github.com/sbxdev/sbx/gen/process"
 	"github.com/sbxdev/sbx/gen/process/processconnect"
-	"github.com/sbxdev/sbx/internal/agent"
+	"github.com/sbxdev/sbx/internal/agentapi"
 )
 
 const token = "integration-token-42"
@@ -81,7 +80,7 @@ type tokenTransport struct{ next http.RoundTripper }
 
 func (t tokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
-	r.Header.Set(agent.AccessTokenHeader, token)
+	r.Header.Set(agentapi.AccessTokenHeader, token)
 	return t.next.RoundTrip(r)
 }
 
@@ -106,11 +105,11 @@ func TestBinaryAsPID1(t *testing.T) {
 	ln.(*net.UnixListener).SetUnlinkOnClose(false)
 	ln.Close()
 
-	cfg, _ := json.Marshal(agent.Config{AccessToken: token, DefaultUser: "root", SandboxID: "sbx-int",
-		EnvVars: map[string]string{"FROM_CONFIG": "yes"}})
+	cfg := agentapi.Config{AccessToken: token, DefaultUser: "root", SandboxID: "sbx-int",
+		EnvVars: map[string]string{"FROM_CONFIG": "yes"}}.Encode()
 	var logs lockedBuffer
 	cmd := exec.Command(bin)
-	cmd.Env = []string{"SBX_AGENT_CONFIG=" + string(cfg), "SBX_OTHER_SECRET=hush", "PATH=/usr/bin:/bin"}
+	cmd.Env = []string{agentapi.ConfigEnv + "=" + string(cfg), "SBX_OTHER_SECRET=hush", "PATH=/usr/bin:/bin"}
 	cmd.ExtraFiles = []*os.File{lnFile} // fd 3
 	cmd.Stderr = &logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID, Pdeathsig: syscall.SIGKILL}
@@ -137,7 +136,7 @@ func TestBinaryAsPID1(t *testing.T) {
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tokenTransport{tr}}
 
-	res, err := hc.Get("http://agent/health")
+	res, err := hc.Get("http://agent" + agentapi.HealthPath)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -123,16 +123,6 @@ func NofileLimit() uint64 {
 	return rl.Max
 }
 
-// WriteFileAtomic writes b to path through a temporary file and a rename,
-// so a reader never sees half a file.
-func WriteFileAtomic(path string, b []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, mode); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
-}
-
 // LogTail returns the last lines written to the box's log (where the runtime
 // writes its errors) since offset, for an error message.
 func LogTail(path string, offset int64) string {

@@ -8,6 +8,7 @@ import (
 	"github.com/moby/profiles/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/sbxdev/sbx/internal/agentapi"
 	"github.com/sbxdev/sbx/internal/sandbox"
 )
 
@@ -108,7 +109,7 @@ func Spec(s sandbox.BoxSpec, nofile uint64) (*specs.Spec, error) {
 			Readonly: false,
 		},
 		Process: &specs.Process{
-			Args: []string{sandbox.AgentMountPath},
+			Args: []string{agentapi.BinaryPath},
 			Env:  s.Env,
 			Cwd:  "/",
 			// The agent runs as root in the box: it must start commands as
@@ -152,7 +153,7 @@ func Spec(s sandbox.BoxSpec, nofile uint64) (*specs.Spec, error) {
 			// The agent binary, read-only so a compromised box cannot replace
 			// the init of this or (the file being shared) any other box;
 			// nosuid/nodev so the mount grants nothing beyond the binary.
-			{Destination: sandbox.AgentMountPath, Type: "bind", Source: s.AgentPath, Options: []string{"bind", "ro", "nosuid", "nodev"}},
+			{Destination: agentapi.BinaryPath, Type: "bind", Source: s.AgentPath, Options: []string{"bind", "ro", "nosuid", "nodev"}},
 		},
 		Linux: &specs.Linux{
 			// User namespace: added below when the caller maps ids (sbx

@@ -10,6 +10,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/sbxdev/sbx/internal/agentapi"
 	"github.com/sbxdev/sbx/internal/errdefs"
 	"github.com/sbxdev/sbx/internal/sandbox"
 )
@@ -28,7 +29,7 @@ func TestBoxSpec(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := s.Process
-	if !slices.Equal(p.Args, []string{sandbox.AgentMountPath}) || p.Cwd != "/" || p.User.UID != 0 || !p.NoNewPrivileges || !slices.Equal(p.Env, []string{"A=1"}) {
+	if !slices.Equal(p.Args, []string{agentapi.BinaryPath}) || p.Cwd != "/" || p.User.UID != 0 || !p.NoNewPrivileges || !slices.Equal(p.Env, []string{"A=1"}) {
 		t.Errorf("process = %+v", p)
 	}
 	for _, c := range []string{"CAP_NET_RAW", "CAP_MKNOD", "CAP_AUDIT_WRITE", "CAP_SYS_ADMIN", "CAP_SYS_PTRACE", "CAP_NET_ADMIN"} {
@@ -70,7 +71,7 @@ func TestBoxSpec(t *testing.T) {
 	}
 	var agent *specs.Mount
 	for i := range s.Mounts {
-		if s.Mounts[i].Destination == sandbox.AgentMountPath {
+		if s.Mounts[i].Destination == agentapi.BinaryPath {
 			agent = &s.Mounts[i]
 		}
 	}
@@ -131,10 +132,10 @@ func TestEnsureMountpoint(t *testing.T) {
 		if err := prep(root); err != nil {
 			t.Fatal(err)
 		}
-		if err := EnsureMountpoint(root, sandbox.AgentMountPath); err != nil {
+		if err := EnsureMountpoint(root, agentapi.BinaryPath); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}
-		if fi, err := os.Stat(filepath.Join(root, sandbox.AgentMountPath)); err != nil || !fi.Mode().IsRegular() {
+		if fi, err := os.Stat(filepath.Join(root, agentapi.BinaryPath)); err != nil || !fi.Mode().IsRegular() {
 			t.Errorf("%s: mount point %v, %v", name, fi, err)
 		}
 		if err := EnsureMountDir(root, "/.sbx/run"); err != nil {
@@ -143,7 +144,7 @@ func TestEnsureMountpoint(t *testing.T) {
 		if fi, err := os.Stat(filepath.Join(root, ".sbx/run")); err != nil || !fi.IsDir() {
 			t.Errorf("%s: dir mount point %v, %v", name, fi, err)
 		}
-		if err := EnsureMountDir(root, sandbox.AgentMountPath); err == nil {
+		if err := EnsureMountDir(root, agentapi.BinaryPath); err == nil {
 			t.Errorf("%s: EnsureMountDir accepted a file", name)
 		}
 	}
@@ -165,7 +166,7 @@ func TestEnsureMountpoint(t *testing.T) {
 		if err := prep(root); err != nil {
 			t.Fatal(err)
 		}
-		if err := EnsureMountpoint(root, sandbox.AgentMountPath); err == nil {
+		if err := EnsureMountpoint(root, agentapi.BinaryPath); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 		if err := EnsureMountDir(root, "/.sbx/run"); err == nil && name != "dir instead of file" && name != "file symlink" {

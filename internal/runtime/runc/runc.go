@@ -52,6 +52,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sbxdev/sbx/internal/agentapi"
+	"github.com/sbxdev/sbx/internal/atomicfile"
 	"github.com/sbxdev/sbx/internal/errdefs"
 	"github.com/sbxdev/sbx/internal/runtime/bundle"
 	"github.com/sbxdev/sbx/internal/sandbox"
@@ -134,7 +136,7 @@ func (r *Runtime) Start(ctx context.Context, spec sandbox.BoxSpec) error {
 	if r.exists(spec.ID) {
 		return errdefs.New(errdefs.ErrConflict, "box %s already exists", spec.ID)
 	}
-	if err := bundle.EnsureMountpoint(spec.Rootfs, sandbox.AgentMountPath); err != nil {
+	if err := bundle.EnsureMountpoint(spec.Rootfs, agentapi.BinaryPath); err != nil {
 		return fmt.Errorf("start box %s: agent mount point: %w", spec.ID, err)
 	}
 	oci, err := bundle.Spec(spec, bundle.NofileLimit())
@@ -146,7 +148,7 @@ func (r *Runtime) Start(ctx context.Context, spec sandbox.BoxSpec) error {
 		return fmt.Errorf("start box %s: %w", spec.ID, err)
 	}
 	// 0600: config.json carries the agent's environment (its token).
-	if err := bundle.WriteFileAtomic(filepath.Join(spec.BundleDir, configFile), b, 0o600); err != nil {
+	if err := atomicfile.Write(filepath.Join(spec.BundleDir, configFile), b, 0o600); err != nil {
 		return fmt.Errorf("start box %s: %w", spec.ID, err)
 	}
 	logf, err := os.OpenFile(filepath.Join(spec.BundleDir, logFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)

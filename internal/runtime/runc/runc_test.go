@@ -22,6 +22,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sbxdev/sbx/internal/agentapi"
 	"github.com/sbxdev/sbx/internal/errdefs"
 	"github.com/sbxdev/sbx/internal/runtime/bundle"
 	"github.com/sbxdev/sbx/internal/sandbox"
@@ -366,7 +367,7 @@ func TestBoxSecurity(t *testing.T) {
 		found := false
 		for _, line := range strings.Split(mustCall(t, b, "cat", "/proc/self/mountinfo").Output, "\n") {
 			f := strings.Fields(line)
-			if len(f) > 5 && f[4] == sandbox.AgentMountPath {
+			if len(f) > 5 && f[4] == agentapi.BinaryPath {
 				found = true
 				opts := strings.Split(f[5], ",")
 				for _, want := range []string{"ro", "nosuid", "nodev"} {
@@ -377,7 +378,7 @@ func TestBoxSecurity(t *testing.T) {
 			}
 		}
 		if !found {
-			t.Errorf("no mount at %s", sandbox.AgentMountPath)
+			t.Errorf("no mount at %s", agentapi.BinaryPath)
 		}
 	})
 	t.Run("Devices", func(t *testing.T) {

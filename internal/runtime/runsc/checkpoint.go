@@ -12,14 +12,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/sbxdev/sbx/internal/agent"
+	"github.com/sbxdev/sbx/internal/agentapi"
 	"github.com/sbxdev/sbx/internal/runtime/bundle"
 	"github.com/sbxdev/sbx/internal/sandbox"
 )
-
-// agentConfigEnv is the variable of the agent's environment that holds its
-// configuration (see cmd/sbx-agent).
-const agentConfigEnv = "SBX_AGENT_CONFIG"
 
 // Checkpoint writes box id's whole state (memory included) into dir; see
 // sandbox.Checkpointer and the package doc for how the agent's socket is
@@ -77,17 +73,17 @@ func (r *Runtime) Checkpoint(ctx context.Context, id, dir string, leaveRunning b
 	// The box runs on (by request, or because the checkpoint failed): its
 	// agent listens again, by itself at the checkpoint's end if it can
 	// (but a failed checkpoint may not have reached the box).
-	os.Remove(filepath.Join(sockDir, quiescedName))
+	os.Remove(filepath.Join(sockDir, agentapi.QuiescedName))
 	var lerr error
 	if wasPaused {
 		lerr = r.Resume(ctx, id)
 	}
 	wakes = wakes && cerr == nil
 	if lerr == nil && !wakes {
-		lerr = r.signal(ctx, id, unix.SIGUSR2)
+		lerr = r.signal(ctx, id, agentapi.WakeSignal)
 	}
 	if lerr == nil {
-		lerr = r.awaitSocket(ctx, id, filepath.Join(sockDir, socketName), wakes)
+		lerr = r.awaitSocket(ctx, id, filepath.Join(sockDir, agentapi.SocketName), wakes)
 	}
 	if wasPaused {
 		lerr = errors.Join(lerr, r.Pause(ctx, id))
@@ -119,26 +115,28 @@ func (r *Runtime) repairQuiesced(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	marker := filepath.Join(sockDir, quiescedName)
+	marker := filepath.Join(sockDir, agentapi.QuiescedName)
 	if _, err := os.Lstat(marker); err != nil {
 		return nil
 	}
 	r.logger.Warn("box left quiesced by an interrupted checkpoint; giving its agent its socket back", "sandbox_id", id)
 	os.Remove(marker)
-	if err := r.signal(ctx, id, unix.SIGUSR2); err != nil {
+	if err := r.signal(ctx, id, agentapi.WakeSignal); err != nil {
 		return err
 	}
-	return r.awaitSocket(ctx, id, filepath.Join(sockDir, socketName), false)
+	return r.awaitSocket(ctx, id, filepath.Join(sockDir, agentapi.SocketName), false)
 }
 
-// quiesce asks box id's agent to close its socket and connections (SIGUSR1)
-// and waits for it to say so by creating the quiesced file. wakes reports
-// that the agent will listen again by itself at the end of the checkpoint
-// that follows (the file says wakes-after-checkpoint; see cmd/sbx-agent).
+// quiesce asks box id's agent to close its socket and connections
+// (agentapi.QuiesceSignal) and waits for it to say so by creating the
+// quiesced marker. wakes reports that the agent will listen again by itself
+// at the end of the checkpoint that follows (see the quiesce protocol in
+// package agentapi); a marker that says neither counts as not waking, so
+// the agent is signalled after the checkpoint.
 func (r *Runtime) quiesce(ctx context.Context, id, sockDir string) (wakes bool, err error) {
-	marker := filepath.Join(sockDir, quiescedName)
+	marker := filepath.Join(sockDir, agentapi.QuiescedName)
 	os.Remove(marker)
-	if err := r.signal(ctx, id, unix.SIGUSR1); err != nil {
+	if err := r.signal(ctx, id, agentapi.QuiesceSignal); err != nil {
 		return false, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -148,7 +146,11 @@ func (r *Runtime) quiesce(ctx context.Context, id, sockDir string) (wakes bool, 
 	delay := time.Millisecond
 	for n := 0; ; n++ {
 		if _, err := os.Lstat(marker); err == nil {
-			return readMarker(marker) == agent.QuiescedWakes, nil
+			wakes, err := agentapi.ReadQuiesced(sockDir)
+			if err != nil {
+				r.logger.Warn("unreadable quiesced marker: the agent will be signalled after the checkpoint", "sandbox_id", id, "err", err)
+			}
+			return wakes, nil
 		}
 		select {
 		case <-ctx.Done():
@@ -161,24 +163,7 @@ func (r *Runtime) quiesce(ctx context.Context, id, sockDir string) (wakes bool, 
 	}
 }
 
-// readMarker reads the few bytes of the quiesced file at path. The box's
-// root writes that directory: a symlink, a FIFO or a device there is not
-// followed or read.
-func readMarker(path string) string {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		return ""
-	}
-	b := make([]byte, 64)
-	n, _ := f.Read(b)
-	return string(b[:n])
-}
-
-// socketDir returns the host directory mounted at runDir in box id, from
+// socketDir returns the host directory mounted at agentapi.RunDir in box id, from
 // the bundle runsc recorded.
 func (r *Runtime) socketDir(id string) (string, error) {
 	out, err := r.output(context.Background(), nil, "state", id)
@@ -205,11 +190,11 @@ func (r *Runtime) socketDir(id string) (string, error) {
 		return "", err
 	}
 	for _, m := range spec.Mounts {
-		if m.Destination == runDir {
+		if m.Destination == agentapi.RunDir {
 			return m.Source, nil
 		}
 	}
-	return "", fmt.Errorf("box %s has no %s mount", id, runDir)
+	return "", fmt.Errorf("box %s has no %s mount", id, agentapi.RunDir)
 }
 
 // writeAgentConfig puts the agent configuration of spec into the box's
@@ -221,14 +206,14 @@ func (r *Runtime) socketDir(id string) (string, error) {
 func writeAgentConfig(sockDir string, spec sandbox.BoxSpec) error {
 	var cfg string
 	for _, kv := range spec.Env {
-		if v, ok := strings.CutPrefix(kv, agentConfigEnv+"="); ok {
+		if v, ok := strings.CutPrefix(kv, agentapi.ConfigEnv+"="); ok {
 			cfg = v
 		}
 	}
 	if cfg == "" {
-		return fmt.Errorf("box spec has no %s", agentConfigEnv)
+		return fmt.Errorf("box spec has no %s", agentapi.ConfigEnv)
 	}
-	f, err := os.OpenFile(filepath.Join(sockDir, agentConfName), os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
+	f, err := os.OpenFile(filepath.Join(sockDir, agentapi.ReconfigName), os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return fmt.Errorf("agent config: %w", err)
 	}

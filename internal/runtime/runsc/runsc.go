@@ -96,6 +96,8 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/sbxdev/sbx/internal/agentapi"
+	"github.com/sbxdev/sbx/internal/atomicfile"
 	"github.com/sbxdev/sbx/internal/errdefs"
 	"github.com/sbxdev/sbx/internal/runtime/bundle"
 	"github.com/sbxdev/sbx/internal/sandbox"
@@ -151,19 +153,13 @@ const (
 	logFile    = "agent.log"
 	pidFile    = "init.pid" // the box's sandbox process (the Sentry)
 
-	socketName   = "agent.sock"
-	quiescedName = "quiesced"
 	// wakesName, in a checkpoint image, says that the agent in it listens
 	// again by itself once restored (see Checkpoint).
 	wakesName = "agent-wakes"
 	// wakeGrace is how long an agent that wakes by itself after a
 	// checkpoint gets before it is signalled after all.
-	wakeGrace     = 3 * time.Second
-	agentConfName = "agent.json"
+	wakeGrace = 3 * time.Second
 )
-
-// runDir is where the box's socket directory appears inside the box.
-const runDir = "/.sbx/run"
 
 // New returns a runsc driver. It refuses a runsc that does not run.
 func New(opts Options) (*Runtime, error) {
@@ -230,12 +226,12 @@ func (r *Runtime) launch(ctx context.Context, spec sandbox.BoxSpec, image string
 	if r.exists(spec.ID) {
 		return errdefs.New(errdefs.ErrConflict, "box %s already exists", spec.ID)
 	}
-	if err := bundle.EnsureMountpoint(spec.Rootfs, sandbox.AgentMountPath); err != nil {
+	if err := bundle.EnsureMountpoint(spec.Rootfs, agentapi.BinaryPath); err != nil {
 		return fmt.Errorf("%s box %s: agent mount point: %w", op, spec.ID, err)
 	}
 	// Created here, as host root, rather than by runsc's gofer, which works
 	// as the box's root and may not write to /.sbx.
-	if err := bundle.EnsureMountDir(spec.Rootfs, runDir); err != nil {
+	if err := bundle.EnsureMountDir(spec.Rootfs, agentapi.RunDir); err != nil {
 		return fmt.Errorf("%s box %s: socket mount point: %w", op, spec.ID, err)
 	}
 	// /tmp is bind-mounted from the rootfs (see boxSpec). The rootfs is
@@ -269,7 +265,7 @@ func (r *Runtime) launch(ctx context.Context, spec sandbox.BoxSpec, image string
 		return fmt.Errorf("%s box %s: %w", op, spec.ID, err)
 	}
 	// 0600: config.json carries the agent's environment (its token).
-	if err := bundle.WriteFileAtomic(filepath.Join(spec.BundleDir, configFile), b, 0o600); err != nil {
+	if err := atomicfile.Write(filepath.Join(spec.BundleDir, configFile), b, 0o600); err != nil {
 		return fmt.Errorf("%s box %s: %w", op, spec.ID, err)
 	}
 	logf, err := os.OpenFile(filepath.Join(spec.BundleDir, logFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
@@ -317,7 +313,7 @@ func (r *Runtime) launch(ctx context.Context, spec sandbox.BoxSpec, image string
 			wakes = werr == nil
 		}
 		if image != "" && !wakes {
-			err = r.signal(ctx, spec.ID, unix.SIGUSR2)
+			err = r.signal(ctx, spec.ID, agentapi.WakeSignal)
 			signalled = time.Now()
 		}
 		if err == nil {
@@ -400,8 +396,8 @@ func prepareSocketDir(dir string, spec sandbox.BoxSpec) error {
 			return fmt.Errorf("socket dir: %w", err)
 		}
 	}
-	if filepath.Base(spec.AgentSocket) != socketName {
-		return fmt.Errorf("agent socket %s must be named %s", spec.AgentSocket, socketName)
+	if filepath.Base(spec.AgentSocket) != agentapi.SocketName {
+		return fmt.Errorf("agent socket %s must be named %s", spec.AgentSocket, agentapi.SocketName)
 	}
 	if m := spec.IDMap; m != nil {
 		if err := os.Chown(dir, int(m.HostID), int(m.HostID)); err != nil {
@@ -447,7 +443,7 @@ func boxSpec(s sandbox.BoxSpec) (*specs.Spec, error) {
 	hostPids := 4*s.Limits.Pids + 512
 	spec.Linux.Resources.Pids = &specs.LinuxPids{Limit: &hostPids}
 	// The agent listens on a socket it binds itself (see the package doc).
-	spec.Process.Args = []string{sandbox.AgentMountPath, "-listen", "unix:" + runDir + "/" + socketName}
+	spec.Process.Args = []string{agentapi.BinaryPath, "-listen", "unix:" + agentapi.SocketPath}
 	// /tmp stays on the sandbox's disk as under runc: files there count
 	// against its disk quota, and survive a files-only pause and template
 	// builds. Without a mount of its own, runsc would put an in-memory
@@ -459,7 +455,7 @@ func boxSpec(s sandbox.BoxSpec) (*specs.Spec, error) {
 		Options:     []string{"rbind", "rw", "nosuid", "nodev"},
 	})
 	spec.Mounts = append(spec.Mounts, specs.Mount{
-		Destination: runDir,
+		Destination: agentapi.RunDir,
 		Type:        "bind",
 		Source:      filepath.Dir(s.AgentSocket),
 		// Writable (the agent binds its socket there) but nothing in it
@@ -492,7 +488,7 @@ func (r *Runtime) awaitSocket(ctx context.Context, id, path string, wakes bool) 
 		}
 		if wakes && time.Since(start) > wakeGrace {
 			r.logger.Warn("the agent did not listen again by itself after the checkpoint; signalling it", "sandbox_id", id)
-			if err := r.signal(ctx, id, unix.SIGUSR2); err != nil {
+			if err := r.signal(ctx, id, agentapi.WakeSignal); err != nil {
 				return err
 			}
 			wakes = false
@@ -619,7 +615,7 @@ func (r *Runtime) checkpointing(id string) bool {
 	if err != nil {
 		return false
 	}
-	_, err = os.Lstat(filepath.Join(dir, quiescedName))
+	_, err = os.Lstat(filepath.Join(dir, agentapi.QuiescedName))
 	return err == nil
 }
 

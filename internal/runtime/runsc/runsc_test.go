@@ -10,6 +10,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/sbxdev/sbx/internal/agentapi"
 	"github.com/sbxdev/sbx/internal/sandbox"
 )
 
@@ -37,15 +38,15 @@ func TestBoxSpec(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(spec.Process.Args, " "); got != sandbox.AgentMountPath+" -listen unix:/.sbx/run/agent.sock" {
+	if got := strings.Join(spec.Process.Args, " "); got != agentapi.BinaryPath+" -listen unix:/.sbx/run/agent.sock" {
 		t.Errorf("args %q", got)
 	}
 	if spec.Linux.Seccomp != nil {
 		t.Error("the OCI seccomp profile is passed to runsc")
 	}
-	i := slices.IndexFunc(spec.Mounts, func(m specs.Mount) bool { return m.Destination == runDir })
+	i := slices.IndexFunc(spec.Mounts, func(m specs.Mount) bool { return m.Destination == agentapi.RunDir })
 	if i < 0 {
-		t.Fatalf("no %s mount: %+v", runDir, spec.Mounts)
+		t.Fatalf("no %s mount: %+v", agentapi.RunDir, spec.Mounts)
 	}
 	if m := spec.Mounts[i]; m.Source != filepath.Dir(s.AgentSocket) || !slices.Contains(m.Options, "noexec") || !slices.Contains(m.Options, "nosuid") {
 		t.Errorf("socket dir mount %+v", m)
@@ -79,12 +80,12 @@ func TestSocketDir(t *testing.T) {
 	// What a box may leave behind: its socket, a stale marker, symlinks
 	// aimed at host files under the names the driver writes.
 	os.MkdirAll(filepath.Join(dir, "sub"), 0o755)
-	for name, target := range map[string]string{agentConfName: victim, agentConfName + ".tmp": victim, "sub/x": victim} {
+	for name, target := range map[string]string{agentapi.ReconfigName: victim, agentapi.ReconfigName + ".tmp": victim, "sub/x": victim} {
 		if err := os.Symlink(target, filepath.Join(dir, name)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	os.WriteFile(filepath.Join(dir, quiescedName), nil, 0o600)
+	os.WriteFile(filepath.Join(dir, agentapi.QuiescedName), nil, 0o600)
 	if err := prepareSocketDir(dir, s); err != nil {
 		t.Fatal(err)
 	}
@@ -102,13 +103,13 @@ func TestSocketDir(t *testing.T) {
 	if err := writeAgentConfig(dir, s); err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(filepath.Join(dir, agentConfName))
+	b, err := os.ReadFile(filepath.Join(dir, agentapi.ReconfigName))
 	if err != nil || string(b) != `{"accessToken":"t"}` {
 		t.Fatalf("agent config %q, %v", b, err)
 	}
 	// A symlink planted under the config's name is never written through.
-	os.Remove(filepath.Join(dir, agentConfName))
-	os.Symlink(victim, filepath.Join(dir, agentConfName))
+	os.Remove(filepath.Join(dir, agentapi.ReconfigName))
+	os.Symlink(victim, filepath.Join(dir, agentapi.ReconfigName))
 	if err := writeAgentConfig(dir, s); err == nil {
 		t.Error("wrote the agent config through a symlink")
 	}
