@@ -1,7 +1,8 @@
-// Package api is sbx's HTTP surface: the E2B-shaped REST control plane, its
-// authentication and error shape, and the data-plane proxy that forwards
-// requests addressed to a sandbox (by E2b-Sandbox-Id/E2b-Sandbox-Port headers
-// or by a {port}-{sandboxID}.{domain} Host) to that sandbox's agent.
+// Package api is sbx's control plane: the E2B-shaped REST API (sandboxes,
+// templates, builds, keys) and sbx's extensions, with its authentication by
+// API key and its cross-origin check. Errors are answered through package
+// errhttp. Data-plane requests (those addressed to a sandbox) never reach
+// it: internal/server sends them to package proxy.
 package api
 
 import (
@@ -41,8 +42,8 @@ type TemplateStore interface {
 
 // Config configures the API.
 type Config struct {
-	// Domain is returned to SDKs as the sandbox domain and used for Host
-	// routing ({port}-{sandboxID}.{Domain}).
+	// Domain is returned to SDKs as the sandbox domain (the data plane
+	// routes Hosts of {port}-{sandboxID}.{Domain}).
 	Domain string
 	// Builds runs template builds; nil answers the build routes with 409.
 	Builds *build.Builds
@@ -55,7 +56,6 @@ type Server struct {
 	keys      *Keys
 	templates TemplateStore
 	log       *slog.Logger
-	proxy     *proxy
 	ready     atomic.Bool
 	mux       *http.ServeMux
 }
@@ -63,10 +63,6 @@ type Server struct {
 // New returns the API server. It answers 503 until SetReady(true).
 func New(cfg Config, mgr *sandbox.Manager, keys *Keys, templates TemplateStore, logger *slog.Logger) *Server {
 	s := &Server{cfg: cfg, mgr: mgr, keys: keys, templates: templates, log: logger}
-	s.proxy = newProxy(mgr, logger)
-	mgr.OnKill(s.proxy.forget)
-	mgr.OnPause(s.proxy.forget)
-	mgr.SetActivity(s.proxy.activity)
 	s.routes()
 	return s
 }
@@ -74,8 +70,10 @@ func New(cfg Config, mgr *sandbox.Manager, keys *Keys, templates TemplateStore, 
 // SetReady marks the server ready (templates built, sandboxes re-adopted).
 func (s *Server) SetReady(v bool) { s.ready.Store(v) }
 
-// Close drops the proxy's idle connections.
-func (s *Server) Close() { s.proxy.closeAll() }
+// Ready reports whether the server is ready (SetReady). Until then the
+// control plane answers 503, and so must whatever serves the data plane
+// beside it.
+func (s *Server) Ready() bool { return s.ready.Load() }
 
 func (s *Server) routes() {
 	m := http.NewServeMux()
@@ -128,17 +126,9 @@ func (s *Server) routes() {
 	s.mux = m
 }
 
-// ServeHTTP routes data-plane requests to the proxy and everything else to
-// the control plane.
+// ServeHTTP serves the control plane. Data-plane requests are sent
+// elsewhere before they get here (internal/server).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if t, ok := s.proxy.target(r, s.cfg.Domain); ok {
-		if !s.ready.Load() {
-			writeError(w, r, s.log, errdefs.New(errdefs.ErrUnavailable, "sbx is starting"))
-			return
-		}
-		s.proxy.serve(w, r, t)
-		return
-	}
 	// Browsers attach Origin to cross-origin requests; the control plane is
 	// for programs holding an API key, so a page on another origin must
 	// not be able to drive it with a key it got hold of.

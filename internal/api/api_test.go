@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sbxdev/sbx/internal/errdefs"
+	"github.com/sbxdev/sbx/internal/errhttp"
 )
 
 func TestDecode(t *testing.T) {
@@ -57,7 +58,7 @@ func TestDecode(t *testing.T) {
 			if msg := errdefs.Message(err); !strings.Contains(msg, tc.msg) {
 				t.Errorf("message = %q, want it to contain %q", msg, tc.msg)
 			}
-			if status := statusOf(err); tc.class == errdefs.ErrTooLarge && status != http.StatusRequestEntityTooLarge {
+			if status := errhttp.Status(err); tc.class == errdefs.ErrTooLarge && status != http.StatusRequestEntityTooLarge {
 				t.Errorf("status = %d, want 413", status)
 			}
 			// Messages describe the problem without echoing input.

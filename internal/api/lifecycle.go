@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sbxdev/sbx/internal/errdefs"
+	"github.com/sbxdev/sbx/internal/errhttp"
 	"github.com/sbxdev/sbx/internal/sandbox"
 )
 
@@ -46,8 +47,8 @@ type forkRequest struct {
 }
 
 type forkResult struct {
-	Sandbox *sandboxBody `json:"sandbox,omitempty"`
-	Error   *errorBody   `json:"error,omitempty"`
+	Sandbox *sandboxBody  `json:"sandbox,omitempty"`
+	Error   *errhttp.Body `json:"error,omitempty"`
 }
 
 func snapshotOut(sn *sandbox.Snapshot) snapshotBody {
@@ -170,9 +171,9 @@ func (s *Server) forkSandbox(w http.ResponseWriter, r *http.Request) error {
 	out := make([]forkResult, len(results))
 	for i, res := range results {
 		if res.Err != nil {
-			status := statusOf(res.Err)
+			status := errhttp.Status(res.Err)
 			s.log.Warn("fork copy failed", "sandbox_id", r.PathValue("id"), "status", status, "err", res.Err)
-			out[i].Error = &errorBody{Code: status, Message: errdefs.Message(res.Err)}
+			out[i].Error = &errhttp.Body{Code: status, Message: errdefs.Message(res.Err)}
 			continue
 		}
 		b := s.sandboxBody(res.Sandbox)

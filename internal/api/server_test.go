@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sbxdev/sbx/internal/errdefs"
+	"github.com/sbxdev/sbx/internal/errhttp"
 	"github.com/sbxdev/sbx/internal/sandbox"
 	"github.com/sbxdev/sbx/internal/store"
 	"github.com/sbxdev/sbx/internal/template"
@@ -92,7 +93,6 @@ func newTestServer(t *testing.T, cfg sandbox.Config) *testServer {
 	}
 	t.Cleanup(mgr.Close)
 	s := New(Config{Domain: testDomain}, mgr, keys, tpls, log)
-	t.Cleanup(s.Close)
 	return &testServer{Server: s, db: db, mgr: mgr, adminKey: admin, plainKey: plain}
 }
 
@@ -132,7 +132,7 @@ func wantError(t *testing.T, w *httptest.ResponseRecorder, status int, msg strin
 	if ct := w.Header().Get("Content-Type"); ct != "application/json" {
 		t.Errorf("Content-Type = %q, want application/json", ct)
 	}
-	var b errorBody
+	var b errhttp.Body
 	dec := json.NewDecoder(w.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&b); err != nil {
@@ -166,7 +166,6 @@ func TestHealth(t *testing.T) {
 func TestNotReady(t *testing.T) {
 	s := newTestServer(t, sandbox.Config{})
 	wantError(t, s.do(t, "GET", "/v2/sandboxes", s.adminKey, ""), 503, "sbx is starting")
-	wantError(t, s.do(t, "GET", "/", "", "", "E2b-Sandbox-Id: abc", "E2b-Sandbox-Port: 49983"), 503, "sbx is starting")
 }
 
 func TestAuth(t *testing.T) {
@@ -401,42 +400,5 @@ func decodeBody(t *testing.T, w *httptest.ResponseRecorder, status int, v any) {
 	}
 	if err := json.Unmarshal(w.Body.Bytes(), v); err != nil {
 		t.Fatalf("body %s: %v", w.Body, err)
-	}
-}
-
-// TestDataPlaneRouting checks which requests the data plane takes and what
-// it answers for sandboxes it cannot reach, without a runtime.
-func TestDataPlaneRouting(t *testing.T) {
-	s := newTestServer(t, sandbox.Config{})
-	s.SetReady(true)
-	now := time.Now().UTC()
-	failed := &store.Sandbox{ID: "cfailedsandbox000001", Template: "base", State: sandbox.StateFailed, CreatedAt: now, StartedAt: now}
-	if err := s.db.PutSandbox(context.Background(), failed); err != nil {
-		t.Fatal(err)
-	}
-	for _, tc := range []struct {
-		name   string
-		hdr    []string
-		status int
-		msg    string
-	}{
-		{"headers, unknown sandbox", []string{"E2b-Sandbox-Id: nosuchsandbox", "E2b-Sandbox-Port: 49983"}, 502, "not found"},
-		{"headers, failed sandbox", []string{"E2b-Sandbox-Id: " + failed.ID, "E2b-Sandbox-Port: 3000"}, 502, "is failed"},
-		{"headers, no port", []string{"E2b-Sandbox-Id: nosuchsandbox"}, 400, "between 1 and 65535"},
-		{"headers, port 0", []string{"E2b-Sandbox-Id: nosuchsandbox", "E2b-Sandbox-Port: 0"}, 400, "between 1 and 65535"},
-		{"headers, port too big", []string{"E2b-Sandbox-Id: nosuchsandbox", "E2b-Sandbox-Port: 65536"}, 400, "between 1 and 65535"},
-		{"headers skip the origin check", []string{"E2b-Sandbox-Id: nosuchsandbox", "E2b-Sandbox-Port: 49983", "Origin: https://evil.example"}, 502, "not found"},
-		{"host", []string{"Host: 49983-nosuchsandbox." + testDomain}, 502, "not found"},
-		{"host without the domain's port", []string{"Host: 3000-nosuchsandbox.sbx.test"}, 502, "not found"},
-		{"host, failed sandbox", []string{"Host: 8080-" + failed.ID + "." + testDomain}, 502, "is failed"},
-		{"host, port 0", []string{"Host: 0-nosuchsandbox." + testDomain}, 400, "between 1 and 65535"},
-		// Hosts that are not {port}-{id}.{domain} go to the control plane.
-		{"host, no port label", []string{"Host: nosuchsandbox." + testDomain}, 404, "no route"},
-		{"host, nested label", []string{"Host: 3000-a.b." + testDomain}, 404, "no route"},
-		{"host, other domain", []string{"Host: 3000-nosuchsandbox.example.com"}, 404, "no route"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			wantError(t, s.do(t, "GET", "/some/path", "", "", tc.hdr...), tc.status, tc.msg)
-		})
 	}
 }

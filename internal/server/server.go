@@ -1,6 +1,7 @@
 // Package server wires sbx serve together: the store, the template store, the
-// runtime, the sandbox Manager and the HTTP API, with start-up recovery and
-// graceful shutdown.
+// runtime, the sandbox Manager, the HTTP API (control plane) and the proxy
+// (data plane) behind one handler, with start-up recovery and graceful
+// shutdown.
 //
 // Start-up, in order:
 //
@@ -215,13 +216,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		cfg.Domain = "localhost:" + port
 	}
 	apiSrv := api.New(api.Config{Domain: cfg.Domain, Builds: builds}, mgr, keys, templates, log)
-	defer apiSrv.Close()
+	px := newProxy(cfg.Domain, mgr, log)
+	defer px.Close()
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true) // h2c, for gRPC/Connect clients and preview URLs
 	protocols.SetHTTP2(true)            // over TLS, by ALPN
 	hs := &http.Server{
-		Handler:           apiSrv,
+		Handler:           handler{proxy: px, api: apiSrv, log: log},
 		Protocols:         &protocols,
 		ReadHeaderTimeout: 30 * time.Second,
 		MaxHeaderBytes:    64 << 10,

@@ -1,4 +1,4 @@
-package api
+package proxy
 
 import (
 	"bytes"
@@ -20,7 +20,7 @@ import (
 // Connections to a sandbox port go to the port on the sandbox's loopback, so
 // services bound to 127.0.0.1 only are reachable too. Where the sandbox's
 // runtime runs it on the host kernel's network stack (runc), sbx opens them
-// itself from inside the sandbox's network namespace (sandbox.PortDialer):
+// itself from inside the sandbox's network namespace ([Sandboxes.PortDialer]):
 // one loopback TCP connection, as a client in the sandbox would make.
 // Otherwise (gVisor has a network stack of its own) each is a tunnel through
 // the sandbox's agent (package tunnel), which dials the port from inside.

@@ -1,4 +1,4 @@
-package api
+package proxy
 
 import (
 	"io"
@@ -10,7 +10,7 @@ import (
 // through. net/http copies a request body onto its connection with
 // io.Copy, 32 KiB at a time: for a large upload (the /files route) that
 // is a write, and a wake-up of the agent, per 32 KiB. Up to 1 MiB per
-// write halves the CPU the server spends per byte uploaded.
+// write cuts the CPU the server spends per byte uploaded.
 const bulkCopyBuffer = 1 << 20
 
 var bulkBuffers = sync.Pool{New: func() any { b := make([]byte, bulkCopyBuffer); return &b }}

@@ -1,4 +1,4 @@
-package api
+package errhttp
 
 import (
 	"bytes"
@@ -14,9 +14,9 @@ import (
 	"github.com/sbxdev/sbx/internal/errdefs"
 )
 
-// TestWriteError checks the one mapping from error class to HTTP status and
+// TestWrite checks the one mapping from error class to HTTP status and
 // E2B body, as docs/api.md documents it.
-func TestWriteError(t *testing.T) {
+func TestWrite(t *testing.T) {
 	const secret = "/var/lib/sbx/secret-path: runc said something private"
 	cause := errors.New(secret)
 	for _, tc := range []struct {
@@ -46,7 +46,7 @@ func TestWriteError(t *testing.T) {
 			var logs bytes.Buffer
 			log := slog.New(slog.NewTextHandler(&logs, nil))
 			w := httptest.NewRecorder()
-			writeError(w, httptest.NewRequest("GET", "/x", nil), log, tc.err)
+			Write(w, httptest.NewRequest("GET", "/x", nil), log, tc.err)
 			if w.Code != tc.status {
 				t.Errorf("status = %d, want %d", w.Code, tc.status)
 			}
@@ -88,8 +88,8 @@ func TestStatusOfEveryClass(t *testing.T) {
 		errdefs.ErrTooLarge:           http.StatusRequestEntityTooLarge,
 		errdefs.ErrUnavailable:        http.StatusServiceUnavailable,
 	} {
-		if got := statusOf(class); got != status {
-			t.Errorf("statusOf(%v) = %d, want %d", class, got, status)
+		if got := Status(class); got != status {
+			t.Errorf("Status(%v) = %d, want %d", class, got, status)
 		}
 		if got := errdefs.Message(class); got == "internal error" {
 			t.Errorf("errdefs.Message(%v) = %q", class, got)

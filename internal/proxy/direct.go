@@ -1,4 +1,4 @@
-package api
+package proxy
 
 import (
 	"bufio"
@@ -18,23 +18,20 @@ import (
 // A download through httputil.ReverseProxy is copied 256 KiB at a time with
 // a flush per read. For the commonest case, a GET without a body from an
 // HTTP/1.1 client (over TLS or not) to a port sbx reaches by TCP itself
-// (runc; see sandbox.PortDialer), the proxy makes the upstream request
+// (runc; see [Sandboxes.PortDialer]), the proxy makes the upstream request
 // itself on a connection it owns and sends a body of known length of at
 // least largeBodyMin bytes through a 4 MiB buffer: one read of the
 // sandbox's socket, one write to the client's, as much as each has at a
 // time.
 //
-// That is faster than splice(2), which this path used before. On 2 vCPUs
-// shared by the client, sbx and the server in the sandbox, a 1 GiB
-// download went at 0.92-0.96x of a direct connection to the sandbox's
-// address instead of 0.66-0.67x (docs/benchmarks.md, 12-03), for the same
-// CPU in sbx (0.31-0.33 s per GiB): what changed is the other two, the server in
-// the sandbox and the client, which spent about half as much CPU per byte
-// (perf). A spliced page stays in flight through both sockets until the
-// client has acknowledged it, so the server writes into new pages and the
-// client reads from memory no cache holds; a copy frees each socket's
-// pages at once, and they are reused while hot. Splice remains for when
-// every large buffer is in use: it needs no memory of sbx's.
+// That is faster than splicing (splice(2)) the body, for the same
+// CPU in sbx: what the copy saves is the CPU of the other two, the server in
+// the sandbox and the client (docs/benchmarks.md has the measurements). A
+// spliced page stays in flight through both sockets until the client has
+// acknowledged it, so the server writes into new pages and the client
+// reads from memory no cache holds; a copy frees each socket's pages at
+// once, and they are reused while hot. Splice remains for when every large
+// buffer is in use: it needs no memory of sbx's.
 //
 // Everything else about the exchange is as ReverseProxy does it: hop-by-hop
 // headers dropped both ways, X-Forwarded-For/-Host/-Proto set, the app sees

@@ -1,4 +1,4 @@
-package api
+package proxy
 
 import (
 	"context"
@@ -15,27 +15,87 @@ import (
 	"time"
 
 	"github.com/sbxdev/sbx/internal/errdefs"
-	"github.com/sbxdev/sbx/internal/sandbox"
+	"github.com/sbxdev/sbx/internal/errhttp"
 	"github.com/sbxdev/sbx/internal/tunnel"
 )
 
 // EnvdPort is the port SDKs address the sandbox agent (E2B's envd) on.
 const EnvdPort = 49983
 
-// target is the sandbox and port a data-plane request is addressed to.
-type target struct {
-	id   string
-	port int
+// Sandboxes is what the proxy needs of the sandbox manager: a sandbox
+// resolved and running, and ways into it. internal/server adapts
+// sandbox.Manager to it.
+//
+// Its methods are called from many goroutines at once (one per request, and
+// more for connections opened while requests run), for one sandbox or many;
+// an implementation must be safe for that. Each honours its context.
+type Sandboxes interface {
+	// EnsureRunning returns sandbox id once it is running, waking it
+	// first when it is paused and its lifecycle allows that (which can take
+	// as long as a resume). The proxy calls it before it forwards traffic to
+	// a sandbox it holds no connections to. A sandbox that is not running is
+	// an error wrapping errdefs.ErrFailedPrecondition, an unknown or killed
+	// one errdefs.ErrNotFound: both are answered as a sandbox that is gone.
+	EnsureRunning(ctx context.Context, id string) (Sandbox, error)
+	// DialAgent connects to sandbox id's agent, which serves envd's HTTP
+	// API and the tunnel to the sandbox's ports.
+	DialAgent(ctx context.Context, id string) (net.Conn, error)
+	// PortDialer returns a way to sandbox id's ports that does not go
+	// through its agent, or nil (and no error) when its runtime has none;
+	// the proxy then reaches the ports through the agent's tunnel. An error
+	// wrapping errdefs.ErrFailedPrecondition means the sandbox is not
+	// running now (the proxy asks again later); any other error makes the
+	// proxy use the agent for this sandbox from then on. The proxy closes
+	// the dialer when it drops the sandbox.
+	PortDialer(ctx context.Context, id string) (PortDialer, error)
 }
 
-// proxy forwards data-plane requests to sandboxes. Requests for EnvdPort go
+// Sandbox is what the proxy needs of a running sandbox's record.
+type Sandbox struct {
+	// ID is the sandbox's id.
+	ID string
+	// EnvdToken is the envd access token: the agent checks it on requests
+	// for EnvdPort, and the proxy presents it to open a tunnel.
+	EnvdToken string
+	// TrafficToken is the traffic access token requests to the sandbox's
+	// other ports must carry in TrafficTokenHeader; "" when its ports are
+	// public.
+	TrafficToken string
+}
+
+// PortDialer connects to TCP ports on one sandbox's loopback. DialPort may be
+// called concurrently, also with Close; after Close it fails. Nothing
+// listening on the port is a *tunnel.Error, as the agent's tunnel answers.
+type PortDialer interface {
+	DialPort(ctx context.Context, port int) (net.Conn, error)
+	Close() error
+}
+
+// Config configures a Proxy.
+type Config struct {
+	// Domain is the sandbox domain: a Host of {port}-{sandboxID}.{Domain}
+	// addresses port of sandbox sandboxID. Empty: only the headers route.
+	Domain string
+}
+
+// Target is the sandbox and port a data-plane request is addressed to.
+type Target struct {
+	SandboxID string
+	// Port is the sandbox port, -1 when the request named none that
+	// parses (Serve answers it as a bad port).
+	Port int
+}
+
+// Proxy forwards data-plane requests to sandboxes. Requests for EnvdPort go
 // to the agent's own HTTP server over its unix socket; requests for any
-// other port go through the agent's tunnel to that port inside the
-// sandbox's network namespace. Responses stream without buffering.
-type proxy struct {
-	mgr   *sandbox.Manager
+// other port go to that port on the sandbox's loopback (see ports.go).
+// Responses stream without buffering. Create it with New; it is safe for
+// concurrent use.
+type Proxy struct {
+	cfg   Config
+	boxes Sandboxes
 	log   *slog.Logger
-	large *boundedPool // large bodies' copy buffers (proxy_direct.go)
+	large *boundedPool // large bodies' copy buffers (direct.go)
 
 	mu       sync.Mutex
 	backends map[string]*backend
@@ -54,9 +114,9 @@ type backend struct {
 	// portDialer.
 	netnsMu   sync.Mutex
 	netnsDone bool
-	netns     *sandbox.PortDialer
-	openNetns func(context.Context) (*sandbox.PortDialer, error)
-	direct    directPool   // connections of plain GETs (proxy_direct.go)
+	netns     PortDialer
+	openNetns func(context.Context) (PortDialer, error)
+	direct    directPool   // connections of plain GETs (direct.go)
 	large     *boundedPool // the proxy's large buffers
 	log       *slog.Logger
 	onErr     func(http.ResponseWriter, *http.Request, error)
@@ -71,41 +131,46 @@ type backend struct {
 	open atomic.Int64
 }
 
-func newProxy(mgr *sandbox.Manager, log *slog.Logger) *proxy {
-	return &proxy{mgr: mgr, log: log, backends: map[string]*backend{},
+// New returns a proxy to the sandboxes of boxes. Tell it when a sandbox is
+// killed or paused (Forget), and close it when the server stops (Close).
+func New(cfg Config, boxes Sandboxes, log *slog.Logger) *Proxy {
+	return &Proxy{cfg: cfg, boxes: boxes, log: log, backends: map[string]*backend{},
 		large: newBoundedPool(largeBufferSize, largeBuffersMax)}
 }
 
-// target finds the sandbox a request is for: E2b-Sandbox-Id and
-// E2b-Sandbox-Port headers (what the e2b SDKs send when E2B_SANDBOX_URL is
-// set), or a Host of the form {port}-{sandboxID}.{domain}.
-func (p *proxy) target(r *http.Request, domain string) (target, bool) {
+// Route reports whether r is a data-plane request, and for which sandbox and
+// port: E2b-Sandbox-Id and E2b-Sandbox-Port headers (what the e2b SDKs send
+// when E2B_SANDBOX_URL is set), or a Host of the form
+// {port}-{sandboxID}.{Config.Domain}. Anything else is for the control
+// plane.
+func (p *Proxy) Route(r *http.Request) (Target, bool) {
+	domain := p.cfg.Domain
 	if id := r.Header.Get("E2b-Sandbox-Id"); id != "" {
 		port, err := strconv.Atoi(r.Header.Get("E2b-Sandbox-Port"))
 		if err != nil {
 			port = -1 // reported as a bad port by serve
 		}
-		return target{id: id, port: port}, true
+		return Target{SandboxID: id, Port: port}, true
 	}
 	if domain == "" {
-		return target{}, false
+		return Target{}, false
 	}
 	// Ports are not compared: a domain of example.com:443 is reached as
 	// 3000-id.example.com, and a domain of example.com (behind port 443)
 	// may be reached on the server's own port.
 	label, ok := strings.CutSuffix(strings.ToLower(stripPort(r.Host)), "."+strings.ToLower(stripPort(domain)))
 	if !ok {
-		return target{}, false
+		return Target{}, false
 	}
 	portStr, id, ok := strings.Cut(label, "-")
 	if !ok || strings.Contains(id, ".") {
-		return target{}, false
+		return Target{}, false
 	}
 	port, err := strconv.Atoi(portStr)
 	if err != nil {
-		return target{}, false
+		return Target{}, false
 	}
-	return target{id: id, port: port}, true
+	return Target{SandboxID: id, Port: port}, true
 }
 
 func stripPort(h string) string {
@@ -115,18 +180,21 @@ func stripPort(h string) string {
 	return h
 }
 
-func (p *proxy) serve(w http.ResponseWriter, r *http.Request, t target) {
-	if t.port < 1 || t.port > 65535 {
-		writeError(w, r, p.log, errdefs.New(errdefs.ErrInvalidArgument, "sandbox port must be between 1 and 65535"))
+// Serve forwards r to t, which Route returned for it, and answers errors
+// (a bad port, a sandbox that is gone or unreachable, a missing traffic
+// token) in E2B's shape.
+func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t Target) {
+	if t.Port < 1 || t.Port > 65535 {
+		errhttp.Write(w, r, p.log, errdefs.New(errdefs.ErrInvalidArgument, "sandbox port must be between 1 and 65535"))
 		return
 	}
-	if t.port == EnvdPort && strings.HasPrefix(path.Clean("/"+r.URL.Path), "/.sbx/") {
+	if t.Port == EnvdPort && strings.HasPrefix(path.Clean("/"+r.URL.Path), "/.sbx/") {
 		// The agent's own routes for sbx serve (agent.ConfigurePath).
-		writeError(w, r, p.log, errdefs.New(errdefs.ErrNotFound, "no such path"))
+		errhttp.Write(w, r, p.log, errdefs.New(errdefs.ErrNotFound, "no such path"))
 		return
 	}
-	b, err := p.backend(r.Context(), t.id)
-	if err == nil && t.port != EnvdPort {
+	b, err := p.backend(r.Context(), t.SandboxID)
+	if err == nil && t.Port != EnvdPort {
 		// The agent's port has its own authentication (the envd access
 		// token, checked by the agent); every other port may be private.
 		err = checkTraffic(r, b.traffic)
@@ -136,10 +204,10 @@ func (p *proxy) serve(w http.ResponseWriter, r *http.Request, t target) {
 			// The e2b SDKs read 502 from the data plane as "the sandbox
 			// is gone" (isRunning() false, SandboxNotFoundError), as
 			// E2B's own proxy answers; the body still says why.
-			writeJSON(w, http.StatusBadGateway, errorBody{Code: http.StatusBadGateway, Message: errdefs.Message(err)})
+			errhttp.WriteMessage(w, http.StatusBadGateway, errdefs.Message(err))
 			return
 		}
-		writeError(w, r, p.log, err)
+		errhttp.Write(w, r, p.log, err)
 		return
 	}
 	// Streams flow both ways at once: the agent answers (and we flush its
@@ -164,17 +232,17 @@ func (p *proxy) serve(w http.ResponseWriter, r *http.Request, t target) {
 		b.open.Add(-1)
 		b.last.Store(time.Now().UnixNano())
 	}()
-	if t.port == EnvdPort {
+	if t.Port == EnvdPort {
 		b.envd.ServeHTTP(w, r)
 		return
 	}
-	r = r.WithContext(context.WithValue(r.Context(), portKey{}, t.port))
-	if r.ProtoMajor == 2 && b.speaksH2C(r.Context(), t.port) {
+	r = r.WithContext(context.WithValue(r.Context(), portKey{}, t.Port))
+	if r.ProtoMajor == 2 && b.speaksH2C(r.Context(), t.Port) {
 		b.h2.ServeHTTP(w, r)
 		return
 	}
 	if b.takesDirect(r) {
-		b.serveDirect(w, r, t.port, b.onErr)
+		b.serveDirect(w, r, t.Port, b.onErr)
 		return
 	}
 	b.ports.ServeHTTP(w, r)
@@ -182,22 +250,22 @@ func (p *proxy) serve(w http.ResponseWriter, r *http.Request, t target) {
 
 type portKey struct{}
 
-func (p *proxy) backend(ctx context.Context, id string) (*backend, error) {
+func (p *Proxy) backend(ctx context.Context, id string) (*backend, error) {
 	p.mu.Lock()
 	b, ok := p.backends[id]
 	p.mu.Unlock()
 	if ok {
 		return b, nil
 	}
-	sb, err := p.mgr.EnsureRunning(ctx, id)
+	sb, err := p.boxes.EnsureRunning(ctx, id)
 	if err != nil {
 		return nil, err
 	}
 	b = p.newBackend(sb)
 	// Ports are reached by entering the sandbox's network namespace where
 	// its runtime allows (no agent in the path), else through the agent.
-	b.openNetns = func(ctx context.Context) (*sandbox.PortDialer, error) {
-		pd, err := p.mgr.PortDialer(ctx, sb)
+	b.openNetns = func(ctx context.Context) (PortDialer, error) {
+		pd, err := p.boxes.PortDialer(ctx, id)
 		if err != nil && !errors.Is(err, errdefs.ErrFailedPrecondition) {
 			p.log.Warn("cannot enter the sandbox's network namespace; its ports go through its agent", "sandbox_id", id, "err", err)
 			return nil, nil
@@ -215,11 +283,11 @@ func (p *proxy) backend(ctx context.Context, id string) (*backend, error) {
 	return b, nil
 }
 
-func (p *proxy) newBackend(sb *sandbox.Sandbox) *backend {
+func (p *Proxy) newBackend(sb Sandbox) *backend {
 	id := sb.ID
 	b := &backend{
 		id: id, token: sb.EnvdToken, traffic: sb.TrafficToken,
-		dial:   func(ctx context.Context) (net.Conn, error) { return p.mgr.DialAgent(ctx, id) },
+		dial:   func(ctx context.Context) (net.Conn, error) { return p.boxes.DialAgent(ctx, id) },
 		protos: map[int]portProto{},
 		large:  p.large, log: p.log,
 	}
@@ -255,7 +323,7 @@ func (p *proxy) newBackend(sb *sandbox.Sandbox) *backend {
 }
 
 // errorHandler answers a request the sandbox could not be reached for.
-func (p *proxy) errorHandler(b *backend, h2 bool) func(http.ResponseWriter, *http.Request, error) {
+func (p *Proxy) errorHandler(b *backend, h2 bool) func(http.ResponseWriter, *http.Request, error) {
 	return func(w http.ResponseWriter, r *http.Request, err error) {
 		if h2 {
 			// The port may not speak HTTP/2 any more (another server
@@ -270,16 +338,16 @@ func (p *proxy) errorHandler(b *backend, h2 bool) func(http.ResponseWriter, *htt
 		if errors.As(err, &te) {
 			// The agent's refusal (nothing listens on the port) is safe
 			// to show as it is.
-			writeJSON(w, http.StatusBadGateway, errorBody{Code: http.StatusBadGateway, Message: te.Message})
+			errhttp.WriteMessage(w, http.StatusBadGateway, te.Message)
 			return
 		}
 		p.log.Warn("proxy to sandbox failed", "sandbox_id", b.id, "err", err)
-		writeJSON(w, http.StatusBadGateway, errorBody{Code: http.StatusBadGateway, Message: "sandbox is not reachable"})
+		errhttp.WriteMessage(w, http.StatusBadGateway, "sandbox is not reachable")
 	}
 }
 
 // portProxy forwards requests to the sandbox's ports through tr.
-func (p *proxy) portProxy(b *backend, tr *http.Transport, h2 bool) *httputil.ReverseProxy {
+func (p *Proxy) portProxy(b *backend, tr *http.Transport, h2 bool) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			port, _ := pr.In.Context().Value(portKey{}).(int)
@@ -297,8 +365,11 @@ func (p *proxy) portProxy(b *backend, tr *http.Transport, h2 bool) *httputil.Rev
 	}
 }
 
-// forget drops a sandbox's pooled connections once it is gone.
-func (p *proxy) forget(id string) {
+// Forget drops sandbox id's pooled connections and its hold on the
+// sandbox's network namespace, so that the next request for it resolves it
+// again (EnsureRunning). The server calls it when a sandbox is killed or
+// paused.
+func (p *Proxy) Forget(id string) {
 	p.mu.Lock()
 	b, ok := p.backends[id]
 	delete(p.backends, id)
@@ -328,7 +399,7 @@ func (b *backend) close() {
 // namespace, opened on first use (nil: ports go through the agent). The
 // envd port never needs it, and opening it costs runtime state calls that a
 // new sandbox's first command must not wait for.
-func (b *backend) portDialer(ctx context.Context) (*sandbox.PortDialer, error) {
+func (b *backend) portDialer(ctx context.Context) (PortDialer, error) {
 	b.netnsMu.Lock()
 	defer b.netnsMu.Unlock()
 	if b.netnsDone || b.openNetns == nil {
@@ -342,8 +413,10 @@ func (b *backend) portDialer(ctx context.Context) (*sandbox.PortDialer, error) {
 	return pd, nil
 }
 
-// activity reports sandbox id's last request time and requests in flight.
-func (p *proxy) activity(id string) (time.Time, int) {
+// Activity reports when a request for sandbox id last started or ended and
+// how many are in flight (zero values for a sandbox the proxy holds nothing
+// for); the Manager's idle pauses read it.
+func (p *Proxy) Activity(id string) (time.Time, int) {
 	p.mu.Lock()
 	b, ok := p.backends[id]
 	p.mu.Unlock()
@@ -353,7 +426,8 @@ func (p *proxy) activity(id string) (time.Time, int) {
 	return time.Unix(0, b.last.Load()), int(b.open.Load())
 }
 
-func (p *proxy) closeAll() {
+// Close drops every sandbox's pooled connections.
+func (p *Proxy) Close() {
 	p.mu.Lock()
 	ids := make([]string, 0, len(p.backends))
 	for id := range p.backends {
@@ -361,6 +435,6 @@ func (p *proxy) closeAll() {
 	}
 	p.mu.Unlock()
 	for _, id := range ids {
-		p.forget(id)
+		p.Forget(id)
 	}
 }
