@@ -88,7 +88,7 @@ type Network struct {
 	boxDir string
 
 	dns    *forwarder
-	proxy  *tproxy
+	egress *egressProxy
 	hostNS *os.File // the host's network namespace, for veth peers
 	pool   *nsPool  // namespaces made ahead of creates
 
@@ -201,7 +201,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Network, error)
 		n.closeListeners()
 		return nil, err
 	}
-	if n.proxy, err = newProxy(n); err != nil {
+	if n.egress, err = newEgressProxy(n); err != nil {
 		n.closeListeners()
 		return nil, err
 	}
@@ -219,7 +219,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Network, error)
 	deny = append(deny, cfg.Deny...)
 	n.fw = &firewall{
 		table: TableName(cfg.DataDir), prefix: prefix, subnet: cfg.Subnet,
-		dnsPort: n.dns.port, proxyPort: n.proxy.port, globalDeny: deny,
+		dnsPort: n.dns.port, egressPort: n.egress.port, globalDeny: deny,
 	}
 	if err := n.load(); err != nil {
 		n.closeListeners()
@@ -230,7 +230,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Network, error)
 		return nil, err
 	}
 	n.dns.serve()
-	n.proxy.serve()
+	n.egress.serve()
 	return n, nil
 }
 
@@ -637,8 +637,8 @@ func (n *Network) closeListeners() {
 	if n.dns != nil {
 		n.dns.close()
 	}
-	if n.proxy != nil {
-		n.proxy.close()
+	if n.egress != nil {
+		n.egress.close()
 	}
 }
 

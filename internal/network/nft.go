@@ -43,7 +43,7 @@ type firewall struct {
 	prefix     string // interface name prefix
 	subnet     netip.Prefix
 	dnsPort    uint16
-	proxyPort  uint16
+	egressPort uint16
 	globalDeny []netip.Prefix
 }
 
@@ -225,20 +225,20 @@ func (f *firewall) build(cc *nftables.Conn, exists bool, boxes []*box) {
 	add(natpre, cat([]expr.Any{
 		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
 		&expr.Lookup{SourceRegister: 1, SetName: proxied.Name, SetID: proxied.ID},
-	}, l4proto(unix.IPPROTO_TCP), redirect(f.proxyPort)))
+	}, l4proto(unix.IPPROTO_TCP), redirect(f.egressPort)))
 
 	// input
 	add(input, cat(iifPrefix(expr.CmpOpEq, f.prefix), ctState(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), []expr.Any{verdict(expr.VerdictAccept)}))
 	add(input, cat(iifPrefix(expr.CmpOpEq, f.prefix), l4proto(unix.IPPROTO_UDP), dport(f.dnsPort), []expr.Any{verdict(expr.VerdictAccept)}))
 	add(input, cat(iifPrefix(expr.CmpOpEq, f.prefix), l4proto(unix.IPPROTO_TCP), dport(f.dnsPort), []expr.Any{verdict(expr.VerdictAccept)}))
-	add(input, cat(iifPrefix(expr.CmpOpEq, f.prefix), l4proto(unix.IPPROTO_TCP), dport(f.proxyPort), []expr.Any{verdict(expr.VerdictAccept)}))
+	add(input, cat(iifPrefix(expr.CmpOpEq, f.prefix), l4proto(unix.IPPROTO_TCP), dport(f.egressPort), []expr.Any{verdict(expr.VerdictAccept)}))
 	add(input, cat(iifPrefix(expr.CmpOpEq, f.prefix), []expr.Any{verdict(expr.VerdictDrop)}))
 	// The forwarder and the proxy listen on every address; they serve
 	// sandboxes only (threat: an open resolver / open relay for the
 	// host's network).
 	add(input, cat(l4proto(unix.IPPROTO_UDP), dport(f.dnsPort), []expr.Any{verdict(expr.VerdictDrop)}))
 	add(input, cat(l4proto(unix.IPPROTO_TCP), dport(f.dnsPort), []expr.Any{verdict(expr.VerdictDrop)}))
-	add(input, cat(l4proto(unix.IPPROTO_TCP), dport(f.proxyPort), []expr.Any{verdict(expr.VerdictDrop)}))
+	add(input, cat(l4proto(unix.IPPROTO_TCP), dport(f.egressPort), []expr.Any{verdict(expr.VerdictDrop)}))
 
 	// fwd. Threat: hosts on the server's networks routing into sandboxes.
 	add(fwd, cat(oifPrefix(expr.CmpOpEq, f.prefix), ctState(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), []expr.Any{verdict(expr.VerdictAccept)}))

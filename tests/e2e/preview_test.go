@@ -194,7 +194,7 @@ func TestPreview(t *testing.T) {
 
 	t.Run("large downloads past the proxy's large buffers arrive whole", func(t *testing.T) {
 		// On runc sbx copies a large body through one of its 16 large
-		// buffers (internal/api/proxy_direct.go), and splices it when
+		// buffers (internal/proxy/direct.go), and splices it when
 		// all are in use. 16 downloads whose client has read one byte
 		// hold every buffer (their bodies are far larger than the
 		// sockets between hold); a 17th is spliced.

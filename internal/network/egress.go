@@ -25,12 +25,13 @@ const peekTimeout = 500 * time.Millisecond
 // maxPeek bounds what the proxy reads before deciding.
 const maxPeek = 16 << 10
 
-// tproxy is the transparent proxy for sandboxes whose policy names domains.
-// nftables redirects their outbound TCP to it; it recovers the original
-// destination (SO_ORIGINAL_DST), reads the HTTP Host or TLS SNI from the
-// first bytes, decides with the sandbox's current policy, and splices the
-// connection to the destination.
-type tproxy struct {
+// egressProxy is the transparent proxy of sandboxes' outbound traffic, for
+// sandboxes whose egress policy names domains. nftables redirects their
+// outbound TCP to it; it recovers the original destination
+// (SO_ORIGINAL_DST), reads the HTTP Host or TLS SNI from the first bytes,
+// decides with the sandbox's current policy, and splices the connection to
+// the destination. (Inbound traffic to sandboxes is package proxy's.)
+type egressProxy struct {
 	n         *Network
 	ln        *net.TCPListener
 	port      uint16
@@ -42,15 +43,15 @@ type tproxy struct {
 	conns map[net.Conn]struct{}
 }
 
-func newProxy(n *Network) (*tproxy, error) {
+func newEgressProxy(n *Network) (*egressProxy, error) {
 	ln, err := net.ListenTCP("tcp4", &net.TCPAddr{})
 	if err != nil {
 		return nil, fmt.Errorf("transparent proxy: %w", err)
 	}
-	return &tproxy{n: n, ln: ln, port: uint16(ln.Addr().(*net.TCPAddr).Port), done: make(chan struct{}), conns: map[net.Conn]struct{}{}}, nil
+	return &egressProxy{n: n, ln: ln, port: uint16(ln.Addr().(*net.TCPAddr).Port), done: make(chan struct{}), conns: map[net.Conn]struct{}{}}, nil
 }
 
-func (p *tproxy) close() {
+func (p *egressProxy) close() {
 	p.closeOnce.Do(func() {
 		close(p.done)
 		p.ln.Close()
@@ -63,7 +64,7 @@ func (p *tproxy) close() {
 	p.wg.Wait()
 }
 
-func (p *tproxy) track(c net.Conn) bool {
+func (p *egressProxy) track(c net.Conn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	select {
@@ -75,19 +76,19 @@ func (p *tproxy) track(c net.Conn) bool {
 	return true
 }
 
-func (p *tproxy) untrack(c net.Conn) {
+func (p *egressProxy) untrack(c net.Conn) {
 	p.mu.Lock()
 	delete(p.conns, c)
 	p.mu.Unlock()
 }
 
 // serve starts accepting connections in the background.
-func (p *tproxy) serve() {
+func (p *egressProxy) serve() {
 	p.wg.Add(1)
 	go p.accept()
 }
 
-func (p *tproxy) accept() {
+func (p *egressProxy) accept() {
 	defer p.wg.Done()
 	for {
 		c, err := p.ln.AcceptTCP()
@@ -112,7 +113,7 @@ func (p *tproxy) accept() {
 	}
 }
 
-func (p *tproxy) handle(c *net.TCPConn) {
+func (p *egressProxy) handle(c *net.TCPConn) {
 	defer c.Close()
 	src := c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()
 	b := p.n.boxByAddr(src)

@@ -17,11 +17,11 @@ import (
 	"github.com/sbxdev/sbx/internal/tunnel"
 )
 
-// EnsureRunning returns sandbox id, running, for the data-plane proxy, which
-// calls it before it forwards traffic to a sandbox it holds no connections
-// to. A sandbox that is not running is an error wrapping
-// errdefs.ErrFailedPrecondition (unknown or killed: errdefs.ErrNotFound),
-// which the proxy answers as a gone sandbox.
+// EnsureRunning returns sandbox id, running, for the data plane (package
+// proxy, through internal/server), which calls it before it forwards
+// traffic to a sandbox it holds no connections to. A sandbox that is not
+// running is an error wrapping errdefs.ErrFailedPrecondition (unknown or
+// killed: errdefs.ErrNotFound), which the proxy answers as a gone sandbox.
 //
 // This is the hook for resuming a paused sandbox when traffic arrives for
 // it: a resume belongs here, and whatever pauses a sandbox must make the
