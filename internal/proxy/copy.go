@@ -13,16 +13,24 @@ import (
 // write cuts the CPU the server spends per byte uploaded.
 const bulkCopyBuffer = 1 << 20
 
-var bulkBuffers = sync.Pool{New: func() any { b := make([]byte, bulkCopyBuffer); return &b }}
+// newBulkBuffers returns the pool of bulkCopyBuffer buffers bulkConns copy
+// through (Proxy.bulk).
+func newBulkBuffers() *sync.Pool {
+	return &sync.Pool{New: func() any { b := make([]byte, bulkCopyBuffer); return &b }}
+}
 
 // bulkConn is a connection to an agent whose ReadFrom (which net/http's
-// transport uses to send a request body) copies through a large buffer.
-type bulkConn struct{ net.Conn }
+// transport uses to send a request body) copies through a large buffer of
+// bufs.
+type bulkConn struct {
+	net.Conn
+	bufs *sync.Pool
+}
 
 // ReadFrom copies r to the connection, up to bulkCopyBuffer bytes a write.
 func (c bulkConn) ReadFrom(r io.Reader) (int64, error) {
-	bp := bulkBuffers.Get().(*[]byte)
-	defer bulkBuffers.Put(bp)
+	bp := c.bufs.Get().(*[]byte)
+	defer c.bufs.Put(bp)
 	return io.CopyBuffer(writerOnly{c.Conn}, readerOnly{r}, *bp)
 }
 

@@ -172,7 +172,7 @@ func (b *backend) serveDirect(w http.ResponseWriter, r *http.Request, port int, 
 	if n := resp.ContentLength; n >= largeBodyMin && len(resp.TransferEncoding) == 0 && resp.Body != http.NoBody {
 		complete = b.sendBody(w, u, n)
 	} else {
-		complete = copyBody(w, rc, resp.Body)
+		complete = copyBody(w, rc, resp.Body, b.buffers)
 		for k, v := range resp.Trailer {
 			h[k] = v
 		}
@@ -237,13 +237,13 @@ func spliceBody(w http.ResponseWriter, u *upstream, n int64) bool {
 // boundedPool is a bufferPool of which at most max buffers are in use at
 // once.
 type boundedPool struct {
-	pool bufferPool
+	pool *bufferPool
 	max  int32
 	used atomic.Int32
 }
 
 func newBoundedPool(size, max int) *boundedPool {
-	return &boundedPool{max: int32(max), pool: bufferPool{p: sync.Pool{New: func() any { b := make([]byte, size); return &b }}}}
+	return &boundedPool{max: int32(max), pool: newBufferPool(size)}
 }
 
 // get returns a buffer, or nil if max are in use.
@@ -261,10 +261,11 @@ func (p *boundedPool) put(b []byte) {
 	p.used.Add(-1)
 }
 
-// copyBody streams body to w, flushing after every read.
-func copyBody(w http.ResponseWriter, rc *http.ResponseController, body io.Reader) bool {
-	buf := proxyBuffers.Get()
-	defer proxyBuffers.Put(buf)
+// copyBody streams body to w through a buffer of bufs, flushing after every
+// read.
+func copyBody(w http.ResponseWriter, rc *http.ResponseController, body io.Reader, bufs *bufferPool) bool {
+	buf := bufs.Get()
+	defer bufs.Put(buf)
 	for {
 		n, err := body.Read(buf)
 		if n > 0 {

@@ -179,10 +179,16 @@ func (b *backend) probeH2C(ctx context.Context, port int) bool {
 	return hdr[3] == 0x4 && bytes.Equal(hdr[5:9], []byte{0, 0, 0, 0})
 }
 
-// proxyBuffers are the copy buffers of the proxy's response bodies: larger
-// than ReverseProxy's default 32 KiB so that bulk downloads take fewer
-// writes, and pooled so requests allocate none.
-var proxyBuffers = &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}}
+// copyBufferSize is the size of the copy buffers of the proxy's response
+// bodies (Proxy.buffers): larger than ReverseProxy's default 32 KiB so that
+// bulk downloads take fewer writes. They are pooled so requests allocate
+// none.
+const copyBufferSize = 256 << 10
+
+// newBufferPool returns a pool of buffers of size bytes.
+func newBufferPool(size int) *bufferPool {
+	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, size); return &b }}}
+}
 
 type bufferPool struct{ p sync.Pool }
 

@@ -95,7 +95,11 @@ type Proxy struct {
 	cfg   Config
 	boxes Sandboxes
 	log   *slog.Logger
-	large *boundedPool // large bodies' copy buffers (direct.go)
+	// The copy buffers: of response bodies (ports.go), of request
+	// bodies to agents (copy.go), and of large bodies (direct.go).
+	buffers *bufferPool
+	bulk    *sync.Pool
+	large   *boundedPool
 
 	mu       sync.Mutex
 	backends map[string]*backend
@@ -117,6 +121,7 @@ type backend struct {
 	netns     PortDialer
 	openNetns func(context.Context) (PortDialer, error)
 	direct    directPool   // connections of plain GETs (direct.go)
+	buffers   *bufferPool  // the proxy's copy buffers
 	large     *boundedPool // the proxy's large buffers
 	log       *slog.Logger
 	onErr     func(http.ResponseWriter, *http.Request, error)
@@ -135,6 +140,7 @@ type backend struct {
 // killed or paused (Forget), and close it when the server stops (Close).
 func New(cfg Config, boxes Sandboxes, log *slog.Logger) *Proxy {
 	return &Proxy{cfg: cfg, boxes: boxes, log: log, backends: map[string]*backend{},
+		buffers: newBufferPool(copyBufferSize), bulk: newBulkBuffers(),
 		large: newBoundedPool(largeBufferSize, largeBuffersMax)}
 }
 
@@ -287,9 +293,9 @@ func (p *Proxy) newBackend(sb Sandbox) *backend {
 	id := sb.ID
 	b := &backend{
 		id: id, token: sb.EnvdToken, traffic: sb.TrafficToken,
-		dial:   func(ctx context.Context) (net.Conn, error) { return p.boxes.DialAgent(ctx, id) },
-		protos: map[int]portProto{},
-		large:  p.large, log: p.log,
+		dial:    func(ctx context.Context) (net.Conn, error) { return p.boxes.DialAgent(ctx, id) },
+		protos:  map[int]portProto{},
+		buffers: p.buffers, large: p.large, log: p.log,
 	}
 	envdTr := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -297,7 +303,7 @@ func (p *Proxy) newBackend(sb Sandbox) *backend {
 			if err != nil {
 				return nil, err
 			}
-			return bulkConn{c}, nil
+			return bulkConn{c, p.bulk}, nil
 		},
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,
@@ -310,7 +316,7 @@ func (p *Proxy) newBackend(sb Sandbox) *backend {
 		},
 		Transport:      envdTr,
 		FlushInterval:  -1,
-		BufferPool:     proxyBuffers,
+		BufferPool:     p.buffers,
 		ModifyResponse: endConnectStreams,
 		ErrorHandler:   p.errorHandler(b, false),
 	}
@@ -360,7 +366,7 @@ func (p *Proxy) portProxy(b *backend, tr *http.Transport, h2 bool) *httputil.Rev
 		},
 		Transport:     tr,
 		FlushInterval: -1,
-		BufferPool:    proxyBuffers,
+		BufferPool:    p.buffers,
 		ErrorHandler:  p.errorHandler(b, h2),
 	}
 }
