@@ -154,7 +154,7 @@ func (p *Proxy) Route(r *http.Request) (Target, bool) {
 	if id := r.Header.Get("E2b-Sandbox-Id"); id != "" {
 		port, err := strconv.Atoi(r.Header.Get("E2b-Sandbox-Port"))
 		if err != nil {
-			port = -1 // reported as a bad port by serve
+			port = -1 // reported as a bad port by Serve
 		}
 		return Target{SandboxID: id, Port: port}, true
 	}

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http/httptest"
 	"path/filepath"
@@ -51,7 +52,8 @@ const testDomain = "sbx.test:49982"
 // templates.
 type testHandler struct {
 	handler
-	db *store.DB
+	db  *store.DB
+	mgr *sandbox.Manager
 }
 
 func newTestHandler(t *testing.T) *testHandler {
@@ -80,7 +82,7 @@ func newTestHandler(t *testing.T) *testHandler {
 	apiSrv := api.New(api.Config{Domain: testDomain}, mgr, keys, tpls, log)
 	px := newProxy(testDomain, mgr, log)
 	t.Cleanup(px.Close)
-	return &testHandler{handler: handler{proxy: px, api: apiSrv, log: log}, db: db}
+	return &testHandler{handler: handler{proxy: px, api: apiSrv, log: log}, db: db, mgr: mgr}
 }
 
 // do sends a request to the handler in-process; hdr adds headers
@@ -200,5 +202,24 @@ func TestPrivatePorts(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			wantError(t, h.do(t, "GET", "/", tc.hdr...), tc.status, tc.msg)
 		})
+	}
+}
+
+// TestPortDialerNone checks that the adapter hands the proxy no dialer (a nil
+// interface, not a nil *sandbox.PortDialer in one) for a sandbox whose
+// runtime has its own network stack, so its ports go through its agent.
+func TestPortDialerNone(t *testing.T) {
+	h := newTestHandler(t)
+	now := time.Now().UTC()
+	sb := &store.Sandbox{ID: "drunningsandbox00001", Template: "base", State: sandbox.StateRunning, Runtime: "runc", CreatedAt: now, StartedAt: now}
+	if err := h.db.PutSandbox(context.Background(), sb); err != nil {
+		t.Fatal(err)
+	}
+	pd, err := proxySandboxes{h.mgr}.PortDialer(context.Background(), sb.ID)
+	if err != nil || pd != nil {
+		t.Fatalf("PortDialer = %#v, %v; want nil, nil", pd, err)
+	}
+	if _, err := (proxySandboxes{h.mgr}).PortDialer(context.Background(), "nosuchsandbox"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("PortDialer of an unknown sandbox: %v, want not found", err)
 	}
 }
