@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sbxdev/sbx/internal/agentapi"
 	"github.com/sbxdev/sbx/internal/errdefs"
 	"github.com/sbxdev/sbx/internal/errhttp"
 	"github.com/sbxdev/sbx/internal/tunnel"
@@ -194,7 +195,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t Target) {
 		errhttp.Write(w, r, p.log, errdefs.New(errdefs.ErrInvalidArgument, "sandbox port must be between 1 and 65535"))
 		return
 	}
-	if t.Port == EnvdPort && strings.HasPrefix(path.Clean("/"+r.URL.Path), "/.sbx/") {
+	if t.Port == EnvdPort && strings.HasPrefix(path.Clean("/"+r.URL.Path), agentapi.PrivatePrefix) {
 		// The agent's own routes for sbx serve (agent.ConfigurePath).
 		errhttp.Write(w, r, p.log, errdefs.New(errdefs.ErrNotFound, "no such path"))
 		return
