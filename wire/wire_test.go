@@ -1,0 +1,242 @@
+package wire_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/sbxdev/sbx/wire"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+func ptr[T any](v T) *T { return &v }
+
+var (
+	t0 = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	t1 = time.Date(2025, 1, 2, 4, 4, 5, 123456789, time.UTC)
+)
+
+func network() *wire.SandboxNetwork {
+	return &wire.SandboxNetwork{
+		AllowPublicTraffic: ptr(false), AllowOut: []string{"1.1.1.1", "*.example.com:443"}, DenyOut: []string{"0.0.0.0/0"},
+		EgressProxy: json.RawMessage(`null`), Rules: json.RawMessage(`{}`),
+	}
+}
+
+func listed() wire.ListedSandbox {
+	return wire.ListedSandbox{
+		SandboxID: "i3x8k2p0q9z1", TemplateID: "base", Alias: "base", ClientID: "sbx", StartedAt: t0, EndAt: t1,
+		CPUCount: 2, MemoryMB: 512, DiskSizeMB: 1024, EnvdVersion: "0.2.0", Metadata: map[string]string{"team": "a"},
+		State: "paused", Runtime: "runsc", PauseKind: "memory",
+	}
+}
+
+func sandbox() *wire.Sandbox {
+	return &wire.Sandbox{
+		SandboxID: "i3x8k2p0q9z1", TemplateID: "base", ClientID: "sbx", EnvdVersion: "0.2.0", EnvdAccessToken: "envd-token",
+		Domain: ptr("sbx.example.com"), TrafficAccessToken: ptr("traffic-token"), Alias: "base", Runtime: "runc",
+	}
+}
+
+func logEntries() []wire.BuildLogEntry {
+	return []wire.BuildLogEntry{{Timestamp: t1, Level: "error", Message: "exit status 2", Step: "base"}}
+}
+
+// goldens has one fully populated value of each wire type, by golden file.
+var goldens = map[string]any{
+	"new-sandbox": wire.NewSandbox{
+		TemplateID: "base", Timeout: ptr[int64](300), Metadata: map[string]string{"team": "a"}, EnvVars: map[string]string{"K": "V"},
+		CPUCount: ptr(1.5), MemoryMB: ptr[int64](1024), AutoPause: ptr(true), Secure: ptr(true), Network: network(),
+		AllowInternetAccess: ptr(false), Runtime: "runsc", AutoPauseMemory: ptr(false), AutoResume: &wire.AutoResume{Enabled: true},
+		Lifecycle: "persistent", IdlePause: ptr[int64](60),
+	},
+	"sandbox":        *sandbox(),
+	"listed-sandbox": listed(),
+	"sandbox-detail": wire.SandboxDetail{
+		ListedSandbox: listed(), EnvdAccessToken: "envd-token", Domain: ptr("sbx.example.com"),
+		Lifecycle: wire.Lifecycle{AutoResume: true, OnTimeout: "pause", Persistent: true, IdlePause: 60},
+		Error:     "out of memory", Network: network(), AllowInternetAccess: ptr(true),
+	},
+	"timeout-request": wire.TimeoutRequest{Timeout: ptr[int64](90)},
+	"refresh-request": wire.RefreshRequest{Duration: ptr[int64](30)},
+	"connect-request": wire.ConnectRequest{Timeout: ptr[int64](120), Memory: ptr(false)},
+	"network-update": wire.NetworkUpdate{
+		AllowInternetAccess: ptr(false), AllowOut: []string{"10.0.0.0/8"}, DenyOut: []string{"8.8.8.8:53"},
+		EgressProxy: json.RawMessage(`null`), Rules: json.RawMessage(`{}`),
+	},
+	"pause-request":    wire.PauseRequest{Memory: ptr(false)},
+	"resume-request":   wire.ResumeRequest{Timeout: ptr[int64](60), AutoPause: ptr(true), Memory: ptr(false)},
+	"snapshot-request": wire.SnapshotRequest{Name: "before-upgrade"},
+	"snapshot": wire.Snapshot{
+		SnapshotID: "snap_0a1b2c", Names: []string{"before-upgrade"}, SandboxID: "i3x8k2p0q9z1", TemplateID: "base",
+		Kind: "memory", CreatedAt: t0, SizeBytes: 4096,
+	},
+	"fork-request": wire.ForkRequest{Count: ptr(3), Timeout: ptr[int64](600)},
+	"fork-result":  wire.ForkResult{Sandbox: sandbox(), Error: &wire.Error{Code: 503, Message: "no capacity"}},
+	"template": wire.Template{
+		TemplateID: "base", BuildID: "base", Aliases: []string{"base"}, Names: []string{"base"}, CPUCount: 2, MemoryMB: 512,
+		DiskSizeMB: 117, SizeBytes: 123456789, Public: true, CreatedAt: t0, UpdatedAt: t1, BuildStatus: "ready", EnvdVersion: "0.2.0",
+	},
+	"template-alias": wire.TemplateAlias{TemplateID: "web", Public: true},
+	"template-settings": wire.TemplateSettings{
+		StartCmd: ptr("python3 -m http.server 8000"), ReadyCmd: ptr("curl -sf localhost:8000"), ReadyPort: ptr(8000),
+		ReadyTimeout: ptr(30), Env: map[string]string{"MODE": "prod"}, Workdir: ptr("/srv"), User: ptr("app"),
+		CPUCount: ptr(2.0), MemoryMB: ptr[int64](512),
+	},
+	"import-request": wire.ImportRequest{
+		Name: "web", Source: "registry", Ref: "127.0.0.1:5000/web:1", Path: "/srv/web.tar", Insecure: true,
+		TemplateSettings: wire.TemplateSettings{
+			StartCmd: ptr(""), ReadyCmd: ptr("true"), ReadyPort: ptr(8000), ReadyTimeout: ptr(10),
+			Env: map[string]string{"A": "1"}, Workdir: ptr("/"), User: ptr("root"), CPUCount: ptr(0.5), MemoryMB: ptr[int64](256),
+		},
+	},
+	"template-detail": wire.TemplateDetail{
+		TemplateID: "web", CreatedAt: t0, Source: "registry 127.0.0.1:5000/web:1", SizeBytes: 3145728, DiskBytes: 3149824,
+		Layers:      []wire.TemplateLayer{{Digest: "sha256:a1a1", SizeBytes: 1048576}},
+		BuildLayers: []string{"layer-2", "layer-1"}, Base: "base", User: "app", Env: []string{"PATH=/usr/bin"}, Workdir: "/srv",
+		StartCmd: []string{"/bin/sh", "-c", "python3 -m http.server 8000"}, ReadyCmd: "true", ReadyPort: 8000, ReadyTimeout: 30,
+		CPUCount: 1.5, MemoryMB: 512, CPUCountSet: true, MemoryMBSet: true, Sandboxes: 2,
+	},
+	"template-build-request": wire.TemplateBuildRequest{Name: "web", Alias: "web", Tags: []string{"latest"}, CPUCount: ptr(2), MemoryMB: ptr[int64](1024)},
+	"template-build-response": wire.TemplateBuildResponse{
+		TemplateID: "web", BuildID: "bld_0a1b", Aliases: []string{"web"}, Names: []string{"web"}, Tags: []string{"latest"}, Public: true,
+	},
+	"template-files": wire.TemplateFiles{Present: true, URL: "http://127.0.0.1:3000/sbx/v1/uploads/bld_0a1b/00ff?token=t", Headers: map[string]string{"X-A": "b"}},
+	"template-build-start": wire.TemplateBuildStart{
+		FromImage: "ubuntu:24.04", FromTemplate: "base", FromImageRegistry: json.RawMessage(`null`),
+		StartCmd: ptr("./serve"), ReadyCmd: ptr("true"),
+		Steps: []wire.TemplateBuildStep{{Type: "COPY", Args: []string{"app", "/app", "root", "0755"}, FilesHash: "00ff", Force: true}},
+		Force: true,
+	},
+	"template-build-info": wire.TemplateBuildInfo{
+		BuildID: "bld_0a1b", TemplateID: "web", Status: "error", LogEntries: logEntries(), Logs: []string{"exit status 2"},
+		Reason: &wire.BuildReason{Message: "step 1 failed", Step: "1", LogEntries: logEntries()},
+	},
+	"build": wire.Build{
+		BuildID: "bld_0a1b", TemplateID: "web", Status: "error", CreatedAt: t0, FinishedAt: &t1,
+		Error: "RUN make: exit status 2", Step: 3, ExitCode: 2, Logs: 42,
+	},
+	"build-event": wire.BuildEvent{Time: t1, Level: "error", Step: 3, Kind: "end", Message: "RUN make: exit status 2", Status: "error", ExitCode: 2},
+	"new-key":     wire.NewKey{Name: "ci"},
+	"key": wire.Key{
+		ID: "key_0a1b2c3d4e5f6a7b", Name: "ci", Key: "e2b_0123456789abcdef0123456789abcdef01234567", Prefix: "e2b_012345",
+		Admin: true, CreatedAt: t0,
+	},
+	"error":  wire.Error{Code: 404, Message: "sandbox i3x8k2p0q9z1 not found"},
+	"health": wire.Health{Status: "ok"},
+}
+
+// TestGolden compares each type's JSON with testdata/NAME.json.
+func TestGolden(t *testing.T) {
+	for name, v := range goldens {
+		t.Run(name, func(t *testing.T) {
+			checkPopulated(t, reflect.ValueOf(v), reflect.TypeOf(v).Name())
+			got, err := json.MarshalIndent(v, "", "  ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, '\n')
+			path := filepath.Join("testdata", name+".json")
+			if *update {
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run go test ./wire -update to create it)", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("%s differs (the wire format changed; if on purpose, run go test ./wire -update):\n got: %s\nwant: %s", path, got, want)
+			}
+		})
+	}
+}
+
+// TestDecodeGolden decodes each golden file strictly back into its type:
+// every field of the file is one of the type's, and the value is the same.
+func TestDecodeGolden(t *testing.T) {
+	for name, v := range goldens {
+		t.Run(name, func(t *testing.T) {
+			raw, err := os.ReadFile(filepath.Join("testdata", name+".json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := reflect.New(reflect.TypeOf(v))
+			dec := json.NewDecoder(bytes.NewReader(raw))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(p.Interface()); err != nil {
+				t.Fatalf("decode %s: %v", name, err)
+			}
+			// Raw JSON fields keep the file's indentation, so the values
+			// are compared by their compact encoding.
+			got, _ := json.Marshal(p.Elem().Interface())
+			want, _ := json.Marshal(v)
+			if !bytes.Equal(got, want) {
+				t.Errorf("decoded %s:\n got: %s\nwant: %s", name, got, want)
+			}
+		})
+	}
+}
+
+// TestGoldenFiles fails for a file in testdata that no type checks.
+func TestGoldenFiles(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "*.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		name := filepath.Base(f)
+		if _, ok := goldens[name[:len(name)-len(".json")]]; !ok {
+			t.Errorf("%s has no value in goldens", f)
+		}
+	}
+}
+
+// checkPopulated fails for a zero field of v, recursively, so that each
+// golden file shows every field its type has.
+func checkPopulated(t *testing.T, v reflect.Value, path string) {
+	t.Helper()
+	switch v.Kind() {
+	case reflect.Pointer:
+		if v.IsNil() {
+			t.Errorf("%s is nil: the golden value must set every field", path)
+			return
+		}
+		// A pointer to a zero value is set (false, "", 0 are sent).
+		if v.Elem().Kind() == reflect.Struct {
+			checkPopulated(t, v.Elem(), path)
+		}
+	case reflect.Struct:
+		if v.Type() == reflect.TypeOf(time.Time{}) {
+			if v.Interface().(time.Time).IsZero() {
+				t.Errorf("%s is zero", path)
+			}
+			return
+		}
+		for i := range v.NumField() {
+			checkPopulated(t, v.Field(i), path+"."+v.Type().Field(i).Name)
+		}
+	case reflect.Slice, reflect.Map:
+		if v.Len() == 0 {
+			t.Errorf("%s is empty: the golden value must set every field", path)
+			return
+		}
+		if v.Kind() == reflect.Slice && v.Type().Elem().Kind() != reflect.Uint8 {
+			for i := range v.Len() {
+				checkPopulated(t, v.Index(i), path)
+			}
+		}
+	default:
+		if v.IsZero() {
+			t.Errorf("%s is zero: the golden value must set every field", path)
+		}
+	}
+}
