@@ -8,6 +8,7 @@ import (
 
 	"github.com/sbxdev/sbx/internal/sandbox"
 	"github.com/sbxdev/sbx/internal/store"
+	"github.com/sbxdev/sbx/wire"
 )
 
 // TestPrivatePortsDetails checks that a private sandbox's details and
@@ -23,12 +24,12 @@ func TestPrivatePortsDetails(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var got sandboxDetail
+	var got wire.SandboxDetail
 	decodeBody(t, s.do(t, "GET", "/sandboxes/"+sb.ID, s.plainKey, ""), 200, &got)
 	if got.Network == nil || got.Network.AllowPublicTraffic == nil || *got.Network.AllowPublicTraffic {
 		t.Errorf("details: network %+v, want allowPublicTraffic false", got.Network)
 	}
-	var conn sandboxBody
+	var conn wire.Sandbox
 	decodeBody(t, s.do(t, "POST", "/sandboxes/"+sb.ID+"/connect", s.plainKey, ""), 200, &conn)
 	if conn.TrafficAccessToken == nil || *conn.TrafficAccessToken != token {
 		t.Errorf("connect: trafficAccessToken %v, want the token", conn.TrafficAccessToken)

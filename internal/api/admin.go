@@ -11,6 +11,7 @@ import (
 	"github.com/sbxdev/sbx/internal/errdefs"
 	"github.com/sbxdev/sbx/internal/store"
 	"github.com/sbxdev/sbx/internal/template"
+	"github.com/sbxdev/sbx/wire"
 )
 
 func (s *Server) listTemplates(w http.ResponseWriter, r *http.Request) error {
@@ -18,7 +19,7 @@ func (s *Server) listTemplates(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := make([]templateBody, 0, len(infos))
+	out := make([]wire.Template, 0, len(infos))
 	for _, in := range infos {
 		out = append(out, s.templateOut(in))
 	}
@@ -26,9 +27,9 @@ func (s *Server) listTemplates(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (s *Server) templateOut(in template.Info) templateBody {
+func (s *Server) templateOut(in template.Info) wire.Template {
 	cpus, mem := s.mgr.EffectiveLimits(in.Defaults.CPUs, in.Defaults.MemoryMB)
-	return templateBody{
+	return wire.Template{
 		TemplateID:  in.Name,
 		BuildID:     in.Name,
 		Aliases:     []string{in.Name},
@@ -50,16 +51,6 @@ type templateImporter interface {
 	ImportWith(ctx context.Context, name string, img v1.Image, opts template.ImportOptions, progress io.Writer) (template.Info, error)
 }
 
-// importRequest is the body of POST /sbx/v1/templates/import.
-type importRequest struct {
-	Name     string `json:"name"`
-	Source   string `json:"source"` // "registry", "tarball" or "layout"
-	Ref      string `json:"ref"`    // registry
-	Path     string `json:"path"`   // tarball, layout: a path on the server
-	Insecure bool   `json:"insecure"`
-	templateSettings
-}
-
 // importTemplate makes a template from an OCI image. Admin only: it reads
 // server-side paths and makes the server fetch from any registry.
 func (s *Server) importTemplate(w http.ResponseWriter, r *http.Request) error {
@@ -67,14 +58,14 @@ func (s *Server) importTemplate(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return errdefs.New(errdefs.ErrFailedPrecondition, "this server's template store cannot import images")
 	}
-	var req importRequest
+	var req wire.ImportRequest
 	if err := decode(w, r, &req, false); err != nil {
 		return err
 	}
 	if err := template.ValidateName(req.Name); err != nil {
 		return err
 	}
-	settings, err := req.templateSettings.settings()
+	settings, err := templateSettings(req.TemplateSettings)
 	if err != nil {
 		return err
 	}
@@ -122,8 +113,8 @@ func (s *Server) deleteTemplate(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func keyOut(k *store.APIKey, secret string) keyBody {
-	return keyBody{ID: k.ID, Name: k.Name, Key: secret, Prefix: k.Prefix, Admin: k.Admin, CreatedAt: k.CreatedAt}
+func keyOut(k *store.APIKey, secret string) wire.Key {
+	return wire.Key{ID: k.ID, Name: k.Name, Key: secret, Prefix: k.Prefix, Admin: k.Admin, CreatedAt: k.CreatedAt}
 }
 
 func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) error {
@@ -131,7 +122,7 @@ func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := make([]keyBody, 0, len(keys))
+	out := make([]wire.Key, 0, len(keys))
 	for _, k := range keys {
 		out = append(out, keyOut(k, ""))
 	}
@@ -140,7 +131,7 @@ func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) createKey(w http.ResponseWriter, r *http.Request) error {
-	var req newKey
+	var req wire.NewKey
 	if err := decode(w, r, &req, true); err != nil {
 		return err
 	}

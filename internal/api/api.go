@@ -24,6 +24,7 @@ import (
 	"github.com/sbxdev/sbx/internal/errdefs"
 	"github.com/sbxdev/sbx/internal/sandbox"
 	"github.com/sbxdev/sbx/internal/template"
+	"github.com/sbxdev/sbx/wire"
 )
 
 // EnvdVersion is the envd protocol version the sbx agent implements, as
@@ -146,10 +147,10 @@ func sameOrigin(origin, host string) bool {
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	if !s.ready.Load() {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "starting"})
+		writeJSON(w, http.StatusServiceUnavailable, wire.Health{Status: "starting"})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	writeJSON(w, http.StatusOK, wire.Health{Status: "ok"})
 }
 
 // wrap turns a handlerFunc into an http.Handler that writes returned errors.

@@ -10,33 +10,18 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/sbxdev/sbx/internal/build"
 	"github.com/sbxdev/sbx/internal/errdefs"
+	"github.com/sbxdev/sbx/wire"
 )
 
 // Template builds, sbx's own routes (the E2B ones are in e2b_templates.go).
 
-// buildBody is a build as the API shows it.
-type buildBody struct {
-	BuildID    string     `json:"buildID"`
-	TemplateID string     `json:"templateID"`
-	Status     string     `json:"status"`
-	CreatedAt  time.Time  `json:"createdAt"`
-	FinishedAt *time.Time `json:"finishedAt,omitempty"`
-	// Error, Step and ExitCode describe a failed build: the message, the
-	// 1-based step that failed, and RUN's exit code.
-	Error    string `json:"error,omitempty"`
-	Step     int    `json:"step,omitempty"`
-	ExitCode int    `json:"exitCode,omitempty"`
-	// Logs is the number of log lines so far.
-	Logs int `json:"logs"`
-}
-
-func buildOut(b *build.Build) buildBody {
+// buildOut is a build as the API shows it.
+func buildOut(b *build.Build) wire.Build {
 	s := b.Snapshot(1 << 62)
-	out := buildBody{BuildID: b.ID, TemplateID: b.Template, Status: s.Status, CreatedAt: b.Created, Logs: s.Total}
+	out := wire.Build{BuildID: b.ID, TemplateID: b.Template, Status: s.Status, CreatedAt: b.Created, Logs: s.Total}
 	if !s.Finished.IsZero() {
 		f := s.Finished
 		out.FinishedAt = &f
@@ -174,14 +159,6 @@ func (s *Server) getBuild(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// buildLogLine is one line of GET .../logs: a log event, or the last line
-// (kind "end") with the build's outcome.
-type buildLogLine struct {
-	build.Event
-	Status   string `json:"status,omitempty"`
-	ExitCode int    `json:"exitCode,omitempty"`
-}
-
 // buildLogs streams a build's log as JSON lines from offset; with
 // follow=true it waits for new lines until the build ends and then writes
 // a last line of kind "end" with the outcome.
@@ -207,7 +184,7 @@ func (s *Server) buildLogs(w http.ResponseWriter, r *http.Request) error {
 	for {
 		snap := bd.Snapshot(offset)
 		for _, e := range snap.Events {
-			if err := enc.Encode(buildLogLine{Event: e}); err != nil {
+			if err := enc.Encode(buildEvent(e)); err != nil {
 				return nil // the client went away
 			}
 		}
@@ -216,7 +193,7 @@ func (s *Server) buildLogs(w http.ResponseWriter, r *http.Request) error {
 		if done || !follow {
 			if done {
 				msg, step, code := build.ErrorDetail(snap.Err)
-				enc.Encode(buildLogLine{Event: build.Event{Time: snap.Finished, Level: levelOf(snap.Err), Step: step, Kind: "end", Message: msg}, Status: snap.Status, ExitCode: code})
+				enc.Encode(wire.BuildEvent{Time: snap.Finished, Level: levelOf(snap.Err), Step: step, Kind: "end", Message: msg, Status: snap.Status, ExitCode: code})
 			}
 			if fl != nil {
 				fl.Flush()
@@ -231,6 +208,11 @@ func (s *Server) buildLogs(w http.ResponseWriter, r *http.Request) error {
 			return nil
 		}
 	}
+}
+
+// buildEvent is a log line of a build as the API shows it.
+func buildEvent(e build.Event) wire.BuildEvent {
+	return wire.BuildEvent{Time: e.Time, Level: e.Level, Step: e.Step, Kind: e.Kind, Message: e.Message}
 }
 
 func levelOf(err error) string {

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +16,7 @@ import (
 	"github.com/sbxdev/sbx/internal/build"
 	"github.com/sbxdev/sbx/internal/errdefs"
 	"github.com/sbxdev/sbx/internal/template"
+	"github.com/sbxdev/sbx/wire"
 )
 
 // E2B's template builder (the e2b SDKs' Template().…, Template.build):
@@ -37,30 +37,13 @@ const maxUploadBytes = 4 << 30
 
 var filesHashRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
-type e2bBuildRequest struct {
-	Name     string   `json:"name"`
-	Alias    string   `json:"alias"`
-	Tags     []string `json:"tags"`
-	CPUCount *int     `json:"cpuCount"`
-	MemoryMB *int64   `json:"memoryMB"`
-}
-
-type e2bBuildResponse struct {
-	TemplateID string   `json:"templateID"`
-	BuildID    string   `json:"buildID"`
-	Aliases    []string `json:"aliases"`
-	Names      []string `json:"names"`
-	Tags       []string `json:"tags"`
-	Public     bool     `json:"public"`
-}
-
 // requestTemplateBuild is POST /v3/templates.
 func (s *Server) requestTemplateBuild(w http.ResponseWriter, r *http.Request) error {
 	bs, err := s.buildsOrErr()
 	if err != nil {
 		return err
 	}
-	var req e2bBuildRequest
+	var req wire.TemplateBuildRequest
 	if err := decode(w, r, &req, false); err != nil {
 		return err
 	}
@@ -95,14 +78,8 @@ func (s *Server) requestTemplateBuild(w http.ResponseWriter, r *http.Request) er
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusAccepted, e2bBuildResponse{TemplateID: name, BuildID: bd.ID, Aliases: []string{name}, Names: []string{name}, Tags: []string{}, Public: false})
+	writeJSON(w, http.StatusAccepted, wire.TemplateBuildResponse{TemplateID: name, BuildID: bd.ID, Aliases: []string{name}, Names: []string{name}, Tags: []string{}, Public: false})
 	return nil
-}
-
-type e2bFileUpload struct {
-	Present bool              `json:"present"`
-	URL     string            `json:"url,omitempty"`
-	Headers map[string]string `json:"headers,omitempty"`
 }
 
 // templateFilesLink is GET /templates/{templateID}/files/{hash}.
@@ -122,7 +99,7 @@ func (s *Server) templateFilesLink(w http.ResponseWriter, r *http.Request) error
 	if _, err := os.Stat(bs.FilePath(hash)); err == nil {
 		now := time.Now()
 		os.Chtimes(bs.FilePath(hash), now, now) // recently used: kept
-		writeJSON(w, http.StatusCreated, e2bFileUpload{Present: true})
+		writeJSON(w, http.StatusCreated, wire.TemplateFiles{Present: true})
 		return nil
 	}
 	scheme := "http"
@@ -130,7 +107,7 @@ func (s *Server) templateFilesLink(w http.ResponseWriter, r *http.Request) error
 		scheme = "https"
 	}
 	u := fmt.Sprintf("%s://%s/sbx/v1/uploads/%s/%s?token=%s", scheme, r.Host, bd.ID, hash, bd.Token())
-	writeJSON(w, http.StatusCreated, e2bFileUpload{Present: false, URL: u})
+	writeJSON(w, http.StatusCreated, wire.TemplateFiles{Present: false, URL: u})
 	return nil
 }
 
@@ -189,23 +166,6 @@ func (s *Server) uploadTemplateFiles(w http.ResponseWriter, r *http.Request) err
 	return nil
 }
 
-type e2bStep struct {
-	Type      string   `json:"type"`
-	Args      []string `json:"args"`
-	FilesHash string   `json:"filesHash"`
-	Force     bool     `json:"force"`
-}
-
-type e2bBuildStart struct {
-	FromImage         string          `json:"fromImage"`
-	FromTemplate      string          `json:"fromTemplate"`
-	FromImageRegistry json.RawMessage `json:"fromImageRegistry"`
-	StartCmd          *string         `json:"startCmd"`
-	ReadyCmd          *string         `json:"readyCmd"`
-	Steps             []e2bStep       `json:"steps"`
-	Force             bool            `json:"force"`
-}
-
 // startTemplateBuild is POST /v2/templates/{templateID}/builds/{buildID}.
 func (s *Server) startTemplateBuild(w http.ResponseWriter, r *http.Request) error {
 	bs, err := s.buildsOrErr()
@@ -219,7 +179,7 @@ func (s *Server) startTemplateBuild(w http.ResponseWriter, r *http.Request) erro
 	if bd.Template != r.PathValue("templateID") {
 		return errdefs.New(errdefs.ErrNotFound, "build %q is not a build of template %q", bd.ID, r.PathValue("templateID"))
 	}
-	var req e2bBuildStart
+	var req wire.TemplateBuildStart
 	if err := decode(w, r, &req, false); err != nil {
 		return err
 	}
@@ -331,28 +291,6 @@ func (s *Server) extractFiles(r *http.Request, bs *build.Builds, bd *build.Build
 	return dir, nil
 }
 
-type e2bLogEntry struct {
-	Timestamp time.Time `json:"timestamp"`
-	Level     string    `json:"level"`
-	Message   string    `json:"message"`
-	Step      string    `json:"step,omitempty"`
-}
-
-type e2bBuildReason struct {
-	Message    string        `json:"message"`
-	Step       string        `json:"step,omitempty"`
-	LogEntries []e2bLogEntry `json:"logEntries"`
-}
-
-type e2bBuildInfo struct {
-	BuildID    string          `json:"buildID"`
-	TemplateID string          `json:"templateID"`
-	Status     string          `json:"status"`
-	LogEntries []e2bLogEntry   `json:"logEntries"`
-	Logs       []string        `json:"logs"`
-	Reason     *e2bBuildReason `json:"reason,omitempty"`
-}
-
 // e2bStepName turns a build step number into E2B's step names: the
 // SDK's first stack frame is the base ("base"), instruction i is "i".
 func e2bStepName(step int) string {
@@ -401,16 +339,16 @@ func (s *Server) templateBuildStatus(w http.ResponseWriter, r *http.Request) err
 			status = build.StatusBuilding // more lines to fetch first
 		}
 	}
-	out := e2bBuildInfo{BuildID: bd.ID, TemplateID: bd.Template, Status: status, LogEntries: []e2bLogEntry{}, Logs: []string{}}
+	out := wire.TemplateBuildInfo{BuildID: bd.ID, TemplateID: bd.Template, Status: status, LogEntries: []wire.BuildLogEntry{}, Logs: []string{}}
 	for _, e := range snap.Events {
 		if level == "error" && e.Level != "error" {
 			continue
 		}
-		out.LogEntries = append(out.LogEntries, e2bLogEntry{Timestamp: e.Time, Level: e.Level, Message: e.Message, Step: e2bStepName(e.Step)})
+		out.LogEntries = append(out.LogEntries, wire.BuildLogEntry{Timestamp: e.Time, Level: e.Level, Message: e.Message, Step: e2bStepName(e.Step)})
 	}
 	if status == build.StatusError {
 		msg, step, _ := build.ErrorDetail(snap.Err)
-		out.Reason = &e2bBuildReason{Message: msg, Step: e2bStepName(step), LogEntries: []e2bLogEntry{}}
+		out.Reason = &wire.BuildReason{Message: msg, Step: e2bStepName(step), LogEntries: []wire.BuildLogEntry{}}
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -428,7 +366,7 @@ func (s *Server) templateAlias(w http.ResponseWriter, r *http.Request) error {
 	}
 	for _, in := range infos {
 		if in.Name == name {
-			writeJSON(w, http.StatusOK, map[string]any{"templateID": in.Name, "public": false})
+			writeJSON(w, http.StatusOK, wire.TemplateAlias{TemplateID: in.Name, Public: false})
 			return nil
 		}
 	}

@@ -9,58 +9,23 @@ import (
 	"github.com/sbxdev/sbx/internal/errdefs"
 	"github.com/sbxdev/sbx/internal/errhttp"
 	"github.com/sbxdev/sbx/internal/sandbox"
+	"github.com/sbxdev/sbx/wire"
 )
 
 // Pause, resume, snapshots and forks, in E2B's shapes (the e2b SDK's
 // Sandbox.pause/betaPause, connect, createSnapshot/listSnapshots/
 // deleteSnapshot and fork), with sbx's extensions documented in docs/api.md.
 
-type pauseRequest struct {
-	// Memory false keeps files only; default true (see sandbox.PauseFrozen).
-	Memory *bool `json:"memory,omitempty"`
-}
-
-type resumeRequest struct {
-	Timeout   *int64 `json:"timeout,omitempty"`
-	AutoPause *bool  `json:"autoPause,omitempty"`
-	Memory    *bool  `json:"memory,omitempty"`
-}
-
-type snapshotRequest struct {
-	Name string `json:"name,omitempty"`
-}
-
-type snapshotBody struct {
-	SnapshotID string   `json:"snapshotID"`
-	Names      []string `json:"names"`
-	// sbx extensions.
-	SandboxID string    `json:"sandboxID"`
-	Template  string    `json:"templateID"`
-	Kind      string    `json:"kind"`
-	CreatedAt time.Time `json:"createdAt"`
-	SizeBytes int64     `json:"sizeBytes"`
-}
-
-type forkRequest struct {
-	Count   *int   `json:"count,omitempty"`
-	Timeout *int64 `json:"timeout,omitempty"`
-}
-
-type forkResult struct {
-	Sandbox *sandboxBody  `json:"sandbox,omitempty"`
-	Error   *errhttp.Body `json:"error,omitempty"`
-}
-
-func snapshotOut(sn *sandbox.Snapshot) snapshotBody {
+func snapshotOut(sn *sandbox.Snapshot) wire.Snapshot {
 	names := []string{sn.ID}
 	if sn.Name != "" {
 		names = []string{sn.Name}
 	}
-	return snapshotBody{
+	return wire.Snapshot{
 		SnapshotID: sn.ID,
 		Names:      names,
 		SandboxID:  sn.SandboxID,
-		Template:   sn.Template,
+		TemplateID: sn.Template,
 		Kind:       sn.Kind,
 		CreatedAt:  sn.CreatedAt,
 		SizeBytes:  sn.SizeBytes,
@@ -68,7 +33,7 @@ func snapshotOut(sn *sandbox.Snapshot) snapshotBody {
 }
 
 func (s *Server) pauseSandbox(w http.ResponseWriter, r *http.Request) error {
-	var req pauseRequest
+	var req wire.PauseRequest
 	if err := decode(w, r, &req, true); err != nil {
 		return err
 	}
@@ -80,7 +45,7 @@ func (s *Server) pauseSandbox(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) resumeSandbox(w http.ResponseWriter, r *http.Request) error {
-	var req resumeRequest
+	var req wire.ResumeRequest
 	if err := decode(w, r, &req, true); err != nil {
 		return err
 	}
@@ -97,7 +62,7 @@ func (s *Server) resumeSandbox(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) createSnapshot(w http.ResponseWriter, r *http.Request) error {
-	var req snapshotRequest
+	var req wire.SnapshotRequest
 	if err := decode(w, r, &req, true); err != nil {
 		return err
 	}
@@ -143,7 +108,7 @@ func (s *Server) listSnapshots(w http.ResponseWriter, r *http.Request) error {
 		page = page[:limit]
 		w.Header().Set("X-Next-Token", strconv.Itoa(offset+limit))
 	}
-	out := make([]snapshotBody, 0, len(page))
+	out := make([]wire.Snapshot, 0, len(page))
 	for _, sn := range page {
 		out = append(out, snapshotOut(sn))
 	}
@@ -152,7 +117,7 @@ func (s *Server) listSnapshots(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) forkSandbox(w http.ResponseWriter, r *http.Request) error {
-	var req forkRequest
+	var req wire.ForkRequest
 	if err := decode(w, r, &req, true); err != nil {
 		return err
 	}
@@ -168,12 +133,12 @@ func (s *Server) forkSandbox(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := make([]forkResult, len(results))
+	out := make([]wire.ForkResult, len(results))
 	for i, res := range results {
 		if res.Err != nil {
 			status := errhttp.Status(res.Err)
 			s.log.Warn("fork copy failed", "sandbox_id", r.PathValue("id"), "status", status, "err", res.Err)
-			out[i].Error = &errhttp.Body{Code: status, Message: errdefs.Message(res.Err)}
+			out[i].Error = &wire.Error{Code: status, Message: errdefs.Message(res.Err)}
 			continue
 		}
 		b := s.sandboxBody(res.Sandbox)
@@ -198,8 +163,8 @@ func (s *Server) deleteSnapshotOrTemplate(w http.ResponseWriter, r *http.Request
 }
 
 // lifecycleOf is a sandbox's lifecycle as the detail shows it.
-func lifecycleOf(sb *sandbox.Sandbox) lifecycle {
-	l := lifecycle{
+func lifecycleOf(sb *sandbox.Sandbox) wire.Lifecycle {
+	l := wire.Lifecycle{
 		AutoResume: sb.Life.AutoResume,
 		OnTimeout:  sb.Life.OnTimeout,
 		Persistent: sb.Life.Persistent,
@@ -213,7 +178,7 @@ func lifecycleOf(sb *sandbox.Sandbox) lifecycle {
 
 // lifecycleParams turns a create request's lifecycle fields into the
 // Manager's policy.
-func lifecycleParams(req *newSandbox) (sandbox.Lifecycle, error) {
+func lifecycleParams(req *wire.NewSandbox) (sandbox.Lifecycle, error) {
 	var l sandbox.Lifecycle
 	switch req.Lifecycle {
 	case "", "ephemeral":

@@ -9,6 +9,7 @@ import (
 
 	"github.com/sbxdev/sbx/internal/errdefs"
 	"github.com/sbxdev/sbx/internal/sandbox"
+	"github.com/sbxdev/sbx/wire"
 )
 
 func TestLifecycleParams(t *testing.T) {
@@ -29,7 +30,7 @@ func TestLifecycleParams(t *testing.T) {
 		{`{"autoPauseMemory":false}`, sandbox.Lifecycle{}, "autoPauseMemory needs autoPause"},
 		{`{"idlePause":-1}`, sandbox.Lifecycle{}, "must not be negative"},
 	} {
-		var req newSandbox
+		var req wire.NewSandbox
 		if err := json.Unmarshal([]byte(tc.body), &req); err != nil {
 			t.Fatal(err)
 		}

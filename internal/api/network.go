@@ -6,18 +6,8 @@ import (
 
 	"github.com/sbxdev/sbx/internal/errdefs"
 	"github.com/sbxdev/sbx/internal/network"
+	"github.com/sbxdev/sbx/wire"
 )
-
-// networkUpdate is E2B's SandboxNetworkUpdateConfig (PUT
-// /sandboxes/{id}/network): it replaces the egress rules; an omitted field
-// is cleared.
-type networkUpdate struct {
-	AllowInternetAccess *bool           `json:"allow_internet_access,omitempty"`
-	AllowOut            []string        `json:"allowOut,omitempty"`
-	DenyOut             []string        `json:"denyOut,omitempty"`
-	EgressProxy         json.RawMessage `json:"egressProxy,omitempty"`
-	Rules               json.RawMessage `json:"rules,omitempty"`
-}
 
 func unsupportedEgress(proxy, rules json.RawMessage) error {
 	if len(proxy) > 0 && string(proxy) != "null" {
@@ -31,7 +21,7 @@ func unsupportedEgress(proxy, rules json.RawMessage) error {
 
 // createPolicy turns a create request's egress fields into a policy; nil
 // means the server's default.
-func createPolicy(allowInternet *bool, n *sandboxNetwork) (*network.Policy, error) {
+func createPolicy(allowInternet *bool, n *wire.SandboxNetwork) (*network.Policy, error) {
 	if allowInternet == nil && n == nil {
 		return nil, nil
 	}
@@ -49,7 +39,7 @@ func createPolicy(allowInternet *bool, n *sandboxNetwork) (*network.Policy, erro
 }
 
 func (s *Server) updateNetwork(w http.ResponseWriter, r *http.Request) error {
-	var req networkUpdate
+	var req wire.NetworkUpdate
 	if err := decode(w, r, &req, false); err != nil {
 		return err
 	}
@@ -75,13 +65,13 @@ func (s *Server) allowInternet(id string) *bool {
 }
 
 // withEgress adds sandbox id's allowOut and denyOut to n.
-func (s *Server) withEgress(n *sandboxNetwork, id string) *sandboxNetwork {
+func (s *Server) withEgress(n *wire.SandboxNetwork, id string) *wire.SandboxNetwork {
 	p, ok := s.mgr.NetworkPolicy(id)
 	if !ok {
 		return n
 	}
 	if n == nil {
-		n = &sandboxNetwork{}
+		n = &wire.SandboxNetwork{}
 	}
 	n.AllowOut, n.DenyOut = p.AllowOut, p.DenyOut
 	return n

@@ -9,6 +9,7 @@ import (
 
 	"github.com/sbxdev/sbx/internal/errdefs"
 	"github.com/sbxdev/sbx/internal/sandbox"
+	"github.com/sbxdev/sbx/wire"
 )
 
 func (s *Server) domain() *string {
@@ -19,8 +20,8 @@ func (s *Server) domain() *string {
 	return &d
 }
 
-func (s *Server) sandboxBody(sb *sandbox.Sandbox) sandboxBody {
-	b := sandboxBody{
+func (s *Server) sandboxBody(sb *sandbox.Sandbox) wire.Sandbox {
+	b := wire.Sandbox{
 		SandboxID:       sb.ID,
 		TemplateID:      sb.Template,
 		ClientID:        "sbx",
@@ -36,12 +37,12 @@ func (s *Server) sandboxBody(sb *sandbox.Sandbox) sandboxBody {
 	return b
 }
 
-func listed(sb *sandbox.Sandbox) listedSandbox {
+func listed(sb *sandbox.Sandbox) wire.ListedSandbox {
 	md := sb.Metadata
 	if md == nil {
 		md = map[string]string{}
 	}
-	return listedSandbox{
+	return wire.ListedSandbox{
 		SandboxID:   sb.ID,
 		TemplateID:  sb.Template,
 		Alias:       sb.Template,
@@ -60,7 +61,7 @@ func listed(sb *sandbox.Sandbox) listedSandbox {
 }
 
 func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request) error {
-	var req newSandbox
+	var req wire.NewSandbox
 	if err := decode(w, r, &req, false); err != nil {
 		return err
 	}
@@ -91,7 +92,7 @@ func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request) error {
 		Runtime:        req.Runtime,
 		CPUs:           cpus,
 		MemoryMB:       mem,
-		PrivateTraffic: req.Network.privateTraffic(),
+		PrivateTraffic: privateTraffic(req.Network),
 		Lifecycle:      life,
 		Network:        netPolicy,
 	})
@@ -180,7 +181,7 @@ func (s *Server) listSandboxes(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("X-Next-Token", strconv.Itoa(offset+limit))
 	}
 	w.Header().Set("X-Total-Running", strconv.Itoa(running))
-	out := make([]listedSandbox, 0, len(page))
+	out := make([]wire.ListedSandbox, 0, len(page))
 	for _, sb := range page {
 		out = append(out, listed(sb))
 	}
@@ -198,7 +199,7 @@ func (s *Server) listSandboxesV1(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := make([]listedSandbox, 0, len(all))
+	out := make([]wire.ListedSandbox, 0, len(all))
 	for _, sb := range all {
 		out = append(out, listed(sb))
 	}
@@ -212,8 +213,8 @@ func (s *Server) getSandbox(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	allowInternet := s.allowInternet(sb.ID)
-	writeJSON(w, http.StatusOK, sandboxDetail{
-		listedSandbox:   listed(sb),
+	writeJSON(w, http.StatusOK, wire.SandboxDetail{
+		ListedSandbox:   listed(sb),
 		EnvdAccessToken: sb.EnvdToken,
 		Domain:          s.domain(),
 		Lifecycle:       lifecycleOf(sb),
@@ -234,7 +235,7 @@ func (s *Server) killSandbox(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) setTimeout(w http.ResponseWriter, r *http.Request) error {
-	var req timeoutRequest
+	var req wire.TimeoutRequest
 	if err := decode(w, r, &req, false); err != nil {
 		return err
 	}
@@ -253,7 +254,7 @@ func (s *Server) setTimeout(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) refresh(w http.ResponseWriter, r *http.Request) error {
-	var req refreshRequest
+	var req wire.RefreshRequest
 	if err := decode(w, r, &req, true); err != nil {
 		return err
 	}
@@ -269,7 +270,7 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) connectSandbox(w http.ResponseWriter, r *http.Request) error {
-	var req connectRequest
+	var req wire.ConnectRequest
 	if err := decode(w, r, &req, true); err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/sbxdev/sbx/internal/sandbox"
 	"github.com/sbxdev/sbx/internal/store"
 	"github.com/sbxdev/sbx/internal/template"
+	"github.com/sbxdev/sbx/wire"
 )
 
 // noRuntime is a sandbox.Runtime for tests that must never reach a runtime:
@@ -132,7 +133,7 @@ func wantError(t *testing.T, w *httptest.ResponseRecorder, status int, msg strin
 	if ct := w.Header().Get("Content-Type"); ct != "application/json" {
 		t.Errorf("Content-Type = %q, want application/json", ct)
 	}
-	var b errhttp.Body
+	var b wire.Error
 	dec := json.NewDecoder(w.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&b); err != nil {
@@ -258,7 +259,7 @@ func TestHandlers(t *testing.T) {
 	})
 
 	t.Run("list", func(t *testing.T) {
-		var got []listedSandbox
+		var got []wire.ListedSandbox
 		w := s.do(t, "GET", "/v2/sandboxes", key, "")
 		decodeBody(t, w, 200, &got)
 		if len(got) != 1 || got[0].SandboxID != running.ID || got[0].State != "running" || got[0].CPUCount != 2 || got[0].Metadata["user"] != "alice" || got[0].Runtime != "runc" {
@@ -294,7 +295,7 @@ func TestHandlers(t *testing.T) {
 	})
 
 	t.Run("get", func(t *testing.T) {
-		var got sandboxDetail
+		var got wire.SandboxDetail
 		decodeBody(t, s.do(t, "GET", "/sandboxes/"+failed.ID, key, ""), 200, &got)
 		if got.State != "failed" || got.Error != "it died" || got.Lifecycle.OnTimeout != "kill" || got.Domain == nil || *got.Domain != testDomain || got.Runtime != "runc" {
 			t.Errorf("detail = %+v", got)
@@ -333,7 +334,7 @@ func TestHandlers(t *testing.T) {
 		if d := time.Until(s.endAt(t, running.ID)); d < 59*time.Minute {
 			t.Errorf("after a refresh with the default: ends in %s", d)
 		}
-		var got sandboxBody
+		var got wire.Sandbox
 		decodeBody(t, s.do(t, "POST", "/v2"+path+"/connect", key, `{"timeout":7000}`), 200, &got)
 		if got.SandboxID != running.ID || got.EnvdAccessToken != "tok" || got.EnvdVersion != EnvdVersion || got.TrafficAccessToken != nil {
 			t.Errorf("connect = %+v", got)
@@ -344,7 +345,7 @@ func TestHandlers(t *testing.T) {
 	})
 
 	t.Run("templates", func(t *testing.T) {
-		var got []templateBody
+		var got []wire.Template
 		decodeBody(t, s.do(t, "GET", "/templates", key, ""), 200, &got)
 		if len(got) != 0 {
 			t.Errorf("templates = %+v, want none", got)
@@ -355,7 +356,7 @@ func TestHandlers(t *testing.T) {
 	})
 
 	t.Run("keys", func(t *testing.T) {
-		var created keyBody
+		var created wire.Key
 		decodeBody(t, s.do(t, "POST", "/sbx/v1/keys", s.adminKey, `{"name":"ci"}`), 201, &created)
 		if !keyPattern.MatchString(created.Key) || created.Admin || created.Name != "ci" || created.Prefix != created.Key[:10] {
 			t.Errorf("created key = %+v", created)
@@ -363,7 +364,7 @@ func TestHandlers(t *testing.T) {
 		if w := s.do(t, "GET", "/v2/sandboxes", created.Key, ""); w.Code != 200 {
 			t.Errorf("the new key does not authenticate: %d", w.Code)
 		}
-		var list []keyBody
+		var list []wire.Key
 		decodeBody(t, s.do(t, "GET", "/sbx/v1/keys", s.adminKey, ""), 200, &list)
 		if len(list) != 3 {
 			t.Errorf("keys = %+v, want 3", list)

@@ -8,36 +8,17 @@ import (
 	"net/http"
 	"path/filepath"
 	"sort"
-	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/sbxdev/sbx/internal/errdefs"
 	"github.com/sbxdev/sbx/internal/template"
+	"github.com/sbxdev/sbx/wire"
 )
 
-// templateSettings are the settable parts of a template, as JSON (the body
-// of PATCH /sbx/v1/templates/{name}, and part of an import's). Absent
-// fields are left as they are.
-type templateSettings struct {
-	// StartCmd is a shell command line (run with /bin/sh -c), as E2B's
-	// startCmd; "" removes the start command (an import's image command
-	// included).
-	StartCmd *string `json:"startCmd,omitempty"`
-	// ReadyCmd is a shell command that must exit 0; "" removes it.
-	ReadyCmd *string `json:"readyCmd,omitempty"`
-	// ReadyPort is a TCP port that must accept connections; 0 removes it.
-	ReadyPort *int `json:"readyPort,omitempty"`
-	// ReadyTimeout is in seconds; 0 is the server's default.
-	ReadyTimeout *int              `json:"readyTimeout,omitempty"`
-	Env          map[string]string `json:"env,omitempty"`
-	Workdir      *string           `json:"workdir,omitempty"`
-	User         *string           `json:"defaultUser,omitempty"`
-	CPUCount     *float64          `json:"cpuCount,omitempty"`
-	MemoryMB     *int64            `json:"memoryMB,omitempty"`
-}
-
-func (t templateSettings) settings() (template.Settings, error) {
+// templateSettings turns a request's settings into the template
+// store's.
+func templateSettings(t wire.TemplateSettings) (template.Settings, error) {
 	st := template.Settings{
 		ReadyCmd: t.ReadyCmd, ReadyPort: t.ReadyPort, ReadyTimeoutSeconds: t.ReadyTimeout,
 		Workdir: t.Workdir, User: t.User, CPUs: t.CPUCount, MemoryMB: t.MemoryMB,
@@ -98,47 +79,6 @@ func requestedLimits(cpus *float64, mem *int64) (float64, int64, error) {
 	return c, m, nil
 }
 
-// templateDetail is GET /sbx/v1/templates/{name}: everything sbx knows of
-// a template.
-type templateDetail struct {
-	TemplateID string    `json:"templateID"`
-	CreatedAt  time.Time `json:"createdAt"`
-	Source     string    `json:"source,omitempty"`
-	// SizeBytes is the apparent size of the root filesystem's files;
-	// DiskBytes what they take on disk (allocated blocks, hard links once).
-	// Sandboxes share this one copy: each adds only its own writes.
-	SizeBytes int64           `json:"sizeBytes"`
-	DiskBytes int64           `json:"diskBytes"`
-	Layers    []templateLayer `json:"layers"`
-	// BuildLayers and Base describe a built template: its layers,
-	// uppermost first, over Base's root filesystem.
-	BuildLayers []string `json:"buildLayers,omitempty"`
-	Base        string   `json:"base,omitempty"`
-	User        string   `json:"defaultUser"`
-	Env         []string `json:"env"`
-	Workdir     string   `json:"workdir,omitempty"`
-	StartCmd    []string `json:"startCmd"`
-	ReadyCmd    string   `json:"readyCmd,omitempty"`
-	ReadyPort   int      `json:"readyPort,omitempty"`
-	// ReadyTimeout is the template's own, in seconds (0: the server's).
-	ReadyTimeout int `json:"readyTimeout,omitempty"`
-	// CPUCount and MemoryMB are what a sandbox gets by default;
-	// CPUCountSet/MemoryMBSet say whether the template sets them (else
-	// they are the server's defaults).
-	CPUCount    float64 `json:"cpuCount"`
-	MemoryMB    int64   `json:"memoryMB"`
-	CPUCountSet bool    `json:"cpuCountSet"`
-	MemoryMBSet bool    `json:"memoryMBSet"`
-	// Sandboxes counts the sandboxes (not failed) made from it.
-	Sandboxes int `json:"sandboxes"`
-}
-
-// templateLayer is one image layer a template was flattened from.
-type templateLayer struct {
-	Digest    string `json:"digest"`
-	SizeBytes int64  `json:"sizeBytes"`
-}
-
 // templateGetter is what inspecting and changing templates need of the
 // template store (the server's *template.Store has it).
 type templateGetter interface {
@@ -171,23 +111,23 @@ func (s *Server) inspectTemplate(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (s *Server) templateDetail(ctx context.Context, info template.Info) (templateDetail, error) {
+func (s *Server) templateDetail(ctx context.Context, info template.Info) (wire.TemplateDetail, error) {
 	n, err := s.mgr.TemplateUsers(ctx, info.Name)
 	if err != nil {
-		return templateDetail{}, err
+		return wire.TemplateDetail{}, err
 	}
 	var disk int64
 	for _, l := range info.LayerPaths { // a built template's layers and its base's rootfs
 		n, err := diskUsage(ctx, l)
 		if err != nil {
-			return templateDetail{}, err
+			return wire.TemplateDetail{}, err
 		}
 		disk += n
 	}
 	cpus, mem := s.mgr.EffectiveLimits(info.Defaults.CPUs, info.Defaults.MemoryMB)
-	d := templateDetail{
+	d := wire.TemplateDetail{
 		TemplateID: info.Name, CreatedAt: info.Created, Source: info.Source,
-		SizeBytes: info.SizeBytes, DiskBytes: disk, Layers: []templateLayer{}, BuildLayers: info.Stack, Base: info.Base,
+		SizeBytes: info.SizeBytes, DiskBytes: disk, Layers: []wire.TemplateLayer{}, BuildLayers: info.Stack, Base: info.Base,
 		User: info.Defaults.User, Env: info.Env, Workdir: info.Workdir, StartCmd: info.StartCmd,
 		ReadyCmd: info.ReadyCmd, ReadyPort: info.ReadyPort, ReadyTimeout: info.ReadyTimeoutSeconds,
 		CPUCount: cpus, MemoryMB: mem, CPUCountSet: info.Defaults.CPUs != 0, MemoryMBSet: info.Defaults.MemoryMB != 0,
@@ -203,7 +143,7 @@ func (s *Server) templateDetail(ctx context.Context, info template.Info) (templa
 		d.StartCmd = []string{}
 	}
 	for _, l := range info.Layers {
-		d.Layers = append(d.Layers, templateLayer{Digest: l.Digest, SizeBytes: l.SizeBytes})
+		d.Layers = append(d.Layers, wire.TemplateLayer{Digest: l.Digest, SizeBytes: l.SizeBytes})
 	}
 	return d, nil
 }
@@ -219,11 +159,11 @@ func (s *Server) setTemplate(w http.ResponseWriter, r *http.Request) error {
 	if err := template.ValidateName(name); err != nil {
 		return err
 	}
-	var req templateSettings
+	var req wire.TemplateSettings
 	if err := decode(w, r, &req, false); err != nil {
 		return err
 	}
-	st, err := req.settings()
+	st, err := templateSettings(req)
 	if err != nil {
 		return err
 	}

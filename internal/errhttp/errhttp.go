@@ -13,13 +13,11 @@ import (
 	"net/http"
 
 	"github.com/sbxdev/sbx/internal/errdefs"
+	"github.com/sbxdev/sbx/wire"
 )
 
-// Body is E2B's error shape.
-type Body struct {
-	Code    int    `json:"code"`
-	Message string `json:"message"`
-}
+// Body is E2B's error shape, as package wire declares it.
+type Body = wire.Error
 
 // Status maps an error class to its HTTP status. This is the only place
 // where sbx decides which status an error gets.
