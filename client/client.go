@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"os"
 	"strings"
+
+	"github.com/sbxdev/sbx/wire"
 )
 
 // DefaultURL is the server address [FromEnv] uses when SBX_URL is unset.
@@ -173,9 +175,7 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 func decodeAPIError(resp *http.Response) error {
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	e := &APIError{StatusCode: resp.StatusCode}
-	var body struct {
-		Message string `json:"message"`
-	}
+	var body wire.Error
 	if json.Unmarshal(raw, &body) == nil && body.Message != "" {
 		e.Message = body.Message
 	} else {

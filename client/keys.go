@@ -4,9 +4,12 @@ import (
 	"context"
 	"net/http"
 	"time"
+
+	"github.com/sbxdev/sbx/wire"
 )
 
-// Key describes an API key. The secret itself is shown only once, by
+// Key describes an API key, built from the server's [wire.Key]; its own
+// JSON is what `sbx key ls --json` prints. The secret itself is shown only once, by
 // [Client.CreateKey].
 type Key struct {
 	ID   string `json:"id"`
@@ -18,7 +21,7 @@ type Key struct {
 	Admin bool `json:"admin"`
 }
 
-// NewKey is a key just created, with its secret.
+// NewKey is a key just created, with its secret (from [wire.Key]).
 type NewKey struct {
 	ID   string `json:"id"`
 	Name string `json:"name"`
@@ -30,21 +33,22 @@ type NewKey struct {
 
 // CreateKey creates an API key named name.
 func (c *Client) CreateKey(ctx context.Context, name string) (*NewKey, error) {
-	k := &NewKey{}
-	body := struct {
-		Name string `json:"name"`
-	}{name}
-	if _, err := c.do(ctx, http.MethodPost, "/sbx/v1/keys", nil, body, k); err != nil {
+	var k wire.Key
+	if _, err := c.do(ctx, http.MethodPost, "/sbx/v1/keys", nil, wire.NewKey{Name: name}, &k); err != nil {
 		return nil, err
 	}
-	return k, nil
+	return &NewKey{ID: k.ID, Name: k.Name, Key: k.Key, CreatedAt: k.CreatedAt, Admin: k.Admin}, nil
 }
 
 // ListKeys returns every API key, without secrets.
 func (c *Client) ListKeys(ctx context.Context) ([]Key, error) {
-	keys := []Key{}
-	if _, err := c.do(ctx, http.MethodGet, "/sbx/v1/keys", nil, nil, &keys); err != nil {
+	var list []wire.Key
+	if _, err := c.do(ctx, http.MethodGet, "/sbx/v1/keys", nil, nil, &list); err != nil {
 		return nil, err
+	}
+	keys := make([]Key, 0, len(list))
+	for _, k := range list {
+		keys = append(keys, Key{ID: k.ID, Name: k.Name, Prefix: k.Prefix, CreatedAt: k.CreatedAt, Admin: k.Admin})
 	}
 	return keys, nil
 }

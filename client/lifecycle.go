@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sbxdev/sbx/wire"
 )
 
 // Pause kinds reported in [SandboxInfo.PauseKind].
@@ -42,29 +44,12 @@ type Lifecycle struct {
 	IdlePause time.Duration
 }
 
-// LifecycleInfo is a sandbox's lifecycle policy as the server reports it.
-type LifecycleInfo struct {
-	AutoResume bool   `json:"autoResume"`
-	OnTimeout  string `json:"onTimeout"`
-	Persistent bool   `json:"persistent"`
-	// IdlePause is in seconds.
-	IdlePause int `json:"idlePause,omitempty"`
-}
+// LifecycleInfo is a sandbox's lifecycle policy as the server reports it
+// (IdlePause in seconds).
+type LifecycleInfo = wire.Lifecycle
 
-type lifecycleFields struct {
-	AutoPause       *bool       `json:"autoPause,omitempty"`
-	AutoPauseMemory *bool       `json:"autoPauseMemory,omitempty"`
-	AutoResume      *autoResume `json:"autoResume,omitempty"`
-	Lifecycle       string      `json:"lifecycle,omitempty"`
-	IdlePause       *int        `json:"idlePause,omitempty"`
-}
-
-type autoResume struct {
-	Enabled bool `json:"enabled"`
-}
-
-func (l Lifecycle) fields() lifecycleFields {
-	var f lifecycleFields
+// apply puts l into a create request's fields.
+func (l Lifecycle) apply(f *wire.NewSandbox) {
 	if l.Persistent {
 		f.Lifecycle = "persistent"
 	}
@@ -77,12 +62,11 @@ func (l Lifecycle) fields() lifecycleFields {
 		f.AutoPauseMemory = &no
 	}
 	if l.AutoResume {
-		f.AutoResume = &autoResume{Enabled: true}
+		f.AutoResume = &wire.AutoResume{Enabled: true}
 	}
 	if l.IdlePause > 0 {
 		f.IdlePause = seconds(l.IdlePause)
 	}
-	return f
 }
 
 // PauseOptions tune [Client.Pause].
@@ -98,9 +82,7 @@ func (c *Client) Pause(ctx context.Context, id string, opts *PauseOptions) error
 	if id == "" {
 		return errNoID
 	}
-	var body struct {
-		Memory *bool `json:"memory,omitempty"`
-	}
+	var body wire.PauseRequest
 	if opts != nil && opts.FilesOnly {
 		no := false
 		body.Memory = &no
@@ -125,10 +107,7 @@ func (c *Client) Resume(ctx context.Context, id string, opts *ResumeOptions) (*S
 	if id == "" {
 		return nil, errNoID
 	}
-	var body struct {
-		Timeout *int  `json:"timeout,omitempty"`
-		Memory  *bool `json:"memory,omitempty"`
-	}
+	var body wire.ResumeRequest
 	if opts != nil {
 		body.Timeout = seconds(opts.Timeout)
 		if opts.Reboot {
@@ -136,12 +115,11 @@ func (c *Client) Resume(ctx context.Context, id string, opts *ResumeOptions) (*S
 			body.Memory = &no
 		}
 	}
-	sb := &Sandbox{}
-	if _, err := c.do(ctx, http.MethodPost, "/sandboxes/"+escape(id)+"/resume", nil, body, sb); err != nil {
+	var sb wire.Sandbox
+	if _, err := c.do(ctx, http.MethodPost, "/sandboxes/"+escape(id)+"/resume", nil, body, &sb); err != nil {
 		return nil, err
 	}
-	sb.c = c
-	return sb, nil
+	return c.handle(sb), nil
 }
 
 // Pause pauses the sandbox; see [Client.Pause].
@@ -149,21 +127,11 @@ func (s *Sandbox) Pause(ctx context.Context, opts *PauseOptions) error {
 	return s.c.Pause(ctx, s.ID, opts)
 }
 
-// SnapshotInfo describes a snapshot.
-type SnapshotInfo struct {
-	// SnapshotID names the snapshot; use it as a template to create
-	// sandboxes from it.
-	SnapshotID string   `json:"snapshotID"`
-	Names      []string `json:"names"`
-	// SandboxID is the sandbox it was taken from.
-	SandboxID string `json:"sandboxID"`
-	// TemplateID is what it stands on (a template or another snapshot).
-	TemplateID string `json:"templateID"`
-	// Kind is "files" or "memory" (files, and processes with their memory).
-	Kind      string    `json:"kind"`
-	CreatedAt time.Time `json:"createdAt"`
-	SizeBytes int64     `json:"sizeBytes"`
-}
+// SnapshotInfo describes a snapshot. Its SnapshotID names it: use it as a
+// template to create sandboxes from it. TemplateID is what it stands on (a
+// template or another snapshot), Kind "files" or "memory" (files, and
+// processes with their memory).
+type SnapshotInfo = wire.Snapshot
 
 // CreateSnapshot snapshots a running sandbox; name may be empty. The
 // sandbox is frozen only while its state is copied.
@@ -171,9 +139,7 @@ func (c *Client) CreateSnapshot(ctx context.Context, sandboxID, name string) (*S
 	if sandboxID == "" {
 		return nil, errNoID
 	}
-	body := struct {
-		Name string `json:"name,omitempty"`
-	}{name}
+	body := wire.SnapshotRequest{Name: name}
 	out := &SnapshotInfo{}
 	if _, err := c.do(ctx, http.MethodPost, "/sandboxes/"+escape(sandboxID)+"/snapshots", nil, body, out); err != nil {
 		return nil, err
@@ -230,14 +196,8 @@ func (c *Client) Fork(ctx context.Context, id string, n int, timeout time.Durati
 	if id == "" {
 		return nil, errNoID
 	}
-	body := struct {
-		Count   int  `json:"count"`
-		Timeout *int `json:"timeout,omitempty"`
-	}{n, seconds(timeout)}
-	var raw []struct {
-		Sandbox *Sandbox  `json:"sandbox"`
-		Error   *APIError `json:"error"`
-	}
+	body := wire.ForkRequest{Count: &n, Timeout: seconds(timeout)}
+	var raw []wire.ForkResult
 	if _, err := c.do(ctx, http.MethodPost, "/sandboxes/"+escape(id)+"/fork", nil, body, &raw); err != nil {
 		return nil, err
 	}
@@ -245,10 +205,9 @@ func (c *Client) Fork(ctx context.Context, id string, n int, timeout time.Durati
 	for i, r := range raw {
 		switch {
 		case r.Error != nil:
-			out[i].Err = r.Error
+			out[i].Err = &APIError{StatusCode: r.Error.Code, Message: r.Error.Message}
 		case r.Sandbox != nil:
-			r.Sandbox.c = c
-			out[i].Sandbox = r.Sandbox
+			out[i].Sandbox = c.handle(*r.Sandbox)
 		default:
 			out[i].Err = fmt.Errorf("sbx: fork copy %s: empty result", strconv.Itoa(i))
 		}

@@ -3,6 +3,8 @@ package client
 import (
 	"context"
 	"net/http"
+
+	"github.com/sbxdev/sbx/wire"
 )
 
 // NetworkPolicy is a sandbox's egress policy (E2B's network settings).
@@ -35,22 +37,15 @@ type NetworkConfig struct {
 	DenyOut  []string `json:"denyOut,omitempty"`
 }
 
-// networkUpdate is the wire body of PUT /sandboxes/{id}/network.
-type networkUpdate struct {
-	AllowInternetAccess *bool    `json:"allow_internet_access,omitempty"`
-	AllowOut            []string `json:"allowOut,omitempty"`
-	DenyOut             []string `json:"denyOut,omitempty"`
-}
-
 // apply puts p into a create request's E2B fields.
-func (p *NetworkPolicy) apply(body *createRequest) {
+func (p *NetworkPolicy) apply(body *wire.NewSandbox) {
 	if p == nil {
 		return
 	}
 	body.AllowInternetAccess = p.AllowInternetAccess
 	if len(p.AllowOut)+len(p.DenyOut) > 0 {
 		if body.Network == nil {
-			body.Network = &networkOptions{}
+			body.Network = &wire.SandboxNetwork{}
 		}
 		body.Network.AllowOut, body.Network.DenyOut = p.AllowOut, p.DenyOut
 	}
@@ -63,7 +58,7 @@ func (c *Client) UpdateNetwork(ctx context.Context, id string, p NetworkPolicy) 
 	if id == "" {
 		return errNoID
 	}
-	body := networkUpdate{AllowInternetAccess: p.AllowInternetAccess, AllowOut: p.AllowOut, DenyOut: p.DenyOut}
+	body := wire.NetworkUpdate{AllowInternetAccess: p.AllowInternetAccess, AllowOut: p.AllowOut, DenyOut: p.DenyOut}
 	_, err := c.do(ctx, http.MethodPut, "/sandboxes/"+escape(id)+"/network", nil, body, nil)
 	return err
 }

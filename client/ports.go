@@ -6,15 +6,6 @@ import "strconv"
 // its ports when the sandbox was created with [CreateOptions.PrivateTraffic].
 const TrafficTokenHeader = "E2b-Traffic-Access-Token"
 
-// networkOptions is the "network" object of a create request (E2B's
-// SandboxNetworkConfig).
-type networkOptions struct {
-	AllowPublicTraffic *bool `json:"allowPublicTraffic,omitempty"`
-	// Egress (network.go).
-	AllowOut []string `json:"allowOut,omitempty"`
-	DenyOut  []string `json:"denyOut,omitempty"`
-}
-
 // Host returns the host name under which port of the sandbox is reachable
 // through the server, {port}-{sandboxID}.{domain}, as the e2b SDKs'
 // getHost(port) does. Any TCP port a process in the sandbox listens on

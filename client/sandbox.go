@@ -28,7 +28,8 @@ const (
 // Sandbox is a handle on one sandbox, returned by [Client.CreateSandbox] and
 // [Client.ConnectSandbox]. Its exported fields are the server's answer; its
 // methods run processes in the sandbox through the data plane. A Sandbox is
-// safe for concurrent use.
+// safe for concurrent use. It is built from the server's [wire.Sandbox];
+// its own JSON is what `sbx create --json` prints.
 type Sandbox struct {
 	ID          string `json:"sandboxID"`
 	TemplateID  string `json:"templateID"`

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sbxdev/sbx/wire"
 )
 
 // NoTimeout, as a sandbox timeout, asks for a sandbox with no time limit: it
@@ -63,7 +65,9 @@ type ConnectOptions struct {
 	Timeout time.Duration
 }
 
-// SandboxInfo describes a sandbox as the server lists it.
+// SandboxInfo describes a sandbox as the server lists it. It is built
+// from the server's [wire.ListedSandbox] and [wire.SandboxDetail]; its own
+// JSON is what `sbx ls --json` prints.
 type SandboxInfo struct {
 	SandboxID  string    `json:"sandboxID"`
 	TemplateID string    `json:"templateID"`
@@ -115,37 +119,17 @@ type ListOptions struct {
 	Limit int
 }
 
-// createRequest is the wire body of POST /v2/sandboxes.
-type createRequest struct {
-	TemplateID string            `json:"templateID"`
-	Timeout    *int              `json:"timeout,omitempty"`
-	Metadata   map[string]string `json:"metadata,omitempty"`
-	EnvVars    map[string]string `json:"envVars,omitempty"`
-	Runtime    string            `json:"runtime,omitempty"`
-	CPUCount   float64           `json:"cpuCount,omitempty"`
-	MemoryMB   int               `json:"memoryMB,omitempty"`
-	Network    *networkOptions   `json:"network,omitempty"`
-	lifecycleFields
-	// Egress policy (network.go); allowOut/denyOut go in Network.
-	AllowInternetAccess *bool `json:"allow_internet_access,omitempty"`
-}
-
-// timeoutRequest is the wire body of the timeout and connect calls.
-type timeoutRequest struct {
-	Timeout *int `json:"timeout,omitempty"`
-}
-
 // seconds turns a timeout into the wire's whole seconds: nil for the server
 // default (0), 0 for NoTimeout, otherwise rounded up to at least 1.
-func seconds(d time.Duration) *int {
+func seconds(d time.Duration) *int64 {
 	switch {
 	case d == 0:
 		return nil
 	case d < 0:
-		z := 0
+		z := int64(0)
 		return &z
 	}
-	s := int((d + time.Second - 1) / time.Second)
+	s := int64((d + time.Second - 1) / time.Second)
 	return &s
 }
 
@@ -161,20 +145,26 @@ func (c *Client) CreateSandbox(ctx context.Context, opts CreateOptions) (*Sandbo
 	if opts.CPUs < 0 || opts.MemoryMB < 0 {
 		return nil, fmt.Errorf("sbx: create sandbox: negative CPUs or MemoryMB: %w", ErrInvalidArgument)
 	}
-	body := createRequest{TemplateID: tmpl, Timeout: seconds(opts.Timeout), Metadata: opts.Metadata, EnvVars: opts.Env,
-		CPUCount: opts.CPUs, MemoryMB: opts.MemoryMB, Runtime: opts.Runtime,
-		lifecycleFields: opts.Lifecycle.fields()}
+	body := wire.NewSandbox{TemplateID: tmpl, Timeout: seconds(opts.Timeout), Metadata: opts.Metadata, EnvVars: opts.Env,
+		Runtime: opts.Runtime}
+	if opts.CPUs != 0 {
+		body.CPUCount = &opts.CPUs
+	}
+	if opts.MemoryMB != 0 {
+		mem := int64(opts.MemoryMB)
+		body.MemoryMB = &mem
+	}
+	opts.Lifecycle.apply(&body)
 	if opts.PrivateTraffic {
 		public := false
-		body.Network = &networkOptions{AllowPublicTraffic: &public}
+		body.Network = &wire.SandboxNetwork{AllowPublicTraffic: &public}
 	}
 	opts.Network.apply(&body)
-	sb := &Sandbox{}
-	if _, err := c.do(ctx, http.MethodPost, "/v2/sandboxes", nil, body, sb); err != nil {
+	var sb wire.Sandbox
+	if _, err := c.do(ctx, http.MethodPost, "/v2/sandboxes", nil, body, &sb); err != nil {
 		return nil, err
 	}
-	sb.c = c
-	return sb, nil
+	return c.handle(sb), nil
 }
 
 // ConnectSandbox returns a handle on an existing sandbox, resuming it if it
@@ -183,18 +173,18 @@ func (c *Client) ConnectSandbox(ctx context.Context, id string, opts *ConnectOpt
 	if id == "" {
 		return nil, errNoID
 	}
-	var body timeoutRequest
+	var body wire.ConnectRequest
 	if opts != nil {
 		body.Timeout = seconds(opts.Timeout)
 	}
-	sb := &Sandbox{}
-	if _, err := c.do(ctx, http.MethodPost, "/v2/sandboxes/"+escape(id)+"/connect", nil, body, sb); err != nil {
+	var w wire.Sandbox
+	if _, err := c.do(ctx, http.MethodPost, "/v2/sandboxes/"+escape(id)+"/connect", nil, body, &w); err != nil {
 		return nil, err
 	}
+	sb := c.handle(w)
 	if sb.ID == "" {
 		sb.ID = id
 	}
-	sb.c = c
 	return sb, nil
 }
 
@@ -225,12 +215,14 @@ func (c *Client) ListSandboxes(ctx context.Context, opts *ListOptions) ([]Sandbo
 	all := []SandboxInfo{}
 	seen := map[string]bool{}
 	for {
-		var page []SandboxInfo
+		var page []wire.ListedSandbox
 		resp, err := c.do(ctx, http.MethodGet, "/v2/sandboxes", q, nil, &page)
 		if err != nil {
 			return nil, err
 		}
-		all = append(all, page...)
+		for _, s := range page {
+			all = append(all, listedInfo(s))
+		}
 		next := strings.TrimSpace(resp.header.Get("X-Next-Token"))
 		if next == "" || len(page) == 0 || seen[next] {
 			return all, nil
@@ -245,11 +237,20 @@ func (c *Client) GetSandbox(ctx context.Context, id string) (*SandboxInfo, error
 	if id == "" {
 		return nil, errNoID
 	}
-	info := &SandboxInfo{}
-	if _, err := c.do(ctx, http.MethodGet, "/sandboxes/"+escape(id), nil, nil, info); err != nil {
+	var d wire.SandboxDetail
+	if _, err := c.do(ctx, http.MethodGet, "/sandboxes/"+escape(id), nil, nil, &d); err != nil {
 		return nil, err
 	}
-	return info, nil
+	info := listedInfo(d.ListedSandbox)
+	info.EnvdAccessToken = d.EnvdAccessToken
+	info.Domain = deref(d.Domain)
+	info.Lifecycle = &d.Lifecycle
+	info.Error = d.Error
+	info.AllowInternetAccess = d.AllowInternetAccess
+	if d.Network != nil {
+		info.Network = &NetworkConfig{AllowOut: d.Network.AllowOut, DenyOut: d.Network.DenyOut}
+	}
+	return &info, nil
 }
 
 // KillSandbox destroys a sandbox and everything in it.
@@ -272,10 +273,10 @@ func (c *Client) SetTimeout(ctx context.Context, id string, d time.Duration) err
 	}
 	s := seconds(d)
 	if s == nil {
-		z := 0
+		z := int64(0)
 		s = &z
 	}
-	_, err := c.do(ctx, http.MethodPost, "/sandboxes/"+escape(id)+"/timeout", nil, timeoutRequest{Timeout: s}, nil)
+	_, err := c.do(ctx, http.MethodPost, "/sandboxes/"+escape(id)+"/timeout", nil, wire.TimeoutRequest{Timeout: s}, nil)
 	return err
 }
 
@@ -289,4 +290,29 @@ func (c *Client) Attach(info *SandboxInfo) *Sandbox {
 		EnvdVersion: info.EnvdVersion, EnvdAccessToken: info.EnvdAccessToken, Domain: info.Domain,
 		c: c,
 	}
+}
+
+// listedInfo is the SDK's view of a listed sandbox.
+func listedInfo(s wire.ListedSandbox) SandboxInfo {
+	return SandboxInfo{
+		SandboxID: s.SandboxID, TemplateID: s.TemplateID, ClientID: s.ClientID, StartedAt: s.StartedAt, EndAt: s.EndAt,
+		CPUCount: int(s.CPUCount), MemoryMB: int(s.MemoryMB), DiskSizeMB: int(s.DiskSizeMB), EnvdVersion: s.EnvdVersion,
+		Metadata: s.Metadata, State: s.State, Runtime: s.Runtime, PauseKind: s.PauseKind,
+	}
+}
+
+// handle is a handle on the sandbox that s describes.
+func (c *Client) handle(s wire.Sandbox) *Sandbox {
+	return &Sandbox{
+		ID: s.SandboxID, TemplateID: s.TemplateID, ClientID: s.ClientID, EnvdVersion: s.EnvdVersion,
+		EnvdAccessToken: s.EnvdAccessToken, Domain: deref(s.Domain), TrafficAccessToken: deref(s.TrafficAccessToken),
+		Runtime: s.Runtime, c: c,
+	}
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }

@@ -4,10 +4,13 @@ import (
 	"context"
 	"net/http"
 	"time"
+
+	"github.com/sbxdev/sbx/wire"
 )
 
 // Template describes a sandbox template: the root filesystem and default
-// resources that sandboxes start from.
+// resources that sandboxes start from. It is built from the server's
+// [wire.Template]; its own JSON is what `sbx template ls --json` prints.
 type Template struct {
 	TemplateID  string    `json:"templateID"`
 	Aliases     []string  `json:"aliases"`
@@ -21,11 +24,23 @@ type Template struct {
 
 // ListTemplates returns every template.
 func (c *Client) ListTemplates(ctx context.Context) ([]Template, error) {
-	ts := []Template{}
-	if _, err := c.do(ctx, http.MethodGet, "/templates", nil, nil, &ts); err != nil {
+	var list []wire.Template
+	if _, err := c.do(ctx, http.MethodGet, "/templates", nil, nil, &list); err != nil {
 		return nil, err
 	}
+	ts := make([]Template, 0, len(list))
+	for _, t := range list {
+		ts = append(ts, templateOf(t))
+	}
 	return ts, nil
+}
+
+// templateOf is the SDK's view of a template.
+func templateOf(t wire.Template) Template {
+	return Template{
+		TemplateID: t.TemplateID, Aliases: t.Aliases, CPUCount: int(t.CPUCount), MemoryMB: int(t.MemoryMB),
+		DiskSizeMB: int(t.DiskSizeMB), SizeBytes: t.SizeBytes, CreatedAt: t.CreatedAt, BuildStatus: t.BuildStatus,
+	}
 }
 
 // DeleteTemplate deletes a template. It fails with [ErrConflict] while
@@ -48,16 +63,16 @@ const (
 // ImportOptions say where [Client.ImportTemplate] finds an image.
 type ImportOptions struct {
 	// Name is the new template's name.
-	Name string `json:"name"`
+	Name string
 	// Source is ImportRegistry, ImportTarball or ImportLayout.
-	Source string `json:"source"`
+	Source string
 	// Ref is the image reference, for ImportRegistry.
-	Ref string `json:"ref,omitempty"`
+	Ref string
 	// Path is a path on the server's host, for ImportTarball and
 	// ImportLayout.
-	Path string `json:"path,omitempty"`
+	Path string
 	// Insecure lets the server fetch from the registry over plain HTTP.
-	Insecure bool `json:"insecure,omitempty"`
+	Insecure bool
 	// TemplateSettings apply over what the image's config says (its
 	// environment, working directory, user, and entrypoint plus command
 	// as the start command).
@@ -70,11 +85,14 @@ type ImportOptions struct {
 // name, source or image. Imports run within ctx: a deadline that is too
 // short abandons the import.
 func (c *Client) ImportTemplate(ctx context.Context, opts ImportOptions) (*Template, error) {
-	var t Template
-	if _, err := c.do(ctx, http.MethodPost, "/sbx/v1/templates/import", nil, opts, &t); err != nil {
+	body := wire.ImportRequest{Name: opts.Name, Source: opts.Source, Ref: opts.Ref, Path: opts.Path, Insecure: opts.Insecure,
+		TemplateSettings: opts.TemplateSettings.wire()}
+	var t wire.Template
+	if _, err := c.do(ctx, http.MethodPost, "/sbx/v1/templates/import", nil, body, &t); err != nil {
 		return nil, err
 	}
-	return &t, nil
+	out := templateOf(t)
+	return &out, nil
 }
 
 // TemplateSettings are the settable parts of a template: what every
@@ -84,68 +102,45 @@ type TemplateSettings struct {
 	// the background in every new sandbox, tagged "start" (reattach with
 	// [Sandbox.Connect]); "" removes it, an import's image command
 	// included.
-	StartCmd *string `json:"startCmd,omitempty"`
+	StartCmd *string
 	// ReadyCmd is a shell command that must exit 0, ReadyPort a TCP port
 	// that must accept connections in the sandbox, before a create
 	// returns; "" and 0 remove them.
-	ReadyCmd  *string `json:"readyCmd,omitempty"`
-	ReadyPort *int    `json:"readyPort,omitempty"`
+	ReadyCmd  *string
+	ReadyPort *int
 	// ReadyTimeout is how long a create waits for the ready check, in
 	// seconds; 0 is the server's default.
-	ReadyTimeout *int `json:"readyTimeout,omitempty"`
+	ReadyTimeout *int
 	// Env replaces the template's environment defaults.
-	Env map[string]string `json:"env,omitempty"`
+	Env map[string]string
 	// Workdir is the default working directory (absolute).
-	Workdir *string `json:"workdir,omitempty"`
+	Workdir *string
 	// User is the default user of commands.
-	User *string `json:"defaultUser,omitempty"`
+	User *string
 	// CPUs and MemoryMB are the default limits; 0 leaves them to the
 	// server.
-	CPUs     *float64 `json:"cpuCount,omitempty"`
-	MemoryMB *int     `json:"memoryMB,omitempty"`
+	CPUs     *float64
+	MemoryMB *int
 }
 
 // TemplateDetail is everything the server knows of a template
 // ([Client.InspectTemplate]).
-type TemplateDetail struct {
-	TemplateID string    `json:"templateID"`
-	CreatedAt  time.Time `json:"createdAt"`
-	// Source says where it came from (an image reference or path, or how
-	// it was built).
-	Source string `json:"source,omitempty"`
-	// SizeBytes is the apparent size of its files, DiskBytes what they
-	// take on disk. Every sandbox shares this one copy.
-	SizeBytes int64 `json:"sizeBytes"`
-	DiskBytes int64 `json:"diskBytes"`
-	// Layers are the image layers it was flattened from.
-	Layers []TemplateLayer `json:"layers"`
-	// BuildLayers are a built template's layers (build cache keys),
-	// uppermost first, over the root filesystem of template Base.
-	BuildLayers []string `json:"buildLayers,omitempty"`
-	Base        string   `json:"base,omitempty"`
-	User        string   `json:"defaultUser"`
-	Env         []string `json:"env"`
-	// Workdir is the default working directory of commands.
-	Workdir      string   `json:"workdir,omitempty"`
-	StartCmd     []string `json:"startCmd"`
-	ReadyCmd     string   `json:"readyCmd,omitempty"`
-	ReadyPort    int      `json:"readyPort,omitempty"`
-	ReadyTimeout int      `json:"readyTimeout,omitempty"`
-	// CPUCount and MemoryMB are a sandbox's defaults; the ...Set fields
-	// say whether the template sets them (else they are the server's).
-	CPUCount    float64 `json:"cpuCount"`
-	MemoryMB    int     `json:"memoryMB"`
-	CPUCountSet bool    `json:"cpuCountSet"`
-	MemoryMBSet bool    `json:"memoryMBSet"`
-	// Sandboxes counts the sandboxes using it; it cannot be deleted while
-	// this is not zero.
-	Sandboxes int `json:"sandboxes"`
-}
+type TemplateDetail = wire.TemplateDetail
 
 // TemplateLayer is one image layer of a template.
-type TemplateLayer struct {
-	Digest    string `json:"digest"`
-	SizeBytes int64  `json:"sizeBytes"`
+type TemplateLayer = wire.TemplateLayer
+
+// wire is st as a request body.
+func (st TemplateSettings) wire() wire.TemplateSettings {
+	w := wire.TemplateSettings{
+		StartCmd: st.StartCmd, ReadyCmd: st.ReadyCmd, ReadyPort: st.ReadyPort, ReadyTimeout: st.ReadyTimeout,
+		Env: st.Env, Workdir: st.Workdir, User: st.User, CPUCount: st.CPUs,
+	}
+	if st.MemoryMB != nil {
+		m := int64(*st.MemoryMB)
+		w.MemoryMB = &m
+	}
+	return w
 }
 
 // InspectTemplate returns everything the server knows of a template.
@@ -167,7 +162,7 @@ func (c *Client) SetTemplate(ctx context.Context, name string, st TemplateSettin
 		return nil, errNoID
 	}
 	var d TemplateDetail
-	if _, err := c.do(ctx, http.MethodPatch, "/sbx/v1/templates/"+escape(name), nil, st, &d); err != nil {
+	if _, err := c.do(ctx, http.MethodPatch, "/sbx/v1/templates/"+escape(name), nil, st.wire(), &d); err != nil {
 		return nil, err
 	}
 	return &d, nil

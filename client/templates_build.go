@@ -20,7 +20,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
+
+	"github.com/sbxdev/sbx/wire"
 )
 
 // Build states ([TemplateBuild].Status).
@@ -31,36 +32,13 @@ const (
 	BuildFailed   = "error"
 )
 
-// TemplateBuild is a template build on the server.
-type TemplateBuild struct {
-	BuildID    string     `json:"buildID"`
-	TemplateID string     `json:"templateID"`
-	Status     string     `json:"status"`
-	CreatedAt  time.Time  `json:"createdAt"`
-	FinishedAt *time.Time `json:"finishedAt,omitempty"`
-	// Error, Step and ExitCode describe a failed build: the message, the
-	// 1-based step that failed and, for RUN, the command's exit code.
-	Error    string `json:"error,omitempty"`
-	Step     int    `json:"step,omitempty"`
-	ExitCode int    `json:"exitCode,omitempty"`
-	// Logs is the number of log lines so far.
-	Logs int `json:"logs"`
-}
+// TemplateBuild is a template build on the server. Error, Step and
+// ExitCode describe a failed build: the message, the 1-based step that
+// failed and, for RUN, the command's exit code.
+type TemplateBuild = wire.Build
 
-// BuildEvent is one line of a build's log.
-type BuildEvent struct {
-	Time  time.Time `json:"timestamp"`
-	Level string    `json:"level"`
-	// Step is the 1-based step the line belongs to (0: the whole build).
-	Step int `json:"step"`
-	// Kind is "step" (a step begins), "cached" (its layer was reused),
-	// "output" (a line a RUN command printed), "info", "error", or "end"
-	// (the last line, with Status and, for a failed RUN, ExitCode).
-	Kind     string `json:"kind"`
-	Message  string `json:"message"`
-	Status   string `json:"status,omitempty"`
-	ExitCode int    `json:"exitCode,omitempty"`
-}
+// BuildEvent is one line of a build's log; the last has Kind "end".
+type BuildEvent = wire.BuildEvent
 
 // BuildOptions describe a template build from a Dockerfile.
 type BuildOptions struct {

@@ -191,8 +191,8 @@ type TemplateBuildInfo struct {
 	Reason     *BuildReason    `json:"reason,omitempty"`
 }
 
-// Build is a Dockerfile build as POST /sbx/v1/builds and GET
-// /sbx/v1/builds/{buildID} return it.
+// Build is a Dockerfile build as POST /sbx/v1/templates/builds and GET
+// /sbx/v1/templates/builds/{buildID} return it.
 type Build struct {
 	BuildID    string     `json:"buildID"`
 	TemplateID string     `json:"templateID"`
@@ -208,8 +208,8 @@ type Build struct {
 	Logs int `json:"logs"`
 }
 
-// BuildEvent is one line of GET /sbx/v1/builds/{buildID}/logs (JSON
-// lines): a log line, or the last line (kind "end") with the outcome.
+// BuildEvent is one line of GET /sbx/v1/templates/builds/{buildID}/logs
+// (JSON lines): a log line, or the last line (kind "end") with the outcome.
 type BuildEvent struct {
 	Time  time.Time `json:"timestamp"`
 	Level string    `json:"level"`
