@@ -1,18 +1,33 @@
 package cli
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
 	"github.com/sbxdev/sbx/client"
-	"github.com/sbxdev/sbx/internal/cli/fakesbx"
+	"github.com/sbxdev/sbx/tests/harness"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -23,18 +38,28 @@ type result struct {
 	stdout, stderr string
 }
 
-// sbx runs the CLI in-process against fake f (nil: no server), with stdin.
-func sbx(t *testing.T, ctx context.Context, f *fakesbx.Server, stdin string, args ...string) result {
+// sbx runs the CLI in-process against srv (nil: no server), with stdin.
+func sbx(t *testing.T, ctx context.Context, srv *harness.Server, stdin string, args ...string) result {
 	t.Helper()
+	base, key := "", ""
+	if srv != nil {
+		base, key = srv.URL, srv.APIKey
+	}
+	return sbxAt(ctx, base, key, time.Now(), stdin, args...)
+}
+
+// sbxAt runs the CLI in-process against the server at base with key, its
+// clock reading now.
+func sbxAt(ctx context.Context, base, key string, now time.Time, stdin string, args ...string) result {
 	var out, errb bytes.Buffer
 	envs := map[string]string{}
-	if f != nil {
-		envs["SBX_URL"], envs["SBX_API_KEY"] = f.URL, f.APIKey
+	if base != "" {
+		envs["SBX_URL"], envs["SBX_API_KEY"] = base, key
 	}
 	e := &env{
 		ctx: ctx, stdin: strings.NewReader(stdin), stdout: &out, stderr: &errb,
 		getenv: func(k string) string { return envs[k] },
-		now:    func() time.Time { return time.Date(2025, 1, 2, 4, 4, 5, 0, time.UTC) },
+		now:    func() time.Time { return now },
 	}
 	code := e.main(args)
 	return result{code, out.String(), errb.String()}
@@ -135,64 +160,76 @@ func TestExitCodeOf(t *testing.T) {
 	}
 }
 
+// ctxFor is a context that ends with the test or after d.
+func ctxFor(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
 func TestSandboxCommands(t *testing.T) {
-	f := fakesbx.New(t)
-	ctx := context.Background()
-	r := sbx(t, ctx, f, "", "create", "--timeout", "0", "--meta", "team=a", "--env", "K=V")
+	srv := harness.Start(t)
+	c := srv.Client
+	ctx := ctxFor(t, 3*time.Minute)
+	r := sbx(t, ctx, srv, "", "create", "--timeout", "0", "--meta", "team=a", "--env", "K=V")
 	if r.code != 0 {
 		t.Fatalf("create: %+v", r)
 	}
 	id := strings.TrimSpace(r.stdout)
-	sb := f.Find(id)
-	if sb == nil || sb.Timeout == nil || *sb.Timeout != 0 || sb.Metadata["team"] != "a" || sb.Env["K"] != "V" {
-		t.Fatalf("created %+v", sb)
+	info, err := c.GetSandbox(ctx, id)
+	if err != nil || info.HasTimeout() || info.Metadata["team"] != "a" {
+		t.Fatalf("created %+v, %v", info, err)
 	}
-	r = sbx(t, ctx, f, "", "create", "--json", "--timeout", "10m", "--runtime", "runsc")
+	if r := sbx(t, ctx, srv, "", "exec", id, "--", "printenv", "K"); r.code != 0 || r.stdout != "V\n" {
+		t.Fatalf("the sandbox's K: %+v", r)
+	}
+	r = sbx(t, ctx, srv, "", "create", "--json", "--timeout", "10m", "--runtime", "runsc")
 	var created client.Sandbox
 	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &created) != nil || created.ID == "" || created.EnvdAccessToken == "" || created.Runtime != "runsc" {
 		t.Fatalf("create --json: %+v", r)
 	}
-	if r := sbx(t, ctx, f, "", "create", "--runtime", "kata"); r.code != 1 || !strings.Contains(r.stderr, `unknown runtime "kata"`) {
+	if r := sbx(t, ctx, srv, "", "create", "--runtime", "kata"); r.code != 1 || !strings.Contains(r.stderr, `unknown runtime "kata"`) {
 		t.Errorf("create --runtime kata: %+v", r)
 	}
-	if got := f.Find(created.ID).Timeout; got == nil || *got != 600 {
-		t.Errorf("create --timeout 10m sent %v", got)
+	second, err := c.GetSandbox(ctx, created.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := second.EndAt.Sub(second.StartedAt); d < 10*time.Minute-5*time.Second || d > 10*time.Minute+5*time.Second {
+		t.Errorf("create --timeout 10m: ends %v after its start", d)
 	}
 
-	// Fix the times so that the table is stable.
-	f.Lock()
-	for _, s := range f.Sandboxes {
-		s.StartedAt = time.Date(2025, 1, 2, 4, 0, 0, 0, time.UTC)
-	}
-	f.Sandboxes[1].EndAt = time.Date(2025, 1, 2, 4, 14, 5, 0, time.UTC)
-	f.Unlock()
-	r = sbx(t, ctx, f, "", "ls")
-	want := "ID       TEMPLATE   RUNTIME   STATE     STARTED   ENDS\n" +
-		id + "   base       runc      running   4m ago    never\n" +
-		created.ID + "   base       runsc     running   4m ago    in 10m\n"
+	// The table at a clock 4 minutes after the second create.
+	now := second.StartedAt.Add(4 * time.Minute)
+	r = sbxAt(ctx, srv.URL, srv.APIKey, now, "", "ls")
+	rt := fmt.Sprintf("%-9s", harness.Runtime())
+	// Newest first, as the server lists them.
+	want := "ID                     TEMPLATE   RUNTIME   STATE     STARTED   ENDS\n" +
+		created.ID + "   base       runsc     running   4m ago    in 6m\n" +
+		id + "   base       " + rt + " running   4m ago    never\n"
 	if r.code != 0 || r.stdout != want {
 		t.Errorf("ls:\n%s\nwant:\n%s", r.stdout, want)
 	}
-	r = sbx(t, ctx, f, "", "ls", "--meta", "team=a", "--json")
+	r = sbx(t, ctx, srv, "", "ls", "--meta", "team=a", "--json")
 	var infos []client.SandboxInfo
 	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &infos) != nil || len(infos) != 1 || infos[0].SandboxID != id || infos[0].HasTimeout() {
 		t.Errorf("ls --meta --json: %+v", r)
 	}
 
-	if r = sbx(t, ctx, f, "", "timeout", id, "90s"); r.code != 0 {
+	if r = sbx(t, ctx, srv, "", "timeout", id, "90s"); r.code != 0 {
 		t.Errorf("timeout: %+v", r)
 	}
-	if got := f.Find(id).Timeout; got == nil || *got != 90 {
-		t.Errorf("timeout sent %v", got)
+	if info, err := c.GetSandbox(ctx, id); err != nil || time.Until(info.EndAt) > 90*time.Second || time.Until(info.EndAt) < 60*time.Second {
+		t.Errorf("after timeout 90s: %+v, %v", info, err)
 	}
-	r = sbx(t, ctx, f, "", "kill", id, "nope", created.ID)
-	if r.code != 1 || r.stdout != id+"\n"+created.ID+"\n" || !strings.Contains(r.stderr, "nope: sandbox nope not found (HTTP 404)") {
+	r = sbx(t, ctx, srv, "", "kill", id, "nope", created.ID)
+	if r.code != 1 || r.stdout != id+"\n"+created.ID+"\n" || !strings.Contains(r.stderr, `nope: sandbox "nope" not found (HTTP 404)`) {
 		t.Errorf("kill: %+v", r)
 	}
-	if len(f.Sandboxes) != 0 {
-		t.Errorf("%d sandboxes left", len(f.Sandboxes))
+	if left, err := c.ListSandboxes(ctx, nil); err != nil || len(left) != 0 {
+		t.Errorf("left after kill: %+v, %v", left, err)
 	}
-	r = sbx(t, ctx, f, "", "--api-key", "e2b_00", "ls")
+	r = sbx(t, ctx, srv, "", "--api-key", "e2b_00", "ls")
 	if r.code != 1 || !strings.Contains(r.stderr, "check SBX_API_KEY") {
 		t.Errorf("bad key: %+v", r)
 	}
@@ -220,56 +257,230 @@ func golden(t *testing.T, name, got string) {
 	}
 }
 
+// writeImage writes a docker-archive of a small image (files only, it is
+// inspected, never run) with an environment, user and working directory.
+func writeImage(t *testing.T, archive string) {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	mtime := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, f := range []struct{ name, body string }{{"srv/", ""}, {"srv/index.html", "hello\n"}} {
+		h := &tar.Header{Name: f.name, Mode: 0o644, Size: int64(len(f.body)), ModTime: mtime, Typeflag: tar.TypeReg}
+		if strings.HasSuffix(f.name, "/") {
+			h.Mode, h.Typeflag = 0o755, tar.TypeDir
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write([]byte(f.body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf.Bytes())), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(empty.Image, layer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = cfg.DeepCopy()
+	cfg.Config.Env, cfg.Config.User, cfg.Config.WorkingDir = []string{"PATH=/usr/bin", "MODE=prod"}, "app", "/srv"
+	if img, err = mutate.ConfigFile(img, cfg); err != nil {
+		t.Fatal(err)
+	}
+	ref, err := name.ParseReference("web:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tarball.WriteToFile(archive, ref, img); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// keepTemplates keeps, of a `template ls` output (JSON or a table), the
+// header and the templates named in keep: the templates directory is
+// shared with other test runs.
+func keepTemplates(t *testing.T, out string, keep ...string) string {
+	t.Helper()
+	if strings.HasPrefix(out, "[") {
+		var list []json.RawMessage
+		if err := json.Unmarshal([]byte(out), &list); err != nil {
+			t.Fatalf("template ls --json: %v\n%s", err, out)
+		}
+		var parts []string
+		for _, raw := range list {
+			var v struct{ TemplateID string }
+			json.Unmarshal(raw, &v)
+			if !slices.Contains(keep, v.TemplateID) {
+				continue
+			}
+			var b bytes.Buffer
+			json.Indent(&b, raw, "  ", "  ")
+			parts = append(parts, "  "+b.String())
+		}
+		return "[\n" + strings.Join(parts, ",\n") + "\n]\n"
+	}
+	lines := strings.SplitAfter(out, "\n")
+	kept := lines[:1]
+	for _, l := range lines[1:] {
+		if f := strings.Fields(l); len(f) > 0 && slices.Contains(keep, f[0]) {
+			kept = append(kept, l)
+		}
+	}
+	return strings.Join(kept, "")
+}
+
+// normalize replaces what differs per run and per machine in out: the
+// values of the given JSON fields and the given strings (in pairs, old
+// and new, as strings.NewReplacer takes them).
+func normalize(out string, fields []string, repl ...string) string {
+	for _, f := range fields {
+		re := regexp.MustCompile(`("` + f + `": )("[^"]*"|[0-9.]+)`)
+		out = re.ReplaceAllString(out, `$1"<`+f+`>"`)
+	}
+	return strings.NewReplacer(repl...).Replace(out)
+}
+
+// unalign collapses the runs of spaces that align a table's columns: the
+// widths of values that differ per machine would move them.
+func unalign(out string) string {
+	return regexp.MustCompile(`  +`).ReplaceAllString(out, "   ")
+}
+
 func TestKeyAndTemplateCommands(t *testing.T) {
-	f := fakesbx.New(t)
-	ctx := context.Background()
+	srv := harness.Start(t)
+	c := srv.Client
+	ctx := ctxFor(t, 3*time.Minute)
+	keys, err := c.ListKeys(ctx)
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("keys: %+v, %v", keys, err)
+	}
+	admin := keys[0]
+
+	// A template of this test's own, from a small image: the templates
+	// directory is shared with other runs.
+	archive := filepath.Join(t.TempDir(), "web.tar")
+	writeImage(t, archive)
+	web := fmt.Sprintf("cli-web-%d", os.Getpid())
+	r := sbx(t, ctx, srv, "", "template", "import", web, "--tar", archive, "--start-cmd", "python3 -m http.server 8000", "--ready-port", "8000", "--ready-timeout", "30", "--memory-mb", "512")
+	if r.code != 0 {
+		t.Fatalf("template import: %+v", r)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := c.DeleteTemplate(ctx, web); err != nil && !client.IsNotFound(err) {
+			t.Errorf("delete template %s: %v", web, err)
+		}
+	})
+	base, err := c.InspectTemplate(ctx, "base")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wd, err := c.InspectTemplate(ctx, web)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Times shown relative to the clock: an hour after each was made.
+	keyNow, baseNow, webNow := admin.CreatedAt.Add(time.Hour), base.CreatedAt.Add(time.Hour), wd.CreatedAt.Add(time.Hour)
+
 	for _, tc := range []struct {
 		golden string
+		now    time.Time
 		args   []string
 	}{
-		{"key-ls.json", []string{"key", "ls", "--json"}},
-		{"key-ls.txt", []string{"key", "ls"}},
-		{"key-create.json", []string{"key", "create", "--name", "ci", "--json"}},
-		{"template-ls.json", []string{"template", "ls", "--json"}},
-		{"template-ls.txt", []string{"template", "ls"}},
-		{"template-inspect.json", []string{"template", "inspect", "web", "--json"}},
-		{"template-inspect.txt", []string{"template", "inspect", "web"}},
+		{"key-ls.json", keyNow, []string{"key", "ls", "--json"}},
+		{"key-ls.txt", keyNow, []string{"key", "ls"}},
+		{"key-create.json", keyNow, []string{"key", "create", "--name", "ci", "--json"}},
+		{"template-ls.json", baseNow, []string{"template", "ls", "--json"}},
+		{"template-ls.txt", baseNow, []string{"template", "ls"}},
+		{"template-inspect.json", webNow, []string{"template", "inspect", web, "--json"}},
+		{"template-inspect.txt", webNow, []string{"template", "inspect", web}},
 	} {
-		r := sbx(t, ctx, f, "", tc.args...)
+		r := sbxAt(ctx, srv.URL, srv.APIKey, tc.now, "", tc.args...)
 		if r.code != 0 {
 			t.Errorf("%v: %+v", tc.args, r)
 			continue
 		}
-		golden(t, tc.golden, r.stdout)
+		out := r.stdout
+		// Placeholders of the values' own widths keep tables aligned.
+		idRepl := []string{admin.ID, "key_" + strings.Repeat("0", len(admin.ID)-len("key_")), admin.Prefix, "e2b_" + strings.Repeat("0", len(admin.Prefix)-len("e2b_"))}
+		switch tc.golden {
+		case "key-ls.json":
+			out = normalize(out, []string{"createdAt"}, idRepl...)
+		case "key-ls.txt":
+			out = normalize(out, nil, idRepl...)
+		case "key-create.json":
+			out = normalize(out, []string{"id", "key", "createdAt"})
+		case "template-ls.json":
+			out = normalize(keepTemplates(t, out, "base"), []string{"sizeBytes", "diskSizeMB", "createdAt"})
+		case "template-ls.txt":
+			out = unalign(normalize(keepTemplates(t, out, "base"), nil, bytesHuman(base.SizeBytes), "<size>"))
+		case "template-inspect.json":
+			out = normalize(out, []string{"templateID", "createdAt", "source", "diskBytes"})
+		case "template-inspect.txt":
+			out = normalize(out, nil, web+"\n", "web\n", archive, "<archive>", bytesHuman(wd.DiskBytes)+" on disk", "<disk> on disk",
+				wd.CreatedAt.UTC().Format("2006-01-02 15:04:05 MST"), "<created>")
+		}
+		golden(t, tc.golden, out)
 	}
-	r := sbx(t, ctx, f, "", "key", "create", "--name", "ci")
+	r = sbx(t, ctx, srv, "", "key", "create", "--name", "ci")
 	if r.code != 0 || !strings.HasPrefix(r.stdout, "e2b_") || !strings.Contains(r.stderr, "not shown again") {
 		t.Errorf("key create: %+v", r)
 	}
-	if r := sbx(t, ctx, f, "", "key", "rm", "k1"); r.code != 0 {
-		t.Errorf("key rm: %+v", r)
+	keys, err = c.ListKeys(ctx)
+	if err != nil || len(keys) != 3 {
+		t.Fatalf("keys: %+v, %v", keys, err)
 	}
-	if r := sbx(t, ctx, f, "", "create"); r.code != 0 {
+	for _, k := range keys {
+		if k.ID == admin.ID {
+			continue
+		}
+		if r := sbx(t, ctx, srv, "", "key", "rm", k.ID); r.code != 0 {
+			t.Errorf("key rm: %+v", r)
+		}
+	}
+	if keys, err := c.ListKeys(ctx); err != nil || len(keys) != 1 {
+		t.Errorf("keys after key rm: %+v, %v", keys, err)
+	}
+
+	// Removing a template that a sandbox uses is refused. The base
+	// template is shared: the sandbox must be there first.
+	if r := sbx(t, ctx, srv, "", "create"); r.code != 0 {
 		t.Fatal(r)
 	}
-	r = sbx(t, ctx, f, "", "template", "rm", "base")
-	if r.code != 1 || !strings.Contains(r.stderr, "template in use (HTTP 409)") {
+	if list, err := c.ListSandboxes(ctx, nil); err != nil || len(list) != 1 || list[0].TemplateID != "base" {
+		t.Fatalf("sandboxes: %+v, %v", list, err)
+	}
+	r = sbx(t, ctx, srv, "", "template", "rm", "base")
+	if r.code != 1 || !strings.Contains(r.stderr, `template "base" is used by 1 sandbox(es) (HTTP 409)`) {
 		t.Errorf("template rm in use: %+v", r)
 	}
 
-	// template set sends only the flags given.
-	r = sbx(t, ctx, f, "", "template", "set", "web", "--start-cmd", "", "--ready-cmd", "curl -sf localhost:8000", "--cpus", "2", "--env", "A=1")
+	// template set changes only what its flags give.
+	r = sbx(t, ctx, srv, "", "template", "set", web, "--start-cmd", "", "--ready-cmd", "curl -sf localhost:8000", "--cpus", "2", "--env", "A=1")
 	if r.code != 0 || !strings.Contains(r.stdout, "Ready check") {
 		t.Fatalf("template set: %+v", r)
 	}
-	last := f.Requests[len(f.Requests)-1]
-	var body map[string]any
-	if err := json.Unmarshal([]byte(last.Body), &body); err != nil || last.Method != "PATCH" || last.Path != "/sbx/v1/templates/web" {
-		t.Fatalf("template set sent %s %s %q", last.Method, last.Path, last.Body)
+	after, err := c.InspectTemplate(ctx, web)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if len(body) != 4 || body["startCmd"] != "" || body["readyCmd"] != "curl -sf localhost:8000" || body["cpuCount"] != 2.0 ||
-		body["env"].(map[string]any)["A"] != "1" {
-		t.Errorf("template set body: %s", last.Body)
+	if len(after.StartCmd) != 0 || after.ReadyCmd != "curl -sf localhost:8000" || after.CPUCount != 2 || !after.CPUCountSet ||
+		!slices.Equal(after.Env, []string{"A=1"}) {
+		t.Errorf("after template set: %+v", after)
+	}
+	if after.ReadyPort != wd.ReadyPort || after.ReadyTimeout != wd.ReadyTimeout || after.Workdir != wd.Workdir ||
+		after.User != wd.User || after.MemoryMB != wd.MemoryMB || !after.MemoryMBSet {
+		t.Errorf("template set changed what it was not given: %+v, was %+v", after, wd)
 	}
 	for _, tc := range []struct {
 		args []string
@@ -280,40 +491,46 @@ func TestKeyAndTemplateCommands(t *testing.T) {
 		{[]string{"template", "inspect"}, "want one template name"},
 		{[]string{"template", "import", "x", "--tar", "/x", "--ready-port", "-1"}, "--ready-port must be"},
 	} {
-		if r := sbx(t, ctx, f, "", tc.args...); r.code != 2 || !strings.Contains(r.stderr, tc.want) {
+		if r := sbx(t, ctx, srv, "", tc.args...); r.code != 2 || !strings.Contains(r.stderr, tc.want) {
 			t.Errorf("%v: %+v, want usage error %q", tc.args, r, tc.want)
 		}
 	}
-	if r := sbx(t, ctx, f, "", "template", "inspect", "nope"); r.code != 1 || !strings.Contains(r.stderr, "template not found (HTTP 404)") {
+	if r := sbx(t, ctx, srv, "", "template", "inspect", "nope"); r.code != 1 || !strings.Contains(r.stderr, `template "nope" not found (HTTP 404)`) {
 		t.Errorf("template inspect of a missing template: %+v", r)
+	}
+	if r := sbx(t, ctx, srv, "", "template", "rm", web); r.code != 0 {
+		t.Errorf("template rm: %+v", r)
+	}
+	if _, err := c.InspectTemplate(ctx, web); !client.IsNotFound(err) {
+		t.Errorf("inspect after template rm: %v", err)
 	}
 }
 
 func TestExec(t *testing.T) {
-	f := fakesbx.New(t)
-	ctx := context.Background()
-	id := strings.TrimSpace(sbx(t, ctx, f, "", "create").stdout)
+	srv := harness.Start(t)
+	ctx := ctxFor(t, 3*time.Minute)
+	id := strings.TrimSpace(sbx(t, ctx, srv, "", "create").stdout)
 
-	r := sbx(t, ctx, f, "", "exec", "--env", "FOO=bar", id, "--", "sh", "-c", "echo out $FOO; echo err >&2; exit 3")
+	r := sbx(t, ctx, srv, "", "exec", "--env", "FOO=bar", id, "--", "sh", "-c", "echo out $FOO; echo err >&2; exit 3")
 	if r.code != 3 || r.stdout != "out bar\n" || r.stderr != "err\n" {
 		t.Errorf("exec: %+v", r)
 	}
-	r = sbx(t, ctx, f, "piped\n", "exec", "-i", "--user", "root", "--no-login", id, "cat")
+	r = sbx(t, ctx, srv, "piped\n", "exec", "-i", "--user", "root", "--no-login", id, "cat")
 	if r.code != 0 || r.stdout != "piped\n" {
 		t.Errorf("exec -i: %+v", r)
 	}
-	if u := f.Users[len(f.Users)-1]; u != "root" {
-		t.Errorf("user %q, want root", u)
+	if r := sbx(t, ctx, srv, "", "exec", "--user", "root", "--no-login", id, "--", "id", "-un"); r.code != 0 || r.stdout != "root\n" {
+		t.Errorf("exec --user root: %+v", r)
 	}
-	r = sbx(t, ctx, f, "ignored", "exec", id, "--", "cat")
+	r = sbx(t, ctx, srv, "ignored", "exec", id, "--", "cat")
 	if r.code != 0 || r.stdout != "" {
 		t.Errorf("exec without -i read stdin: %+v", r)
 	}
-	r = sbx(t, ctx, f, "", "exec", id, "--", "sh", "-c", "kill -TERM $$")
+	r = sbx(t, ctx, srv, "", "exec", id, "--", "sh", "-c", "kill -TERM $$")
 	if r.code != 143 {
 		t.Errorf("signalled exec: %+v", r)
 	}
-	r = sbx(t, ctx, f, "", "exec", "nope", "--", "true")
+	r = sbx(t, ctx, srv, "", "exec", "nope", "--", "true")
 	if r.code != 1 || !strings.Contains(r.stderr, "not found") {
 		t.Errorf("exec in unknown sandbox: %+v", r)
 	}
@@ -322,13 +539,13 @@ func TestExec(t *testing.T) {
 	ictx, cancel := context.WithCancel(ctx)
 	time.AfterFunc(500*time.Millisecond, cancel)
 	start := time.Now()
-	r = sbx(t, ictx, f, "", "exec", "--no-login", id, "--", "sleep", "30")
+	r = sbx(t, ictx, srv, "", "exec", "--no-login", id, "--", "sleep", "30")
 	if r.code != 130 || time.Since(start) > 10*time.Second {
 		t.Errorf("interrupted exec: %+v after %v", r, time.Since(start))
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		res := sbx(t, ctx, f, "", "exec", "--no-login", id, "--", "pgrep", "-f", "^sleep 30$")
+		res := sbx(t, ctx, srv, "", "exec", "--no-login", id, "--", "pgrep", "-f", "^sleep 30$")
 		if res.code == 1 {
 			break
 		}
@@ -339,29 +556,74 @@ func TestExec(t *testing.T) {
 	}
 }
 
+// recorder is a reverse proxy to a real server that records the bodies
+// of the control-plane requests the CLI sends (the data plane's streams
+// pass through as they are).
+type recorder struct {
+	URL    string
+	mu     sync.Mutex
+	bodies map[string][]string // by method and path
+}
+
+func newRecorder(t *testing.T, target string) *recorder {
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{bodies: map[string][]string{}}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.FlushInterval = -1
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("E2b-Sandbox-Id") == "" && r.Body != nil {
+			b, _ := io.ReadAll(r.Body)
+			r.Body = io.NopCloser(bytes.NewReader(b))
+			rec.mu.Lock()
+			rec.bodies[r.Method+" "+r.URL.Path] = append(rec.bodies[r.Method+" "+r.URL.Path], string(b))
+			rec.mu.Unlock()
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	rec.URL = srv.URL
+	return rec
+}
+
+// last returns the last body sent to method and path.
+func (r *recorder) last(method, path string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	b := r.bodies[method+" "+path]
+	if len(b) == 0 {
+		return ""
+	}
+	return b[len(b)-1]
+}
+
 func TestRunKillsSandbox(t *testing.T) {
-	f := fakesbx.New(t)
-	r := sbx(t, context.Background(), f, "", "run", "--timeout", "1m", "--", "sh", "-c", "echo hi; exit 5")
+	srv := harness.Start(t)
+	ctx := ctxFor(t, 3*time.Minute)
+	rec := newRecorder(t, srv.URL)
+	r := sbxAt(ctx, rec.URL, srv.APIKey, time.Now(), "", "run", "--timeout", "1m", "--", "sh", "-c", "echo hi; exit 5")
 	if r.code != 5 || r.stdout != "hi\n" {
 		t.Errorf("run: %+v", r)
 	}
-	if len(f.Sandboxes) != 0 {
-		t.Errorf("run left %d sandboxes", len(f.Sandboxes))
+	if left, err := srv.Client.ListSandboxes(ctx, nil); err != nil || len(left) != 0 {
+		t.Errorf("run left %+v, %v", left, err)
 	}
-	if req, ok := f.Last("/v2/sandboxes"); !ok || !strings.Contains(req.Body, `"timeout":60`) {
-		t.Errorf("create body %q", req.Body)
+	if body := rec.last("POST", "/v2/sandboxes"); !strings.Contains(body, `"timeout":60`) {
+		t.Errorf("create body %q", body)
 	}
-	r = sbx(t, context.Background(), f, "", "run", "--template", "nope", "true")
-	if r.code != 1 || !strings.Contains(r.stderr, "template nope not found") {
+	r = sbx(t, ctx, srv, "", "run", "--template", "nope", "true")
+	if r.code != 1 || !strings.Contains(r.stderr, `template "nope" not found`) {
 		t.Errorf("run with unknown template: %+v", r)
 	}
 }
 
 func TestShellWithoutTerminal(t *testing.T) {
-	f := fakesbx.New(t)
-	ctx := context.Background()
-	id := strings.TrimSpace(sbx(t, ctx, f, "", "create").stdout)
-	r := sbx(t, ctx, f, "echo from-shell\nexit 4\n", "shell", "--user", "root", id)
+	srv := harness.Start(t)
+	ctx := ctxFor(t, 3*time.Minute)
+	id := strings.TrimSpace(sbx(t, ctx, srv, "", "create").stdout)
+	r := sbx(t, ctx, srv, "echo from-shell\nexit 4\n", "shell", "--user", "root", id)
 	if r.code != 4 || !strings.Contains(r.stdout, "from-shell") {
 		t.Errorf("shell: %+v", r)
 	}
