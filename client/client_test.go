@@ -1,26 +1,97 @@
 package client_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
 	"net/url"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/sbxdev/sbx/client"
-	"github.com/sbxdev/sbx/internal/cli/fakesbx"
+	"github.com/sbxdev/sbx/tests/harness"
 )
 
-func newFake(t *testing.T) (*fakesbx.Server, *client.Client) {
+// recorder is a reverse proxy to a real server that records each request
+// the SDK sends: the tests that check what goes on the wire read it.
+type recorder struct {
+	URL  string
+	mu   sync.Mutex
+	reqs []recorded
+}
+
+type recorded struct {
+	Method, Path, RawQuery string
+	Header                 http.Header
+	Body                   string
+}
+
+func newRecorder(t *testing.T, target string) *recorder {
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var b []byte
+		if r.Body != nil {
+			b, _ = io.ReadAll(r.Body)
+			r.Body = io.NopCloser(bytes.NewReader(b))
+		}
+		rec.mu.Lock()
+		rec.reqs = append(rec.reqs, recorded{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Clone(), string(b)})
+		rec.mu.Unlock()
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	rec.URL = srv.URL
+	return rec
+}
+
+// requests returns what was sent so far.
+func (r *recorder) requests() []recorded {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.reqs)
+}
+
+// last returns the last request to path.
+func (r *recorder) last(path string) (recorded, bool) {
+	reqs := r.requests()
+	for i := len(reqs) - 1; i >= 0; i-- {
+		if reqs[i].Path == path {
+			return reqs[i], true
+		}
+	}
+	return recorded{}, false
+}
+
+// newServer starts a real sbx serve and returns a client that reaches it
+// through a recorder.
+func newServer(t *testing.T) (*harness.Server, *recorder, *client.Client) {
 	t.Helper()
-	f := fakesbx.New(t)
-	return f, client.New(f.URL, f.APIKey)
+	srv := harness.Start(t)
+	rec := newRecorder(t, srv.URL)
+	return srv, rec, client.New(rec.URL, srv.APIKey)
+}
+
+func ctxFor(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
 }
 
 func TestCreateTimeoutEncoding(t *testing.T) {
+	_, rec, c := newServer(t)
+	ctx := ctxFor(t, 2*time.Minute)
 	tests := []struct {
 		name    string
 		timeout time.Duration
@@ -34,12 +105,11 @@ func TestCreateTimeoutEncoding(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f, c := newFake(t)
-			sb, err := c.CreateSandbox(context.Background(), client.CreateOptions{Timeout: tt.timeout, Metadata: map[string]string{"a": "b"}, Env: map[string]string{"K": "V"}})
+			sb, err := c.CreateSandbox(ctx, client.CreateOptions{Timeout: tt.timeout, Metadata: map[string]string{"a": "b"}, Env: map[string]string{"K": "V"}})
 			if err != nil {
 				t.Fatal(err)
 			}
-			req, _ := f.Last("/v2/sandboxes")
+			req, _ := rec.last("/v2/sandboxes")
 			var body map[string]any
 			if err := json.Unmarshal([]byte(req.Body), &body); err != nil {
 				t.Fatal(err)
@@ -63,20 +133,26 @@ func TestCreateTimeoutEncoding(t *testing.T) {
 			if sb.ID == "" || sb.EnvdAccessToken == "" || sb.TemplateID != "base" {
 				t.Errorf("sandbox = %+v", sb)
 			}
-			info, err := c.GetSandbox(context.Background(), sb.ID)
+			if tt.timeout > 0 && tt.timeout < 5*time.Second {
+				return // it may have timed out already
+			}
+			info, err := c.GetSandbox(ctx, sb.ID)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if (tt.timeout == client.NoTimeout) == info.HasTimeout() {
 				t.Errorf("HasTimeout = %v for timeout %v (endAt %v)", info.HasTimeout(), tt.timeout, info.EndAt)
 			}
+			if err := sb.Kill(ctx); err != nil {
+				t.Fatal(err)
+			}
 		})
 	}
 }
 
 func TestListPagesAndFilters(t *testing.T) {
-	f, c := newFake(t)
-	ctx := context.Background()
+	_, rec, c := newServer(t)
+	ctx := ctxFor(t, 2*time.Minute)
 	for i := range 5 {
 		md := map[string]string{"team": "a"}
 		if i%2 == 1 {
@@ -94,7 +170,7 @@ func TestListPagesAndFilters(t *testing.T) {
 		t.Fatalf("listed %d sandboxes over pages of 2, want 5", len(all))
 	}
 	n := 0
-	for _, r := range f.Requests {
+	for _, r := range rec.requests() {
 		if r.Method == "GET" && r.Path == "/v2/sandboxes" {
 			n++
 		}
@@ -109,7 +185,7 @@ func TestListPagesAndFilters(t *testing.T) {
 	if len(as) != 3 {
 		t.Errorf("team=a: %d sandboxes, want 3", len(as))
 	}
-	req, _ := f.Last("/v2/sandboxes")
+	req, _ := rec.last("/v2/sandboxes")
 	q, _ := url.ParseQuery(req.RawQuery)
 	if q.Get("metadata") != "team=a" || len(q["state"]) != 2 {
 		t.Errorf("query = %q", req.RawQuery)
@@ -121,8 +197,8 @@ func TestListPagesAndFilters(t *testing.T) {
 }
 
 func TestErrors(t *testing.T) {
-	f, c := newFake(t)
-	ctx := context.Background()
+	srv, _, c := newServer(t)
+	ctx := ctxFor(t, 2*time.Minute)
 	err := c.KillSandbox(ctx, "nope")
 	var apiErr *client.APIError
 	if !errors.As(err, &apiErr) || apiErr.StatusCode != 404 || apiErr.Message == "" {
@@ -131,10 +207,12 @@ func TestErrors(t *testing.T) {
 	if !client.IsNotFound(err) || !errors.Is(err, client.ErrNotFound) || errors.Is(err, client.ErrConflict) {
 		t.Errorf("class of %v", err)
 	}
-	bad := client.New(f.URL, "e2b_00")
+	bad := client.New(srv.URL, "e2b_00")
 	if _, err := bad.ListSandboxes(ctx, nil); !client.IsUnauthenticated(err) {
 		t.Errorf("bad key: %v", err)
 	}
+	// The base template is shared by every test run: it is only deleted
+	// (refused) while this server's sandbox uses it.
 	if _, err := c.CreateSandbox(ctx, client.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -143,11 +221,11 @@ func TestErrors(t *testing.T) {
 	}
 
 	// A non-JSON error body still gives an APIError.
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "upstream down", http.StatusBadGateway)
 	}))
-	defer srv.Close()
-	err = client.New(srv.URL, "k").Health(ctx)
+	defer up.Close()
+	err = client.New(up.URL, "k").Health(ctx)
 	if !errors.Is(err, client.ErrUnavailable) || !errors.As(err, &apiErr) || apiErr.Message != "upstream down" {
 		t.Errorf("502 = %#v", err)
 	}
@@ -157,8 +235,8 @@ func TestErrors(t *testing.T) {
 }
 
 func TestSandboxLifecycle(t *testing.T) {
-	f, c := newFake(t)
-	ctx := context.Background()
+	srv, rec, c := newServer(t)
+	ctx := ctxFor(t, 2*time.Minute)
 	if err := c.Health(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -169,14 +247,14 @@ func TestSandboxLifecycle(t *testing.T) {
 	if err := sb.SetTimeout(ctx, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if got := f.Find(sb.ID).Timeout; got == nil || *got != 60 {
-		t.Errorf("timeout = %v, want 60", got)
+	if info, err := c.GetSandbox(ctx, sb.ID); err != nil || time.Until(info.EndAt) > time.Minute || time.Until(info.EndAt) < 50*time.Second {
+		t.Errorf("after SetTimeout(1m): %+v, %v", info, err)
 	}
 	if err := c.SetTimeout(ctx, sb.ID, client.NoTimeout); err != nil {
 		t.Fatal(err)
 	}
-	if got := f.Find(sb.ID).Timeout; got == nil || *got != 0 {
-		t.Errorf("timeout = %v, want 0", got)
+	if info, err := c.GetSandbox(ctx, sb.ID); err != nil || info.HasTimeout() {
+		t.Errorf("after SetTimeout(NoTimeout): %+v, %v", info, err)
 	}
 	again, err := c.ConnectSandbox(ctx, sb.ID, &client.ConnectOptions{Timeout: 2 * time.Minute})
 	if err != nil {
@@ -191,36 +269,47 @@ func TestSandboxLifecycle(t *testing.T) {
 	if _, err := c.GetSandbox(ctx, sb.ID); !client.IsNotFound(err) {
 		t.Errorf("get after kill: %v", err)
 	}
-	for _, r := range f.Requests {
-		if r.Path != "/health" && r.Header.Get("X-API-Key") != f.APIKey {
+	for _, r := range rec.requests() {
+		if r.Path != "/health" && r.Header.Get("X-API-Key") != srv.APIKey {
 			t.Errorf("%s %s without API key", r.Method, r.Path)
 		}
 	}
 }
 
 func TestKeysAndTemplates(t *testing.T) {
-	_, c := newFake(t)
-	ctx := context.Background()
+	_, _, c := newServer(t)
+	ctx := ctxFor(t, 2*time.Minute)
 	k, err := c.CreateKey(ctx, "ci")
-	if err != nil || k.Name != "ci" || k.Key == "" || k.CreatedAt.IsZero() {
+	if err != nil || k.Name != "ci" || k.Key == "" || k.CreatedAt.IsZero() || k.Admin {
 		t.Fatalf("create key = %+v, %v", k, err)
 	}
 	keys, err := c.ListKeys(ctx)
-	if err != nil || len(keys) != 1 || !keys[0].Admin || keys[0].Prefix == "" {
+	if err != nil || len(keys) != 2 {
 		t.Fatalf("list keys = %+v, %v", keys, err)
 	}
-	if err := c.DeleteKey(ctx, "k1"); err != nil {
+	for _, l := range keys {
+		if (l.ID == k.ID) == l.Admin || l.Prefix == "" {
+			t.Errorf("listed key %+v", l)
+		}
+	}
+	if err := c.DeleteKey(ctx, k.ID); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.DeleteKey(ctx, "zz"); !client.IsNotFound(err) {
 		t.Errorf("delete unknown key: %v", err)
 	}
 	ts, err := c.ListTemplates(ctx)
-	if err != nil || len(ts) != 1 || ts[0].TemplateID != "base" || ts[0].Aliases[0] != "default" || ts[0].SizeBytes == 0 {
-		t.Fatalf("templates = %+v, %v", ts, err)
-	}
-	if err := c.DeleteTemplate(ctx, "base"); err != nil {
+	if err != nil {
 		t.Fatal(err)
+	}
+	i := slices.IndexFunc(ts, func(t client.Template) bool { return t.TemplateID == "base" })
+	if i < 0 || ts[i].Aliases[0] != "base" || ts[i].SizeBytes == 0 || ts[i].BuildStatus != "ready" {
+		t.Fatalf("templates = %+v", ts)
+	}
+	// The base template is shared by every test run: deleting is checked
+	// on one that does not exist.
+	if err := c.DeleteTemplate(ctx, "nope"); !client.IsNotFound(err) {
+		t.Errorf("delete unknown template: %v", err)
 	}
 }
 

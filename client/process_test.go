@@ -10,11 +10,12 @@ import (
 	"time"
 
 	"github.com/sbxdev/sbx/client"
+	"github.com/sbxdev/sbx/tests/harness"
 )
 
 func newSandbox(t *testing.T) (*client.Sandbox, *client.Client) {
 	t.Helper()
-	_, c := newFake(t)
+	c := harness.Start(t).Client
 	sb, err := c.CreateSandbox(context.Background(), client.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -65,13 +66,21 @@ func (l *lockedBuffer) String() string {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
+	if !waitUntil(cond) {
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
+// waitUntil polls cond for a few seconds and reports whether it held.
+func waitUntil(cond func() bool) bool {
 	deadline := time.Now().Add(5 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			return false
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	return true
 }
 
 func TestExecStreamsAndUser(t *testing.T) {
@@ -151,7 +160,14 @@ func TestPTY(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "pty output", func() bool { return out.String() == "xterm-256color\ntyped\n" })
+	// A terminal echoes the input and ends lines with CRLF; the input may
+	// come before or after the echo of $TERM.
+	if !waitUntil(func() bool {
+		o := out.String()
+		return strings.Contains(o, "xterm-256color\r\n") && strings.Count(o, "typed\r\n") == 2
+	}) {
+		t.Fatalf("pty output %q", out.String())
+	}
 	if err := p.Resize(ctx, client.PTYSize{Cols: 100, Rows: 30}); err != nil {
 		t.Fatal(err)
 	}
