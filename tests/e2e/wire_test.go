@@ -1,35 +1,37 @@
 package e2e
 
 import (
+	"archive/tar"
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sbxdev/sbx/client"
 	"github.com/sbxdev/sbx/tests/harness"
 	"github.com/sbxdev/sbx/wire"
 )
 
 // TestWireStrict decodes what a real server answers on the main routes
-// into package wire's types with unknown fields refused: a field the
-// server sends that wire lacks fails here, which keeps wire's golden files
-// honest about the API.
+// (sandboxes, snapshots, forks, pause and resume, templates, keys, errors,
+// and both kinds of template build) into package wire's types with
+// unknown fields refused: a field the server sends that wire lacks fails
+// here, which keeps wire's golden files honest about the API.
 func TestWireStrict(t *testing.T) {
 	srv := harness.Start(t)
 	ctx := ctxFor(t, 3*time.Minute)
-	call := func(method, path string, body any, wantStatus int, out any) {
+	callRaw := func(method, path, contentType string, body []byte, wantStatus int, out any) {
 		t.Helper()
 		var r io.Reader
 		if body != nil {
-			b, err := json.Marshal(body)
-			if err != nil {
-				t.Fatal(err)
-			}
-			r = bytes.NewReader(b)
+			r = bytes.NewReader(body)
 		}
 		req, err := http.NewRequestWithContext(ctx, method, srv.URL+path, r)
 		if err != nil {
@@ -37,7 +39,7 @@ func TestWireStrict(t *testing.T) {
 		}
 		req.Header.Set("X-API-Key", srv.APIKey)
 		if body != nil {
-			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Content-Type", contentType)
 		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -51,6 +53,17 @@ func TestWireStrict(t *testing.T) {
 		if out != nil {
 			decodeStrict(t, string(raw), out)
 		}
+	}
+	call := func(method, path string, body any, wantStatus int, out any) {
+		t.Helper()
+		var b []byte
+		if body != nil {
+			var err error
+			if b, err = json.Marshal(body); err != nil {
+				t.Fatal(err)
+			}
+		}
+		callRaw(method, path, "application/json", b, wantStatus, out)
 	}
 	ptr := func(v int64) *int64 { return &v }
 
@@ -104,6 +117,45 @@ func TestWireStrict(t *testing.T) {
 		t.Errorf("error body %+v", e)
 	}
 
+	// A Dockerfile build, sbx's routes: the build, then its log lines.
+	// Templates are shared by test runs: names of this run's own, removed
+	// at the end.
+	name := fmt.Sprintf("e2e-wire-%d", os.Getpid())
+	var ctxTar bytes.Buffer
+	tw := tar.NewWriter(&ctxTar)
+	df := "FROM base\nRUN echo built\n"
+	tw.WriteHeader(&tar.Header{Name: "Dockerfile", Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(df))})
+	tw.Write([]byte(df))
+	tw.Close()
+	var bld wire.Build
+	callRaw("POST", "/sbx/v1/templates/builds?name="+name, "application/x-tar", ctxTar.Bytes(), 202, &bld)
+	t.Cleanup(func() { removeTemplate(t, srv, name) })
+	lines := followBuild(t, ctx, srv, bld.BuildID)
+	if last := lines[len(lines)-1]; last.Kind != "end" || last.Status != "ready" {
+		t.Fatalf("build ended with %+v", last)
+	}
+	call("GET", "/sbx/v1/templates/builds/"+bld.BuildID, nil, 200, &bld)
+
+	// E2B's template builder routes.
+	e2bName := name + "-e2b"
+	var br wire.TemplateBuildResponse
+	call("POST", "/v3/templates", wire.TemplateBuildRequest{Name: e2bName}, 202, &br)
+	t.Cleanup(func() { removeTemplate(t, srv, e2bName) })
+	var files wire.TemplateFiles
+	call("GET", "/templates/"+e2bName+"/files/"+strings.Repeat("0", 64), nil, 201, &files)
+	if files.Present || files.URL == "" {
+		t.Errorf("files link %+v", files)
+	}
+	call("POST", "/v2/templates/"+e2bName+"/builds/"+br.BuildID, wire.TemplateBuildStart{
+		FromTemplate: "base", Steps: []wire.TemplateBuildStep{{Type: "RUN", Args: []string{"echo built"}}},
+	}, 202, nil)
+	followBuild(t, ctx, srv, br.BuildID)
+	var info wire.TemplateBuildInfo
+	call("GET", "/templates/"+e2bName+"/builds/"+br.BuildID+"/status", nil, 200, &info)
+	if info.Status != "ready" || len(info.LogEntries) == 0 {
+		t.Errorf("build status %+v", info)
+	}
+
 	// Clean up what the test made (the harness kills sandboxes).
 	c := srv.Client
 	for _, f := range forks {
@@ -116,5 +168,45 @@ func TestWireStrict(t *testing.T) {
 	}
 	if err := c.DeleteSnapshot(ctx, snap.SnapshotID); err != nil {
 		t.Errorf("delete snapshot: %v", err)
+	}
+}
+
+// followBuild reads build id's log to its end, each line decoded strictly
+// into a wire.BuildEvent.
+func followBuild(t *testing.T, ctx context.Context, srv *harness.Server, id string) []wire.BuildEvent {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, "GET", srv.URL+"/sbx/v1/templates/builds/"+id+"/logs?follow=true", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-API-Key", srv.APIKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("build logs: status %d", resp.StatusCode)
+	}
+	var lines []wire.BuildEvent
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		var e wire.BuildEvent
+		decodeStrict(t, sc.Text(), &e)
+		lines = append(lines, e)
+	}
+	if len(lines) == 0 {
+		t.Fatalf("build %s: no log lines (%v)", id, sc.Err())
+	}
+	return lines
+}
+
+// removeTemplate deletes template name from the shared templates
+// directory, if it is there.
+func removeTemplate(t *testing.T, srv *harness.Server, name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.Client.DeleteTemplate(ctx, name); err != nil && !client.IsNotFound(err) {
+		t.Errorf("delete template %s: %v", name, err)
 	}
 }
