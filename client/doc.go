@@ -25,6 +25,11 @@
 // status is not an error of [Sandbox.Run] or [Sandbox.Exec]; see
 // [Result.Err].
 //
+// The JSON bodies the client sends and reads are the types of package
+// [github.com/sbxdev/sbx/wire], which the server encodes too; types whose
+// shape is the wire's are aliases of them ([TemplateDetail],
+// [TemplateBuild], [SnapshotInfo]...), the others are built from them.
+//
 // # Usage
 //
 //	c, err := client.FromEnv() // SBX_URL, SBX_API_KEY

@@ -15,6 +15,7 @@
 // populated value of each type; `go test ./wire -update` rewrites them.
 // docs/api.md says which route takes and returns which type.
 //
-// Durations are whole seconds (int64) and times are RFC 3339 (time.Time's
-// JSON form), as E2B's API has them.
+// Durations are whole seconds and times are RFC 3339 (time.Time's JSON
+// form), as E2B's API has them. A pointer field is optional: nil is
+// absent, which is not the same as its zero value.
 package wire
