@@ -16,6 +16,6 @@
 // docs/api.md says which route takes and returns which type.
 //
 // Durations are whole seconds and times are RFC 3339 (time.Time's JSON
-// form), as E2B's API has them. A pointer field is optional: nil is
-// absent, which is not the same as its zero value.
+// form), as E2B's API has them. A pointer field tells "not set" (nil:
+// absent, or null where the field has no omitempty) from its zero value.
 package wire
