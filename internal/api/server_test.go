@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/sbxdev/sbx/internal/errdefs"
-	"github.com/sbxdev/sbx/internal/errhttp"
 	"github.com/sbxdev/sbx/internal/sandbox"
 	"github.com/sbxdev/sbx/internal/store"
 	"github.com/sbxdev/sbx/internal/template"
