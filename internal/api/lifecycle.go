@@ -66,7 +66,7 @@ func (s *Server) createSnapshot(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, &req, true); err != nil {
 		return err
 	}
-	sn, err := s.mgr.Snapshot(r.Context(), r.PathValue("id"), sandbox.SnapshotOptions{Name: req.Name})
+	sn, err := s.mgr.Snapshots().Take(r.Context(), r.PathValue("id"), sandbox.SnapshotOptions{Name: req.Name})
 	if err != nil {
 		return err
 	}
@@ -87,7 +87,7 @@ func (s *Server) listSnapshots(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return errdefs.New(errdefs.ErrInvalidArgument, "invalid nextToken")
 	}
-	all, err := s.mgr.ListSnapshots(r.Context(), q.Get("sandboxID"))
+	all, err := s.mgr.Snapshots().List(r.Context(), q.Get("sandboxID"))
 	if err != nil {
 		return err
 	}
@@ -129,7 +129,7 @@ func (s *Server) forkSandbox(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	results, err := s.mgr.Fork(r.Context(), r.PathValue("id"), n, d)
+	results, err := s.mgr.Snapshots().Fork(r.Context(), r.PathValue("id"), n, d)
 	if err != nil {
 		return err
 	}
@@ -151,7 +151,7 @@ func (s *Server) forkSandbox(w http.ResponseWriter, r *http.Request) error {
 // deleteSnapshotOrTemplate serves DELETE /templates/{id}: the e2b SDK's
 // deleteSnapshot deletes a snapshot there.
 func (s *Server) deleteSnapshotOrTemplate(w http.ResponseWriter, r *http.Request) error {
-	err := s.mgr.DeleteSnapshot(r.Context(), r.PathValue("id"))
+	err := s.mgr.Snapshots().Delete(r.Context(), r.PathValue("id"))
 	if errors.Is(err, errdefs.ErrNotFound) {
 		return s.deleteTemplate(w, r)
 	}

@@ -21,21 +21,22 @@ func unsupportedEgress(proxy, rules json.RawMessage) error {
 
 // createPolicy turns a create request's egress fields into a policy; nil
 // means the server's default.
-func createPolicy(allowInternet *bool, n *wire.SandboxNetwork) (*network.Policy, error) {
+func createPolicy(allowInternet *bool, n *wire.SandboxNetwork) (*network.Egress, error) {
 	if allowInternet == nil && n == nil {
 		return nil, nil
 	}
-	p := &network.Policy{AllowInternetAccess: allowInternet}
+	p := network.Policy{AllowInternetAccess: allowInternet}
 	if n != nil {
 		if err := unsupportedEgress(n.EgressProxy, n.Rules); err != nil {
 			return nil, err
 		}
 		p.AllowOut, p.DenyOut = n.AllowOut, n.DenyOut
 	}
-	if err := network.ValidatePolicy(*p); err != nil {
+	e, err := network.ParsePolicy(p)
+	if err != nil {
 		return nil, err
 	}
-	return p, nil
+	return &e, nil
 }
 
 func (s *Server) updateNetwork(w http.ResponseWriter, r *http.Request) error {
@@ -46,7 +47,10 @@ func (s *Server) updateNetwork(w http.ResponseWriter, r *http.Request) error {
 	if err := unsupportedEgress(req.EgressProxy, req.Rules); err != nil {
 		return err
 	}
-	p := network.Policy{AllowOut: req.AllowOut, DenyOut: req.DenyOut, AllowInternetAccess: req.AllowInternetAccess}
+	p, err := network.ParsePolicy(network.Policy{AllowOut: req.AllowOut, DenyOut: req.DenyOut, AllowInternetAccess: req.AllowInternetAccess})
+	if err != nil {
+		return err
+	}
 	if err := s.mgr.SetNetwork(r.Context(), r.PathValue("id"), p); err != nil {
 		return err
 	}

@@ -54,7 +54,7 @@ func listed(sb *sandbox.Sandbox) wire.ListedSandbox {
 		DiskSizeMB:  sb.DiskMB,
 		EnvdVersion: EnvdVersion,
 		Metadata:    md,
-		State:       sb.State,
+		State:       string(sb.State),
 		Runtime:     sb.Runtime,
 		PauseKind:   sb.Life.PauseKind,
 	}
@@ -124,7 +124,7 @@ func parseStates(vals []string) ([]string, error) {
 	var out []string
 	for _, v := range vals {
 		for _, st := range strings.Split(v, ",") {
-			switch st {
+			switch sandbox.State(st) {
 			case sandbox.StateRunning, sandbox.StatePaused, sandbox.StateFailed:
 				out = append(out, st)
 			case "":
@@ -157,7 +157,11 @@ func (s *Server) listSandboxes(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return errdefs.New(errdefs.ErrInvalidArgument, "invalid nextToken")
 	}
-	all, err := s.mgr.List(r.Context(), sandbox.ListFilter{States: states, Metadata: md, Template: q.Get("template")})
+	filter := sandbox.ListFilter{Metadata: md, Template: q.Get("template")}
+	for _, st := range states {
+		filter.States = append(filter.States, sandbox.State(st))
+	}
+	all, err := s.mgr.List(r.Context(), filter)
 	if err != nil {
 		return err
 	}
@@ -195,7 +199,7 @@ func (s *Server) listSandboxesV1(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	all, err := s.mgr.List(r.Context(), sandbox.ListFilter{States: []string{sandbox.StateRunning}, Metadata: md})
+	all, err := s.mgr.List(r.Context(), sandbox.ListFilter{States: []sandbox.State{sandbox.StateRunning}, Metadata: md})
 	if err != nil {
 		return err
 	}

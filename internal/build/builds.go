@@ -203,7 +203,7 @@ func (bs *Builds) Builder() *Builder { return bs.b }
 // KillLeftovers kills the step sandboxes of builds that an earlier server
 // was running when it stopped: those builds are gone.
 func (bs *Builds) KillLeftovers(ctx context.Context) error {
-	list, err := bs.b.mgr.List(ctx, sandbox.ListFilter{States: []string{sandbox.StateRunning, sandbox.StatePaused, sandbox.StateFailed}})
+	list, err := bs.b.mgr.List(ctx, sandbox.ListFilter{States: []sandbox.State{sandbox.StateRunning, sandbox.StatePaused, sandbox.StateFailed}})
 	if err != nil {
 		return err
 	}

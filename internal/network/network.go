@@ -340,14 +340,11 @@ type Endpoint struct {
 	DNS  netip.Addr
 }
 
-// Setup gives sandbox id a network with policy p. When owner is not nil the
+// Setup gives sandbox id a network with egress policy e. When owner is not nil the
 // namespace is owned by a new user namespace with that mapping (the box's;
 // see Endpoint.UserNS). On error nothing is left behind.
-func (n *Network) Setup(ctx context.Context, id string, p Policy, owner *UserMapping) (ep Endpoint, err error) {
-	pol, err := compile(p, n.cfg.DenyInternetByDefault)
-	if err != nil {
-		return Endpoint{}, err
-	}
+func (n *Network) Setup(ctx context.Context, id string, e Egress, owner *UserMapping) (ep Endpoint, err error) {
+	p, pol := e.Policy(), e.compiled(n.cfg.DenyInternetByDefault)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if _, ok := n.boxes[id]; ok {
@@ -487,13 +484,10 @@ func (n *Network) Teardown(ctx context.Context, id string) error {
 	return errors.Join(errs...)
 }
 
-// SetPolicy replaces the egress policy of sandbox id. It takes effect for
+// SetPolicy replaces the egress policy of sandbox id with e. It takes effect for
 // new connections at once; established ones continue.
-func (n *Network) SetPolicy(ctx context.Context, id string, p Policy) error {
-	pol, err := compile(p, n.cfg.DenyInternetByDefault)
-	if err != nil {
-		return err
-	}
+func (n *Network) SetPolicy(ctx context.Context, id string, e Egress) error {
+	p, pol := e.Policy(), e.compiled(n.cfg.DenyInternetByDefault)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	b, ok := n.boxes[id]

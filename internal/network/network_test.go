@@ -61,7 +61,7 @@ func nsExec(t *testing.T, ns string, args ...string) (string, error) {
 func TestSetupTeardown(t *testing.T) {
 	n := newTestNetwork(t)
 	ctx := context.Background()
-	ep, err := n.Setup(ctx, "abcdefghij0123456789", Policy{}, &UserMapping{HostID: 100000000, Size: 65536})
+	ep, err := n.Setup(ctx, "abcdefghij0123456789", Egress{}, &UserMapping{HostID: 100000000, Size: 65536})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func TestSetupTeardown(t *testing.T) {
 	if ok, _ := n.fw.tableExists(cc); !ok {
 		t.Fatal("no nftables table")
 	}
-	if err := n.SetPolicy(ctx, "abcdefghij0123456789", Policy{AllowOut: []string{"example.com", "1.2.3.4/32:443"}, DenyOut: []string{"0.0.0.0/0"}}); err != nil {
+	if err := n.SetPolicy(ctx, "abcdefghij0123456789", mustParse(t, Policy{AllowOut: []string{"example.com", "1.2.3.4/32:443"}, DenyOut: []string{"0.0.0.0/0"}})); err != nil {
 		t.Fatal(err)
 	}
 	if err := n.Teardown(ctx, "abcdefghij0123456789"); err != nil {
@@ -244,7 +244,7 @@ func BenchmarkSetup(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		id := fmt.Sprintf("bench%015d", i)
 		t0 := time.Now()
-		if _, err := n.Setup(ctx, id, Policy{}, &UserMapping{HostID: 100000000, Size: 65536}); err != nil {
+		if _, err := n.Setup(ctx, id, Egress{}, &UserMapping{HostID: 100000000, Size: 65536}); err != nil {
 			b.Fatal(err)
 		}
 		t1 := time.Now()
@@ -264,4 +264,13 @@ func benchLog() io.Writer {
 		return os.Stderr
 	}
 	return io.Discard
+}
+
+func mustParse(t *testing.T, p Policy) Egress {
+	t.Helper()
+	e, err := ParsePolicy(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
 }

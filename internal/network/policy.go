@@ -115,11 +115,43 @@ func compile(p Policy, denyByDefault bool) (*compiled, error) {
 	return c, nil
 }
 
-// ValidatePolicy reports whether p is well formed (an
-// errdefs.ErrInvalidArgument error naming the bad entry if not).
-func ValidatePolicy(p Policy) error {
-	_, err := compile(p, false)
-	return err
+// Egress is an egress policy ParsePolicy has checked, with its entries
+// parsed: the form the API hands down and Network's Setup and SetPolicy
+// take, so a policy is validated once, where it enters the server. The
+// zero Egress is the empty Policy (the server's default).
+type Egress struct {
+	policy Policy
+	// rules are the policy's entries as parsed, without the server's
+	// default for AllowInternetAccess; nil for the zero Egress.
+	rules *compiled
+}
+
+// ParsePolicy checks p and parses its entries. Errors are
+// errdefs.ErrInvalidArgument with a message naming the bad entry.
+func ParsePolicy(p Policy) (Egress, error) {
+	c, err := compile(p, false)
+	if err != nil {
+		return Egress{}, err
+	}
+	return Egress{policy: p, rules: c}, nil
+}
+
+// Policy returns the policy as it was given.
+func (e Egress) Policy() Policy { return e.policy }
+
+// compiled returns e's rules with the server's default applied:
+// denyByDefault denies the internet when the policy does not say.
+func (e Egress) compiled(denyByDefault bool) *compiled {
+	c := e.rules
+	if c == nil {
+		c = &compiled{}
+	}
+	if e.policy.AllowInternetAccess == nil && denyByDefault {
+		d := *c
+		d.denyIP = append(append([]ipRule{}, c.denyIP...), ipRule{prefix: netip.MustParsePrefix("0.0.0.0/0")})
+		return &d
+	}
+	return c
 }
 
 // parseEntry parses one allowOut/denyOut entry.

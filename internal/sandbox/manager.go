@@ -47,17 +47,6 @@ import (
 	"github.com/sbxdev/sbx/internal/store"
 )
 
-// The stored states of a sandbox.
-const (
-	StateCreating = "creating"
-	StateRunning  = "running"
-	StatePausing  = "pausing"
-	StatePaused   = "paused"
-	StateResuming = "resuming"
-	StateKilled   = "killed"
-	StateFailed   = "failed"
-)
-
 // Template is what the Manager needs to know of a template.
 type Template struct {
 	Name string
@@ -135,6 +124,42 @@ type Config struct {
 	// Network, when not nil, gives each sandbox a network (namespace,
 	// veth, egress policy); otherwise sandboxes have loopback only.
 	Network Network
+	// Hooks connect the Manager to the data plane; SetHooks sets them
+	// when they can only be made after the Manager.
+	Hooks Hooks
+}
+
+// Hooks are what the Manager tells the data plane (the proxy) and asks of
+// it. Every field may be nil.
+type Hooks struct {
+	// Gone is called with the id of each sandbox once it is gone (killed,
+	// or failed): the proxy drops its cached connections there.
+	Gone func(id string)
+	// Pausing is called with the id of each sandbox being paused: it
+	// stops answering.
+	Pausing func(id string)
+	// Activity reports when sandbox id last saw a request and how many it
+	// has open; idle pauses use it.
+	Activity func(id string) (last time.Time, open int)
+}
+
+func (h Hooks) gone(id string) {
+	if h.Gone != nil {
+		h.Gone(id)
+	}
+}
+
+func (h Hooks) pause(id string) {
+	if h.Pausing != nil {
+		h.Pausing(id)
+	}
+}
+
+func (h Hooks) activity(id string) (time.Time, int) {
+	if h.Activity == nil {
+		return time.Time{}, 0
+	}
+	return h.Activity(id)
 }
 
 // Manager owns every sandbox of one sbx serve. It is safe for concurrent use.
@@ -153,17 +178,14 @@ type Manager struct {
 	locks map[string]*sync.Mutex
 	// watched holds the pid of each box watchBox follows.
 	watched map[string]int
-	timers  map[string]*time.Timer
-	closed  bool
+	hookv   Hooks
 
-	killHooks []func(id string)
-	// net holds the network policies of sandboxes being created
-	// (manager_network.go).
-	net netState
+	// timers ends sandboxes at their end of life and pauses idle ones.
+	timers *timers
 	// disks hands out quota'd disks; nil when sandboxes have no quota.
 	disks *diskPool
-	// life holds the state of pause, snapshots and idle tracking.
-	life lifeState
+	// snaps takes and deletes snapshots and makes forks.
+	snaps *Snapshots
 	// warm is the warm pool; nil when off.
 	warm *warmPool
 }
@@ -192,14 +214,18 @@ func New(cfg Config, templates Templates, db *store.DB, logger *slog.Logger) (*M
 		cfg: cfg, templates: templates, db: db, log: logger,
 		locks:   map[string]*sync.Mutex{},
 		watched: map[string]int{},
-		timers:  map[string]*time.Timer{},
-		life:    lifeState{idle: map[string]*time.Timer{}},
+		hookv:   cfg.Hooks,
 	}
 	if m.cfg.MaxFork <= 0 {
 		m.cfg.MaxFork = 10
 	}
+	m.timers = newTimers(m.endOfLife, m.idlePause, func(id string) (time.Time, int) { return m.hooks().activity(id) })
+	m.snaps = &Snapshots{
+		dataDir: cfg.DataDir, db: db, templates: templates, log: logger,
+		maxFork: m.cfg.MaxFork, tplMu: &m.tplMu, sandboxes: m,
+	}
 	if cfg.WarmPool > 0 {
-		m.warm = &warmPool{size: cfg.WarmPool, kick: make(chan struct{}, 1), done: make(chan struct{})}
+		m.warm = newWarmPool(cfg.WarmPool, m.startWarm, m.discardWarm, logger)
 	}
 	if cfg.DefaultDiskMB > 0 {
 		p, err := newDiskPool(cfg.DataDir, cfg.DefaultDiskMB, 2, m.cfg.MaxFork, logger)
@@ -211,7 +237,23 @@ func New(cfg Config, templates Templates, db *store.DB, logger *slog.Logger) (*M
 	return m, nil
 }
 
-// lock serialises operations on one sandbox id.
+// SetHooks sets the hooks of Config.Hooks; internal/server calls it once,
+// before serving, when the data plane is made after the Manager.
+func (m *Manager) SetHooks(h Hooks) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.hookv = h
+}
+
+func (m *Manager) hooks() Hooks {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.hookv
+}
+
+// lock serialises operations on one sandbox id. It is a local
+// optimisation: the compare-and-set of every transition is what keeps two
+// writers (two servers on one database) off one sandbox.
 func (m *Manager) lock(id string) func() {
 	m.mu.Lock()
 	l, ok := m.locks[id]
@@ -247,9 +289,9 @@ type CreateParams struct {
 	// Lifecycle is the sandbox's lifecycle policy (see manager_lifecycle.go);
 	// its PauseKind and PausedAt are ignored.
 	Lifecycle Lifecycle
-	// Network is the sandbox's egress policy; nil means the server's
-	// default.
-	Network *network.Policy
+	// Network is the sandbox's egress policy, checked by
+	// network.ParsePolicy; nil means the server's default.
+	Network *network.Egress
 }
 
 // Sandbox is a sandbox as the API sees it.
@@ -294,24 +336,58 @@ func (m *Manager) resolveTimeout(t *time.Duration) (time.Duration, error) {
 
 // Create starts a new sandbox and returns once its agent answers.
 func (m *Manager) Create(ctx context.Context, p CreateParams) (*Sandbox, error) {
-	return m.create(ctx, p, nil, false)
-}
-
-// create is Create; with override (see CreateFrom) the sandbox is made from
-// that template rather than one looked up by name, and has no time limit.
-// With warm, it makes a sandbox for the warm pool (warm.go): started, but
-// left in state creating, unlisted and without timers, for a create to take.
-func (m *Manager) create(ctx context.Context, p CreateParams, override *Template, warm bool) (*Sandbox, error) {
-	if p.Template == "" {
-		p.Template = "base"
-	}
-	var timeout time.Duration
-	var err error
-	if override == nil {
-		timeout, err = m.resolveTimeout(p.Timeout)
-	}
+	timeout, err := m.resolveTimeout(p.Timeout)
 	if err != nil {
 		return nil, err
+	}
+	req, err := m.newRequest(ctx, p, nil, timeout)
+	if err != nil {
+		return nil, err
+	}
+	if sb, err := m.takeWarm(ctx, req); sb != nil || err != nil {
+		req.storedOrDropped()
+		return sb, err
+	}
+	return m.makeRunning(ctx, req)
+}
+
+// makeRunning makes req's sandbox and moves it to running.
+func (m *Manager) makeRunning(ctx context.Context, req *createRequest) (*Sandbox, error) {
+	unlock := m.lock(req.sb.ID)
+	defer unlock()
+	sb, err := m.make(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.created(ctx, sb); err != nil {
+		return nil, err
+	}
+	return sb, nil
+}
+
+// createRequest is a create checked and ready to be made: the record to
+// store, the template to make it from, the egress policy its network is set
+// up with. Create, CreateFrom, the warm pool and forks build one
+// (newRequest).
+type createRequest struct {
+	sb  *store.Sandbox
+	tpl Template
+	// policy is the sandbox's egress policy; nil means the server's
+	// default.
+	policy *network.Egress
+	// storedOrDropped lets go of the template lock newRequest took; make
+	// calls it once the record is stored (or not).
+	storedOrDropped func()
+}
+
+// newRequest checks create parameters p and builds the sandbox's record.
+// The sandbox is made from tpl when it is not nil (CreateFrom), else from
+// the template or snapshot p names. timeout is its time to live (0: none).
+// On success the template lock is held shared (req.storedOrDropped lets go
+// of it), so the template is not removed before the record is stored.
+func (m *Manager) newRequest(ctx context.Context, p CreateParams, tpl *Template, timeout time.Duration) (*createRequest, error) {
+	if p.Template == "" {
+		p.Template = "base"
 	}
 	if err := validateMap("metadata", p.Metadata); err != nil {
 		return nil, err
@@ -321,7 +397,7 @@ func (m *Manager) create(ctx context.Context, p CreateParams, override *Template
 	}
 	if p.Runtime == "" {
 		// A memory snapshot restores on the runtime that took it.
-		p.Runtime = m.snapshotRuntime(ctx, p.Template)
+		p.Runtime = m.snaps.runtimeOf(ctx, p.Template)
 	}
 	rtName, err := m.pickRuntime(p.Runtime)
 	if err != nil {
@@ -331,17 +407,33 @@ func (m *Manager) create(ctx context.Context, p CreateParams, override *Template
 	if err != nil {
 		return nil, err
 	}
-	if err := m.validateNetwork(p.Network); err != nil {
+	if err := m.networkAvailable(p.Network); err != nil {
 		return nil, err
 	}
 	m.tplMu.RLock()
-	tpl, err := m.lookupTemplate(ctx, p.Template, override)
-	if err == nil && tpl.image != "" && tpl.runtime != rtName {
-		err = errdefs.New(errdefs.ErrInvalidArgument, "snapshot %q holds a %s memory image; it cannot start on %s", p.Template, tpl.runtime, rtName)
-	}
+	req, err := m.buildRequest(ctx, p, tpl, rtName, life, timeout)
 	if err != nil {
 		m.tplMu.RUnlock()
 		return nil, err
+	}
+	var once sync.Once
+	req.storedOrDropped = func() { once.Do(m.tplMu.RUnlock) }
+	return req, nil
+}
+
+// buildRequest is newRequest's part under the template lock.
+func (m *Manager) buildRequest(ctx context.Context, p CreateParams, given *Template, rtName string, life Lifecycle, timeout time.Duration) (*createRequest, error) {
+	var tpl Template
+	if given != nil {
+		tpl = *given
+	} else {
+		var err error
+		if tpl, err = m.snaps.resolveTemplate(ctx, p.Template); err != nil {
+			return nil, err
+		}
+	}
+	if tpl.image != "" && tpl.runtime != rtName {
+		return nil, errdefs.New(errdefs.ErrInvalidArgument, "snapshot %q holds a %s memory image; it cannot start on %s", p.Template, tpl.runtime, rtName)
 	}
 	now := time.Now().UTC()
 	sb := &store.Sandbox{
@@ -366,25 +458,23 @@ func (m *Manager) create(ctx context.Context, p CreateParams, override *Template
 		sb.EndAt = now.Add(timeout)
 	}
 	if err := m.checkLimits(sb.CPUs, sb.MemoryMB, p, tpl.Name); err != nil {
-		m.tplMu.RUnlock()
 		return nil, err
 	}
-	if override == nil && !warm {
-		if w, err := m.takeWarm(ctx, p, tpl, sb); w != nil || err != nil {
-			m.tplMu.RUnlock()
-			return w, err
-		}
-	}
+	return &createRequest{sb: sb, tpl: tpl, policy: p.Network}, nil
+}
+
+// make stores req's record (state creating) and starts its box and its
+// template's start command. On failure nothing of it is left. The caller
+// holds the sandbox's lock.
+func (m *Manager) make(ctx context.Context, req *createRequest) (*Sandbox, error) {
+	sb, tpl := req.sb, req.tpl
 	log := m.log.With("sandbox_id", sb.ID, "template", sb.Template, "runtime", sb.Runtime)
-	unlock := m.lock(sb.ID)
-	defer unlock()
-	err = m.db.PutSandbox(ctx, sb)
-	m.tplMu.RUnlock()
+	err := m.db.PutSandbox(ctx, sb)
+	req.storedOrDropped()
 	if err != nil {
 		return nil, err
 	}
-	m.pendingNetwork(sb.ID, p.Network)
-	err = m.start(ctx, sb, tpl)
+	err = m.start(ctx, sb, tpl, req.policy)
 	if err != nil {
 		err = errdefs.Wrap(errdefs.ErrUnavailable, err, "sandbox failed to start")
 	} else if tpl.image == "" {
@@ -401,30 +491,16 @@ func (m *Manager) create(ctx context.Context, p CreateParams, override *Template
 		}
 		return nil, err
 	}
-	if warm {
-		// What its agent was told (boot gave it the same), for a create
-		// to compare with what it needs.
-		m.warm.noteConfig(sb.ID, agentConfigJSON(sb, tpl, sb.EnvVars))
-		log.Debug("warm sandbox ready")
-		return sb, nil
-	}
-	if err := m.created(ctx, sb); err != nil {
-		return nil, err
-	}
-	log.Info("sandbox created")
 	return sb, nil
 }
 
-// created records sandbox sb, just made, as running and arms its timeout,
-// idle pause and box watch.
+// created moves sandbox sb, just made, to running (which arms its timeout,
+// idle pause and box watch). The caller holds its lock.
 func (m *Manager) created(ctx context.Context, sb *store.Sandbox) error {
-	sb.State = StateRunning
-	if err := m.db.PutSandbox(ctx, sb); err != nil {
+	if err := m.transition(ctx, sb, StateRunning, nil); err != nil {
 		return err
 	}
-	m.schedule(sb)
-	m.watchIdle(sb)
-	m.watchBox(sb)
+	m.log.Info("sandbox created", "sandbox_id", sb.ID, "template", sb.Template, "runtime", sb.Runtime)
 	return nil
 }
 
@@ -479,8 +555,9 @@ func agentConfigJSON(sb *store.Sandbox, tpl Template, env map[string]string) []b
 	}.Encode()
 }
 
-// start assembles the rootfs, binds the agent socket and starts the box.
-func (m *Manager) start(ctx context.Context, sb *store.Sandbox, tpl Template) error {
+// start assembles the rootfs, binds the agent socket and starts the box,
+// in a network with egress policy (nil: the server's default).
+func (m *Manager) start(ctx context.Context, sb *store.Sandbox, tpl Template, policy *network.Egress) error {
 	t0 := time.Now()
 	dir := m.dir(sb.ID)
 	if err := os.Mkdir(dir, 0o711); err != nil {
@@ -500,7 +577,7 @@ func (m *Manager) start(ctx context.Context, sb *store.Sandbox, tpl Template) er
 	if err != nil {
 		return err
 	}
-	return m.boot(ctx, sb, tpl, rootfs, tpl.image, t0)
+	return m.boot(ctx, sb, tpl, bootSpec{rootfs: rootfs, image: tpl.image, policy: policy, t0: t0})
 }
 
 // mountSandbox mounts sandbox id's root filesystem (and its disk first,
@@ -519,9 +596,25 @@ func (m *Manager) mountSandbox(ctx context.Context, id string, layers []string) 
 	return mountRootfs(dir, upper, work, layers, m.cfg.IDMap)
 }
 
-// boot binds the agent socket and starts (or, with image, restores) the
-// box on rootfs, and waits for its agent.
-func (m *Manager) boot(ctx context.Context, sb *store.Sandbox, tpl Template, rootfs, image string, t0 time.Time) error {
+// bootSpec is what boot starts a box from.
+type bootSpec struct {
+	// rootfs is the mounted root filesystem.
+	rootfs string
+	// image, when not empty, is the memory image the box is restored
+	// from instead of started.
+	image string
+	// policy is the egress policy a new network is set up with (nil: the
+	// server's default, or the policy the sandbox had when its network
+	// is made again).
+	policy *network.Egress
+	// t0 is when the boot's work began, for the log.
+	t0 time.Time
+}
+
+// boot binds the agent socket and starts (or restores) the box described
+// by bs, and waits for its agent.
+func (m *Manager) boot(ctx context.Context, sb *store.Sandbox, tpl Template, bs bootSpec) error {
+	rootfs, image, t0 := bs.rootfs, bs.image, bs.t0
 	dir := m.dir(sb.ID)
 	if err := makeSocketDir(dir); err != nil {
 		return err
@@ -553,7 +646,7 @@ func (m *Manager) boot(ctx context.Context, sb *store.Sandbox, tpl Template, roo
 		IDMap: m.cfg.IDMap,
 	}
 	tn := time.Now()
-	if spec.NetNS, spec.UserNS, err = m.setupNetwork(ctx, sb.ID, rootfs); err != nil {
+	if spec.NetNS, spec.UserNS, err = m.setupNetwork(ctx, sb.ID, rootfs, bs.policy); err != nil {
 		return err
 	}
 	tn2 := time.Now()
@@ -659,8 +752,8 @@ func (m *Manager) Get(ctx context.Context, id string) (*Sandbox, error) {
 	return sb, nil
 }
 
-// GetRunning returns sandbox id if it is running.
-func (m *Manager) GetRunning(ctx context.Context, id string) (*Sandbox, error) {
+// getRunning returns sandbox id if it is running.
+func (m *Manager) getRunning(ctx context.Context, id string) (*Sandbox, error) {
 	sb, err := m.Get(ctx, id)
 	if err != nil {
 		return nil, err
@@ -677,7 +770,7 @@ func (m *Manager) GetRunning(ctx context.Context, id string) (*Sandbox, error) {
 // ListFilter selects sandboxes.
 type ListFilter struct {
 	// States to include; empty means running and paused.
-	States []string
+	States []State
 	// Metadata entries that must all match.
 	Metadata map[string]string
 	// Template, when set, restricts to one template.
@@ -688,7 +781,7 @@ type ListFilter struct {
 func (m *Manager) List(ctx context.Context, f ListFilter) ([]*Sandbox, error) {
 	states := f.States
 	if len(states) == 0 {
-		states = []string{StateRunning, StatePaused}
+		states = []State{StateRunning, StatePaused}
 	}
 	states = withTransitions(states)
 	all, err := m.db.ListSandboxes(ctx, states...)
@@ -731,14 +824,13 @@ func (m *Manager) Kill(ctx context.Context, id string) error {
 			return err
 		}
 	}
-	m.cancelTimer(id)
-	m.stopIdle(id)
-	if sb.State != StateFailed {
-		sb.State = StateKilled
-		if err := m.db.PutSandbox(ctx, sb); err != nil {
+	if canMove(sb.State, StateKilled) {
+		if err := m.transition(ctx, sb, StateKilled, nil); err != nil {
 			return err
 		}
 	}
+	// (Already killed: an interrupted kill is finished. Failed: its
+	// resources went when it failed; the record goes.)
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	m.release(cctx, sb)
@@ -747,17 +839,18 @@ func (m *Manager) Kill(ctx context.Context, id string) error {
 	}
 	m.forget(id)
 	m.log.Info("sandbox killed", "sandbox_id", id)
-	m.dropUnusedSnapshot(cctx, sb.Template)
+	m.snaps.dropUnused(cctx, sb.Template)
 	return nil
 }
 
+// forget drops what the Manager keeps of sandbox id, gone, and tells the
+// Gone hook.
 func (m *Manager) forget(id string) {
+	m.timers.stop(id)
 	m.mu.Lock()
 	delete(m.locks, id)
 	m.mu.Unlock()
-	for _, f := range m.onKill() {
-		f(id)
-	}
+	m.hooks().gone(id)
 }
 
 // SetTimeout sets sandbox id to end d from now; 0 removes the time limit.
@@ -807,52 +900,37 @@ func (m *Manager) updateEnd(ctx context.Context, id string, d time.Duration, ext
 	if !extendOnly {
 		sb.Life.TTL = d
 	}
-	if err := m.db.PutSandbox(ctx, sb); err != nil {
+	if err := m.update(ctx, sb); err != nil {
 		return err
 	}
-	m.schedule(sb)
+	m.timers.schedule(sb.ID, sb.EndAt)
 	return nil
 }
 
-// schedule arms (or disarms) sandbox sb's end-of-life timer.
-func (m *Manager) schedule(sb *store.Sandbox) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if t, ok := m.timers[sb.ID]; ok {
-		t.Stop()
-		delete(m.timers, sb.ID)
-	}
-	if sb.EndAt.IsZero() || m.closed {
-		return
-	}
-	id := sb.ID
-	m.timers[id] = time.AfterFunc(time.Until(sb.EndAt), func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		// Re-read: the end may have moved since the timer was armed.
-		cur, err := m.db.GetSandbox(ctx, id)
-		if err != nil || cur.EndAt.IsZero() || time.Now().Before(cur.EndAt) {
-			return
-		}
-		m.log.Info("sandbox timed out", "sandbox_id", id)
-		m.expire(ctx, cur)
-	})
+// armTimers arms running sandbox sb's end of life and idle pause.
+func (m *Manager) armTimers(sb *store.Sandbox) {
+	m.timers.schedule(sb.ID, sb.EndAt)
+	m.timers.watchIdle(sb.ID, sb.Life.IdlePause)
 }
 
-func (m *Manager) cancelTimer(id string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if t, ok := m.timers[id]; ok {
-		t.Stop()
-		delete(m.timers, id)
+// endOfLife is what a sandbox's end-of-life timer calls.
+func (m *Manager) endOfLife(id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// Re-read: the end may have moved since the timer was armed.
+	cur, err := m.db.GetSandbox(ctx, id)
+	if err != nil || cur.EndAt.IsZero() || time.Now().Before(cur.EndAt) {
+		return
 	}
+	m.log.Info("sandbox timed out", "sandbox_id", id)
+	m.expire(ctx, cur)
 }
 
 // Reconcile brings stored records in line with the runtime after a start:
 // running boxes are re-adopted (timers re-armed), boxes that died are marked
 // failed and their resources released, half-created ones are removed.
 func (m *Manager) Reconcile(ctx context.Context) error {
-	if err := m.reconcileSnapshots(ctx); err != nil {
+	if err := m.snaps.reconcile(ctx); err != nil {
 		return err
 	}
 	all, err := m.db.ListSandboxes(ctx)
@@ -887,12 +965,11 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 				// server from starting, nor be destroyed on a guess:
 				// keep it as it is stored.
 				log.Error("read box state; keeping the sandbox as running", "err", err)
-				m.schedule(sb)
+				m.timers.schedule(sb.ID, sb.EndAt)
 				continue
 			}
 			if st.Running {
-				m.schedule(sb)
-				m.watchIdle(sb)
+				m.armTimers(sb)
 				m.watchBoxPid(sb, st.Pid)
 				log.Info("re-adopted running sandbox")
 				continue
@@ -907,9 +984,9 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 				continue
 			}
 			m.release(ctx, sb)
-			sb.State = StateFailed
-			sb.Error = "the sandbox stopped while sbx serve was not running"
-			if err := m.db.PutSandbox(ctx, sb); err != nil {
+			if err := m.transition(ctx, sb, StateFailed, func(sb *store.Sandbox) {
+				sb.Error = "the sandbox stopped while sbx serve was not running"
+			}); err != nil {
 				return err
 			}
 			log.Warn("sandbox died while the server was down; marked failed")
@@ -921,36 +998,18 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 // Close stops the timers, kills the warm pool's sandboxes and destroys the
 // disks made ready for sandboxes not created yet. Sandboxes keep running.
 func (m *Manager) Close() {
-	m.drainWarm(true)
-	m.mu.Lock()
-	m.closed = true
-	for id, t := range m.timers {
-		t.Stop()
-		delete(m.timers, id)
+	if m.warm != nil {
+		m.warm.close()
 	}
-	for id, t := range m.life.idle {
-		t.Stop()
-		delete(m.life.idle, id)
-	}
-	m.mu.Unlock()
+	m.timers.close()
 	if m.disks != nil {
 		m.disks.close()
 	}
 }
 
-// OnKill registers f to be called with the id of each sandbox once it is gone
-// (the proxy drops its cached connections there).
-func (m *Manager) OnKill(f func(id string)) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.killHooks = append(m.killHooks, f)
-}
-
-func (m *Manager) onKill() []func(string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return append([]func(string){}, m.killHooks...)
-}
+// Snapshots is the Manager's snapshots: taken of its sandboxes, and the
+// forks made from them.
+func (m *Manager) Snapshots() *Snapshots { return m.snaps }
 
 // RemoveTemplate calls remove to delete template name unless a sandbox uses
 // it (errdefs.ErrConflict); no sandbox can be created from it meanwhile.
@@ -958,7 +1017,7 @@ func (m *Manager) RemoveTemplate(ctx context.Context, name string, remove func(c
 	// The warm pool's sandboxes are not users of the template to keep it
 	// for: none exists, ready or being started, while the template's
 	// users are counted and it is removed; then the pool fills again.
-	release := m.holdWarm()
+	release := m.warm.hold()
 	defer release()
 	m.tplMu.Lock()
 	defer m.tplMu.Unlock()
@@ -976,4 +1035,24 @@ func (m *Manager) RemoveTemplate(ctx context.Context, name string, remove func(c
 		return errdefs.New(errdefs.ErrConflict, "template %q is used by %d snapshot(s)", name, n)
 	}
 	return remove(ctx, name)
+}
+
+// lockSandbox reads sandbox id's record with its lock held (Snapshots).
+func (m *Manager) lockSandbox(ctx context.Context, id string) (*store.Sandbox, func(), error) {
+	unlock := m.lock(id)
+	sb, err := m.db.GetSandbox(ctx, id)
+	if err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	return sb, unlock, nil
+}
+
+// upperDir is the host path of sandbox id's overlay upper layer: on its
+// disk when it has one.
+func (m *Manager) upperDir(id string) string {
+	if fileExists(filepath.Join(m.dir(id), diskImage)) {
+		return filepath.Join(m.dir(id), diskMount, "upper")
+	}
+	return filepath.Join(m.dir(id), "upper")
 }

@@ -17,14 +17,11 @@ import (
 // limit: its caller kills it (Kill or Commit).
 func (m *Manager) CreateFrom(ctx context.Context, tpl Template, p CreateParams) (*Sandbox, error) {
 	p.Template = tpl.Name
-	return m.create(ctx, p, &tpl, false)
-}
-
-func (m *Manager) lookupTemplate(ctx context.Context, name string, override *Template) (Template, error) {
-	if override != nil {
-		return *override, nil
+	req, err := m.newRequest(ctx, p, &tpl, 0)
+	if err != nil {
+		return nil, err
 	}
-	return m.resolveTemplate(ctx, name)
+	return m.makeRunning(ctx, req)
 }
 
 // RootfsPath is the host path of sandbox id's root filesystem (its overlay
@@ -45,7 +42,7 @@ func (m *Manager) Commit(ctx context.Context, id string, capture func(upper stri
 		unlock()
 		return err
 	}
-	m.cancelTimer(id)
+	m.timers.stop(id)
 	dir := m.dir(id)
 	var cerr error
 	if rt, err := m.runtimeOf(sb); err != nil {

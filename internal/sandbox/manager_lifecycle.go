@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -45,20 +44,6 @@ const (
 	checkpointDir  = "checkpoint"
 	checkpointDone = "complete"
 )
-
-// lifeState is the Manager's in-memory state for pauses and idle tracking.
-type lifeState struct {
-	// idle holds the idle-pause timers; guarded by Manager.mu.
-	idle map[string]*time.Timer
-	// activity reports a sandbox's last data-plane activity and its open
-	// requests; guarded by Manager.mu.
-	activity func(id string) (last time.Time, open int)
-	// pauseHooks run when a sandbox stops answering (pause); guarded by
-	// Manager.mu.
-	pauseHooks []func(id string)
-	// snapMu serialises snapshot creation against snapshot removal.
-	snapMu sync.Mutex
-}
 
 // checkLifecycle validates a create request's lifecycle and fills defaults.
 func (m *Manager) checkLifecycle(rtName string, l Lifecycle) (Lifecycle, error) {
@@ -148,13 +133,11 @@ func (m *Manager) pauseLocked(ctx context.Context, sb *store.Sandbox, kind strin
 		return err
 	}
 	t0 := time.Now()
-	m.cancelTimer(sb.ID)
-	m.stopIdle(sb.ID)
-	sb.State, sb.Life.PauseKind, sb.Life.PausedAt = StatePausing, kind, time.Now().UTC()
-	if err := m.db.PutSandbox(ctx, sb); err != nil {
+	if err := m.transition(ctx, sb, StatePausing, func(sb *store.Sandbox) {
+		sb.Life.PauseKind, sb.Life.PausedAt = kind, time.Now().UTC()
+	}); err != nil {
 		return err
 	}
-	m.notifyPause(sb.ID)
 	// The rest must not be cut short by the caller going away: it leaves
 	// the box either paused or running.
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute)
@@ -166,16 +149,13 @@ func (m *Manager) pauseLocked(ctx context.Context, sb *store.Sandbox, kind strin
 		switch {
 		case serr == nil && st.Running && !st.Paused:
 			m.removeImage(sb.ID)
-			sb.State, sb.Life.PauseKind, sb.Life.PausedAt = StateRunning, "", time.Time{}
-			if err := m.db.PutSandbox(cctx, sb); err != nil {
+			if err := m.transition(cctx, sb, StateRunning, func(sb *store.Sandbox) {
+				sb.Life.PauseKind, sb.Life.PausedAt = "", time.Time{}
+			}); err != nil {
 				return err
 			}
-			m.schedule(sb)
-			m.watchIdle(sb)
-			m.watchBox(sb)
 		case serr == nil && st.Paused && kind == PauseFrozen:
-			sb.State = StatePaused
-			return m.db.PutSandbox(cctx, sb)
+			return m.transition(cctx, sb, StatePaused, nil)
 		default:
 			// The box is gone (or unreadable): its files are all that is
 			// left, and they are kept.
@@ -185,8 +165,7 @@ func (m *Manager) pauseLocked(ctx context.Context, sb *store.Sandbox, kind strin
 		}
 		return errdefs.Wrap(errdefs.ErrUnavailable, err, "pausing sandbox %q failed; it is %s", sb.ID, sb.State)
 	}
-	sb.State = StatePaused
-	if err := m.db.PutSandbox(cctx, sb); err != nil {
+	if err := m.transition(cctx, sb, StatePaused, nil); err != nil {
 		return err
 	}
 	log.Info("sandbox paused", "took", time.Since(t0))
@@ -262,13 +241,21 @@ func (m *Manager) keepFiles(ctx context.Context, sb *store.Sandbox, why string) 
 		m.log.Error("stop box of a sandbox keeping its files", "sandbox_id", sb.ID, "err", err)
 	}
 	m.removeImage(sb.ID)
-	m.cancelTimer(sb.ID)
-	m.stopIdle(sb.ID)
-	sb.State, sb.Life.PauseKind = StatePaused, PauseFilesystem
-	if sb.Life.PausedAt.IsZero() {
-		sb.Life.PausedAt = time.Now().UTC()
+	keep := func(sb *store.Sandbox) {
+		sb.Life.PauseKind = PauseFilesystem
+		if sb.Life.PausedAt.IsZero() {
+			sb.Life.PausedAt = time.Now().UTC()
+		}
 	}
-	if err := m.db.PutSandbox(ctx, sb); err != nil {
+	var err error
+	if sb.State == StatePaused {
+		// Paused already, with what it had; now with its files only.
+		keep(sb)
+		err = m.update(ctx, sb)
+	} else {
+		err = m.transition(ctx, sb, StatePaused, keep)
+	}
+	if err != nil {
 		return err
 	}
 	m.log.Warn("sandbox keeps its files and is paused", "sandbox_id", sb.ID, "why", why)
@@ -341,14 +328,14 @@ func (m *Manager) Resume(ctx context.Context, id string, opts ResumeOptions) (*S
 func (m *Manager) resumeLocked(ctx context.Context, sb *store.Sandbox, d time.Duration, memory *bool) error {
 	log := m.log.With("sandbox_id", sb.ID, "kind", sb.Life.PauseKind)
 	t0 := time.Now()
-	sb.State = StateResuming
 	// The new end is stored with the resuming state, so a resume that
 	// Reconcile completes keeps it.
-	sb.EndAt = time.Time{}
-	if d > 0 {
-		sb.EndAt = time.Now().UTC().Add(d)
-	}
-	if err := m.db.PutSandbox(ctx, sb); err != nil {
+	if err := m.transition(ctx, sb, StateResuming, func(sb *store.Sandbox) {
+		sb.EndAt = time.Time{}
+		if d > 0 {
+			sb.EndAt = time.Now().UTC().Add(d)
+		}
+	}); err != nil {
 		return err
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute)
@@ -359,8 +346,7 @@ func (m *Manager) resumeLocked(ctx context.Context, sb *store.Sandbox, d time.Du
 		// it had (a frozen box that is lost keeps its files).
 		if sb.Life.PauseKind == PauseFrozen {
 			if st, serr := m.boxState(cctx, sb); serr == nil && st.Paused {
-				sb.State = StatePaused
-				if perr := m.db.PutSandbox(cctx, sb); perr != nil {
+				if perr := m.transition(cctx, sb, StatePaused, nil); perr != nil {
 					return perr
 				}
 				return errdefs.Wrap(errdefs.ErrUnavailable, err, "resuming sandbox %q failed; it is still paused", sb.ID)
@@ -373,23 +359,18 @@ func (m *Manager) resumeLocked(ctx context.Context, sb *store.Sandbox, d time.Du
 		if serr := m.stopBox(cctx, sb); serr != nil {
 			log.Error("clean up after failed resume", "err", serr)
 		}
-		sb.State = StatePaused
-		if perr := m.db.PutSandbox(cctx, sb); perr != nil {
+		if perr := m.transition(cctx, sb, StatePaused, nil); perr != nil {
 			return perr
 		}
 		return errdefs.Wrap(errdefs.ErrUnavailable, err, "resuming sandbox %q failed; it is still paused", sb.ID)
 	}
 	kind := sb.Life.PauseKind
-	sb.State, sb.Life.PauseKind = StateRunning, ""
-	if err := m.db.PutSandbox(cctx, sb); err != nil {
+	if err := m.transition(cctx, sb, StateRunning, func(sb *store.Sandbox) { sb.Life.PauseKind = "" }); err != nil {
 		return err
 	}
 	if kind == PauseMemory {
 		m.removeImage(sb.ID)
 	}
-	m.schedule(sb)
-	m.watchIdle(sb)
-	m.watchBox(sb)
 	log.Info("sandbox resumed", "took", time.Since(t0))
 	return nil
 }
@@ -418,7 +399,7 @@ func (m *Manager) resumeBox(ctx context.Context, sb *store.Sandbox, memory *bool
 		defer cancel()
 		return m.awaitAgent(hctx, sb.ID)
 	case PauseMemory, PauseFilesystem:
-		tpl, err := m.resolveTemplate(ctx, sb.Template)
+		tpl, err := m.snaps.resolveTemplate(ctx, sb.Template)
 		if err != nil {
 			return fmt.Errorf("template: %w", err)
 		}
@@ -440,7 +421,7 @@ func (m *Manager) resumeBox(ctx context.Context, sb *store.Sandbox, memory *bool
 		if err != nil {
 			return err
 		}
-		if err := m.boot(ctx, sb, tpl, rootfs, image, t0); err != nil {
+		if err := m.boot(ctx, sb, tpl, bootSpec{rootfs: rootfs, image: image, t0: t0}); err != nil {
 			return err
 		}
 		if image == "" {
@@ -452,9 +433,9 @@ func (m *Manager) resumeBox(ctx context.Context, sb *store.Sandbox, memory *bool
 	return fmt.Errorf("unknown pause kind %q", sb.Life.PauseKind)
 }
 
-// Wake returns running sandbox id, resuming it first when it is paused
-// and allows auto-resume. Anything else is as GetRunning.
-func (m *Manager) Wake(ctx context.Context, id string) (*Sandbox, error) {
+// wake returns running sandbox id, resuming it first when it is paused
+// and allows auto-resume. Anything else is as getRunning.
+func (m *Manager) wake(ctx context.Context, id string) (*Sandbox, error) {
 	sb, err := m.Get(ctx, id)
 	if err != nil {
 		return nil, err
@@ -487,89 +468,14 @@ func (m *Manager) expire(ctx context.Context, cur *store.Sandbox) {
 	}
 }
 
-// OnPause registers f to be called with the id of each sandbox that is
-// being paused (the proxy drops its cached connections there).
-func (m *Manager) OnPause(f func(id string)) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.life.pauseHooks = append(m.life.pauseHooks, f)
-}
-
-func (m *Manager) notifyPause(id string) {
-	m.mu.Lock()
-	hooks := append([]func(string){}, m.life.pauseHooks...)
-	m.mu.Unlock()
-	for _, f := range hooks {
-		f(id)
-	}
-}
-
-// SetActivity gives the Manager a way to learn when a sandbox last saw a
-// request and how many it has open (the proxy keeps both); idle pauses use
-// it.
-func (m *Manager) SetActivity(f func(id string) (last time.Time, open int)) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.life.activity = f
-}
-
-// watchIdle arms sandbox sb's idle-pause check when its policy has one.
-func (m *Manager) watchIdle(sb *store.Sandbox) {
-	if sb.Life.IdlePause <= 0 {
-		return
-	}
-	m.armIdle(sb.ID, sb.Life.IdlePause, time.Now(), sb.Life.IdlePause)
-}
-
-func (m *Manager) armIdle(id string, idle time.Duration, since time.Time, after time.Duration) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if t, ok := m.life.idle[id]; ok {
-		t.Stop()
-	}
-	if m.closed {
-		return
-	}
-	m.life.idle[id] = time.AfterFunc(after, func() { m.checkIdle(id, idle, since) })
-}
-
-// checkIdle pauses sandbox id if it has had no request open and none
-// started for idle (counting from since, when it started or resumed), and
-// checks again later otherwise.
-func (m *Manager) checkIdle(id string, idle time.Duration, since time.Time) {
-	m.mu.Lock()
-	activity := m.life.activity
-	m.mu.Unlock()
-	last, open := since, 0
-	if activity != nil {
-		l, o := activity(id)
-		if l.After(last) {
-			last = l
-		}
-		open = o
-	}
-	if open > 0 {
-		m.armIdle(id, idle, since, idle)
-		return
-	}
-	if left := idle - time.Since(last); left > 0 {
-		m.armIdle(id, idle, since, left)
-		return
-	}
+// idlePause is what a sandbox's idle timer calls once it has been idle
+// for idle.
+func (m *Manager) idlePause(id string, idle time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	m.log.Info("sandbox idle; pausing", "sandbox_id", id, "idle", idle)
 	if _, err := m.Pause(ctx, id, nil); err != nil && !errors.Is(err, errdefs.ErrNotFound) && !errors.Is(err, errdefs.ErrConflict) && !errors.Is(err, errdefs.ErrFailedPrecondition) {
 		m.log.Error("idle pause", "sandbox_id", id, "err", err)
-	}
-}
-
-func (m *Manager) stopIdle(id string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if t, ok := m.life.idle[id]; ok {
-		t.Stop()
-		delete(m.life.idle, id)
 	}
 }
 
@@ -590,20 +496,15 @@ func (m *Manager) reconcileLifecycle(ctx context.Context, sb *store.Sandbox) err
 	kind := sb.Life.PauseKind
 	imageDone := fileExists(filepath.Join(m.dir(sb.ID), checkpointDir, checkpointDone))
 	running := func(why string) error {
-		sb.State, sb.Life.PauseKind = StateRunning, ""
-		if err := m.db.PutSandbox(ctx, sb); err != nil {
+		if err := m.transition(ctx, sb, StateRunning, func(sb *store.Sandbox) { sb.Life.PauseKind = "" }); err != nil {
 			return err
 		}
 		m.removeImage(sb.ID)
-		m.schedule(sb)
-		m.watchIdle(sb)
-		m.watchBox(sb)
 		log.Info("sandbox is running", "why", why)
 		return nil
 	}
 	paused := func(why string) error {
-		sb.State = StatePaused
-		if err := m.db.PutSandbox(ctx, sb); err != nil {
+		if err := m.transition(ctx, sb, StatePaused, nil); err != nil {
 			return err
 		}
 		log.Info("sandbox is paused", "why", why)
@@ -719,8 +620,8 @@ func (m *Manager) boxState(ctx context.Context, sb *store.Sandbox) (BoxState, er
 // withTransitions adds to a list filter the states on the way into the
 // states it names: a sandbox being paused is listed as paused, one being
 // resumed as running.
-func withTransitions(states []string) []string {
-	out := append([]string{}, states...)
+func withTransitions(states []State) []State {
+	out := append([]State{}, states...)
 	for _, st := range states {
 		switch st {
 		case StateRunning:

@@ -80,8 +80,8 @@ func TestPauseKind(t *testing.T) {
 }
 
 func TestWithTransitions(t *testing.T) {
-	got := withTransitions([]string{StateRunning, StatePaused, StateFailed})
-	want := []string{StateRunning, StatePaused, StateFailed, StateResuming, StatePausing}
+	got := withTransitions([]State{StateRunning, StatePaused, StateFailed})
+	want := []State{StateRunning, StatePaused, StateFailed, StateResuming, StatePausing}
 	if !slices.Equal(got, want) {
 		t.Fatalf("withTransitions = %q, want %q", got, want)
 	}
@@ -99,7 +99,7 @@ func TestRemoveTemplateUsedBySnapshot(t *testing.T) {
 		t.Fatalf("RemoveTemplate of a template under a snapshot = %v (removed %v), want a conflict", err, removed)
 	}
 	// The snapshot itself goes (nothing stands on it), then the template.
-	if err := m.DeleteSnapshot(ctx, "snap-x"); err != nil {
+	if err := m.Snapshots().Delete(ctx, "snap-x"); err != nil {
 		t.Fatal(err)
 	}
 	if err := m.RemoveTemplate(ctx, "base", func(context.Context, string) error { removed = true; return nil }); err != nil || !removed {

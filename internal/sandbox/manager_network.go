@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -24,9 +23,9 @@ type Network interface {
 	// Setup prepares sandbox id's namespace with egress policy p.
 	// With owner set, the namespace is owned by a new user namespace
 	// with that mapping (Endpoint.UserNS), which the box must join.
-	Setup(ctx context.Context, id string, p network.Policy, owner *network.UserMapping) (network.Endpoint, error)
+	Setup(ctx context.Context, id string, p network.Egress, owner *network.UserMapping) (network.Endpoint, error)
 	// SetPolicy replaces a running sandbox's policy.
-	SetPolicy(ctx context.Context, id string, p network.Policy) error
+	SetPolicy(ctx context.Context, id string, p network.Egress) error
 	// Policy returns sandbox id's policy.
 	Policy(id string) (network.Policy, bool)
 	// Endpoint returns sandbox id's network, if it has one.
@@ -37,64 +36,41 @@ type Network interface {
 	Prune(ctx context.Context, live []string) error
 }
 
-// netState is the Manager's bookkeeping for networks.
-type netState struct {
-	mu sync.Mutex
-	// pending holds the policy of each sandbox being created until its
-	// box boots (boot has no create parameters: it also resumes).
-	pending map[string]*network.Policy
-}
-
-// pendingNetwork records the policy sandbox id's network gets when its box
-// first boots.
-func (m *Manager) pendingNetwork(id string, p *network.Policy) {
-	m.net.mu.Lock()
-	defer m.net.mu.Unlock()
-	if m.net.pending == nil {
-		m.net.pending = map[string]*network.Policy{}
-	}
-	m.net.pending[id] = p
-}
-
-func (m *Manager) takePending(id string) *network.Policy {
-	m.net.mu.Lock()
-	defer m.net.mu.Unlock()
-	p := m.net.pending[id]
-	delete(m.net.pending, id)
-	return p
-}
-
-// validateNetwork checks a create request's policy before anything is made.
-func (m *Manager) validateNetwork(p *network.Policy) error {
-	if p == nil {
+// networkAvailable refuses a create's egress policy p on a server without
+// networking, unless it asks for nothing (the policy itself was checked by
+// network.ParsePolicy).
+func (m *Manager) networkAvailable(p *network.Egress) error {
+	if p == nil || m.cfg.Network != nil {
 		return nil
 	}
-	if m.cfg.Network == nil {
-		if len(p.AllowOut)+len(p.DenyOut) > 0 || p.AllowInternetAccess != nil && *p.AllowInternetAccess {
-			return errdefs.New(errdefs.ErrFailedPrecondition, "networking is disabled on this server (sbx serve --network none): sandboxes have no egress to configure")
-		}
-		return nil
+	pol := p.Policy()
+	if len(pol.AllowOut)+len(pol.DenyOut) > 0 || pol.AllowInternetAccess != nil && *pol.AllowInternetAccess {
+		return errdefs.New(errdefs.ErrFailedPrecondition, "networking is disabled on this server (sbx serve --network none): sandboxes have no egress to configure")
 	}
-	return network.ValidatePolicy(*p)
+	return nil
 }
 
 // setupNetwork gives sandbox id its network (or, when it has one, as on a
 // resume, keeps it) and points the resolver of its root filesystem at sbx's
-// DNS forwarder. It returns the namespace the box and the user namespace
+// DNS forwarder. A new network gets egress policy policy (nil: the
+// server's default, or the policy the sandbox had, for one whose network
+// was lost). It returns the namespace the box and the user namespace
 // owning it join ("" without a network layer).
-func (m *Manager) setupNetwork(ctx context.Context, id, rootfs string) (netns, userns string, err error) {
+func (m *Manager) setupNetwork(ctx context.Context, id, rootfs string, policy *network.Egress) (netns, userns string, err error) {
 	if m.cfg.Network == nil {
 		return "", "", nil
 	}
 	ep, ok := m.cfg.Network.Endpoint(id)
 	if !ok {
-		var pol network.Policy
-		if p := m.takePending(id); p != nil {
-			pol = *p
+		var pol network.Egress
+		if policy != nil {
+			pol = *policy
 		} else if p, ok := m.cfg.Network.Policy(id); ok {
 			// A sandbox whose network was lost (a host restart) boots
 			// again with the policy it had.
-			pol = p
+			if pol, err = network.ParsePolicy(p); err != nil {
+				return "", "", fmt.Errorf("sandbox network: %w", err)
+			}
 		}
 		var owner *network.UserMapping
 		if m.cfg.IDMap != nil {
@@ -155,7 +131,6 @@ func writeResolvConf(rootfs string, dns netip.Addr, idmap *IDMap) error {
 
 // teardownNetwork removes sandbox id's network, if any.
 func (m *Manager) teardownNetwork(ctx context.Context, id string) {
-	m.takePending(id)
 	if m.cfg.Network == nil {
 		return
 	}
@@ -183,33 +158,34 @@ func (m *Manager) pruneNetworks(ctx context.Context) error {
 
 // SetNetwork replaces the egress policy of running sandbox id. New
 // connections obey it at once.
-func (m *Manager) SetNetwork(ctx context.Context, id string, p network.Policy) error {
+func (m *Manager) SetNetwork(ctx context.Context, id string, p network.Egress) error {
 	if m.cfg.Network == nil {
 		return errdefs.New(errdefs.ErrFailedPrecondition, "networking is disabled on this server (sbx serve --network none)")
 	}
-	if err := network.ValidatePolicy(p); err != nil {
-		return err
-	}
 	unlock := m.lock(id)
 	defer unlock()
-	if _, err := m.GetRunning(ctx, id); err != nil {
+	if _, err := m.getRunning(ctx, id); err != nil {
 		return err
 	}
 	if err := m.cfg.Network.SetPolicy(ctx, id, p); err != nil {
 		return err
 	}
-	m.log.Info("sandbox network policy changed", "sandbox_id", id, "allow_out", p.AllowOut, "deny_out", p.DenyOut)
+	m.log.Info("sandbox network policy changed", "sandbox_id", id, "allow_out", p.Policy().AllowOut, "deny_out", p.Policy().DenyOut)
 	return nil
 }
 
 // forkPolicy returns the egress policy a fork of sandbox id starts with:
 // its source's.
-func (m *Manager) forkPolicy(id string) *network.Policy {
+func (m *Manager) forkPolicy(id string) (*network.Egress, error) {
 	p, ok := m.NetworkPolicy(id)
 	if !ok {
-		return nil
+		return nil, nil
 	}
-	return &p
+	e, err := network.ParsePolicy(p)
+	if err != nil {
+		return nil, err
+	}
+	return &e, nil
 }
 
 // NetworkPolicy returns sandbox id's egress policy; ok is false when the

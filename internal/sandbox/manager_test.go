@@ -198,7 +198,7 @@ func TestCreateRefusesBeforeRuntime(t *testing.T) {
 
 func TestLookupsAndTimeouts(t *testing.T) {
 	now := time.Now().UTC()
-	rec := func(id, state, tpl string, started time.Time, end time.Time, md map[string]string) *store.Sandbox {
+	rec := func(id string, state State, tpl string, started time.Time, end time.Time, md map[string]string) *store.Sandbox {
 		return &store.Sandbox{ID: id, Template: tpl, State: state, Runtime: "runc", CreatedAt: started, StartedAt: started, EndAt: end, Metadata: md}
 	}
 	running := rec("running", StateRunning, "base", now, now.Add(time.Hour), map[string]string{"team": "a"})
@@ -217,10 +217,10 @@ func TestLookupsAndTimeouts(t *testing.T) {
 	if sb, err := m.Get(ctx, "failed"); err != nil || sb.State != StateFailed {
 		t.Errorf("Get(failed) = %v, %v", sb, err)
 	}
-	if _, err := m.GetRunning(ctx, "failed"); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+	if _, err := m.getRunning(ctx, "failed"); !errors.Is(err, errdefs.ErrFailedPrecondition) {
 		t.Errorf("GetRunning(failed) = %v, want failed precondition", err)
 	}
-	if sb, err := m.GetRunning(ctx, "running"); err != nil || sb.ID != "running" {
+	if sb, err := m.getRunning(ctx, "running"); err != nil || sb.ID != "running" {
 		t.Errorf("GetRunning(running) = %v, %v", sb, err)
 	}
 
@@ -229,7 +229,7 @@ func TestLookupsAndTimeouts(t *testing.T) {
 		want string
 	}{
 		{ListFilter{}, "running older"}, // newest first; running and paused by default
-		{ListFilter{States: []string{StateFailed, StateRunning}}, "running older failed"},
+		{ListFilter{States: []State{StateFailed, StateRunning}}, "running older failed"},
 		{ListFilter{Template: "py"}, "older"},
 		{ListFilter{Metadata: map[string]string{"team": "a"}}, "running"},
 		{ListFilter{Metadata: map[string]string{"team": "c"}}, ""},

@@ -31,7 +31,7 @@ import (
 // A paused sandbox whose lifecycle allows it (autoResume, idlePause) is
 // resumed here; see Wake.
 func (m *Manager) EnsureRunning(ctx context.Context, id string) (*Sandbox, error) {
-	return m.Wake(ctx, id)
+	return m.wake(ctx, id)
 }
 
 // trafficToken returns a new traffic access token for a sandbox with private

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sbxdev/sbx/internal/errdefs"
+	"github.com/sbxdev/sbx/internal/network"
 	"github.com/sbxdev/sbx/internal/store"
 	"github.com/sbxdev/sbx/internal/template"
 )
@@ -50,26 +52,72 @@ const (
 // Snapshot is a snapshot as the API sees it.
 type Snapshot = store.Snapshot
 
+// Snapshots takes snapshots of running sandboxes, lists and deletes them,
+// resolves them as templates for creates, and makes forks: snapshots made
+// for the purpose and the sandboxes made from them. Reach it through
+// [Manager.Snapshots]. It is safe for concurrent use.
+type Snapshots struct {
+	dataDir   string
+	db        snapshotStore
+	templates Templates
+	log       *slog.Logger
+	maxFork   int
+	// tplMu is the Manager's template lock: a snapshot is deleted only
+	// while no sandbox is being made from it.
+	tplMu *sync.RWMutex
+	// sandboxes is what of the Manager snapshots and forks need.
+	sandboxes snapshotSandboxes
+
+	// mu serialises snapshot creation against snapshot removal.
+	mu sync.Mutex
+}
+
+// snapshotStore is what Snapshots keeps in the store (*store.DB).
+type snapshotStore interface {
+	GetSnapshot(ctx context.Context, ref string) (*store.Snapshot, error)
+	PutSnapshot(ctx context.Context, sn *store.Snapshot) error
+	DeleteSnapshot(ctx context.Context, id string) error
+	ListSnapshots(ctx context.Context) ([]*store.Snapshot, error)
+	CountSandboxesByTemplate(ctx context.Context, name string) (int, error)
+	CountSnapshotsByTemplate(ctx context.Context, name string) (int, error)
+}
+
+// snapshotSandboxes is what Snapshots needs of the Manager (which
+// implements it): a sandbox to capture, with its lock held, and creates for
+// a fork's copies.
+type snapshotSandboxes interface {
+	// lockSandbox reads sandbox id's record under its lock; unlock lets
+	// go of it.
+	lockSandbox(ctx context.Context, id string) (sb *store.Sandbox, unlock func(), err error)
+	runtimeOf(sb *store.Sandbox) (Runtime, error)
+	// upperDir is the host path of sandbox id's overlay upper layer.
+	upperDir(id string) string
+	resolveTimeout(d *time.Duration) (time.Duration, error)
+	Get(ctx context.Context, id string) (*Sandbox, error)
+	Create(ctx context.Context, p CreateParams) (*Sandbox, error)
+	forkPolicy(id string) (*network.Egress, error)
+}
+
 const (
 	snapshotsDir  = "snapshots"
 	snapshotLayer = "layer"
 	snapshotImage = "memory"
 )
 
-func (m *Manager) snapDir(id string) string {
-	return filepath.Join(m.cfg.DataDir, snapshotsDir, id)
+func (s *Snapshots) dir(id string) string {
+	return filepath.Join(s.dataDir, snapshotsDir, id)
 }
 
 // resolveTemplate returns the template a sandbox of template name is made
 // from: a template of the store, or a snapshot (its layer above the layers of
 // what it was taken from).
-func (m *Manager) resolveTemplate(ctx context.Context, name string) (Template, error) {
-	return m.resolveDepth(ctx, name, 0)
+func (s *Snapshots) resolveTemplate(ctx context.Context, name string) (Template, error) {
+	return s.resolveDepth(ctx, name, 0)
 }
 
-func (m *Manager) resolveDepth(ctx context.Context, name string, depth int) (Template, error) {
+func (s *Snapshots) resolveDepth(ctx context.Context, name string, depth int) (Template, error) {
 	{
-		sn, err := m.db.GetSnapshot(ctx, name)
+		sn, err := s.db.GetSnapshot(ctx, name)
 		if err == nil {
 			if sn.State != "ready" {
 				return Template{}, errdefs.New(errdefs.ErrNotFound, "snapshot %q not found", name)
@@ -79,15 +127,15 @@ func (m *Manager) resolveDepth(ctx context.Context, name string, depth int) (Tem
 			if depth > 100 {
 				return Template{}, errdefs.New(errdefs.ErrFailedPrecondition, "snapshot %q stands on more than 100 snapshots", name)
 			}
-			tpl, err := m.resolveDepth(ctx, sn.Template, depth+1)
+			tpl, err := s.resolveDepth(ctx, sn.Template, depth+1)
 			if err != nil {
 				return Template{}, fmt.Errorf("snapshot %s: %w", sn.ID, err)
 			}
 			tpl.Name = sn.ID
-			tpl.Layers = append([]string{filepath.Join(m.snapDir(sn.ID), snapshotLayer)}, tpl.Layers...)
+			tpl.Layers = append([]string{filepath.Join(s.dir(sn.ID), snapshotLayer)}, tpl.Layers...)
 			tpl.image, tpl.runtime = "", ""
 			if sn.Kind == SnapshotMemory {
-				tpl.image = filepath.Join(m.snapDir(sn.ID), snapshotImage)
+				tpl.image = filepath.Join(s.dir(sn.ID), snapshotImage)
 				tpl.runtime = sn.Runtime
 			}
 			if tpl.MemoryMB == 0 {
@@ -99,15 +147,15 @@ func (m *Manager) resolveDepth(ctx context.Context, name string, depth int) (Tem
 			return Template{}, err
 		}
 	}
-	return m.templates.Get(ctx, name)
+	return s.templates.Get(ctx, name)
 }
 
 const snapshotPrefix = "snap-"
 
-// snapshotRuntime is the runtime of memory snapshot ref, "" for anything
+// runtimeOf is the runtime of memory snapshot ref, "" for anything
 // else.
-func (m *Manager) snapshotRuntime(ctx context.Context, ref string) string {
-	sn, err := m.db.GetSnapshot(ctx, ref)
+func (s *Snapshots) runtimeOf(ctx context.Context, ref string) string {
+	sn, err := s.db.GetSnapshot(ctx, ref)
 	if err != nil || sn.Kind != SnapshotMemory {
 		return ""
 	}
@@ -123,9 +171,9 @@ type SnapshotOptions struct {
 	internal bool
 }
 
-// Snapshot captures running sandbox id; the box is frozen only while its
+// Take captures running sandbox id; the box is frozen only while its
 // state is copied.
-func (m *Manager) Snapshot(ctx context.Context, id string, opts SnapshotOptions) (*Snapshot, error) {
+func (s *Snapshots) Take(ctx context.Context, id string, opts SnapshotOptions) (*Snapshot, error) {
 	if opts.Name != "" {
 		if err := template.ValidateName(opts.Name); err != nil {
 			return nil, errdefs.New(errdefs.ErrInvalidArgument, "invalid snapshot name %q: want [a-z0-9][a-z0-9._-]{0,62}", opts.Name)
@@ -134,12 +182,11 @@ func (m *Manager) Snapshot(ctx context.Context, id string, opts SnapshotOptions)
 			return nil, errdefs.New(errdefs.ErrInvalidArgument, "snapshot names must not start with %q", snapshotPrefix)
 		}
 	}
-	unlock := m.lock(id)
-	defer unlock()
-	sb, err := m.db.GetSandbox(ctx, id)
+	sb, unlock, err := s.sandboxes.lockSandbox(ctx, id)
 	if err != nil {
 		return nil, err
 	}
+	defer unlock()
 	switch sb.State {
 	case StateRunning:
 	case StateKilled:
@@ -147,7 +194,7 @@ func (m *Manager) Snapshot(ctx context.Context, id string, opts SnapshotOptions)
 	default:
 		return nil, errdefs.New(errdefs.ErrFailedPrecondition, "sandbox %q is %s; only a running sandbox can be snapshotted", id, sb.State)
 	}
-	rt, err := m.runtimeOf(sb)
+	rt, err := s.sandboxes.runtimeOf(sb)
 	if err != nil {
 		return nil, err
 	}
@@ -168,53 +215,53 @@ func (m *Manager) Snapshot(ctx context.Context, id string, opts SnapshotOptions)
 		MemoryMB:  sb.MemoryMB,
 		Runtime:   sb.Runtime,
 	}
-	if err := m.reserveSnapshot(ctx, sn); err != nil {
+	if err := s.reserve(ctx, sn); err != nil {
 		return nil, err
 	}
-	log := m.log.With("sandbox_id", id, "snapshot_id", sn.ID, "kind", kind)
+	log := s.log.With("sandbox_id", id, "snapshot_id", sn.ID, "kind", kind)
 	t0 := time.Now()
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute)
 	defer cancel()
-	frozen, err := m.captureSnapshot(cctx, sb, rt, sn)
+	frozen, err := s.capture(cctx, sb, rt, sn)
 	if err != nil {
 		log.Error("snapshot failed", "err", err)
-		os.RemoveAll(m.snapDir(sn.ID))
-		if derr := m.db.DeleteSnapshot(cctx, sn.ID); derr != nil {
+		os.RemoveAll(s.dir(sn.ID))
+		if derr := s.db.DeleteSnapshot(cctx, sn.ID); derr != nil {
 			log.Error("delete snapshot record", "err", derr)
 		}
 		return nil, errdefs.Wrap(errdefs.ErrUnavailable, err, "snapshot of sandbox %q failed", id)
 	}
 	sn.State = "ready"
-	if err := m.db.PutSnapshot(cctx, sn); err != nil {
+	if err := s.db.PutSnapshot(cctx, sn); err != nil {
 		return nil, err
 	}
 	log.Info("snapshot taken", "took", time.Since(t0), "frozen", frozen, "bytes", sn.SizeBytes)
 	return sn, nil
 }
 
-// reserveSnapshot stores sn (state creating) unless its name is taken.
-func (m *Manager) reserveSnapshot(ctx context.Context, sn *store.Snapshot) error {
-	m.life.snapMu.Lock()
-	defer m.life.snapMu.Unlock()
+// reserve stores sn (state creating) unless its name is taken.
+func (s *Snapshots) reserve(ctx context.Context, sn *store.Snapshot) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if sn.Name != "" {
-		if _, err := m.db.GetSnapshot(ctx, sn.Name); err == nil {
+		if _, err := s.db.GetSnapshot(ctx, sn.Name); err == nil {
 			return errdefs.New(errdefs.ErrConflict, "a snapshot named %q exists; delete it first", sn.Name)
 		} else if !errors.Is(err, errdefs.ErrNotFound) {
 			return err
 		}
-		if _, err := m.templates.Get(ctx, sn.Name); err == nil {
+		if _, err := s.templates.Get(ctx, sn.Name); err == nil {
 			return errdefs.New(errdefs.ErrConflict, "%q is a template's name", sn.Name)
 		} else if !errors.Is(err, errdefs.ErrNotFound) {
 			return err
 		}
 	}
-	return m.db.PutSnapshot(ctx, sn)
+	return s.db.PutSnapshot(ctx, sn)
 }
 
-// captureSnapshot writes sb's state into sn's directory and returns how long
+// capture writes sb's state into sn's directory and returns how long
 // the box was frozen.
-func (m *Manager) captureSnapshot(ctx context.Context, sb *store.Sandbox, rt Runtime, sn *store.Snapshot) (time.Duration, error) {
-	dir := m.snapDir(sn.ID)
+func (s *Snapshots) capture(ctx context.Context, sb *store.Sandbox, rt Runtime, sn *store.Snapshot) (time.Duration, error) {
+	dir := s.dir(sn.ID)
 	// 0711 on the way down: boxes resolve their lower layers as their
 	// mapped root, an unprivileged host uid.
 	for _, d := range []string{filepath.Dir(dir), dir} {
@@ -225,10 +272,7 @@ func (m *Manager) captureSnapshot(ctx context.Context, sb *store.Sandbox, rt Run
 			return 0, err
 		}
 	}
-	upper := filepath.Join(m.dir(sb.ID), "upper")
-	if fileExists(filepath.Join(m.dir(sb.ID), diskImage)) {
-		upper = filepath.Join(m.dir(sb.ID), diskMount, "upper")
-	}
+	upper := s.sandboxes.upperDir(sb.ID)
 	tmp := filepath.Join(dir, snapshotLayer+".tmp")
 	t0 := time.Now()
 	if sn.Kind == SnapshotMemory {
@@ -294,9 +338,9 @@ func diskUsage(dir string) int64 {
 	return n
 }
 
-// GetSnapshot returns the snapshot whose id or name is ref.
-func (m *Manager) GetSnapshot(ctx context.Context, ref string) (*Snapshot, error) {
-	sn, err := m.db.GetSnapshot(ctx, ref)
+// Get returns the snapshot whose id or name is ref.
+func (s *Snapshots) Get(ctx context.Context, ref string) (*Snapshot, error) {
+	sn, err := s.db.GetSnapshot(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -306,10 +350,10 @@ func (m *Manager) GetSnapshot(ctx context.Context, ref string) (*Snapshot, error
 	return sn, nil
 }
 
-// ListSnapshots returns the snapshots (not a fork's own), oldest first,
+// List returns the snapshots (not a fork's own), oldest first,
 // of sandbox sandboxID when it is not empty.
-func (m *Manager) ListSnapshots(ctx context.Context, sandboxID string) ([]*Snapshot, error) {
-	all, err := m.db.ListSnapshots(ctx)
+func (s *Snapshots) List(ctx context.Context, sandboxID string) ([]*Snapshot, error) {
+	all, err := s.db.ListSnapshots(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -322,26 +366,26 @@ func (m *Manager) ListSnapshots(ctx context.Context, sandboxID string) ([]*Snaps
 	return out, nil
 }
 
-// DeleteSnapshot deletes the snapshot whose id or name is ref, unless a
+// Delete deletes the snapshot whose id or name is ref, unless a
 // sandbox or another snapshot stands on it (errdefs.ErrConflict).
-func (m *Manager) DeleteSnapshot(ctx context.Context, ref string) error {
-	m.tplMu.Lock()
-	defer m.tplMu.Unlock()
-	m.life.snapMu.Lock()
-	defer m.life.snapMu.Unlock()
-	sn, err := m.GetSnapshot(ctx, ref)
+func (s *Snapshots) Delete(ctx context.Context, ref string) error {
+	s.tplMu.Lock()
+	defer s.tplMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sn, err := s.Get(ctx, ref)
 	if err != nil {
 		return err
 	}
-	return m.deleteSnapshotLocked(ctx, sn)
+	return s.deleteLocked(ctx, sn)
 }
 
-func (m *Manager) deleteSnapshotLocked(ctx context.Context, sn *store.Snapshot) error {
-	n, err := m.db.CountSandboxesByTemplate(ctx, sn.ID)
+func (s *Snapshots) deleteLocked(ctx context.Context, sn *store.Snapshot) error {
+	n, err := s.db.CountSandboxesByTemplate(ctx, sn.ID)
 	if err != nil {
 		return err
 	}
-	k, err := m.db.CountSnapshotsByTemplate(ctx, sn.ID)
+	k, err := s.db.CountSnapshotsByTemplate(ctx, sn.ID)
 	if err != nil {
 		return err
 	}
@@ -350,31 +394,31 @@ func (m *Manager) deleteSnapshotLocked(ctx context.Context, sn *store.Snapshot) 
 	}
 	// The record first: a snapshot directory without one is removed at
 	// the next start.
-	if err := m.db.DeleteSnapshot(ctx, sn.ID); err != nil {
+	if err := s.db.DeleteSnapshot(ctx, sn.ID); err != nil {
 		return err
 	}
-	if err := os.RemoveAll(m.snapDir(sn.ID)); err != nil {
-		m.log.Error("remove snapshot dir", "snapshot_id", sn.ID, "err", err)
+	if err := os.RemoveAll(s.dir(sn.ID)); err != nil {
+		s.log.Error("remove snapshot dir", "snapshot_id", sn.ID, "err", err)
 	}
-	m.log.Info("snapshot deleted", "snapshot_id", sn.ID)
+	s.log.Info("snapshot deleted", "snapshot_id", sn.ID)
 	return nil
 }
 
-// dropUnusedSnapshot deletes fork snapshot name once nothing uses it.
-func (m *Manager) dropUnusedSnapshot(ctx context.Context, name string) {
+// dropUnused deletes fork snapshot name once nothing uses it.
+func (s *Snapshots) dropUnused(ctx context.Context, name string) {
 	if !strings.HasPrefix(name, snapshotPrefix) {
 		return
 	}
-	m.tplMu.Lock()
-	defer m.tplMu.Unlock()
-	m.life.snapMu.Lock()
-	defer m.life.snapMu.Unlock()
-	sn, err := m.db.GetSnapshot(ctx, name)
+	s.tplMu.Lock()
+	defer s.tplMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sn, err := s.db.GetSnapshot(ctx, name)
 	if err != nil || !sn.Internal {
 		return
 	}
-	if err := m.deleteSnapshotLocked(ctx, sn); err != nil && !errors.Is(err, errdefs.ErrConflict) {
-		m.log.Error("drop fork snapshot", "snapshot_id", sn.ID, "err", err)
+	if err := s.deleteLocked(ctx, sn); err != nil && !errors.Is(err, errdefs.ErrConflict) {
+		s.log.Error("drop fork snapshot", "snapshot_id", sn.ID, "err", err)
 	}
 }
 
@@ -388,18 +432,22 @@ type ForkResult struct {
 // state independently (its files; with a Checkpointer runtime its
 // processes and memory too). The copies start from one snapshot; each
 // succeeds or fails on its own. timeout is each copy's time to live.
-func (m *Manager) Fork(ctx context.Context, id string, n int, timeout *time.Duration) ([]ForkResult, error) {
-	if n < 1 || n > m.cfg.MaxFork {
-		return nil, errdefs.New(errdefs.ErrInvalidArgument, "count must be between 1 and %d (the server's fork limit)", m.cfg.MaxFork)
+func (s *Snapshots) Fork(ctx context.Context, id string, n int, timeout *time.Duration) ([]ForkResult, error) {
+	if n < 1 || n > s.maxFork {
+		return nil, errdefs.New(errdefs.ErrInvalidArgument, "count must be between 1 and %d (the server's fork limit)", s.maxFork)
 	}
-	if _, err := m.resolveTimeout(timeout); err != nil {
+	if _, err := s.sandboxes.resolveTimeout(timeout); err != nil {
 		return nil, err
 	}
-	src, err := m.Get(ctx, id)
+	src, err := s.sandboxes.Get(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	sn, err := m.Snapshot(ctx, id, SnapshotOptions{internal: true})
+	policy, err := s.sandboxes.forkPolicy(id)
+	if err != nil {
+		return nil, err
+	}
+	sn, err := s.Take(ctx, id, SnapshotOptions{internal: true})
 	if err != nil {
 		return nil, err
 	}
@@ -414,48 +462,48 @@ func (m *Manager) Fork(ctx context.Context, id string, n int, timeout *time.Dura
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			sb, err := m.Create(ctx, CreateParams{
+			sb, err := s.sandboxes.Create(ctx, CreateParams{
 				Template:  sn.ID,
 				Timeout:   timeout,
 				Metadata:  src.Metadata,
 				EnvVars:   src.EnvVars,
 				Lifecycle: life,
-				Network:   m.forkPolicy(id),
+				Network:   policy,
 			})
 			out[i] = ForkResult{Sandbox: sb, Err: err}
 		}()
 	}
 	wg.Wait()
-	m.dropUnusedSnapshot(context.WithoutCancel(ctx), sn.ID)
+	s.dropUnused(context.WithoutCancel(ctx), sn.ID)
 	return out, nil
 }
 
-// reconcileSnapshots removes snapshots whose capture was interrupted, and
+// reconcile removes snapshots whose capture was interrupted, and
 // snapshot directories without a record.
-func (m *Manager) reconcileSnapshots(ctx context.Context) error {
-	all, err := m.db.ListSnapshots(ctx)
+func (s *Snapshots) reconcile(ctx context.Context) error {
+	all, err := s.db.ListSnapshots(ctx)
 	if err != nil {
 		return err
 	}
 	known := map[string]bool{}
 	for _, sn := range all {
 		if sn.State != "ready" {
-			if err := m.db.DeleteSnapshot(ctx, sn.ID); err != nil {
+			if err := s.db.DeleteSnapshot(ctx, sn.ID); err != nil {
 				return err
 			}
-			m.log.Info("removed interrupted snapshot", "snapshot_id", sn.ID)
+			s.log.Info("removed interrupted snapshot", "snapshot_id", sn.ID)
 			continue
 		}
 		known[sn.ID] = true
 	}
-	entries, err := os.ReadDir(filepath.Join(m.cfg.DataDir, snapshotsDir))
+	entries, err := os.ReadDir(filepath.Join(s.dataDir, snapshotsDir))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
 	for _, e := range entries {
 		if !known[e.Name()] {
-			if err := os.RemoveAll(filepath.Join(m.cfg.DataDir, snapshotsDir, e.Name())); err != nil {
-				m.log.Error("remove stray snapshot dir", "path", e.Name(), "err", err)
+			if err := os.RemoveAll(filepath.Join(s.dataDir, snapshotsDir, e.Name())); err != nil {
+				s.log.Error("remove stray snapshot dir", "path", e.Name(), "err", err)
 			}
 		}
 	}
@@ -463,7 +511,7 @@ func (m *Manager) reconcileSnapshots(ctx context.Context) error {
 	// the fork and its copies) go too.
 	for _, sn := range all {
 		if sn.State == "ready" && sn.Internal {
-			m.dropUnusedSnapshot(ctx, sn.ID)
+			s.dropUnused(ctx, sn.ID)
 		}
 	}
 	return nil

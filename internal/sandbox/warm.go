@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"sync"
@@ -31,20 +32,26 @@ import (
 // Pooled sandboxes are stored in state creating: they are not listed and
 // have no timeout, a restart of sbx serve removes them as interrupted
 // creates (Reconcile), and Close kills them.
+//
+// The pool (warmPool) keeps the pooled sandboxes and the filler; it starts
+// and discards sandboxes through the two functions it is given, and knows
+// nothing else of the Manager. Handing one out (takeWarm) is the Manager's.
 type warmPool struct {
 	size int
+	// start makes a sandbox for the pool and returns it with the agent
+	// configuration it was started with; discard kills one.
+	start   func(ctx context.Context) (*store.Sandbox, []byte, error)
+	discard func(sb *store.Sandbox)
+	log     *slog.Logger
 
-	mu    sync.Mutex
-	ready []pooled
-	// cfgs holds the agent configuration of each sandbox being started
-	// for the pool (noteConfig), until it joins ready.
-	cfgs    map[string][]byte
+	mu      sync.Mutex
+	ready   []pooled
 	started bool
 	closed  bool
-	// held counts holdWarm calls in progress: the filler starts nothing
+	// held counts hold calls in progress: the filler starts nothing
 	// while it is not zero.
 	held int
-	// filling is held by the filler while it starts a sandbox: holdWarm
+	// filling is held by the filler while it starts a sandbox: hold
 	// takes it to wait for one in flight.
 	filling sync.Mutex
 	kick    chan struct{}
@@ -59,13 +66,20 @@ type pooled struct {
 	cfg []byte
 }
 
+func newWarmPool(size int, start func(context.Context) (*store.Sandbox, []byte, error), discard func(*store.Sandbox), log *slog.Logger) *warmPool {
+	return &warmPool{size: size, start: start, discard: discard, log: log, kick: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
 // StartWarm starts filling the warm pool (Config.WarmPool sandboxes); the
 // server calls it once its templates are ready.
 func (m *Manager) StartWarm() {
-	w := m.warm
-	if w == nil {
-		return
+	if m.warm != nil {
+		m.warm.run()
 	}
+}
+
+// run starts the filler, once.
+func (w *warmPool) run() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.started || w.closed {
@@ -73,12 +87,11 @@ func (m *Manager) StartWarm() {
 	}
 	w.started = true
 	w.wg.Add(1)
-	go m.fillWarm()
+	go w.fill()
 }
 
-// fillWarm keeps the pool full until Close.
-func (m *Manager) fillWarm() {
-	w := m.warm
+// fill keeps the pool full until close.
+func (w *warmPool) fill() {
 	defer w.wg.Done()
 	backoff := time.Second
 	for {
@@ -96,11 +109,11 @@ func (m *Manager) fillWarm() {
 			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		sb, err := m.create(ctx, CreateParams{}, nil, true)
+		sb, cfg, err := w.start(ctx)
 		cancel()
 		if err != nil {
 			w.filling.Unlock()
-			m.log.Warn("warm pool: start a sandbox", "err", err, "retry_in", backoff)
+			w.log.Warn("warm pool: start a sandbox", "err", err, "retry_in", backoff)
 			select {
 			case <-time.After(backoff):
 				backoff = min(2*backoff, time.Minute)
@@ -111,12 +124,10 @@ func (m *Manager) fillWarm() {
 		}
 		backoff = time.Second
 		w.mu.Lock()
-		cfg := w.cfgs[sb.ID]
-		delete(w.cfgs, sb.ID)
 		if w.closed || w.held > 0 {
 			closed := w.closed
 			w.mu.Unlock()
-			m.discardWarm(sb)
+			w.discard(sb)
 			w.filling.Unlock()
 			if closed {
 				return
@@ -127,18 +138,6 @@ func (m *Manager) fillWarm() {
 		w.mu.Unlock()
 		w.filling.Unlock()
 	}
-}
-
-// noteConfig records the agent configuration sandbox id, being started for
-// the pool, was given: a create compares it with what it needs (the
-// template's environment or user may change meanwhile).
-func (w *warmPool) noteConfig(id string, cfg []byte) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.cfgs == nil {
-		w.cfgs = map[string][]byte{}
-	}
-	w.cfgs[id] = cfg
 }
 
 // wake tells the filler to look again whether the pool needs a sandbox.
@@ -165,12 +164,76 @@ func (w *warmPool) pop() (pooled, bool) {
 	return p, true
 }
 
-// takeWarm gives the create of want (its record as create built it, with
-// a fresh id) a pooled sandbox when one fits: the pooled one keeps its id,
-// tokens and box, and takes want's metadata, environment, lifecycle and
-// times. It returns nil, nil when none fits or none is ready.
-func (m *Manager) takeWarm(ctx context.Context, p CreateParams, tpl Template, want *store.Sandbox) (*Sandbox, error) {
-	w := m.warm
+// hold empties the pool and keeps it empty until release is called: no
+// pooled sandbox, ready or being started, exists in between (template
+// removal counts a template's sandboxes then). A nil pool holds nothing.
+func (w *warmPool) hold() (release func()) {
+	if w == nil {
+		return func() {}
+	}
+	w.mu.Lock()
+	w.held++
+	w.mu.Unlock()
+	// A sandbox being started when the hold began is discarded by the
+	// filler before it lets go of filling.
+	w.filling.Lock()
+	w.filling.Unlock()
+	w.drain(false)
+	return func() {
+		w.mu.Lock()
+		w.held--
+		w.mu.Unlock()
+		w.wake()
+	}
+}
+
+// close stops the filler for good and kills the pooled sandboxes.
+func (w *warmPool) close() { w.drain(true) }
+
+// drain stops the filler for good (closing) or for a while, and kills the
+// pooled sandboxes.
+func (w *warmPool) drain(closing bool) {
+	w.mu.Lock()
+	drained := w.ready
+	w.ready = nil
+	if closing && !w.closed {
+		w.closed = true
+		close(w.done)
+	}
+	w.mu.Unlock()
+	if closing {
+		w.wg.Wait() // a sandbox being started is discarded by the filler
+	}
+	for _, p := range drained {
+		w.discard(p.sb)
+	}
+}
+
+// startWarm makes a sandbox for the warm pool: of the default template and
+// runtime, started, but left in state creating, unlisted and without
+// timers, for a create to take. It returns what its agent was told (boot
+// gave it the same), for a create to compare with what it needs.
+func (m *Manager) startWarm(ctx context.Context) (*store.Sandbox, []byte, error) {
+	req, err := m.newRequest(ctx, CreateParams{}, nil, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	unlock := m.lock(req.sb.ID)
+	defer unlock()
+	sb, err := m.make(ctx, req)
+	if err != nil {
+		return nil, nil, err
+	}
+	m.log.Debug("warm sandbox ready", "sandbox_id", sb.ID)
+	return sb, agentConfigJSON(sb, req.tpl, sb.EnvVars), nil
+}
+
+// takeWarm gives create req (its record as newRequest built it, with a
+// fresh id) a pooled sandbox when one fits: the pooled one keeps its id,
+// tokens and box, and takes the request's metadata, environment, lifecycle
+// and times. It returns nil, nil when none fits or none is ready.
+func (m *Manager) takeWarm(ctx context.Context, req *createRequest) (*Sandbox, error) {
+	w, tpl, want := m.warm, req.tpl, req.sb
 	if w == nil || tpl.image != "" || len(tpl.StartCmd) > 0 || tpl.ReadyCmd != "" || tpl.ReadyPort != 0 {
 		return nil, nil
 	}
@@ -187,7 +250,7 @@ func (m *Manager) takeWarm(ctx context.Context, p CreateParams, tpl Template, wa
 			go m.discardWarm(sb)
 			continue
 		}
-		got, err := m.assignWarm(ctx, pw, tpl, want, p.Network)
+		got, err := m.assignWarm(ctx, pw, tpl, want, req.policy)
 		if err != nil {
 			m.log.Warn("warm pool: a pooled sandbox could not be handed out; discarded", "sandbox_id", sb.ID, "err", err)
 			go m.discardWarm(sb)
@@ -197,7 +260,7 @@ func (m *Manager) takeWarm(ctx context.Context, p CreateParams, tpl Template, wa
 	}
 }
 
-func (m *Manager) assignWarm(ctx context.Context, pw pooled, tpl Template, want *store.Sandbox, pol *network.Policy) (*Sandbox, error) {
+func (m *Manager) assignWarm(ctx context.Context, pw pooled, tpl Template, want *store.Sandbox, pol *network.Egress) (*Sandbox, error) {
 	sb := pw.sb
 	unlock := m.lock(sb.ID)
 	defer unlock()
@@ -221,10 +284,11 @@ func (m *Manager) assignWarm(ctx context.Context, pw pooled, tpl Template, want 
 			return nil, err
 		}
 	}
-	sb.Metadata, sb.EnvVars, sb.Life = want.Metadata, want.EnvVars, want.Life
-	sb.CreatedAt, sb.StartedAt, sb.EndAt = want.CreatedAt, want.StartedAt, want.EndAt
-	sb.TrafficToken = want.TrafficToken
-	if err := m.created(ctx, sb); err != nil {
+	if err := m.transition(ctx, sb, StateRunning, func(sb *store.Sandbox) {
+		sb.Metadata, sb.EnvVars, sb.Life = want.Metadata, want.EnvVars, want.Life
+		sb.CreatedAt, sb.StartedAt, sb.EndAt = want.CreatedAt, want.StartedAt, want.EndAt
+		sb.TrafficToken = want.TrafficToken
+	}); err != nil {
 		return nil, err
 	}
 	m.log.Info("sandbox created", "sandbox_id", sb.ID, "template", sb.Template, "runtime", sb.Runtime, "warm", true)
@@ -268,51 +332,4 @@ func (m *Manager) discardWarm(sb *store.Sandbox) {
 		m.log.Error("warm pool: delete record", "sandbox_id", sb.ID, "err", err)
 	}
 	m.forget(sb.ID)
-}
-
-// holdWarm empties the warm pool and keeps it empty until release is
-// called: no pooled sandbox, ready or being started, exists in between
-// (template removal counts a template's sandboxes then).
-func (m *Manager) holdWarm() (release func()) {
-	w := m.warm
-	if w == nil {
-		return func() {}
-	}
-	w.mu.Lock()
-	w.held++
-	w.mu.Unlock()
-	// A sandbox being started when the hold began is discarded by the
-	// filler before it lets go of filling.
-	w.filling.Lock()
-	w.filling.Unlock()
-	m.drainWarm(false)
-	return func() {
-		w.mu.Lock()
-		w.held--
-		w.mu.Unlock()
-		w.wake()
-	}
-}
-
-// drainWarm stops the filler for good (closing) or for a while, and kills
-// the pooled sandboxes.
-func (m *Manager) drainWarm(closing bool) {
-	w := m.warm
-	if w == nil {
-		return
-	}
-	w.mu.Lock()
-	drained := w.ready
-	w.ready = nil
-	if closing && !w.closed {
-		w.closed = true
-		close(w.done)
-	}
-	w.mu.Unlock()
-	if closing {
-		w.wg.Wait() // a sandbox being started is discarded by the filler
-	}
-	for _, p := range drained {
-		m.discardWarm(p.sb)
-	}
 }

@@ -159,18 +159,12 @@ func (m *Manager) boxDied(id string, pid int) {
 		}
 		return
 	}
-	m.cancelTimer(id)
-	m.stopIdle(id)
 	m.release(ctx, sb)
-	sb.State = StateFailed
-	sb.Error = why
-	if err := m.db.PutSandbox(ctx, sb); err != nil {
+	if err := m.transition(ctx, sb, StateFailed, func(sb *store.Sandbox) { sb.Error = why }); err != nil {
 		log.Error("record the sandbox as failed", "err", err)
 		return
 	}
-	for _, f := range m.onKill() {
-		f(id) // the proxy drops its connections to the dead agent
-	}
+	m.hooks().gone(id) // the proxy drops its connections to the dead agent
 	log.Warn("sandbox failed: "+why, "pid", pid)
 }
 

@@ -19,9 +19,7 @@ import (
 // idle pauses read the proxy's record of requests.
 func newProxy(domain string, mgr *sandbox.Manager, log *slog.Logger) *proxy.Proxy {
 	p := proxy.New(proxy.Config{Domain: domain}, proxySandboxes{mgr}, log)
-	mgr.OnKill(p.Forget)
-	mgr.OnPause(p.Forget)
-	mgr.SetActivity(p.Activity)
+	mgr.SetHooks(sandbox.Hooks{Gone: p.Forget, Pausing: p.Forget, Activity: p.Activity})
 	return p
 }
 

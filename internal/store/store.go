@@ -3,7 +3,10 @@
 // data directory, so a single sbx serve needs nothing else installed.
 //
 // A DB is safe for concurrent use. Records are plain structs; the store does
-// not interpret sandbox states beyond filtering on them.
+// not interpret sandbox states beyond filtering on them. A sandbox record
+// carries a version that every update advances: [DB.UpdateSandbox] writes
+// only over the version it was read at (a compare-and-set in SQL), so two
+// writers sharing one database never both move the same sandbox.
 package store
 
 import (
@@ -82,6 +85,11 @@ var migrations = []string{
 	// (SandboxLife), so later fields need no migration.
 	`ALTER TABLE sandboxes ADD COLUMN lifecycle TEXT NOT NULL DEFAULT '{}'`,
 	snapshotsTable,
+	// The version of each sandbox record, advanced by every update: the
+	// compare-and-set of UpdateSandbox. A state alone is not enough to
+	// compare on: running, pausing, paused, resuming and running again
+	// would let a writer holding the first running overwrite the last.
+	`ALTER TABLE sandboxes ADD COLUMN version INTEGER NOT NULL DEFAULT 0`,
 }
 
 func (s *DB) migrate(ctx context.Context) error {
@@ -117,11 +125,20 @@ func (s *DB) migrate(ctx context.Context) error {
 	return nil
 }
 
+// State is a sandbox's stored state; internal/sandbox defines the values and
+// the moves between them.
+type State string
+
+// ErrStale is returned (wrapped) by UpdateSandbox when the stored record is
+// no longer the version the caller read: another writer moved it. It is an
+// errdefs.ErrConflict.
+var ErrStale = errdefs.New(errdefs.ErrConflict, "the sandbox record changed meanwhile")
+
 // Sandbox is a sandbox's stored record.
 type Sandbox struct {
 	ID           string
 	Template     string
-	State        string
+	State        State
 	Runtime      string
 	CreatedAt    time.Time
 	StartedAt    time.Time
@@ -137,6 +154,9 @@ type Sandbox struct {
 	Error        string
 	// Life is the sandbox's lifecycle policy and pause state.
 	Life SandboxLife
+	// Version is the version of the record this was read at (or last
+	// written as); UpdateSandbox compares it and advances it.
+	Version int64
 }
 
 // SandboxLife is the lifecycle part of a sandbox record: what happens on
@@ -179,19 +199,55 @@ func timeOrZero(n int64) time.Time {
 	return time.Unix(0, n).UTC()
 }
 
-// PutSandbox inserts or replaces a sandbox record.
+// PutSandbox inserts or replaces a sandbox record unconditionally, at
+// sb.Version. It is for new records; use UpdateSandbox for one that exists.
 func (s *DB) PutSandbox(ctx context.Context, sb *Sandbox) error {
 	md, _ := json.Marshal(orEmpty(sb.Metadata))
 	env, _ := json.Marshal(orEmpty(sb.EnvVars))
 	life, _ := json.Marshal(sb.Life)
 	_, err := s.db.ExecContext(ctx, `INSERT OR REPLACE INTO sandboxes
-		(id, template, state, runtime, created_at, started_at, end_at, metadata, env_vars, envd_token, traffic_token, cpus, memory_mb, disk_mb, pids, error, lifecycle)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		sb.ID, sb.Template, sb.State, sb.Runtime, unixOrZero(sb.CreatedAt), unixOrZero(sb.StartedAt), unixOrZero(sb.EndAt),
-		string(md), string(env), sb.EnvdToken, sb.TrafficToken, sb.CPUs, sb.MemoryMB, sb.DiskMB, sb.Pids, sb.Error, string(life))
+		(`+sandboxColumns+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		sb.ID, sb.Template, string(sb.State), sb.Runtime, unixOrZero(sb.CreatedAt), unixOrZero(sb.StartedAt), unixOrZero(sb.EndAt),
+		string(md), string(env), sb.EnvdToken, sb.TrafficToken, sb.CPUs, sb.MemoryMB, sb.DiskMB, sb.Pids, sb.Error, string(life), sb.Version)
 	if err != nil {
 		return fmt.Errorf("store sandbox %s: %w", sb.ID, err)
 	}
+	return nil
+}
+
+// UpdateSandbox writes sb over its stored record if that record is still at
+// version sb.Version, and advances the version (in sb too). The comparison
+// and the write are one SQL statement, so it holds across servers sharing
+// the database. A record that moved meanwhile is not written: the error
+// wraps ErrStale (an errdefs.ErrConflict); a record that is gone gives
+// errdefs.ErrNotFound.
+func (s *DB) UpdateSandbox(ctx context.Context, sb *Sandbox) error {
+	md, _ := json.Marshal(orEmpty(sb.Metadata))
+	env, _ := json.Marshal(orEmpty(sb.EnvVars))
+	life, _ := json.Marshal(sb.Life)
+	res, err := s.db.ExecContext(ctx, `UPDATE sandboxes SET
+		template = ?, state = ?, runtime = ?, created_at = ?, started_at = ?, end_at = ?, metadata = ?, env_vars = ?,
+		envd_token = ?, traffic_token = ?, cpus = ?, memory_mb = ?, disk_mb = ?, pids = ?, error = ?, lifecycle = ?,
+		version = version + 1
+		WHERE id = ? AND version = ?`,
+		sb.Template, string(sb.State), sb.Runtime, unixOrZero(sb.CreatedAt), unixOrZero(sb.StartedAt), unixOrZero(sb.EndAt),
+		string(md), string(env), sb.EnvdToken, sb.TrafficToken, sb.CPUs, sb.MemoryMB, sb.DiskMB, sb.Pids, sb.Error, string(life),
+		sb.ID, sb.Version)
+	if err != nil {
+		return fmt.Errorf("update sandbox %s: %w", sb.ID, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("update sandbox %s: %w", sb.ID, err)
+	}
+	if n == 0 {
+		if _, err := s.GetSandbox(ctx, sb.ID); err != nil {
+			return err
+		}
+		return fmt.Errorf("update sandbox %s at version %d: %w", sb.ID, sb.Version, ErrStale)
+	}
+	sb.Version++
 	return nil
 }
 
@@ -202,14 +258,14 @@ func orEmpty(m map[string]string) map[string]string {
 	return m
 }
 
-const sandboxColumns = `id, template, state, runtime, created_at, started_at, end_at, metadata, env_vars, envd_token, traffic_token, cpus, memory_mb, disk_mb, pids, error, lifecycle`
+const sandboxColumns = `id, template, state, runtime, created_at, started_at, end_at, metadata, env_vars, envd_token, traffic_token, cpus, memory_mb, disk_mb, pids, error, lifecycle, version`
 
 func scanSandbox(row interface{ Scan(...any) error }) (*Sandbox, error) {
 	var sb Sandbox
 	var created, started, end int64
 	var md, env, life string
 	if err := row.Scan(&sb.ID, &sb.Template, &sb.State, &sb.Runtime, &created, &started, &end, &md, &env,
-		&sb.EnvdToken, &sb.TrafficToken, &sb.CPUs, &sb.MemoryMB, &sb.DiskMB, &sb.Pids, &sb.Error, &life); err != nil {
+		&sb.EnvdToken, &sb.TrafficToken, &sb.CPUs, &sb.MemoryMB, &sb.DiskMB, &sb.Pids, &sb.Error, &life, &sb.Version); err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal([]byte(life), &sb.Life); err != nil {
@@ -240,13 +296,13 @@ func (s *DB) GetSandbox(ctx context.Context, id string) (*Sandbox, error) {
 
 // ListSandboxes returns the sandboxes whose state is one of states (all when
 // states is empty), oldest first.
-func (s *DB) ListSandboxes(ctx context.Context, states ...string) ([]*Sandbox, error) {
+func (s *DB) ListSandboxes(ctx context.Context, states ...State) ([]*Sandbox, error) {
 	q := `SELECT ` + sandboxColumns + ` FROM sandboxes`
 	var args []any
 	if len(states) > 0 {
 		q += ` WHERE state IN (?` + strings.Repeat(`, ?`, len(states)-1) + `)`
 		for _, st := range states {
-			args = append(args, st)
+			args = append(args, string(st))
 		}
 	}
 	q += ` ORDER BY created_at, id`

@@ -157,7 +157,11 @@ func TestListSandboxes(t *testing.T) {
 	ctx := context.Background()
 	db := open(t, filepath.Join(t.TempDir(), "sbx.db"))
 	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	for i, rec := range []struct{ id, state, template string }{
+	for i, rec := range []struct {
+		id       string
+		state    State
+		template string
+	}{
 		{"c", "running", "base"},
 		{"a", "failed", "base"},
 		{"b", "running", "py"},
@@ -174,14 +178,14 @@ func TestListSandboxes(t *testing.T) {
 		}
 	}
 	for _, tc := range []struct {
-		states []string
+		states []State
 		want   []string
 	}{
 		{nil, []string{"b", "c", "a", "d", "e", "f"}},
-		{[]string{"running"}, []string{"b", "c"}},
-		{[]string{"running", "paused"}, []string{"b", "c", "f"}},
-		{[]string{"failed", "killed", "creating"}, []string{"a", "d", "e"}},
-		{[]string{"nothing"}, nil},
+		{[]State{"running"}, []string{"b", "c"}},
+		{[]State{"running", "paused"}, []string{"b", "c", "f"}},
+		{[]State{"failed", "killed", "creating"}, []string{"a", "d", "e"}},
+		{[]State{"nothing"}, nil},
 	} {
 		got, err := db.ListSandboxes(ctx, tc.states...)
 		if err != nil {
@@ -250,5 +254,64 @@ func TestAPIKeys(t *testing.T) {
 	// The hash is free again once its key is gone.
 	if err := db.PutAPIKey(ctx, &APIKey{ID: "key_4", Hash: "h1", CreatedAt: t0}); err != nil {
 		t.Errorf("reusing a deleted key's hash: %v", err)
+	}
+}
+
+// TestUpdateSandboxCAS checks UpdateSandbox's compare-and-set: a writer
+// holding an older version of a record is refused, even when the state it
+// read has come round again (running, pausing, running), and the record is
+// left as the newer writer made it.
+func TestUpdateSandboxCAS(t *testing.T) {
+	ctx := context.Background()
+	db := open(t, filepath.Join(t.TempDir(), "sbx.db"))
+	sb := &Sandbox{ID: "a", Template: "base", State: "running", Runtime: "runc", CreatedAt: time.Now()}
+	if err := db.PutSandbox(ctx, sb); err != nil {
+		t.Fatal(err)
+	}
+	a, err := db.GetSandbox(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := db.GetSandbox(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// b moves the record away from running and back.
+	for _, st := range []State{"pausing", "paused", "resuming", "running"} {
+		b.State = st
+		if err := db.UpdateSandbox(ctx, b); err != nil {
+			t.Fatalf("update to %s: %v", st, err)
+		}
+	}
+	if b.Version != a.Version+4 {
+		t.Fatalf("version after 4 updates: %d, want %d", b.Version, a.Version+4)
+	}
+	// a still holds the first running: refused.
+	a.State, a.Error = "failed", "stale writer"
+	err = db.UpdateSandbox(ctx, a)
+	if !errors.Is(err, ErrStale) || !errors.Is(err, errdefs.ErrConflict) {
+		t.Fatalf("stale update: %v, want ErrStale (a conflict)", err)
+	}
+	if a.Version != b.Version-4 {
+		t.Errorf("a refused update advanced the caller's version to %d", a.Version)
+	}
+	got, err := db.GetSandbox(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != "running" || got.Error != "" || got.Version != b.Version {
+		t.Fatalf("after a refused update: state %s, error %q, version %d; want running, \"\", %d", got.State, got.Error, got.Version, b.Version)
+	}
+	// The newer writer goes on.
+	b.EndAt = time.Now().Add(time.Hour).UTC().Truncate(time.Microsecond)
+	if err := db.UpdateSandbox(ctx, b); err != nil {
+		t.Fatalf("update at the current version: %v", err)
+	}
+	// A record that is gone is not found, not stale.
+	if err := db.DeleteSandbox(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.UpdateSandbox(ctx, b); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("update of a deleted record: %v, want not found", err)
 	}
 }

@@ -659,7 +659,7 @@ func TestLifecycleFaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	set := func(id, state, kind string) {
+	set := func(id string, state store.State, kind string) {
 		rec, err := db.GetSandbox(ctx, id)
 		if err != nil {
 			t.Fatal(err)
