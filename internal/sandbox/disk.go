@@ -26,8 +26,8 @@ import (
 // sandbox gets ENOSPC inside and nothing outside changes. Sparse files cost
 // only what is written (plus a few MiB of ext4 metadata).
 //
-// Formatting and mounting take tens of milliseconds, so a small pool keeps
-// disks ready: a create takes one (moving its mount into the sandbox's
+// Formatting and mounting are too slow to do on every create, so a small
+// pool keeps disks ready: a create takes one (moving its mount into the sandbox's
 // directory), and the pool makes the next one in the background.
 
 const (
@@ -228,7 +228,7 @@ func (p *diskPool) make(ctx context.Context) (*disk, error) {
 	}
 	// No journal (a sandbox's disk does not outlive a host crash as a
 	// consistent thing anyway: the box dies with the host), no reserved
-	// blocks, lazy inode tables: formatting stays in the tens of ms.
+	// blocks, lazy inode tables: formatting writes as little as it can.
 	if out, err := exec.CommandContext(ctx, "mkfs.ext4", "-q", "-F", "-m", "0", "-O", "^has_journal",
 		"-E", "lazy_itable_init=1,nodiscard", d.image).CombinedOutput(); err != nil {
 		os.Remove(d.image)

@@ -13,9 +13,9 @@ import (
 // chosen at create time, and every later operation on it (kill, reconcile,
 // pause) goes to that runtime.
 
-// RuntimeNames returns the names of the runtimes sandboxes can be created
+// runtimeNames returns the names of the runtimes sandboxes can be created
 // on, sorted.
-func (m *Manager) RuntimeNames() []string {
+func (m *Manager) runtimeNames() []string {
 	names := make([]string, 0, len(m.cfg.Runtimes))
 	for n := range m.cfg.Runtimes {
 		names = append(names, n)
@@ -24,8 +24,8 @@ func (m *Manager) RuntimeNames() []string {
 	return names
 }
 
-// DefaultRuntime is the runtime of sandboxes whose create request names none.
-func (m *Manager) DefaultRuntime() string { return m.cfg.RuntimeName }
+// defaultRuntime is the runtime of sandboxes whose create request names none.
+func (m *Manager) defaultRuntime() string { return m.cfg.RuntimeName }
 
 // pickRuntime resolves the runtime a create request asks for ("" for the
 // default) to its name. An unknown or unavailable name is an invalid
@@ -38,9 +38,9 @@ func (m *Manager) pickRuntime(name string) (string, error) {
 		return name, nil
 	}
 	if why, ok := m.cfg.UnavailableRuntimes[name]; ok {
-		return "", errdefs.New(errdefs.ErrInvalidArgument, "runtime %q is not available on this server (%s); available: %s", name, why, strings.Join(m.RuntimeNames(), ", "))
+		return "", errdefs.New(errdefs.ErrInvalidArgument, "runtime %q is not available on this server (%s); available: %s", name, why, strings.Join(m.runtimeNames(), ", "))
 	}
-	return "", errdefs.New(errdefs.ErrInvalidArgument, "unknown runtime %q; available: %s", name, strings.Join(m.RuntimeNames(), ", "))
+	return "", errdefs.New(errdefs.ErrInvalidArgument, "unknown runtime %q; available: %s", name, strings.Join(m.runtimeNames(), ", "))
 }
 
 // runtimeOf returns the runtime sandbox sb runs on. A sandbox created on a

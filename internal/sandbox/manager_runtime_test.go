@@ -55,11 +55,11 @@ func TestRuntimeSelection(t *testing.T) {
 	}, rec("onrunc", "runc"), rec("onrunsc", "runsc"), rec("onvm", "vm"))
 	ctx := context.Background()
 
-	if got := strings.Join(m.RuntimeNames(), " "); got != "runc runsc" {
+	if got := strings.Join(m.runtimeNames(), " "); got != "runc runsc" {
 		t.Errorf("RuntimeNames = %q", got)
 	}
-	if m.DefaultRuntime() != "runsc" {
-		t.Errorf("DefaultRuntime = %q", m.DefaultRuntime())
+	if m.defaultRuntime() != "runsc" {
+		t.Errorf("DefaultRuntime = %q", m.defaultRuntime())
 	}
 	for _, tc := range []struct {
 		ask, want, errContains string

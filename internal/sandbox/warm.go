@@ -24,10 +24,9 @@ import (
 // agent answering. Only its record is filled in (metadata, timeout,
 // lifecycle, traffic token), its egress policy set when the request has
 // one, and its agent told the request's environment variables: a create
-// then costs a few milliseconds instead of a runtime start. A background filler tops the
-// pool up after each take, one sandbox at a time, so that a burst of
-// creates past the pool's size starts its boxes as before, not behind a
-// queue.
+// then waits for no runtime start. A background filler tops the pool up
+// after each take, one sandbox at a time, so that a burst of creates past
+// the pool's size starts its boxes as before, not behind a queue.
 //
 // Pooled sandboxes are stored in state creating: they are not listed and
 // have no timeout, a restart of sbx serve removes them as interrupted

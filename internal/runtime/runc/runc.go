@@ -185,12 +185,6 @@ func (r *Runtime) Start(ctx context.Context, spec sandbox.BoxSpec) error {
 	return nil
 }
 
-// state is the part of `runc state` output the driver reads.
-type state struct {
-	Status string `json:"status"` // created, running, paused, stopped
-	Pid    int    `json:"pid"`
-}
-
 // State reports box id's state; see sandbox.Runtime. A box whose init has
 // exited still exists (Running false) until Destroy.
 func (r *Runtime) State(ctx context.Context, id string) (sandbox.BoxState, error) {
@@ -204,21 +198,13 @@ func (r *Runtime) State(ctx context.Context, id string) (sandbox.BoxState, error
 		}
 		return sandbox.BoxState{}, fmt.Errorf("state of box %s: %w", id, err)
 	}
-	var st state
+	var st bundle.OCIState
 	if err := json.Unmarshal(out, &st); err != nil {
 		return sandbox.BoxState{}, fmt.Errorf("state of box %s: %w", id, err)
 	}
-	bs := sandbox.BoxState{Exists: true}
-	switch st.Status {
-	case "running":
-		bs.Running, bs.Pid = true, st.Pid
-	case "paused":
-		bs.Running, bs.Paused, bs.Pid = true, true, st.Pid
-	case "created", "stopped":
-		// created: runc's init waits for a start that run --detach always
-		// sends; seen only while Start is in progress or after it failed.
-	default:
-		return sandbox.BoxState{}, fmt.Errorf("state of box %s: unknown runc status %q", id, st.Status)
+	bs, err := st.BoxState()
+	if err != nil {
+		return sandbox.BoxState{}, fmt.Errorf("state of box %s: runc: %w", id, err)
 	}
 	return bs, nil
 }

@@ -252,9 +252,8 @@ func (r *Runtime) launch(ctx context.Context, spec sandbox.BoxSpec, image string
 	}
 	// The CPU quota is applied once runsc returns: booting the Sentry
 	// and, above all, restoring one (its memory loading in parallel with
-	// its kernel state) is sbx's work, not the box's, and under a quota of
-	// one CPU a restore of 100 MiB took 285 ms instead of 225. The box's
-	// own processes run unbounded only for the moments between the
+	// its kernel state) is sbx's work, not the box's, and a quota on it
+	// slows every start and restore down. The box's own processes run unbounded only for the moments between the
 	// Sentry starting them and runsc returning.
 	var cpu *specs.LinuxCPU
 	if oci.Linux != nil && oci.Linux.Resources != nil {
@@ -513,10 +512,7 @@ func (r *Runtime) awaitSocket(ctx context.Context, id, path string, wakes bool) 
 }
 
 // state is the part of `runsc state` output the driver reads.
-type state struct {
-	Status string `json:"status"` // created, running, paused, stopped
-	Pid    int    `json:"pid"`
-}
+type state = bundle.OCIState
 
 // State reports box id's state; see sandbox.Runtime. Pid is the host pid of
 // the box's sandbox process (the Sentry), which holds every process of the
@@ -572,15 +568,9 @@ func (r *Runtime) State(ctx context.Context, id string) (sandbox.BoxState, error
 			}
 		}
 	}
-	bs := sandbox.BoxState{Exists: true}
-	switch st.Status {
-	case "running":
-		bs.Running, bs.Pid = true, st.Pid
-	case "paused":
-		bs.Running, bs.Paused, bs.Pid = true, true, st.Pid
-	case "created", "stopped":
-	default:
-		return sandbox.BoxState{}, fmt.Errorf("state of box %s: unknown runsc status %q", id, st.Status)
+	bs, err := st.BoxState()
+	if err != nil {
+		return sandbox.BoxState{}, fmt.Errorf("state of box %s: runsc: %w", id, err)
 	}
 	return bs, nil
 }
