@@ -28,7 +28,7 @@ func (s *Server) listTemplates(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) templateOut(in template.Info) wire.Template {
-	cpus, mem := s.mgr.EffectiveLimits(in.Defaults.CPUs, in.Defaults.MemoryMB)
+	cpus, mem := s.mgr.Templates().EffectiveLimits(in.Defaults.CPUs, in.Defaults.MemoryMB)
 	return wire.Template{
 		TemplateID:  in.Name,
 		BuildID:     in.Name,
@@ -106,7 +106,7 @@ func (s *Server) deleteTemplate(w http.ResponseWriter, r *http.Request) error {
 	if err := template.ValidateName(name); err != nil {
 		return err
 	}
-	if err := s.mgr.RemoveTemplate(r.Context(), name, s.templates.Remove); err != nil {
+	if err := s.mgr.Templates().Remove(r.Context(), name, s.templates.Remove); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -112,7 +112,7 @@ func (s *Server) inspectTemplate(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) templateDetail(ctx context.Context, info template.Info) (wire.TemplateDetail, error) {
-	n, err := s.mgr.TemplateUsers(ctx, info.Name)
+	n, err := s.mgr.Templates().Users(ctx, info.Name)
 	if err != nil {
 		return wire.TemplateDetail{}, err
 	}
@@ -124,7 +124,7 @@ func (s *Server) templateDetail(ctx context.Context, info template.Info) (wire.T
 		}
 		disk += n
 	}
-	cpus, mem := s.mgr.EffectiveLimits(info.Defaults.CPUs, info.Defaults.MemoryMB)
+	cpus, mem := s.mgr.Templates().EffectiveLimits(info.Defaults.CPUs, info.Defaults.MemoryMB)
 	d := wire.TemplateDetail{
 		TemplateID: info.Name, CreatedAt: info.Created, Source: info.Source,
 		SizeBytes: info.SizeBytes, DiskBytes: disk, Layers: []wire.TemplateLayer{}, BuildLayers: info.Stack, Base: info.Base,

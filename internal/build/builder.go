@@ -813,7 +813,7 @@ func (r *run) install(ctx context.Context) (template.Info, error) {
 	var out template.Info
 	// Under the Manager's template guard: a rebuild must not replace a
 	// template that sandboxes run from.
-	err := r.b.mgr.RemoveTemplate(ctx, r.spec.Name, func(ctx context.Context, _ string) error {
+	err := r.b.mgr.Templates().Remove(ctx, r.spec.Name, func(ctx context.Context, _ string) error {
 		var err error
 		out, err = r.b.store.InstallBuilt(ctx, info)
 		return err

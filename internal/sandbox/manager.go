@@ -6,10 +6,10 @@
 //
 // # Lifecycle
 //
-// A sandbox is in exactly one stored state. Transitions are persisted before
-// they are acted on:
+// A sandbox is in exactly one stored State:
 //
-//  1. creating: the record exists; the rootfs and the box are being set up.
+//  1. creating: the record exists; the rootfs and the box are being set up
+//     (a warm pool's sandbox stays here until a create takes it).
 //  2. running: the box runs and its agent answered /health.
 //  3. pausing: the box is being frozen, checkpointed or stopped; the pause
 //     kind (frozen, memory, filesystem) is stored with the state.
@@ -17,14 +17,43 @@
 //     (memory) or its files alone (filesystem) kept; no timer runs.
 //  5. resuming: the box is being thawed, restored or started again.
 //  6. killed: being torn down; the record is deleted once resources are gone.
-//  7. failed: the box died while sbx serve was not watching (or set-up
-//     failed); its resources are released and the record is kept so clients
-//     learn what happened.
+//  7. failed: the box died (or died while sbx serve was not watching); its
+//     resources are released and the record is kept so clients learn what
+//     happened.
 //
-// Pause, resume, snapshots and forks live in manager_lifecycle.go and
-// snapshot.go. Reconcile, called once at start, walks every record and
-// brings it in line with what the runtime reports; an interrupted pause or
-// resume ends paused or running, never both, and never loses the sandbox.
+// The moves between them are one table (moves, in state.go):
+//
+//	creating → running | killed | failed
+//	running  → pausing | paused | killed | failed
+//	pausing  → paused  | running | killed
+//	paused   → resuming | killed
+//	resuming → running | paused | killed
+//	killed, failed: none (the record is deleted)
+//
+// running → paused is a box lost with its files kept; pausing → running and
+// resuming → paused are a pause or resume that failed or was undone.
+//
+// Every state change goes through one function, the Manager's transition:
+// it checks the move against the table, stores the new state (with the
+// fields that go with it) by a compare-and-set on the record's version
+// ([store.DB.UpdateSandbox]), and only then acts: leaving running stops the
+// sandbox's timers, entering running arms them and watches its box. A move
+// the table refuses is a failed precondition; a record that another writer
+// (another server on the same database) moved meanwhile is a conflict, and
+// nothing is done. Create, the warm pool, pause and resume, the box
+// watcher (watch.go), the timers (timers.go), kill and Reconcile all call
+// it.
+//
+// Reconcile, called once at start, walks every record and brings it in
+// line with what the runtime reports; an interrupted pause or resume ends
+// paused or running, never both, and never loses the sandbox.
+//
+// # Parts
+//
+// The Manager is made of parts with their own state and narrow
+// dependencies: the timers (timers.go), the warm pool (warm.go), the disk
+// pool (disk.go) and [Snapshots] (snapshot.go: snapshots and forks). The
+// data plane is told of sandboxes that go or pause through [Hooks].
 package sandbox
 
 import (
@@ -169,10 +198,8 @@ type Manager struct {
 	db        *store.DB
 	log       *slog.Logger
 
-	// tplMu orders template removal against creates: a create holds it
-	// shared from looking its template up until its record is stored, so
-	// a template is never removed under a sandbox being made from it.
-	tplMu sync.RWMutex
+	// tpl guards templates in use against removal.
+	tpl *TemplateUse
 
 	mu    sync.Mutex
 	locks map[string]*sync.Mutex
@@ -219,13 +246,15 @@ func New(cfg Config, templates Templates, db *store.DB, logger *slog.Logger) (*M
 	if m.cfg.MaxFork <= 0 {
 		m.cfg.MaxFork = 10
 	}
+	m.tpl = &TemplateUse{db: db, cpus: cfg.DefaultCPUs, memoryMB: cfg.DefaultMemoryMB}
 	m.timers = newTimers(m.endOfLife, m.idlePause, func(id string) (time.Time, int) { return m.hooks().activity(id) })
 	m.snaps = &Snapshots{
 		dataDir: cfg.DataDir, db: db, templates: templates, log: logger,
-		maxFork: m.cfg.MaxFork, tplMu: &m.tplMu, sandboxes: m,
+		maxFork: m.cfg.MaxFork, tplMu: &m.tpl.mu, sandboxes: m,
 	}
 	if cfg.WarmPool > 0 {
 		m.warm = newWarmPool(cfg.WarmPool, m.startWarm, m.discardWarm, logger)
+		m.tpl.warm = m.warm
 	}
 	if cfg.DefaultDiskMB > 0 {
 		p, err := newDiskPool(cfg.DataDir, cfg.DefaultDiskMB, 2, m.cfg.MaxFork, logger)
@@ -410,14 +439,14 @@ func (m *Manager) newRequest(ctx context.Context, p CreateParams, tpl *Template,
 	if err := m.networkAvailable(p.Network); err != nil {
 		return nil, err
 	}
-	m.tplMu.RLock()
+	m.tpl.mu.RLock()
 	req, err := m.buildRequest(ctx, p, tpl, rtName, life, timeout)
 	if err != nil {
-		m.tplMu.RUnlock()
+		m.tpl.mu.RUnlock()
 		return nil, err
 	}
 	var once sync.Once
-	req.storedOrDropped = func() { once.Do(m.tplMu.RUnlock) }
+	req.storedOrDropped = func() { once.Do(m.tpl.mu.RUnlock) }
 	return req, nil
 }
 
@@ -1007,35 +1036,13 @@ func (m *Manager) Close() {
 	}
 }
 
+// Templates is what the Manager knows of templates in use: who uses one,
+// removing one no sandbox uses, the limits its sandboxes get.
+func (m *Manager) Templates() *TemplateUse { return m.tpl }
+
 // Snapshots is the Manager's snapshots: taken of its sandboxes, and the
 // forks made from them.
 func (m *Manager) Snapshots() *Snapshots { return m.snaps }
-
-// RemoveTemplate calls remove to delete template name unless a sandbox uses
-// it (errdefs.ErrConflict); no sandbox can be created from it meanwhile.
-func (m *Manager) RemoveTemplate(ctx context.Context, name string, remove func(context.Context, string) error) error {
-	// The warm pool's sandboxes are not users of the template to keep it
-	// for: none exists, ready or being started, while the template's
-	// users are counted and it is removed; then the pool fills again.
-	release := m.warm.hold()
-	defer release()
-	m.tplMu.Lock()
-	defer m.tplMu.Unlock()
-	n, err := m.db.CountSandboxesByTemplate(ctx, name)
-	if err != nil {
-		return err
-	}
-	if n > 0 {
-		return errdefs.New(errdefs.ErrConflict, "template %q is used by %d sandbox(es)", name, n)
-	}
-	if n, err = m.db.CountSnapshotsByTemplate(ctx, name); err != nil {
-		return err
-	}
-	if n > 0 {
-		return errdefs.New(errdefs.ErrConflict, "template %q is used by %d snapshot(s)", name, n)
-	}
-	return remove(ctx, name)
-}
 
 // lockSandbox reads sandbox id's record with its lock held (Snapshots).
 func (m *Manager) lockSandbox(ctx context.Context, id string) (*store.Sandbox, func(), error) {

@@ -94,7 +94,7 @@ func TestRemoveTemplateUsedBySnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	removed := false
-	err := m.RemoveTemplate(ctx, "base", func(context.Context, string) error { removed = true; return nil })
+	err := m.Templates().Remove(ctx, "base", func(context.Context, string) error { removed = true; return nil })
 	if !errors.Is(err, errdefs.ErrConflict) || !strings.Contains(errdefs.Message(err), "snapshot") || removed {
 		t.Fatalf("RemoveTemplate of a template under a snapshot = %v (removed %v), want a conflict", err, removed)
 	}
@@ -102,7 +102,7 @@ func TestRemoveTemplateUsedBySnapshot(t *testing.T) {
 	if err := m.Snapshots().Delete(ctx, "snap-x"); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.RemoveTemplate(ctx, "base", func(context.Context, string) error { removed = true; return nil }); err != nil || !removed {
+	if err := m.Templates().Remove(ctx, "base", func(context.Context, string) error { removed = true; return nil }); err != nil || !removed {
 		t.Fatalf("RemoveTemplate after the snapshot went = %v (removed %v)", err, removed)
 	}
 }

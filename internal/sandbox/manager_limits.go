@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"context"
 	"fmt"
 	"math"
 	"strings"
@@ -57,16 +56,4 @@ func processEnv(tplEnv []string, envVars map[string]string) map[string]string {
 		out[k] = v
 	}
 	return out
-}
-
-// EffectiveLimits returns the CPU and memory a sandbox of a template with
-// these defaults gets when its create request names none: the template's,
-// else the server's.
-func (m *Manager) EffectiveLimits(tplCPUs float64, tplMemoryMB int64) (float64, int64) {
-	return firstNonZero(tplCPUs, m.cfg.DefaultCPUs), firstNonZero(tplMemoryMB, m.cfg.DefaultMemoryMB)
-}
-
-// TemplateUsers counts the sandboxes (not failed) made from template name.
-func (m *Manager) TemplateUsers(ctx context.Context, name string) (int, error) {
-	return m.db.CountSandboxesByTemplate(ctx, name)
 }

@@ -249,10 +249,10 @@ func TestLookupsAndTimeouts(t *testing.T) {
 	removed := ""
 	remove := func(_ context.Context, name string) error { removed = name; return nil }
 	// Killed and failed sandboxes do not count as users of a template.
-	if err := m.RemoveTemplate(ctx, "base", remove); !errors.Is(err, errdefs.ErrConflict) || removed != "" || errdefs.Message(err) != `template "base" is used by 1 sandbox(es)` {
+	if err := m.Templates().Remove(ctx, "base", remove); !errors.Is(err, errdefs.ErrConflict) || removed != "" || errdefs.Message(err) != `template "base" is used by 1 sandbox(es)` {
 		t.Errorf("RemoveTemplate(base) with a live sandbox = %v (removed %q); want a conflict naming 1 sandbox", err, removed)
 	}
-	if err := m.RemoveTemplate(ctx, "unused", remove); err != nil || removed != "unused" {
+	if err := m.Templates().Remove(ctx, "unused", remove); err != nil || removed != "unused" {
 		t.Errorf("RemoveTemplate(unused) = %v (removed %q)", err, removed)
 	}
 
