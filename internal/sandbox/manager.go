@@ -52,8 +52,9 @@
 //
 // The Manager is made of parts with their own state and narrow
 // dependencies: the timers (timers.go), the warm pool (warm.go), the disk
-// pool (disk.go) and [Snapshots] (snapshot.go: snapshots and forks). The
-// data plane is told of sandboxes that go or pause through [Hooks].
+// pool (internal/disk), [TemplateUse] (templates.go: templates in use) and
+// [Snapshots] (snapshot.go: snapshots and forks). The data plane is told
+// of sandboxes that go or pause through [Hooks].
 package sandbox
 
 import (
@@ -71,6 +72,7 @@ import (
 	"time"
 
 	"github.com/sbxdev/sbx/internal/agentapi"
+	"github.com/sbxdev/sbx/internal/disk"
 	"github.com/sbxdev/sbx/internal/errdefs"
 	"github.com/sbxdev/sbx/internal/network"
 	"github.com/sbxdev/sbx/internal/store"
@@ -210,7 +212,7 @@ type Manager struct {
 	// timers ends sandboxes at their end of life and pauses idle ones.
 	timers *timers
 	// disks hands out quota'd disks; nil when sandboxes have no quota.
-	disks *diskPool
+	disks *disk.Pool
 	// snaps takes and deletes snapshots and makes forks.
 	snaps *Snapshots
 	// warm is the warm pool; nil when off.
@@ -257,7 +259,7 @@ func New(cfg Config, templates Templates, db *store.DB, logger *slog.Logger) (*M
 		m.tpl.warm = m.warm
 	}
 	if cfg.DefaultDiskMB > 0 {
-		p, err := newDiskPool(cfg.DataDir, cfg.DefaultDiskMB, 2, m.cfg.MaxFork, logger)
+		p, err := disk.NewPool(cfg.DataDir, cfg.DefaultDiskMB, 2, m.cfg.MaxFork, logger)
 		if err != nil {
 			return nil, err
 		}
@@ -593,12 +595,12 @@ func (m *Manager) start(ctx context.Context, sb *store.Sandbox, tpl Template, po
 		return fmt.Errorf("create sandbox dir: %w", err)
 	}
 	if m.disks != nil {
-		d, err := m.disks.take(ctx)
+		d, err := m.disks.Take(ctx)
 		if err != nil {
 			return fmt.Errorf("sandbox disk: %w", err)
 		}
-		if _, err := d.moveInto(dir); err != nil {
-			d.destroy()
+		if _, err := d.MoveInto(dir); err != nil {
+			d.Destroy()
 			return fmt.Errorf("sandbox disk: %w", err)
 		}
 	}
@@ -615,12 +617,12 @@ func (m *Manager) start(ctx context.Context, sb *store.Sandbox, tpl Template, po
 func (m *Manager) mountSandbox(ctx context.Context, id string, layers []string) (string, error) {
 	dir := m.dir(id)
 	upper, work := filepath.Join(dir, "upper"), filepath.Join(dir, "work")
-	if _, err := os.Stat(filepath.Join(dir, diskImage)); err == nil {
-		sd := &disk{image: filepath.Join(dir, diskImage), mount: filepath.Join(dir, diskMount)}
-		if err := sd.mountImage(ctx); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, disk.Image)); err == nil {
+		sd, err := disk.MountIn(dir)
+		if err != nil {
 			return "", fmt.Errorf("sandbox disk: %w", err)
 		}
-		upper, work = filepath.Join(sd.mount, "upper"), filepath.Join(sd.mount, "work")
+		upper, work = filepath.Join(sd.Mount(), "upper"), filepath.Join(sd.Mount(), "work")
 	}
 	return mountRootfs(dir, upper, work, layers, m.cfg.IDMap)
 }
@@ -756,8 +758,8 @@ func (m *Manager) release(ctx context.Context, sb *Sandbox) {
 	if m.disks != nil {
 		// The overlay first, then the disk goes back to the pool (or is
 		// unmounted below).
-		if err := unmountAll(filepath.Join(dir, "rootfs")); err == nil && mounted(filepath.Join(dir, diskMount)) {
-			m.disks.recycle(dir)
+		if err := unmountAll(filepath.Join(dir, "rootfs")); err == nil && mounted(filepath.Join(dir, disk.MountDir)) {
+			m.disks.Recycle(dir)
 		}
 	}
 	if err := unmountRootfs(dir); err != nil {
@@ -1032,7 +1034,7 @@ func (m *Manager) Close() {
 	}
 	m.timers.close()
 	if m.disks != nil {
-		m.disks.close()
+		m.disks.Close()
 	}
 }
 
@@ -1058,8 +1060,8 @@ func (m *Manager) lockSandbox(ctx context.Context, id string) (*store.Sandbox, f
 // upperDir is the host path of sandbox id's overlay upper layer: on its
 // disk when it has one.
 func (m *Manager) upperDir(id string) string {
-	if fileExists(filepath.Join(m.dir(id), diskImage)) {
-		return filepath.Join(m.dir(id), diskMount, "upper")
+	if fileExists(filepath.Join(m.dir(id), disk.Image)) {
+		return filepath.Join(m.dir(id), disk.MountDir, "upper")
 	}
 	return filepath.Join(m.dir(id), "upper")
 }

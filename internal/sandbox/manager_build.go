@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+
+	"github.com/sbxdev/sbx/internal/disk"
 )
 
 // What template builds (internal/build) need of the Manager: sandboxes
@@ -53,8 +55,8 @@ func (m *Manager) Commit(ctx context.Context, id string, capture func(upper stri
 		cerr = err
 	} else {
 		upper := filepath.Join(dir, "upper")
-		if mounted(filepath.Join(dir, diskMount)) {
-			upper = filepath.Join(dir, diskMount, "upper")
+		if mounted(filepath.Join(dir, disk.MountDir)) {
+			upper = filepath.Join(dir, disk.MountDir, "upper")
 		}
 		cerr = capture(upper)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sbxdev/sbx/internal/disk"
 	"github.com/sbxdev/sbx/internal/errdefs"
 	"github.com/sbxdev/sbx/internal/store"
 )
@@ -215,9 +216,9 @@ func (m *Manager) stopBox(ctx context.Context, sb *store.Sandbox) error {
 		return fmt.Errorf("stop box: %w", err)
 	}
 	dir := m.dir(id)
-	if mounted(filepath.Join(dir, diskMount)) {
+	if mounted(filepath.Join(dir, disk.MountDir)) {
 		// Written data reaches the image before the loop device goes.
-		if f, err := os.Open(filepath.Join(dir, diskMount)); err == nil {
+		if f, err := os.Open(filepath.Join(dir, disk.MountDir)); err == nil {
 			unix.Syncfs(int(f.Fd()))
 			f.Close()
 		}
@@ -593,19 +594,6 @@ func (m *Manager) reconcileLifecycle(ctx context.Context, sb *store.Sandbox) err
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
-}
-
-// mountImage loop-mounts the disk's image on its mount point unless it is
-// mounted already (after a host restart it is not).
-func (d *disk) mountImage(ctx context.Context) error {
-	if mounted(d.mount) {
-		return nil
-	}
-	if err := os.MkdirAll(d.mount, 0o711); err != nil {
-		return fmt.Errorf("disk mount point: %w", err)
-	}
-	// The same options as a new disk: nothing on it is trusted by the host.
-	return mountDisk(d.image, d.mount)
 }
 
 // boxState is the runtime's view of sandbox sb's box.

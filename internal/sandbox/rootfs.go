@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/sbxdev/sbx/internal/disk"
 	"golang.org/x/sys/unix"
 )
 
@@ -62,18 +63,11 @@ func unmountRootfs(dir string) error {
 	if err := unmountAll(filepath.Join(dir, agentSocketDir)); err != nil {
 		return err
 	}
-	return unmountAll(filepath.Join(dir, diskMount))
+	return unmountAll(filepath.Join(dir, disk.MountDir))
 }
 
-// mounted reports whether path is a mount point, by comparing its device
-// with its parent's (overlay mounts get their own device number).
-func mounted(path string) bool {
-	var st, pst unix.Stat_t
-	if err := unix.Lstat(path, &st); err != nil {
-		return false
-	}
-	if err := unix.Lstat(filepath.Dir(path), &pst); err != nil {
-		return false
-	}
-	return st.Dev != pst.Dev
-}
+// mounted reports whether path is a mount point.
+func mounted(path string) bool { return disk.Mounted(path) }
+
+// unmountAll detaches whatever is mounted on path, however many times.
+func unmountAll(path string) error { return disk.UnmountAll(path) }

@@ -1,4 +1,17 @@
-package sandbox
+// Package disk gives sandboxes disks of their own with a quota: sparse
+// ext4 images, loop-mounted, handed out by a Pool that keeps some ready.
+//
+// Threat: a sandbox filling the host's disk (its writes land in its overlay
+// upper layer), taking sbx's own database and every other sandbox down with
+// it. Each sandbox's upper layer therefore lives on a filesystem of its own:
+// a sparse file of the quota's size, formatted ext4 and loop-mounted. A full
+// sandbox gets ENOSPC inside and nothing outside changes. Sparse files cost
+// only what is written (plus a few MiB of ext4 metadata).
+//
+// Formatting and mounting are too slow to do on every create, so a small
+// pool keeps disks ready: a create takes one (moving its mount into the
+// sandbox's directory), and the pool makes the next one in the background.
+package disk
 
 import (
 	"context"
@@ -17,37 +30,25 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Disk quotas.
-//
-// Threat: a sandbox filling the host's disk (its writes land in its overlay
-// upper layer), taking sbx's own database and every other sandbox down with
-// it. Each sandbox's upper layer therefore lives on a filesystem of its own:
-// a sparse file of the quota's size, formatted ext4 and loop-mounted. A full
-// sandbox gets ENOSPC inside and nothing outside changes. Sparse files cost
-// only what is written (plus a few MiB of ext4 metadata).
-//
-// Formatting and mounting are too slow to do on every create, so a small
-// pool keeps disks ready: a create takes one (moving its mount into the sandbox's
-// directory), and the pool makes the next one in the background.
-
 const (
 	// diskDir holds the disks of the pool (DataDir/disks).
 	diskDir = "disks"
-	// diskImage and diskMount are a sandbox's disk, in its directory.
-	diskImage = "disk.img"
-	diskMount = "disk"
+	// Image and MountDir are a sandbox's disk, in its directory: the
+	// image file and where it is mounted.
+	Image    = "disk.img"
+	MountDir = "disk"
 )
 
-// diskPool makes and hands out quota'd disks. One filler goroutine keeps
+// Pool makes and hands out quota'd disks. One filler goroutine keeps
 // size disks ready; the disks of killed sandboxes come back wiped, up to
 // keep of them (a fork's worth), so a steady create/kill cycle, or forks
 // killed and made again, format nothing.
-type diskPool struct {
+type Pool struct {
 	dir    string
 	sizeMB int64
 	size   int
 	log    *slog.Logger
-	ready  chan *disk
+	ready  chan *Disk
 	kick   chan struct{}
 	stop   chan struct{}
 	done   chan struct{}
@@ -61,8 +62,8 @@ type diskPool struct {
 	wiping sync.WaitGroup
 }
 
-// disk is an image file and the directory it is mounted on.
-type disk struct {
+// Disk is an image file and the directory it is mounted on.
+type Disk struct {
 	image, mount string
 }
 
@@ -70,13 +71,16 @@ type disk struct {
 // filler formats new ones.
 const refillDelay = 300 * time.Millisecond
 
-func newDiskPool(dataDir string, sizeMB int64, size, keep int, log *slog.Logger) (*diskPool, error) {
-	p := &diskPool{
+// NewPool returns a pool of disks of sizeMB under dataDir/disks that keeps
+// size disks ready and takes back up to keep of killed sandboxes'. Disks an
+// earlier run left there are destroyed.
+func NewPool(dataDir string, sizeMB int64, size, keep int, log *slog.Logger) (*Pool, error) {
+	p := &Pool{
 		dir:    filepath.Join(dataDir, diskDir),
 		sizeMB: sizeMB,
 		size:   size,
 		log:    log,
-		ready:  make(chan *disk, max(size, keep)),
+		ready:  make(chan *Disk, max(size, keep)),
 		kick:   make(chan struct{}, 1),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
@@ -89,7 +93,7 @@ func newDiskPool(dataDir string, sizeMB int64, size, keep int, log *slog.Logger)
 	for _, e := range entries {
 		d := filepath.Join(p.dir, e.Name())
 		if e.IsDir() {
-			if err := unmountAll(d); err != nil {
+			if err := UnmountAll(d); err != nil {
 				log.Error("disk pool: unmount leftover", "path", d, "err", err)
 				continue
 			}
@@ -101,7 +105,7 @@ func newDiskPool(dataDir string, sizeMB int64, size, keep int, log *slog.Logger)
 	return p, nil
 }
 
-func (p *diskPool) signal() {
+func (p *Pool) signal() {
 	select {
 	case p.kick <- struct{}{}:
 	default:
@@ -109,7 +113,7 @@ func (p *diskPool) signal() {
 }
 
 // fill makes disks until size are ready, each time it is kicked.
-func (p *diskPool) fill() {
+func (p *Pool) fill() {
 	defer close(p.done)
 	first := true
 	for {
@@ -140,7 +144,7 @@ func (p *diskPool) fill() {
 }
 
 // put adds d to the ready disks, or destroys it when enough are ready.
-func (p *diskPool) put(d *disk) bool {
+func (p *Pool) put(d *Disk) bool {
 	p.mu.Lock()
 	if !p.closed {
 		select {
@@ -151,14 +155,14 @@ func (p *diskPool) put(d *disk) bool {
 		}
 	}
 	p.mu.Unlock()
-	if err := d.destroy(); err != nil {
+	if err := d.Destroy(); err != nil {
 		p.log.Error("disk pool: destroy spare disk", "err", err)
 	}
 	return false
 }
 
-// take returns a ready disk, or makes one when none is.
-func (p *diskPool) take(ctx context.Context) (*disk, error) {
+// Take returns a ready disk, or makes one when none is.
+func (p *Pool) Take(ctx context.Context) (*Disk, error) {
 	defer p.signal()
 	select {
 	case d := <-p.ready:
@@ -168,11 +172,11 @@ func (p *diskPool) take(ctx context.Context) (*disk, error) {
 	return p.make(ctx)
 }
 
-// recycle takes back the disk of a sandbox being released (dir/disk.img on
+// Recycle takes back the disk of a sandbox being released (dir/disk.img on
 // dir/disk, its overlay already unmounted): it moves it out of dir at once,
 // then wipes it and makes it ready in the background. It returns false when
 // the disk stayed in dir (the caller destroys it).
-func (p *diskPool) recycle(dir string) bool {
+func (p *Pool) Recycle(dir string) bool {
 	p.mu.Lock()
 	if p.closed || len(p.ready) >= cap(p.ready) {
 		p.mu.Unlock()
@@ -180,7 +184,7 @@ func (p *diskPool) recycle(dir string) bool {
 	}
 	p.wiping.Add(1) // before close can wait for it
 	p.mu.Unlock()
-	sd := &disk{image: filepath.Join(dir, diskImage), mount: filepath.Join(dir, diskMount)}
+	sd := &Disk{image: filepath.Join(dir, Image), mount: filepath.Join(dir, MountDir)}
 	d, err := sd.move(p.newBase())
 	if err != nil {
 		p.wiping.Done()
@@ -198,7 +202,7 @@ func (p *diskPool) recycle(dir string) bool {
 		}
 		if err != nil {
 			p.log.Warn("disk pool: wipe recycled disk", "err", err)
-			d.destroy()
+			d.Destroy()
 			return
 		}
 		p.put(d)
@@ -206,16 +210,16 @@ func (p *diskPool) recycle(dir string) bool {
 	return true
 }
 
-func (p *diskPool) newBase() string {
+func (p *Pool) newBase() string {
 	b := make([]byte, 8)
 	rand.Read(b)
 	return filepath.Join(p.dir, hex.EncodeToString(b))
 }
 
 // make formats and mounts a new disk.
-func (p *diskPool) make(ctx context.Context) (*disk, error) {
+func (p *Pool) make(ctx context.Context) (*Disk, error) {
 	base := p.newBase()
-	d := &disk{image: base + ".img", mount: base}
+	d := &Disk{image: base + ".img", mount: base}
 	f, err := os.OpenFile(d.image, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("create disk image: %w", err)
@@ -245,7 +249,7 @@ func (p *diskPool) make(ctx context.Context) (*disk, error) {
 	}
 	for _, sub := range []string{"upper", "work"} {
 		if err := os.Mkdir(filepath.Join(d.mount, sub), 0o755); err != nil {
-			d.destroy()
+			d.Destroy()
 			return nil, fmt.Errorf("disk layout: %w", err)
 		}
 	}
@@ -253,17 +257,17 @@ func (p *diskPool) make(ctx context.Context) (*disk, error) {
 	return d, nil
 }
 
-// moveInto moves the disk into sandbox directory dir (dir/disk.img, mounted
+// MoveInto moves the disk into sandbox directory dir (dir/disk.img, mounted
 // on dir/disk) and returns the sandbox's disk.
-func (d *disk) moveInto(dir string) (*disk, error) {
-	return d.moveTo(filepath.Join(dir, diskImage), filepath.Join(dir, diskMount))
+func (d *Disk) MoveInto(dir string) (*Disk, error) {
+	return d.moveTo(filepath.Join(dir, Image), filepath.Join(dir, MountDir))
 }
 
 // move moves the disk to base.img mounted on base.
-func (d *disk) move(base string) (*disk, error) { return d.moveTo(base+".img", base) }
+func (d *Disk) move(base string) (*Disk, error) { return d.moveTo(base+".img", base) }
 
-func (d *disk) moveTo(image, mount string) (*disk, error) {
-	nd := &disk{image: image, mount: mount}
+func (d *Disk) moveTo(image, mount string) (*Disk, error) {
+	nd := &Disk{image: image, mount: mount}
 	if err := os.Mkdir(nd.mount, 0o711); err != nil {
 		return nil, fmt.Errorf("disk mount point: %w", err)
 	}
@@ -279,17 +283,17 @@ func (d *disk) moveTo(image, mount string) (*disk, error) {
 	return nd, nil
 }
 
-// destroy unmounts the disk and deletes its image.
-func (d *disk) destroy() error {
-	if err := unmountAll(d.mount); err != nil {
+// Destroy unmounts the disk and deletes its image.
+func (d *Disk) Destroy() error {
+	if err := UnmountAll(d.mount); err != nil {
 		return err
 	}
 	os.Remove(d.mount)
 	return os.Remove(d.image)
 }
 
-// close stops refilling and destroys the ready disks.
-func (p *diskPool) close() {
+// Close stops refilling and destroys the ready disks.
+func (p *Pool) Close() {
 	p.once.Do(func() { close(p.stop) })
 	select {
 	case <-p.done:
@@ -308,22 +312,56 @@ func (p *diskPool) close() {
 	for {
 		select {
 		case d := <-p.ready:
-			d.destroy()
+			d.Destroy()
 		default:
 			return
 		}
 	}
 }
 
-// unmountAll detaches whatever is mounted on path, however many times.
-func unmountAll(path string) error {
-	for i := 0; i < 8 && mounted(path); i++ {
+// UnmountAll detaches whatever is mounted on path, however many times.
+func UnmountAll(path string) error {
+	for i := 0; i < 8 && Mounted(path); i++ {
 		if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
 			return fmt.Errorf("unmount %s: %w", path, err)
 		}
 	}
-	if mounted(path) {
+	if Mounted(path) {
 		return fmt.Errorf("%s is still mounted", path)
 	}
 	return nil
+}
+
+// Mount is the directory the disk is mounted on.
+func (d *Disk) Mount() string { return d.mount }
+
+// MountIn loop-mounts the disk in sandbox directory dir (dir/disk.img on
+// dir/disk) unless it is mounted already (after a host restart it is not),
+// and returns it.
+func MountIn(dir string) (*Disk, error) {
+	d := &Disk{image: filepath.Join(dir, Image), mount: filepath.Join(dir, MountDir)}
+	if Mounted(d.mount) {
+		return d, nil
+	}
+	if err := os.MkdirAll(d.mount, 0o711); err != nil {
+		return nil, fmt.Errorf("disk mount point: %w", err)
+	}
+	// The same options as a new disk: nothing on it is trusted by the host.
+	if err := mountDisk(d.image, d.mount); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// Mounted reports whether path is a mount point, by comparing its device
+// with its parent's (overlay mounts get their own device number).
+func Mounted(path string) bool {
+	var st, pst unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		return false
+	}
+	if err := unix.Lstat(filepath.Dir(path), &pst); err != nil {
+		return false
+	}
+	return st.Dev != pst.Dev
 }

@@ -1,4 +1,4 @@
-package sandbox
+package disk
 
 import (
 	"context"
@@ -19,11 +19,11 @@ func TestDiskPoolCloseLeavesNoMount(t *testing.T) {
 	}
 	for round := 0; round < 5; round++ {
 		data := t.TempDir()
-		p, err := newDiskPool(data, 64, 1, 4, slog.New(slog.DiscardHandler))
+		p, err := NewPool(data, 64, 1, 4, slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
 		}
-		d, err := p.take(context.Background())
+		d, err := p.Take(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -31,7 +31,7 @@ func TestDiskPoolCloseLeavesNoMount(t *testing.T) {
 		if err := os.Mkdir(dir, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		sd, err := d.moveInto(dir)
+		sd, err := d.MoveInto(dir)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -42,10 +42,10 @@ func TestDiskPoolCloseLeavesNoMount(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if !p.recycle(dir) {
+		if !p.Recycle(dir) {
 			t.Fatal("the pool did not take the disk back")
 		}
-		p.close()
+		p.Close()
 		mi, err := os.ReadFile("/proc/self/mountinfo")
 		if err != nil {
 			t.Fatal(err)
@@ -55,7 +55,7 @@ func TestDiskPoolCloseLeavesNoMount(t *testing.T) {
 				t.Fatalf("round %d: %s still mounted after the pool closed", round, f[4])
 			}
 		}
-		if p.recycle(dir) {
+		if p.Recycle(dir) {
 			t.Fatal("a closed pool took a disk")
 		}
 	}
