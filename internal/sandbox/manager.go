@@ -500,7 +500,7 @@ func (m *Manager) buildRequest(ctx context.Context, p CreateParams, given *Templ
 func (m *Manager) make(ctx context.Context, req *createRequest) (*Sandbox, error) {
 	sb, tpl := req.sb, req.tpl
 	log := m.log.With("sandbox_id", sb.ID, "template", sb.Template, "runtime", sb.Runtime)
-	err := m.db.PutSandbox(ctx, sb)
+	err := m.db.CreateSandbox(ctx, sb)
 	req.storedOrDropped()
 	if err != nil {
 		return nil, err

@@ -200,20 +200,45 @@ func timeOrZero(n int64) time.Time {
 }
 
 // PutSandbox inserts or replaces a sandbox record unconditionally, at
-// sb.Version. It is for new records; use UpdateSandbox for one that exists.
+// sb.Version. It is for tools and tests that set a record as it must be;
+// the Manager uses CreateSandbox and UpdateSandbox.
 func (s *DB) PutSandbox(ctx context.Context, sb *Sandbox) error {
+	_, err := s.putSandbox(ctx, `INSERT OR REPLACE`, ``, sb)
+	return err
+}
+
+// CreateSandbox inserts the record of a new sandbox, at sb.Version. A
+// record with its id exists already: an error wrapping errdefs.ErrConflict.
+func (s *DB) CreateSandbox(ctx context.Context, sb *Sandbox) error {
+	n, err := s.putSandbox(ctx, `INSERT`, ` ON CONFLICT (id) DO NOTHING`, sb)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return errdefs.New(errdefs.ErrConflict, "sandbox %q exists", sb.ID)
+	}
+	return nil
+}
+
+// putSandbox writes sb with verb (INSERT ...) and suffix, and returns the
+// rows written.
+func (s *DB) putSandbox(ctx context.Context, verb, suffix string, sb *Sandbox) (int64, error) {
 	md, _ := json.Marshal(orEmpty(sb.Metadata))
 	env, _ := json.Marshal(orEmpty(sb.EnvVars))
 	life, _ := json.Marshal(sb.Life)
-	_, err := s.db.ExecContext(ctx, `INSERT OR REPLACE INTO sandboxes
+	res, err := s.db.ExecContext(ctx, verb+` INTO sandboxes
 		(`+sandboxColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`+suffix,
 		sb.ID, sb.Template, string(sb.State), sb.Runtime, unixOrZero(sb.CreatedAt), unixOrZero(sb.StartedAt), unixOrZero(sb.EndAt),
 		string(md), string(env), sb.EnvdToken, sb.TrafficToken, sb.CPUs, sb.MemoryMB, sb.DiskMB, sb.Pids, sb.Error, string(life), sb.Version)
 	if err != nil {
-		return fmt.Errorf("store sandbox %s: %w", sb.ID, err)
+		return 0, fmt.Errorf("store sandbox %s: %w", sb.ID, err)
 	}
-	return nil
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("store sandbox %s: %w", sb.ID, err)
+	}
+	return n, nil
 }
 
 // UpdateSandbox writes sb over its stored record if that record is still at

@@ -265,7 +265,7 @@ func TestUpdateSandboxCAS(t *testing.T) {
 	ctx := context.Background()
 	db := open(t, filepath.Join(t.TempDir(), "sbx.db"))
 	sb := &Sandbox{ID: "a", Template: "base", State: "running", Runtime: "runc", CreatedAt: time.Now()}
-	if err := db.PutSandbox(ctx, sb); err != nil {
+	if err := db.CreateSandbox(ctx, sb); err != nil {
 		t.Fatal(err)
 	}
 	a, err := db.GetSandbox(ctx, "a")
@@ -301,6 +301,13 @@ func TestUpdateSandboxCAS(t *testing.T) {
 	}
 	if got.State != "running" || got.Error != "" || got.Version != b.Version {
 		t.Fatalf("after a refused update: state %s, error %q, version %d; want running, \"\", %d", got.State, got.Error, got.Version, b.Version)
+	}
+	// A second record with the same id is refused, and changes nothing.
+	if err := db.CreateSandbox(ctx, &Sandbox{ID: "a", Template: "other", State: "creating", Runtime: "runc"}); !errors.Is(err, errdefs.ErrConflict) {
+		t.Fatalf("CreateSandbox of an existing id: %v, want a conflict", err)
+	}
+	if got, err := db.GetSandbox(ctx, "a"); err != nil || got.Template != "base" {
+		t.Fatalf("after a refused create: %+v, %v", got, err)
 	}
 	// The newer writer goes on.
 	b.EndAt = time.Now().Add(time.Hour).UTC().Truncate(time.Microsecond)
