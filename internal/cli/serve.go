@@ -61,7 +61,10 @@ func serveMain(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.Int64Var(&cfg.Pids, "pids", 1024, "maximum number of processes and threads per sandbox")
 	fs.Int64Var(&cfg.DiskMB, "disk-mb", 10240, "disk quota per sandbox, in MiB: each sandbox writes to its own sparse ext4 disk of this size (0: no quota, writes go to the data dir's filesystem)")
 	fs.IntVar(&cfg.MaxFork, "max-fork", 10, "most copies one fork request may make")
-	fs.IntVar(&cfg.WarmPool, "warm-pool", 2, "sandboxes of the default template and runtime kept started ahead of creates, so that a create with default resources takes one in milliseconds (0: off)")
+	fs.IntVar(&cfg.WarmPool.Min, "warm-pool", 2, "sandboxes of the default template and runtime kept started ahead of creates, so that a create with default resources takes one in milliseconds (0: off)")
+	fs.IntVar(&cfg.WarmPool.Max, "warm-pool-max", 0, "most sandboxes the warm pool grows to when recent demand (the most creates within 10 s over the last 5 minutes) exceeds --warm-pool (0: --warm-pool, no growth)")
+	fs.Int64Var(&cfg.WarmPool.MemoryMB, "warm-pool-memory-mb", 1024, "memory the warm pool's sandboxes may use together, as measured from their cgroups (0: no bound)")
+	fs.IntVar(&cfg.WarmPool.Parallel, "warm-pool-parallel", 4, "sandboxes the warm pool starts at once when it refills")
 	var idShift uint
 	fs.UintVar(&idShift, "id-shift", 100000000, "first host uid/gid of the sandboxes' user namespaces (sandbox ids 0-65535 map to it and up); 0 disables user namespaces")
 	netFlags := addNetworkFlags(fs)

@@ -149,9 +149,10 @@ type Config struct {
 	IDMap *IDMap
 	// MaxFork bounds the copies one fork request may make (default 10).
 	MaxFork int
-	// WarmPool is how many sandboxes of the default template and runtime
-	// are kept started ahead of creates (warm.go); 0 turns the pool off.
-	WarmPool int
+	// WarmPool sizes the pool of sandboxes of the default template and
+	// runtime kept started ahead of creates (warm.go); a zero Max turns
+	// it off.
+	WarmPool WarmPoolConfig
 	// Network, when not nil, gives each sandbox a network (namespace,
 	// veth, egress policy); otherwise sandboxes have loopback only.
 	Network Network
@@ -254,8 +255,8 @@ func New(cfg Config, templates Templates, db *store.DB, logger *slog.Logger) (*M
 		dataDir: cfg.DataDir, db: db, templates: templates, log: logger,
 		maxFork: m.cfg.MaxFork, tplMu: &m.tpl.mu, sandboxes: m,
 	}
-	if cfg.WarmPool > 0 {
-		m.warm = newWarmPool(cfg.WarmPool, m.startWarm, m.discardWarm, logger)
+	if cfg.WarmPool.Max > 0 || cfg.WarmPool.Min > 0 {
+		m.warm = newWarmPool(cfg.WarmPool, m.startWarm, m.discardWarm, m.memoryUsage, logger)
 		m.tpl.warm = m.warm
 	}
 	if cfg.DefaultDiskMB > 0 {

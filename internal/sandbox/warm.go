@@ -24,60 +24,115 @@ import (
 // agent answering. Only its record is filled in (metadata, timeout,
 // lifecycle, traffic token), its egress policy set when the request has
 // one, and its agent told the request's environment variables: a create
-// then waits for no runtime start. A background filler tops the pool up
-// after each take, one sandbox at a time, so that a burst of creates past
-// the pool's size starts its boxes as before, not behind a queue.
+// then waits for no runtime start.
+//
+// Fillers (WarmPoolConfig.Parallel of them) top the pool up after each
+// take, each starting one sandbox at a time, so that a burst refills in
+// parallel while a burst past the pool's size still starts its boxes as
+// before, not behind a queue. The pool's target size follows demand: it is
+// the most creates that asked for a pooled sandbox within one demand window
+// over the recent past, kept between Min and Max. What the pool holds is
+// bounded by a memory budget, measured: each pooled sandbox's memory use is
+// read from its runtime once it is ready (an idle box costs its agent's
+// pages), and the pool starts no sandbox that would take the pool's total
+// past the budget.
 //
 // Pooled sandboxes are stored in state creating: they are not listed and
 // have no timeout, a restart of sbx serve removes them as interrupted
 // creates (Reconcile), and Close kills them.
 //
-// The pool (warmPool) keeps the pooled sandboxes and the filler; it starts
-// and discards sandboxes through the two functions it is given, and knows
-// nothing else of the Manager. Handing one out (takeWarm) is the Manager's.
+// The pool (warmPool) keeps the pooled sandboxes and the fillers; it starts,
+// measures and discards sandboxes through the functions it is given, and
+// knows nothing else of the Manager. Handing one out (takeWarm) is the
+// Manager's.
+
+// WarmPoolConfig configures the warm pool. A zero Max turns it off.
+type WarmPoolConfig struct {
+	// Min sandboxes are kept started whatever the demand.
+	Min int
+	// Max bounds the pool when demand grows; a Max below Min is Min.
+	Max int
+	// MemoryMB bounds the memory the pooled sandboxes use together, as
+	// measured; 0 means no bound beyond Max.
+	MemoryMB int64
+	// Parallel is how many sandboxes the pool starts at once (default 4).
+	Parallel int
+}
+
+// Demand is counted in windows of demandWindow and remembered for
+// demandMemory: the pool's target is the most creates seen in one window
+// within that time, so a burst is met again by a full pool for a while
+// after it, and an idle server shrinks back to Min.
+const (
+	demandWindow = 10 * time.Second
+	demandMemory = 5 * time.Minute
+	// defaultPooledBytes stands for a pooled sandbox's memory until one
+	// has been measured (or where the runtime cannot tell).
+	defaultPooledBytes = 16 << 20
+)
+
 type warmPool struct {
-	size int
+	cfg WarmPoolConfig
 	// start makes a sandbox for the pool and returns it with the agent
-	// configuration it was started with; discard kills one.
+	// configuration it was started with; discard kills one; usage reports
+	// the memory a box uses (false when its runtime cannot tell).
 	start   func(ctx context.Context) (*store.Sandbox, []byte, error)
 	discard func(sb *store.Sandbox)
+	usage   func(ctx context.Context, sb *store.Sandbox) (int64, bool)
 	log     *slog.Logger
+	now     func() time.Time
 
-	mu      sync.Mutex
-	ready   []pooled
+	mu    sync.Mutex
+	ready []pooled
+	// starting counts sandboxes being started by fillers.
+	starting int
+	// demand holds the creates that asked for a pooled sandbox, per
+	// window, newest last.
+	demand  []demandCount
 	started bool
 	closed  bool
-	// held counts hold calls in progress: the filler starts nothing
-	// while it is not zero.
+	// held counts hold calls in progress: fillers start nothing while it
+	// is not zero.
 	held int
-	// filling is held by the filler while it starts a sandbox: hold
-	// takes it to wait for one in flight.
-	filling sync.Mutex
+	// filling is held shared by each filler while it starts a sandbox:
+	// hold takes it exclusively to wait for every one in flight.
+	filling sync.RWMutex
 	kick    chan struct{}
 	done    chan struct{}
 	wg      sync.WaitGroup
 }
 
-// pooled is a sandbox of the pool and the agent configuration it was
-// started with.
+// pooled is a sandbox of the pool, the agent configuration it was started
+// with, and the memory it used once ready.
 type pooled struct {
-	sb  *store.Sandbox
-	cfg []byte
+	sb    *store.Sandbox
+	cfg   []byte
+	bytes int64
 }
 
-func newWarmPool(size int, start func(context.Context) (*store.Sandbox, []byte, error), discard func(*store.Sandbox), log *slog.Logger) *warmPool {
-	return &warmPool{size: size, start: start, discard: discard, log: log, kick: make(chan struct{}, 1), done: make(chan struct{})}
+type demandCount struct {
+	window time.Time
+	n      int
 }
 
-// StartWarm starts filling the warm pool (Config.WarmPool sandboxes); the
-// server calls it once its templates are ready.
+func newWarmPool(cfg WarmPoolConfig, start func(context.Context) (*store.Sandbox, []byte, error), discard func(*store.Sandbox), usage func(context.Context, *store.Sandbox) (int64, bool), log *slog.Logger) *warmPool {
+	cfg.Max = max(cfg.Max, cfg.Min)
+	if cfg.Parallel <= 0 {
+		cfg.Parallel = 4
+	}
+	return &warmPool{cfg: cfg, start: start, discard: discard, usage: usage, log: log, now: time.Now,
+		kick: make(chan struct{}, cfg.Parallel), done: make(chan struct{})}
+}
+
+// StartWarm starts filling the warm pool; the server calls it once its
+// templates are ready.
 func (m *Manager) StartWarm() {
 	if m.warm != nil {
 		m.warm.run()
 	}
 }
 
-// run starts the filler, once.
+// run starts the fillers, once.
 func (w *warmPool) run() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -85,33 +140,100 @@ func (w *warmPool) run() {
 		return
 	}
 	w.started = true
-	w.wg.Add(1)
-	go w.fill()
+	for range w.cfg.Parallel {
+		w.wg.Add(1)
+		go w.fill()
+	}
 }
 
-// fill keeps the pool full until close.
+// target is the size the pool aims for now: the recent demand between Min
+// and Max. Called with mu held.
+func (w *warmPool) target() int {
+	cut := w.now().Add(-demandMemory)
+	peak := 0
+	for _, d := range w.demand {
+		if d.window.After(cut) {
+			peak = max(peak, d.n)
+		}
+	}
+	return min(max(peak, w.cfg.Min), w.cfg.Max)
+}
+
+// fits reports whether one more pooled sandbox stays within the memory
+// budget, counting those being started at the measured average. Called
+// with mu held.
+func (w *warmPool) fits() bool {
+	if w.cfg.MemoryMB <= 0 {
+		return true
+	}
+	var used, measured int64
+	for _, p := range w.ready {
+		used += p.bytes
+		if p.bytes > 0 {
+			measured++
+		}
+	}
+	each := int64(defaultPooledBytes)
+	if measured > 0 {
+		each = used / measured
+	}
+	used += each * int64(len(w.ready)-int(measured)+w.starting+1)
+	return used <= w.cfg.MemoryMB<<20
+}
+
+// fill is one filler: it keeps the pool at its target until close, and
+// shrinks it when demand has fallen.
 func (w *warmPool) fill() {
 	defer w.wg.Done()
 	backoff := time.Second
 	for {
-		w.filling.Lock()
+		w.filling.RLock()
 		w.mu.Lock()
-		need := !w.closed && w.held == 0 && len(w.ready) < w.size
+		tgt := w.target()
+		need := !w.closed && w.held == 0 && len(w.ready)+w.starting < tgt && w.fits()
+		var surplus *store.Sandbox
+		if !need && !w.closed && w.held == 0 && len(w.ready) > tgt {
+			surplus = w.ready[len(w.ready)-1].sb
+			w.ready = w.ready[:len(w.ready)-1]
+		}
+		idle := len(w.ready) > w.cfg.Min
+		if need {
+			w.starting++
+		}
 		w.mu.Unlock()
+		if surplus != nil {
+			w.filling.RUnlock()
+			w.discard(surplus)
+			continue
+		}
 		if !need {
-			w.filling.Unlock()
+			w.filling.RUnlock()
+			// A pool above Min may have to shrink once its demand is
+			// forgotten: look again now and then.
+			var later <-chan time.Time
+			if idle {
+				later = time.After(demandWindow)
+			}
 			select {
 			case <-w.kick:
-				continue
+			case <-later:
 			case <-w.done:
 				return
 			}
+			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		sb, cfg, err := w.start(ctx)
+		var used int64
+		if err == nil && w.usage != nil {
+			used, _ = w.usage(ctx, sb)
+		}
 		cancel()
+		w.mu.Lock()
+		w.starting--
 		if err != nil {
-			w.filling.Unlock()
+			w.mu.Unlock()
+			w.filling.RUnlock()
 			w.log.Warn("warm pool: start a sandbox", "err", err, "retry_in", backoff)
 			select {
 			case <-time.After(backoff):
@@ -122,37 +244,55 @@ func (w *warmPool) fill() {
 			}
 		}
 		backoff = time.Second
-		w.mu.Lock()
 		if w.closed || w.held > 0 {
 			closed := w.closed
 			w.mu.Unlock()
 			w.discard(sb)
-			w.filling.Unlock()
+			w.filling.RUnlock()
 			if closed {
 				return
 			}
 			continue
 		}
-		w.ready = append(w.ready, pooled{sb: sb, cfg: cfg})
+		w.ready = append(w.ready, pooled{sb: sb, cfg: cfg, bytes: used})
+		var total int64
+		for _, p := range w.ready {
+			total += p.bytes
+		}
+		w.log.Debug("warm pool grew", "pooled", len(w.ready), "starting", w.starting, "target", w.target(), "pool_bytes", total)
 		w.mu.Unlock()
-		w.filling.Unlock()
+		w.filling.RUnlock()
 	}
 }
 
-// wake tells the filler to look again whether the pool needs a sandbox.
+// wake tells the fillers to look again whether the pool needs a sandbox.
 func (w *warmPool) wake() {
-	select {
-	case w.kick <- struct{}{}:
-	default:
+	for range w.cfg.Parallel {
+		select {
+		case w.kick <- struct{}{}:
+		default:
+			return
+		}
 	}
 }
 
-// pop takes a pooled sandbox, if there is one, and wakes the filler.
+// pop takes a pooled sandbox, if there is one, counts the demand, and wakes
+// the fillers.
 func (w *warmPool) pop() (pooled, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
 		return pooled{}, false
+	}
+	window := w.now().Truncate(demandWindow)
+	if n := len(w.demand); n > 0 && w.demand[n-1].window.Equal(window) {
+		w.demand[n-1].n++
+	} else {
+		cut := w.now().Add(-demandMemory)
+		for len(w.demand) > 0 && !w.demand[0].window.After(cut) {
+			w.demand = w.demand[1:]
+		}
+		w.demand = append(w.demand, demandCount{window: window, n: 1})
 	}
 	w.wake()
 	if len(w.ready) == 0 {
@@ -173,7 +313,7 @@ func (w *warmPool) hold() (release func()) {
 	w.mu.Lock()
 	w.held++
 	w.mu.Unlock()
-	// A sandbox being started when the hold began is discarded by the
+	// A sandbox being started when the hold began is discarded by its
 	// filler before it lets go of filling.
 	w.filling.Lock()
 	w.filling.Unlock()
@@ -186,10 +326,10 @@ func (w *warmPool) hold() (release func()) {
 	}
 }
 
-// close stops the filler for good and kills the pooled sandboxes.
+// close stops the fillers for good and kills the pooled sandboxes.
 func (w *warmPool) close() { w.drain(true) }
 
-// drain stops the filler for good (closing) or for a while, and kills the
+// drain stops the fillers for good (closing) or for a while, and kills the
 // pooled sandboxes.
 func (w *warmPool) drain(closing bool) {
 	w.mu.Lock()
@@ -201,7 +341,7 @@ func (w *warmPool) drain(closing bool) {
 	}
 	w.mu.Unlock()
 	if closing {
-		w.wg.Wait() // a sandbox being started is discarded by the filler
+		w.wg.Wait() // a sandbox being started is discarded by its filler
 	}
 	for _, p := range drained {
 		w.discard(p.sb)
@@ -318,6 +458,31 @@ func (m *Manager) configureAgent(ctx context.Context, sb *store.Sandbox, cfg []b
 		return fmt.Errorf("configure agent: %s: %s", resp.Status, b)
 	}
 	return nil
+}
+
+// memoryMeter is implemented by runtimes that can tell the memory a box's
+// cgroup is charged for.
+type memoryMeter interface {
+	MemoryUsage(ctx context.Context, id string) (int64, error)
+}
+
+// memoryUsage reports the memory sandbox sb uses, for the warm pool's
+// budget; false when its runtime cannot tell.
+func (m *Manager) memoryUsage(ctx context.Context, sb *store.Sandbox) (int64, bool) {
+	rt, err := m.runtimeOf(sb)
+	if err != nil {
+		return 0, false
+	}
+	mm, ok := rt.(memoryMeter)
+	if !ok {
+		return 0, false
+	}
+	n, err := mm.MemoryUsage(ctx, sb.ID)
+	if err != nil {
+		m.log.Debug("warm pool: memory usage", "sandbox_id", sb.ID, "err", err)
+		return 0, false
+	}
+	return n, true
 }
 
 // discardWarm kills a pooled sandbox.

@@ -57,7 +57,9 @@ type Config struct {
 	Pids           int64
 	DiskMB         int64
 	MaxFork        int // most copies per fork request (default 10)
-	WarmPool       int // sandboxes kept started ahead of creates (0: off)
+	// WarmPool sizes the pool of sandboxes kept started ahead of creates
+	// (Min 0 and Max 0: off).
+	WarmPool sandbox.WarmPoolConfig
 	// IDShift is the first host id of the sandboxes' user namespaces:
 	// sandbox ids 0..65535 are host ids IDShift..IDShift+65535. Zero runs
 	// sandboxes without a user namespace (root in a sandbox is host root,

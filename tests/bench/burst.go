@@ -46,17 +46,30 @@ func burstSection(ctx context.Context, n, pool int) {
 	t0 := time.Now()
 	waitWarm(big, n)
 	filled := time.Since(t0)
+	poolBytes := lastLogged(big.Logs(), "pool_bytes=")
 	before = strings.Count(big.Logs(), "warm=true")
 	all = burst(ctx, big.Client, n)
 	taken = strings.Count(big.Logs(), "warm=true") - before
 	rows = append(rows, row{fmt.Sprintf("burst: %d creates at once → `echo hi` done, warm pool %d (%d pooled), vs %d `runc run` at once", n, n, taken, n), all, rawAll, ""})
 	big.Stop()
 
-	fmt.Printf("\nburst: the pool of %d filled in %s from start\n", n, filled.Round(time.Millisecond))
+	fmt.Printf("\nburst: the pool of %d filled in %s from start; its sandboxes use %.1f MiB together (%.2f MiB each), as their cgroups tell\n", n, filled.Round(time.Millisecond), mib(poolBytes), mib(poolBytes)/float64(n))
 	fmt.Printf("\n| operation | n | p50 | p99 | raw runtime p50 | raw p99 | ratio p50 |\n|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
 		fmt.Println(r.String())
 	}
+}
+
+// lastLogged returns the last value of key (such as "pool_bytes=") in the
+// server's log.
+func lastLogged(logs, key string) int64 {
+	var v int64
+	for _, f := range strings.Fields(logs) {
+		if s, ok := strings.CutPrefix(f, key); ok {
+			v, _ = strconv.ParseInt(s, 10, 64)
+		}
+	}
+	return v
 }
 
 // burst sends n creates at once, each followed by `echo hi`, and returns

@@ -206,3 +206,54 @@ func awaitGone(t *testing.T, path string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestWarmPoolGrowsWithDemand: a server started with a pool of 1 that may
+// grow to 4 meets a burst of 4 creates, then refills to 4 (in parallel),
+// every pooled sandbox answering once taken; the pool reports its measured
+// memory.
+func TestWarmPoolGrowsWithDemand(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := harness.Start(t, "--warm-pool", "1", "--warm-pool-max", "4", "--warm-pool-parallel", "2")
+	awaitPooled(t, srv, 1)
+	burst := func() []*client.Sandbox {
+		out := make([]*client.Sandbox, 4)
+		errs := make(chan error, 4)
+		for i := range out {
+			go func() {
+				sb, err := srv.Client.CreateSandbox(ctx, client.CreateOptions{})
+				out[i] = sb
+				errs <- err
+			}()
+		}
+		for range out {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		return out
+	}
+	for _, sb := range burst() {
+		sb.Kill(ctx)
+	}
+	// The demand of 4 is remembered: the pool grows to 4 and a second
+	// burst takes pooled sandboxes only.
+	awaitPooled(t, srv, 4)
+	if !strings.Contains(srv.Logs(), "target=4") {
+		t.Fatalf("the pool did not aim for 4 after a burst of 4:\n%s", srv.Logs())
+	}
+	taken := strings.Count(srv.Logs(), "warm=true")
+	for _, sb := range burst() {
+		r, err := sb.Run(ctx, "echo ok", nil)
+		if err != nil || r.Stdout != "ok\n" {
+			t.Fatalf("a sandbox of the grown pool: %q %v", r.Stdout, err)
+		}
+		sb.Kill(ctx)
+	}
+	if got := strings.Count(srv.Logs(), "warm=true") - taken; got != 4 {
+		t.Errorf("%d of the second burst's 4 creates took a pooled sandbox, want 4", got)
+	}
+	if !regexp.MustCompile(`pool_bytes=[1-9][0-9]*`).MatchString(srv.Logs()) {
+		t.Errorf("the pool measured no memory of its sandboxes")
+	}
+}

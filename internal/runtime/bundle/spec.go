@@ -181,7 +181,7 @@ func Spec(s sandbox.BoxSpec, nofile uint64) (*specs.Spec, error) {
 			},
 			// cgroupfs path (not a systemd slice): runc creates it under every
 			// v1 controller, or as one directory on v2.
-			CgroupsPath: "/sbx/" + s.ID,
+			CgroupsPath: CgroupPath(s.ID),
 			Resources: &specs.LinuxResources{
 				// Deny every device; runc then allows only its defaults (null,
 				// zero, full, random, urandom, tty, ptmx, pts): no host disks,

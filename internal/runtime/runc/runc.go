@@ -281,3 +281,8 @@ func (r *Runtime) output(ctx context.Context, args ...string) ([]byte, error) {
 	}
 	return out, nil
 }
+
+// MemoryUsage reports the memory box id's cgroup is charged for.
+func (r *Runtime) MemoryUsage(ctx context.Context, id string) (int64, error) {
+	return bundle.MemoryUsage(id)
+}
