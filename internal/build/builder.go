@@ -719,7 +719,7 @@ func (r *run) inSandbox(ctx context.Context, id string, step int, do func(ctx co
 	if err != nil {
 		return nil, err
 	}
-	sb, err := r.b.mgr.CreateFrom(ctx, sandbox.Template{
+	sb, err := r.b.mgr.Builds().Create(ctx, sandbox.Template{
 		Name:        r.from,
 		Layers:      layers,
 		DefaultUser: "root",
@@ -731,7 +731,7 @@ func (r *run) inSandbox(ctx context.Context, id string, step int, do func(ctx co
 	}
 	log := r.b.log.With("build_id", r.spec.ID, "sandbox_id", sb.ID, "step", step)
 	log.Debug("step sandbox started")
-	rootfs := r.b.mgr.RootfsPath(sb.ID)
+	rootfs := r.b.mgr.Builds().RootfsPath(sb.ID)
 	err = func() error {
 		if r.st.Workdir != "" && r.st.Workdir != "/" {
 			// A missing WORKDIR is made root's, as in Docker; E2B makes
@@ -756,7 +756,7 @@ func (r *run) inSandbox(ctx context.Context, id string, step int, do func(ctx co
 		return nil, err
 	}
 	var lr *template.LayerRef
-	err = r.b.mgr.Commit(ctx, sb.ID, func(upper string) error {
+	err = r.b.mgr.Builds().Commit(ctx, sb.ID, func(upper string) error {
 		var err error
 		// .sbx holds the agent's mount point, which the runtime makes in
 		// every sandbox.

@@ -23,14 +23,14 @@ import (
 // exposed that way.
 const agentSocketDir = agentapi.HostSocketDir
 
-// SocketPath is the host path of sandbox id's agent socket.
-func (m *Manager) SocketPath(id string) string {
+// socketPath is the host path of sandbox id's agent socket.
+func (m *Manager) socketPath(id string) string {
 	return filepath.Join(m.dir(id), agentSocketDir, agentapi.SocketName)
 }
 
 // DialAgent connects to sandbox id's agent socket.
 func (m *Manager) DialAgent(ctx context.Context, id string) (net.Conn, error) {
-	return DialSocket(ctx, m.SocketPath(id))
+	return DialSocket(ctx, m.socketPath(id))
 }
 
 // DialSocket connects to the unix socket at path, refusing to follow a

@@ -53,7 +53,8 @@
 // The Manager is made of parts with their own state and narrow
 // dependencies: the timers (timers.go), the warm pool (warm.go), the disk
 // pool (internal/disk), [TemplateUse] (templates.go: templates in use) and
-// [Snapshots] (snapshot.go: snapshots and forks). The data plane is told
+// [Snapshots] (snapshot.go: snapshots and forks), [BuildBoxes]
+// (manager_build.go: sandboxes for template builds). The data plane is told
 // of sandboxes that go or pause through [Hooks].
 package sandbox
 
@@ -399,7 +400,7 @@ func (m *Manager) makeRunning(ctx context.Context, req *createRequest) (*Sandbox
 
 // createRequest is a create checked and ready to be made: the record to
 // store, the template to make it from, the egress policy its network is set
-// up with. Create, CreateFrom, the warm pool and forks build one
+// up with. Create, BuildBoxes.Create, the warm pool and forks build one
 // (newRequest).
 type createRequest struct {
 	sb  *store.Sandbox
@@ -413,7 +414,7 @@ type createRequest struct {
 }
 
 // newRequest checks create parameters p and builds the sandbox's record.
-// The sandbox is made from tpl when it is not nil (CreateFrom), else from
+// The sandbox is made from tpl when it is not nil (BuildBoxes.Create), else from
 // the template or snapshot p names. timeout is its time to live (0: none).
 // On success the template lock is held shared (req.storedOrDropped lets go
 // of it), so the template is not removed before the record is stored.
@@ -651,7 +652,7 @@ func (m *Manager) boot(ctx context.Context, sb *store.Sandbox, tpl Template, bs 
 	if err := makeSocketDir(dir); err != nil {
 		return err
 	}
-	lnFile, err := listenUnix(m.SocketPath(sb.ID))
+	lnFile, err := listenUnix(m.socketPath(sb.ID))
 	if err != nil {
 		return err
 	}
@@ -667,7 +668,7 @@ func (m *Manager) boot(ctx context.Context, sb *store.Sandbox, tpl Template, bs 
 		BundleDir:     bundle,
 		AgentPath:     m.cfg.AgentPath,
 		AgentListener: lnFile,
-		AgentSocket:   m.SocketPath(sb.ID),
+		AgentSocket:   m.socketPath(sb.ID),
 		Env:           []string{agentapi.ConfigEnv + "=" + string(cfg), "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
 		Hostname:      "sbx-" + sb.ID[:8],
 		Limits: Limits{

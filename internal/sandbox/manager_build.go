@@ -8,16 +8,22 @@ import (
 	"github.com/sbxdev/sbx/internal/disk"
 )
 
-// What template builds (internal/build) need of the Manager: sandboxes
-// made from a stack of layers that is no template yet, and a way to keep
-// what such a sandbox changed.
+// BuildBoxes is what template builds (internal/build) need of the
+// Manager: sandboxes made from a stack of layers that is no template yet,
+// and a way to keep what such a sandbox changed. Get it from
+// [Manager.Builds].
+type BuildBoxes struct{ m *Manager }
 
-// CreateFrom starts a sandbox whose root filesystem is tpl's layers, as
+// Builds returns the Manager's part for template builds.
+func (m *Manager) Builds() BuildBoxes { return BuildBoxes{m} }
+
+// Create starts a sandbox whose root filesystem is tpl's layers, as
 // given rather than looked up by name. tpl.Name is recorded as the
 // sandbox's template (the template the build started from, which then
 // cannot be removed while the sandbox exists). The sandbox has no time
 // limit: its caller kills it (Kill or Commit).
-func (m *Manager) CreateFrom(ctx context.Context, tpl Template, p CreateParams) (*Sandbox, error) {
+func (b BuildBoxes) Create(ctx context.Context, tpl Template, p CreateParams) (*Sandbox, error) {
+	m := b.m
 	p.Template = tpl.Name
 	req, err := m.newRequest(ctx, p, &tpl, 0)
 	if err != nil {
@@ -30,14 +36,15 @@ func (m *Manager) CreateFrom(ctx context.Context, tpl Template, p CreateParams) 
 // mount) while the sandbox runs. Writing there is writing into the
 // sandbox: callers resolve paths beneath it without following the
 // sandbox's symlinks out of it.
-func (m *Manager) RootfsPath(id string) string { return filepath.Join(m.dir(id), "rootfs") }
+func (b BuildBoxes) RootfsPath(id string) string { return filepath.Join(b.m.dir(id), "rootfs") }
 
 // Commit stops sandbox id's box, unmounts its root filesystem, calls
 // capture with the host path of its upper layer (every file the sandbox
 // made, changed or deleted, as overlayfs records them), and then kills the
 // sandbox whatever capture returned. The upper layer does not change while
 // capture runs: nothing is left to write to it.
-func (m *Manager) Commit(ctx context.Context, id string, capture func(upper string) error) error {
+func (b BuildBoxes) Commit(ctx context.Context, id string, capture func(upper string) error) error {
+	m := b.m
 	unlock := m.lock(id)
 	sb, err := m.db.GetSandbox(ctx, id)
 	if err != nil {

@@ -23,7 +23,7 @@ const (
 	StateFailed   State = "failed"
 )
 
-// States lists every state, in lifecycle order.
+// states lists every state, in lifecycle order.
 var states = []State{StateCreating, StateRunning, StatePausing, StatePaused, StateResuming, StateKilled, StateFailed}
 
 // moves is the table of allowed moves: from a state, the states a sandbox
