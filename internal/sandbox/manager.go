@@ -52,8 +52,8 @@
 //
 // The Manager is made of parts with their own state and narrow
 // dependencies: the timers (timers.go), the warm pool (warm.go), the disk
-// pool (internal/disk), [TemplateUse] (templates.go: templates in use) and
-// [Snapshots] (snapshot.go: snapshots and forks), [BuildBoxes]
+// pool (internal/disk), [TemplateUse] (templates.go: templates in use),
+// [Snapshots] (snapshot.go: snapshots and forks) and [BuildBoxes]
 // (manager_build.go: sandboxes for template builds). The data plane is told
 // of sandboxes that go or pause through [Hooks].
 package sandbox
