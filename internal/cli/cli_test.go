@@ -27,6 +27,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/sbxdev/sbx/client"
+	"github.com/sbxdev/sbx/internal/units"
 	"github.com/sbxdev/sbx/tests/harness"
 )
 
@@ -423,11 +424,11 @@ func TestKeyAndTemplateCommands(t *testing.T) {
 		case "template-ls.json":
 			out = normalize(keepTemplates(t, out, "base"), []string{"sizeBytes", "diskSizeMB", "createdAt"})
 		case "template-ls.txt":
-			out = unalign(normalize(keepTemplates(t, out, "base"), nil, bytesHuman(base.SizeBytes), "<size>"))
+			out = unalign(normalize(keepTemplates(t, out, "base"), nil, units.Bytes(base.SizeBytes, units.Short), "<size>"))
 		case "template-inspect.json":
 			out = normalize(out, []string{"templateID", "createdAt", "source", "diskBytes"})
 		case "template-inspect.txt":
-			out = normalize(out, nil, web+"\n", "web\n", archive, "<archive>", bytesHuman(wd.DiskBytes)+" on disk", "<disk> on disk",
+			out = normalize(out, nil, web+"\n", "web\n", archive, "<archive>", units.Bytes(wd.DiskBytes, units.Short)+" on disk", "<disk> on disk",
 				wd.CreatedAt.UTC().Format("2006-01-02 15:04:05 MST"), "<created>")
 		}
 		golden(t, tc.golden, out)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sbxdev/sbx/client"
+	"github.com/sbxdev/sbx/internal/units"
 )
 
 // runPause implements `sbx pause [--files-only] ID...`.
@@ -107,7 +108,7 @@ func runSnapshot(e *env, args []string) int {
 			if len(sn.Names) > 0 && sn.Names[0] != sn.SnapshotID {
 				name = sn.Names[0]
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", sn.SnapshotID, name, sn.SandboxID, sn.Kind, bytesHuman(sn.SizeBytes), ago(now, sn.CreatedAt))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", sn.SnapshotID, name, sn.SandboxID, sn.Kind, units.Bytes(sn.SizeBytes, units.Short), ago(now, sn.CreatedAt))
 		}
 		tw.Flush()
 		return exitOK

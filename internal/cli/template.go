@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/sbxdev/sbx/client"
+	"github.com/sbxdev/sbx/internal/units"
 )
 
 // runTemplate implements `sbx template ls`, `sbx template rm NAME` and
@@ -45,7 +46,7 @@ func runTemplate(e *env, args []string) int {
 			if aliases == "" {
 				aliases = "-"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%dM\t%s\t%s\t%s\n", t.TemplateID, aliases, t.CPUCount, t.MemoryMB, bytesHuman(t.SizeBytes), t.BuildStatus, ago(now, t.CreatedAt))
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%dM\t%s\t%s\t%s\n", t.TemplateID, aliases, t.CPUCount, t.MemoryMB, units.Bytes(t.SizeBytes, units.Short), t.BuildStatus, ago(now, t.CreatedAt))
 		}
 		tw.Flush()
 		return exitOK
@@ -129,21 +130,7 @@ func runTemplateImport(e *env, fs *flag.FlagSet, args []string) int {
 	}
 	tw := e.table()
 	fmt.Fprintln(tw, "TEMPLATE\tSIZE\tSTATUS")
-	fmt.Fprintf(tw, "%s\t%s\t%s\n", t.TemplateID, bytesHuman(t.SizeBytes), t.BuildStatus)
+	fmt.Fprintf(tw, "%s\t%s\t%s\n", t.TemplateID, units.Bytes(t.SizeBytes, units.Short), t.BuildStatus)
 	tw.Flush()
 	return exitOK
-}
-
-// bytesHuman renders a size with a binary unit: "512B", "1.5M", "2.0G".
-func bytesHuman(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%dB", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f%c", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/sbxdev/sbx/client"
+	"github.com/sbxdev/sbx/internal/units"
 )
 
 // templateSettingFlags are the flags of `sbx template import` and
@@ -147,7 +148,7 @@ func printTemplateDetail(e *env, d *client.TemplateDetail) {
 	row("Template", d.TemplateID)
 	row("Created", d.CreatedAt.Format("2006-01-02 15:04:05 MST"))
 	row("Source", orNone(d.Source))
-	row("Size", fmt.Sprintf("%s (%s on disk, shared by its sandboxes)", bytesHuman(d.SizeBytes), bytesHuman(d.DiskBytes)))
+	row("Size", fmt.Sprintf("%s (%s on disk, shared by its sandboxes)", units.Bytes(d.SizeBytes, units.Short), units.Bytes(d.DiskBytes, units.Short)))
 	row("Sandboxes", fmt.Sprint(d.Sandboxes))
 	row("User", d.User)
 	row("Workdir", orNone(d.Workdir))
@@ -183,7 +184,7 @@ func printTemplateDetail(e *env, d *client.TemplateDetail) {
 		if i == 0 {
 			k = "Layers"
 		}
-		row(k, fmt.Sprintf("%s %s", l.Digest, bytesHuman(l.SizeBytes)))
+		row(k, fmt.Sprintf("%s %s", l.Digest, units.Bytes(l.SizeBytes, units.Short)))
 	}
 	tw.Flush()
 }

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sbxdev/sbx/internal/errdefs"
+	"github.com/sbxdev/sbx/internal/units"
 )
 
 // Built templates.
@@ -257,7 +258,7 @@ func (s *Store) ImportLayer(ctx context.Context, id string, img v1.Image, progre
 	for i, l := range layers {
 		d, _ := l.Digest()
 		size, _ := l.Size()
-		fmt.Fprintf(progress, "layer %d/%d %s (%s compressed)\n", i+1, len(layers), d, humanBytes(size))
+		fmt.Fprintf(progress, "layer %d/%d %s (%s compressed)\n", i+1, len(layers), d, units.Bytes(size, units.IEC))
 		rc, err := l.Uncompressed()
 		if err != nil {
 			return nil, ImageConfig{}, errdefs.Wrap(errdefs.ErrUnavailable, err, "cannot read layer %s: %v", d, err)

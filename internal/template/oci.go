@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sbxdev/sbx/internal/errdefs"
+	"github.com/sbxdev/sbx/internal/units"
 )
 
 // DefaultMaxImportBytes is the default bound on the file content an image
@@ -119,7 +120,7 @@ func (s *Store) ImportWith(ctx context.Context, name string, img v1.Image, opts 
 		d, _ := l.Digest()
 		size, _ := l.Size()
 		recorded = append(recorded, Layer{Digest: d.String(), SizeBytes: size})
-		fmt.Fprintf(progress, "layer %d/%d %s (%s compressed)\n", i+1, len(layers), d, humanBytes(size))
+		fmt.Fprintf(progress, "layer %d/%d %s (%s compressed)\n", i+1, len(layers), d, units.Bytes(size, units.IEC))
 		rc, err := l.Uncompressed()
 		if err != nil {
 			// Fetching the layer failed (a registry or the disk).
@@ -318,7 +319,7 @@ func (x *extractor) apply(tr *tar.Reader, hdr *tar.Header, rel string) (bool, er
 		}))
 	case tar.TypeReg, tar.TypeRegA:
 		if hdr.Size > x.max-x.written {
-			return false, errdefs.New(errdefs.ErrTooLarge, "entry %q: the image expands beyond the import limit of %s", hdr.Name, humanBytes(x.max))
+			return false, errdefs.New(errdefs.ErrTooLarge, "entry %q: the image expands beyond the import limit of %s", hdr.Name, units.Bytes(x.max, units.IEC))
 		}
 		return false, wrapEntry(hdr.Name, x.withParent(rel, true, func(dfd int, b string) error {
 			if err := removeAt(dfd, b); err != nil && !errors.Is(err, unix.ENOENT) {
@@ -526,17 +527,4 @@ func (x *extractor) imageUser(user string) string {
 		return "root"
 	}
 	return name
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%dB", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f%ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
