@@ -1,7 +1,8 @@
 // Package errdefs holds the error classes that sbx's layers share. Code below
 // the API wraps one of these sentinels (fmt.Errorf("...: %w", errdefs.ErrNotFound))
-// and the API maps the class, never the text, to an HTTP status and an
-// E2B-shaped error body in one place.
+// and package errhttp maps the class, never the text, to an HTTP status and
+// an E2B-shaped error body in one place, for the control plane and the data
+// plane alike.
 package errdefs
 
 import (

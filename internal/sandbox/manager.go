@@ -28,7 +28,8 @@
 //	pausing  → paused  | running | killed
 //	paused   → resuming | killed
 //	resuming → running | paused | killed
-//	killed, failed: none (the record is deleted)
+//	killed, failed: none (a killed record is deleted once its resources
+//	are gone; a failed one is kept until a kill deletes it)
 //
 // running → paused is a box lost with its files kept; pausing → running and
 // resuming → paused are a pause or resume that failed or was undone.

@@ -25,11 +25,11 @@ import (
 //
 // This is the hook for resuming a paused sandbox when traffic arrives for
 // it: a resume belongs here, and whatever pauses a sandbox must make the
-// proxy drop its connections (through the OnKill hooks, or a hook of its
-// own) so the next request comes back through this method.
+// proxy drop its connections (Hooks.Gone and Hooks.Pausing) so the next
+// request comes back through this method.
 //
 // A paused sandbox whose lifecycle allows it (autoResume, idlePause) is
-// resumed here; see Wake.
+// resumed here; see wake.
 func (m *Manager) EnsureRunning(ctx context.Context, id string) (*Sandbox, error) {
 	return m.wake(ctx, id)
 }

@@ -6,8 +6,8 @@ import (
 	"os"
 )
 
-// Runtime is the isolation technology a sandbox runs on: runc containers now,
-// gVisor and microVMs later. A driver only creates, inspects, freezes and
+// Runtime is the isolation technology a sandbox runs on: runc containers and
+// gVisor (runsc) today, microVMs later. A driver only creates, inspects, freezes and
 // destroys boxes; everything else (rootfs assembly, the agent, lifecycle,
 // persistence) lives above it in the Manager.
 //
