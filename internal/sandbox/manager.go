@@ -23,7 +23,7 @@
 //
 // The moves between them are one table (moves, in state.go):
 //
-//	creating → running | killed | failed
+//	creating → running | killed
 //	running  → pausing | paused | killed | failed
 //	pausing  → paused  | running | killed
 //	paused   → resuming | killed

@@ -31,9 +31,9 @@ var states = []State{StateCreating, StateRunning, StatePausing, StatePaused, Sta
 // kill, a failed create, a pooled sandbox discarded) is no move: the
 // record is gone.
 var moves = map[State][]State{
-	// Made (running), or given up on: killed before it was made, or
-	// failed.
-	StateCreating: {StateRunning, StateKilled, StateFailed},
+	// Made (running), or killed before it was made. A create that fails
+	// deletes its record: there is nothing to report failed.
+	StateCreating: {StateRunning, StateKilled},
 	// Paused in steps (pausing), or at once when its box is lost and its
 	// files are kept (paused); killed; or its box died (failed).
 	StateRunning: {StatePausing, StatePaused, StateKilled, StateFailed},

@@ -30,7 +30,6 @@ func TestTransitionTable(t *testing.T) {
 	allowed := map[[2]State]bool{
 		{StateCreating, StateRunning}: true,
 		{StateCreating, StateKilled}:  true,
-		{StateCreating, StateFailed}:  true,
 		{StateRunning, StatePausing}:  true,
 		{StateRunning, StatePaused}:   true,
 		{StateRunning, StateKilled}:   true,
