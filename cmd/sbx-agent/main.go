@@ -4,6 +4,7 @@
 // Usage:
 //
 //	sbx-agent [-listen unix:/path | -listen tcp:127.0.0.1:0]
+//	sbx-agent code-interpreter [-listen :49999] (see runCodeInterpreter)
 //
 // Without -listen it serves on the listening socket inherited as file
 // descriptor 3. With -listen unix:/path, SIGUSR1 and SIGUSR2 take the
@@ -40,6 +41,9 @@ import (
 var listenFlag = flag.String("listen", "", "address to serve on, unix:/path or tcp:host:port (default: the listener on fd 3)")
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "code-interpreter" {
+		os.Exit(runCodeInterpreter(os.Args[2:]))
+	}
 	os.Exit(run())
 }
 

@@ -107,38 +107,10 @@ func (s *Store) EnsureBase(ctx context.Context, progress io.Writer) error {
 			os.RemoveAll(build)
 		}
 	}()
-	rootfs := filepath.Join(build, rootfsDir)
-	cache := filepath.Join(s.dir, cacheDir)
-	if err := os.MkdirAll(cache, 0o755); err != nil {
-		return fmt.Errorf("build template %q: %w", BaseName, err)
+	info, err := s.debootstrap(ctx, baseSpec(), build, progress)
+	if err != nil {
+		return err
 	}
-
-	fmt.Fprintf(progress, "debootstrap %s from %s\n", baseSuite, s.Mirror)
-	if err := run(ctx, progress, "debootstrap",
-		"--variant=minbase",
-		"--include="+baseIncludes,
-		"--cache-dir="+cache,
-		baseSuite, rootfs, s.Mirror); err != nil {
-		// debootstrap's own log says what failed (a maintainer script,
-		// usually) and goes away with the build directory.
-		return fmt.Errorf("build template %q: %w%s", BaseName, err, fileTail(filepath.Join(rootfs, "debootstrap", "debootstrap.log"), 15))
-	}
-	fmt.Fprintf(progress, "apt-get install %s\n", lateIncludes)
-	if err := run(ctx, progress, "sh", "-c", aptInstall, "sh", rootfs, filepath.Join(cache, "apt"), lateIncludes); err != nil {
-		return fmt.Errorf("build template %q: install %s: %w", BaseName, lateIncludes, err)
-	}
-	fmt.Fprintln(progress, "configuring base template")
-	if err := run(ctx, progress, "chroot", rootfs, "/bin/sh", "-c", baseSetup); err != nil {
-		return fmt.Errorf("build template %q: configure: %w", BaseName, err)
-	}
-	if s.IDShift != 0 {
-		fmt.Fprintln(progress, "re-owning files for the sandbox id range")
-		if err := shiftTree(ctx, rootfs, 0, s.IDShift); err != nil {
-			return fmt.Errorf("build template %q: %w", BaseName, err)
-		}
-	}
-	info := Info{Name: BaseName, Created: time.Now().UTC(), Defaults: BaseDefaults, IDShift: s.IDShift,
-		Source: "debootstrap " + baseSuite + " (" + baseIncludes + "," + lateIncludes + ")"}
 	if err := s.install(build, info); err != nil {
 		return err
 	}
