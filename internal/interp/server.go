@@ -95,9 +95,15 @@ func (s *Server) kernelConfig(language, cwd string) (kernelConfig, error) {
 		env := append(os.Environ(),
 			"MPLBACKEND=module://matplotlib_inline.backend_inline",
 			"PYTHONUNBUFFERED=1",
+			// ipykernel imports the debugger, which warns about frozen
+			// modules on every start.
+			"PYDEVD_DISABLE_FILE_VALIDATION=1",
 		)
 		return kernelConfig{
-			Argv:    []string{s.cfg.Python, "-m", "ipykernel_launcher", "-f", "{connection_file}"},
+			// parent_handle: the kernel exits when the server does (it
+			// polls its parent), and prints no banner for a console user.
+			Argv: []string{s.cfg.Python, "-Xfrozen_modules=off", "-m", "ipykernel_launcher", "-f", "{connection_file}",
+				fmt.Sprintf("--IPKernelApp.parent_handle=%d", os.Getpid())},
 			Cwd:     cwd,
 			Env:     env,
 			Startup: startupPy,

@@ -43,6 +43,15 @@ def _sbx_setup():
         format_type = Unicode("e2b/chart")
         print_method = ObjectName("_repr_e2b_chart_")
 
+        # Not registered with for_type: enabling matplotlib's inline
+        # backend removes every formatter's printer for Figure.
+        def __call__(self, obj):
+            if self.enabled:
+                for cls in type(obj).__mro__:
+                    if cls.__module__ == "matplotlib.figure" and cls.__name__ == "Figure":
+                        return guarded(figure_chart)(obj)
+            return super().__call__(obj)
+
     class DataFormatter(DictFormatter):
         format_type = Unicode("e2b/data")
         print_method = ObjectName("_repr_e2b_data_")
@@ -165,7 +174,6 @@ def _sbx_setup():
     ip = get_ipython()
     df = ip.display_formatter
     chart = ChartFormatter(parent=df)
-    chart.for_type_by_name("matplotlib.figure", "Figure", guarded(figure_chart))
     data = DataFormatter(parent=df)
     data.for_type_by_name("pandas.core.frame", "DataFrame", guarded(frame_data))
     df.formatters[chart.format_type] = chart

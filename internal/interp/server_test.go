@@ -1,0 +1,242 @@
+package interp
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// python finds an interpreter with ipykernel, or skips: the server is
+// tested end to end in a sandbox by tests/e2e (TestCodeInterpreter); this
+// runs it on a development machine that has python3-ipykernel.
+func python(t *testing.T) string {
+	t.Helper()
+	for _, p := range []string{"/usr/bin/python3", "python3"} {
+		if exec.Command(p, "-c", "import ipykernel, matplotlib, pandas").Run() == nil {
+			return p
+		}
+	}
+	t.Skip("no python3 with ipykernel, matplotlib and pandas (apt-get install python3-ipykernel python3-matplotlib python3-pandas)")
+	return ""
+}
+
+func newTestServer(t *testing.T, cfg Config) *httptest.Server {
+	t.Helper()
+	cfg.Python = python(t)
+	if cfg.Cwd == "" {
+		cfg.Cwd = t.TempDir()
+	}
+	s := New(cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	hs := httptest.NewServer(s.Handler())
+	t.Cleanup(func() {
+		hs.Close()
+		s.Close()
+	})
+	return hs
+}
+
+// execute posts body to /execute and returns the lines of the answer.
+func execute(t *testing.T, url string, body map[string]any) []map[string]any {
+	t.Helper()
+	b, _ := json.Marshal(body)
+	resp, err := http.Post(url+"/execute", "application/json", strings.NewReader(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		msg, _ := io.ReadAll(resp.Body)
+		t.Fatalf("execute: %s: %s", resp.Status, msg)
+	}
+	var out []map[string]any
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 64<<20)
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("line %q: %v", sc.Text(), err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func ofType(lines []map[string]any, typ string) []map[string]any {
+	var out []map[string]any
+	for _, l := range lines {
+		if l["type"] == typ {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func TestExecute(t *testing.T) {
+	hs := newTestServer(t, Config{})
+	execute(t, hs.URL, map[string]any{"code": "x = 41"})
+	lines := execute(t, hs.URL, map[string]any{"code": "print('hi'); x + 1"})
+	if r := ofType(lines, "result"); len(r) != 1 || r[0]["text"] != "42" || r[0]["is_main_result"] != true {
+		t.Fatalf("result: %v", lines)
+	}
+	if o := ofType(lines, "stdout"); len(o) != 1 || o[0]["text"] != "hi\n" {
+		t.Fatalf("stdout: %v", lines)
+	}
+	if n := ofType(lines, "number_of_executions"); len(n) != 1 || n[0]["execution_count"] != 2.0 {
+		t.Fatalf("execution count: %v", lines)
+	}
+	if lines[len(lines)-1]["type"] != "end_of_execution" {
+		t.Fatalf("last line: %v", lines)
+	}
+
+	lines = execute(t, hs.URL, map[string]any{"code": "1/0"})
+	e := ofType(lines, "error")
+	if len(e) != 1 || e[0]["name"] != "ZeroDivisionError" || !strings.Contains(e[0]["traceback"].(string), "ZeroDivisionError") {
+		t.Fatalf("error: %v", lines)
+	}
+
+	lines = execute(t, hs.URL, map[string]any{"code": `
+import matplotlib.pyplot as plt
+plt.plot([1, 2, 3], [4, 5, 6], label="a")
+plt.title("t")
+plt.show()`})
+	r := ofType(lines, "result")
+	if len(r) != 1 || r[0]["png"] == nil || r[0]["is_main_result"] != false {
+		t.Fatalf("plot: %v", lines)
+	}
+	chart, _ := r[0]["chart"].(map[string]any)
+	if chart["type"] != "line" || chart["title"] != "t" {
+		t.Fatalf("chart: %v", r[0]["chart"])
+	}
+
+	lines = execute(t, hs.URL, map[string]any{"code": "import pandas as pd\npd.DataFrame({'a': [1, 2]})"})
+	r = ofType(lines, "result")
+	if len(r) != 1 || !strings.Contains(r[0]["html"].(string), "<table") || r[0]["data"] == nil {
+		t.Fatalf("dataframe: %v", lines)
+	}
+
+	lines = execute(t, hs.URL, map[string]any{"code": "import os; os.environ.get('FOO')", "env_vars": map[string]string{"FOO": "bar"}})
+	if r := ofType(lines, "result"); len(r) != 1 || r[0]["text"] != "'bar'" {
+		t.Fatalf("env: %v", lines)
+	}
+	lines = execute(t, hs.URL, map[string]any{"code": "import os; os.environ.get('FOO', 'unset')"})
+	if r := ofType(lines, "result"); len(r) != 1 || r[0]["text"] != "'unset'" {
+		t.Fatalf("env after: %v", lines)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	hs := newTestServer(t, Config{})
+	for _, tc := range []struct {
+		name, path, body string
+		status           int
+	}{
+		{"malformed JSON", "/execute", "{", 400},
+		{"unknown language", "/execute", `{"code":"1","language":"cobol"}`, 400},
+		{"unknown context", "/execute", `{"code":"1","context_id":"nope"}`, 404},
+		{"context and language", "/execute", `{"code":"1","context_id":"a","language":"python"}`, 400},
+		{"too large", "/execute", `{"code":"` + strings.Repeat("x", MaxRequestBytes) + `"}`, 413},
+		{"context of unknown language", "/contexts", `{"language":"cobol"}`, 400},
+		{"context in a missing directory", "/contexts", `{"cwd":"/nonexistent"}`, 400},
+		{"restart unknown", "/contexts/nope/restart", ``, 404},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, err := http.Post(hs.URL+tc.path, "application/json", strings.NewReader(tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			msg, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.status {
+				t.Fatalf("%s: %s %s", tc.name, resp.Status, msg)
+			}
+		})
+	}
+}
+
+func TestContextsAndRestart(t *testing.T) {
+	hs := newTestServer(t, Config{})
+	dir := t.TempDir()
+	resp, err := http.Post(hs.URL+"/contexts", "application/json", strings.NewReader(`{"cwd":"`+dir+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c struct{ ID, Language, Cwd string }
+	json.NewDecoder(resp.Body).Decode(&c)
+	resp.Body.Close()
+	if c.ID == "" || c.Language != "python" || c.Cwd != dir {
+		t.Fatalf("context: %+v", c)
+	}
+	lines := execute(t, hs.URL, map[string]any{"code": "import os; y = 1; os.getcwd()", "context_id": c.ID})
+	if r := ofType(lines, "result"); len(r) != 1 || r[0]["text"] != "'"+dir+"'" {
+		t.Fatalf("cwd: %v", lines)
+	}
+	// The kernel dies: a clear error, until a restart.
+	lines = execute(t, hs.URL, map[string]any{"code": "import os; os._exit(3)", "context_id": c.ID})
+	if e := ofType(lines, "error"); len(e) != 1 || e[0]["name"] != "KernelDied" {
+		t.Fatalf("dead kernel: %v", lines)
+	}
+	lines = execute(t, hs.URL, map[string]any{"code": "1", "context_id": c.ID})
+	if e := ofType(lines, "error"); len(e) != 1 || e[0]["name"] != "KernelDied" {
+		t.Fatalf("after death: %v", lines)
+	}
+	resp, err = http.Post(hs.URL+"/contexts/"+c.ID+"/restart", "application/json", nil)
+	if err != nil || resp.StatusCode != 204 {
+		t.Fatalf("restart: %v %v", resp, err)
+	}
+	lines = execute(t, hs.URL, map[string]any{"code": "'y' in dir()", "context_id": c.ID})
+	if r := ofType(lines, "result"); len(r) != 1 || r[0]["text"] != "False" {
+		t.Fatalf("after restart: %v", lines)
+	}
+	req, _ := http.NewRequest("DELETE", hs.URL+"/contexts/"+c.ID, nil)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 204 {
+		t.Fatalf("delete: %v %v", resp, err)
+	}
+	resp, _ = http.Get(hs.URL + "/contexts")
+	var list []struct{ ID string }
+	json.NewDecoder(resp.Body).Decode(&list)
+	for _, l := range list {
+		if l.ID == c.ID {
+			t.Fatal("removed context listed")
+		}
+	}
+}
+
+func TestInterruptAndOutputLimit(t *testing.T) {
+	hs := newTestServer(t, Config{OutputLimit: 1 << 20})
+	// A client that leaves (the SDK's timeoutMs) interrupts the cell.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "POST", hs.URL+"/execute", strings.NewReader(`{"code":"import time\nz = 1\ntime.sleep(600)"}`))
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	start := time.Now()
+	lines := execute(t, hs.URL, map[string]any{"code": "z + 1"})
+	if r := ofType(lines, "result"); len(r) != 1 || r[0]["text"] != "2" {
+		t.Fatalf("after interrupt: %v", lines)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("the next execution waited %v", d)
+	}
+
+	lines = execute(t, hs.URL, map[string]any{"code": "for i in range(100000): print('x' * 100)"})
+	total := 0
+	for _, l := range ofType(lines, "stdout") {
+		total += len(l["text"].(string))
+	}
+	notes := ofType(lines, "stderr")
+	if total > 1<<20 || len(notes) == 0 || !strings.Contains(notes[len(notes)-1]["text"].(string), "truncated") {
+		t.Fatalf("output limit: %d bytes of stdout, stderr %v", total, notes)
+	}
+}
