@@ -48,6 +48,9 @@ type Config struct {
 	Domain string
 	// Builds runs template builds; nil answers the build routes with 409.
 	Builds *build.Builds
+	// Builtins builds built-in templates on first use and on request
+	// (builtin.go); nil builds none.
+	Builtins Builtins
 }
 
 // Server serves the API. Create it with New.
@@ -117,6 +120,7 @@ func (s *Server) routes() {
 	m.Handle("POST /sbx/v1/templates/builds", s.auth(s.createBuild))
 	m.Handle("GET /sbx/v1/templates/builds/{buildID}", s.auth(s.getBuild))
 	m.Handle("GET /sbx/v1/templates/builds/{buildID}/logs", s.auth(s.buildLogs))
+	m.Handle("POST /sbx/v1/templates/builtin/{name}", s.auth(s.buildBuiltinTemplate))
 	// The upload link of E2B builds: authorised by the build's token in
 	// the URL, not an API key (see uploadTemplateFiles).
 	m.Handle("PUT /sbx/v1/uploads/{buildID}/{hash}", s.wrap(s.uploadTemplateFiles))

@@ -68,6 +68,9 @@ func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request) error {
 	if req.TemplateID == "" {
 		return errdefs.New(errdefs.ErrInvalidArgument, "templateID is required")
 	}
+	if err := s.ensureBuiltin(r.Context(), req.TemplateID); err != nil {
+		return err
+	}
 	timeout, err := seconds("timeout", req.Timeout)
 	if err != nil {
 		return err

@@ -90,7 +90,7 @@ func commands() []command {
 		{"snapshot", "create ID [--name N] [--json] | ls [--sandbox ID] [--json] | rm ID...", "snapshot a sandbox; list or delete snapshots", runSnapshot},
 		{"fork", "[-n N] [--timeout D] [--json] ID", "copy a running sandbox N times", runFork},
 		{"network", "set ID [--deny-all|--allow-all] [--allow CIDR|IP|DOMAIN[:PORT]]... [--deny ...]... | show ID [--json]", "set or show a sandbox's egress policy", runNetwork},
-		{"template", "ls [--json] | inspect NAME [--json] | rm NAME | import NAME (--image REF [--insecure] | --tar PATH | --oci-layout DIR) [SETTINGS] | set NAME SETTINGS | build [-f DOCKERFILE] [--name NAME] [--build-arg K=V]... [--no-cache] [CONTEXT]", "list, inspect, delete, import, configure or build templates", runTemplate},
+		{"template", "ls [--json] | inspect NAME [--json] | rm NAME | import NAME (--image REF [--insecure] | --tar PATH | --oci-layout DIR) [SETTINGS] | set NAME SETTINGS | build [-f DOCKERFILE] [--name NAME] [--build-arg K=V]... [--no-cache] [CONTEXT] | build code-interpreter-v1", "list, inspect, delete, import, configure or build templates", runTemplate},
 		{"key", "create [--name N] [--json] | ls [--json] | rm ID", "manage API keys", runKey},
 		{"serve", "[flags]", "run the sbx server", func(e *env, args []string) int { return runServe(e.ctx, args) }},
 		{"version", "", "print the version", runVersion},

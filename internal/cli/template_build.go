@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/sbxdev/sbx/client"
+	"github.com/sbxdev/sbx/internal/template"
 )
 
 // kvList is a repeatable K=V flag.
@@ -27,6 +28,26 @@ func (l kvList) Set(s string) error {
 }
 
 var nameJunk = regexp.MustCompile(`[^a-z0-9._-]+`)
+
+// runBuiltinBuild implements `sbx template build NAME` for a template the
+// server builds itself (base, code-interpreter-v1): the progress on stderr,
+// the name on stdout once built.
+func runBuiltinBuild(e *env, name string) int {
+	c, err := e.client()
+	if err != nil {
+		return e.fail("template build", err)
+	}
+	err = c.BuildBuiltinTemplate(e.ctx, name, func(line string) { fmt.Fprintln(e.stderr, line) })
+	if err != nil {
+		if e.ctx.Err() != nil {
+			fmt.Fprintf(e.stderr, "sbx template build: stopped following; the build of %s goes on on the server\n", name)
+			return exitInterrupted
+		}
+		return e.failOn("template build", name, err)
+	}
+	fmt.Fprintln(e.stdout, name)
+	return exitOK
+}
 
 // runTemplateBuild implements `sbx template build [-f DOCKERFILE] [--name
 // NAME] [--build-arg K=V]... [--no-cache] [--json] [CONTEXT]`: the context
@@ -51,6 +72,9 @@ func runTemplateBuild(e *env, fs *flag.FlagSet, args []string) int {
 	ctxDir := "."
 	if len(pos) == 1 {
 		ctxDir = pos[0]
+	}
+	if _, err := os.Stat(ctxDir); err != nil && *file == "" && *name == "" && template.IsBuiltin(ctxDir) {
+		return runBuiltinBuild(e, ctxDir)
 	}
 	if st, err := os.Stat(ctxDir); err != nil || !st.IsDir() {
 		return e.usageErr(fs, "context %q is not a directory", ctxDir)

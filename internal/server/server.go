@@ -217,7 +217,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		_, port, _ := net.SplitHostPort(addr)
 		cfg.Domain = "localhost:" + port
 	}
-	apiSrv := api.New(api.Config{Domain: cfg.Domain, Builds: builds}, mgr, keys, templates, log)
+	apiSrv := api.New(api.Config{Domain: cfg.Domain, Builds: builds, Builtins: templates}, mgr, keys, templates, log)
 	px := newProxy(cfg.Domain, mgr, log)
 	defer px.Close()
 	var protocols http.Protocols
