@@ -193,8 +193,11 @@ print("two", file=sys.stderr, flush=True)
     const ex = await sbx.runCode('def f():\n    raise ValueError("bad value")\nf()', { onError: (e) => (seen = e) })
     assert.equal(ex.error.name, 'ValueError')
     assert.equal(ex.error.value, 'bad value')
-    assert.match(ex.error.traceback, /ValueError/)
-    assert.match(ex.error.traceback, /f\(\)/)
+    // IPython's traceback, colours (ANSI escapes) and all, as E2B's.
+    const plain = ex.error.traceback.replace(/\x1b\[[0-9;]*m/g, '')
+    assert.match(plain, /Traceback \(most recent call last\)/)
+    assert.match(plain, /----> 2 +raise ValueError\("bad value"\)/)
+    assert.match(plain, /ValueError: bad value$/)
     assert.equal(seen.name, 'ValueError')
     // The context goes on.
     assert.equal((await sbx.runCode('x')).text, '41')
