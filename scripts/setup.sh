@@ -30,7 +30,10 @@ die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 # --- 1. apt packages --------------------------------------------------------
 pkgs=(debootstrap debian-archive-keyring libseccomp-dev pkg-config gcc git
 	ca-certificates curl iproute2 protobuf-compiler libprotobuf-dev e2fsprogs mount
-	dpkg-dev qemu-system-x86)
+	dpkg-dev qemu-system-x86
+	# internal/interp's unit tests run the code interpreter's server
+	# against a real ipykernel on the host (the template has its own).
+	python3-ipykernel python3-matplotlib python3-pandas)
 # nodejs/npm only when there is no node at all: hosts with a newer node from
 # elsewhere (nodesource, nvm) keep it.
 if ! command -v node >/dev/null 2>&1; then

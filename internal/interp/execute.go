@@ -102,6 +102,7 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
 	out := &lineWriter{w: w, rc: http.NewResponseController(w)}
+	defer out.flush()
 	if !k.alive() {
 		out.emit(kernelError(c, k.deathError()))
 		return nil
@@ -124,9 +125,12 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) run(ctx context.Context, c *codeContext, k *kernel, code string, out *lineWriter) {
 	wt := newWaiter(s.cfg.OutputLimit)
 	defer k.unwait(wt)
+	// stop_on_error would have the kernel abort requests that reach it
+	// shortly after a failed cell: the server sends one cell at a time,
+	// so there is never a queued one to spare, only the next cell to lose.
 	id, err := k.send("execute_request", map[string]any{
 		"code": code, "silent": false, "store_history": true,
-		"user_expressions": map[string]any{}, "allow_stdin": false, "stop_on_error": true,
+		"user_expressions": map[string]any{}, "allow_stdin": false, "stop_on_error": false,
 	}, wt)
 	if err != nil {
 		out.emit(kernelError(c, err))
@@ -135,6 +139,9 @@ func (s *Server) run(ctx context.Context, c *codeContext, k *kernel, code string
 	interrupted := false
 	var grace <-chan time.Time
 	for {
+		if wt.empty() {
+			out.flush() // what the kernel sent so far, before waiting for more
+		}
 		m, err := wt.next(ctx, k.dead, grace)
 		switch {
 		case err == nil:
@@ -177,6 +184,7 @@ func (s *Server) run(ctx context.Context, c *codeContext, k *kernel, code string
 					out.emit(map[string]any{"type": "stderr", "text": fmt.Sprintf("[sbx: output truncated: %d bytes past the limit of %d bytes per execution were dropped]\n", n, s.cfg.OutputLimit), "timestamp": now()})
 				}
 				out.emit(map[string]any{"type": "end_of_execution"})
+				out.flush()
 				return
 			}
 		case "execute_input":
@@ -239,12 +247,15 @@ func pyString(s string) string {
 	return string(b)
 }
 
-// lineWriter writes JSON lines and flushes each, so that the client sees
-// output as it happens. Writes after the client left are dropped.
+// lineWriter writes JSON lines; run flushes them whenever it has written
+// all the kernel sent so far, so that the client sees output as it
+// happens, in as few writes as the kernel's pace allows. Writes after the
+// client left are dropped.
 type lineWriter struct {
 	w      io.Writer
 	rc     *http.ResponseController
 	failed bool
+	dirty  bool // written since the last flush
 }
 
 func (l *lineWriter) emit(v any) {
@@ -260,6 +271,14 @@ func (l *lineWriter) emit(v any) {
 		l.failed = true
 		return
 	}
+	l.dirty = true
+}
+
+func (l *lineWriter) flush() {
+	if l.failed || !l.dirty {
+		return
+	}
+	l.dirty = false
 	if err := l.rc.Flush(); err != nil {
 		l.failed = true
 	}

@@ -426,6 +426,13 @@ func (w *waiter) push(m *message) {
 	}
 }
 
+// empty reports whether no message is waiting to be consumed.
+func (w *waiter) empty() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.queue) == 0
+}
+
 // droppedBytes is how much output push dropped so far.
 func (w *waiter) droppedBytes() int {
 	w.mu.Lock()

@@ -103,7 +103,7 @@ func (s *Server) kernelConfig(language, cwd string) (kernelConfig, error) {
 			// parent_handle: the kernel exits when the server does (it
 			// polls its parent), and prints no banner for a console user.
 			Argv: []string{s.cfg.Python, "-Xfrozen_modules=off", "-m", "ipykernel_launcher", "-f", "{connection_file}",
-				fmt.Sprintf("--IPKernelApp.parent_handle=%d", os.Getpid())},
+				fmt.Sprintf("--IPKernelApp.parent_handle=%d", os.Getpid()), "--HistoryManager.enabled=False"},
 			Cwd:     cwd,
 			Env:     env,
 			Startup: startupPy,
