@@ -107,42 +107,28 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) error {
 		out.emit(kernelError(c, k.deathError()))
 		return nil
 	}
-	if len(req.EnvVars) > 0 {
-		b, _ := json.Marshal(req.EnvVars)
-		code := "import json as _sbx_json\n_sbx_env_saved = _sbx_env(_sbx_json.loads(" + pyString(string(b)) + "))"
-		if err := k.runSilent(ctx, code); err != nil {
-			out.emit(map[string]any{"type": "error", "name": "EnvError", "value": err.Error(), "traceback": ""})
-			return nil
-		}
-		defer k.runSilent(context.WithoutCancel(ctx), "_sbx_env_restore(_sbx_env_saved)")
-	}
-	s.run(ctx, c, k, req.Code, out)
+	s.run(ctx, c, k, req.Code, req.EnvVars, out)
 	return nil
 }
 
 // run runs one cell and streams its messages to out until the kernel is
 // idle again.
-func (s *Server) run(ctx context.Context, c *codeContext, k *kernel, code string, out *lineWriter) {
+func (s *Server) run(ctx context.Context, c *codeContext, k engine, code string, env map[string]string, out *lineWriter) {
 	wt := newWaiter(s.cfg.OutputLimit)
 	defer k.unwait(wt)
-	// stop_on_error would have the kernel abort requests that reach it
-	// shortly after a failed cell: the server sends one cell at a time,
-	// so there is never a queued one to spare, only the next cell to lose.
-	id, err := k.send("execute_request", map[string]any{
-		"code": code, "silent": false, "store_history": true,
-		"user_expressions": map[string]any{}, "allow_stdin": false, "stop_on_error": false,
-	}, wt)
+	id, done, err := k.startCell(ctx, code, env, wt)
 	if err != nil {
 		out.emit(kernelError(c, err))
 		return
 	}
+	defer done()
 	interrupted := false
 	var grace <-chan time.Time
 	for {
 		if wt.empty() {
 			out.flush() // what the kernel sent so far, before waiting for more
 		}
-		m, err := wt.next(ctx, k.dead, grace)
+		m, err := wt.next(ctx, k.exited(), grace)
 		switch {
 		case err == nil:
 		case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):

@@ -58,6 +58,8 @@ type kernelConfig struct {
 	// Startup is Python run silently once the kernel answers (formatters
 	// and helpers, see startup.py); "" for none.
 	Startup string
+	// Node makes it a JavaScript context (nodeKernel): Argv is node.
+	Node bool
 }
 
 // message is a Jupyter message as the server needs it.
@@ -291,6 +293,35 @@ func (k *kernel) unwait(w *waiter) {
 	}
 	k.mu.Unlock()
 }
+
+// startCell sends code to run, with env set in os.environ for its
+// duration, and returns its msg_id; call done once it is idle.
+func (k *kernel) startCell(ctx context.Context, code string, env map[string]string, w *waiter) (string, func(), error) {
+	done := func() {}
+	if len(env) > 0 {
+		b, _ := json.Marshal(env)
+		set := "import json as _sbx_json\n_sbx_env_saved = _sbx_env(_sbx_json.loads(" + pyString(string(b)) + "))"
+		if err := k.runSilent(ctx, set); err != nil {
+			return "", nil, fmt.Errorf("set env vars: %w", err)
+		}
+		done = func() { k.runSilent(context.WithoutCancel(ctx), "_sbx_env_restore(_sbx_env_saved)") }
+	}
+	// stop_on_error would have the kernel abort requests that reach it
+	// shortly after a failed cell: the server sends one cell at a time,
+	// so there is never a queued one to spare, only the next cell to lose.
+	id, err := k.send("execute_request", map[string]any{
+		"code": code, "silent": false, "store_history": true,
+		"user_expressions": map[string]any{}, "allow_stdin": false, "stop_on_error": false,
+	}, w)
+	if err != nil {
+		done()
+		return "", nil, err
+	}
+	return id, done, nil
+}
+
+// exited is closed when the kernel process has exited.
+func (k *kernel) exited() <-chan struct{} { return k.dead }
 
 // runSilent runs code without output or history and reports its error.
 func (k *kernel) runSilent(ctx context.Context, code string) error {

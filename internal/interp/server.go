@@ -41,6 +41,8 @@ const (
 type Config struct {
 	// Python is the Python interpreter that runs ipykernel ("python3").
 	Python string
+	// Node runs JavaScript contexts ("node").
+	Node string
 	// Cwd is the working directory of contexts created without one.
 	Cwd string
 	// OutputLimit bounds one execution's output (DefaultOutputLimit when
@@ -70,7 +72,7 @@ type codeContext struct {
 	Cwd      string `json:"cwd"`
 
 	sem    chan struct{}
-	kernel *kernel // guarded by sem
+	kernel engine // guarded by sem
 }
 
 // New returns a server. It starts no kernel: call StartDefault to have the
@@ -78,6 +80,9 @@ type codeContext struct {
 func New(cfg Config, log *slog.Logger) *Server {
 	if cfg.Python == "" {
 		cfg.Python = "python3"
+	}
+	if cfg.Node == "" {
+		cfg.Node = "node"
 	}
 	if cfg.Cwd == "" {
 		cfg.Cwd = "/home/user"
@@ -108,8 +113,10 @@ func (s *Server) kernelConfig(language, cwd string) (kernelConfig, error) {
 			Env:     env,
 			Startup: startupPy,
 		}, nil
+	case "javascript":
+		return kernelConfig{Node: true, Argv: []string{s.cfg.Node}, Cwd: cwd, Env: os.Environ()}, nil
 	}
-	return kernelConfig{}, &httpError{http.StatusBadRequest, fmt.Sprintf("language %q is not supported (supported: python)", language)}
+	return kernelConfig{}, &httpError{http.StatusBadRequest, fmt.Sprintf("language %q is not supported (supported: python, javascript)", language)}
 }
 
 // normLanguage maps the SDKs' names for a language to the server's.
@@ -117,6 +124,8 @@ func normLanguage(l string) string {
 	switch l = strings.ToLower(strings.TrimSpace(l)); l {
 	case "", "python", "python3":
 		return "python"
+	case "js", "javascript", "node", "nodejs":
+		return "javascript"
 	}
 	return l
 }
@@ -234,7 +243,7 @@ func (s *Server) newContext(ctx context.Context, language, cwd string) (*codeCon
 	ctx, cancel := context.WithTimeout(ctx, kernelStartTimeout)
 	defer cancel()
 	start := time.Now()
-	k, err := startKernel(ctx, kc, s.log)
+	k, err := startEngine(ctx, kc, s.log)
 	if err != nil {
 		return nil, fmt.Errorf("start a %s kernel: %w", language, err)
 	}
@@ -360,7 +369,7 @@ func (s *Server) replaceKernel(ctx context.Context, c *codeContext) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, kernelStartTimeout)
 	defer cancel()
-	k, err := startKernel(ctx, kc, s.log)
+	k, err := startEngine(ctx, kc, s.log)
 	if err != nil {
 		// The dead kernel stays; the next execution says so.
 		return fmt.Errorf("restart context %s: %w", c.ID, err)

@@ -240,3 +240,52 @@ func TestInterruptAndOutputLimit(t *testing.T) {
 		t.Fatalf("output limit: %d bytes of stdout, stderr %v", total, notes)
 	}
 }
+
+func TestJavaScript(t *testing.T) {
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Skip("no node")
+	}
+	hs := newTestServer(t, Config{})
+	js := func(code string) []map[string]any {
+		return execute(t, hs.URL, map[string]any{"code": code, "language": "javascript"})
+	}
+	js("const x = 41; let o = {a: 1}")
+	lines := js("console.log('hi'); x + 1")
+	if r := ofType(lines, "result"); len(r) != 1 || r[0]["text"] != "42" || r[0]["is_main_result"] != true {
+		t.Fatalf("result: %v", lines)
+	}
+	if o := ofType(lines, "stdout"); len(o) != 1 || o[0]["text"] != "hi\n" {
+		t.Fatalf("stdout: %v", lines)
+	}
+	lines = js("const v = await new Promise(r => setTimeout(() => r(7), 10)); v * 2")
+	if r := ofType(lines, "result"); len(r) != 1 || r[0]["text"] != "14" {
+		t.Fatalf("top-level await: %v", lines)
+	}
+	if r := ofType(js("v + o.a"), "result"); len(r) != 1 || r[0]["text"] != "8" {
+		t.Fatalf("declaration after await kept: %v", r)
+	}
+	lines = js("throw new TypeError('nope')")
+	if e := ofType(lines, "error"); len(e) != 1 || e[0]["name"] != "TypeError" || e[0]["value"] != "nope" {
+		t.Fatalf("error: %v", lines)
+	}
+	lines = js("process.env.GREETING")
+	if r := ofType(lines, "result"); len(r) != 0 {
+		t.Fatalf("env before: %v", lines)
+	}
+	lines = execute(t, hs.URL, map[string]any{"code": "process.env.GREETING", "language": "js", "env_vars": map[string]string{"GREETING": "hi"}})
+	if r := ofType(lines, "result"); len(r) != 1 || r[0]["text"] != "'hi'" {
+		t.Fatalf("env: %v", lines)
+	}
+	// An interrupt ends a cell waiting on a promise that never settles;
+	// the context keeps its state.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "POST", hs.URL+"/execute", strings.NewReader(`{"language":"javascript","code":"await new Promise(() => {})"}`))
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	if r := ofType(js("x"), "result"); len(r) != 1 || r[0]["text"] != "41" {
+		t.Fatalf("after an interrupt: %v", js("x"))
+	}
+}

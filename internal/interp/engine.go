@@ -1,0 +1,32 @@
+package interp
+
+import (
+	"context"
+	"log/slog"
+)
+
+// engine runs the cells of one context: an IPython kernel (kernel) for
+// Python, a Node.js process (nodeKernel) for JavaScript. Both deliver a
+// cell's output to its waiter as Jupyter iopub messages (stream,
+// execute_input, execute_result, display_data, error, status), so that
+// Server.run streams any language the same way.
+type engine interface {
+	// startCell sends code to run with env set for its duration and
+	// returns the msg_id its messages carry as parent; done is called
+	// once the cell is idle.
+	startCell(ctx context.Context, code string, env map[string]string, w *waiter) (id string, done func(), err error)
+	unwait(w *waiter)
+	interrupt()
+	kill()
+	alive() bool
+	exited() <-chan struct{}
+	deathError() error
+}
+
+// startEngine starts the engine cfg describes.
+func startEngine(ctx context.Context, cfg kernelConfig, log *slog.Logger) (engine, error) {
+	if cfg.Node {
+		return startNode(ctx, cfg, log)
+	}
+	return startKernel(ctx, cfg, log)
+}
