@@ -28,7 +28,7 @@ const (
 	// DefaultOutputLimit bounds the output of one execution (stdout,
 	// stderr and results, as the kernel sends them): what comes past it
 	// is dropped and a note on stderr says how much.
-	DefaultOutputLimit = 64 << 20
+	DefaultOutputLimit = 16 << 20
 	// kernelStartTimeout bounds a kernel's start (process, channels,
 	// start-up code).
 	kernelStartTimeout = 60 * time.Second
@@ -111,7 +111,7 @@ func (s *Server) kernelConfig(language, cwd string) (kernelConfig, error) {
 				fmt.Sprintf("--IPKernelApp.parent_handle=%d", os.Getpid()), "--HistoryManager.enabled=False"},
 			Cwd:     cwd,
 			Env:     env,
-			Startup: startupPy,
+			Startup: startupPy + fmt.Sprintf("\n_sbx_limit_output(%d)\ndel _sbx_limit_output\n", s.cfg.OutputLimit),
 		}, nil
 	case "javascript":
 		return kernelConfig{Node: true, Argv: []string{s.cfg.Node}, Cwd: cwd, Env: os.Environ()}, nil

@@ -201,3 +201,44 @@ def _sbx_env_restore(saved):
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+def _sbx_limit_output(limit):
+    """Bounds what one cell writes to sys.stdout and sys.stderr to limit
+    characters: the rest is dropped where it is written (before it is
+    queued for the kernel's iopub, which would drop messages silently when
+    its queue is full), and a last line on stderr says how much."""
+    import sys
+    from IPython import get_ipython
+
+    state = {"n": 0, "dropped": 0}
+    writes = {}
+
+    def wrap(stream):
+        write = stream.write
+        writes[stream] = write
+
+        def limited(s):
+            if state["n"] + len(s) > limit:
+                state["dropped"] += len(s)
+                return len(s)
+            state["n"] += len(s)
+            return write(s)
+
+        stream.write = limited
+
+    def pre(*args):
+        state["n"] = state["dropped"] = 0
+
+    def post(*args):
+        if state["dropped"]:
+            d, state["dropped"] = state["dropped"], 0
+            sys.stdout.flush()
+            writes[sys.stderr]("[sbx: output truncated: %d characters past the limit of %d per execution were dropped]\n" % (d, limit))
+            sys.stderr.flush()
+
+    wrap(sys.stdout)
+    wrap(sys.stderr)
+    ip = get_ipython()
+    ip.events.register("pre_run_cell", pre)
+    ip.events.register("post_run_cell", post)

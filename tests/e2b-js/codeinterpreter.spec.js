@@ -2,6 +2,7 @@
 // `@e2b/code-interpreter` npm package (2.8.0): Sandbox.create() from its
 // default template (code-interpreter-v1), runCode in stateful contexts,
 // rich results (PNG and chart from matplotlib, HTML and data from pandas),
+// JavaScript contexts,
 // streaming callbacks, errors with tracebacks, contexts, timeouts, a dead
 // kernel and bad input.
 //
@@ -222,6 +223,28 @@ print("two", file=sys.stderr, flush=True)
     await sbx.removeCodeContext(ctx.id)
     assert.ok(!(await sbx.listCodeContexts()).some((c) => c.id === ctx.id))
     await assert.rejects(sbx.runCode('1', { context: ctx }), NotFoundError)
+  })
+
+  test('JavaScript: a context with state, top-level await, errors', { timeout: TEST_TIMEOUT }, async () => {
+    const sbx = await shared()
+    const ctx = await sbx.createCodeContext({ language: 'javascript' })
+    assert.equal(ctx.language, 'javascript')
+    await sbx.runCode('const greeting = "hello"', { context: ctx })
+    const out = []
+    let ex = await sbx.runCode('console.log(greeting); const n = await Promise.resolve(20); n + 22', {
+      context: ctx,
+      onStdout: (m) => out.push(m.line),
+    })
+    assert.equal(ex.error, undefined, JSON.stringify(ex.error))
+    assert.deepEqual(out, ['hello\n'])
+    assert.equal(ex.text, '42')
+    assert.equal((await sbx.runCode('n', { context: ctx })).text, '20')
+    ex = await sbx.runCode('null.x', { context: ctx })
+    assert.equal(ex.error.name, 'TypeError')
+    assert.match(ex.error.traceback, /TypeError/)
+    // language alone runs in that language's default context.
+    assert.equal((await sbx.runCode('typeof process.versions.node', { language: 'js' })).text, "'string'")
+    await sbx.removeCodeContext(ctx)
   })
 
   test('timeoutMs interrupts the cell; the context stays usable', { timeout: TEST_TIMEOUT }, async () => {
