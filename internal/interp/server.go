@@ -187,11 +187,8 @@ func (s *Server) wrap(h func(http.ResponseWriter, *http.Request) error) http.Han
 			return
 		}
 		var he *httpError
-		var mbe *http.MaxBytesError
 		switch {
 		case errors.As(err, &he):
-		case errors.As(err, &mbe):
-			he = &httpError{http.StatusRequestEntityTooLarge, fmt.Sprintf("the request is larger than %d bytes", mbe.Limit)}
 		default:
 			s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 			he = &httpError{http.StatusInternalServerError, "internal error: " + err.Error()}
@@ -204,10 +201,20 @@ func (s *Server) wrap(h func(http.ResponseWriter, *http.Request) error) http.Han
 
 // decodeBody reads a JSON body into v: 400 for malformed JSON, 413 past
 // MaxRequestBytes. An empty body is {}.
+//
+// A body that is too large is still read (up to drainBytes) before the
+// 413: answering while the client, or sbx's proxy in front of the
+// server, is still sending would reset the connection under it, and the
+// client would see a failed request (502 through the proxy) instead of
+// the 413.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxRequestBytes))
+	b, err := io.ReadAll(io.LimitReader(r.Body, MaxRequestBytes+1))
 	if err != nil {
 		return err
+	}
+	if len(b) > MaxRequestBytes {
+		io.CopyN(io.Discard, r.Body, drainBytes)
+		return &httpError{http.StatusRequestEntityTooLarge, fmt.Sprintf("the request is larger than %d bytes", MaxRequestBytes)}
 	}
 	if len(strings.TrimSpace(string(b))) == 0 {
 		return nil
@@ -217,6 +224,9 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 	}
 	return nil
 }
+
+// drainBytes is how much of a too large body decodeBody reads and drops.
+const drainBytes = 64 << 20
 
 func (s *Server) lookup(id string) (*codeContext, error) {
 	s.mu.Lock()
