@@ -15,9 +15,9 @@ import (
 	"time"
 )
 
-// python finds an interpreter with ipykernel, or skips: the server is
-// tested end to end in a sandbox by tests/e2e (TestCodeInterpreter); this
-// runs it on a development machine that has python3-ipykernel.
+// python finds an interpreter with ipykernel, or fails: scripts/setup.sh
+// installs Debian's, so a missing one is a broken machine, never a reason
+// to skip. (The server is also tested in a sandbox by tests/e2e.)
 func python(t *testing.T) string {
 	t.Helper()
 	for _, p := range []string{"/usr/bin/python3", "python3"} {
@@ -25,7 +25,7 @@ func python(t *testing.T) string {
 			return p
 		}
 	}
-	t.Skip("no python3 with ipykernel, matplotlib and pandas (apt-get install python3-ipykernel python3-matplotlib python3-pandas)")
+	t.Fatal("no python3 with ipykernel, matplotlib and pandas: run scripts/setup.sh (apt-get install python3-ipykernel python3-matplotlib python3-pandas)")
 	return ""
 }
 
@@ -243,7 +243,7 @@ func TestInterruptAndOutputLimit(t *testing.T) {
 
 func TestJavaScript(t *testing.T) {
 	if _, err := exec.LookPath("node"); err != nil {
-		t.Skip("no node")
+		t.Fatal("no node: run scripts/setup.sh")
 	}
 	hs := newTestServer(t, Config{})
 	js := func(code string) []map[string]any {
