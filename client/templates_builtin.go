@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+
+	"github.com/sbxdev/sbx/wire"
 )
 
 // BuildBuiltinTemplate builds one of the templates the server makes itself
@@ -38,9 +40,7 @@ func (c *Client) BuildBuiltinTemplate(ctx context.Context, name string, progress
 	}
 	dec := json.NewDecoder(resp.Body)
 	for {
-		var l struct {
-			Kind, Message, Status, Error string
-		}
+		var l wire.BuiltinBuildLine
 		if err := dec.Decode(&l); err != nil {
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF

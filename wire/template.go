@@ -223,3 +223,15 @@ type BuildEvent struct {
 	Status   string `json:"status,omitempty"`
 	ExitCode int    `json:"exitCode,omitempty"`
 }
+
+// BuiltinBuildLine is one line of POST /sbx/v1/templates/builtin/{name}
+// (JSON lines): a progress message (kind "log"), or the last line (kind
+// "end") with the outcome.
+type BuiltinBuildLine struct {
+	Kind    string `json:"kind"`
+	Message string `json:"message,omitempty"`
+	// Status is "ready" or "error" on the last line; Error says why a
+	// build failed.
+	Status string `json:"status,omitempty"`
+	Error  string `json:"error,omitempty"`
+}

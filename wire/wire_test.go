@@ -122,8 +122,9 @@ var goldens = map[string]any{
 		BuildID: "bld_0a1b", TemplateID: "web", Status: "error", CreatedAt: t0, FinishedAt: &t1,
 		Error: "RUN make: exit status 2", Step: 3, ExitCode: 2, Logs: 42,
 	},
-	"build-event": wire.BuildEvent{Time: t1, Level: "error", Step: 3, Kind: "end", Message: "RUN make: exit status 2", Status: "error", ExitCode: 2},
-	"new-key":     wire.NewKey{Name: "ci"},
+	"build-event":        wire.BuildEvent{Time: t1, Level: "error", Step: 3, Kind: "end", Message: "RUN make: exit status 2", Status: "error", ExitCode: 2},
+	"builtin-build-line": wire.BuiltinBuildLine{Kind: "end", Message: "installing packages", Status: "error", Error: "apt-get: exit status 100"},
+	"new-key":            wire.NewKey{Name: "ci"},
 	"key": wire.Key{
 		ID: "key_0a1b2c3d4e5f6a7b", Name: "ci", Key: "e2b_0123456789abcdef0123456789abcdef01234567", Prefix: "e2b_012345",
 		Admin: true, CreatedAt: t0,

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sbxdev/sbx/internal/errdefs"
 	"github.com/sbxdev/sbx/internal/template"
+	"github.com/sbxdev/sbx/wire"
 )
 
 // Built-in templates (code-interpreter-v1, say) are built by sbx itself,
@@ -23,15 +24,6 @@ import (
 // for one name build it once.
 type Builtins interface {
 	EnsureBuiltin(ctx context.Context, name string, progress io.Writer) error
-}
-
-// builtinLine is one line of POST /sbx/v1/templates/builtin/{name}: a
-// progress message, or the last line (kind "end") with the outcome.
-type builtinLine struct {
-	Kind    string `json:"kind"` // "log" or "end"
-	Message string `json:"message,omitempty"`
-	Status  string `json:"status,omitempty"` // on "end": "ready" or "error"
-	Error   string `json:"error,omitempty"`
 }
 
 // ensureBuiltin builds template name first if it is a built-in template
@@ -78,20 +70,20 @@ func (s *Server) buildBuiltinTemplate(w http.ResponseWriter, r *http.Request) er
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
 	var mu sync.Mutex
-	emit := func(l builtinLine) {
+	emit := func(l wire.BuiltinBuildLine) {
 		mu.Lock()
 		defer mu.Unlock()
 		b, _ := json.Marshal(l)
 		w.Write(append(b, '\n'))
 		rc.Flush()
 	}
-	err := s.buildBuiltin(r.Context(), name, func(msg string) { emit(builtinLine{Kind: "log", Message: msg}) })
+	err := s.buildBuiltin(r.Context(), name, func(msg string) { emit(wire.BuiltinBuildLine{Kind: "log", Message: msg}) })
 	if err != nil {
 		s.log.Error("built-in template build failed", "template", name, "err", err)
-		emit(builtinLine{Kind: "end", Status: "error", Error: errdefs.Message(err)})
+		emit(wire.BuiltinBuildLine{Kind: "end", Status: "error", Error: errdefs.Message(err)})
 		return nil
 	}
-	emit(builtinLine{Kind: "end", Status: "ready"})
+	emit(wire.BuiltinBuildLine{Kind: "end", Status: "ready"})
 	return nil
 }
 
