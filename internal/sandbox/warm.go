@@ -27,9 +27,13 @@ import (
 // then waits for no runtime start.
 //
 // Fillers (WarmPoolConfig.Parallel of them) top the pool up after each
-// take, each starting one sandbox at a time, so that a burst refills in
-// parallel while a burst past the pool's size still starts its boxes as
-// before, not behind a queue. The pool's target size follows demand: it is
+// take, each starting one sandbox at a time. While creates are taking
+// pooled sandboxes (one taken within refillQuiet) only the first filler
+// runs: a refill's runtime starts and disk set-up cost more CPU than the
+// creates and first commands of a burst, and would slow the burst the pool
+// is there to serve. Once the takes stop, all fillers refill in parallel.
+// A burst past the pool's size still starts its boxes as before, not
+// behind a queue. The pool's target size follows demand: it is
 // the most creates that asked for a pooled sandbox within one demand window
 // over the recent past, kept between Min and Max. What the pool holds is
 // bounded by a memory budget, measured: each pooled sandbox's memory use is
@@ -66,6 +70,9 @@ type WarmPoolConfig struct {
 const (
 	demandWindow = 10 * time.Second
 	demandMemory = 5 * time.Minute
+	// refillQuiet is how long after a take the fillers but the first
+	// wait before starting sandboxes.
+	refillQuiet = 500 * time.Millisecond
 	// defaultPooledBytes stands for a pooled sandbox's memory until one
 	// has been measured (or where the runtime cannot tell).
 	defaultPooledBytes = 16 << 20
@@ -88,9 +95,11 @@ type warmPool struct {
 	starting int
 	// demand holds the creates that asked for a pooled sandbox, per
 	// window, newest last.
-	demand  []demandCount
-	started bool
-	closed  bool
+	demand []demandCount
+	// lastTake is when a create last took a pooled sandbox.
+	lastTake time.Time
+	started  bool
+	closed   bool
 	// held counts hold calls in progress: fillers start nothing while it
 	// is not zero.
 	held int
@@ -140,9 +149,9 @@ func (w *warmPool) run() {
 		return
 	}
 	w.started = true
-	for range w.cfg.Parallel {
+	for i := range w.cfg.Parallel {
 		w.wg.Add(1)
-		go w.fill()
+		go w.fill(i)
 	}
 }
 
@@ -181,9 +190,10 @@ func (w *warmPool) fits() bool {
 	return used <= w.cfg.MemoryMB<<20
 }
 
-// fill is one filler: it keeps the pool at its target until close, and
-// shrinks it when demand has fallen.
-func (w *warmPool) fill() {
+// fill is filler i: it keeps the pool at its target until close, and
+// shrinks it when demand has fallen. Fillers after the first wait while
+// creates are taking sandboxes.
+func (w *warmPool) fill(i int) {
 	defer w.wg.Done()
 	backoff := time.Second
 	for {
@@ -191,6 +201,10 @@ func (w *warmPool) fill() {
 		w.mu.Lock()
 		tgt := w.target()
 		need := !w.closed && w.held == 0 && len(w.ready)+w.starting < tgt && w.fits()
+		var quiet time.Duration
+		if since := w.now().Sub(w.lastTake); need && i > 0 && since < refillQuiet {
+			need, quiet = false, refillQuiet-since
+		}
 		var surplus *store.Sandbox
 		if !need && !w.closed && w.held == 0 && len(w.ready) > tgt {
 			surplus = w.ready[len(w.ready)-1].sb
@@ -211,7 +225,9 @@ func (w *warmPool) fill() {
 			// A pool above Min may have to shrink once its demand is
 			// forgotten: look again now and then.
 			var later <-chan time.Time
-			if idle {
+			if quiet > 0 {
+				later = time.After(quiet)
+			} else if idle {
 				later = time.After(demandWindow)
 			}
 			select {
@@ -300,6 +316,7 @@ func (w *warmPool) pop() (pooled, bool) {
 	}
 	p := w.ready[0]
 	w.ready = w.ready[1:]
+	w.lastTake = w.now()
 	return p, true
 }
 

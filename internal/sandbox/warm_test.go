@@ -141,3 +141,45 @@ func TestWarmPoolFollowsDemand(t *testing.T) {
 		t.Errorf("discarded %d pooled sandboxes when demand fell, want 4", f.discarded)
 	}
 }
+
+// TestWarmPoolRefillsOneAtATimeDuringTakes: while creates take pooled
+// sandboxes only one filler starts sandboxes; once the takes have been
+// quiet for refillQuiet, all of them do.
+func TestWarmPoolRefillsOneAtATimeDuringTakes(t *testing.T) {
+	f := &fakeStarts{}
+	var mu sync.Mutex
+	now := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
+	w := f.pool(WarmPoolConfig{Min: 8, Parallel: 4})
+	w.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	w.run()
+	defer w.close()
+	await(t, w, "a full pool", func() bool { return len(w.ready) == 8 && w.starting == 0 })
+	f.mu.Lock()
+	f.gate = make(chan struct{})
+	f.mu.Unlock()
+	for range 8 {
+		if _, ok := w.pop(); !ok {
+			t.Fatal("a full pool handed out nothing")
+		}
+	}
+	await(t, w, "one start in flight", func() bool { return w.starting == 1 })
+	// With the clock stopped, the takes stay recent: woken again and
+	// again, the other fillers start nothing.
+	for deadline := time.Now().Add(100 * time.Millisecond); time.Now().Before(deadline); {
+		w.wake()
+		w.mu.Lock()
+		n := w.starting
+		w.mu.Unlock()
+		if n != 1 {
+			t.Fatalf("%d starts in flight while creates take sandboxes, want 1", n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	mu.Lock()
+	now = now.Add(refillQuiet)
+	mu.Unlock()
+	w.wake()
+	await(t, w, "four starts in flight once the takes are quiet", func() bool { return w.starting == 4 })
+	close(f.gate)
+	await(t, w, "a full pool again", func() bool { return len(w.ready) == 8 && w.starting == 0 })
+}
