@@ -148,12 +148,7 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
-	if c.apiKey != "" {
-		req.Header.Set(apiKeyHeader, c.apiKey)
-	}
-	if c.userAgent != "" {
-		req.Header.Set("User-Agent", c.userAgent)
-	}
+	c.authorize(req)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("sbx: %s %s: %w", method, path, err)
@@ -198,3 +193,34 @@ var errNoID = errors.New("sbx: empty id")
 
 // escape makes id safe as one path segment.
 func escape(id string) string { return url.PathEscape(id) }
+
+// authorize sets the headers every control-plane request carries: the API
+// key and the User-Agent.
+func (c *Client) authorize(req *http.Request) {
+	if c.apiKey != "" {
+		req.Header.Set(apiKeyHeader, c.apiKey)
+	}
+	if c.userAgent != "" {
+		req.Header.Set("User-Agent", c.userAgent)
+	}
+}
+
+// openStream sends a bodiless request to a route that answers a stream of
+// JSON lines and returns the open response; an error status is an
+// *APIError, other errors say what was asked. The caller closes the body.
+func (c *Client) openStream(ctx context.Context, what, method, path string, query url.Values) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.endpoint(path, query), nil)
+	if err != nil {
+		return nil, fmt.Errorf("sbx: %s: %w", what, err)
+	}
+	c.authorize(req)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("sbx: %s: %w", what, err)
+	}
+	if resp.StatusCode >= 400 {
+		defer resp.Body.Close()
+		return nil, decodeAPIError(resp)
+	}
+	return resp, nil
+}

@@ -249,24 +249,11 @@ func (c *Client) FollowTemplateBuild(ctx context.Context, id string, offset int,
 		return errNoID
 	}
 	q := url.Values{"follow": {"true"}, "offset": {strconv.Itoa(offset)}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.endpoint("/sbx/v1/templates/builds/"+escape(id)+"/logs", q), nil)
+	resp, err := c.openStream(ctx, "build logs", http.MethodGet, "/sbx/v1/templates/builds/"+escape(id)+"/logs", q)
 	if err != nil {
 		return err
 	}
-	if c.apiKey != "" {
-		req.Header.Set(apiKeyHeader, c.apiKey)
-	}
-	if c.userAgent != "" {
-		req.Header.Set("User-Agent", c.userAgent)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("sbx: build logs: %w", err)
-	}
 	defer resp.Body.Close()
-	if resp.StatusCode >= 400 {
-		return decodeAPIError(resp)
-	}
 	dec := json.NewDecoder(resp.Body)
 	for {
 		var e BuildEvent

@@ -20,24 +20,11 @@ func (c *Client) BuildBuiltinTemplate(ctx context.Context, name string, progress
 	if name == "" {
 		return errNoID
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint("/sbx/v1/templates/builtin/"+escape(name), nil), nil)
+	resp, err := c.openStream(ctx, "build template "+name, http.MethodPost, "/sbx/v1/templates/builtin/"+escape(name), nil)
 	if err != nil {
 		return err
 	}
-	if c.apiKey != "" {
-		req.Header.Set(apiKeyHeader, c.apiKey)
-	}
-	if c.userAgent != "" {
-		req.Header.Set("User-Agent", c.userAgent)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("sbx: build template %s: %w", name, err)
-	}
 	defer resp.Body.Close()
-	if resp.StatusCode >= 400 {
-		return decodeAPIError(resp)
-	}
 	dec := json.NewDecoder(resp.Body)
 	for {
 		var l wire.BuiltinBuildLine
