@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http/httptest"
@@ -13,7 +12,7 @@ import (
 
 	"github.com/sbxdev/sbx/internal/api"
 	"github.com/sbxdev/sbx/internal/errdefs"
-	"github.com/sbxdev/sbx/internal/errhttp"
+	"github.com/sbxdev/sbx/internal/errhttp/errhttptest"
 	"github.com/sbxdev/sbx/internal/sandbox"
 	"github.com/sbxdev/sbx/internal/store"
 	"github.com/sbxdev/sbx/internal/template"
@@ -104,28 +103,10 @@ func (h *testHandler) do(t *testing.T, method, target string, hdr ...string) *ht
 	return w
 }
 
-// wantError checks that w holds the E2B error body for status, with a
-// message containing msg.
+// wantError checks w's E2B error body (errhttptest.Want).
 func wantError(t *testing.T, w *httptest.ResponseRecorder, status int, msg string) {
 	t.Helper()
-	if w.Code != status {
-		t.Fatalf("status = %d, want %d; body %s", w.Code, status, w.Body)
-	}
-	if ct := w.Header().Get("Content-Type"); ct != "application/json" {
-		t.Errorf("Content-Type = %q, want application/json", ct)
-	}
-	var b errhttp.Body
-	dec := json.NewDecoder(w.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&b); err != nil {
-		t.Fatalf("error body: %v", err)
-	}
-	if b.Code != status {
-		t.Errorf("body code = %d, want %d", b.Code, status)
-	}
-	if !strings.Contains(b.Message, msg) {
-		t.Errorf("message = %q, want it to contain %q", b.Message, msg)
-	}
+	errhttptest.Want(t, w, status, msg)
 }
 
 // TestNotReady checks that the data plane, like the control plane, answers
