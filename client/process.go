@@ -406,9 +406,20 @@ func (s *Sandbox) Exec(ctx context.Context, opts ExecOptions) (int, error) {
 func (s *Sandbox) exec(ctx context.Context, opts ExecOptions) (ExitStatus, error) {
 	p, err := s.Start(ctx, opts)
 	if err != nil {
+		if ctx.Err() != nil {
+			// The deadline passed before the process started (a slow
+			// start under load): the caller's error, as after Wait.
+			return ExitStatus{}, ctx.Err()
+		}
 		return ExitStatus{}, err
 	}
 	st, err := p.Wait(ctx)
+	if err != nil && ctx.Err() == nil && deadlineEnded(ctx, err) {
+		// The server enforces the deadline the request carried and may
+		// end the stream a moment before ctx's own timer fires: it is
+		// still the caller's deadline.
+		<-ctx.Done()
+	}
 	if err != nil && ctx.Err() != nil {
 		kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
@@ -416,6 +427,18 @@ func (s *Sandbox) exec(ctx context.Context, opts ExecOptions) (ExitStatus, error
 		return ExitStatus{}, ctx.Err()
 	}
 	return st, err
+}
+
+// deadlineEnded reports whether err is the server ending a stream for the
+// deadline ctx sent with it: a cancellation or deadline code while ctx's
+// deadline is at most a moment away.
+func deadlineEnded(ctx context.Context, err error) bool {
+	dl, ok := ctx.Deadline()
+	if !ok || time.Until(dl) > 100*time.Millisecond {
+		return false
+	}
+	code := connect.CodeOf(err)
+	return code == connect.CodeDeadlineExceeded || code == connect.CodeCanceled
 }
 
 // RunOptions tune [Sandbox.Run]; the zero value runs as the default user in
