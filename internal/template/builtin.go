@@ -221,7 +221,9 @@ func (s *Store) debootstrap(ctx context.Context, spec builtinSpec, build string,
 		Source: "debootstrap " + baseSuite + " (" + baseIncludes + "," + strings.Join(spec.late, ",") + ")"}, nil
 }
 
-// lockNamed takes an exclusive flock on dir/name, as lock does on dir/.lock.
+// lockNamed takes an exclusive flock on dir/name, waiting for another
+// process (or Store) to release it, until ctx is done. It returns the
+// function that releases it (closing the file releases the flock).
 func (s *Store) lockNamed(ctx context.Context, name string) (func(), error) {
 	f, err := os.OpenFile(filepath.Join(s.dir, name), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {

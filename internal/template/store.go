@@ -269,28 +269,7 @@ func (s *Store) Remove(ctx context.Context, name string) error {
 
 // lock takes the store's flock, waiting for another process (or Store) to
 // release it, until ctx is done. It returns the function that releases it.
-func (s *Store) lock(ctx context.Context) (func(), error) {
-	f, err := os.OpenFile(filepath.Join(s.dir, lockFile), os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("template store lock: %w", err)
-	}
-	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			return func() { f.Close() }, nil // closing releases the flock
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
-			f.Close()
-			return nil, fmt.Errorf("template store lock: %w", err)
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, fmt.Errorf("template store lock: %w", ctx.Err())
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-}
+func (s *Store) lock(ctx context.Context) (func(), error) { return s.lockNamed(ctx, lockFile) }
 
 // install moves a finished build (a dir holding rootfs/) into place as
 // template name, writing its meta.json last-but-atomically: the rename is
