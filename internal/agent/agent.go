@@ -74,6 +74,7 @@ func New(cfg agentapi.Config, logger *slog.Logger) (*Agent, error) {
 		w.WriteHeader(http.StatusNoContent)
 	})
 	a.root.Handle("/", a.requireToken(a.mux))
+	warmMessages()
 	return a, nil
 }
 

@@ -412,6 +412,9 @@ type createRequest struct {
 	// storedOrDropped lets go of the template lock newRequest took; make
 	// calls it once the record is stored (or not).
 	storedOrDropped func()
+	// background starts the box at the lowest CPU weight (BoxSpec.Background):
+	// a warm pool's sandbox, which no caller waits for.
+	background bool
 }
 
 // newRequest checks create parameters p and builds the sandbox's record.
@@ -508,7 +511,7 @@ func (m *Manager) make(ctx context.Context, req *createRequest) (*Sandbox, error
 	if err != nil {
 		return nil, err
 	}
-	err = m.start(ctx, sb, tpl, req.policy)
+	err = m.start(ctx, sb, tpl, req.policy, req.background)
 	if err != nil {
 		err = errdefs.Wrap(errdefs.ErrUnavailable, err, "sandbox failed to start")
 	} else if tpl.image == "" {
@@ -590,8 +593,9 @@ func agentConfigJSON(sb *store.Sandbox, tpl Template, env map[string]string) []b
 }
 
 // start assembles the rootfs, binds the agent socket and starts the box,
-// in a network with egress policy (nil: the server's default).
-func (m *Manager) start(ctx context.Context, sb *store.Sandbox, tpl Template, policy *network.Egress) error {
+// in a network with egress policy (nil: the server's default), in the
+// background (BoxSpec.Background) when asked.
+func (m *Manager) start(ctx context.Context, sb *store.Sandbox, tpl Template, policy *network.Egress, background bool) error {
 	t0 := time.Now()
 	dir := m.dir(sb.ID)
 	if err := os.Mkdir(dir, 0o711); err != nil {
@@ -611,7 +615,7 @@ func (m *Manager) start(ctx context.Context, sb *store.Sandbox, tpl Template, po
 	if err != nil {
 		return err
 	}
-	return m.boot(ctx, sb, tpl, bootSpec{rootfs: rootfs, image: tpl.image, policy: policy, t0: t0})
+	return m.boot(ctx, sb, tpl, bootSpec{rootfs: rootfs, image: tpl.image, policy: policy, t0: t0, background: background})
 }
 
 // mountSandbox mounts sandbox id's root filesystem (and its disk first,
@@ -643,6 +647,8 @@ type bootSpec struct {
 	policy *network.Egress
 	// t0 is when the boot's work began, for the log.
 	t0 time.Time
+	// background is BoxSpec.Background.
+	background bool
 }
 
 // boot binds the agent socket and starts (or restores) the box described
@@ -677,7 +683,8 @@ func (m *Manager) boot(ctx context.Context, sb *store.Sandbox, tpl Template, bs 
 			MemoryBytes: sb.MemoryMB << 20,
 			Pids:        sb.Pids,
 		},
-		IDMap: m.cfg.IDMap,
+		IDMap:      m.cfg.IDMap,
+		Background: bs.background,
 	}
 	tn := time.Now()
 	if spec.NetNS, spec.UserNS, err = m.setupNetwork(ctx, sb.ID, rootfs, bs.policy); err != nil {

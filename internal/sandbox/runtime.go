@@ -81,6 +81,19 @@ type BoxSpec struct {
 	// ids 0..Size-1 are host ids HostID..HostID+Size-1. The rootfs must be
 	// owned by the mapped ids, and its path traversable by them.
 	IDMap *IDMap
+	// Background starts the box at the lowest CPU weight the host allows,
+	// so that its start and whatever it runs yield the CPU to every other
+	// box and to sbx. The warm pool starts its boxes so: no caller waits
+	// for them, while the creates and commands of a burst that drains the
+	// pool do. A runtime that can raise the weight again implements
+	// Foregrounder; one that cannot ignores Background.
+	Background bool
+}
+
+// Foregrounder is implemented by runtimes that honour BoxSpec.Background:
+// Foreground gives box id the CPU weight of a box started normally.
+type Foregrounder interface {
+	Foreground(ctx context.Context, id string) error
 }
 
 // Checkpointer is implemented by runtimes that can save a running box's

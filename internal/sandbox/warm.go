@@ -32,6 +32,10 @@ import (
 // runs: a refill's runtime starts and disk set-up cost more CPU than the
 // creates and first commands of a burst, and would slow the burst the pool
 // is there to serve. Once the takes stop, all fillers refill in parallel.
+// Pooled boxes start in the background (BoxSpec.Background, the lowest
+// CPU weight), so what the first filler does during a burst runs on the
+// CPU the burst leaves idle; a create that takes one gives it the default
+// weight before anything of the create's runs in it.
 // A burst past the pool's size still starts its boxes as before, not
 // behind a queue. The pool's target size follows demand: it is
 // the most creates that asked for a pooled sandbox within one demand window
@@ -374,6 +378,7 @@ func (m *Manager) startWarm(ctx context.Context) (*store.Sandbox, []byte, error)
 	if err != nil {
 		return nil, nil, err
 	}
+	req.background = true
 	unlock := m.lock(req.sb.ID)
 	defer unlock()
 	sb, err := m.make(ctx, req)
@@ -426,6 +431,15 @@ func (m *Manager) assignWarm(ctx context.Context, pw pooled, tpl Template, want 
 		return nil, fmt.Errorf("its box is gone")
 	}
 	f.Close()
+	// It waited in the background (BoxSpec.Background); from now on a
+	// caller waits on it.
+	if rt, err := m.runtimeOf(sb); err != nil {
+		return nil, err
+	} else if fg, ok := rt.(Foregrounder); ok {
+		if err := fg.Foreground(ctx, sb.ID); err != nil {
+			return nil, fmt.Errorf("cpu weight: %w", err)
+		}
+	}
 	// The request's egress policy, before anything of the request's runs
 	// in the sandbox (nothing has: it was started with the default one).
 	if pol != nil && m.cfg.Network != nil {

@@ -257,3 +257,59 @@ func TestWarmPoolGrowsWithDemand(t *testing.T) {
 		t.Errorf("the pool measured no memory of its sandboxes")
 	}
 }
+
+// cpuWeight reads box id's CPU weight from its host cgroup: cpu.weight on
+// cgroup v2, cpu.shares on v1.
+func cpuWeight(t *testing.T, id string) string {
+	t.Helper()
+	p := filepath.Join("/sys/fs/cgroup/cpu/sbx", id, "cpu.shares")
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		p = filepath.Join("/sys/fs/cgroup/sbx", id, "cpu.weight")
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatalf("cpu weight of %s: %v", id, err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// TestWarmPoolBackground: a pooled sandbox waits at the lowest CPU weight,
+// so that the pool's refills yield the CPU to the creates and commands of a
+// burst, and the create that takes it gets the default weight before its
+// first command.
+func TestWarmPoolBackground(t *testing.T) {
+	srv := harness.Start(t, "--warm-pool", "1")
+	ctx := ctxFor(t, 2*time.Minute)
+	low, normal := "2", "1024"
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		low, normal = "1", "100"
+	}
+	var id string
+	for id = range warmIDs(t, srv, 1) {
+	}
+	if w := cpuWeight(t, id); w != low {
+		t.Fatalf("pooled sandbox %s has cpu weight %s, want the lowest (%s)", id, w, low)
+	}
+	sb, err := srv.Client.CreateSandbox(ctx, client.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sb.ID != id {
+		t.Fatalf("create got %s, not the pooled %s", sb.ID, id)
+	}
+	if w := cpuWeight(t, id); w != normal {
+		t.Fatalf("handed-out sandbox %s has cpu weight %s, want the default (%s)", id, w, normal)
+	}
+	if r := mustRun(t, ctx, sb, "echo hi", nil); r.Stdout != "hi\n" {
+		t.Fatalf("echo hi in the handed-out sandbox: %q", r.Stdout)
+	}
+	// A sandbox created with no pool to take from starts at the default.
+	warmIDs(t, srv, 2)
+	other, err := srv.Client.CreateSandbox(ctx, client.CreateOptions{CPUs: 0.5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := cpuWeight(t, other.ID); w != normal {
+		t.Fatalf("sandbox %s created without the pool has cpu weight %s, want %s", other.ID, w, normal)
+	}
+}

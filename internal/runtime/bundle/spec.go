@@ -227,6 +227,15 @@ func Spec(s sandbox.BoxSpec, nofile uint64) (*specs.Spec, error) {
 		}
 		spec.Linux.Resources.CPU = &specs.LinuxCPU{Period: &period, Quota: &quota}
 	}
+	if s.Background {
+		// The lowest weight (cpu.shares 2 on v1, which runc writes as
+		// cpu.weight 1 on v2) until Foreground gives it the default.
+		if spec.Linux.Resources.CPU == nil {
+			spec.Linux.Resources.CPU = &specs.LinuxCPU{}
+		}
+		shares := uint64(backgroundShares)
+		spec.Linux.Resources.CPU.Shares = &shares
+	}
 
 	// Kernel attack surface: Docker's default seccomp profile, evaluated for
 	// this spec's capabilities (syscalls that need a capability we dropped,

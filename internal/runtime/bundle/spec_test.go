@@ -191,3 +191,30 @@ func BenchmarkBoxSpec(b *testing.B) {
 		}
 	}
 }
+
+// TestBoxSpecBackground: a background box gets the lowest CPU weight beside
+// its quota; any other box leaves the weight to the kernel's default.
+func TestBoxSpecBackground(t *testing.T) {
+	bs := testSpec()
+	s, err := Spec(bs, MaxNofile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := s.Linux.Resources.CPU; c == nil || c.Shares != nil || c.Quota == nil {
+		t.Fatalf("foreground box: cpu = %+v", c)
+	}
+	bs.Background = true
+	if s, err = Spec(bs, MaxNofile); err != nil {
+		t.Fatal(err)
+	}
+	if c := s.Linux.Resources.CPU; c == nil || c.Shares == nil || *c.Shares != backgroundShares || c.Quota == nil || *c.Quota != 150000 {
+		t.Fatalf("background box: cpu = %+v", c)
+	}
+	bs.Limits.CPUs = 0
+	if s, err = Spec(bs, MaxNofile); err != nil {
+		t.Fatal(err)
+	}
+	if c := s.Linux.Resources.CPU; c == nil || c.Shares == nil || *c.Shares != backgroundShares || c.Quota != nil {
+		t.Fatalf("background box without a quota: cpu = %+v", c)
+	}
+}

@@ -209,6 +209,12 @@ func (r *Runtime) State(ctx context.Context, id string) (sandbox.BoxState, error
 	return bs, nil
 }
 
+// Foreground gives box id, started with BoxSpec.Background, the default
+// CPU weight (sandbox.Foregrounder).
+func (r *Runtime) Foreground(ctx context.Context, id string) error {
+	return bundle.Foreground(id)
+}
+
 // Pause freezes every process of box id (cgroup freezer).
 func (r *Runtime) Pause(ctx context.Context, id string) error {
 	return r.freeze(ctx, "pause", id)

@@ -258,6 +258,11 @@ func (r *Runtime) launch(ctx context.Context, spec sandbox.BoxSpec, image string
 	var cpu *specs.LinuxCPU
 	if oci.Linux != nil && oci.Linux.Resources != nil {
 		cpu, oci.Linux.Resources.CPU = oci.Linux.Resources.CPU, nil
+		// A background box's weight stays: the Sentry's boot is what it
+		// is there to slow.
+		if cpu != nil && cpu.Shares != nil {
+			oci.Linux.Resources.CPU = &specs.LinuxCPU{Shares: cpu.Shares}
+		}
 	}
 	b, err := json.MarshalIndent(oci, "", "\t")
 	if err != nil {
@@ -607,6 +612,12 @@ func (r *Runtime) checkpointing(id string) bool {
 	}
 	_, err = os.Lstat(filepath.Join(dir, agentapi.QuiescedName))
 	return err == nil
+}
+
+// Foreground gives box id, started with BoxSpec.Background, the default
+// CPU weight (sandbox.Foregrounder).
+func (r *Runtime) Foreground(ctx context.Context, id string) error {
+	return bundle.Foreground(id)
 }
 
 // Pause freezes every process of box id (the Sentry stops its tasks).
