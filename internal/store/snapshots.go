@@ -67,7 +67,8 @@ func scanSnapshot(row interface{ Scan(...any) error }) (*Snapshot, error) {
 
 // PutSnapshot inserts or replaces a snapshot record.
 func (s *DB) PutSnapshot(ctx context.Context, sn *Snapshot) error {
-	_, err := s.db.ExecContext(ctx, `INSERT OR REPLACE INTO snapshots (`+snapshotColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := s.db.ExecContext(ctx, `INSERT INTO snapshots (`+snapshotColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET `+upsertSet(snapshotColumns),
 		sn.ID, sn.Name, sn.SandboxID, sn.Template, sn.Kind, sn.State, sn.Internal, unixOrZero(sn.CreatedAt), sn.SizeBytes, sn.CPUs, sn.MemoryMB, "", sn.Runtime)
 	if err != nil {
 		return fmt.Errorf("store snapshot %s: %w", sn.ID, err)

@@ -1,6 +1,22 @@
-// Package store persists sbx's state: sandboxes and API keys. The default
-// engine is SQLite (the pure-Go modernc.org/sqlite driver) in a file under the
-// data directory, so a single sbx serve needs nothing else installed.
+// Package store persists sbx's state: sandboxes, snapshots and API keys.
+//
+// # Engines
+//
+// The default engine is SQLite (the pure-Go modernc.org/sqlite driver) in a
+// file under the data directory, so a single sbx serve needs nothing else
+// installed. Several servers share one PostgreSQL database instead
+// ([Open] with a postgres:// URL, through pgx).
+//
+// Both engines run the same SQL: ? placeholders (rebound to $n on
+// Postgres in one place, the conn type), types TEXT, BIGINT and DOUBLE
+// PRECISION, booleans as BIGINT 0/1, INSERT ... ON CONFLICT for upserts, ids
+// made in Go. The first migrations say INTEGER and REAL; they are
+// translated to BIGINT and DOUBLE PRECISION on Postgres. Migrations are
+// versioned (schema_version) and run by Open; on Postgres all pending ones
+// run in one transaction under an advisory lock, so servers starting at
+// once apply each exactly once.
+//
+// # Concurrency
 //
 // A DB is safe for concurrent use. Records are plain structs; the store does
 // not interpret sandbox states beyond filtering on them. A sandbox record
@@ -18,38 +34,20 @@ import (
 	"strings"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
-
 	"github.com/sbxdev/sbx/internal/errdefs"
 )
 
 // DB is an open sbx database.
 type DB struct {
-	db *sql.DB
-}
-
-// Open opens (creating if needed) the SQLite database at path and brings its
-// schema up to date.
-func Open(ctx context.Context, path string) (*DB, error) {
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)"
-	db, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
-	}
-	// SQLite serialises writers; one connection avoids SQLITE_BUSY storms
-	// and keeps reads consistent with the last write.
-	db.SetMaxOpenConns(1)
-	s := &DB{db: db}
-	if err := s.migrate(ctx); err != nil {
-		db.Close()
-		return nil, err
-	}
-	return s, nil
+	db *conn
 }
 
 // Close closes the database.
 func (s *DB) Close() error { return s.db.Close() }
 
+// migrations are the schema's steps, in order; schema_version counts those
+// applied. Append new ones at the end, in portable SQL (see the package
+// doc); never edit one that has shipped.
 var migrations = []string{
 	`CREATE TABLE sandboxes (
 		id TEXT PRIMARY KEY,
@@ -90,39 +88,6 @@ var migrations = []string{
 	// compare on: running, pausing, paused, resuming and running again
 	// would let a writer holding the first running overwrite the last.
 	`ALTER TABLE sandboxes ADD COLUMN version INTEGER NOT NULL DEFAULT 0`,
-}
-
-func (s *DB) migrate(ctx context.Context) error {
-	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
-		return fmt.Errorf("create schema_version: %w", err)
-	}
-	var v int
-	err := s.db.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v)
-	if errors.Is(err, sql.ErrNoRows) {
-		if _, err := s.db.ExecContext(ctx, `INSERT INTO schema_version VALUES (0)`); err != nil {
-			return fmt.Errorf("init schema_version: %w", err)
-		}
-	} else if err != nil {
-		return fmt.Errorf("read schema_version: %w", err)
-	}
-	for i := v; i < len(migrations); i++ {
-		tx, err := s.db.BeginTx(ctx, nil)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("migration %d: %w", i+1, err)
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE schema_version SET version = ?`, i+1); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("migration %d: %w", i+1, err)
-		}
-		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("migration %d: %w", i+1, err)
-		}
-	}
-	return nil
 }
 
 // State is a sandbox's stored state; internal/sandbox defines the values and
@@ -203,7 +168,7 @@ func timeOrZero(n int64) time.Time {
 // sb.Version. It is for tools and tests that set a record as it must be;
 // the Manager uses CreateSandbox and UpdateSandbox.
 func (s *DB) PutSandbox(ctx context.Context, sb *Sandbox) error {
-	_, err := s.putSandbox(ctx, `INSERT OR REPLACE`, ``, sb)
+	_, err := s.putSandbox(ctx, `INSERT`, ` ON CONFLICT (id) DO UPDATE SET `+upsertSet(sandboxColumns), sb)
 	return err
 }
 
@@ -274,6 +239,18 @@ func (s *DB) UpdateSandbox(ctx context.Context, sb *Sandbox) error {
 	}
 	sb.Version++
 	return nil
+}
+
+// upsertSet returns the SET list of an INSERT ... ON CONFLICT DO UPDATE
+// that overwrites every column of columns (a comma-separated list) with the
+// inserted row's value.
+func upsertSet(columns string) string {
+	var set []string
+	for _, c := range strings.Split(columns, ",") {
+		c = strings.TrimSpace(c)
+		set = append(set, c+" = excluded."+c)
+	}
+	return strings.Join(set, ", ")
 }
 
 func orEmpty(m map[string]string) map[string]string {
