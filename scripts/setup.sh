@@ -33,7 +33,10 @@ pkgs=(debootstrap debian-archive-keyring libseccomp-dev pkg-config gcc git
 	dpkg-dev qemu-system-x86
 	# internal/interp's unit tests run the code interpreter's server
 	# against a real ipykernel on the host (the template has its own).
-	python3-ipykernel python3-matplotlib python3-pandas)
+	python3-ipykernel python3-matplotlib python3-pandas
+	# The store's tests, and the e2e tests of sbx serve --store postgres://,
+	# run a private PostgreSQL cluster (internal/pgtest) from these binaries.
+	postgresql)
 # nodejs/npm only when there is no node at all: hosts with a newer node from
 # elsewhere (nodesource, nvm) keep it.
 if ! command -v node >/dev/null 2>&1; then
@@ -48,6 +51,12 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
 	log "installing packages: ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
+	# Debian's postgresql package makes and starts a "main" cluster unless
+	# told not to; the tests start their own, and this script starts nothing.
+	if [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+		mkdir -p /etc/postgresql-common/createcluster.d
+		printf 'create_main_cluster = false\n' >/etc/postgresql-common/createcluster.d/sbx.conf
+	fi
 	apt-get update -qq >&2
 	apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 else

@@ -34,8 +34,23 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
 )
 
-// BinDir is where Debian's postgresql-15 package puts the server binaries.
-const BinDir = "/usr/lib/postgresql/15/bin"
+// binDir returns where Debian's postgresql package put the server
+// binaries: /usr/lib/postgresql/15/bin on Debian 12, the newest version's
+// on other releases (Ubuntu 24.04 has 16).
+func binDir() string {
+	const preferred = "/usr/lib/postgresql/15/bin"
+	if _, err := os.Stat(preferred); err == nil {
+		return preferred
+	}
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	best, bestV := preferred, 0
+	for _, d := range dirs {
+		if v, err := strconv.Atoi(filepath.Base(filepath.Dir(d))); err == nil && v > bestV {
+			best, bestV = d, v
+		}
+	}
+	return best
+}
 
 // DefaultDir is the cluster's cache directory; SBX_TEST_PGDIR overrides it.
 const DefaultDir = "/var/cache/sbx-test/postgres"
@@ -80,6 +95,7 @@ func Postgres(t testing.TB) string {
 // testCluster is the running test cluster.
 type testCluster struct {
 	dir  string // the cache directory
+	bin  string // the directory of the server binaries
 	sock string // the unix socket's directory
 }
 
@@ -90,8 +106,9 @@ func (c testCluster) url(name string) string {
 
 // cluster makes sure the test cluster runs, and returns it.
 func cluster(t testing.TB) (testCluster, error) {
+	bin := binDir()
 	for _, b := range []string{"initdb", "pg_ctl", "postgres"} {
-		if _, err := os.Stat(filepath.Join(BinDir, b)); err != nil {
+		if _, err := os.Stat(filepath.Join(bin, b)); err != nil {
 			return testCluster{}, fmt.Errorf("%s missing (%v): run scripts/setup.sh, which installs Debian's postgresql package", b, err)
 		}
 	}
@@ -99,7 +116,7 @@ func cluster(t testing.TB) (testCluster, error) {
 	if dir == "" {
 		dir = DefaultDir
 	}
-	c := testCluster{dir: dir, sock: filepath.Join(dir, "sock")}
+	c := testCluster{dir: dir, bin: bin, sock: filepath.Join(dir, "sock")}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return c, err
 	}
@@ -128,7 +145,9 @@ func cluster(t testing.TB) (testCluster, error) {
 		gid, _ := strconv.Atoi(u.Gid)
 		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 	}
-	data := filepath.Join(dir, "data")
+	// One data directory per major version: a cluster's files are not
+	// readable by another version's server.
+	data := filepath.Join(dir, "data-"+filepath.Base(filepath.Dir(bin)))
 	for _, d := range []string{dir, data, c.sock} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return c, err
@@ -185,7 +204,7 @@ func (c testCluster) run(cred *syscall.Credential, name string, args ...string) 
 			return err
 		}
 	}
-	cmd := exec.Command(filepath.Join(BinDir, name), args...)
+	cmd := exec.Command(filepath.Join(c.bin, name), args...)
 	cmd.Dir = c.dir
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setsid: true}
