@@ -209,3 +209,74 @@ func TestCASAcrossHandles(t *testing.T) {
 		}
 	})
 }
+
+// TestForNode checks node views: records made through a view are its
+// node's; on Postgres another node's view neither sees nor changes them,
+// while on SQLite (one server per file) every view sees every record.
+func TestForNode(t *testing.T) {
+	eachEngine(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		a, b := open(t, dsn).ForNode("a"), open(t, dsn).ForNode("b")
+		shared := IsPostgres(dsn)
+		sb := &Sandbox{ID: "sb", Template: "base", State: "running", Runtime: "runc"}
+		if err := a.CreateSandbox(ctx, sb); err != nil || sb.Node != "a" {
+			t.Fatalf("CreateSandbox: node %q, %v", sb.Node, err)
+		}
+		if err := a.PutSnapshot(ctx, &Snapshot{ID: "sn", Template: "base", Kind: "files", State: "ready"}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := a.GetSandbox(ctx, "sb")
+		if err != nil || got.Node != "a" {
+			t.Fatalf("own view: %+v, %v", got, err)
+		}
+		if sn, err := a.GetSnapshot(ctx, "sn"); err != nil || sn.Node != "a" {
+			t.Fatalf("own snapshot: %+v, %v", sn, err)
+		}
+
+		_, err = b.GetSandbox(ctx, "sb")
+		if shared != errors.Is(err, errdefs.ErrNotFound) {
+			t.Fatalf("other node's GetSandbox: %v (shared database: %v)", err, shared)
+		}
+		list, err := b.ListSandboxes(ctx)
+		if err != nil || shared != (len(list) == 0) {
+			t.Fatalf("other node's ListSandboxes: %d, %v", len(list), err)
+		}
+		snaps, err := b.ListSnapshots(ctx)
+		if err != nil || shared != (len(snaps) == 0) {
+			t.Fatalf("other node's ListSnapshots: %d, %v", len(snaps), err)
+		}
+		if _, err := b.GetSnapshot(ctx, "sn"); shared != errors.Is(err, errdefs.ErrNotFound) {
+			t.Fatalf("other node's GetSnapshot: %v", err)
+		}
+		n, err := b.CountSandboxesByTemplate(ctx, "base")
+		if err != nil || shared != (n == 0) {
+			t.Fatalf("other node's count: %d, %v", n, err)
+		}
+		if !shared {
+			return
+		}
+		// The other node can neither move nor remove them.
+		stale := *got
+		stale.State = "failed"
+		if err := b.UpdateSandbox(ctx, &stale); !errors.Is(err, errdefs.ErrNotFound) {
+			t.Fatalf("other node's UpdateSandbox: %v, want not found", err)
+		}
+		if err := b.DeleteSandbox(ctx, "sb"); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.DeleteSnapshot(ctx, "sn"); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := a.GetSandbox(ctx, "sb"); err != nil || got.State != "running" || got.Version != sb.Version {
+			t.Fatalf("after the other node's writes: %+v, %v", got, err)
+		}
+		if _, err := a.GetSnapshot(ctx, "sn"); err != nil {
+			t.Fatalf("snapshot after the other node's delete: %v", err)
+		}
+		// The whole database's view sees both nodes' records.
+		all, err := open(t, dsn).ListSandboxes(ctx)
+		if err != nil || len(all) != 1 || all[0].Node != "a" {
+			t.Fatalf("unscoped list: %+v, %v", all, err)
+		}
+	})
+}

@@ -51,25 +51,34 @@ type Snapshot struct {
 	MemoryMB int64
 	// Runtime is the source's runtime, the one a memory image restores on.
 	Runtime string
+	// Node is the node whose disk holds the snapshot's files; set when
+	// the record is first stored (by a ForNode view, its node).
+	Node string
 }
 
-const snapshotColumns = `id, name, sandbox_id, template, kind, state, internal, created_at, size_bytes, cpus, memory_mb, envd_token, runtime`
+// snapshotData are the columns a PutSnapshot over a stored snapshot
+// rewrites: all but node, which stays the first writer's.
+const snapshotData = `id, name, sandbox_id, template, kind, state, internal, created_at, size_bytes, cpus, memory_mb, envd_token, runtime`
+
+const snapshotColumns = snapshotData + `, node`
 
 func scanSnapshot(row interface{ Scan(...any) error }) (*Snapshot, error) {
 	var s Snapshot
 	var created int64
-	if err := row.Scan(&s.ID, &s.Name, &s.SandboxID, &s.Template, &s.Kind, &s.State, &s.Internal, &created, &s.SizeBytes, &s.CPUs, &s.MemoryMB, new(string), &s.Runtime); err != nil {
+	if err := row.Scan(&s.ID, &s.Name, &s.SandboxID, &s.Template, &s.Kind, &s.State, &s.Internal, &created, &s.SizeBytes, &s.CPUs, &s.MemoryMB, new(string), &s.Runtime, &s.Node); err != nil {
 		return nil, err
 	}
 	s.CreatedAt = timeOrZero(created)
 	return &s, nil
 }
 
-// PutSnapshot inserts or replaces a snapshot record.
+// PutSnapshot inserts or replaces a snapshot record (keeping the node of
+// one that exists).
 func (s *DB) PutSnapshot(ctx context.Context, sn *Snapshot) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO snapshots (`+snapshotColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (id) DO UPDATE SET `+upsertSet(snapshotColumns),
-		sn.ID, sn.Name, sn.SandboxID, sn.Template, sn.Kind, sn.State, sn.Internal, unixOrZero(sn.CreatedAt), sn.SizeBytes, sn.CPUs, sn.MemoryMB, "", sn.Runtime)
+	node := s.owner(sn.Node)
+	_, err := s.db.ExecContext(ctx, `INSERT INTO snapshots (`+snapshotColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET `+upsertSet(snapshotData),
+		sn.ID, sn.Name, sn.SandboxID, sn.Template, sn.Kind, sn.State, sn.Internal, unixOrZero(sn.CreatedAt), sn.SizeBytes, sn.CPUs, sn.MemoryMB, "", sn.Runtime, node)
 	if err != nil {
 		return fmt.Errorf("store snapshot %s: %w", sn.ID, err)
 	}
@@ -77,9 +86,12 @@ func (s *DB) PutSnapshot(ctx context.Context, sn *Snapshot) error {
 }
 
 // GetSnapshot returns the snapshot whose id or name is ref, or an error
-// wrapping errdefs.ErrNotFound.
+// wrapping errdefs.ErrNotFound (also for another node's snapshot, in a
+// scoped view: see ForNode).
 func (s *DB) GetSnapshot(ctx context.Context, ref string) (*Snapshot, error) {
-	sn, err := scanSnapshot(s.db.QueryRowContext(ctx, `SELECT `+snapshotColumns+` FROM snapshots WHERE id = ? OR (name != '' AND name = ?) ORDER BY id = ? DESC LIMIT 1`, ref, ref, ref))
+	cond, args := s.mine()
+	args = append(append([]any{ref, ref}, args...), ref)
+	sn, err := scanSnapshot(s.db.QueryRowContext(ctx, `SELECT `+snapshotColumns+` FROM snapshots WHERE (id = ? OR (name != '' AND name = ?))`+cond+` ORDER BY id = ? DESC LIMIT 1`, args...))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, errdefs.New(errdefs.ErrNotFound, "snapshot %q not found", ref)
 	}
@@ -91,7 +103,8 @@ func (s *DB) GetSnapshot(ctx context.Context, ref string) (*Snapshot, error) {
 
 // ListSnapshots returns every snapshot, oldest first.
 func (s *DB) ListSnapshots(ctx context.Context) ([]*Snapshot, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+snapshotColumns+` FROM snapshots ORDER BY created_at, id`)
+	cond, args := s.mine()
+	rows, err := s.db.QueryContext(ctx, `SELECT `+snapshotColumns+` FROM snapshots WHERE 1 = 1`+cond+` ORDER BY created_at, id`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list snapshots: %w", err)
 	}
@@ -110,7 +123,8 @@ func (s *DB) ListSnapshots(ctx context.Context) ([]*Snapshot, error) {
 // DeleteSnapshot removes snapshot id's record; a missing one is not an
 // error.
 func (s *DB) DeleteSnapshot(ctx context.Context, id string) error {
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM snapshots WHERE id = ?`, id); err != nil {
+	cond, args := s.mine()
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM snapshots WHERE id = ?`+cond, append([]any{id}, args...)...); err != nil {
 		return fmt.Errorf("delete snapshot %s: %w", id, err)
 	}
 	return nil
@@ -119,7 +133,8 @@ func (s *DB) DeleteSnapshot(ctx context.Context, id string) error {
 // CountSnapshotsByTemplate counts the snapshots layered on template name.
 func (s *DB) CountSnapshotsByTemplate(ctx context.Context, name string) (int, error) {
 	var n int
-	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM snapshots WHERE template = ?`, name).Scan(&n); err != nil {
+	cond, args := s.mine()
+	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM snapshots WHERE template = ?`+cond, append([]any{name}, args...)...).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count snapshots of %s: %w", name, err)
 	}
 	return n, nil

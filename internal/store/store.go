@@ -40,10 +40,45 @@ import (
 // DB is an open sbx database.
 type DB struct {
 	db *conn
+	// node, when set, is the node this view is for (see ForNode).
+	node string
 }
 
-// Close closes the database.
+// Close closes the database (and every view of it from ForNode).
 func (s *DB) Close() error { return s.db.Close() }
+
+// ForNode returns a view of the database for the sbx serve node called
+// name. Sandboxes and snapshots created through it are recorded as that
+// node's. On Postgres, where several nodes share the database, the view
+// also reads, counts, updates and deletes only that node's sandboxes and
+// snapshots, so that one node's reconcile, timers and box watchers never
+// act on another node's boxes. On SQLite (one server per file) it sees
+// every record, so that a host renamed since keeps its sandboxes.
+func (s *DB) ForNode(name string) *DB { return &DB{db: s.db, node: name} }
+
+// Node returns the node this view is for ("" for the whole database).
+func (s *DB) Node() string { return s.node }
+
+// scoped reports whether queries of this view are restricted to its node.
+func (s *DB) scoped() bool { return s.node != "" && s.db.pg }
+
+// mine returns the condition (to AND onto a WHERE) and its arguments that
+// restrict a query of this view to its node's records; nothing when the
+// view is not scoped.
+func (s *DB) mine() (string, []any) {
+	if !s.scoped() {
+		return "", nil
+	}
+	return " AND node = ?", []any{s.node}
+}
+
+// owner returns the node to record on a new record whose Node is node.
+func (s *DB) owner(node string) string {
+	if s.node != "" {
+		return s.node
+	}
+	return node
+}
 
 // migrations are the schema's steps, in order; schema_version counts those
 // applied. Append new ones at the end, in portable SQL (see the package
@@ -88,6 +123,10 @@ var migrations = []string{
 	// compare on: running, pausing, paused, resuming and running again
 	// would let a writer holding the first running overwrite the last.
 	`ALTER TABLE sandboxes ADD COLUMN version INTEGER NOT NULL DEFAULT 0`,
+	// The node (sbx serve) that owns each sandbox's box and each
+	// snapshot's files; '' for records made before nodes had names.
+	`ALTER TABLE sandboxes ADD COLUMN node TEXT NOT NULL DEFAULT ''`,
+	`ALTER TABLE snapshots ADD COLUMN node TEXT NOT NULL DEFAULT ''`,
 }
 
 // State is a sandbox's stored state; internal/sandbox defines the values and
@@ -122,6 +161,10 @@ type Sandbox struct {
 	// Version is the version of the record this was read at (or last
 	// written as); UpdateSandbox compares it and advances it.
 	Version int64
+	// Node is the node (sbx serve) whose runtime holds the sandbox's box.
+	// It is set when the record is created (by a ForNode view, its node)
+	// and never updated.
+	Node string
 }
 
 // SandboxLife is the lifecycle part of a sandbox record: what happens on
@@ -191,17 +234,21 @@ func (s *DB) putSandbox(ctx context.Context, verb, suffix string, sb *Sandbox) (
 	md, _ := json.Marshal(orEmpty(sb.Metadata))
 	env, _ := json.Marshal(orEmpty(sb.EnvVars))
 	life, _ := json.Marshal(sb.Life)
+	node := s.owner(sb.Node)
 	res, err := s.db.ExecContext(ctx, verb+` INTO sandboxes
 		(`+sandboxColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`+suffix,
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`+suffix,
 		sb.ID, sb.Template, string(sb.State), sb.Runtime, unixOrZero(sb.CreatedAt), unixOrZero(sb.StartedAt), unixOrZero(sb.EndAt),
-		string(md), string(env), sb.EnvdToken, sb.TrafficToken, sb.CPUs, sb.MemoryMB, sb.DiskMB, sb.Pids, sb.Error, string(life), sb.Version)
+		string(md), string(env), sb.EnvdToken, sb.TrafficToken, sb.CPUs, sb.MemoryMB, sb.DiskMB, sb.Pids, sb.Error, string(life), sb.Version, node)
 	if err != nil {
 		return 0, fmt.Errorf("store sandbox %s: %w", sb.ID, err)
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
 		return 0, fmt.Errorf("store sandbox %s: %w", sb.ID, err)
+	}
+	if n > 0 {
+		sb.Node = node
 	}
 	return n, nil
 }
@@ -216,14 +263,15 @@ func (s *DB) UpdateSandbox(ctx context.Context, sb *Sandbox) error {
 	md, _ := json.Marshal(orEmpty(sb.Metadata))
 	env, _ := json.Marshal(orEmpty(sb.EnvVars))
 	life, _ := json.Marshal(sb.Life)
+	cond, condArgs := s.mine()
 	res, err := s.db.ExecContext(ctx, `UPDATE sandboxes SET
 		template = ?, state = ?, runtime = ?, created_at = ?, started_at = ?, end_at = ?, metadata = ?, env_vars = ?,
 		envd_token = ?, traffic_token = ?, cpus = ?, memory_mb = ?, disk_mb = ?, pids = ?, error = ?, lifecycle = ?,
 		version = version + 1
-		WHERE id = ? AND version = ?`,
-		sb.Template, string(sb.State), sb.Runtime, unixOrZero(sb.CreatedAt), unixOrZero(sb.StartedAt), unixOrZero(sb.EndAt),
-		string(md), string(env), sb.EnvdToken, sb.TrafficToken, sb.CPUs, sb.MemoryMB, sb.DiskMB, sb.Pids, sb.Error, string(life),
-		sb.ID, sb.Version)
+		WHERE id = ? AND version = ?`+cond,
+		append([]any{sb.Template, string(sb.State), sb.Runtime, unixOrZero(sb.CreatedAt), unixOrZero(sb.StartedAt), unixOrZero(sb.EndAt),
+			string(md), string(env), sb.EnvdToken, sb.TrafficToken, sb.CPUs, sb.MemoryMB, sb.DiskMB, sb.Pids, sb.Error, string(life),
+			sb.ID, sb.Version}, condArgs...)...)
 	if err != nil {
 		return fmt.Errorf("update sandbox %s: %w", sb.ID, err)
 	}
@@ -260,14 +308,14 @@ func orEmpty(m map[string]string) map[string]string {
 	return m
 }
 
-const sandboxColumns = `id, template, state, runtime, created_at, started_at, end_at, metadata, env_vars, envd_token, traffic_token, cpus, memory_mb, disk_mb, pids, error, lifecycle, version`
+const sandboxColumns = `id, template, state, runtime, created_at, started_at, end_at, metadata, env_vars, envd_token, traffic_token, cpus, memory_mb, disk_mb, pids, error, lifecycle, version, node`
 
 func scanSandbox(row interface{ Scan(...any) error }) (*Sandbox, error) {
 	var sb Sandbox
 	var created, started, end int64
 	var md, env, life string
 	if err := row.Scan(&sb.ID, &sb.Template, &sb.State, &sb.Runtime, &created, &started, &end, &md, &env,
-		&sb.EnvdToken, &sb.TrafficToken, &sb.CPUs, &sb.MemoryMB, &sb.DiskMB, &sb.Pids, &sb.Error, &life, &sb.Version); err != nil {
+		&sb.EnvdToken, &sb.TrafficToken, &sb.CPUs, &sb.MemoryMB, &sb.DiskMB, &sb.Pids, &sb.Error, &life, &sb.Version, &sb.Node); err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal([]byte(life), &sb.Life); err != nil {
@@ -284,9 +332,10 @@ func scanSandbox(row interface{ Scan(...any) error }) (*Sandbox, error) {
 }
 
 // GetSandbox returns the record of sandbox id, or an error wrapping
-// errdefs.ErrNotFound.
+// errdefs.ErrNotFound (also for another node's sandbox, in a scoped view).
 func (s *DB) GetSandbox(ctx context.Context, id string) (*Sandbox, error) {
-	sb, err := scanSandbox(s.db.QueryRowContext(ctx, `SELECT `+sandboxColumns+` FROM sandboxes WHERE id = ?`, id))
+	cond, args := s.mine()
+	sb, err := scanSandbox(s.db.QueryRowContext(ctx, `SELECT `+sandboxColumns+` FROM sandboxes WHERE id = ?`+cond, append([]any{id}, args...)...))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, errdefs.New(errdefs.ErrNotFound, "sandbox %q not found", id)
 	}
@@ -299,10 +348,10 @@ func (s *DB) GetSandbox(ctx context.Context, id string) (*Sandbox, error) {
 // ListSandboxes returns the sandboxes whose state is one of states (all when
 // states is empty), oldest first.
 func (s *DB) ListSandboxes(ctx context.Context, states ...State) ([]*Sandbox, error) {
-	q := `SELECT ` + sandboxColumns + ` FROM sandboxes`
-	var args []any
+	cond, args := s.mine()
+	q := `SELECT ` + sandboxColumns + ` FROM sandboxes WHERE 1 = 1` + cond
 	if len(states) > 0 {
-		q += ` WHERE state IN (?` + strings.Repeat(`, ?`, len(states)-1) + `)`
+		q += ` AND state IN (?` + strings.Repeat(`, ?`, len(states)-1) + `)`
 		for _, st := range states {
 			args = append(args, string(st))
 		}
@@ -327,7 +376,8 @@ func (s *DB) ListSandboxes(ctx context.Context, states ...State) ([]*Sandbox, er
 // DeleteSandbox removes sandbox id's record. Deleting a missing record is not
 // an error.
 func (s *DB) DeleteSandbox(ctx context.Context, id string) error {
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM sandboxes WHERE id = ?`, id); err != nil {
+	cond, args := s.mine()
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM sandboxes WHERE id = ?`+cond, append([]any{id}, args...)...); err != nil {
 		return fmt.Errorf("delete sandbox %s: %w", id, err)
 	}
 	return nil
@@ -337,7 +387,8 @@ func (s *DB) DeleteSandbox(ctx context.Context, id string) error {
 // of template name.
 func (s *DB) CountSandboxesByTemplate(ctx context.Context, name string) (int, error) {
 	var n int
-	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM sandboxes WHERE template = ? AND state NOT IN ('killed', 'failed')`, name).Scan(&n)
+	cond, args := s.mine()
+	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM sandboxes WHERE template = ? AND state NOT IN ('killed', 'failed')`+cond, append([]any{name}, args...)...).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("count sandboxes of %s: %w", name, err)
 	}
