@@ -42,6 +42,12 @@ type Config struct {
 	Listen         string
 	DataDir        string
 	TemplatesDir   string // default DataDir/templates
+	// Store is the database (store.Open's argument): default
+	// DataDir/sbx.db.
+	Store string
+	// Node names this server among the nodes sharing a Postgres store;
+	// its sandboxes and snapshots are recorded as its own.
+	Node string
 	AgentPath      string // default: sbx-agent beside the running executable
 	RuncPath       string // default runc.DefaultBinary
 	RunscPath      string // default runsc.DefaultBinary
@@ -135,11 +141,19 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 	}
 
-	db, err := store.Open(ctx, filepath.Join(cfg.DataDir, "sbx.db"))
+	if cfg.Store == "" {
+		cfg.Store = filepath.Join(cfg.DataDir, "sbx.db")
+	}
+	if store.IsPostgres(cfg.Store) && cfg.Node == "" {
+		return errors.New("a shared (postgres) store needs a --node name")
+	}
+	whole, err := store.Open(ctx, cfg.Store)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer whole.Close()
+	db := whole.ForNode(cfg.Node)
+	log.Info("store open", "store", store.Redact(cfg.Store), "node", cfg.Node)
 	keys, err := api.NewKeys(ctx, db)
 	if err != nil {
 		return err

@@ -1,0 +1,188 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/sbxdev/sbx/client"
+	"github.com/sbxdev/sbx/internal/errdefs"
+	"github.com/sbxdev/sbx/internal/pgtest"
+	"github.com/sbxdev/sbx/internal/store"
+	"github.com/sbxdev/sbx/tests/harness"
+)
+
+// TestPostgresStore runs sbx serve on a Postgres store: the lifecycle
+// works as on SQLite, the records are in Postgres (owned by the server's
+// node), and a restart on the same database finds them again.
+func TestPostgresStore(t *testing.T) {
+	dsn := pgtest.Postgres(t)
+	srv := harness.Start(t, "--store", dsn, "--node", "n1")
+	ctx := ctxFor(t, 4*time.Minute)
+	c := srv.Client
+
+	run, err := c.CreateSandbox(ctx, client.CreateOptions{Timeout: 5 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, ctx, run, "echo running > /home/user/state", nil)
+	paused, err := c.CreateSandbox(ctx, client.CreateOptions{Timeout: 5 * time.Minute, Lifecycle: client.Lifecycle{Persistent: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, ctx, paused, "echo paused > /home/user/state", nil)
+	if err := paused.Pause(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	mustState(t, ctx, c, paused.ID, client.StatePaused, wantPauseKind())
+	resumed, err := c.Resume(ctx, paused.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := mustRun(t, ctx, resumed, "cat /home/user/state", nil); res.Stdout != "paused\n" {
+		t.Fatalf("after resume: %q", res.Stdout)
+	}
+	if err := resumed.Pause(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	killed, err := c.CreateSandbox(ctx, client.CreateOptions{Timeout: 5 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.KillSandbox(ctx, killed.ID); err != nil {
+		t.Fatal(err)
+	}
+	assertListed(t, ctx, c, map[string]string{run.ID: client.StateRunning, paused.ID: client.StatePaused})
+
+	// The records are Postgres's, and the data directory has no SQLite
+	// database.
+	db, err := store.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for id, state := range map[string]store.State{run.ID: "running", paused.ID: "paused"} {
+		rec, err := db.GetSandbox(ctx, id)
+		if err != nil || rec.State != state || rec.Node != "n1" {
+			t.Fatalf("stored %s: %+v, %v; want %s on node n1", id, rec, err, state)
+		}
+	}
+	if _, err := db.GetSandbox(ctx, killed.ID); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("killed sandbox's record: %v, want it gone", err)
+	}
+	if _, err := os.Stat(filepath.Join(srv.DataDir, "sbx.db")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a SQLite database in the data dir: %v", err)
+	}
+
+	srv.Restart()
+	assertListed(t, ctx, c, map[string]string{run.ID: client.StateRunning, paused.ID: client.StatePaused})
+	h, err := c.ConnectSandbox(ctx, run.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := mustRun(t, ctx, h, "cat /home/user/state", nil); res.Stdout != "running\n" {
+		t.Fatalf("running sandbox after restart: %q", res.Stdout)
+	}
+	h, err = c.Resume(ctx, paused.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := mustRun(t, ctx, h, "cat /home/user/state", nil); res.Stdout != "paused\n" {
+		t.Fatalf("paused sandbox after restart: %q", res.Stdout)
+	}
+	for _, id := range []string{run.ID, paused.ID} {
+		if err := c.KillSandbox(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	assertListed(t, ctx, c, map[string]string{})
+}
+
+// TestPostgresTwoNodes runs two servers with different --node names on one
+// Postgres: each sees and acts on its own sandboxes only, and one's restart
+// (whose reconcile fails or removes what it cannot find running) leaves
+// the other's sandboxes untouched and running.
+func TestPostgresTwoNodes(t *testing.T) {
+	dsn := pgtest.Postgres(t)
+	s1 := harness.Start(t, "--store", dsn, "--node", "n1")
+	s2 := harness.Start(t, "--store", dsn, "--node", "n2")
+	// The admin key is the database's: the first server made it.
+	s2.APIKey, s2.Client = s1.APIKey, client.New(s2.URL, s1.APIKey)
+	ctx := ctxFor(t, 4*time.Minute)
+
+	var mine [2]*client.Sandbox
+	for i, s := range []*harness.Server{s1, s2} {
+		sb, err := s.Client.CreateSandbox(ctx, client.CreateOptions{Timeout: 5 * time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustRun(t, ctx, sb, "echo "+sb.ID+" > /home/user/who", nil)
+		mine[i] = sb
+	}
+	a, b := mine[0], mine[1]
+	assertListed(t, ctx, s1.Client, map[string]string{a.ID: client.StateRunning})
+	assertListed(t, ctx, s2.Client, map[string]string{b.ID: client.StateRunning})
+	// Another node's sandbox is not this node's to show or act on.
+	if _, err := s1.Client.GetSandbox(ctx, b.ID); !isNotFound(err) {
+		t.Fatalf("n1 GET of n2's sandbox: %v, want 404", err)
+	}
+	if err := s1.Client.KillSandbox(ctx, b.ID); !isNotFound(err) {
+		t.Fatalf("n1 kill of n2's sandbox: %v, want 404", err)
+	}
+
+	s1.Restart()
+	assertListed(t, ctx, s1.Client, map[string]string{a.ID: client.StateRunning})
+	assertListed(t, ctx, s2.Client, map[string]string{b.ID: client.StateRunning})
+	for _, tc := range []struct {
+		s  *harness.Server
+		sb *client.Sandbox
+	}{{s1, a}, {s2, b}} {
+		h, err := tc.s.Client.ConnectSandbox(ctx, tc.sb.ID, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res := mustRun(t, ctx, h, "cat /home/user/who", nil); res.Stdout != tc.sb.ID+"\n" {
+			t.Fatalf("%s after n1's restart: %q", tc.sb.ID, res.Stdout)
+		}
+	}
+	s2.Restart()
+	assertListed(t, ctx, s1.Client, map[string]string{a.ID: client.StateRunning})
+	assertListed(t, ctx, s2.Client, map[string]string{b.ID: client.StateRunning})
+	if err := s1.Client.KillSandbox(ctx, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.Client.KillSandbox(ctx, b.ID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// assertListed checks that c lists exactly the sandboxes of want (id to
+// state), running and paused ones.
+func assertListed(t *testing.T, ctx context.Context, c *client.Client, want map[string]string) {
+	t.Helper()
+	list, err := c.ListSandboxes(ctx, &client.ListOptions{States: []string{client.StateRunning, client.StatePaused}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, sb := range list {
+		got[sb.SandboxID] = sb.State
+	}
+	if len(got) != len(want) {
+		t.Fatalf("listed %v, want %v", got, want)
+	}
+	for id, st := range want {
+		if got[id] != st {
+			t.Fatalf("listed %v, want %v", got, want)
+		}
+	}
+}
+
+// isNotFound reports whether err is the client's error for a 404.
+func isNotFound(err error) bool {
+	var apiErr *client.APIError
+	return errors.As(err, &apiErr) && apiErr.StatusCode == 404
+}
