@@ -26,13 +26,13 @@ func open(t *testing.T, path string) *DB {
 // store argument of Open for a fresh, empty database.
 type engine struct {
 	name  string
-	fresh func(t *testing.T) string
+	fresh func(t testing.TB) string
 }
 
 func engines() []engine {
 	return []engine{
-		{"sqlite", func(t *testing.T) string { return filepath.Join(t.TempDir(), "sbx.db") }},
-		{"postgres", func(t *testing.T) string { return pgtest.Postgres(t) }},
+		{"sqlite", func(t testing.TB) string { return filepath.Join(t.TempDir(), "sbx.db") }},
+		{"postgres", func(t testing.TB) string { return pgtest.Postgres(t) }},
 	}
 }
 
