@@ -37,6 +37,10 @@ func NewKeys(ctx context.Context, db *store.DB) (*Keys, error) {
 	return k, nil
 }
 
+// Refresh reloads the keys from the store, so that keys created or removed
+// by another server sharing the database take effect here.
+func (k *Keys) Refresh(ctx context.Context) error { return k.reload(ctx) }
+
 func (k *Keys) reload(ctx context.Context) error {
 	keys, err := k.db.ListAPIKeys(ctx)
 	if err != nil {

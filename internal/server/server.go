@@ -160,14 +160,26 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	if keys.Empty() {
 		_, key, err := keys.Create(ctx, "admin", cfg.AdminKey, true)
-		if err != nil {
+		if err != nil && keys.Refresh(ctx) != nil {
 			return fmt.Errorf("create admin key: %w", err)
 		}
-		if cfg.AdminKey == "" {
+		switch {
+		case err != nil && !keys.Empty():
+			// Another node sharing the database made the first key
+			// (the same one, from the same SBX_API_KEY) meanwhile.
+			log.Info("admin API key created by another node")
+		case err != nil:
+			return fmt.Errorf("create admin key: %w", err)
+		case cfg.AdminKey == "":
 			fmt.Fprintf(cfg.Progress, "\nsbx: created the admin API key (shown only this once; store it now):\n\n    %s\n\nexport SBX_API_KEY=%s\n\n", key, key)
-		} else {
+		default:
 			log.Info("admin API key set from SBX_API_KEY")
 		}
+	}
+	if store.IsPostgres(cfg.Store) {
+		// Other nodes create and revoke keys in the shared database; a
+		// revoked key must stop working here too, within seconds.
+		go refreshKeys(ctx, keys, keyRefresh, log)
 	}
 
 	templates, err := template.NewStore(cfg.TemplatesDir, log)
@@ -361,6 +373,25 @@ func searchable(dir string) error {
 		}
 		if p == "/" {
 			return nil
+		}
+	}
+}
+
+// keyRefresh is how often a node on a shared store reloads the API keys.
+const keyRefresh = 2 * time.Second
+
+// refreshKeys reloads keys every period until ctx ends.
+func refreshKeys(ctx context.Context, keys *api.Keys, period time.Duration, log *slog.Logger) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := keys.Refresh(ctx); err != nil && ctx.Err() == nil {
+				log.Warn("reload API keys", "err", err)
+			}
 		}
 	}
 }

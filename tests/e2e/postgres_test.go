@@ -108,10 +108,25 @@ func TestPostgresStore(t *testing.T) {
 func TestPostgresTwoNodes(t *testing.T) {
 	dsn := pgtest.Postgres(t)
 	s1 := harness.Start(t, "--store", dsn, "--node", "n1")
-	s2 := harness.Start(t, "--store", dsn, "--node", "n2")
+	// The second one is given its store by the environment.
+	t.Setenv("SBX_STORE", dsn)
+	s2 := harness.Start(t, "--node", "n2")
 	// The admin key is the database's: the first server made it.
 	s2.APIKey, s2.Client = s1.APIKey, client.New(s2.URL, s1.APIKey)
 	ctx := ctxFor(t, 4*time.Minute)
+
+	// A key made on one node works on the other, and stops working there
+	// once revoked.
+	k, err := s1.Client.CreateKey(ctx, "shared")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := client.New(s2.URL, k.Key)
+	awaitKey(t, ctx, other, true)
+	if err := s1.Client.DeleteKey(ctx, k.ID); err != nil {
+		t.Fatal(err)
+	}
+	awaitKey(t, ctx, other, false)
 
 	var mine [2]*client.Sandbox
 	for i, s := range []*harness.Server{s1, s2} {
@@ -156,6 +171,28 @@ func TestPostgresTwoNodes(t *testing.T) {
 	}
 	if err := s2.Client.KillSandbox(ctx, b.ID); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// awaitKey waits up to 10 s (the nodes reload keys every 2 s) for c's key
+// to be accepted (valid) or refused with a 401.
+func awaitKey(t *testing.T, ctx context.Context, c *client.Client, valid bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := c.ListSandboxes(ctx, nil)
+		var apiErr *client.APIError
+		refused := errors.As(err, &apiErr) && apiErr.StatusCode == 401
+		if err != nil && !refused {
+			t.Fatal(err)
+		}
+		if valid != refused {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("key still %v after 10 s: %v", map[bool]string{true: "refused", false: "accepted"}[valid], err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
