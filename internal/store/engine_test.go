@@ -100,6 +100,23 @@ func TestOpenSQLitePrefix(t *testing.T) {
 	}
 }
 
+// TestOpenPostgresqlScheme checks that postgresql:// opens the database
+// postgres:// names.
+func TestOpenPostgresqlScheme(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.Postgres(t)
+	if err := open(t, dsn).CreateSandbox(ctx, &Sandbox{ID: "a", Template: "base", State: "running", Runtime: "runc"}); err != nil {
+		t.Fatal(err)
+	}
+	alt := "postgresql://" + strings.TrimPrefix(dsn, "postgres://")
+	if !IsPostgres(alt) {
+		t.Fatalf("IsPostgres(%q) = false", alt)
+	}
+	if _, err := open(t, alt).GetSandbox(ctx, "a"); err != nil {
+		t.Fatalf("%s: %v", alt, err)
+	}
+}
+
 // TestMigrateConcurrently starts many servers' worth of Opens at once on
 // one fresh Postgres database: every one succeeds, the schema is complete,
 // and each migration was counted once.
