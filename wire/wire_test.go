@@ -48,6 +48,18 @@ func logEntries() []wire.BuildLogEntry {
 	return []wire.BuildLogEntry{{Timestamp: t1, Level: "error", Message: "exit status 2", Step: "base"}}
 }
 
+func nodeMetrics() wire.NodeMetrics {
+	return wire.NodeMetrics{
+		AllocatedCPU: 4, AllocatedMemoryBytes: 2 << 30, CPUPercent: 37, MemoryUsedBytes: 9 << 30, CPUCount: 16, MemoryTotalBytes: 64 << 30,
+		Disks:          []wire.DiskMetrics{{MountPoint: "/var/lib/sbx", Device: "/dev/nvme0n1p2", FilesystemType: "ext4", UsedBytes: 100 << 30, TotalBytes: 1 << 40}},
+		HugePagesTotal: 512, HugePagesUsed: 128, HugePagesReserved: 16, HugePageSizeBytes: 2 << 20,
+	}
+}
+
+func machineInfo() wire.MachineInfo {
+	return wire.MachineInfo{CPUFamily: "6", CPUModel: "143", CPUModelName: "Intel(R) Xeon(R) Platinum 8480+", CPUArchitecture: "amd64"}
+}
+
 // goldens has one fully populated value of each wire type, by golden file.
 var goldens = map[string]any{
 	"new-sandbox": wire.NewSandbox{
@@ -128,6 +140,16 @@ var goldens = map[string]any{
 	"key": wire.Key{
 		ID: "key_0a1b2c3d4e5f6a7b", Name: "ci", Key: "e2b_0123456789abcdef0123456789abcdef01234567", Prefix: "e2b_012345",
 		Admin: true, CreatedAt: t0,
+	},
+	"node": wire.Node{
+		ID: "host-a", ServiceInstanceID: "host-a@2025-01-02T03:04:05Z", ClusterID: "00000000-0000-0000-0000-000000000000",
+		Status: "ready", StatusChangedAt: t0, SandboxCount: 3, Metrics: nodeMetrics(), CreateSuccesses: 7, CreateFails: 1,
+		SandboxStartingCount: 1, Version: "v0.9.0", Commit: "0123456789ab", MachineInfo: machineInfo(),
+	},
+	"node-detail": wire.NodeDetail{
+		ID: "host-a", ServiceInstanceID: "host-a@2025-01-02T03:04:05Z", ClusterID: "00000000-0000-0000-0000-000000000000",
+		Status: "unhealthy", StatusChangedAt: t1, SandboxCount: 3, Metrics: nodeMetrics(), CreateSuccesses: 7, CreateFails: 1,
+		Version: "v0.9.0", Commit: "0123456789ab", MachineInfo: machineInfo(),
 	},
 	"error":  wire.Error{Code: 404, Message: "sandbox i3x8k2p0q9z1 not found"},
 	"health": wire.Health{Status: "ok"},

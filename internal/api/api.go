@@ -51,6 +51,8 @@ type Config struct {
 	// Builtins builds built-in templates on first use and on request
 	// (builtin.go); nil builds none.
 	Builtins Builtins
+	// Nodes is the fleet's membership (GET /nodes); nil lists none.
+	Nodes Nodes
 }
 
 // Server serves the API. Create it with New.
@@ -111,6 +113,8 @@ func (s *Server) routes() {
 	m.Handle("GET /templates/{templateID}/builds/{buildID}/status", s.auth(s.templateBuildStatus))
 
 	// sbx extensions.
+	m.Handle("GET /nodes", s.admin(s.listNodes))
+	m.Handle("GET /nodes/{nodeID}", s.admin(s.getNode))
 	m.Handle("GET /sbx/v1/keys", s.admin(s.listKeys))
 	m.Handle("POST /sbx/v1/keys", s.admin(s.createKey))
 	m.Handle("DELETE /sbx/v1/keys/{id}", s.admin(s.deleteKey))

@@ -92,6 +92,7 @@ func commands() []command {
 		{"network", "set ID [--deny-all|--allow-all] [--allow CIDR|IP|DOMAIN[:PORT]]... [--deny ...]... | show ID [--json]", "set or show a sandbox's egress policy", runNetwork},
 		{"template", "ls [--json] | inspect NAME [--json] | rm NAME | import NAME (--image REF [--insecure] | --tar PATH | --oci-layout DIR) [SETTINGS] | set NAME SETTINGS | build [-f DOCKERFILE] [--name NAME] [--build-arg K=V]... [--no-cache] [CONTEXT] | build code-interpreter-v1", "list, inspect, delete, import, configure or build templates", runTemplate},
 		{"key", "create [--name N] [--json] | ls [--json] | rm ID", "manage API keys", runKey},
+		{"node", "ls [--json]", "list the nodes sharing the server's database (admin key)", runNode},
 		{"serve", "[flags]", "run the sbx server", func(e *env, args []string) int { return runServe(e.ctx, args) }},
 		{"version", "", "print the version", runVersion},
 		{"help", "[COMMAND]", "show help", runHelp},

@@ -144,8 +144,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if cfg.Store == "" {
 		cfg.Store = filepath.Join(cfg.DataDir, "sbx.db")
 	}
-	if store.IsPostgres(cfg.Store) && cfg.Node == "" {
-		return errors.New("a shared (postgres) store needs a --node name")
+	if cfg.Node == "" {
+		if store.IsPostgres(cfg.Store) {
+			return errors.New("a shared (postgres) store needs a --node name")
+		}
+		cfg.Node = "local"
 	}
 	whole, err := store.Open(ctx, cfg.Store)
 	if err != nil {
@@ -243,7 +246,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		_, port, _ := net.SplitHostPort(addr)
 		cfg.Domain = "localhost:" + port
 	}
-	apiSrv := api.New(api.Config{Domain: cfg.Domain, Builds: builds, Builtins: templates}, mgr, keys, templates, log)
+	apiSrv := api.New(api.Config{Domain: cfg.Domain, Builds: builds, Builtins: templates, Nodes: whole}, mgr, keys, templates, log)
 	px := newProxy(cfg.Domain, mgr, log)
 	defer px.Close()
 	var protocols http.Protocols
@@ -276,6 +279,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		hs.Close()
 		return fmt.Errorf("prepare templates for the sandbox id range: %w", err)
 	}
+	// This node joins the nodes table (GET /nodes) once it is ready, and
+	// leaves it when it stops.
+	lease := newNodeLease(whole, cfg.Node, cfg.DataDir, log)
+	if err := lease.renew(ctx); err != nil {
+		return err
+	}
+	leaseCtx, stopLease := context.WithCancel(ctx)
+	leaseDone := make(chan struct{})
+	go func() { defer close(leaseDone); lease.run(leaseCtx) }()
+	defer func() { stopLease(); <-leaseDone }()
 	apiSrv.SetReady(true)
 	mgr.StartWarm()
 	log.Info("ready", "addr", addr, "scheme", scheme)

@@ -127,6 +127,8 @@ var migrations = []string{
 	// snapshot's files; '' for records made before nodes had names.
 	`ALTER TABLE sandboxes ADD COLUMN node TEXT NOT NULL DEFAULT ''`,
 	`ALTER TABLE snapshots ADD COLUMN node TEXT NOT NULL DEFAULT ''`,
+	// Nodes and their leases (nodes.go).
+	nodesTable,
 }
 
 // State is a sandbox's stored state; internal/sandbox defines the values and

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -123,6 +124,13 @@ func TestPostgresTwoNodes(t *testing.T) {
 	}
 	other := client.New(s2.URL, k.Key)
 	awaitKey(t, ctx, other, true)
+	// Nodes are an admin's to list.
+	if _, err := other.ListNodes(ctx); !isStatus(err, 403) {
+		t.Fatalf("GET /nodes with a plain key: %v, want 403", err)
+	}
+	if _, err := client.New(s1.URL, harness.NewAPIKey()).ListNodes(ctx); !isStatus(err, 401) {
+		t.Fatalf("GET /nodes with an unknown key: %v, want 401", err)
+	}
 	if err := s1.Client.DeleteKey(ctx, k.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +156,25 @@ func TestPostgresTwoNodes(t *testing.T) {
 		t.Fatalf("n1 kill of n2's sandbox: %v, want 404", err)
 	}
 
-	s1.Restart()
+	// Both nodes are members, each with its own sandbox, on both nodes'
+	// API and in the CLI.
+	for _, s := range []*harness.Server{s1, s2} {
+		assertNode(t, ctx, s.Client, "n1", "ready", 1)
+		assertNode(t, ctx, s.Client, "n2", "ready", 1)
+	}
+	if _, err := s1.Client.GetNode(ctx, "nope"); !isNotFound(err) {
+		t.Fatalf("GET /nodes/nope: %v, want 404", err)
+	}
+	out, errOut, code := s1.CLI(ctx, nil, "node", "ls")
+	if code != 0 || !strings.HasPrefix(out, "ID ") || strings.Count(out, " ready ") != 2 || !strings.Contains(out, "n1 ") || !strings.Contains(out, "n2 ") {
+		t.Fatalf("sbx node ls: %d\n%s%s", code, out, errOut)
+	}
+
+	// A node that stops gives its lease up at once.
+	s1.Stop()
+	assertNode(t, ctx, s2.Client, "n1", "unhealthy", 1)
+	s1.StartAgain()
+	assertNode(t, ctx, s2.Client, "n1", "ready", 1)
 	assertListed(t, ctx, s1.Client, map[string]string{a.ID: client.StateRunning})
 	assertListed(t, ctx, s2.Client, map[string]string{b.ID: client.StateRunning})
 	for _, tc := range []struct {
@@ -163,7 +189,27 @@ func TestPostgresTwoNodes(t *testing.T) {
 			t.Fatalf("%s after n1's restart: %q", tc.sb.ID, res.Stdout)
 		}
 	}
-	s2.Restart()
+	// One that crashes loses it once its lease runs out (15 s).
+	s2.Crash()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		n, err := s1.Client.GetNode(ctx, "n2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n.Status == "unhealthy" {
+			if since := time.Since(n.StatusChangedAt); since > 20*time.Second {
+				t.Fatalf("n2 unhealthy since %v ago, before it crashed", since)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("n2 still %s 30 s after it crashed", n.Status)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	s2.StartAgain()
+	assertNode(t, ctx, s1.Client, "n2", "ready", 1)
 	assertListed(t, ctx, s1.Client, map[string]string{a.ID: client.StateRunning})
 	assertListed(t, ctx, s2.Client, map[string]string{b.ID: client.StateRunning})
 	if err := s1.Client.KillSandbox(ctx, a.ID); err != nil {
@@ -216,6 +262,36 @@ func assertListed(t *testing.T, ctx context.Context, c *client.Client, want map[
 			t.Fatalf("listed %v, want %v", got, want)
 		}
 	}
+}
+
+// assertNode checks what c shows of node id, listed and alone.
+func assertNode(t *testing.T, ctx context.Context, c *client.Client, id, status string, sandboxes int64) {
+	t.Helper()
+	list, err := c.ListNodes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var listed *client.Node
+	for i := range list {
+		if list[i].ID == id {
+			listed = &list[i]
+		}
+	}
+	n, err := c.GetNode(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, got := range []*client.Node{listed, n} {
+		if got == nil || got.Status != status || got.Sandboxes != sandboxes || got.CPUs <= 0 || got.MemoryBytes <= 0 || got.AllocatedMemoryBytes <= 0 {
+			t.Fatalf("node %s: %+v (listed %d nodes); want %s with %d sandboxes", id, got, len(list), status, sandboxes)
+		}
+	}
+}
+
+// isStatus reports whether err is the client's error for an HTTP status.
+func isStatus(err error, code int) bool {
+	var apiErr *client.APIError
+	return errors.As(err, &apiErr) && apiErr.StatusCode == code
 }
 
 // isNotFound reports whether err is the client's error for a 404.

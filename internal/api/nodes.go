@@ -1,0 +1,93 @@
+package api
+
+import (
+	"context"
+	"math"
+	"net/http"
+	"time"
+
+	"github.com/sbxdev/sbx/internal/errdefs"
+	"github.com/sbxdev/sbx/internal/store"
+	"github.com/sbxdev/sbx/wire"
+)
+
+// Nodes is what GET /nodes reads: the nodes table and every node's load
+// (the server's *store.DB).
+type Nodes interface {
+	ListNodes(ctx context.Context) ([]*store.Node, error)
+	GetNode(ctx context.Context, id string) (*store.Node, error)
+	NodeLoads(ctx context.Context) (map[string]store.NodeLoad, error)
+}
+
+// clusterID is the clusterID of every node: the nodes sharing one database
+// are one cluster, and sbx has no other.
+const clusterID = "00000000-0000-0000-0000-000000000000"
+
+func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) error {
+	out := []wire.Node{}
+	if s.cfg.Nodes == nil {
+		writeJSON(w, http.StatusOK, out)
+		return nil
+	}
+	nodes, err := s.cfg.Nodes.ListNodes(r.Context())
+	if err != nil {
+		return err
+	}
+	loads, err := s.cfg.Nodes.NodeLoads(r.Context())
+	if err != nil {
+		return err
+	}
+	for _, n := range nodes {
+		out = append(out, s.nodeOut(n, loads[n.ID]))
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) getNode(w http.ResponseWriter, r *http.Request) error {
+	if s.cfg.Nodes == nil {
+		return errdefs.New(errdefs.ErrNotFound, "node %q not found", r.PathValue("nodeID"))
+	}
+	n, err := s.cfg.Nodes.GetNode(r.Context(), r.PathValue("nodeID"))
+	if err != nil {
+		return err
+	}
+	loads, err := s.cfg.Nodes.NodeLoads(r.Context())
+	if err != nil {
+		return err
+	}
+	o := s.nodeOut(n, loads[n.ID])
+	writeJSON(w, http.StatusOK, wire.NodeDetail{
+		ID: o.ID, ServiceInstanceID: o.ServiceInstanceID, ClusterID: o.ClusterID, Status: o.Status, StatusChangedAt: o.StatusChangedAt,
+		SandboxCount: o.SandboxCount, Metrics: o.Metrics, CreateSuccesses: o.CreateSuccesses, CreateFails: o.CreateFails,
+		Version: o.Version, Commit: o.Commit, MachineInfo: o.MachineInfo,
+	})
+	return nil
+}
+
+// nodeOut is node n as the API shows it: ready while its lease holds,
+// unhealthy since it ran out.
+func (s *Server) nodeOut(n *store.Node, load store.NodeLoad) wire.Node {
+	status, changed := "ready", n.StartedAt
+	if !time.Now().Before(n.LeaseUntil) {
+		status, changed = "unhealthy", n.LeaseUntil
+	}
+	m := n.Machine
+	disks := make([]wire.DiskMetrics, 0, len(m.Disks))
+	for _, d := range m.Disks {
+		disks = append(disks, wire.DiskMetrics{MountPoint: d.MountPoint, Device: d.Device, FilesystemType: d.FilesystemType, UsedBytes: d.UsedBytes, TotalBytes: d.TotalBytes})
+	}
+	return wire.Node{
+		ID: n.ID, ServiceInstanceID: n.ID + "@" + n.StartedAt.Format(time.RFC3339Nano), ClusterID: clusterID,
+		Status: status, StatusChangedAt: changed,
+		SandboxCount: load.Running, SandboxStartingCount: load.Starting,
+		Metrics: wire.NodeMetrics{
+			AllocatedCPU: int64(math.Ceil(load.CPUs)), AllocatedMemoryBytes: load.MemoryMB << 20,
+			CPUPercent: m.CPUPercent, MemoryUsedBytes: m.MemoryUsedBytes, CPUCount: m.CPUCount, MemoryTotalBytes: m.MemoryTotalBytes,
+			Disks: disks, HugePagesTotal: m.HugePagesTotal, HugePagesUsed: m.HugePagesTotal - m.HugePagesFree,
+			HugePagesReserved: m.HugePagesRsvd, HugePageSizeBytes: m.HugePageSize,
+		},
+		Version: n.Version, Commit: n.Commit,
+		MachineInfo: wire.MachineInfo{CPUFamily: m.CPUFamily, CPUModel: m.CPUModel, CPUModelName: m.CPUModelName, CPUArchitecture: m.CPUArchitecture},
+	}
+}

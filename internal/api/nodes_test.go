@@ -1,0 +1,92 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/sbxdev/sbx/internal/sandbox"
+	"github.com/sbxdev/sbx/internal/store"
+	"github.com/sbxdev/sbx/wire"
+)
+
+func TestNodes(t *testing.T) {
+	ts := newTestServer(t, sandbox.Config{})
+	ts.SetReady(true)
+	ctx := context.Background()
+
+	// Without a membership source the list is empty.
+	var none []wire.Node
+	decodeBody(t, ts.do(t, "GET", "/nodes", ts.adminKey, ""), http.StatusOK, &none)
+	if none == nil || len(none) != 0 {
+		t.Fatalf("no nodes: %#v", none)
+	}
+
+	ts.cfg.Nodes = ts.db
+	now := time.Now().UTC()
+	for _, n := range []*store.Node{
+		{ID: "a", StartedAt: now.Add(-time.Minute), RenewedAt: now, LeaseUntil: now.Add(15 * time.Second), Version: "v1",
+			Machine: store.NodeMachine{CPUCount: 8, MemoryTotalBytes: 32 << 30, HugePagesTotal: 10, HugePagesFree: 4, CPUArchitecture: "amd64",
+				Disks: []store.NodeDisk{{MountPoint: "/var/lib/sbx", TotalBytes: 100}}}},
+		{ID: "b", StartedAt: now.Add(-time.Hour), RenewedAt: now.Add(-time.Minute), LeaseUntil: now.Add(-45 * time.Second)},
+	} {
+		if err := ts.db.RenewNode(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, sb := range []*store.Sandbox{
+		{ID: "s1", Node: "a", State: "running", CPUs: 1.5, MemoryMB: 512},
+		{ID: "s2", Node: "a", State: "creating", CPUs: 1, MemoryMB: 256},
+	} {
+		sb.Template, sb.Runtime = "base", "runc"
+		if err := ts.db.PutSandbox(ctx, sb); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	var list []wire.Node
+	decodeBody(t, ts.do(t, "GET", "/nodes", ts.adminKey, ""), http.StatusOK, &list)
+	if len(list) != 2 || list[0].ID != "a" || list[1].ID != "b" {
+		t.Fatalf("GET /nodes = %+v", list)
+	}
+	a, b := list[0], list[1]
+	if a.Status != "ready" || a.SandboxCount != 1 || a.SandboxStartingCount != 1 || a.Metrics.AllocatedCPU != 3 ||
+		a.Metrics.AllocatedMemoryBytes != 768<<20 || a.Metrics.CPUCount != 8 || a.Metrics.HugePagesUsed != 6 ||
+		len(a.Metrics.Disks) != 1 || a.MachineInfo.CPUArchitecture != "amd64" || a.ClusterID != clusterID {
+		t.Errorf("node a = %+v", a)
+	}
+	if b.Status != "unhealthy" || !b.StatusChangedAt.Equal(now.Add(-45*time.Second)) || b.SandboxCount != 0 || b.Metrics.Disks == nil {
+		t.Errorf("node b = %+v", b)
+	}
+
+	// The detail decodes strictly as E2B's NodeDetail.
+	w := ts.do(t, "GET", "/nodes/a", ts.adminKey, "")
+	var d wire.NodeDetail
+	dec := json.NewDecoder(bytes.NewReader(w.Body.Bytes()))
+	dec.DisallowUnknownFields()
+	if w.Code != http.StatusOK || dec.Decode(&d) != nil || d.ID != "a" || d.Status != "ready" || d.SandboxCount != 1 {
+		t.Fatalf("GET /nodes/a: %d %s", w.Code, w.Body)
+	}
+
+	for _, tc := range []struct {
+		target, key string
+		status      int
+		msg         string
+	}{
+		{"/nodes/nope", ts.adminKey, 404, `node "nope" not found`},
+		{"/nodes/..%2F..%2Fetc", ts.adminKey, 404, `node "../../etc" not found`},
+		{"/nodes", ts.plainKey, 403, "this needs an admin API key"},
+		{"/nodes/a", ts.plainKey, 403, "this needs an admin API key"},
+	} {
+		wantError(t, ts.do(t, "GET", tc.target, tc.key, ""), tc.status, tc.msg)
+	}
+	if w := ts.do(t, "GET", "/nodes", "", ""); w.Code != http.StatusUnauthorized {
+		t.Errorf("GET /nodes without a key: %d", w.Code)
+	}
+	if w := ts.do(t, "GET", "/nodes", "e2b_0000000000000000000000000000000000000000", ""); w.Code != http.StatusUnauthorized {
+		t.Errorf("GET /nodes with a wrong key: %d", w.Code)
+	}
+}

@@ -1,0 +1,169 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/sbxdev/sbx/internal/errdefs"
+)
+
+// nodesTable holds one row per node (sbx serve) that has used the
+// database: its lease and what it last reported of its machine.
+const nodesTable = `CREATE TABLE nodes (
+		id TEXT PRIMARY KEY,
+		started_at BIGINT NOT NULL,
+		renewed_at BIGINT NOT NULL,
+		lease_until BIGINT NOT NULL,
+		version TEXT NOT NULL,
+		commit_id TEXT NOT NULL,
+		machine TEXT NOT NULL
+	)`
+
+// Node is a node's membership record. A node holds a lease that it renews
+// every few seconds; one whose lease has run out (LeaseUntil past) has
+// stopped or lost the database.
+type Node struct {
+	ID string
+	// StartedAt is when the node's current run started.
+	StartedAt time.Time
+	// RenewedAt is the node's last renewal; LeaseUntil is when its
+	// lease runs out without another.
+	RenewedAt, LeaseUntil time.Time
+	// Version and Commit are the build the node runs.
+	Version, Commit string
+	// Machine is what the node measured of its host at RenewedAt.
+	Machine NodeMachine
+}
+
+// NodeMachine is a node's host as measured by the node, stored as JSON so
+// that later fields need no migration.
+type NodeMachine struct {
+	CPUCount         int64  `json:"cpuCount"`
+	CPUPercent       int64  `json:"cpuPercent"`
+	MemoryTotalBytes int64  `json:"memoryTotalBytes"`
+	MemoryUsedBytes  int64  `json:"memoryUsedBytes"`
+	CPUArchitecture  string `json:"cpuArchitecture"`
+	CPUFamily        string `json:"cpuFamily"`
+	CPUModel         string `json:"cpuModel"`
+	CPUModelName     string `json:"cpuModelName"`
+	HugePagesTotal   int64  `json:"hugePagesTotal"`
+	HugePagesFree    int64  `json:"hugePagesFree"`
+	HugePagesRsvd    int64  `json:"hugePagesReserved"`
+	HugePageSize     int64  `json:"hugePageSizeBytes"`
+	// Disks are the filesystems that hold the node's data directory.
+	Disks []NodeDisk `json:"disks"`
+}
+
+// NodeDisk is one filesystem of a node.
+type NodeDisk struct {
+	MountPoint     string `json:"mountPoint"`
+	Device         string `json:"device"`
+	FilesystemType string `json:"filesystemType"`
+	UsedBytes      int64  `json:"usedBytes"`
+	TotalBytes     int64  `json:"totalBytes"`
+}
+
+const nodeColumns = `id, started_at, renewed_at, lease_until, version, commit_id, machine`
+
+// RenewNode writes node n's record, creating it on its first renewal.
+func (s *DB) RenewNode(ctx context.Context, n *Node) error {
+	machine, _ := json.Marshal(n.Machine)
+	_, err := s.db.ExecContext(ctx, `INSERT INTO nodes (`+nodeColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET `+upsertSet(`started_at, renewed_at, lease_until, version, commit_id, machine`),
+		n.ID, unixOrZero(n.StartedAt), unixOrZero(n.RenewedAt), unixOrZero(n.LeaseUntil), n.Version, n.Commit, string(machine))
+	if err != nil {
+		return fmt.Errorf("renew node %s: %w", n.ID, err)
+	}
+	return nil
+}
+
+func scanNode(row interface{ Scan(...any) error }) (*Node, error) {
+	var n Node
+	var started, renewed, until int64
+	var machine string
+	if err := row.Scan(&n.ID, &started, &renewed, &until, &n.Version, &n.Commit, &machine); err != nil {
+		return nil, err
+	}
+	n.StartedAt, n.RenewedAt, n.LeaseUntil = timeOrZero(started), timeOrZero(renewed), timeOrZero(until)
+	if err := json.Unmarshal([]byte(machine), &n.Machine); err != nil {
+		return nil, fmt.Errorf("node %s machine: %w", n.ID, err)
+	}
+	return &n, nil
+}
+
+// GetNode returns node id's record, or an error wrapping
+// errdefs.ErrNotFound.
+func (s *DB) GetNode(ctx context.Context, id string) (*Node, error) {
+	n, err := scanNode(s.db.QueryRowContext(ctx, `SELECT `+nodeColumns+` FROM nodes WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, errdefs.New(errdefs.ErrNotFound, "node %q not found", id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get node %s: %w", id, err)
+	}
+	return n, nil
+}
+
+// ListNodes returns every node's record, by id.
+func (s *DB) ListNodes(ctx context.Context) ([]*Node, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+nodeColumns+` FROM nodes ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	defer rows.Close()
+	var out []*Node
+	for rows.Next() {
+		n, err := scanNode(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list nodes: %w", err)
+		}
+		out = append(out, n)
+	}
+	return out, rows.Err()
+}
+
+// NodeLoad is what one node's sandboxes hold.
+type NodeLoad struct {
+	// Running counts the running sandboxes; Starting those being created
+	// or resumed.
+	Running, Starting int64
+	// CPUs and MemoryMB are the limits of the running and starting ones,
+	// summed.
+	CPUs     float64
+	MemoryMB int64
+}
+
+// NodeLoads returns each node's load, by node name, over the whole
+// database (a ForNode view included: every node's load is shared
+// knowledge).
+func (s *DB) NodeLoads(ctx context.Context) (map[string]NodeLoad, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT node, state, count(*), sum(cpus), CAST(sum(memory_mb) AS BIGINT) FROM sandboxes
+		WHERE state IN ('running', 'creating', 'resuming') GROUP BY node, state`)
+	if err != nil {
+		return nil, fmt.Errorf("node loads: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]NodeLoad{}
+	for rows.Next() {
+		var node, state string
+		var n, mem int64
+		var cpus float64
+		if err := rows.Scan(&node, &state, &n, &cpus, &mem); err != nil {
+			return nil, fmt.Errorf("node loads: %w", err)
+		}
+		l := out[node]
+		if state == "running" {
+			l.Running += n
+		} else {
+			l.Starting += n
+		}
+		l.CPUs += cpus
+		l.MemoryMB += mem
+		out[node] = l
+	}
+	return out, rows.Err()
+}
