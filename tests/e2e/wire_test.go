@@ -111,6 +111,13 @@ func TestWireStrict(t *testing.T) {
 	call("POST", "/sbx/v1/keys", wire.NewKey{Name: "wire"}, 201, &key)
 	var keys []wire.Key
 	call("GET", "/sbx/v1/keys", nil, 200, &keys)
+	var nodes []wire.Node
+	call("GET", "/nodes", nil, 200, &nodes)
+	if len(nodes) != 1 || nodes[0].Status != "ready" {
+		t.Errorf("nodes %+v", nodes)
+	}
+	var node wire.NodeDetail
+	call("GET", "/nodes/"+nodes[0].ID, nil, 200, &node)
 	var e wire.Error
 	call("GET", "/sandboxes/nope", nil, 404, &e)
 	if e.Code != 404 || e.Message == "" {
