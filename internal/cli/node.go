@@ -5,8 +5,11 @@ import "fmt"
 // runNode implements `sbx node ls`.
 func runNode(e *env, args []string) int {
 	fs := e.flags("node")
-	if len(args) == 0 || (args[0] != "ls" && args[0] != "list") {
+	if len(args) == 0 {
 		return e.usageErr(fs, "want ls")
+	}
+	if args[0] != "ls" && args[0] != "list" {
+		return e.usageErr(fs, "unknown subcommand %q: want ls", args[0])
 	}
 	asJSON := fs.Bool("json", false, "print the nodes as JSON")
 	pos, code, ok := e.parse(fs, args[1:])
