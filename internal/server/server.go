@@ -42,12 +42,6 @@ type Config struct {
 	Listen         string
 	DataDir        string
 	TemplatesDir   string // default DataDir/templates
-	// Store is the database (store.Open's argument): default
-	// DataDir/sbx.db.
-	Store string
-	// Node names this server among the nodes sharing a Postgres store;
-	// its sandboxes and snapshots are recorded as its own.
-	Node string
 	AgentPath      string // default: sbx-agent beside the running executable
 	RuncPath       string // default runc.DefaultBinary
 	RunscPath      string // default runsc.DefaultBinary
@@ -85,6 +79,12 @@ type Config struct {
 	// (chain) and its key: the server then speaks HTTPS only (HTTP/2 by
 	// ALPN), reloading the files when they change.
 	TLSCert, TLSKey string
+	// Store is the database (store.Open's argument): default
+	// DataDir/sbx.db.
+	Store string
+	// Node names this server among the nodes sharing a Postgres store;
+	// its sandboxes and snapshots are recorded as its own.
+	Node string
 }
 
 // Run runs sbx serve until ctx is cancelled.
@@ -182,7 +182,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if store.IsPostgres(cfg.Store) {
 		// Other nodes create and revoke keys in the shared database; a
 		// revoked key must stop working here too, within seconds.
-		go refreshKeys(ctx, keys, keyRefresh, log)
+		kctx, stopKeys := context.WithCancel(ctx)
+		defer stopKeys() // before the store closes
+		go refreshKeys(kctx, keys, keyRefresh, log)
 	}
 
 	templates, err := template.NewStore(cfg.TemplatesDir, log)
@@ -283,6 +285,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// leaves it when it stops.
 	lease := newNodeLease(whole, cfg.Node, cfg.DataDir, log)
 	if err := lease.renew(ctx); err != nil {
+		hs.Close()
 		return err
 	}
 	leaseCtx, stopLease := context.WithCancel(ctx)
