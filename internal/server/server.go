@@ -156,6 +156,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer whole.Close()
 	db := whole.ForNode(cfg.Node)
+	if !store.IsPostgres(cfg.Store) {
+		// One server owns a SQLite file: what it holds is this node's,
+		// whatever name it was recorded under.
+		if err := db.ClaimAll(ctx); err != nil {
+			return err
+		}
+	}
 	log.Info("store open", "store", store.Redact(cfg.Store), "node", cfg.Node)
 	keys, err := api.NewKeys(ctx, db)
 	if err != nil {

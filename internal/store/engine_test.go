@@ -270,7 +270,21 @@ func TestForNode(t *testing.T) {
 			t.Fatalf("other node's count: %d, %v", n, err)
 		}
 		if !shared {
+			// On SQLite a node claims every record as its own (a
+			// renamed host); on Postgres claiming is refused.
+			if err := b.ClaimAll(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := a.GetSandbox(ctx, "sb"); err != nil || got.Node != "b" {
+				t.Fatalf("after ClaimAll: %+v, %v", got, err)
+			}
+			if sn, err := a.GetSnapshot(ctx, "sn"); err != nil || sn.Node != "b" {
+				t.Fatalf("snapshot after ClaimAll: %+v, %v", sn, err)
+			}
 			return
+		}
+		if err := b.ClaimAll(ctx); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+			t.Fatalf("ClaimAll on Postgres: %v, want refused", err)
 		}
 		// The other node can neither move nor remove them.
 		stale := *got

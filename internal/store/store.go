@@ -56,8 +56,21 @@ func (s *DB) Close() error { return s.db.Close() }
 // every record, so that a host renamed since keeps its sandboxes.
 func (s *DB) ForNode(name string) *DB { return &DB{db: s.db, node: name} }
 
-// Node returns the node this view is for ("" for the whole database).
-func (s *DB) Node() string { return s.node }
+// ClaimAll records every sandbox and snapshot as this view's node's. It is
+// for SQLite, whose one server owns everything in the file (records made
+// before nodes had names, or under an earlier host name); on a shared
+// Postgres it would take other nodes' records, and is refused.
+func (s *DB) ClaimAll(ctx context.Context) error {
+	if s.db.pg || s.node == "" {
+		return errdefs.New(errdefs.ErrFailedPrecondition, "claiming every record needs a node view of a SQLite store")
+	}
+	for _, table := range []string{"sandboxes", "snapshots"} {
+		if _, err := s.db.ExecContext(ctx, `UPDATE `+table+` SET node = ? WHERE node != ?`, s.node, s.node); err != nil {
+			return fmt.Errorf("claim %s for node %s: %w", table, s.node, err)
+		}
+	}
+	return nil
+}
 
 // scoped reports whether queries of this view are restricted to its node.
 func (s *DB) scoped() bool { return s.node != "" && s.db.pg }
