@@ -161,6 +161,8 @@ type Config struct {
 	// Hooks connect the Manager to the data plane; SetHooks sets them
 	// when they can only be made after the Manager.
 	Hooks Hooks
+	// Events, when not nil, is told of each lifecycle event once stored.
+	Events EventSink
 }
 
 // Hooks are what the Manager tells the data plane (the proxy) and asks of
@@ -941,7 +943,7 @@ func (m *Manager) updateEnd(ctx context.Context, id string, d time.Duration, ext
 	if !extendOnly {
 		sb.Life.TTL = d
 	}
-	if err := m.update(ctx, sb); err != nil {
+	if err := m.update(ctx, sb, updatedEvent(ctx, sb)); err != nil {
 		return err
 	}
 	m.timers.schedule(sb.ID, sb.EndAt)
@@ -971,6 +973,7 @@ func (m *Manager) endOfLife(id string) {
 // running boxes are re-adopted (timers re-armed), boxes that died are marked
 // failed and their resources released, half-created ones are removed.
 func (m *Manager) Reconcile(ctx context.Context) error {
+	ctx = withReason(ctx, reasonRestart)
 	if err := m.snaps.reconcile(ctx); err != nil {
 		return err
 	}

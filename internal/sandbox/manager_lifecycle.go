@@ -252,7 +252,7 @@ func (m *Manager) keepFiles(ctx context.Context, sb *store.Sandbox, why string) 
 	if sb.State == StatePaused {
 		// Paused already, with what it had; now with its files only.
 		keep(sb)
-		err = m.update(ctx, sb)
+		err = m.update(ctx, sb, nil)
 	} else {
 		err = m.transition(ctx, sb, StatePaused, keep)
 	}
@@ -457,6 +457,7 @@ func (m *Manager) wake(ctx context.Context, id string) (*Sandbox, error) {
 // its policy says so.
 func (m *Manager) expire(ctx context.Context, cur *store.Sandbox) {
 	id := cur.ID
+	ctx = withReason(ctx, reasonTimeout)
 	if cur.Life.OnTimeout == "pause" {
 		memory := !cur.Life.TimeoutFilesOnly
 		if _, err := m.Pause(ctx, id, &memory); err != nil && !errors.Is(err, errdefs.ErrNotFound) && !errors.Is(err, errdefs.ErrConflict) {
@@ -472,7 +473,7 @@ func (m *Manager) expire(ctx context.Context, cur *store.Sandbox) {
 // idlePause is what a sandbox's idle timer calls once it has been idle
 // for idle.
 func (m *Manager) idlePause(id string, idle time.Duration) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(withReason(context.Background(), reasonIdle), 10*time.Minute)
 	defer cancel()
 	m.log.Info("sandbox idle; pausing", "sandbox_id", id, "idle", idle)
 	if _, err := m.Pause(ctx, id, nil); err != nil && !errors.Is(err, errdefs.ErrNotFound) && !errors.Is(err, errdefs.ErrConflict) && !errors.Is(err, errdefs.ErrFailedPrecondition) {

@@ -18,6 +18,7 @@ import (
 	"github.com/sbxdev/sbx/internal/network"
 	"github.com/sbxdev/sbx/internal/store"
 	"github.com/sbxdev/sbx/internal/template"
+	"github.com/sbxdev/sbx/wire"
 )
 
 // Snapshots.
@@ -96,6 +97,8 @@ type snapshotSandboxes interface {
 	Get(ctx context.Context, id string) (*Sandbox, error)
 	Create(ctx context.Context, p CreateParams) (*Sandbox, error)
 	forkPolicy(id string) (*network.Egress, error)
+	// putEvent stores and announces a lifecycle event.
+	putEvent(ctx context.Context, ev *store.Event)
 }
 
 const (
@@ -236,6 +239,9 @@ func (s *Snapshots) Take(ctx context.Context, id string, opts SnapshotOptions) (
 		return nil, err
 	}
 	log.Info("snapshot taken", "took", time.Since(t0), "frozen", frozen, "bytes", sn.SizeBytes)
+	if !opts.internal {
+		s.sandboxes.putEvent(cctx, newEvent(sb, wire.EventCheckpointed, wire.SandboxEventData{Reason: reasonOf(ctx), SnapshotID: sn.ID}))
+	}
 	return sn, nil
 }
 

@@ -55,8 +55,11 @@ func canMove(from, to State) bool { return slices.Contains(moves[from], to) }
 // transition moves sandbox sb to state to: it checks the move against the
 // table, applies change (when not nil) to a copy of the record (the fields
 // that go with the new state: pause kind, end of life, error), and stores
-// it with a compare-and-set on the version sb was read at. Only once that
-// has succeeded is sb updated and the new state acted on here: leaving
+// it with a compare-and-set on the version sb was read at, together with
+// the lifecycle event the move reports (in one transaction: a move is
+// never stored without its event, nor an event without its move). Only
+// once that has succeeded is sb updated, the event sink told, and the new
+// state acted on here: leaving
 // running stops the sandbox's timers, entering running arms them and
 // watches its box, entering pausing tells the pause hook. A move the table
 // refuses is an errdefs.ErrFailedPrecondition; a record another writer
@@ -75,10 +78,12 @@ func (m *Manager) transition(ctx context.Context, sb *store.Sandbox, to State, c
 	if change != nil {
 		change(&next)
 	}
-	if err := m.db.UpdateSandbox(ctx, &next); err != nil {
+	ev := moveEvent(ctx, &next, from)
+	if err := m.db.UpdateSandboxEvent(ctx, &next, ev); err != nil {
 		return fmt.Errorf("sandbox %s: %s to %s: %w", sb.ID, from, to, err)
 	}
 	*sb = next
+	m.stored(ev)
 	if from == StateRunning {
 		m.timers.stop(sb.ID)
 	}
@@ -93,12 +98,13 @@ func (m *Manager) transition(ctx context.Context, sb *store.Sandbox, to State, c
 }
 
 // update stores sb's fields other than its state (its end of life, say)
-// with the same compare-and-set as transition.
-func (m *Manager) update(ctx context.Context, sb *store.Sandbox) error {
+// with the same compare-and-set as transition, and with it ev when not nil.
+func (m *Manager) update(ctx context.Context, sb *store.Sandbox, ev *store.Event) error {
 	next := *sb
-	if err := m.db.UpdateSandbox(ctx, &next); err != nil {
+	if err := m.db.UpdateSandboxEvent(ctx, &next, ev); err != nil {
 		return err
 	}
 	*sb = next
+	m.stored(ev)
 	return nil
 }

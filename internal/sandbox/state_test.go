@@ -146,7 +146,7 @@ func TestTransitionStale(t *testing.T) {
 	}
 	// A field update from the stale record is refused the same way.
 	stale.EndAt = time.Now().Add(time.Hour)
-	if err := m.update(ctx, stale); !errors.Is(err, store.ErrStale) {
+	if err := m.update(ctx, stale, nil); !errors.Is(err, store.ErrStale) {
 		t.Fatalf("update from a stale record: %v, want store.ErrStale", err)
 	}
 }

@@ -135,7 +135,7 @@ func (m *Manager) initPid(id string) int {
 func (m *Manager) boxDied(id string, pid int) {
 	unlock := m.lock(id)
 	defer unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(withReason(context.Background(), "box exited"), 60*time.Second)
 	defer cancel()
 	sb, err := m.db.GetSandbox(ctx, id)
 	if err != nil || sb.State != StateRunning {

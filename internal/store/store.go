@@ -1,4 +1,5 @@
-// Package store persists sbx's state: sandboxes, snapshots and API keys.
+// Package store persists sbx's state: sandboxes, snapshots, API keys, nodes,
+// lifecycle events with their webhook outbox, and the audit log.
 //
 // # Engines
 //
@@ -142,6 +143,9 @@ var migrations = []string{
 	`ALTER TABLE snapshots ADD COLUMN node TEXT NOT NULL DEFAULT ''`,
 	// Nodes and their leases (nodes.go).
 	nodesTable,
+	// Lifecycle events, their webhook deliveries and the audit log
+	// (events.go).
+	eventsTable, eventsTimeIndex, eventsSandboxIndex, webhooksTable, outboxTable, outboxDueIndex, auditTable, auditTimeIndex,
 }
 
 // State is a sandbox's stored state; internal/sandbox defines the values and
@@ -275,11 +279,16 @@ func (s *DB) putSandbox(ctx context.Context, verb, suffix string, sb *Sandbox) (
 // wraps ErrStale (an errdefs.ErrConflict); a record that is gone gives
 // errdefs.ErrNotFound.
 func (s *DB) UpdateSandbox(ctx context.Context, sb *Sandbox) error {
+	return s.updateSandbox(ctx, s.db, sb)
+}
+
+// updateSandbox is UpdateSandbox on ex, the database or a transaction.
+func (s *DB) updateSandbox(ctx context.Context, ex queryer, sb *Sandbox) error {
 	md, _ := json.Marshal(orEmpty(sb.Metadata))
 	env, _ := json.Marshal(orEmpty(sb.EnvVars))
 	life, _ := json.Marshal(sb.Life)
 	cond, condArgs := s.mine()
-	res, err := s.db.ExecContext(ctx, `UPDATE sandboxes SET
+	res, err := ex.ExecContext(ctx, `UPDATE sandboxes SET
 		template = ?, state = ?, runtime = ?, created_at = ?, started_at = ?, end_at = ?, metadata = ?, env_vars = ?,
 		envd_token = ?, traffic_token = ?, cpus = ?, memory_mb = ?, disk_mb = ?, pids = ?, error = ?, lifecycle = ?,
 		version = version + 1
@@ -295,8 +304,13 @@ func (s *DB) UpdateSandbox(ctx context.Context, sb *Sandbox) error {
 		return fmt.Errorf("update sandbox %s: %w", sb.ID, err)
 	}
 	if n == 0 {
-		if _, err := s.GetSandbox(ctx, sb.ID); err != nil {
-			return err
+		var one int
+		err := ex.QueryRowContext(ctx, `SELECT 1 FROM sandboxes WHERE id = ?`, sb.ID).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return errdefs.New(errdefs.ErrNotFound, "sandbox %q not found", sb.ID)
+		}
+		if err != nil {
+			return fmt.Errorf("update sandbox %s: %w", sb.ID, err)
 		}
 		return fmt.Errorf("update sandbox %s at version %d: %w", sb.ID, sb.Version, ErrStale)
 	}
