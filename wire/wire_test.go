@@ -151,6 +151,33 @@ var goldens = map[string]any{
 		Status: "unhealthy", StatusChangedAt: t1, SandboxCount: 3, Metrics: nodeMetrics(), CreateSuccesses: 7, CreateFails: 1,
 		Version: "v0.9.0", Commit: "0123456789ab", MachineInfo: machineInfo(),
 	},
+	"sandbox-event": wire.SandboxEvent{
+		ID: "5f0c6c52-9d0e-4a4f-8f61-2c1e0b6e8c11", Version: "v1", Type: wire.EventUpdated, SandboxID: "i3x8k2p0q9z1",
+		SandboxExecutionID: "i3x8k2p0q9z1", SandboxTemplateID: "base", SandboxBuildID: "base",
+		SandboxTeamID: "00000000-0000-0000-0000-000000000000", Timestamp: t0,
+		EventData: &wire.SandboxEventData{
+			Reason: "timeout", State: "paused", PreviousState: "pausing", PauseKind: "memory", EndAt: &t1, NoTimeout: true, SnapshotID: "snap_0a1b2c",
+		},
+	},
+	"new-webhook": wire.NewWebhook{
+		Name: "ci", URL: "https://hooks.example.com/sbx", Events: []string{wire.EventCreated, wire.EventKilled}, Enabled: ptr(true), SignatureSecret: "s3cret",
+	},
+	"webhook-update": wire.WebhookUpdate{
+		Name: ptr("ci"), URL: ptr("https://hooks.example.com/v2"), Events: []string{wire.EventPaused}, Enabled: ptr(false), SignatureSecret: ptr("n3w"),
+	},
+	"webhook": wire.Webhook{
+		ID: "0d9b2c4e-7a51-4c1f-9f0e-6b1f2a3c4d5e", Name: "ci", URL: "https://hooks.example.com/sbx",
+		Events: []string{wire.EventCreated, wire.EventKilled}, Enabled: true, CreatedAt: t0,
+	},
+	"webhook-delivery": wire.WebhookDelivery{
+		EventID: "5f0c6c52-9d0e-4a4f-8f61-2c1e0b6e8c11", Type: wire.EventCreated, SandboxID: "i3x8k2p0q9z1", Attempts: 3,
+		NextAttemptAt: &t1, DeliveredAt: &t1, FailedAt: &t1, LastError: "the receiver answered 500 Internal Server Error",
+	},
+	"audit-record": wire.AuditRecord{
+		ID: "7c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f", Time: t0, TeamID: "00000000-0000-0000-0000-000000000000",
+		KeyID: "key_0a1b2c3d4e5f6a7b", KeyName: "ci", Admin: true, Method: "DELETE", Route: "DELETE /sandboxes/{id}",
+		ObjectID: "i3x8k2p0q9z1", Status: 204, Remote: "127.0.0.1",
+	},
 	"error":  wire.Error{Code: 404, Message: "sandbox i3x8k2p0q9z1 not found"},
 	"health": wire.Health{Status: "ok"},
 }

@@ -139,6 +139,7 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	auditObject(r, rec.ID)
 	writeJSON(w, http.StatusCreated, keyOut(rec, secret))
 	return nil
 }

@@ -53,6 +53,11 @@ type Config struct {
 	Builtins Builtins
 	// Nodes is the fleet's membership (GET /nodes); nil lists none.
 	Nodes Nodes
+	// Events holds lifecycle events, webhooks and the audit log; nil
+	// answers their routes with 409 and records no audit.
+	Events EventStore
+	// WebhookURLs checks webhook URLs as they are registered.
+	WebhookURLs WebhookURLs
 }
 
 // Server serves the API. Create it with New.
@@ -129,6 +134,17 @@ func (s *Server) routes() {
 	// the URL, not an API key (see uploadTemplateFiles).
 	m.Handle("PUT /sbx/v1/uploads/{buildID}/{hash}", s.wrap(s.uploadTemplateFiles))
 
+	// Lifecycle events and webhooks (E2B), the audit log (sbx).
+	m.Handle("GET /events/sandboxes", s.auth(s.listEvents))
+	m.Handle("GET /events/sandboxes/{sandboxID}", s.auth(s.listEvents))
+	m.Handle("POST /events/webhooks", s.auth(s.createWebhook))
+	m.Handle("GET /events/webhooks", s.auth(s.listWebhooks))
+	m.Handle("GET /events/webhooks/{webhookID}", s.auth(s.getWebhook))
+	m.Handle("PATCH /events/webhooks/{webhookID}", s.auth(s.updateWebhook))
+	m.Handle("DELETE /events/webhooks/{webhookID}", s.auth(s.deleteWebhook))
+	m.Handle("GET /events/webhooks/{webhookID}/deliveries", s.auth(s.webhookDeliveries))
+	m.Handle("GET /sbx/v1/audit", s.admin(s.listAudit))
+
 	m.Handle("/", s.wrap(func(w http.ResponseWriter, r *http.Request) error {
 		return errdefs.New(errdefs.ErrNotFound, "no route for %s %s", r.Method, r.URL.Path)
 	}))
@@ -141,11 +157,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Browsers attach Origin to cross-origin requests; the control plane is
 	// for programs holding an API key, so a page on another origin must
 	// not be able to drive it with a key it got hold of.
+	a := &auditInfo{}
+	r = r.WithContext(context.WithValue(r.Context(), auditKey{}, a))
+	sw := &statusWriter{ResponseWriter: w}
+	defer func() { s.audit(r, a, sw.status) }()
 	if o := r.Header.Get("Origin"); o != "" && !sameOrigin(o, r.Host) {
-		writeError(w, r, s.log, errdefs.New(errdefs.ErrPermissionDenied, "cross-origin requests are not allowed"))
+		writeError(sw, r, s.log, errdefs.New(errdefs.ErrPermissionDenied, "cross-origin requests are not allowed"))
 		return
 	}
-	s.mux.ServeHTTP(w, r)
+	s.mux.ServeHTTP(sw, r)
 }
 
 func sameOrigin(origin, host string) bool {
@@ -164,6 +184,7 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 // wrap turns a handlerFunc into an http.Handler that writes returned errors.
 func (s *Server) wrap(h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		noteRoute(r)
 		if err := h(w, r); err != nil {
 			writeError(w, r, s.log, err)
 		}
@@ -190,6 +211,9 @@ func (s *Server) auth(h handlerFunc) http.Handler {
 				return errdefs.New(errdefs.ErrUnauthenticated, "missing API key: set the X-API-Key header")
 			}
 			return errdefs.New(errdefs.ErrUnauthenticated, "invalid API key")
+		}
+		if a := auditOf(r); a != nil {
+			a.key = rec
 		}
 		return h(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, rec.Admin)))
 	})

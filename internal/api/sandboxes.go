@@ -102,6 +102,7 @@ func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	auditObject(r, sb.ID)
 	writeJSON(w, http.StatusCreated, s.sandboxBody(sb))
 	return nil
 }

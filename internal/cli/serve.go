@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strconv"
@@ -71,6 +72,10 @@ func serveMain(ctx context.Context, args []string, stderr io.Writer) int {
 	var idShift uint
 	fs.UintVar(&idShift, "id-shift", 100000000, "first host uid/gid of the sandboxes' user namespaces (sandbox ids 0-65535 map to it and up); 0 disables user namespaces")
 	netFlags := addNetworkFlags(fs)
+	var webhookAllow string
+	fs.StringVar(&webhookAllow, "webhook-allow", "", "comma-separated CIDRs webhooks may reach although they are private, loopback or link-local (e.g. 127.0.0.1/32 for a receiver on this host); sbx's own address and the sandboxes' never")
+	fs.DurationVar(&cfg.Events.EventsRetention, "events-retention", 30*24*time.Hour, "how long lifecycle events and their webhook deliveries are kept (0: forever)")
+	fs.DurationVar(&cfg.Events.AuditRetention, "audit-retention", 90*24*time.Hour, "how long audit log records are kept (0: forever)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := setFromEnv(fs); err != nil {
 		fmt.Fprintln(stderr, "sbx serve:", err)
@@ -104,6 +109,14 @@ func serveMain(ctx context.Context, args []string, stderr io.Writer) int {
 	var err error
 	if cfg.Net, err = netFlags.config(); err != nil {
 		fmt.Fprintln(stderr, "sbx serve:", err)
+		return 2
+	}
+	if cfg.Events.WebhookAllow, err = parseCIDRs(webhookAllow); err != nil {
+		fmt.Fprintln(stderr, "sbx serve: --webhook-allow:", err)
+		return 2
+	}
+	if cfg.Events.EventsRetention < 0 || cfg.Events.AuditRetention < 0 {
+		fmt.Fprintln(stderr, "sbx serve: --events-retention and --audit-retention must not be negative")
 		return 2
 	}
 	cfg.AdminKey = os.Getenv("SBX_API_KEY")
@@ -145,4 +158,22 @@ func setFromEnv(fs *flag.FlagSet) error {
 		}
 	})
 	return err
+}
+
+// parseCIDRs parses a comma-separated list of CIDRs or single addresses
+// (IPv4 or IPv6).
+func parseCIDRs(list string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range splitList(list) {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return nil, fmt.Errorf("%q is not a CIDR or an address", s)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }

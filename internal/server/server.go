@@ -8,7 +8,8 @@
 //  1. take the data directory's lock (one server per data directory);
 //  2. open the database and, on first start, create the admin API key;
 //  3. re-adopt sandboxes that kept running while the server was down;
-//  4. listen (answering 503 "starting" until ready);
+//  4. listen (answering 503 "starting" until ready) and start sending
+//     webhooks (the outbox's pending deliveries first);
 //  5. build the default template if it is missing, with progress;
 //  6. report ready.
 //
@@ -68,6 +69,9 @@ type Config struct {
 	// Net configures sandbox networking (internal/network); see
 	// NetworkConfig.
 	Net NetworkConfig
+	// Events configures webhooks and the retention of events and audit
+	// records; see EventsConfig.
+	Events EventsConfig
 	// AdminKey, when set and no key exists yet, becomes the admin key.
 	AdminKey string
 	// Progress receives template build progress and the first-start key
@@ -223,6 +227,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		WarmPool:        cfg.WarmPool,
 		Network:         netIface(netw),
 	}
+	evs := newEvents(cfg, db, log)
+	defer evs.stop() // before the database closes
+	mcfg.Events = evs.disp
 	if err := runtimes(&mcfg, cfg, log); err != nil {
 		return err
 	}
@@ -255,7 +262,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		_, port, _ := net.SplitHostPort(addr)
 		cfg.Domain = "localhost:" + port
 	}
-	apiSrv := api.New(api.Config{Domain: cfg.Domain, Builds: builds, Builtins: templates, Nodes: whole}, mgr, keys, templates, log)
+	evs.start(ctx, addr)
+	apiSrv := api.New(api.Config{Domain: cfg.Domain, Builds: builds, Builtins: templates, Nodes: whole, Events: db, WebhookURLs: evs.guard}, mgr, keys, templates, log)
 	px := newProxy(cfg.Domain, mgr, log)
 	defer px.Close()
 	var protocols http.Protocols
