@@ -57,6 +57,8 @@ type SandboxEventData struct {
 	// NoTimeout is true, and EndAt absent, when the time limit was removed.
 	EndAt     *time.Time `json:"endAt,omitempty"`
 	NoTimeout bool       `json:"noTimeout,omitempty"`
+	// Network is true on the event of a changed egress policy.
+	Network bool `json:"network,omitempty"`
 	// SnapshotID is a checkpointed sandbox's new snapshot.
 	SnapshotID string `json:"snapshotId,omitempty"`
 }

@@ -156,7 +156,7 @@ var goldens = map[string]any{
 		SandboxExecutionID: "i3x8k2p0q9z1", SandboxTemplateID: "base", SandboxBuildID: "base",
 		SandboxTeamID: "00000000-0000-0000-0000-000000000000", Timestamp: t0,
 		EventData: &wire.SandboxEventData{
-			Reason: "timeout", State: "paused", PreviousState: "pausing", PauseKind: "memory", EndAt: &t1, NoTimeout: true, SnapshotID: "snap_0a1b2c",
+			Reason: "timeout", State: "paused", PreviousState: "pausing", PauseKind: "memory", EndAt: &t1, NoTimeout: true, Network: true, SnapshotID: "snap_0a1b2c",
 		},
 	},
 	"new-webhook": wire.NewWebhook{

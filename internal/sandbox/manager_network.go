@@ -11,6 +11,7 @@ import (
 
 	"github.com/sbxdev/sbx/internal/errdefs"
 	"github.com/sbxdev/sbx/internal/network"
+	"github.com/sbxdev/sbx/wire"
 )
 
 // Network is the network layer the Manager gives each sandbox a network
@@ -164,12 +165,14 @@ func (m *Manager) SetNetwork(ctx context.Context, id string, p network.Egress) e
 	}
 	unlock := m.lock(id)
 	defer unlock()
-	if _, err := m.getRunning(ctx, id); err != nil {
+	sb, err := m.getRunning(ctx, id)
+	if err != nil {
 		return err
 	}
 	if err := m.cfg.Network.SetPolicy(ctx, id, p); err != nil {
 		return err
 	}
+	m.putEvent(ctx, newEvent(sb, wire.EventUpdated, wire.SandboxEventData{Reason: reasonOf(ctx), Network: true}))
 	m.log.Info("sandbox network policy changed", "sandbox_id", id, "allow_out", p.Policy().AllowOut, "deny_out", p.Policy().DenyOut)
 	return nil
 }

@@ -113,7 +113,7 @@ func TestWebhookAcrossCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	accepted := map[string]delivery{} // by type
-	ids := map[string]string{}         // event id by type
+	ids := map[string]string{}        // event id by type
 	for len(accepted) < 2 {
 		d := rcv.next(t, ctx)
 		if !verify(secret, d) {
@@ -238,6 +238,9 @@ func TestEventsLifecycle(t *testing.T) {
 	if err := c.SetTimeout(ctx, sb.ID, 10*time.Minute); err != nil {
 		t.Fatal(err)
 	}
+	if err := c.UpdateNetwork(ctx, sb.ID, client.NetworkPolicy{DenyOut: []string{"192.0.2.1"}}); err != nil {
+		t.Fatal(err)
+	}
 	if err := c.Pause(ctx, sb.ID, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -264,10 +267,13 @@ func TestEventsLifecycle(t *testing.T) {
 			t.Errorf("event %d at %v, before the one before it (%v)", i, ev.Timestamp, evs[i-1].Timestamp)
 		}
 	}
-	if got, want := strings.Join(types, ","), "created,updated,paused,resumed,checkpointed,killed"; got != want {
+	if got, want := strings.Join(types, ","), "created,updated,updated,paused,resumed,checkpointed,killed"; got != want {
 		t.Fatalf("events %s, want %s", got, want)
 	}
-	if d := evs[2].EventData; d.Reason != "request" || d.State != "paused" || d.PauseKind == "" {
+	if d := evs[2].EventData; !d.Network {
+		t.Errorf("network update event data %+v", d)
+	}
+	if d := evs[3].EventData; d.Reason != "request" || d.State != "paused" || d.PauseKind == "" {
 		t.Errorf("paused event data %+v", d)
 	}
 	if d := evs[1].EventData; d.EndAt == nil || d.EndAt.Before(time.Now().Add(5*time.Minute)) {
@@ -277,8 +283,8 @@ func TestEventsLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(newest) != 1 || newest[0].ID != evs[5].ID {
-		t.Errorf("newest killed event: %+v, want %s", newest, evs[5].ID)
+	if len(newest) != 1 || newest[0].ID != evs[6].ID {
+		t.Errorf("newest killed event: %+v, want %s", newest, evs[6].ID)
 	}
 	page, err := c.ListEvents(ctx, &client.EventListOptions{SandboxID: sb.ID, Ascending: true, Limit: 2, Offset: 1})
 	if err != nil {
