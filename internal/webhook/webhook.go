@@ -176,13 +176,21 @@ func (d *Dispatcher) sendDue(ctx context.Context) {
 		}
 		sem := make(chan struct{}, d.cfg.Parallel)
 		var wg sync.WaitGroup
+		claimed := 0
 		for _, dl := range due {
 			// Claimed for one attempt's time and a margin: another
 			// server (or this one after a crash) takes it up after that.
 			ok, err := d.db.ClaimDelivery(ctx, dl, time.Now().Add(d.cfg.Timeout+5*time.Second))
-			if err != nil || !ok {
+			if err != nil {
+				if ctx.Err() == nil {
+					d.log.Error("claim webhook delivery", "event_id", dl.Event.ID, "err", err)
+				}
 				continue
 			}
+			if !ok {
+				continue // another server has it
+			}
+			claimed++
 			sem <- struct{}{}
 			wg.Add(1)
 			go func() {
@@ -191,6 +199,9 @@ func (d *Dispatcher) sendDue(ctx context.Context) {
 			}()
 		}
 		wg.Wait()
+		if claimed == 0 {
+			return // none could be claimed: wait rather than spin
+		}
 	}
 }
 

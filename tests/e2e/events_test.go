@@ -18,6 +18,7 @@ import (
 
 	"github.com/sbxdev/sbx/client"
 	"github.com/sbxdev/sbx/tests/harness"
+	"github.com/sbxdev/sbx/wire"
 )
 
 // delivery is one request a test webhook receiver got.
@@ -224,6 +225,28 @@ func TestWebhookSSRF(t *testing.T) {
 
 func ptrTo[T any](v T) *T { return &v }
 
+// getStrict GETs path with the admin key and decodes the answer into
+// package wire's type out with unknown fields refused, so that wire's
+// golden files stay true to what the server sends.
+func getStrict(t *testing.T, ctx context.Context, srv *harness.Server, path string, out any) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, "GET", srv.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-API-Key", srv.APIKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %d %s", path, resp.StatusCode, raw)
+	}
+	decodeStrict(t, string(raw), out)
+}
+
 // TestEventsLifecycle checks the event list: a sandbox's created, updated,
 // paused, resumed and killed events, in order with their times, filters,
 // and the events of a killed sandbox still listed.
@@ -293,7 +316,12 @@ func TestEventsLifecycle(t *testing.T) {
 	if len(page) != 2 || page[0].ID != evs[1].ID || page[1].ID != evs[2].ID {
 		t.Errorf("page 2 of 2: %d events", len(page))
 	}
-	// The same through the CLI-free wire: unknown sandboxes are 404.
+	var strict []wire.SandboxEvent
+	getStrict(t, ctx, srv, "/events/sandboxes/"+sb.ID, &strict)
+	if len(strict) != len(evs) {
+		t.Errorf("%d events decoded strictly, want %d", len(strict), len(evs))
+	}
+	// Unknown sandboxes are 404.
 	_, err = c.ListEvents(ctx, &client.EventListOptions{SandboxID: "nosuchsandbox00000000"})
 	var ae *client.APIError
 	if !errors.As(err, &ae) || ae.StatusCode != 404 {
@@ -467,6 +495,17 @@ func TestWebhookBadInput(t *testing.T) {
 				t.Fatalf("error body %s, want code %d and a message containing %q", body, tc.status, tc.msg)
 			}
 		})
+	}
+	var hooks []wire.Webhook
+	getStrict(t, ctx, srv, "/events/webhooks", &hooks)
+	var one wire.Webhook
+	getStrict(t, ctx, srv, "/events/webhooks/"+hook.ID, &one)
+	var ds []wire.WebhookDelivery
+	getStrict(t, ctx, srv, "/events/webhooks/"+hook.ID+"/deliveries", &ds)
+	var recs []wire.AuditRecord
+	getStrict(t, ctx, srv, "/sbx/v1/audit", &recs)
+	if len(hooks) != 1 || one.ID != hook.ID || len(recs) == 0 {
+		t.Errorf("strict reads: %d webhooks, %+v, %d audit records", len(hooks), one, len(recs))
 	}
 	// The webhook is as it was, secret and all (never shown).
 	got, err := srv.Client.GetWebhook(ctx, hook.ID)
