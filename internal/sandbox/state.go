@@ -59,12 +59,11 @@ func canMove(from, to State) bool { return slices.Contains(moves[from], to) }
 // the lifecycle event the move reports (in one transaction: a move is
 // never stored without its event, nor an event without its move). Only
 // once that has succeeded is sb updated, the event sink told, and the new
-// state acted on here: leaving
-// running stops the sandbox's timers, entering running arms them and
-// watches its box, entering pausing tells the pause hook. A move the table
-// refuses is an errdefs.ErrFailedPrecondition; a record another writer
-// moved meanwhile is an errdefs.ErrConflict (store.ErrStale), and sb is
-// left as it was.
+// state acted on here: leaving running stops the sandbox's timers,
+// entering running arms them and watches its box, entering pausing tells
+// the pause hook. A move the table refuses is an
+// errdefs.ErrFailedPrecondition; a record another writer moved meanwhile
+// is an errdefs.ErrConflict (store.ErrStale), and sb is left as it was.
 //
 // The caller holds sb's lock (lock); every state change of a sandbox goes
 // through here.
