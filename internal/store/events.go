@@ -367,10 +367,10 @@ func scanDeliveries(rows *sql.Rows) ([]*Delivery, error) {
 	return out, rows.Err()
 }
 
-// DueDeliveries returns at most limit pending deliveries due at now,
-// earliest first.
+// DueDeliveries returns at most limit pending deliveries to enabled
+// webhooks due at now, earliest first.
 func (s *DB) DueDeliveries(ctx context.Context, now time.Time, limit int) ([]*Delivery, error) {
-	rows, err := s.db.QueryContext(ctx, deliveryQuery+` WHERE o.delivered_at = 0 AND o.failed_at = 0 AND o.next_at <= ?
+	rows, err := s.db.QueryContext(ctx, deliveryQuery+` WHERE o.delivered_at = 0 AND o.failed_at = 0 AND w.enabled = 1 AND o.next_at <= ?
 		ORDER BY o.next_at, e.at LIMIT ?`, now.UnixNano(), limit)
 	if err != nil {
 		return nil, fmt.Errorf("list due deliveries: %w", err)
@@ -388,11 +388,13 @@ func (s *DB) WebhookDeliveries(ctx context.Context, id string, limit int) ([]*De
 	return scanDeliveries(rows)
 }
 
-// NextDelivery returns when the earliest pending delivery is due, and false
-// when none is pending.
+// NextDelivery returns when the earliest pending delivery to an enabled
+// webhook is due, and false when none is pending. (A disabled webhook's
+// deliveries wait until it is enabled again.)
 func (s *DB) NextDelivery(ctx context.Context) (time.Time, bool, error) {
 	var next sql.NullInt64
-	err := s.db.QueryRowContext(ctx, `SELECT min(next_at) FROM outbox WHERE delivered_at = 0 AND failed_at = 0`).Scan(&next)
+	err := s.db.QueryRowContext(ctx, `SELECT min(o.next_at) FROM outbox o JOIN webhooks w ON w.id = o.webhook_id
+		WHERE o.delivered_at = 0 AND o.failed_at = 0 AND w.enabled = 1`).Scan(&next)
 	if err != nil {
 		return time.Time{}, false, fmt.Errorf("next delivery: %w", err)
 	}

@@ -53,6 +53,22 @@ func TestOutbox(t *testing.T) {
 		t.Fatalf("due: %v %+v", err, due)
 	}
 	other := *due[0]
+	// A disabled webhook's deliveries wait.
+	on, _ := db.GetWebhook(ctx, "on")
+	on.Enabled = false
+	if err := db.PutWebhook(ctx, on); err != nil {
+		t.Fatal(err)
+	}
+	if due, _ := db.DueDeliveries(ctx, t0, 10); len(due) != 0 {
+		t.Fatalf("due to a disabled webhook: %+v", due)
+	}
+	if _, ok, _ := db.NextDelivery(ctx); ok {
+		t.Fatal("a disabled webhook's delivery is pending")
+	}
+	on.Enabled = true
+	if err := db.PutWebhook(ctx, on); err != nil {
+		t.Fatal(err)
+	}
 	if ok, err := db.ClaimDelivery(ctx, due[0], t0.Add(time.Minute)); !ok || err != nil {
 		t.Fatalf("claim: %v %v", ok, err)
 	}

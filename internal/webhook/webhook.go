@@ -149,7 +149,9 @@ func (d *Dispatcher) Run(ctx context.Context) {
 				d.log.Error("webhook outbox", "err", err)
 			}
 		} else if ok {
-			wait = min(max(time.Until(next), 0), wait)
+			// At least a moment: a round that could claim nothing due
+			// must not turn into a spin.
+			wait = min(max(time.Until(next), 10*time.Millisecond), wait)
 		}
 		if !timer.Stop() {
 			select {
