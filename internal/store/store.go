@@ -305,7 +305,7 @@ func (s *DB) updateSandbox(ctx context.Context, ex queryer, sb *Sandbox) error {
 	}
 	if n == 0 {
 		var one int
-		err := ex.QueryRowContext(ctx, `SELECT 1 FROM sandboxes WHERE id = ?`, sb.ID).Scan(&one)
+		err := ex.QueryRowContext(ctx, `SELECT 1 FROM sandboxes WHERE id = ?`+cond, append([]any{sb.ID}, condArgs...)...).Scan(&one)
 		if errors.Is(err, sql.ErrNoRows) {
 			return errdefs.New(errdefs.ErrNotFound, "sandbox %q not found", sb.ID)
 		}
