@@ -34,6 +34,8 @@ type NewSandbox struct {
 	AutoResume      *AutoResume `json:"autoResume,omitempty"`
 	Lifecycle       string      `json:"lifecycle,omitempty"`
 	IdlePause       *int64      `json:"idlePause,omitempty"`
+	// VolumeMounts mounts volumes, by name, at absolute paths.
+	VolumeMounts []SandboxVolumeMount `json:"volumeMounts,omitempty"`
 }
 
 // AutoResume is E2B's autoResume object of a create request.
@@ -105,6 +107,8 @@ type SandboxDetail struct {
 	Network         *SandboxNetwork `json:"network,omitempty"`
 	// AllowInternetAccess is the egress default as set; null when not set.
 	AllowInternetAccess *bool `json:"allowInternetAccess"`
+	// VolumeMounts are the volumes the sandbox mounts.
+	VolumeMounts []SandboxVolumeMount `json:"volumeMounts,omitempty"`
 }
 
 // Lifecycle is a sandbox's lifecycle policy in its details.

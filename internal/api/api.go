@@ -24,6 +24,7 @@ import (
 	"github.com/sbxdev/sbx/internal/errdefs"
 	"github.com/sbxdev/sbx/internal/sandbox"
 	"github.com/sbxdev/sbx/internal/template"
+	"github.com/sbxdev/sbx/internal/volume"
 	"github.com/sbxdev/sbx/wire"
 )
 
@@ -58,6 +59,9 @@ type Config struct {
 	Events EventStore
 	// WebhookURLs checks webhook URLs as they are registered.
 	WebhookURLs WebhookURLs
+	// Volumes keeps the volumes (volumes.go); nil answers the volume
+	// routes with 409.
+	Volumes *volume.Manager
 }
 
 // Server serves the API. Create it with New.
@@ -107,6 +111,20 @@ func (s *Server) routes() {
 	m.Handle("POST /sandboxes/{id}/fork", s.auth(s.forkSandbox))
 	m.Handle("GET /snapshots", s.auth(s.listSnapshots))
 	m.Handle("PUT /sandboxes/{id}/network", s.auth(s.updateNetwork))
+
+	// Volumes (E2B). The content routes take the volume's token, not an
+	// API key.
+	m.Handle("GET /volumes", s.auth(s.listVolumes))
+	m.Handle("POST /volumes", s.auth(s.createVolume))
+	m.Handle("GET /volumes/{volumeID}", s.auth(s.getVolume))
+	m.Handle("DELETE /volumes/{volumeID}", s.auth(s.destroyVolume))
+	m.Handle("GET /volumecontent/{volumeID}/path", s.volumeAuth(s.volumePathStat))
+	m.Handle("PATCH /volumecontent/{volumeID}/path", s.volumeAuth(s.volumePathUpdate))
+	m.Handle("DELETE /volumecontent/{volumeID}/path", s.volumeAuth(s.volumePathRemove))
+	m.Handle("GET /volumecontent/{volumeID}/dir", s.volumeAuth(s.volumeDirList))
+	m.Handle("POST /volumecontent/{volumeID}/dir", s.volumeAuth(s.volumeDirMake))
+	m.Handle("GET /volumecontent/{volumeID}/file", s.volumeAuth(s.volumeFileRead))
+	m.Handle("PUT /volumecontent/{volumeID}/file", s.volumeAuth(s.volumeFileWrite))
 
 	// Templates (E2B paths, sbx's store).
 	m.Handle("GET /templates", s.auth(s.listTemplates))

@@ -87,6 +87,10 @@ func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	vols, err := s.volumeMounts(r.Context(), req.VolumeMounts)
+	if err != nil {
+		return err
+	}
 	sb, err := s.mgr.Create(r.Context(), sandbox.CreateParams{
 		Template:       req.TemplateID,
 		Timeout:        timeout,
@@ -98,6 +102,7 @@ func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request) error {
 		PrivateTraffic: privateTraffic(req.Network),
 		Lifecycle:      life,
 		Network:        netPolicy,
+		Volumes:        vols,
 	})
 	if err != nil {
 		return err
@@ -230,6 +235,7 @@ func (s *Server) getSandbox(w http.ResponseWriter, r *http.Request) error {
 		Network:         s.withEgress(networkOf(sb.TrafficToken), sb.ID),
 		// Egress policy (network.go).
 		AllowInternetAccess: allowInternet,
+		VolumeMounts:        s.sandboxVolumes(r.Context(), sb.ID),
 	})
 	return nil
 }

@@ -65,6 +65,8 @@ func serveMain(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.Int64Var(&cfg.Pids, "pids", 1024, "maximum number of processes and threads per sandbox")
 	fs.Int64Var(&cfg.DiskMB, "disk-mb", 10240, "disk quota per sandbox, in MiB: each sandbox writes to its own sparse ext4 disk of this size (0: no quota, writes go to the data dir's filesystem)")
 	fs.IntVar(&cfg.MaxFork, "max-fork", 10, "most copies one fork request may make")
+	fs.Int64Var(&cfg.VolumeSizeMB, "volume-size-mb", 1024, "size quota of a volume whose create names none, in MiB (each volume is a sparse ext4 image of this size under the data dir)")
+	fs.Int64Var(&cfg.VolumeMaxSizeMB, "volume-max-size-mb", 16384, "largest size quota a volume create may ask for, in MiB")
 	fs.IntVar(&cfg.WarmPool.Min, "warm-pool", 2, "sandboxes of the default template and runtime kept started ahead of creates, so that a create with default resources takes one in milliseconds (0: off)")
 	fs.IntVar(&cfg.WarmPool.Max, "warm-pool-max", 0, "most sandboxes the warm pool grows to when recent demand (the most creates within 10 s over the last 5 minutes) exceeds --warm-pool (0: --warm-pool, no growth)")
 	fs.Int64Var(&cfg.WarmPool.MemoryMB, "warm-pool-memory-mb", 1024, "memory the warm pool's sandboxes may use together, as measured from their cgroups (0: no bound)")

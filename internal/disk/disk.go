@@ -217,28 +217,62 @@ func (p *Pool) newBase() string {
 	return filepath.Join(p.dir, hex.EncodeToString(b))
 }
 
-// make formats and mounts a new disk.
 // make formats and mounts a new disk. In the background (the pool's own
 // refill, which no caller waits for) the formatting runs at the lowest CPU
 // priority, behind the creates it would otherwise slow.
 func (p *Pool) make(ctx context.Context, background bool) (*Disk, error) {
 	base := p.newBase()
-	d := &Disk{image: base + ".img", mount: base}
+	// No journal (a sandbox's disk does not outlive a host crash as a
+	// consistent thing anyway: the box dies with the host).
+	d, err := create(ctx, base+".img", base, p.sizeMB, false, background)
+	if err != nil {
+		return nil, err
+	}
+	for _, sub := range []string{"upper", "work"} {
+		if err := os.Mkdir(filepath.Join(d.mount, sub), 0o755); err != nil {
+			d.Destroy()
+			return nil, fmt.Errorf("disk layout: %w", err)
+		}
+	}
+	os.RemoveAll(filepath.Join(d.mount, "lost+found"))
+	return d, nil
+}
+
+// Create makes a new disk of sizeMB: a sparse ext4 image at image,
+// mounted on directory mount (made here; it must not exist). Unlike a
+// sandbox's disk, it keeps a journal: it is for data that outlives
+// sandboxes and host crashes (volumes).
+func Create(ctx context.Context, image, mount string, sizeMB int64) (*Disk, error) {
+	d, err := create(ctx, image, mount, sizeMB, true, false)
+	if err != nil {
+		return nil, err
+	}
+	os.RemoveAll(filepath.Join(d.mount, "lost+found"))
+	return d, nil
+}
+
+// create formats and mounts a disk; a journal keeps its files
+// consistent through host crashes, background formats at the lowest CPU
+// priority.
+func create(ctx context.Context, image, mount string, sizeMB int64, journal, background bool) (*Disk, error) {
+	d := &Disk{image: image, mount: mount}
 	f, err := os.OpenFile(d.image, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("create disk image: %w", err)
 	}
-	err = f.Truncate(p.sizeMB << 20)
+	err = f.Truncate(sizeMB << 20)
 	f.Close()
 	if err != nil {
 		os.Remove(d.image)
 		return nil, fmt.Errorf("size disk image: %w", err)
 	}
-	// No journal (a sandbox's disk does not outlive a host crash as a
-	// consistent thing anyway: the box dies with the host), no reserved
-	// blocks, lazy inode tables: formatting writes as little as it can.
-	mkfs := exec.CommandContext(ctx, "mkfs.ext4", "-q", "-F", "-m", "0", "-O", "^has_journal",
-		"-E", "lazy_itable_init=1,nodiscard", d.image)
+	// No reserved blocks (the quota is all the user's), lazy inode
+	// tables: formatting writes as little as it can.
+	args := []string{"-q", "-F", "-m", "0", "-E", "lazy_itable_init=1,nodiscard"}
+	if !journal {
+		args = append(args, "-O", "^has_journal")
+	}
+	mkfs := exec.CommandContext(ctx, "mkfs.ext4", append(args, d.image)...)
 	var out bytes.Buffer
 	mkfs.Stdout, mkfs.Stderr = &out, &out
 	err = mkfs.Start()
@@ -261,13 +295,22 @@ func (p *Pool) make(ctx context.Context, background bool) (*Disk, error) {
 		os.Remove(d.image)
 		return nil, err
 	}
-	for _, sub := range []string{"upper", "work"} {
-		if err := os.Mkdir(filepath.Join(d.mount, sub), 0o755); err != nil {
-			d.Destroy()
-			return nil, fmt.Errorf("disk layout: %w", err)
-		}
+	return d, nil
+}
+
+// Open returns the disk of image mounted on directory mount, mounting it
+// unless it is mounted already (after a host restart it is not).
+func Open(image, mount string) (*Disk, error) {
+	d := &Disk{image: image, mount: mount}
+	if Mounted(d.mount) {
+		return d, nil
 	}
-	os.RemoveAll(filepath.Join(d.mount, "lost+found"))
+	if err := os.MkdirAll(d.mount, 0o711); err != nil {
+		return nil, fmt.Errorf("disk mount point: %w", err)
+	}
+	if err := mountDisk(d.image, d.mount); err != nil {
+		return nil, err
+	}
 	return d, nil
 }
 

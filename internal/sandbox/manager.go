@@ -163,6 +163,9 @@ type Config struct {
 	Hooks Hooks
 	// Events, when not nil, is told of each lifecycle event once stored.
 	Events EventSink
+	// Volumes resolves the volumes creates mount; nil refuses creates
+	// that mount any.
+	Volumes Volumes
 }
 
 // Hooks are what the Manager tells the data plane (the proxy) and asks of
@@ -328,6 +331,9 @@ type CreateParams struct {
 	// Network is the sandbox's egress policy, checked by
 	// network.ParsePolicy; nil means the server's default.
 	Network *network.Egress
+	// Volumes are the volumes the sandbox mounts (VolumeID and Path),
+	// for its whole life: across pauses, resumes and server restarts.
+	Volumes []VolumeMount
 }
 
 // Sandbox is a sandbox as the API sees it.
@@ -417,6 +423,8 @@ type createRequest struct {
 	// background starts the box at the lowest CPU weight (BoxSpec.Background):
 	// a warm pool's sandbox, which no caller waits for.
 	background bool
+	// volumes are the volumes the sandbox mounts.
+	volumes []VolumeMount
 }
 
 // newRequest checks create parameters p and builds the sandbox's record.
@@ -448,6 +456,12 @@ func (m *Manager) newRequest(ctx context.Context, p CreateParams, tpl *Template,
 	}
 	if err := m.networkAvailable(p.Network); err != nil {
 		return nil, err
+	}
+	if err := checkVolumeMounts(p.Volumes); err != nil {
+		return nil, err
+	}
+	if len(p.Volumes) > 0 && m.cfg.Volumes == nil {
+		return nil, errdefs.New(errdefs.ErrFailedPrecondition, "this server has no volumes")
 	}
 	m.tpl.mu.RLock()
 	req, err := m.buildRequest(ctx, p, tpl, rtName, life, timeout)
@@ -499,7 +513,7 @@ func (m *Manager) buildRequest(ctx context.Context, p CreateParams, given *Templ
 	if err := m.checkLimits(sb.CPUs, sb.MemoryMB, p, tpl.Name); err != nil {
 		return nil, err
 	}
-	return &createRequest{sb: sb, tpl: tpl, policy: p.Network}, nil
+	return &createRequest{sb: sb, tpl: tpl, policy: p.Network, volumes: p.Volumes}, nil
 }
 
 // make stores req's record (state creating) and starts its box and its
@@ -513,7 +527,14 @@ func (m *Manager) make(ctx context.Context, req *createRequest) (*Sandbox, error
 	if err != nil {
 		return nil, err
 	}
-	err = m.start(ctx, sb, tpl, req.policy, req.background)
+	if len(req.volumes) > 0 {
+		// Recorded before the box starts: boot mounts what is recorded,
+		// and a volume is held (not destroyed) from here on.
+		err = m.db.SetSandboxVolumes(ctx, sb.ID, req.volumes)
+	}
+	if err == nil {
+		err = m.start(ctx, sb, tpl, req.policy, req.background)
+	}
 	if err != nil {
 		err = errdefs.Wrap(errdefs.ErrUnavailable, err, "sandbox failed to start")
 	} else if tpl.image == "" {
@@ -687,6 +708,9 @@ func (m *Manager) boot(ctx context.Context, sb *store.Sandbox, tpl Template, bs 
 		},
 		IDMap:      m.cfg.IDMap,
 		Background: bs.background,
+	}
+	if spec.Volumes, err = m.boxMounts(ctx, sb.ID); err != nil {
+		return err
 	}
 	tn := time.Now()
 	if spec.NetNS, spec.UserNS, err = m.setupNetwork(ctx, sb.ID, rootfs, bs.policy); err != nil {

@@ -88,6 +88,10 @@ type BoxSpec struct {
 	// pool do. A runtime that can raise the weight again implements
 	// Foregrounder; one that cannot ignores Background.
 	Background bool
+	// Volumes are host directories bind-mounted read-write into the box,
+	// shared with other boxes and the host: writes are seen at once on
+	// every side.
+	Volumes []BoxMount
 }
 
 // Foregrounder is implemented by runtimes that honour BoxSpec.Background:

@@ -99,6 +99,9 @@ type snapshotSandboxes interface {
 	forkPolicy(id string) (*network.Egress, error)
 	// putEvent stores and announces a lifecycle event.
 	putEvent(ctx context.Context, ev *store.Event)
+	// VolumeMounts are the volumes sandbox id mounts, which its forks
+	// mount too.
+	VolumeMounts(ctx context.Context, id string) ([]VolumeMount, error)
 }
 
 const (
@@ -453,6 +456,13 @@ func (s *Snapshots) Fork(ctx context.Context, id string, n int, timeout *time.Du
 	if err != nil {
 		return nil, err
 	}
+	// A fork shares its source's volumes (the same volumes at the same
+	// paths), it does not copy them: a memory image restores into a box
+	// with the mounts it was taken with.
+	vols, err := s.sandboxes.VolumeMounts(ctx, id)
+	if err != nil {
+		return nil, err
+	}
 	sn, err := s.Take(ctx, id, SnapshotOptions{internal: true})
 	if err != nil {
 		return nil, err
@@ -475,6 +485,7 @@ func (s *Snapshots) Fork(ctx context.Context, id string, n int, timeout *time.Du
 				EnvVars:   src.EnvVars,
 				Lifecycle: life,
 				Network:   policy,
+				Volumes:   vols,
 			})
 			out[i] = ForkResult{Sandbox: sb, Err: err}
 		}()

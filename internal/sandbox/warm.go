@@ -395,7 +395,7 @@ func (m *Manager) startWarm(ctx context.Context) (*store.Sandbox, []byte, error)
 // and times. It returns nil, nil when none fits or none is ready.
 func (m *Manager) takeWarm(ctx context.Context, req *createRequest) (*Sandbox, error) {
 	w, tpl, want := m.warm, req.tpl, req.sb
-	if w == nil || tpl.image != "" || len(tpl.StartCmd) > 0 || tpl.ReadyCmd != "" || tpl.ReadyPort != 0 {
+	if w == nil || len(req.volumes) > 0 || tpl.image != "" || len(tpl.StartCmd) > 0 || tpl.ReadyCmd != "" || tpl.ReadyPort != 0 {
 		return nil, nil
 	}
 	for {

@@ -36,6 +36,7 @@ import (
 	"github.com/sbxdev/sbx/internal/sandbox"
 	"github.com/sbxdev/sbx/internal/store"
 	"github.com/sbxdev/sbx/internal/template"
+	"github.com/sbxdev/sbx/internal/volume"
 )
 
 // Config is sbx serve's configuration.
@@ -58,6 +59,9 @@ type Config struct {
 	Pids           int64
 	DiskMB         int64
 	MaxFork        int // most copies per fork request (default 10)
+	// VolumeSizeMB is the quota of a volume whose create names none;
+	// VolumeMaxSizeMB bounds what a create may ask for (0: defaults).
+	VolumeSizeMB, VolumeMaxSizeMB int64
 	// WarmPool sizes the pool of sandboxes kept started ahead of creates
 	// (Min 0 and Max 0: off).
 	WarmPool sandbox.WarmPoolConfig
@@ -210,6 +214,18 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if netw != nil {
 		defer netw.Close() // after the Manager's Close (defers run in reverse)
 	}
+	vols, err := volume.New(volume.Config{
+		DataDir:       cfg.DataDir,
+		DB:            db,
+		DefaultSizeMB: cfg.VolumeSizeMB,
+		MaxSizeMB:     cfg.VolumeMaxSizeMB,
+		IDShift:       cfg.IDShift,
+		Over:          []store.State{store.State(sandbox.StateKilled), store.State(sandbox.StateFailed)},
+		Logger:        log,
+	})
+	if err != nil {
+		return err
+	}
 	mcfg := sandbox.Config{
 		DataDir:         cfg.DataDir,
 		AgentPath:       cfg.AgentPath,
@@ -226,6 +242,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		MaxFork:         cfg.MaxFork,
 		WarmPool:        cfg.WarmPool,
 		Network:         netIface(netw),
+		Volumes:         vols,
 	}
 	evs := newEvents(cfg, db, log)
 	defer evs.stop() // before the database closes
@@ -263,7 +280,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		cfg.Domain = "localhost:" + port
 	}
 	evs.start(ctx, addr)
-	apiSrv := api.New(api.Config{Domain: cfg.Domain, Builds: builds, Builtins: templates, Nodes: whole, Events: db, WebhookURLs: evs.guard}, mgr, keys, templates, log)
+	apiSrv := api.New(api.Config{Domain: cfg.Domain, Builds: builds, Builtins: templates, Nodes: whole, Events: db, WebhookURLs: evs.guard, Volumes: vols}, mgr, keys, templates, log)
 	px := newProxy(cfg.Domain, mgr, log)
 	defer px.Close()
 	var protocols http.Protocols

@@ -146,6 +146,9 @@ var migrations = []string{
 	// Lifecycle events, their webhook deliveries and the audit log
 	// (events.go).
 	eventsTable, eventsTimeIndex, eventsSandboxIndex, webhooksTable, outboxTable, outboxDueIndex, auditTable, auditTimeIndex,
+	// Volumes (volumes.go).
+	volumesTable,
+	sandboxVolumesTable,
 }
 
 // State is a sandbox's stored state; internal/sandbox defines the values and

@@ -43,6 +43,11 @@ func Validate(s sandbox.BoxSpec) error {
 	if s.AgentListener == nil {
 		bad = append(bad, "no agent listener")
 	}
+	for _, v := range s.Volumes {
+		if !filepath.IsAbs(v.Source) || !filepath.IsAbs(v.Destination) || filepath.Clean(v.Destination) == "/" {
+			bad = append(bad, fmt.Sprintf("volume mount %q on %q", v.Source, v.Destination))
+		}
+	}
 	if len(bad) > 0 {
 		return errdefs.New(errdefs.ErrInvalidArgument, "box spec: %s", strings.Join(bad, "; "))
 	}
@@ -103,6 +108,18 @@ func ensureMount(rootfs, path string, isDir bool) error {
 	}
 	if want := uint32(unix.S_IFREG); isDir && st.Mode&unix.S_IFMT != unix.S_IFDIR || !isDir && st.Mode&unix.S_IFMT != want {
 		return fmt.Errorf("%s in rootfs is not a %s", path, map[bool]string{true: "directory", false: "regular file"}[isDir])
+	}
+	return nil
+}
+
+// EnsureVolumeDirs creates the mount points of spec's volumes in its
+// rootfs (see EnsureMountpoint: a symlink the box left on the way is an
+// error, so a volume is never mounted over a host path).
+func EnsureVolumeDirs(spec sandbox.BoxSpec) error {
+	for _, v := range spec.Volumes {
+		if err := EnsureMountDir(spec.Rootfs, v.Destination); err != nil {
+			return fmt.Errorf("volume mount point %s: %w", v.Destination, err)
+		}
 	}
 	return nil
 }

@@ -202,6 +202,16 @@ func Spec(s sandbox.BoxSpec, nofile uint64) (*specs.Spec, error) {
 			ReadonlyPaths:     readonlyPaths,
 		},
 	}
+	for _, v := range s.Volumes {
+		// A volume, shared with other boxes and the host's content API:
+		// read-write; nosuid and nodev so that nothing another box wrote
+		// there grants privileges or reaches devices in this one. Not
+		// rbind: the volume's own directory only.
+		spec.Mounts = append(spec.Mounts, specs.Mount{
+			Destination: v.Destination, Type: "bind", Source: v.Source,
+			Options: []string{"bind", "rw", "nosuid", "nodev"},
+		})
+	}
 	if m := s.IDMap; m != nil {
 		// Escape containment: root in the box is host uid m.HostID, which
 		// owns nothing on the host. A process that breaks out of every

@@ -139,6 +139,9 @@ func (r *Runtime) Start(ctx context.Context, spec sandbox.BoxSpec) error {
 	if err := bundle.EnsureMountpoint(spec.Rootfs, agentapi.BinaryPath); err != nil {
 		return fmt.Errorf("start box %s: agent mount point: %w", spec.ID, err)
 	}
+	if err := bundle.EnsureVolumeDirs(spec); err != nil {
+		return fmt.Errorf("start box %s: %w", spec.ID, err)
+	}
 	oci, err := bundle.Spec(spec, bundle.NofileLimit())
 	if err != nil {
 		return fmt.Errorf("start box %s: %w", spec.ID, errors.Join(errdefs.ErrInvalidArgument, err))

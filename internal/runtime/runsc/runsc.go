@@ -242,6 +242,9 @@ func (r *Runtime) launch(ctx context.Context, spec sandbox.BoxSpec, image string
 	if err := bundle.EnsureMountDir(spec.Rootfs, "/tmp"); err != nil {
 		return fmt.Errorf("%s box %s: /tmp: %w", op, spec.ID, err)
 	}
+	if err := bundle.EnsureVolumeDirs(spec); err != nil {
+		return fmt.Errorf("%s box %s: %w", op, spec.ID, err)
+	}
 	sockDir := filepath.Dir(spec.AgentSocket)
 	if err := prepareSocketDir(sockDir, spec); err != nil {
 		return fmt.Errorf("%s box %s: %w", op, spec.ID, err)
