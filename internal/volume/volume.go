@@ -206,7 +206,7 @@ func (m *Manager) Create(ctx context.Context, name string, sizeMB int64) (*store
 	}
 	v := &store.Volume{ID: newID(), Name: name, SizeMB: sizeMB, CreatedAt: time.Now().UTC()}
 	dir := m.volDir(v.ID)
-	if err := os.Mkdir(dir, 0o700); err != nil {
+	if err := os.Mkdir(dir, 0o711); err != nil {
 		return nil, fmt.Errorf("volume dir: %w", err)
 	}
 	d, err := disk.Create(ctx, filepath.Join(dir, imageName), filepath.Join(dir, mountName), sizeMB)

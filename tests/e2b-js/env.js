@@ -30,5 +30,7 @@ export const SBX_API_KEY = process.env.SBX_API_KEY
 
 process.env.E2B_API_URL = SBX_URL
 process.env.E2B_SANDBOX_URL = SBX_URL
+// The volume-content API (Volume#readFile...) is served by sbx too.
+process.env.E2B_VOLUME_API_URL = SBX_URL
 process.env.E2B_API_KEY = SBX_API_KEY
 process.env.E2B_DEBUG = 'false' // debug mode would bypass the API entirely
