@@ -3,8 +3,10 @@ package client
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -56,6 +58,8 @@ type CreateOptions struct {
 	// Network is the sandbox's egress policy; nil takes the server's
 	// default (internet access unless sbx serve runs with --internet=false).
 	Network *NetworkPolicy
+	// Volumes mounts volumes in the sandbox: absolute path → volume name.
+	Volumes map[string]string
 }
 
 // ConnectOptions tune [Client.ConnectSandbox].
@@ -160,6 +164,9 @@ func (c *Client) CreateSandbox(ctx context.Context, opts CreateOptions) (*Sandbo
 		body.Network = &wire.SandboxNetwork{AllowPublicTraffic: &public}
 	}
 	opts.Network.apply(&body)
+	for _, p := range slices.Sorted(maps.Keys(opts.Volumes)) {
+		body.VolumeMounts = append(body.VolumeMounts, wire.SandboxVolumeMount{Name: opts.Volumes[p], Path: p})
+	}
 	var sb wire.Sandbox
 	if _, err := c.do(ctx, http.MethodPost, "/v2/sandboxes", nil, body, &sb); err != nil {
 		return nil, err
