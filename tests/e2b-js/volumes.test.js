@@ -137,6 +137,11 @@ describe('volumes', { timeout: 600_000 }, () => {
     assert.deepEqual(info.volumeMounts, [{ name: vol.name, path: '/mnt/shared' }])
 
     assert.equal((await a.commands.run('cat /mnt/shared/from-api.txt')).stdout, 'api')
+    // Writes through the content API while the sandboxes run are seen
+    // at once, an overwrite of a file a sandbox has read included.
+    await vol.writeFile('/from-api.txt', 'api, again')
+    await vol.writeFile('/late.txt', 'late')
+    assert.equal((await a.commands.run('cat /mnt/shared/from-api.txt /mnt/shared/late.txt')).stdout, 'api, againlate')
     await a.commands.run('echo -n from-a > /mnt/shared/a.txt')
     assert.equal((await b.commands.run('cat /data/a.txt')).stdout, 'from-a', 'a write in one sandbox is seen in the other')
     await b.commands.run('mkdir -p /data/dir && echo -n from-b > /data/dir/b.txt')
@@ -157,6 +162,32 @@ describe('volumes', { timeout: 600_000 }, () => {
 
     assert.equal(await Volume.destroy(vol.volumeId), true)
     await assert.rejects(Volume.getInfo(vol.volumeId), VolumeNotFoundError)
+  })
+
+  test('pause and resume keep the mount; a fork shares the volume', { timeout: 300_000 }, async () => {
+    const vol = await newVolume('lifecycle')
+    const sbx = await newSandbox({ volumeMounts: { '/vol': vol } })
+    await sbx.commands.run('echo -n before > /vol/x.txt')
+    assert.equal(await sbx.pause(), true)
+    const info = await Sandbox.getInfo(sbx.sandboxId)
+    assert.equal(info.state, 'paused')
+    await assert.rejects(Volume.destroy(vol.volumeId), VolumeError, 'a paused sandbox holds its volumes too')
+    await vol.writeFile('/while-paused.txt', 'paused')
+    const back = await Sandbox.connect(sbx.sandboxId)
+    assert.equal((await back.commands.run('cat /vol/x.txt /vol/while-paused.txt')).stdout, 'beforepaused')
+    await back.commands.run('echo -n after > /vol/y.txt')
+    assert.equal(await vol.readFile('/y.txt'), 'after', 'the mount works after resume')
+
+    const forks = await back.fork({ count: 1 })
+    assert.equal(forks.length, 1)
+    assert.ok(!(forks[0] instanceof Error), `fork failed: ${forks[0]}`)
+    const fork = forks[0]
+    sandboxes.push(fork)
+    await fork.commands.run('echo -n from-fork > /vol/fork.txt')
+    assert.equal((await back.commands.run('cat /vol/fork.txt')).stdout, 'from-fork', 'a fork shares the volume, it does not copy it')
+    assert.deepEqual((await Sandbox.getInfo(fork.sandboxId)).volumeMounts, [{ name: vol.name, path: '/vol' }])
+    await fork.kill()
+    await back.kill()
   })
 
   test('bad volume mounts are refused', { timeout: TEST_TIMEOUT }, async () => {

@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"golang.org/x/sys/unix"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -462,3 +464,122 @@ func pidsCurrent(t *testing.T, id string) int {
 type writerFunc func(p []byte)
 
 func (f writerFunc) Write(p []byte) (int, error) { f(p); return len(p), nil }
+
+// TestEscapeVolumeSymlinks: a sandbox plants symlinks, FIFOs and hard
+// links in a volume it mounts, then the volume-content API (which runs as
+// host root) is asked to follow them. It must never read, write, list,
+// chmod or remove the host's files or another volume's.
+func TestEscapeVolumeSymlinks(t *testing.T) {
+	srv := harness.Start(t)
+	ctx := ctxFor(t, 5*time.Minute)
+	c := srv.Client
+	secretDir := t.TempDir()
+	secret := filepath.Join(secretDir, "secret")
+	if err := os.WriteFile(secret, []byte("host-secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mine, err := c.CreateVolume(ctx, "mine", 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := c.CreateVolume(ctx, "other", 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	of := c.Volume(other)
+	if _, err := of.Write(ctx, "/private.txt", strings.NewReader("other-volume"), -1, client.VolumeOwner{}); err != nil {
+		t.Fatal(err)
+	}
+	otherHost := filepath.Join(srv.DataDir, "volumes", other.ID, "data")
+	sb, err := c.CreateSandbox(ctx, client.CreateOptions{Volumes: map[string]string{"/vol": "mine"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := &client.RunOptions{User: "root"}
+	plant := fmt.Sprintf(`cd /vol && ln -s %s secret && ln -s / hostroot && ln -s ../../../../../../../..%s rel &&
+ln -s %s othervol && ln -s /proc/1/root/etc procroot && mkdir d && ln -s %s d/up && mkfifo fifo &&
+(ln /etc/passwd hardlink 2>&1 || true) && ls %s 2>&1; echo planted`, secret, secret, otherHost, secretDir, otherHost)
+	res := mustRun(t, ctx, sb, plant, root)
+	if !strings.Contains(res.Stdout, "planted") {
+		t.Fatalf("planting: %q %q", res.Stdout, res.Stderr)
+	}
+	if !strings.Contains(res.Stdout, "No such file") {
+		t.Fatalf("the sandbox sees the other volume's host directory: %q", res.Stdout)
+	}
+	f := c.Volume(mine)
+	for _, p := range []string{"/secret", "/hostroot/etc/shadow", "/hostroot" + secret, "/rel", "/othervol/private.txt", "/procroot/shadow", "/d/up/secret", "/hardlink"} {
+		r, err := f.Read(ctx, p)
+		if err == nil {
+			b, _ := io.ReadAll(r)
+			r.Close()
+			t.Errorf("read %s through the content API: %q", p, b)
+			continue
+		}
+		var ae *client.APIError
+		if !errors.As(err, &ae) || ae.StatusCode < 400 || ae.StatusCode >= 500 {
+			t.Errorf("read %s: %v, want a 4xx", p, err)
+		}
+	}
+	// A FIFO is refused at once, not read forever. (Under gVisor a FIFO
+	// is the Sentry's own and the host sees no file at all.)
+	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	if _, err := f.Read(fctx, "/fifo"); !errors.Is(err, client.ErrInvalidArgument) && !(harness.Runtime() == "runsc" && errors.Is(err, client.ErrNotFound)) {
+		t.Errorf("read a FIFO: %v, want invalid argument", err)
+	}
+	cancel()
+	for _, p := range []string{"/hostroot", "/othervol", "/d/up"} {
+		if list, err := f.List(ctx, p, 1); err == nil {
+			t.Errorf("list %s: %d entries, want a refusal", p, len(list))
+		}
+	}
+	list, err := f.List(ctx, "/", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range list {
+		if strings.Contains(e.Path, "private.txt") || strings.Contains(e.Path, "secret/") || strings.HasPrefix(e.Path, "/hostroot/") {
+			t.Errorf("a listing followed a symlink out of the volume: %s", e.Path)
+		}
+	}
+	for _, p := range []string{"/hostroot" + secretDir + "/pwned", "/othervol/pwned", "/d/up/pwned", "/secret"} {
+		if _, err := f.Write(ctx, p, strings.NewReader("pwned"), -1, client.VolumeOwner{}); err == nil && p != "/secret" {
+			t.Errorf("write %s through the content API succeeded", p)
+		}
+		if _, err := f.MakeDir(ctx, p+"-dir", true, client.VolumeOwner{}); err == nil && p != "/secret" {
+			t.Errorf("mkdir %s-dir through the content API succeeded", p)
+		}
+	}
+	mode := uint32(0o666)
+	if _, err := f.SetMetadata(ctx, "/d/up/secret", client.VolumeOwner{Mode: &mode}); err == nil {
+		t.Error("chmod through a symlink out of the volume succeeded")
+	}
+	uid := uint32(0)
+	if _, err := f.SetMetadata(ctx, "/hostroot/etc", client.VolumeOwner{UID: &uid}); err == nil {
+		t.Error("chown through a symlink out of the volume succeeded")
+	}
+	// Removing the links removes links, never what they point to.
+	for _, p := range []string{"/d", "/hostroot", "/othervol", "/rel"} {
+		if err := f.Remove(ctx, p); err != nil {
+			t.Errorf("remove %s: %v", p, err)
+		}
+	}
+	b, err := os.ReadFile(secret)
+	if err != nil || string(b) != "host-secret" {
+		t.Fatalf("the host's secret changed: %q %v", b, err)
+	}
+	if st, err := os.Stat(secret); err != nil || st.Mode().Perm() != 0o600 || st.Sys().(*syscall.Stat_t).Uid != 0 {
+		t.Fatalf("the host's secret's metadata changed: %v %v", st, err)
+	}
+	for _, p := range []string{filepath.Join(secretDir, "pwned"), filepath.Join(otherHost, "pwned"), filepath.Join(secretDir, "pwned-dir")} {
+		if _, err := os.Lstat(p); err == nil {
+			t.Errorf("%s was created on the host", p)
+		}
+	}
+	if _, err := os.Stat("/etc/passwd"); err != nil {
+		t.Fatalf("/etc/passwd: %v", err)
+	}
+	if s := readVolume(t, ctx, of, "/private.txt"); s != "other-volume" {
+		t.Fatalf("the other volume changed: %q", s)
+	}
+	assertHealthy(t, ctx, srv, sb)
+}

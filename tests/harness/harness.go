@@ -399,6 +399,18 @@ func (s *Server) killAll() {
 			s.t.Logf("cleanup: kill %s: %v", sb.SandboxID, err)
 		}
 	}
+	// Volumes are mounted on the host under the data directory: destroyed
+	// here, they are unmounted before it is removed.
+	vols, err := s.Client.ListVolumes(ctx)
+	if err != nil {
+		s.t.Logf("cleanup: list volumes: %v", err)
+		return
+	}
+	for _, v := range vols {
+		if err := s.Client.DestroyVolume(ctx, v.ID); err != nil {
+			s.t.Logf("cleanup: destroy volume %s: %v", v.ID, err)
+		}
+	}
 }
 
 // CLI runs the sbx CLI against the server and returns its stdout, stderr and
