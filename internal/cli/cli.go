@@ -91,6 +91,7 @@ func commands() []command {
 		{"fork", "[-n N] [--timeout D] [--json] ID", "copy a running sandbox N times", runFork},
 		{"network", "set ID [--deny-all|--allow-all] [--allow CIDR|IP|DOMAIN[:PORT]]... [--deny ...]... | show ID [--json]", "set or show a sandbox's egress policy", runNetwork},
 		{"template", "ls [--json] | inspect NAME [--json] | rm NAME | import NAME (--image REF [--insecure] | --tar PATH | --oci-layout DIR) [SETTINGS] | set NAME SETTINGS | build [-f DOCKERFILE] [--name NAME] [--build-arg K=V]... [--no-cache] [CONTEXT] | build code-interpreter-v1", "list, inspect, delete, import, configure or build templates", runTemplate},
+		{"volume", "create NAME [--size-mb N] [--json] | ls [--json] | rm NAME|ID... | cp LOCAL VOLUME:PATH | VOLUME:PATH LOCAL|-", "create, list, delete volumes; copy files into or out of them", runVolume},
 		{"key", "create [--name N] [--json] | ls [--json] | rm ID", "manage API keys", runKey},
 		{"node", "ls [--json]", "list the nodes sharing the server's database (admin key)", runNode},
 		{"audit", "[--since D] [--key ID] [--object ID] [--limit N] [--json]", "show the audit log (admin key)", runAudit},
