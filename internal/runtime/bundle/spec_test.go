@@ -218,3 +218,28 @@ func TestBoxSpecBackground(t *testing.T) {
 		t.Fatalf("background box without a quota: cpu = %+v", c)
 	}
 }
+
+func TestSpecVolumes(t *testing.T) {
+	in := testSpec()
+	in.Volumes = []sandbox.BoxMount{{Source: "/data/volumes/v/data", Destination: "/mnt/v"}}
+	s, err := Spec(in, MaxNofile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got *specs.Mount
+	for i := range s.Mounts {
+		if s.Mounts[i].Destination == "/mnt/v" {
+			got = &s.Mounts[i]
+		}
+	}
+	if got == nil || got.Type != "bind" || got.Source != "/data/volumes/v/data" ||
+		!slices.Contains(got.Options, "rw") || !slices.Contains(got.Options, "nosuid") || !slices.Contains(got.Options, "nodev") || slices.Contains(got.Options, "rbind") {
+		t.Fatalf("volume mount = %+v", got)
+	}
+	for _, bad := range []sandbox.BoxMount{{Source: "rel", Destination: "/m"}, {Source: "/s", Destination: "m"}, {Source: "/s", Destination: "/"}} {
+		in.Volumes = []sandbox.BoxMount{bad}
+		if err := Validate(in); !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Errorf("Validate with volume %+v: %v", bad, err)
+		}
+	}
+}
