@@ -83,6 +83,50 @@ func TestWireStrict(t *testing.T) {
 	if detail.SandboxID != sb.SandboxID || detail.Metadata["k"] != "v" || detail.Network == nil || len(detail.Network.AllowOut) != 1 {
 		t.Errorf("detail %+v", detail)
 	}
+	// Volumes, and their content routes with the volume's token.
+	var vol wire.VolumeAndToken
+	call("POST", "/volumes", wire.NewVolume{Name: "wire-vol", SizeMB: ptr(16)}, 201, &vol)
+	var vols []wire.Volume
+	call("GET", "/volumes", nil, 200, &vols)
+	call("GET", "/volumes/"+vol.VolumeID, nil, 200, &vol)
+	content := func(method, route, q string, body []byte, wantStatus int, out any) {
+		t.Helper()
+		req, err := http.NewRequestWithContext(ctx, method, srv.URL+"/volumecontent/"+vol.VolumeID+"/"+route+"?"+q, bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+vol.Token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != wantStatus {
+			t.Fatalf("%s %s: status %d, want %d\n%s", method, route, resp.StatusCode, wantStatus, raw)
+		}
+		if out != nil {
+			decodeStrict(t, string(raw), out)
+		}
+	}
+	var entry wire.VolumeEntryStat
+	var entries []wire.VolumeEntryStat
+	content("PUT", "file", "path=/d/f", []byte("x"), 201, &entry)
+	content("POST", "dir", "path=/e", nil, 201, &entry)
+	content("GET", "path", "path=/d/f", nil, 200, &entry)
+	content("PATCH", "path", "path=/d/f", []byte(`{"mode":384}`), 200, &entry)
+	content("GET", "dir", "path=/&depth=2", nil, 200, &entries)
+	content("DELETE", "path", "path=/e", nil, 204, nil)
+	var vsb wire.Sandbox
+	call("POST", "/v2/sandboxes", wire.NewSandbox{TemplateID: "base", VolumeMounts: []wire.SandboxVolumeMount{{Name: "wire-vol", Path: "/vol"}}}, 201, &vsb)
+	call("GET", "/sandboxes/"+vsb.SandboxID, nil, 200, &detail)
+	if len(detail.VolumeMounts) != 1 || detail.VolumeMounts[0].Path != "/vol" {
+		t.Errorf("volume mounts in the detail: %+v", detail.VolumeMounts)
+	}
+	call("DELETE", "/volumes/"+vol.VolumeID, nil, 409, &wire.Error{})
+	call("DELETE", "/sandboxes/"+vsb.SandboxID, nil, 204, nil)
+	call("DELETE", "/volumes/"+vol.VolumeID, nil, 204, nil)
+
 	var conn wire.Sandbox
 	call("POST", "/sandboxes/"+sb.SandboxID+"/connect", wire.ConnectRequest{Timeout: ptr(300)}, 200, &conn)
 
