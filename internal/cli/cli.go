@@ -76,7 +76,7 @@ type command struct {
 // commands lists the subcommands in the order help shows them.
 func commands() []command {
 	return []command{
-		{"create", "[--template T | --from-snapshot S] [--timeout DURATION|0] [--cpus N] [--memory-mb N] [--meta K=V]... [--env K=V]... [--lifecycle persistent] [--auto-pause] [--auto-resume] [--idle-pause D] [--deny-all] [--allow E]... [--deny E]... [--json]", "create a sandbox and print its ID", runCreate},
+		{"create", "[--template T | --from-snapshot S] [--timeout DURATION|0] [--cpus N] [--memory-mb N] [--meta K=V]... [--env K=V]... [--lifecycle persistent] [--auto-pause] [--auto-resume] [--idle-pause D] [--deny-all] [--allow E]... [--deny E]... [--volume NAME:PATH]... [--json]", "create a sandbox and print its ID", runCreate},
 		{"ls", "[--meta K=V]... [--state running|paused]... [--json] | ID [PATH] [--user U] [--json]", "list sandboxes, or the files in a sandbox's directory", runLsAny},
 		{"exec", "[--user U] [--cwd DIR] [--env K=V]... [-i] [-t] ID [--] CMD [ARG...]", "run a command in a sandbox", runExec},
 		{"shell", "[--user U] [--cwd DIR] ID", "open an interactive shell in a sandbox", runShell},

@@ -19,6 +19,8 @@ func runCreate(e *env, args []string) int {
 	cpus := fs.Float64("cpus", 0, "CPU quota in cores (default: the template's, else the server's)")
 	memMB := fs.Int("memory-mb", 0, "memory limit in MiB (default: the template's, else the server's)")
 	private := fs.Bool("private", false, "make the sandbox's ports reachable only with its traffic access token (printed to stderr)")
+	vols := volumeFlag{}
+	fs.Var(vols, "volume", "mount volume `NAME:PATH` (repeatable)")
 	fromSnapshot := fs.String("from-snapshot", "", "start from snapshot `ID` (or name) instead of a template")
 	life := lifecycleFlags(fs)
 	asJSON := fs.Bool("json", false, "print the sandbox as JSON")
@@ -35,6 +37,9 @@ func runCreate(e *env, args []string) int {
 		return e.usageErr(fs, "--cpus and --memory-mb must be positive")
 	}
 	opts := client.CreateOptions{Template: *tmpl, Metadata: meta.orNil(), Env: envs.orNil(), CPUs: *cpus, MemoryMB: *memMB, Runtime: *rt, PrivateTraffic: *private}
+	if len(vols) > 0 {
+		opts.Volumes = vols
+	}
 	if *fromSnapshot != "" {
 		opts.Template = *fromSnapshot
 	}

@@ -264,3 +264,26 @@ func (e *env) volumeDownloadFile(f *client.VolumeFiles, en client.VolumeEntry, l
 	defer r.Close()
 	return e.writeLocal(local, r, en.Path, en.Size, os.FileMode(en.Mode&0o777))
 }
+
+// volumeFlag collects --volume NAME:PATH flags as path → volume name.
+type volumeFlag map[string]string
+
+func (f volumeFlag) String() string {
+	parts := make([]string, 0, len(f))
+	for p, name := range f {
+		parts = append(parts, name+":"+p)
+	}
+	return strings.Join(parts, ",")
+}
+
+func (f volumeFlag) Set(s string) error {
+	name, p, ok := strings.Cut(s, ":")
+	if !ok || name == "" || p == "" {
+		return fmt.Errorf("%q is not NAME:PATH", s)
+	}
+	if _, dup := f[p]; dup {
+		return fmt.Errorf("two volumes at %s", p)
+	}
+	f[p] = name
+	return nil
+}

@@ -52,7 +52,8 @@ func TestCLIVolume(t *testing.T) {
 		t.Errorf("no progress for a 12 MiB copy: %q", stderr)
 	}
 	// ... seen by a sandbox that mounts the volume.
-	sb, err := srv.Client.CreateSandbox(ctx, client.CreateOptions{Volumes: map[string]string{"/vol": "clivol"}})
+	sbID := strings.TrimSpace(cliOK(t, ctx, srv, "create", "--volume", "clivol:/vol"))
+	sb, err := srv.Client.ConnectSandbox(ctx, sbID, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
