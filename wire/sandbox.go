@@ -95,6 +95,8 @@ type ListedSandbox struct {
 	// PauseKind (sbx) tells how a paused sandbox was paused: frozen,
 	// memory or filesystem.
 	PauseKind string `json:"pauseKind,omitempty"`
+	// VolumeMounts are the volumes the sandbox mounts.
+	VolumeMounts []SandboxVolumeMount `json:"volumeMounts,omitempty"`
 }
 
 // SandboxDetail is GET /sandboxes/{id} (E2B's SandboxDetail).
@@ -107,8 +109,6 @@ type SandboxDetail struct {
 	Network         *SandboxNetwork `json:"network,omitempty"`
 	// AllowInternetAccess is the egress default as set; null when not set.
 	AllowInternetAccess *bool `json:"allowInternetAccess"`
-	// VolumeMounts are the volumes the sandbox mounts.
-	VolumeMounts []SandboxVolumeMount `json:"volumeMounts,omitempty"`
 }
 
 // Lifecycle is a sandbox's lifecycle policy in its details.

@@ -34,6 +34,7 @@ func listed() wire.ListedSandbox {
 		SandboxID: "i3x8k2p0q9z1", TemplateID: "base", Alias: "base", ClientID: "sbx", StartedAt: t0, EndAt: t1,
 		CPUCount: 2, MemoryMB: 512, DiskSizeMB: 1024, EnvdVersion: "0.2.0", Metadata: map[string]string{"team": "a"},
 		State: "paused", Runtime: "runsc", PauseKind: "memory",
+		VolumeMounts: []wire.SandboxVolumeMount{{Name: "data", Path: "/mnt/data"}},
 	}
 }
 
@@ -75,7 +76,6 @@ var goldens = map[string]any{
 		ListedSandbox: listed(), EnvdAccessToken: "envd-token", Domain: ptr("sbx.example.com"),
 		Lifecycle: wire.Lifecycle{AutoResume: true, OnTimeout: "pause", Persistent: true, IdlePause: 60},
 		Error:     "out of memory", Network: network(), AllowInternetAccess: ptr(true),
-		VolumeMounts: []wire.SandboxVolumeMount{{Name: "data", Path: "/mnt/data"}},
 	},
 	"new-volume":       wire.NewVolume{Name: "data", SizeMB: ptr[int64](256)},
 	"volume":           wire.Volume{VolumeID: "v8k2p0q9z1i3x0a1b2c3", Name: "data", SizeMB: 256},

@@ -198,6 +198,9 @@ func (s *Server) listSandboxes(w http.ResponseWriter, r *http.Request) error {
 	for _, sb := range page {
 		out = append(out, listed(sb))
 	}
+	if err := s.withVolumeMounts(r.Context(), out); err != nil {
+		return err
+	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }
@@ -216,6 +219,9 @@ func (s *Server) listSandboxesV1(w http.ResponseWriter, r *http.Request) error {
 	for _, sb := range all {
 		out = append(out, listed(sb))
 	}
+	if err := s.withVolumeMounts(r.Context(), out); err != nil {
+		return err
+	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }
@@ -226,8 +232,10 @@ func (s *Server) getSandbox(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	allowInternet := s.allowInternet(sb.ID)
+	ls := listed(sb)
+	ls.VolumeMounts = s.sandboxVolumes(r.Context(), sb.ID)
 	writeJSON(w, http.StatusOK, wire.SandboxDetail{
-		ListedSandbox:   listed(sb),
+		ListedSandbox:   ls,
 		EnvdAccessToken: sb.EnvdToken,
 		Domain:          s.domain(),
 		Lifecycle:       lifecycleOf(sb),
@@ -235,7 +243,6 @@ func (s *Server) getSandbox(w http.ResponseWriter, r *http.Request) error {
 		Network:         s.withEgress(networkOf(sb.TrafficToken), sb.ID),
 		// Egress policy (network.go).
 		AllowInternetAccess: allowInternet,
-		VolumeMounts:        s.sandboxVolumes(r.Context(), sb.ID),
 	})
 	return nil
 }

@@ -116,7 +116,26 @@ func (s *Server) volumeMounts(ctx context.Context, in []wire.SandboxVolumeMount)
 
 func (s *Server) sandboxVolumes(ctx context.Context, id string) []wire.SandboxVolumeMount {
 	mounts, err := s.mgr.VolumeMounts(ctx, id)
-	if err != nil || len(mounts) == 0 {
+	if err != nil {
+		return nil
+	}
+	return volumeMountsBody(mounts)
+}
+
+// withVolumeMounts adds each listed sandbox's volume mounts.
+func (s *Server) withVolumeMounts(ctx context.Context, list []wire.ListedSandbox) error {
+	all, err := s.mgr.AllVolumeMounts(ctx)
+	if err != nil {
+		return err
+	}
+	for i := range list {
+		list[i].VolumeMounts = volumeMountsBody(all[list[i].SandboxID])
+	}
+	return nil
+}
+
+func volumeMountsBody(mounts []sandbox.VolumeMount) []wire.SandboxVolumeMount {
+	if len(mounts) == 0 {
 		return nil
 	}
 	out := make([]wire.SandboxVolumeMount, 0, len(mounts))

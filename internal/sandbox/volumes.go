@@ -102,6 +102,11 @@ func (m *Manager) boxMounts(ctx context.Context, id string) ([]BoxMount, error) 
 	return out, nil
 }
 
+// AllVolumeMounts returns the volumes every sandbox mounts, by sandbox id.
+func (m *Manager) AllVolumeMounts(ctx context.Context) (map[string][]VolumeMount, error) {
+	return m.db.AllSandboxVolumes(ctx)
+}
+
 // VolumeMounts returns the volumes sandbox id mounts.
 func (m *Manager) VolumeMounts(ctx context.Context, id string) ([]VolumeMount, error) {
 	return m.db.SandboxVolumes(ctx, id)

@@ -199,3 +199,24 @@ func (s *DB) SandboxVolumes(ctx context.Context, id string) ([]VolumeMount, erro
 	}
 	return out, rows.Err()
 }
+
+// AllSandboxVolumes returns the volumes every sandbox mounts, by sandbox
+// id and path: one query for a listing.
+func (s *DB) AllSandboxVolumes(ctx context.Context) (map[string][]VolumeMount, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT sv.sandbox_id, sv.volume_id, v.name, sv.path FROM sandbox_volumes sv
+		JOIN volumes v ON v.id = sv.volume_id ORDER BY sv.sandbox_id, sv.path`)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox volumes: %w", err)
+	}
+	defer rows.Close()
+	out := map[string][]VolumeMount{}
+	for rows.Next() {
+		var id string
+		var m VolumeMount
+		if err := rows.Scan(&id, &m.VolumeID, &m.Name, &m.Path); err != nil {
+			return nil, fmt.Errorf("sandbox volumes: %w", err)
+		}
+		out[id] = append(out[id], m)
+	}
+	return out, rows.Err()
+}

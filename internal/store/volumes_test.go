@@ -60,6 +60,10 @@ func TestVolumes(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(sm, want) {
 		t.Fatalf("SandboxVolumes = %+v, %v; want %+v", sm, err, want)
 	}
+	all, err := db.AllSandboxVolumes(ctx)
+	if err != nil || len(all) != 4 || !reflect.DeepEqual(all["s1"], want) || len(all["s3"]) != 1 {
+		t.Fatalf("AllSandboxVolumes = %+v, %v", all, err)
+	}
 	users, err := db.VolumeUsers(ctx, a.ID, "killed", "failed")
 	if err != nil || !reflect.DeepEqual(users, []string{"s1"}) {
 		t.Fatalf("users of a = %v, %v; want [s1] (s2 is killed, gone has no record)", users, err)

@@ -135,6 +135,9 @@ describe('volumes', { timeout: 600_000 }, () => {
 
     const info = await Sandbox.getInfo(a.sandboxId)
     assert.deepEqual(info.volumeMounts, [{ name: vol.name, path: '/mnt/shared' }])
+    const page = await Sandbox.list({ query: { metadata: { run: RUN } } }).nextItems()
+    const listedB = page.find((s) => s.sandboxId === b.sandboxId)
+    assert.deepEqual(listedB?.volumeMounts, [{ name: vol.name, path: '/data' }], 'listings show the mounts too')
 
     assert.equal((await a.commands.run('cat /mnt/shared/from-api.txt')).stdout, 'api')
     // Writes through the content API while the sandboxes run are seen
