@@ -80,6 +80,21 @@ func TestVolumeSurvivesRestart(t *testing.T) {
 	if err := c.DestroyVolume(ctx, vol.ID); !errors.Is(err, client.ErrConflict) {
 		t.Fatalf("destroy while mounted: %v, want a conflict", err)
 	}
+	// A files-only pause stops the box; the resume boots a new one, which
+	// mounts the volume again.
+	if err := c.Pause(ctx, sb.ID, &client.PauseOptions{FilesOnly: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DestroyVolume(ctx, vol.ID); !errors.Is(err, client.ErrConflict) {
+		t.Fatalf("destroy while a paused sandbox mounts it: %v, want a conflict", err)
+	}
+	writeVolume(t, ctx, f, "/paused.txt", "paused")
+	if sb, err = c.Resume(ctx, sb.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	if res := mustRun(t, ctx, sb, "cat /vol/paused.txt /vol/sb.txt", nil); res.Stdout != "pausedin-sandbox" {
+		t.Fatalf("after a files-only pause the sandbox reads %q", res.Stdout)
+	}
 	if err := c.KillSandbox(ctx, sb.ID); err != nil {
 		t.Fatal(err)
 	}
