@@ -103,11 +103,12 @@ func TestVolumeSurvivesRestart(t *testing.T) {
 	// volume's disk is mounted again on first use.
 	srv.Restart()
 	c = srv.Client
-	sb2, err := c.CreateSandbox(ctx, client.CreateOptions{Volumes: map[string]string{"/mnt/v": "keep"}})
+	// Under /tmp, which runsc mounts from the rootfs itself.
+	sb2, err := c.CreateSandbox(ctx, client.CreateOptions{Volumes: map[string]string{"/tmp/v": "keep"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res := mustRun(t, ctx, sb2, "cat /mnt/v/sb.txt", nil); res.Stdout != "in-sandbox" {
+	if res := mustRun(t, ctx, sb2, "cat /tmp/v/sb.txt", nil); res.Stdout != "in-sandbox" {
 		t.Fatalf("new sandbox reads %q", res.Stdout)
 	}
 	if err := c.KillSandbox(ctx, sb2.ID); err != nil {
