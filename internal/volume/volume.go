@@ -46,6 +46,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sbxdev/sbx/internal/atomicfile"
 	"github.com/sbxdev/sbx/internal/disk"
 	"github.com/sbxdev/sbx/internal/errdefs"
 	"github.com/sbxdev/sbx/internal/store"
@@ -144,19 +145,19 @@ func New(cfg Config) (*Manager, error) {
 // opens a volume.
 func loadKey(path string) ([]byte, error) {
 	key, err := os.ReadFile(path)
-	if err == nil && len(key) == 32 {
+	if err == nil {
+		if len(key) != 32 {
+			// Made again, it would change every volume's token.
+			return nil, fmt.Errorf("token key %s: %d bytes, want 32", path, len(key))
+		}
 		return key, nil
 	}
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("token key: %w", err)
 	}
 	key = make([]byte, 32)
 	rand.Read(key)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, key, 0o600); err != nil {
-		return nil, fmt.Errorf("token key: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := atomicfile.Write(path, key, 0o600); err != nil {
 		return nil, fmt.Errorf("token key: %w", err)
 	}
 	return key, nil
