@@ -59,9 +59,10 @@ type filesHandler struct {
 
 // fileEntry is envd's answer for each file written.
 type fileEntry struct {
-	Name string `json:"name"`
-	Type string `json:"type"`
-	Path string `json:"path"`
+	Name     string            `json:"name"`
+	Type     string            `json:"type"`
+	Path     string            `json:"path"`
+	Metadata map[string]string `json:"metadata,omitempty"`
 }
 
 // filesRoute returns the /files handler with its authentication: a request
@@ -227,6 +228,10 @@ func (h filesHandler) upload(w http.ResponseWriter, r *http.Request) error {
 		}
 		mode = os.FileMode(n)
 	}
+	md, err := uploadMetadata(r.Header)
+	if err != nil {
+		return err
+	}
 	body, err := decodedBody(r)
 	if err != nil {
 		return err
@@ -244,7 +249,7 @@ func (h filesHandler) upload(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		e, err := writeFileAs(u, p, mode, body, buf)
+		e, err := writeFileAs(u, p, mode, md, body, buf)
 		if err != nil {
 			return err
 		}
@@ -276,7 +281,7 @@ func (h filesHandler) upload(w http.ResponseWriter, r *http.Request) error {
 			if err != nil {
 				return err
 			}
-			e, err := writeFileAs(u, p, mode, part, buf)
+			e, err := writeFileAs(u, p, mode, md, part, buf)
 			if err != nil {
 				return err
 			}
@@ -322,9 +327,10 @@ func partFileName(p *multipart.Part) string {
 
 // writeFileAs writes src to p as u: missing parent directories are created
 // (owned by u), an existing file is truncated and keeps its owner. mode, if
-// not 0, is set on the file. A file the call created is removed again when
-// the write fails.
-func writeFileAs(u *account, p string, mode os.FileMode, src io.Reader, buf []byte) (fileEntry, error) {
+// not 0, is set on the file, and md replaces its metadata (see
+// [setMetadata]). A file the call created is removed again when the write
+// fails.
+func writeFileAs(u *account, p string, mode os.FileMode, md map[string]string, src io.Reader, buf []byte) (fileEntry, error) {
 	var f *os.File
 	created := false
 	err := asUser(u, func() error {
@@ -359,6 +365,11 @@ func writeFileAs(u *account, p string, mode os.FileMode, src io.Reader, buf []by
 		return fileEntry{}, fileError(p, err)
 	}
 	err = copyToFile(f, src, buf)
+	if err == nil {
+		// As u: the kernel lets only who may write the file change its
+		// user attributes.
+		err = asUser(u, func() error { return setMetadata(f, md) })
+	}
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = fileError(p, cerr)
 	}
@@ -368,7 +379,11 @@ func writeFileAs(u *account, p string, mode os.FileMode, src io.Reader, buf []by
 		}
 		return fileEntry{}, err
 	}
-	return fileEntry{Name: filepath.Base(p), Type: "file", Path: p}, nil
+	e := fileEntry{Name: filepath.Base(p), Type: "file", Path: p}
+	if len(md) > 0 {
+		e.Metadata = md
+	}
+	return e, nil
 }
 
 // copyToFile copies src to f. A failure to read src is the client's (a

@@ -131,7 +131,7 @@ func TestFilesUpload(t *testing.T) {
 			if err := json.Unmarshal(out, &got); err != nil {
 				t.Fatal(err)
 			}
-			want := []fileEntry{{"a.txt", "file", a}, {"b.txt", "file", b}}
+			want := []fileEntry{{"a.txt", "file", a, nil}, {"b.txt", "file", b, nil}}
 			if fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Errorf("answer %+v, want %+v", got, want)
 			}

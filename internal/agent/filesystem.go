@@ -265,10 +265,9 @@ func (s filesystemService) Remove(ctx context.Context, req *connect.Request[pb.R
 		return nil, err
 	}
 	err = asUser(u, func() error {
-		if _, err := os.Lstat(path); err != nil {
-			return fsError(err, "remove", path)
-		}
-		// A symlink is removed, not what it points to.
+		// As envd: removing what does not exist succeeds (os.RemoveAll),
+		// so a remove can be retried. A symlink is removed, not what it
+		// points to.
 		if err := os.RemoveAll(path); err != nil {
 			return fsError(err, "remove", path)
 		}
@@ -391,6 +390,7 @@ func (n *idNames) entry(shown, real string, fi fs.FileInfo) *pb.EntryInfo {
 		Mode:         modeBits(fi),
 		Permissions:  fi.Mode().String(),
 		ModifiedTime: timestamppb.New(fi.ModTime()),
+		Metadata:     readMetadata(real),
 	}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		e.Owner, e.Group = n.user(st.Uid), n.group(st.Gid)

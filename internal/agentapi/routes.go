@@ -2,8 +2,10 @@ package agentapi
 
 // EnvdVersion is the envd protocol version the agent implements. The server
 // reports it to SDKs (as envdVersion), which enable features by comparing
-// it; it changes with the agent, not with the server's API.
-const EnvdVersion = "0.5.7"
+// it; it changes with the agent, not with the server's API. The e2b SDK
+// gates file metadata on 0.6.2, watch events with entries on 0.6.3 and
+// watching network mounts on 0.6.4; the agent serves all three.
+const EnvdVersion = "0.6.4"
 
 // AccessTokenHeader carries the sandbox's access token ([Config.AccessToken])
 // on every request to the agent but [HealthPath]: the server's own calls

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/sbxdev/sbx/internal/errdefs"
 	"github.com/sbxdev/sbx/internal/sandbox"
@@ -167,6 +168,17 @@ func (s *Server) listSandboxes(w http.ResponseWriter, r *http.Request) error {
 		return errdefs.New(errdefs.ErrInvalidArgument, "invalid nextToken")
 	}
 	filter := sandbox.ListFilter{Metadata: md, Template: q.Get("template")}
+	if v := q.Get("startedAfter"); v != "" {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return errdefs.New(errdefs.ErrInvalidArgument, "invalid startedAfter: want an RFC 3339 time such as 2026-01-02T15:04:05Z")
+		}
+		filter.StartedAfter = t
+	}
+	order := q.Get("order")
+	if order != "" && order != "asc" && order != "desc" {
+		return errdefs.New(errdefs.ErrInvalidArgument, "invalid order: want asc or desc")
+	}
 	for _, st := range states {
 		filter.States = append(filter.States, sandbox.State(st))
 	}
@@ -174,7 +186,7 @@ func (s *Server) listSandboxes(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if q.Get("order") == "asc" {
+	if order == "asc" {
 		for i, j := 0, len(all)-1; i < j; i, j = i+1, j-1 {
 			all[i], all[j] = all[j], all[i]
 		}

@@ -842,6 +842,9 @@ type ListFilter struct {
 	Metadata map[string]string
 	// Template, when set, restricts to one template.
 	Template string
+	// StartedAfter, when not zero, keeps only sandboxes started at or
+	// after it.
+	StartedAfter time.Time
 }
 
 // List returns the sandboxes matching f, newest first.
@@ -858,6 +861,9 @@ func (m *Manager) List(ctx context.Context, f ListFilter) ([]*Sandbox, error) {
 	var out []*Sandbox
 	for _, sb := range all {
 		if f.Template != "" && sb.Template != f.Template {
+			continue
+		}
+		if !f.StartedAfter.IsZero() && sb.StartedAt.Before(f.StartedAfter) {
 			continue
 		}
 		ok := true

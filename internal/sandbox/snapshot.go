@@ -184,9 +184,6 @@ func (s *Snapshots) Take(ctx context.Context, id string, opts SnapshotOptions) (
 		if err := template.ValidateName(opts.Name); err != nil {
 			return nil, errdefs.New(errdefs.ErrInvalidArgument, "invalid snapshot name %q: want [a-z0-9][a-z0-9._-]{0,62}", opts.Name)
 		}
-		if strings.HasPrefix(opts.Name, snapshotPrefix) {
-			return nil, errdefs.New(errdefs.ErrInvalidArgument, "snapshot names must not start with %q", snapshotPrefix)
-		}
 	}
 	sb, unlock, err := s.sandboxes.lockSandbox(ctx, id)
 	if err != nil {
