@@ -23,17 +23,26 @@ import (
 // stream itself with code unavailable and a message saying what happened.
 // (Cut inside a message, the stream is left broken as it came: no valid
 // frame can follow half of one.)
+//
+// A stream cut because the sandbox was killed ends instead as E2B's own
+// proxy leaves it: code unknown, the connection "terminated". The e2b SDKs
+// then probe the sandbox's health (502: gone) and report that the sandbox
+// was killed or reached its end of life while the request was in flight,
+// rather than a timeout.
 
 // connectEndStream is the Connect end-stream flag.
 const connectEndStream = 0x02
 
-// endConnectStreams wraps the body of a Connect streaming response; see
-// above. It is the agent proxy's ModifyResponse.
-func endConnectStreams(resp *http.Response) error {
-	if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/connect+") {
-		resp.Body = &connectStream{body: resp.Body}
+// endConnectStreams returns the agent proxy's ModifyResponse, which wraps
+// the body of a Connect streaming response; see above. killed, asked when a
+// stream is cut, reports whether its sandbox was killed.
+func endConnectStreams(killed func() bool) func(*http.Response) error {
+	return func(resp *http.Response) error {
+		if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/connect+") {
+			resp.Body = &connectStream{body: resp.Body, killed: killed}
+		}
+		return nil
 	}
-	return nil
 }
 
 // connectStream passes a Connect stream through, tracking its envelopes.
@@ -48,6 +57,8 @@ type connectStream struct {
 	ended bool
 	// tail is the end-stream message sbx sends in the agent's place.
 	tail *bytes.Reader
+	// killed reports whether the sandbox was killed; nil: never.
+	killed func() bool
 }
 
 func (s *connectStream) Read(p []byte) (int, error) {
@@ -57,11 +68,14 @@ func (s *connectStream) Read(p []byte) (int, error) {
 	n, err := s.body.Read(p)
 	s.track(p[:n])
 	if err != nil && !s.ended && s.hn == 0 && s.left == 0 {
-		msg := "the sandbox's agent went away in the middle of the stream (the sandbox stopped or failed; GET /sandboxes/{id} says why)"
+		code, msg := "unavailable", "the sandbox's agent went away in the middle of the stream (the sandbox stopped or failed; GET /sandboxes/{id} says why)"
+		if s.killed != nil && s.killed() {
+			code, msg = "unknown", "the connection to the sandbox was terminated: the sandbox was killed"
+		}
 		if !errors.Is(err, io.EOF) {
 			msg += ": " + err.Error()
 		}
-		s.tail = bytes.NewReader(endStreamMessage("unavailable", msg))
+		s.tail = bytes.NewReader(endStreamMessage(code, msg))
 		if n > 0 {
 			return n, nil
 		}

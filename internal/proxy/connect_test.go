@@ -36,10 +36,14 @@ func (f *failingReader) Read(p []byte) (int, error) {
 }
 
 func streamThrough(t *testing.T, body []byte, end error) ([]byte, error) {
+	return streamThroughKilled(t, body, end, nil)
+}
+
+func streamThroughKilled(t *testing.T, body []byte, end error, killed func() bool) ([]byte, error) {
 	t.Helper()
 	resp := &http.Response{Header: http.Header{"Content-Type": {"application/connect+json"}},
 		Body: io.NopCloser(&failingReader{r: bytes.NewReader(body), err: end})}
-	if err := endConnectStreams(resp); err != nil {
+	if err := endConnectStreams(killed)(resp); err != nil {
 		t.Fatal(err)
 	}
 	return io.ReadAll(resp.Body)
@@ -67,6 +71,17 @@ func TestConnectStreamCut(t *testing.T) {
 			t.Fatalf("cut after %v: end-stream message %q", end, tail)
 		}
 	}
+	// Cut because the sandbox was killed: code unknown and "terminated",
+	// which the e2b SDKs read as a sandbox killed while the request was in
+	// flight.
+	got, err := streamThroughKilled(t, msgs, io.EOF, func() bool { return true })
+	if err != nil || !bytes.HasPrefix(got, msgs) {
+		t.Fatalf("cut by a kill: %q, %v", got, err)
+	}
+	if tail := string(got[len(msgs)+5:]); got[len(msgs)] != connectEndStream ||
+		!strings.Contains(tail, `"code":"unknown"`) || !strings.Contains(tail, "terminated") {
+		t.Fatalf("cut by a kill: end-stream message %q", tail)
+	}
 	// Cut inside a message: nothing valid can follow; the failure shows.
 	half := append(append([]byte{}, msgs...), envelope(0, `{"c":3}`)[:7]...)
 	if got, err := streamThrough(t, half, reset); !errors.Is(err, reset) || !bytes.Equal(got, half) {
@@ -74,7 +89,7 @@ func TestConnectStreamCut(t *testing.T) {
 	}
 	// Other responses are left alone.
 	resp := &http.Response{Header: http.Header{"Content-Type": {"application/json"}}, Body: io.NopCloser(strings.NewReader("{}"))}
-	endConnectStreams(resp)
+	endConnectStreams(nil)(resp)
 	if _, ok := resp.Body.(*connectStream); ok {
 		t.Fatal("a unary response was wrapped")
 	}

@@ -49,6 +49,9 @@ type Sandboxes interface {
 	// proxy use the agent for this sandbox from then on. The proxy closes
 	// the dialer when it drops the sandbox.
 	PortDialer(ctx context.Context, id string) (PortDialer, error)
+	// Killed reports whether sandbox id is being killed or is gone; the
+	// proxy asks when a stream to its agent is cut.
+	Killed(ctx context.Context, id string) bool
 }
 
 // Sandbox is what the proxy needs of a running sandbox's record.
@@ -315,11 +318,15 @@ func (p *Proxy) newBackend(sb Sandbox) *backend {
 			pr.Out.URL.Scheme = "http"
 			pr.Out.URL.Host = "agent"
 		},
-		Transport:      envdTr,
-		FlushInterval:  -1,
-		BufferPool:     p.buffers,
-		ModifyResponse: endConnectStreams,
-		ErrorHandler:   p.errorHandler(b, false),
+		Transport:     envdTr,
+		FlushInterval: -1,
+		BufferPool:    p.buffers,
+		ModifyResponse: endConnectStreams(func() bool {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			return p.boxes.Killed(ctx, id)
+		}),
+		ErrorHandler: p.errorHandler(b, false),
 	}
 	portTr, h2Tr := b.portTransports()
 	b.ports = p.portProxy(b, portTr, false)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"net/http"
@@ -49,6 +50,11 @@ func (a proxySandboxes) PortDialer(ctx context.Context, id string) (proxy.PortDi
 		return nil, err
 	}
 	return pd, err
+}
+
+func (a proxySandboxes) Killed(ctx context.Context, id string) bool {
+	_, err := a.m.Get(ctx, id) // a killed sandbox is not found
+	return errors.Is(err, errdefs.ErrNotFound)
 }
 
 // handler is sbx serve's HTTP handler: requests addressed to a sandbox go to
