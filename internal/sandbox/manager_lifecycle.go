@@ -274,7 +274,8 @@ type ResumeOptions struct {
 	// Auto is a resume triggered by a request for the sandbox (auto-resume):
 	// only sandboxes that allow it are resumed.
 	Auto bool
-	// Memory false ignores a memory image and starts the box afresh over
+	// Memory false ignores a memory image, or stops a frozen box, and
+	// starts the box afresh over
 	// the sandbox's files (E2B's "reboot").
 	Memory *bool
 }
@@ -329,6 +330,19 @@ func (m *Manager) Resume(ctx context.Context, id string, opts ResumeOptions) (*S
 func (m *Manager) resumeLocked(ctx context.Context, sb *store.Sandbox, d time.Duration, memory *bool) error {
 	log := m.log.With("sandbox_id", sb.ID, "kind", sb.Life.PauseKind)
 	t0 := time.Now()
+	if sb.Life.PauseKind == PauseFrozen && memory != nil && !*memory {
+		// Memory false (E2B's onResume: 'reboot') on a frozen box: its
+		// processes go, its files stay, and it starts afresh over them
+		// as a filesystem pause does.
+		if err := m.stopBox(ctx, sb); err != nil {
+			return errdefs.Wrap(errdefs.ErrUnavailable, err, "stopping the frozen box of sandbox %q failed; it is still paused", sb.ID)
+		}
+		sb.Life.PauseKind = PauseFilesystem
+		if err := m.update(ctx, sb); err != nil {
+			return err
+		}
+		log = log.With("kind", PauseFilesystem, "reboot", true)
+	}
 	// The new end is stored with the resuming state, so a resume that
 	// Reconcile completes keeps it.
 	if err := m.transition(ctx, sb, StateResuming, func(sb *store.Sandbox) {
