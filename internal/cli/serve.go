@@ -61,6 +61,8 @@ func serveMain(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.Int64Var(&cfg.MemoryMB, "memory-mb", 512, "default memory limit per sandbox, in MiB")
 	fs.Float64Var(&cfg.MaxCPUs, "max-cpus", 0, "largest CPU quota a create request or template may set, in cores (0: no bound)")
 	fs.Int64Var(&cfg.MaxMemoryMB, "max-memory-mb", 0, "largest memory limit a create request or template may set, in MiB (0: no bound)")
+	fs.Float64Var(&cfg.CapacityCPUs, "capacity-cpus", 0, "CPU quotas the sandboxes holding a box may reserve together, in cores; creates and resumes past it are answered 503 (0: no bound)")
+	fs.Int64Var(&cfg.CapacityMemoryMB, "capacity-memory-mb", 0, "memory limits the sandboxes holding a box may reserve together, in MiB; creates and resumes past it are answered 503 (0: no bound)")
 	fs.DurationVar(&cfg.ReadyTimeout, "ready-timeout", 60*time.Second, "how long a create waits for a template's ready check (templates may set their own)")
 	fs.Int64Var(&cfg.Pids, "pids", 1024, "maximum number of processes and threads per sandbox")
 	fs.Int64Var(&cfg.DiskMB, "disk-mb", 10240, "disk quota per sandbox, in MiB: each sandbox writes to its own sparse ext4 disk of this size (0: no quota, writes go to the data dir's filesystem)")
@@ -106,6 +108,10 @@ func serveMain(ctx context.Context, args []string, stderr io.Writer) int {
 	cfg.IDShift = uint32(idShift)
 	if cfg.MaxCPUs > 0 && cfg.CPUs > cfg.MaxCPUs || cfg.MaxMemoryMB > 0 && cfg.MemoryMB > cfg.MaxMemoryMB {
 		fmt.Fprintln(stderr, "sbx serve: --cpus/--memory-mb must not exceed --max-cpus/--max-memory-mb")
+		return 2
+	}
+	if cfg.CapacityCPUs < 0 || cfg.CapacityMemoryMB < 0 {
+		fmt.Fprintln(stderr, "sbx serve: --capacity-cpus and --capacity-memory-mb must not be negative")
 		return 2
 	}
 	var err error

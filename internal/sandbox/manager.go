@@ -143,6 +143,12 @@ type Config struct {
 	// host's.
 	MaxCPUs     float64
 	MaxMemoryMB int64
+	// CapacityCPUs and CapacityMemoryMB are what the sandboxes that hold
+	// a box may reserve together (their CPU quotas and memory limits);
+	// a create or resume past them is refused as unavailable (503, the
+	// SDKs' ServiceBusyError). 0 means no bound.
+	CapacityCPUs     float64
+	CapacityMemoryMB int64
 	// ReadyTimeout is how long a create waits for a template's ready
 	// check unless the template sets its own; 0 means DefaultReadyTimeout.
 	ReadyTimeout time.Duration
@@ -213,6 +219,10 @@ type Manager struct {
 
 	mu    sync.Mutex
 	locks map[string]*sync.Mutex
+	// capacity is held from a capacity check to the state write that
+	// makes the sandbox count, so that two creates cannot both take the
+	// last room.
+	capacity sync.Mutex
 	// watched holds the pid of each box watchBox follows.
 	watched map[string]int
 	hookv   Hooks
@@ -522,7 +532,12 @@ func (m *Manager) buildRequest(ctx context.Context, p CreateParams, given *Templ
 func (m *Manager) make(ctx context.Context, req *createRequest) (*Sandbox, error) {
 	sb, tpl := req.sb, req.tpl
 	log := m.log.With("sandbox_id", sb.ID, "template", sb.Template, "runtime", sb.Runtime)
-	err := m.db.CreateSandbox(ctx, sb)
+	m.capacity.Lock()
+	err := m.checkCapacity(ctx, sb)
+	if err == nil {
+		err = m.db.CreateSandbox(ctx, sb)
+	}
+	m.capacity.Unlock()
 	req.storedOrDropped()
 	if err != nil {
 		return nil, err

@@ -338,19 +338,29 @@ func (m *Manager) resumeLocked(ctx context.Context, sb *store.Sandbox, d time.Du
 			return errdefs.Wrap(errdefs.ErrUnavailable, err, "stopping the frozen box of sandbox %q failed; it is still paused", sb.ID)
 		}
 		sb.Life.PauseKind = PauseFilesystem
-		if err := m.update(ctx, sb); err != nil {
+		if err := m.update(ctx, sb, nil); err != nil {
 			return err
 		}
 		log = log.With("kind", PauseFilesystem, "reboot", true)
 	}
 	// The new end is stored with the resuming state, so a resume that
-	// Reconcile completes keeps it.
-	if err := m.transition(ctx, sb, StateResuming, func(sb *store.Sandbox) {
-		sb.EndAt = time.Time{}
-		if d > 0 {
-			sb.EndAt = time.Now().UTC().Add(d)
-		}
-	}); err != nil {
+	// Reconcile completes keeps it. A box that is not frozen must fit the
+	// server's capacity again.
+	m.capacity.Lock()
+	var err error
+	if sb.Life.PauseKind != PauseFrozen {
+		err = m.checkCapacity(ctx, sb)
+	}
+	if err == nil {
+		err = m.transition(ctx, sb, StateResuming, func(sb *store.Sandbox) {
+			sb.EndAt = time.Time{}
+			if d > 0 {
+				sb.EndAt = time.Now().UTC().Add(d)
+			}
+		})
+	}
+	m.capacity.Unlock()
+	if err != nil {
 		return err
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute)

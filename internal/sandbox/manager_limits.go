@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"strings"
@@ -56,4 +57,35 @@ func processEnv(tplEnv []string, envVars map[string]string) map[string]string {
 		out[k] = v
 	}
 	return out
+}
+
+// checkCapacity refuses sb (about to be created or resumed) when the
+// sandboxes holding a box, with it, would reserve more than the server's
+// capacity (Config.CapacityCPUs, CapacityMemoryMB). A box is held from
+// creating (pooled sandboxes included) to paused, where only a frozen box
+// still holds it. The caller holds m.capacity until sb's new state is
+// stored.
+func (m *Manager) checkCapacity(ctx context.Context, sb *Sandbox) error {
+	if m.cfg.CapacityCPUs <= 0 && m.cfg.CapacityMemoryMB <= 0 {
+		return nil
+	}
+	all, err := m.db.ListSandboxes(ctx, StateCreating, StateRunning, StatePausing, StatePaused, StateResuming)
+	if err != nil {
+		return err
+	}
+	cpus, mem := sb.CPUs, sb.MemoryMB
+	for _, o := range all {
+		if o.ID == sb.ID || (o.State == StatePaused && o.Life.PauseKind != PauseFrozen) {
+			continue
+		}
+		cpus += o.CPUs
+		mem += o.MemoryMB
+	}
+	if c := m.cfg.CapacityMemoryMB; c > 0 && mem > c {
+		return errdefs.New(errdefs.ErrUnavailable, "the server is out of capacity: sandboxes would reserve %d MiB of memory, above its capacity of %d MiB; try again when sandboxes have ended or paused", mem, c)
+	}
+	if c := m.cfg.CapacityCPUs; c > 0 && cpus > c+1e-9 {
+		return errdefs.New(errdefs.ErrUnavailable, "the server is out of capacity: sandboxes would reserve %v CPUs, above its capacity of %v; try again when sandboxes have ended or paused", cpus, c)
+	}
+	return nil
 }

@@ -62,6 +62,12 @@ type Config struct {
 	// VolumeSizeMB is the quota of a volume whose create names none;
 	// VolumeMaxSizeMB bounds what a create may ask for (0: defaults).
 	VolumeSizeMB, VolumeMaxSizeMB int64
+
+	// CapacityCPUs and CapacityMemoryMB bound what sandboxes holding a
+	// box reserve together (0: no bound); see sandbox.Config.
+	CapacityCPUs     float64
+	CapacityMemoryMB int64
+
 	// WarmPool sizes the pool of sandboxes kept started ahead of creates
 	// (Min 0 and Max 0: off).
 	WarmPool sandbox.WarmPoolConfig
@@ -243,6 +249,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		WarmPool:        cfg.WarmPool,
 		Network:         netIface(netw),
 		Volumes:         vols,
+
+		CapacityCPUs:     cfg.CapacityCPUs,
+		CapacityMemoryMB: cfg.CapacityMemoryMB,
 	}
 	evs := newEvents(cfg, db, log)
 	defer evs.stop() // before the database closes
