@@ -188,8 +188,17 @@ var goldens = map[string]any{
 		KeyID: "key_0a1b2c3d4e5f6a7b", KeyName: "ci", Admin: true, Method: "DELETE", Route: "DELETE /sandboxes/{id}",
 		ObjectID: "i3x8k2p0q9z1", Status: 204, Remote: "127.0.0.1",
 	},
+	"sandbox-logs-v2": wire.SandboxLogsV2{Logs: []wire.SandboxLogEntry{sandboxLogEntry()}},
+	"sandbox-logs": wire.SandboxLogs{
+		Logs:       []wire.SandboxLogLine{{Timestamp: t1, Line: `process started cmd=/bin/bash pty=false tag=""`}},
+		LogEntries: []wire.SandboxLogEntry{sandboxLogEntry()},
+	},
 	"error":  wire.Error{Code: 404, Message: "sandbox i3x8k2p0q9z1 not found"},
 	"health": wire.Health{Status: "ok"},
+}
+
+func sandboxLogEntry() wire.SandboxLogEntry {
+	return wire.SandboxLogEntry{Timestamp: t1, Level: "info", Message: "process started", Fields: map[string]string{"cmd": "/bin/bash", "pty": "false", "tag": ""}}
 }
 
 // TestGolden compares each type's JSON with testdata/NAME.json.

@@ -111,6 +111,8 @@ func (s *Server) routes() {
 	m.Handle("POST /sandboxes/{id}/fork", s.auth(s.forkSandbox))
 	m.Handle("GET /snapshots", s.auth(s.listSnapshots))
 	m.Handle("PUT /sandboxes/{id}/network", s.auth(s.updateNetwork))
+	m.Handle("GET /v2/sandboxes/{id}/logs", s.auth(s.sandboxLogs))
+	m.Handle("GET /sandboxes/{id}/logs", s.auth(s.sandboxLogsV1))
 
 	// Volumes (E2B). The content routes take the volume's token, not an
 	// API key.

@@ -413,6 +413,43 @@ describe('smaller differences', () => {
     assert.equal(await sbx.files.exists('/home/user/never-there'), false)
   })
 
+  test('sandbox logs: the agent log, filtered; bad queries are 400, unknown sandboxes 404', { timeout: TEST_TIMEOUT }, async () => {
+    const sbx = await create()
+    const t0 = Date.now()
+    await sbx.commands.run('echo logged')
+    await assert.rejects(sbx.commands.run('exit 3'))
+    const all = await api('GET', `/v2/sandboxes/${sbx.sandboxId}/logs`)
+    assert.equal(all.status, 200, JSON.stringify(all.body))
+    const started = all.body.logs.filter((e) => e.message === 'process started')
+    assert.ok(started.length >= 2, JSON.stringify(all.body.logs))
+    for (const e of all.body.logs) {
+      assert.ok(!Number.isNaN(Date.parse(e.timestamp)), e.timestamp)
+      assert.ok(['debug', 'info', 'warn', 'error'].includes(e.level), e.level)
+      assert.equal(typeof e.fields, 'object')
+    }
+    const ended = all.body.logs.filter((e) => e.message === 'process ended').map((e) => e.fields.status)
+    assert.ok(ended.some((st) => st.includes('3')), `an end with status 3 among ${JSON.stringify(ended)}`)
+
+    const recent = await api('GET', `/v2/sandboxes/${sbx.sandboxId}/logs?cursor=${t0 - 1000}&search=ended`)
+    assert.ok(recent.body.logs.length >= 2 && recent.body.logs.every((e) => e.message.includes('ended')), JSON.stringify(recent.body))
+    const newest = await api('GET', `/v2/sandboxes/${sbx.sandboxId}/logs?direction=backward&limit=1`)
+    assert.deepEqual(newest.body.logs, all.body.logs.slice(-1))
+    const errorsOnly = await api('GET', `/v2/sandboxes/${sbx.sandboxId}/logs?level=error`)
+    assert.ok(errorsOnly.body.logs.every((e) => e.level === 'error'))
+    const v1 = await api('GET', `/sandboxes/${sbx.sandboxId}/logs?start=0&limit=2`)
+    assert.equal(v1.status, 200)
+    assert.equal(v1.body.logs.length, 2)
+    assert.deepEqual(v1.body.logEntries, all.body.logs.slice(0, 2))
+
+    for (const q of ['direction=sideways', 'level=loud', 'limit=1001', 'cursor=-1', 'cursor=soon', `search=${'x'.repeat(257)}`]) {
+      const res = await api('GET', `/v2/sandboxes/${sbx.sandboxId}/logs?${q}`)
+      assert.equal(res.status, 400, `${q.slice(0, 20)}: ${JSON.stringify(res.body)}`)
+    }
+    const unknown = await api('GET', '/v2/sandboxes/nosuchsandbox0000000/logs')
+    assert.equal(unknown.status, 404)
+    assert.equal(unknown.body.code, 404)
+  })
+
   test("writeFiles with relative paths writes under the user's home", { timeout: TEST_TIMEOUT }, async () => {
     const sbx = await create()
     const out = await sbx.files.write([
