@@ -450,6 +450,17 @@ describe('smaller differences', () => {
     assert.equal(unknown.body.code, 404)
   })
 
+  test("the sandbox's user cannot become root inside; the SDK's user: 'root' can", { timeout: TEST_TIMEOUT }, async () => {
+    const sbx = await create()
+    const who = await sbx.commands.run('id -u; grep NoNewPrivs /proc/self/status; command -v sudo || echo no-sudo')
+    assert.match(who.stdout, /^1000\nNoNewPrivs:\s+1\nno-sudo\n$/)
+    // su is set-uid root, and no_new_privs keeps it from raising anything.
+    const su = await sbx.commands.run('su -c "id -u" root </dev/null 2>&1; echo "exit $?"')
+    assert.doesNotMatch(su.stdout, /^0$/m, su.stdout)
+    assert.match(su.stdout, /exit [1-9]/)
+    assert.equal((await sbx.commands.run('id -u', { user: 'root' })).stdout, '0\n')
+  })
+
   test("writeFiles with relative paths writes under the user's home", { timeout: TEST_TIMEOUT }, async () => {
     const sbx = await create()
     const out = await sbx.files.write([
