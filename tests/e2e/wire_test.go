@@ -141,6 +141,14 @@ func TestWireStrict(t *testing.T) {
 		t.Errorf("fork %+v", forks)
 	}
 
+	var logs wire.SandboxLogsV2
+	call("GET", "/v2/sandboxes/"+sb.SandboxID+"/logs", nil, 200, &logs)
+	if len(logs.Logs) == 0 {
+		t.Errorf("no log entries for a running sandbox")
+	}
+	var logsV1 wire.SandboxLogs
+	call("GET", "/sandboxes/"+sb.SandboxID+"/logs?limit=5", nil, 200, &logsV1)
+
 	call("POST", "/sandboxes/"+sb.SandboxID+"/pause", wire.PauseRequest{}, 204, nil)
 	var resumed wire.Sandbox
 	call("POST", "/sandboxes/"+sb.SandboxID+"/resume", wire.ResumeRequest{}, 201, &resumed)
