@@ -275,8 +275,7 @@ type ResumeOptions struct {
 	// only sandboxes that allow it are resumed.
 	Auto bool
 	// Memory false ignores a memory image, or stops a frozen box, and
-	// starts the box afresh over
-	// the sandbox's files (E2B's "reboot").
+	// starts the box afresh over the sandbox's files (E2B's "reboot").
 	Memory *bool
 }
 
@@ -333,8 +332,12 @@ func (m *Manager) resumeLocked(ctx context.Context, sb *store.Sandbox, d time.Du
 	if sb.Life.PauseKind == PauseFrozen && memory != nil && !*memory {
 		// Memory false (E2B's onResume: 'reboot') on a frozen box: its
 		// processes go, its files stay, and it starts afresh over them
-		// as a filesystem pause does.
-		if err := m.stopBox(ctx, sb); err != nil {
+		// as a filesystem pause does. Stopping is not left half done
+		// when the caller goes away.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		err := m.stopBox(sctx, sb)
+		cancel()
+		if err != nil {
 			return errdefs.Wrap(errdefs.ErrUnavailable, err, "stopping the frozen box of sandbox %q failed; it is still paused", sb.ID)
 		}
 		sb.Life.PauseKind = PauseFilesystem
