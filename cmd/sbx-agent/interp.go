@@ -21,9 +21,12 @@ import (
 // interp), the start command of the code-interpreter-v1 template. It is a
 // subcommand of the agent so that the server in a sandbox is always the
 // one of the sbx running it, not whatever a cached template holds. It
-// listens at once and starts the default Python context in the
-// background; an execution waits for it. SIGTERM or SIGINT ends the kernels
-// and exits 0.
+// starts the default Python context before it accepts connections, so that
+// the template's ready check (its port) passes once a first execution
+// starts no kernel: a create returns then, and a warm pool's sandbox is
+// pooled with its kernel ready. A default context that fails to start is
+// logged and the server listens all the same (an execution starts one
+// again). SIGTERM or SIGINT ends the kernels and exits 0.
 func runCodeInterpreter(args []string) int {
 	fs := flag.NewFlagSet("code-interpreter", flag.ContinueOnError)
 	listen := fs.String("listen", ":49999", "TCP address to serve on")
@@ -40,23 +43,24 @@ func runCodeInterpreter(args []string) int {
 	if dir == "" {
 		dir = "/home/user"
 	}
+	srv := interp.New(interp.Config{Python: *python, Cwd: dir}, log)
+	defer srv.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	start := time.Now()
+	if err := srv.StartDefault(ctx); err != nil {
+		log.Error("default context", "err", err)
+	} else {
+		log.Info("default context ready", "duration", time.Since(start))
+	}
+	if ctx.Err() != nil {
+		return 0
+	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		log.Error("listen", "err", err)
 		return 1
 	}
-	srv := interp.New(interp.Config{Python: *python, Cwd: dir}, log)
-	defer srv.Close()
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	go func() {
-		start := time.Now()
-		if err := srv.StartDefault(ctx); err != nil {
-			log.Error("default context", "err", err)
-			return
-		}
-		log.Info("default context ready", "duration", time.Since(start))
-	}()
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 30 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()

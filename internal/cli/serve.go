@@ -73,6 +73,7 @@ func serveMain(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.IntVar(&cfg.WarmPool.Max, "warm-pool-max", 0, "most sandboxes the warm pool grows to when recent demand (the most creates within 10 s over the last 5 minutes) exceeds --warm-pool (0: --warm-pool, no growth)")
 	fs.Int64Var(&cfg.WarmPool.MemoryMB, "warm-pool-memory-mb", 1024, "memory the warm pool's sandboxes may use together, as measured from their cgroups (0: no bound)")
 	fs.IntVar(&cfg.WarmPool.Parallel, "warm-pool-parallel", 4, "sandboxes the warm pool starts at once when it refills")
+	fs.Var(templatePoolsFlag{&cfg.WarmPool.Templates}, "warm-pool-template", "`NAME[=N]`: keep N (default 1) sandboxes of template NAME started, its start command run and ready (the code interpreter's kernel started), for creates of it that set no environment variables (repeatable or comma-separated)")
 	var idShift uint
 	fs.UintVar(&idShift, "id-shift", 100000000, "first host uid/gid of the sandboxes' user namespaces (sandbox ids 0-65535 map to it and up); 0 disables user namespaces")
 	netFlags := addNetworkFlags(fs)

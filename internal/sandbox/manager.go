@@ -235,6 +235,9 @@ type Manager struct {
 	snaps *Snapshots
 	// warm is the warm pool; nil when off.
 	warm *warmPool
+	// warmTpl are the per-template pools, by template name
+	// (warm_template.go).
+	warmTpl map[string]*warmPool
 }
 
 // New returns a Manager. Call Reconcile before serving requests.
@@ -274,7 +277,11 @@ func New(cfg Config, templates Templates, db *store.DB, logger *slog.Logger) (*M
 	}
 	if cfg.WarmPool.Max > 0 || cfg.WarmPool.Min > 0 {
 		m.warm = newWarmPool(cfg.WarmPool, m.startWarm, m.discardWarm, m.memoryUsage, logger)
-		m.tpl.warm = m.warm
+		m.tpl.warm = append(m.tpl.warm, m.warm)
+	}
+	m.warmTpl = m.newTemplatePools(cfg.WarmPool, logger)
+	for _, name := range m.WarmTemplates() {
+		m.tpl.warm = append(m.tpl.warm, m.warmTpl[name])
 	}
 	if cfg.DefaultDiskMB > 0 {
 		p, err := disk.NewPool(cfg.DataDir, cfg.DefaultDiskMB, 2, m.cfg.MaxFork, logger)
@@ -1087,6 +1094,9 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 // Close stops the timers, kills the warm pool's sandboxes and destroys the
 // disks made ready for sandboxes not created yet. Sandboxes keep running.
 func (m *Manager) Close() {
+	for _, w := range m.warmTpl {
+		w.close()
+	}
 	if m.warm != nil {
 		m.warm.close()
 	}

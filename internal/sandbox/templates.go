@@ -17,9 +17,9 @@ type TemplateUse struct {
 	// a template is never removed under a sandbox being made from it.
 	mu sync.RWMutex
 	db templateCounts
-	// warm is the warm pool, emptied while a template is removed; nil
-	// when off.
-	warm *warmPool
+	// warm are the warm pools (the default one, the per-template ones),
+	// emptied while a template is removed.
+	warm []*warmPool
 	// cpus and memoryMB are the server's default limits.
 	cpus     float64
 	memoryMB int64
@@ -38,8 +38,10 @@ func (t *TemplateUse) Remove(ctx context.Context, name string, remove func(conte
 	// The warm pool's sandboxes are not users of the template to keep it
 	// for: none exists, ready or being started, while the template's
 	// users are counted and it is removed; then the pool fills again.
-	release := t.warm.hold()
-	defer release()
+	for _, w := range t.warm {
+		release := w.hold()
+		defer release()
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n, err := t.db.CountSandboxesByTemplate(ctx, name)

@@ -65,6 +65,9 @@ type WarmPoolConfig struct {
 	MemoryMB int64
 	// Parallel is how many sandboxes the pool starts at once (default 4).
 	Parallel int
+	// Templates sizes per-template pools (warm_template.go): template
+	// name → sandboxes of it kept started, start command run and ready.
+	Templates map[string]int
 }
 
 // Demand is counted in windows of demandWindow and remembered for
@@ -395,7 +398,14 @@ func (m *Manager) startWarm(ctx context.Context) (*store.Sandbox, []byte, error)
 // and times. It returns nil, nil when none fits or none is ready.
 func (m *Manager) takeWarm(ctx context.Context, req *createRequest) (*Sandbox, error) {
 	w, tpl, want := m.warm, req.tpl, req.sb
-	if w == nil || len(req.volumes) > 0 || tpl.image != "" || len(tpl.StartCmd) > 0 || tpl.ReadyCmd != "" || tpl.ReadyPort != 0 {
+	if len(req.volumes) > 0 {
+		// Volumes are mounted as a box starts: no pooled box has them.
+		return nil, nil
+	}
+	tw, baked := m.templatePool(tpl, want)
+	if baked {
+		w = tw
+	} else if w == nil || tpl.image != "" || len(tpl.StartCmd) > 0 || tpl.ReadyCmd != "" || tpl.ReadyPort != 0 {
 		return nil, nil
 	}
 	for {
@@ -405,8 +415,10 @@ func (m *Manager) takeWarm(ctx context.Context, req *createRequest) (*Sandbox, e
 		}
 		sb := pw.sb
 		if sb.Template != want.Template || sb.Runtime != want.Runtime || sb.CPUs != want.CPUs ||
-			sb.MemoryMB != want.MemoryMB || sb.DiskMB != want.DiskMB || sb.Pids != want.Pids {
-			// Made for other defaults (a template changed meanwhile):
+			sb.MemoryMB != want.MemoryMB || sb.DiskMB != want.DiskMB || sb.Pids != want.Pids ||
+			baked && !bytes.Equal(agentConfigJSON(sb, tpl, want.EnvVars), pw.cfg) {
+			// Made for other defaults (a template changed meanwhile; a
+			// start command keeps the environment it was started with):
 			// of no use to anyone.
 			go m.discardWarm(sb)
 			continue

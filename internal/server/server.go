@@ -335,6 +335,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	defer func() { stopLease(); <-leaseDone }()
 	apiSrv.SetReady(true)
 	mgr.StartWarm()
+	startTemplatePools(ctx, mgr, templates, log)
 	log.Info("ready", "addr", addr, "scheme", scheme)
 	if cfg.Ready != nil {
 		cfg.Ready(addr)
