@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"net/http"
+	"strconv"
 	"time"
 
 	"connectrpc.com/connect"
@@ -67,12 +68,19 @@ type sandboxTransport struct {
 	base      http.RoundTripper
 	id, token string
 	userAgent string
+	// port is the sandbox port requests go to; 0 means the agent's
+	// (EnvdPort).
+	port int
 }
 
 func (t *sandboxTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
 	r.Header.Set(headerSandboxID, t.id)
-	r.Header.Set(headerSandboxPort, "49983")
+	port := EnvdPort
+	if t.port != 0 {
+		port = t.port
+	}
+	r.Header.Set(headerSandboxPort, strconv.Itoa(port))
 	if t.token != "" {
 		r.Header.Set(headerAccessToken, t.token)
 	}
