@@ -6,7 +6,8 @@ import (
 )
 
 // engine runs the cells of one context: an IPython kernel (kernel) for
-// Python, a Node.js process (nodeKernel) for JavaScript. Both deliver a
+// Python, a Node.js process (nodeKernel) for JavaScript, a bash process
+// (bashKernel) for bash. Both deliver a
 // cell's output to its waiter as Jupyter iopub messages (stream,
 // execute_input, execute_result, display_data, error, status), so that
 // Server.run streams any language the same way.
@@ -27,6 +28,9 @@ type engine interface {
 func startEngine(ctx context.Context, cfg kernelConfig, log *slog.Logger) (engine, error) {
 	if cfg.Node {
 		return startNode(ctx, cfg, log)
+	}
+	if cfg.Bash {
+		return startBash(ctx, cfg, log)
 	}
 	return startKernel(ctx, cfg, log)
 }

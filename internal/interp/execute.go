@@ -90,6 +90,13 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if c.Language == "bash" {
+		for k := range req.EnvVars {
+			if !validEnvName(k) {
+				return &httpError{http.StatusBadRequest, fmt.Sprintf("env var name %q is not valid in bash", k)}
+			}
+		}
+	}
 	ctx := r.Context()
 	select {
 	case c.sem <- struct{}{}:

@@ -60,6 +60,8 @@ type kernelConfig struct {
 	Startup string
 	// Node makes it a JavaScript context (nodeKernel): Argv is node.
 	Node bool
+	// Bash makes it a bash context (bashKernel): Argv is bash.
+	Bash bool
 }
 
 // message is a Jupyter message as the server needs it.

@@ -177,9 +177,13 @@ func (k *nodeKernel) alive() bool {
 
 func (k *nodeKernel) exited() <-chan struct{} { return k.dead }
 
-func (k *nodeKernel) deathError() error {
+func (k *nodeKernel) deathError() error { return processDeath(k.exitErr) }
+
+// processDeath is the kernelDiedError of a kernel process that ended with
+// exitErr (what exec.Cmd.Wait returned).
+func processDeath(exitErr error) error {
 	var ee *exec.ExitError
-	if errors.As(k.exitErr, &ee) {
+	if errors.As(exitErr, &ee) {
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			how := "was killed by signal " + ws.Signal().String()
 			if ws.Signal() == syscall.SIGKILL {

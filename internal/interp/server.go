@@ -43,6 +43,8 @@ type Config struct {
 	Python string
 	// Node runs JavaScript contexts ("node").
 	Node string
+	// Bash runs bash contexts ("bash").
+	Bash string
 	// Cwd is the working directory of contexts created without one.
 	Cwd string
 	// OutputLimit bounds one execution's output (DefaultOutputLimit when
@@ -84,6 +86,9 @@ func New(cfg Config, log *slog.Logger) *Server {
 	if cfg.Node == "" {
 		cfg.Node = "node"
 	}
+	if cfg.Bash == "" {
+		cfg.Bash = "bash"
+	}
 	if cfg.Cwd == "" {
 		cfg.Cwd = "/home/user"
 	}
@@ -115,8 +120,10 @@ func (s *Server) kernelConfig(language, cwd string) (kernelConfig, error) {
 		}, nil
 	case "javascript":
 		return kernelConfig{Node: true, Argv: []string{s.cfg.Node}, Cwd: cwd, Env: os.Environ()}, nil
+	case "bash":
+		return kernelConfig{Bash: true, Argv: []string{s.cfg.Bash, "--noprofile", "--norc"}, Cwd: cwd, Env: os.Environ()}, nil
 	}
-	return kernelConfig{}, &httpError{http.StatusBadRequest, fmt.Sprintf("language %q is not supported (supported: python, javascript)", language)}
+	return kernelConfig{}, &httpError{http.StatusBadRequest, fmt.Sprintf("language %q is not supported (supported: python, javascript, bash)", language)}
 }
 
 // normLanguage maps the SDKs' names for a language to the server's.
@@ -126,6 +133,8 @@ func normLanguage(l string) string {
 		return "python"
 	case "js", "javascript", "node", "nodejs":
 		return "javascript"
+	case "bash", "sh", "shell":
+		return "bash"
 	}
 	return l
 }

@@ -289,3 +289,90 @@ func TestJavaScript(t *testing.T) {
 		t.Fatalf("after an interrupt: %v", js("x"))
 	}
 }
+
+// TestBash: a bash context keeps variables, functions and its working
+// directory from cell to cell; output streams in order and whole (also
+// without a final newline, and across reads); a non-zero exit status is
+// an error; a run's env vars last for the run; an interrupt stops a
+// command and the shell lives on; `exit` ends the kernel and a restart
+// brings a fresh one.
+func TestBash(t *testing.T) {
+	if _, err := exec.LookPath("bash"); err != nil {
+		t.Fatal("no bash: install bash")
+	}
+	dir := t.TempDir()
+	hs := newTestServer(t, Config{Cwd: dir})
+	sh := func(code string) []map[string]any {
+		return execute(t, hs.URL, map[string]any{"code": code, "language": "bash"})
+	}
+	text := func(lines []map[string]any, typ string) string {
+		var b strings.Builder
+		for _, l := range ofType(lines, typ) {
+			b.WriteString(l["text"].(string))
+		}
+		return b.String()
+	}
+	if lines := sh("X=41; f() { echo \"f:$1\"; }; mkdir -p sub && cd sub"); len(ofType(lines, "error")) != 0 {
+		t.Fatalf("first cell: %v", lines)
+	}
+	lines := sh("echo $((X + 1)); f a; pwd; printf 'no newline'")
+	if got := text(lines, "stdout"); got != "42\nf:a\n"+dir+"/sub\nno newline" {
+		t.Fatalf("state across cells: %q (%v)", got, lines)
+	}
+	if n := ofType(lines, "number_of_executions"); len(n) != 1 || n[0]["execution_count"] != float64(2) {
+		t.Fatalf("execution count: %v", lines)
+	}
+	lines = sh("echo out; echo err >&2; false")
+	if text(lines, "stdout") != "out\n" || text(lines, "stderr") != "err\n" {
+		t.Fatalf("streams: %v", lines)
+	}
+	if e := ofType(lines, "error"); len(e) != 1 || e[0]["name"] != "ExitStatus" || e[0]["value"] != "exit status 1" {
+		t.Fatalf("exit status as an error: %v", lines)
+	}
+	if l := lines[len(lines)-1]; l["type"] != "end_of_execution" {
+		t.Fatalf("last line: %v", l)
+	}
+	// Much output, read in many pieces: all of it, none of the markers.
+	lines = sh("seq 1 100000")
+	if got := text(lines, "stdout"); len(got) != 588895 || !strings.HasPrefix(got, "1\n2\n") || !strings.HasSuffix(got, "99999\n100000\n") || strings.Contains(got, "\x1e") {
+		t.Fatalf("seq 1 100000: %d bytes", len(got))
+	}
+	// A cell reading stdin gets nothing (and does not eat the next cell).
+	if got := text(sh("cat; echo after"), "stdout"); got != "after\n" {
+		t.Fatalf("stdin: %q", got)
+	}
+	lines = execute(t, hs.URL, map[string]any{"code": "echo \"$GREETING\"", "language": "bash", "env_vars": map[string]string{"GREETING": "hi"}})
+	if got := text(lines, "stdout"); got != "hi\n" {
+		t.Fatalf("run env: %q", got)
+	}
+	if got := text(sh("echo \"${GREETING-unset}\""), "stdout"); got != "unset\n" {
+		t.Fatalf("run env after the run: %q", got)
+	}
+	if got := text(sh("export KEEP=1; GREETING=mine"), "stdout"); got != "" {
+		t.Fatalf("%q", got)
+	}
+	execute(t, hs.URL, map[string]any{"code": "true", "language": "bash", "env_vars": map[string]string{"GREETING": "run"}})
+	if got := text(sh("echo \"$GREETING $KEEP\""), "stdout"); got != "mine 1\n" {
+		t.Fatalf("a run's env restores the variable it replaced: %q", got)
+	}
+	b, _ := json.Marshal(map[string]any{"code": "true", "language": "bash", "env_vars": map[string]string{"A-B": "x"}})
+	if resp, err := http.Post(hs.URL+"/execute", "application/json", strings.NewReader(string(b))); err != nil || resp.StatusCode != 400 {
+		t.Fatalf("a variable name bash cannot have: %v %v", resp, err)
+	}
+	// An interrupt stops the command; the shell and its state live on.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "POST", hs.URL+"/execute", strings.NewReader(`{"language":"bash","code":"sleep 600"}`))
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	t0 := time.Now()
+	if got := text(sh("echo $X"), "stdout"); got != "41\n" || time.Since(t0) > 5*time.Second {
+		t.Fatalf("after an interrupt: %q in %s", got, time.Since(t0))
+	}
+	// exit ends the kernel.
+	if e := ofType(sh("exit 3"), "error"); len(e) != 1 || e[0]["name"] != "KernelDied" {
+		t.Fatalf("exit: %v", e)
+	}
+}
