@@ -230,6 +230,9 @@ func (k *bashKernel) ended(name, status string) {
 	c.w.push(bashMessage(c.id, "status", map[string]any{"execution_state": "idle"}))
 }
 
+// bashMessage is an iopub message of type typ for cell parent, as a kernel
+// of the server's own (bash, or a TypeScript cell that does not parse)
+// makes it.
 func bashMessage(parent, typ string, content map[string]any) *message {
 	b, _ := json.Marshal(content)
 	m := &message{channel: "iopub", Content: b}

@@ -60,6 +60,9 @@ type kernelConfig struct {
 	Startup string
 	// Node makes it a JavaScript context (nodeKernel): Argv is node.
 	Node bool
+	// TypeScript, with Node, makes it a TypeScript context: cells are
+	// transpiled to JavaScript first.
+	TypeScript bool
 	// Bash makes it a bash context (bashKernel): Argv is bash.
 	Bash bool
 }

@@ -13,12 +13,14 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+
+	"github.com/evanw/esbuild/pkg/api"
 )
 
 //go:embed kernel.js
 var kernelJS string
 
-// nodeKernel is a JavaScript context: a Node.js process running kernel.js,
+// nodeKernel is a JavaScript or TypeScript context: a Node.js process running kernel.js,
 // which takes cells on its stdin and answers on fd 3 with iopub-shaped
 // messages. The server needs no Jupyter kernel for JavaScript (Debian has
 // none); node is in the template already.
@@ -30,6 +32,10 @@ type nodeKernel struct {
 
 	dead    chan struct{}
 	exitErr error
+
+	// ts makes it a TypeScript context: each cell is transpiled to
+	// JavaScript before it runs (tsCell).
+	ts bool
 
 	mu      sync.Mutex
 	waiters map[string]*waiter
@@ -75,7 +81,7 @@ func startNode(ctx context.Context, cfg kernelConfig, log *slog.Logger) (*nodeKe
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("start kernel %s: %w", cfg.Argv[0], err)
 	}
-	k := &nodeKernel{log: log, cmd: cmd, dir: dir, stdin: inW, dead: make(chan struct{}), waiters: map[string]*waiter{}}
+	k := &nodeKernel{log: log, cmd: cmd, dir: dir, stdin: inW, ts: cfg.TypeScript, dead: make(chan struct{}), waiters: map[string]*waiter{}}
 	started := make(chan struct{})
 	go k.read(outR, started)
 	go func() {
@@ -129,6 +135,16 @@ func (k *nodeKernel) read(r *os.File, started chan struct{}) {
 
 func (k *nodeKernel) startCell(_ context.Context, code string, env map[string]string, w *waiter) (string, func(), error) {
 	id := newID()
+	if k.ts {
+		js, msgs := tsCell(id, code)
+		if msgs != nil {
+			for _, m := range msgs {
+				w.push(m)
+			}
+			return id, func() {}, nil
+		}
+		code = js
+	}
 	b, err := json.Marshal(map[string]any{"id": id, "code": code, "env": env})
 	if err != nil {
 		return "", nil, err
@@ -194,4 +210,28 @@ func processDeath(exitErr error) error {
 		return &kernelDiedError{how: fmt.Sprintf("exited with status %d", ee.ExitCode())}
 	}
 	return &kernelDiedError{how: "exited"}
+}
+
+// tsCell transpiles TypeScript cell code to the JavaScript the kernel runs:
+// types are removed (not checked), enums and namespaces become objects,
+// and top-level await stays, as the node REPL runs it. Code that does not
+// parse returns the messages of a failed cell (a SyntaxError, then idle)
+// instead, for cell id.
+func tsCell(id, code string) (string, []*message) {
+	r := api.Transform(code, api.TransformOptions{Loader: api.LoaderTS, Target: api.ESNext, Sourcefile: "cell.ts"})
+	if len(r.Errors) == 0 {
+		return string(r.Code), nil
+	}
+	var lines []string
+	for _, e := range r.Errors {
+		l := e.Text
+		if e.Location != nil {
+			l = fmt.Sprintf("cell.ts:%d:%d: %s\n    %s", e.Location.Line, e.Location.Column+1, e.Text, e.Location.LineText)
+		}
+		lines = append(lines, l)
+	}
+	return "", []*message{
+		bashMessage(id, "error", map[string]any{"ename": "SyntaxError", "evalue": r.Errors[0].Text, "traceback": lines}),
+		bashMessage(id, "status", map[string]any{"execution_state": "idle"}),
+	}
 }

@@ -120,10 +120,12 @@ func (s *Server) kernelConfig(language, cwd string) (kernelConfig, error) {
 		}, nil
 	case "javascript":
 		return kernelConfig{Node: true, Argv: []string{s.cfg.Node}, Cwd: cwd, Env: os.Environ()}, nil
+	case "typescript":
+		return kernelConfig{Node: true, TypeScript: true, Argv: []string{s.cfg.Node}, Cwd: cwd, Env: os.Environ()}, nil
 	case "bash":
 		return kernelConfig{Bash: true, Argv: []string{s.cfg.Bash, "--noprofile", "--norc"}, Cwd: cwd, Env: os.Environ()}, nil
 	}
-	return kernelConfig{}, &httpError{http.StatusBadRequest, fmt.Sprintf("language %q is not supported (supported: python, javascript, bash)", language)}
+	return kernelConfig{}, &httpError{http.StatusBadRequest, fmt.Sprintf("language %q is not supported (supported: python, javascript, typescript, bash)", language)}
 }
 
 // normLanguage maps the SDKs' names for a language to the server's.
@@ -133,6 +135,8 @@ func normLanguage(l string) string {
 		return "python"
 	case "js", "javascript", "node", "nodejs":
 		return "javascript"
+	case "ts", "typescript":
+		return "typescript"
 	case "bash", "sh", "shell":
 		return "bash"
 	}

@@ -376,3 +376,40 @@ func TestBash(t *testing.T) {
 		t.Fatalf("exit: %v", e)
 	}
 }
+
+// TestTypeScript: a TypeScript context keeps declarations from cell to
+// cell, drops types, runs enums and top-level await; code that does not
+// parse is a SyntaxError and the context lives on.
+func TestTypeScript(t *testing.T) {
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Fatal("no node: run scripts/setup.sh")
+	}
+	hs := newTestServer(t, Config{})
+	ts := func(code string) []map[string]any {
+		return execute(t, hs.URL, map[string]any{"code": code, "language": "typescript"})
+	}
+	ts("interface P { n: number }\nconst p: P = { n: 41 }\nenum Color { Red, Green }")
+	if r := ofType(ts("const f = (x: number): number => x + 1\nf(p.n)"), "result"); len(r) != 1 || r[0]["text"] != "42" {
+		t.Fatalf("state and types: %v", r)
+	}
+	if r := ofType(ts("Color.Green"), "result"); len(r) != 1 || r[0]["text"] != "1" {
+		t.Fatalf("enum: %v", r)
+	}
+	lines := ts("const v: number = await new Promise<number>(r => setTimeout(() => r(7), 10))\nconsole.log('v', v)\nv * 2")
+	if r := ofType(lines, "result"); len(r) != 1 || r[0]["text"] != "14" {
+		t.Fatalf("top-level await: %v", lines)
+	}
+	if o := ofType(lines, "stdout"); len(o) != 1 || o[0]["text"] != "v 7\n" {
+		t.Fatalf("stdout: %v", lines)
+	}
+	lines = execute(t, hs.URL, map[string]any{"code": "const broken: = 1", "language": "ts"})
+	if e := ofType(lines, "error"); len(e) != 1 || e[0]["name"] != "SyntaxError" || !strings.Contains(e[0]["traceback"].(string), "cell.ts:1:") {
+		t.Fatalf("syntax error: %v", lines)
+	}
+	if l := lines[len(lines)-1]; l["type"] != "end_of_execution" {
+		t.Fatalf("last line: %v", l)
+	}
+	if r := ofType(ts("p.n"), "result"); len(r) != 1 || r[0]["text"] != "41" {
+		t.Fatalf("after a syntax error: %v", r)
+	}
+}
