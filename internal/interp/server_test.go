@@ -413,3 +413,40 @@ func TestTypeScript(t *testing.T) {
 		t.Fatalf("after a syntax error: %v", r)
 	}
 }
+
+// TestBoxChart: matplotlib box plots, vertical (lines) and horizontal
+// (patch_artist), are box_and_whisker charts with each box's quartiles,
+// median, whisker ends and outliers, labelled by their ticks.
+func TestBoxChart(t *testing.T) {
+	hs := newTestServer(t, Config{})
+	for _, tc := range []struct{ name, opts string }{{"vertical", ""}, {"horizontal", ", vert=False, patch_artist=True"}} {
+		lines := execute(t, hs.URL, map[string]any{"code": "import matplotlib.pyplot as plt\nfig, ax = plt.subplots()\n" +
+			"ax.boxplot([[1, 2, 3, 4, 5, 40], [10, 20, 30, 40, 50]], labels=['A', 'B']" + tc.opts + ")\nax.set_title('bw')\nplt.show()"})
+		r := ofType(lines, "result")
+		if len(r) != 1 {
+			t.Fatalf("%s: results %v", tc.name, lines)
+		}
+		b, _ := json.Marshal(r[0]["chart"])
+		var chart struct {
+			Type     string
+			Title    string
+			Elements []struct {
+				Label                                         string
+				Min, FirstQuartile, Median, ThirdQuartile, Max float64
+				Outliers                                      []float64
+			}
+		}
+		dec := json.NewDecoder(strings.NewReader(strings.NewReplacer(`"first_quartile"`, `"FirstQuartile"`, `"third_quartile"`, `"ThirdQuartile"`).Replace(string(b))))
+		if err := dec.Decode(&chart); err != nil || chart.Type != "box_and_whisker" || chart.Title != "bw" || len(chart.Elements) != 2 {
+			t.Fatalf("%s: chart %s (%v)", tc.name, b, err)
+		}
+		a, bb := chart.Elements[0], chart.Elements[1]
+		// numpy's quartiles of 1 2 3 4 5 40: 2.25, 3.5, 4.75; 40 is an outlier.
+		if a.Label != "A" || a.Min != 1 || a.FirstQuartile != 2.25 || a.Median != 3.5 || a.ThirdQuartile != 4.75 || a.Max != 5 || len(a.Outliers) != 1 || a.Outliers[0] != 40 {
+			t.Fatalf("%s: box A %+v", tc.name, a)
+		}
+		if bb.Label != "B" || bb.Min != 10 || bb.FirstQuartile != 20 || bb.Median != 30 || bb.ThirdQuartile != 40 || bb.Max != 50 || len(bb.Outliers) != 0 {
+			t.Fatalf("%s: box B %+v", tc.name, bb)
+		}
+	}
+}

@@ -106,11 +106,72 @@ def _sbx_setup():
         c["elements"] = elements
         return c
 
+    def box_chart(ax):
+        """The box-and-whisker chart of ax.boxplot's artists, or None. A
+        box is a closed 5-point outline (a line, or a patch with
+        patch_artist=True); its median is the line across it, its
+        whiskers the lines from its quartiles along its centre, its
+        outliers the marker-only line on its centre."""
+        from matplotlib.patches import PathPatch
+
+        outlines = [(list(ln.get_xdata()), list(ln.get_ydata())) for ln in ax.get_lines()]
+        outlines += [([v[0] for v in p.get_path().vertices[:5]], [v[1] for v in p.get_path().vertices[:5]])
+                     for p in ax.patches if isinstance(p, PathPatch)]
+        boxes = []
+        for x, y in outlines:
+            if len(x) < 5:
+                continue
+            x, y = [float(v) for v in x[:5]], [float(v) for v in y[:5]]
+            if x[0] == x[3] == x[4] and x[1] == x[2] and y[0] == y[1] == y[4] and y[2] == y[3] and x[0] != x[1] and y[0] != y[2]:
+                boxes.append((False, min(x[0], x[1]), max(x[0], x[1]), min(y[0], y[2]), max(y[0], y[2])))
+            elif x[0] == x[1] == x[4] and x[2] == x[3] and y[0] == y[3] == y[4] and y[1] == y[2] and x[0] != x[2] and y[0] != y[1]:
+                boxes.append((True, min(y[0], y[1]), max(y[0], y[1]), min(x[0], x[2]), max(x[0], x[2])))
+        if not boxes:
+            return None
+        horizontal = boxes[0][0]
+        # Every line as (along the box's width, along its values).
+        segs = []
+        for ln in ax.get_lines():
+            a, v = [float(t) for t in ln.get_xdata()], [float(t) for t in ln.get_ydata()]
+            if horizontal:
+                a, v = v, a
+            segs.append((a, v, ln.get_linestyle() in ("None", "none", "", " ")))
+        labels = tick_labels(ax.get_yticklabels() if horizontal else ax.get_xticklabels())
+        locs = list(ax.get_yticks() if horizontal else ax.get_xticks())
+        elements = []
+        for _, lo, hi, q1, q3 in boxes:
+            c = (lo + hi) / 2
+            near = lambda t: abs(t - c) <= (hi - lo) * 1e-6 + 1e-12
+            median, mn, mx, outliers = None, q1, q3, []
+            for a, v, markers in segs:
+                if markers and a and all(near(t) for t in a):
+                    outliers = [clean(t) for t in v]
+                elif len(a) == 2 and not markers and near(a[0]) and near(a[1]):
+                    end = v[1] if v[0] in (q1, q3) else v[0]  # a whisker: quartile → end
+                    mn, mx = min(mn, end), max(mx, end)
+                elif len(a) == 2 and v[0] == v[1] and min(a) == lo and max(a) == hi and q1 <= v[0] <= q3:
+                    median = v[0]
+            label = ""
+            if locs:
+                i = min(range(len(locs)), key=lambda j: abs(locs[j] - c))
+                if i < len(labels):
+                    label = labels[i]
+            elements.append({"label": label or str(clean(c)), "min": clean(mn), "first_quartile": clean(q1),
+                             "median": clean(median), "third_quartile": clean(q3), "max": clean(mx), "outliers": outliers})
+        ch = common(ax, "box_and_whisker")
+        if horizontal:
+            ch["x_label"], ch["y_label"] = ch["y_label"], ch["x_label"]
+        ch["elements"] = elements
+        return ch
+
     def ax_chart(ax):
         from matplotlib.collections import PathCollection
         from matplotlib.container import BarContainer
         from matplotlib.patches import Wedge
 
+        box = box_chart(ax)
+        if box is not None:
+            return box
         wedges = [p for p in ax.patches if isinstance(p, Wedge)]
         if wedges:
             c = {"type": "pie", "title": ax.get_title()}
