@@ -80,6 +80,7 @@ func commands() []command {
 		{"ls", "[--meta K=V]... [--state running|paused]... [--json] | ID [PATH] [--user U] [--json]", "list sandboxes, or the files in a sandbox's directory", runLsAny},
 		{"exec", "[--user U] [--cwd DIR] [--env K=V]... [-i] [-t] ID [--] CMD [ARG...]", "run a command in a sandbox", runExec},
 		{"shell", "[--user U] [--cwd DIR] ID", "open an interactive shell in a sandbox", runShell},
+		{"code", "ID [--language L] [--context C] [--env K=V]... [--out DIR] [--timeout D] CODE|-", "run code in a code interpreter sandbox; print its output, save its images", runCode},
 		{"run", "[--template T] [--timeout D] [--user U] [--env K=V]... [-i] [--] CMD [ARG...]", "run a command in a new sandbox, then kill it", runRun},
 		{"cp", "[--user U] LOCAL ID:PATH | ID:PATH LOCAL|-", "copy files and directories into or out of a sandbox", runCp},
 		{"cat", "[--user U] ID PATH...", "print files of a sandbox", runCat},

@@ -2,7 +2,7 @@
 // `@e2b/code-interpreter` npm package (2.8.0): Sandbox.create() from its
 // default template (code-interpreter-v1), runCode in stateful contexts,
 // rich results (PNG and chart from matplotlib, HTML and data from pandas),
-// JavaScript contexts,
+// JavaScript, TypeScript and bash contexts, box plots, Sandbox.connect,
 // streaming callbacks, errors with tracebacks, contexts, timeouts, a dead
 // kernel and bad input.
 //
@@ -245,6 +245,65 @@ print("two", file=sys.stderr, flush=True)
     // language alone runs in that language's default context.
     assert.equal((await sbx.runCode('typeof process.versions.node', { language: 'js' })).text, "'string'")
     await sbx.removeCodeContext(ctx)
+  })
+
+  test('TypeScript: types removed, state, enums, top-level await, syntax errors', { timeout: TEST_TIMEOUT }, async () => {
+    const sbx = await shared()
+    const ctx = await sbx.createCodeContext({ language: 'typescript', cwd: '/tmp' })
+    assert.equal(ctx.language, 'typescript')
+    await sbx.runCode('interface P { n: number }\nconst p: P = { n: 20 }\nenum E { A, B }', { context: ctx })
+    const out = []
+    let ex = await sbx.runCode('const m: number = await Promise.resolve(22)\nconsole.log(process.cwd())\np.n + m', { context: ctx, onStdout: (o) => out.push(o.line) })
+    assert.equal(ex.error, undefined, JSON.stringify(ex.error))
+    assert.equal(ex.text, '42')
+    assert.deepEqual(out, ['/tmp\n'])
+    assert.equal((await sbx.runCode('E.B', { context: ctx })).text, '1')
+    ex = await sbx.runCode('const broken: = 1', { context: ctx })
+    assert.equal(ex.error.name, 'SyntaxError')
+    assert.equal((await sbx.runCode('m', { context: ctx })).text, '22')
+    assert.equal((await sbx.runCode('process.env.RUN_ENV', { context: ctx, envs: { RUN_ENV: 'ts' } })).text, "'ts'")
+    assert.equal((await sbx.runCode('const t: string = "ts"; t', { language: 'ts' })).text, "'ts'")
+    await sbx.removeCodeContext(ctx)
+  })
+
+  test('bash: a stateful shell, cwd, envs, exit status as an error', { timeout: TEST_TIMEOUT }, async () => {
+    const sbx = await shared()
+    const ctx = await sbx.createCodeContext({ language: 'bash', cwd: '/tmp' })
+    assert.equal(ctx.language, 'bash')
+    await sbx.runCode('N=41; mkdir -p d && cd d', { context: ctx })
+    const out = []
+    let ex = await sbx.runCode('echo $((N + 1)); pwd; echo warn >&2', { context: ctx, onStdout: (o) => out.push(o.line) })
+    assert.equal(ex.error, undefined, JSON.stringify(ex.error))
+    assert.equal(out.join(''), '42\n/tmp/d\n')
+    assert.deepEqual(ex.logs.stderr, ['warn\n'])
+    ex = await sbx.runCode('echo "$GREETING"', { context: ctx, envs: { GREETING: 'hi' } })
+    assert.deepEqual(ex.logs.stdout, ['hi\n'])
+    ex = await sbx.runCode('echo "${GREETING-unset}"; exit_with() { return $1; }; exit_with 3', { context: ctx })
+    assert.deepEqual(ex.logs.stdout, ['unset\n'])
+    assert.equal(ex.error.name, 'ExitStatus')
+    assert.equal(ex.error.value, 'exit status 3')
+    assert.deepEqual((await sbx.runCode('echo $N', { language: 'bash' })).logs.stdout, ['\n'])
+    await sbx.removeCodeContext(ctx)
+  })
+
+  test('box plot: a box_and_whisker chart', { timeout: TEST_TIMEOUT }, async () => {
+    const sbx = await shared()
+    const ex = await sbx.runCode("import matplotlib.pyplot as plt\nplt.boxplot([[1, 2, 3, 4, 5, 40], [10, 20, 30, 40, 50]], labels=['A', 'B'])\nplt.title('bw')\nplt.show()")
+    assert.equal(ex.error, undefined, JSON.stringify(ex.error))
+    const chart = ex.results[0].chart
+    assert.equal(chart.type, 'box_and_whisker')
+    assert.equal(chart.title, 'bw')
+    assert.deepEqual(chart.elements.map((e) => [e.label, e.min, e.first_quartile, e.median, e.third_quartile, e.max, e.outliers]), [
+      ['A', 1, 2.25, 3.5, 4.75, 5, [40]],
+      ['B', 10, 20, 30, 40, 50, []],
+    ])
+  })
+
+  test('Sandbox.connect keeps the contexts and their state', { timeout: TEST_TIMEOUT }, async () => {
+    const sbx = await shared()
+    await sbx.runCode('kept = "across connect"')
+    const again = await Sandbox.connect(sbx.sandboxId)
+    assert.equal((await again.runCode('kept')).text, "'across connect'")
   })
 
   test('timeoutMs interrupts the cell; the context stays usable', { timeout: TEST_TIMEOUT }, async () => {
