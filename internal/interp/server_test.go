@@ -431,9 +431,9 @@ func TestBoxChart(t *testing.T) {
 			Type     string
 			Title    string
 			Elements []struct {
-				Label                                         string
+				Label                                          string
 				Min, FirstQuartile, Median, ThirdQuartile, Max float64
-				Outliers                                      []float64
+				Outliers                                       []float64
 			}
 		}
 		dec := json.NewDecoder(strings.NewReader(strings.NewReplacer(`"first_quartile"`, `"FirstQuartile"`, `"third_quartile"`, `"ThirdQuartile"`).Replace(string(b))))

@@ -207,7 +207,9 @@ func TestCodeInterpreterClients(t *testing.T) {
 	ex, err := sb.RunCode(ctx, "import sys, time\nprint('a', flush=True)\ntime.sleep(0.2)\nprint('b', file=sys.stderr, flush=True)\ndisplay(7)\nx = 41\n'last'", &client.RunCodeOptions{
 		OnStdout: func(s string) { events = append(events, "out:"+s) },
 		OnStderr: func(s string) { events = append(events, "err:"+s) },
-		OnResult: func(r client.CodeResult) { events = append(events, fmt.Sprintf("result:%s:%v", r.Text, r.IsMainResult)) },
+		OnResult: func(r client.CodeResult) {
+			events = append(events, fmt.Sprintf("result:%s:%v", r.Text, r.IsMainResult))
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
