@@ -88,10 +88,21 @@ func newID() string {
 	return hex.EncodeToString(b[:])
 }
 
+// shmDir is where kernels' sockets go when it can hold them (startKernel).
+const shmDir = "/dev/shm"
+
 // startKernel starts a kernel and returns once it answers requests and has
 // run cfg.Startup. It fails if that takes longer than ctx allows.
 func startKernel(ctx context.Context, cfg kernelConfig, log *slog.Logger) (*kernel, error) {
-	dir, err := os.MkdirTemp("", "sbx-kernel-")
+	// The sockets go on /dev/shm, a tmpfs, where there is one: under
+	// gVisor a socket bound on the rootfs (a gofer mount, with runsc's
+	// --host-uds=create) is a host socket, which a checkpoint cannot save,
+	// so a pause with memory would fail; on a tmpfs it is the Sentry's
+	// own. Elsewhere, the temporary directory.
+	dir, err := os.MkdirTemp(shmDir, "sbx-kernel-")
+	if err != nil {
+		dir, err = os.MkdirTemp("", "sbx-kernel-")
+	}
 	if err != nil {
 		return nil, fmt.Errorf("start kernel: %w", err)
 	}
