@@ -408,6 +408,9 @@ func (m *Manager) takeWarm(ctx context.Context, req *createRequest) (*Sandbox, e
 	} else if w == nil || tpl.image != "" || len(tpl.StartCmd) > 0 || tpl.ReadyCmd != "" || tpl.ReadyPort != 0 {
 		return nil, nil
 	}
+	if !m.warmFits(tpl, want) {
+		return nil, nil // other resources or runtime: a pooled box would only be discarded
+	}
 	for {
 		pw, ok := w.pop()
 		if !ok {

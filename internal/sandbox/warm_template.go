@@ -86,3 +86,14 @@ func (m *Manager) startWarmOf(ctx context.Context, name string) (*store.Sandbox,
 	m.log.Debug("warm sandbox ready", "sandbox_id", sb.ID, "template", name)
 	return sb, agentConfigJSON(sb, req.tpl, sb.EnvVars), nil
 }
+
+// warmFits reports whether a create wanting want of tpl asks for the
+// runtime and resources pooled sandboxes of tpl are started with (a
+// request that names none): otherwise no pooled one can serve it, and
+// taking one would only discard it.
+func (m *Manager) warmFits(tpl Template, want *store.Sandbox) bool {
+	return want.Runtime == m.defaultRuntime() &&
+		want.CPUs == firstNonZero(tpl.CPUs, m.cfg.DefaultCPUs) &&
+		want.MemoryMB == firstNonZero(tpl.MemoryMB, m.cfg.DefaultMemoryMB) &&
+		want.DiskMB == m.cfg.DefaultDiskMB && want.Pids == m.cfg.DefaultPids
+}
