@@ -17,7 +17,10 @@
 //     part alone);
 //   - a burst: create → first command for -burst creates one after another,
 //     then all at once, against raw `runc run` done the same way, with the
-//     default warm pool and with a pool as large as the burst (burst.go).
+//     default warm pool and with a pool as large as the burst (burst.go);
+//   - the code interpreter: runCode('1+1') round trip and create → first
+//     result from its warm pool and cold, against internal/interp on the
+//     host (interp.go; -only interp).
 //
 // Run it as root on a host prepared by scripts/setup.sh:
 //
@@ -53,7 +56,9 @@ func main() {
 	n := flag.Int("n", 50, "sandboxes to create for the create benchmark")
 	rtt := flag.Int("rtt", 200, "commands for the round-trip benchmark")
 	concurrent := flag.Int("concurrent", 100, "idle sandboxes to hold at once")
-	sections := flag.String("only", "create,runsc,rtt,network,density,files,templates,proxy,burst", "comma-separated sections to run: create, runsc (create → first command on gVisor), rtt, network, density, files, templates, proxy, burst")
+	sections := flag.String("only", "create,runsc,rtt,network,density,files,templates,proxy,burst,interp", "comma-separated sections to run: create, runsc (create → first command on gVisor), rtt, network, density, files, templates, proxy, burst, interp (the code interpreter)")
+	interpN := flag.Int("interp-n", 20, "creates of the code interpreter benchmark, from its pool and cold")
+	interpRTT := flag.Int("interp-rtt", 200, "runCode('1+1') round trips of the code interpreter benchmark")
 	burstN := flag.Int("burst", 100, "creates in the burst benchmark, one after another and then at once")
 	defaultPool := flag.Int("default-pool", 2, "the warm pool of the burst benchmark's first server (sbx serve's default)")
 	transferMiB := flag.Int64("transfer-mib", 200, "size of the file uploaded and downloaded, in MiB")
@@ -186,6 +191,9 @@ func main() {
 	}
 	if want["burst"] {
 		burstSection(ctx, *burstN, *defaultPool)
+	}
+	if want["interp"] {
+		interpSection(ctx, srv, *interpN, *interpRTT)
 	}
 	if !want["density"] {
 		return
