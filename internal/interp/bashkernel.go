@@ -81,38 +81,44 @@ func startBash(ctx context.Context, cfg kernelConfig, log *slog.Logger) (*bashKe
 		os.RemoveAll(dir)
 		return nil, err
 	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		inR.Close()
+		inW.Close()
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		inR.Close()
+		inW.Close()
+		outR.Close()
+		outW.Close()
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	// Pipes of its own rather than exec's: the kernel is dead when bash
+	// exits, even while a background job it started holds its output
+	// open; the readers read on to the end of what is written.
 	cmd := exec.Command(cfg.Argv[0], cfg.Argv[1:]...)
 	cmd.Dir, cmd.Env = cfg.Cwd, cfg.Env
-	cmd.Stdin = inR
-	outR, err := cmd.StdoutPipe()
-	if err != nil {
-		inR.Close()
-		inW.Close()
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	errR, err := cmd.StderrPipe()
-	if err != nil {
-		inR.Close()
-		inW.Close()
-		os.RemoveAll(dir)
-		return nil, err
-	}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	err = cmd.Start()
 	inR.Close()
+	outW.Close()
+	errW.Close()
 	if err != nil {
 		inW.Close()
+		outR.Close()
+		errR.Close()
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("start kernel %s: %w", cfg.Argv[0], err)
 	}
 	k := &bashKernel{log: log, cmd: cmd, dir: dir, stdin: inW, marker: []byte("\x1e" + newID() + ":"), dead: make(chan struct{})}
-	var readers sync.WaitGroup
-	readers.Add(2)
-	go func() { defer readers.Done(); k.read(outR, "stdout") }()
-	go func() { defer readers.Done(); k.read(errR, "stderr") }()
+	go func() { defer outR.Close(); k.read(outR, "stdout") }()
+	go func() { defer errR.Close(); k.read(errR, "stderr") }()
 	go func() {
-		readers.Wait() // (Wait closes the pipes: read them to their end first.)
 		k.exitErr = cmd.Wait()
 		close(k.dead)
 	}()

@@ -371,7 +371,8 @@ func TestBash(t *testing.T) {
 	if got := text(sh("echo $X"), "stdout"); got != "41\n" || time.Since(t0) > 5*time.Second {
 		t.Fatalf("after an interrupt: %q in %s", got, time.Since(t0))
 	}
-	// exit ends the kernel.
+	// exit ends the kernel, even with a background job holding its output.
+	sh("sleep 30 &")
 	if e := ofType(sh("exit 3"), "error"); len(e) != 1 || e[0]["name"] != "KernelDied" {
 		t.Fatalf("exit: %v", e)
 	}
