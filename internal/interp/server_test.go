@@ -213,6 +213,9 @@ func TestContextsAndRestart(t *testing.T) {
 
 func TestInterruptAndOutputLimit(t *testing.T) {
 	hs := newTestServer(t, Config{OutputLimit: 1 << 20})
+	// The default kernel first, so that the client's 2 s below are the
+	// cell's, not also the kernel's start (seconds on a loaded machine).
+	execute(t, hs.URL, map[string]any{"code": "0"})
 	// A client that leaves (the SDK's timeoutMs) interrupts the cell.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
