@@ -31,7 +31,7 @@ import (
 //     own warm pool (--warm-pool-template, refilled between creates) and
 //     cold (a server without one), vs starting a local server's kernel →
 //     first result.
-func interpSection(ctx context.Context, srv *harness.Server, n, rtt int) {
+func interpSection(ctx context.Context, srv *harness.Server, n, rtt int, rt string) {
 	c := srv.Client
 	// The template, built once (cached with the base one).
 	out, stderr, code := srv.CLI(ctx, nil, "template", "build", "code-interpreter-v1")
@@ -57,7 +57,7 @@ func interpSection(ctx context.Context, srv *harness.Server, n, rtt int) {
 	}
 
 	// Round trip in a warm context.
-	sb := must(c.CreateSandbox(ctx, client.CreateOptions{Template: "code-interpreter-v1"}))
+	sb := must(c.CreateSandbox(ctx, client.CreateOptions{Template: "code-interpreter-v1", Runtime: rt}))
 	for range 5 {
 		runOne(ctx, sb)
 	}
@@ -96,14 +96,14 @@ func interpSection(ctx context.Context, srv *harness.Server, n, rtt int) {
 	var cold []time.Duration
 	for range n {
 		t0 := time.Now()
-		sb := must(c.CreateSandbox(ctx, client.CreateOptions{Template: "code-interpreter-v1"}))
+		sb := must(c.CreateSandbox(ctx, client.CreateOptions{Template: "code-interpreter-v1", Runtime: rt}))
 		runOne(ctx, sb)
 		cold = append(cold, time.Since(t0))
 		sb.Kill(ctx)
 	}
 
 	// From the pool, refilled before each create.
-	wsrv := harness.Start(tb, "--warm-pool", "0", "--warm-pool-template", "code-interpreter-v1=1")
+	wsrv := harness.Start(tb, "--warm-pool", "0", "--warm-pool-template", "code-interpreter-v1=1", "--runtime", rt)
 	ready := regexp.MustCompile(`msg="warm sandbox ready" sandbox_id=[a-z0-9]{20} template=code-interpreter-v1`)
 	var pooled []time.Duration
 	taken := 0
@@ -117,7 +117,7 @@ func interpSection(ctx context.Context, srv *harness.Server, n, rtt int) {
 		}
 		before := strings.Count(wsrv.Logs(), "warm=true")
 		t0 := time.Now()
-		sb := must(wsrv.Client.CreateSandbox(ctx, client.CreateOptions{Template: "code-interpreter-v1"}))
+		sb := must(wsrv.Client.CreateSandbox(ctx, client.CreateOptions{Template: "code-interpreter-v1", Runtime: rt}))
 		runOne(ctx, sb)
 		pooled = append(pooled, time.Since(t0))
 		taken += strings.Count(wsrv.Logs(), "warm=true") - before
@@ -125,12 +125,12 @@ func interpSection(ctx context.Context, srv *harness.Server, n, rtt int) {
 	}
 	poolBytes := lastLogged(wsrv.Logs(), "pool_bytes=")
 	wsrv.Stop()
-	fmt.Printf("\ncode interpreter: a pooled sandbox (default kernel started) uses %.1f MiB, as its cgroup tells\n", mib(poolBytes))
+	fmt.Printf("\ncode interpreter (%s): a pooled sandbox (default kernel started) uses %.1f MiB, as its cgroup tells\n", rt, mib(poolBytes))
 
 	rows := []row{
-		{"code interpreter: runCode('1+1') round trip, warm context, vs internal/interp on the host", viaSbx, direct, ""},
-		{fmt.Sprintf("code interpreter: create → first runCode('1+1') result, from the pool (%d of %d pooled), vs a host kernel's start → first result", taken, n), pooled, localCold, ""},
-		{"code interpreter: create → first runCode('1+1') result, cold, vs a host kernel's start → first result", cold, localCold, ""},
+		{fmt.Sprintf("code interpreter (%s): runCode('1+1') round trip, warm context, vs internal/interp on the host", rt), viaSbx, direct, ""},
+		{fmt.Sprintf("code interpreter (%s): create → first runCode('1+1') result, from the pool (%d of %d pooled), vs a host kernel's start → first result", rt, taken, n), pooled, localCold, ""},
+		{fmt.Sprintf("code interpreter (%s): create → first runCode('1+1') result, cold, vs a host kernel's start → first result", rt), cold, localCold, ""},
 	}
 	fmt.Printf("\n| operation | n | p50 | p99 | host kernel p50 | host p99 | ratio p50 |\n|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {

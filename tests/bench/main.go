@@ -59,6 +59,7 @@ func main() {
 	sections := flag.String("only", "create,runsc,rtt,network,density,files,templates,proxy,burst,interp", "comma-separated sections to run: create, runsc (create → first command on gVisor), rtt, network, density, files, templates, proxy, burst, interp (the code interpreter)")
 	interpN := flag.Int("interp-n", 20, "creates of the code interpreter benchmark, from its pool and cold")
 	interpRTT := flag.Int("interp-rtt", 200, "runCode('1+1') round trips of the code interpreter benchmark")
+	interpRuntime := flag.String("interp-runtime", "runc", "runtime of the code interpreter benchmark's sandboxes: runc or runsc")
 	burstN := flag.Int("burst", 100, "creates in the burst benchmark, one after another and then at once")
 	defaultPool := flag.Int("default-pool", 2, "the warm pool of the burst benchmark's first server (sbx serve's default)")
 	transferMiB := flag.Int64("transfer-mib", 200, "size of the file uploaded and downloaded, in MiB")
@@ -193,7 +194,7 @@ func main() {
 		burstSection(ctx, *burstN, *defaultPool)
 	}
 	if want["interp"] {
-		interpSection(ctx, srv, *interpN, *interpRTT)
+		interpSection(ctx, srv, *interpN, *interpRTT, *interpRuntime)
 	}
 	if !want["density"] {
 		return
