@@ -8,7 +8,10 @@
 #   4. gVisor's runsc, pinned, built static, at /usr/local/lib/sbx/runsc;
 #   5. on cgroup v1 (hybrid) hosts only: Debian's kernel and modules,
 #      unpacked (not installed) under /usr/local/lib/sbx/vm, for the test VM
-#      that runs sbx on a pure cgroup v2 system (tests/vm).
+#      that runs sbx on a pure cgroup v2 system (tests/vm);
+#   6. SeaweedFS's weed, pinned, built static, at /usr/local/lib/sbx/weed:
+#      the S3-compatible server the object storage tests run against
+#      (tests/harness starts it; setup.sh does not).
 # It is idempotent and takes seconds when everything is already in place. It
 # starts nothing: no daemons, no services.
 set -euo pipefail
@@ -21,6 +24,9 @@ RUNC_BIN="$RUNC_DIR/runc"
 # gVisor publishes no Go module tags; the go branch's pseudo-version pins it.
 RUNSC_VERSION=v0.0.0-20260905035102-160fafc42237
 RUNSC_BIN="$RUNC_DIR/runsc"
+# SeaweedFS publishes Go module pseudo-versions; this one is pinned.
+WEED_VERSION=v0.0.0-20261109003541-7506e5f91cd6
+WEED_BIN="$RUNC_DIR/weed"
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
@@ -188,6 +194,38 @@ else
 	rm -rf "$VM_DIR" "$tmp"
 	mv "$VM_DIR.new" "$VM_DIR"
 	log "vm kernel: $ver installed"
+fi
+
+# --- 6. weed (SeaweedFS) ---------------------------------------------------
+# `go install weed@VERSION` refuses the module: its go.mod has a replace
+# directive. So the module's source is fetched through the module proxy and
+# built as the main module, where its go.mod and go.sum apply as its
+# authors meant. Static, like runsc. The version is recorded beside it.
+weed_ok() {
+	[ -x "$WEED_BIN" ] || return 1
+	[ "$(cat "$WEED_BIN.version" 2>/dev/null)" = "$WEED_VERSION" ] || return 1
+	"$WEED_BIN" version >/dev/null 2>&1
+}
+if weed_ok; then
+	log "weed: $WEED_VERSION ok"
+else
+	log "weed: building github.com/seaweedfs/seaweedfs/weed@$WEED_VERSION (static) into $WEED_BIN (several minutes)"
+	tmp="$(mktemp -d)"
+	src="$(cd "$tmp" && GOFLAGS= GOTOOLCHAIN=local go mod download -json "github.com/seaweedfs/seaweedfs@$WEED_VERSION" |
+		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+	[ -d "$src" ] || die "cannot download github.com/seaweedfs/seaweedfs@$WEED_VERSION"
+	cp -r "$src" "$tmp/src"
+	chmod -R u+w "$tmp/src"
+	log "weed: compiling"
+	(cd "$tmp/src" && CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=mod \
+		go build -o "$tmp/weed" ./weed) >&2
+	install -d -m 0755 "$RUNC_DIR"
+	install -m 0755 "$tmp/weed" "$WEED_BIN.new"
+	mv -f "$WEED_BIN.new" "$WEED_BIN"
+	printf '%s\n' "$WEED_VERSION" >"$WEED_BIN.version"
+	rm -rf "$tmp"
+	weed_ok || die "weed at $WEED_BIN does not run"
+	log "weed: installed"
 fi
 
 log "done"
