@@ -48,6 +48,7 @@ func serveMain(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&cfg.Store, "store", "", "database: a SQLite file `PATH` (default DATA-DIR/sbx.db), or a postgres://USER@HOST/DB URL shared by several nodes (put passwords in SBX_STORE or PGPASSWORD, not on the command line)")
 	hostname, _ := os.Hostname()
 	fs.StringVar(&cfg.Node, "node", hostname, "this node's name, recorded on its sandboxes; nodes sharing one --store need distinct, stable names")
+	fs.StringVar(&cfg.ObjectStore, "object-store", "", "S3-compatible bucket that servers share templates through: `s3://BUCKET[/PREFIX]?endpoint=http://HOST:PORT[&region=R]`, credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (default: none, templates stay local)")
 	fs.StringVar(&cfg.AgentPath, "agent", "", "path of the sbx-agent binary (default: beside sbx, or in PATH)")
 	fs.StringVar(&cfg.RuncPath, "runc", "", "path of runc (default /usr/local/lib/sbx/runc)")
 	fs.StringVar(&cfg.RunscPath, "runsc", "", "path of gVisor's runsc (default /usr/local/lib/sbx/runsc); without it only runc sandboxes are served")

@@ -33,6 +33,8 @@ import (
 
 	"github.com/sbxdev/sbx/internal/api"
 	"github.com/sbxdev/sbx/internal/build"
+	"github.com/sbxdev/sbx/internal/errdefs"
+	"github.com/sbxdev/sbx/internal/objstore"
 	"github.com/sbxdev/sbx/internal/sandbox"
 	"github.com/sbxdev/sbx/internal/store"
 	"github.com/sbxdev/sbx/internal/template"
@@ -41,9 +43,12 @@ import (
 
 // Config is sbx serve's configuration.
 type Config struct {
-	Listen         string
-	DataDir        string
-	TemplatesDir   string // default DataDir/templates
+	Listen       string
+	DataDir      string
+	TemplatesDir string // default DataDir/templates
+	// ObjectStore, when set, is the s3:// URL of the bucket that templates
+	// are published to and fetched from (internal/objstore).
+	ObjectStore    string
 	AgentPath      string // default: sbx-agent beside the running executable
 	RuncPath       string // default runc.DefaultBinary
 	RunscPath      string // default runsc.DefaultBinary
@@ -213,6 +218,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	templates.IDShift = cfg.IDShift
+	if cfg.ObjectStore != "" {
+		bucket, err := objstore.Open(ctx, cfg.ObjectStore, objstore.EnvCredentials())
+		if err != nil {
+			return fmt.Errorf("--object-store: %w", err)
+		}
+		templates.Remote = bucket
+		log.Info("object store", "url", bucket.String())
+	}
 	netw, err := startNetwork(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -259,7 +272,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := runtimes(&mcfg, cfg, log); err != nil {
 		return err
 	}
-	mgr, err := sandbox.New(mcfg, templateSource{templates}, db, log)
+	mgr, err := sandbox.New(mcfg, templateSource{templates, cfg.Progress}, db, log)
 	if err != nil {
 		return err
 	}
@@ -333,6 +346,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	leaseDone := make(chan struct{})
 	go func() { defer close(leaseDone); lease.run(leaseCtx) }()
 	defer func() { stopLease(); <-leaseDone }()
+	// Other servers sharing the bucket fetch the base template rather
+	// than build it: publish it unless the bucket has one.
+	if err := templates.Publish(ctx, template.BaseName, false); err != nil {
+		hs.Close()
+		return fmt.Errorf("publish base template: %w", err)
+	}
 	apiSrv.SetReady(true)
 	mgr.StartWarm()
 	startTemplatePools(ctx, mgr, templates, log)
@@ -360,11 +379,18 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	return nil
 }
 
-// templateSource adapts the template store to what the Manager needs.
-type templateSource struct{ s *template.Store }
+// templateSource adapts the template store to what the Manager needs. A
+// template this server lacks is fetched from the object store, if any.
+type templateSource struct {
+	s        *template.Store
+	progress io.Writer
+}
 
-func (t templateSource) Get(_ context.Context, name string) (sandbox.Template, error) {
+func (t templateSource) Get(ctx context.Context, name string) (sandbox.Template, error) {
 	info, err := t.s.Get(name)
+	if errors.Is(err, errdefs.ErrNotFound) && t.s.Remote != nil {
+		info, err = t.s.Fetch(ctx, name, t.progress)
+	}
 	if err != nil {
 		return sandbox.Template{}, err
 	}

@@ -85,6 +85,15 @@ func (s *Store) EnsureBase(ctx context.Context, progress io.Writer) error {
 	} else if !errors.Is(err, errdefs.ErrNotFound) {
 		return err
 	}
+	if ok, err := s.fetchInstead(ctx, BaseName, progress); ok || err != nil {
+		return err
+	}
+	built := false
+	defer func() { // registered first, so it runs after the unlock below
+		if built {
+			s.publishMade(ctx, BaseName)
+		}
+	}()
 	unlock, err := s.lock(ctx)
 	if err != nil {
 		return err
@@ -114,7 +123,7 @@ func (s *Store) EnsureBase(ctx context.Context, progress io.Writer) error {
 	if err := s.install(build, info); err != nil {
 		return err
 	}
-	ok = true
+	ok, built = true, true
 	fmt.Fprintf(progress, "template %s ready (%s)\n", BaseName, time.Since(start).Round(time.Second))
 	s.logger.Info("template built", "template", BaseName, "duration", time.Since(start))
 	return nil

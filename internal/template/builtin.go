@@ -127,6 +127,15 @@ func (s *Store) EnsureBuiltin(ctx context.Context, name string, progress io.Writ
 	} else if !errors.Is(err, errdefs.ErrNotFound) {
 		return err
 	}
+	if ok, err := s.fetchInstead(ctx, name, progress); ok || err != nil {
+		return err
+	}
+	built := false
+	defer func() { // registered first, so it runs after the unlocks below
+		if built {
+			s.publishMade(ctx, name)
+		}
+	}()
 	unlock, err := s.lockNamed(ctx, lockFile+"-"+name)
 	if err != nil {
 		return err
@@ -171,7 +180,7 @@ func (s *Store) EnsureBuiltin(ctx context.Context, name string, progress io.Writ
 	if err := s.install(build, info); err != nil {
 		return err
 	}
-	done = true
+	done, built = true, true
 	fmt.Fprintf(progress, "template %s ready (%s)\n", name, time.Since(start).Round(time.Second))
 	s.logger.Info("template built", "template", name, "duration", time.Since(start))
 	return nil

@@ -63,6 +63,14 @@ type ImportOptions struct {
 
 // ImportWith is Import with options.
 func (s *Store) ImportWith(ctx context.Context, name string, img v1.Image, opts ImportOptions, progress io.Writer) (Info, error) {
+	info, err := s.importWith(ctx, name, img, opts, progress)
+	if err == nil {
+		s.publishMade(ctx, name)
+	}
+	return info, err
+}
+
+func (s *Store) importWith(ctx context.Context, name string, img v1.Image, opts ImportOptions, progress io.Writer) (Info, error) {
 	if progress == nil {
 		progress = io.Discard
 	}

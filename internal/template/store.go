@@ -140,6 +140,10 @@ type Store struct {
 	// MaxImportBytes bounds the bytes of file content an image import may
 	// write (see Store.Import); zero means DefaultMaxImportBytes.
 	MaxImportBytes int64
+	// Remote, when not nil, is the object storage this store shares
+	// templates through with other servers (see Store.Publish and
+	// Store.Fetch). Set it before first use.
+	Remote Remote
 }
 
 const (

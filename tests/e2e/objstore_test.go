@@ -1,0 +1,117 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sbxdev/sbx/client"
+	"github.com/sbxdev/sbx/tests/harness"
+)
+
+// TestObjectStoreTemplates runs two servers that share one bucket (SeaweedFS
+// on loopback) but not their template directories: server A builds a
+// template, server B creates a sandbox from it by name without building
+// it (nor the base template beneath it), fetching both from the bucket.
+func TestObjectStoreTemplates(t *testing.T) {
+	ep, bucket, ak, sk := harness.S3(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", ak)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", sk)
+	store := "s3://" + bucket + "/sbx?endpoint=" + ep
+	ctx := ctxFor(t, 20*time.Minute)
+
+	a := harness.Start(t, "--object-store", store, "--internet=false")
+	name := fmt.Sprintf("e2e-objstore-%d", os.Getpid())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := a.Client.DeleteTemplate(ctx, name); err != nil && !errors.Is(err, client.ErrNotFound) {
+			t.Errorf("delete template %s: %v", name, err)
+		}
+	})
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM base\nRUN echo made-on-a-$((6*7)) > /made\nENV MADE=a\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err := a.Client.BuildTemplate(ctx, client.BuildOptions{Name: name, ContextDir: dir, NoCache: true}, nil)
+	if err != nil || b.Status != client.BuildReady {
+		t.Fatalf("build on A: %+v, %v\n%s", b, err, a.Logs())
+	}
+	if !strings.Contains(a.Logs(), "msg=\"template published\" template="+name) {
+		t.Fatalf("A did not publish %s:\n%s", name, a.Logs())
+	}
+
+	// B: its own data and template directories, the same bucket.
+	tdir := filepath.Join(t.TempDir(), "templates")
+	if err := os.Mkdir(tdir, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Dir(tdir), 0o711); err != nil { // sandboxes reach their layers below it
+		t.Fatal(err)
+	}
+	bsrv := harness.Start(t, "--object-store", store, "--templates-dir", tdir, "--internet=false")
+	logs := bsrv.Logs()
+	if strings.Contains(logs, "building template") || !strings.Contains(logs, "msg=\"template fetched\" template=base") {
+		t.Fatalf("B built the base template instead of fetching it:\n%s", logs)
+	}
+	sb, err := bsrv.Client.CreateSandbox(ctx, client.CreateOptions{Template: name})
+	if err != nil {
+		t.Fatalf("create on B from %s: %v\n%s", name, err, bsrv.Logs())
+	}
+	defer sb.Kill(context.WithoutCancel(ctx))
+	res := mustRun(t, ctx, sb, "cat /made; echo $MADE", nil)
+	if got := strings.TrimSpace(res.Stdout); got != "made-on-a-42\na" {
+		t.Fatalf("sandbox on B: %q, want what A's build made", got)
+	}
+	if !strings.Contains(bsrv.Logs(), "msg=\"template fetched\" template="+name) {
+		t.Fatalf("B's log does not say it fetched %s:\n%s", name, bsrv.Logs())
+	}
+	// Fetched once: a second create uses the local copy.
+	sb2, err := bsrv.Client.CreateSandbox(ctx, client.CreateOptions{Template: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb2.Kill(context.WithoutCancel(ctx))
+	if n := strings.Count(bsrv.Logs(), "msg=\"template fetched\" template="+name); n != 1 {
+		t.Fatalf("B fetched %s %d times, want once", name, n)
+	}
+	// A name the bucket lacks is still a 404.
+	if _, err := bsrv.Client.CreateSandbox(ctx, client.CreateOptions{Template: name + "-nope"}); !errors.Is(err, client.ErrNotFound) {
+		t.Fatalf("create from a template no one has: %v, want ErrNotFound", err)
+	}
+}
+
+// TestObjectStoreBadConfig checks that sbx serve refuses to start with an
+// object store it cannot use, saying why.
+func TestObjectStoreBadConfig(t *testing.T) {
+	ep, bucket, ak, _ := harness.S3(t)
+	harness.Require(t)
+	bin := harness.Binaries(t)
+	cases := []struct{ url, secret, want string }{
+		{"s3://" + bucket + "?endpoint=" + ep, "wrong", "credentials refused"},
+		{"s3://no-such-bucket-e2e?endpoint=" + ep, harness.S3SecretKey, "does not exist"},
+		{"http://" + bucket, harness.S3SecretKey, "want s3://BUCKET"},
+	}
+	for _, tc := range cases {
+		ctx := ctxFor(t, time.Minute)
+		out, err := runServe(ctx, bin, t.TempDir(), tc.url, ak, tc.secret)
+		if err == nil || !strings.Contains(out, tc.want) {
+			t.Errorf("--object-store %s: %v, output %q; want a failure saying %q", tc.url, err, out, tc.want)
+		}
+	}
+}
+
+// runServe runs sbx serve with --object-store url until it exits, and
+// returns its output.
+func runServe(ctx context.Context, bin, dataDir, url, access, secret string) (string, error) {
+	cmd := exec.CommandContext(ctx, filepath.Join(bin, "sbx"), "serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--internet=false", "--object-store", url)
+	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+access, "AWS_SECRET_ACCESS_KEY="+secret, "SBX_API_KEY="+harness.NewAPIKey())
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
