@@ -144,12 +144,17 @@ func Open(ctx context.Context, rawURL string, creds Credentials) (*Bucket, error
 	if cfg.Prefix != "" {
 		b.prefix = cfg.Prefix + "/"
 	}
-	ok, err := c.BucketExists(ctx, cfg.Bucket)
-	if err != nil {
-		return nil, b.wrap(err, "open bucket")
-	}
-	if !ok {
-		return nil, errdefs.New(errdefs.ErrNotFound, "object store %s: bucket %q does not exist", b.url, cfg.Bucket)
+	// A listing rather than a HEAD of the bucket: answers to HEAD have no
+	// body, so refused keys would read as a bare 403.
+	for o := range c.ListObjects(ctx, cfg.Bucket, minio.ListObjectsOptions{MaxKeys: 1, Prefix: b.prefix}) {
+		if o.Err != nil {
+			var resp minio.ErrorResponse
+			if errors.As(o.Err, &resp) && resp.Code == "NoSuchBucket" {
+				return nil, errdefs.New(errdefs.ErrNotFound, "object store %s: bucket %q does not exist", b.url, cfg.Bucket)
+			}
+			return nil, b.wrap(o.Err, "open bucket")
+		}
+		break
 	}
 	return b, nil
 }

@@ -135,7 +135,7 @@ func TestBadCredentials(t *testing.T) {
 }
 
 func TestUnreachable(t *testing.T) {
-	_, err := objstore.Open(context.Background(), "s3://b?endpoint=http://127.0.0.1:1", objstore.Credentials{AccessKey: "a", SecretKey: "b"})
+	_, err := objstore.Open(context.Background(), "s3://bucket?endpoint=http://127.0.0.1:1", objstore.Credentials{AccessKey: "a", SecretKey: "b"})
 	if !errors.Is(err, errdefs.ErrUnavailable) {
 		t.Fatalf("Open of a closed port: %v, want ErrUnavailable", err)
 	}
@@ -163,22 +163,16 @@ func TestParseURL(t *testing.T) {
 	}
 }
 
-// onceReader yields n bytes of a fixed pattern and fails the test if it is
-// read again after EOF: Put must stream its input, once.
+// onceReader yields n bytes of a fixed pattern, once: it cannot seek, so
+// Put can only stream it, and the digest of what the bucket holds shows
+// that every byte went up exactly once, in order.
 type onceReader struct {
-	t    *testing.T
 	left int64
-	eof  bool
 	i    byte
 }
 
 func (r *onceReader) Read(p []byte) (int, error) {
-	if r.eof {
-		r.t.Error("read again after EOF: the body was read twice")
-		return 0, io.EOF
-	}
 	if r.left == 0 {
-		r.eof = true
 		return 0, io.EOF
 	}
 	if int64(len(p)) > r.left {
@@ -220,7 +214,7 @@ func TestLargeObjectStreams(t *testing.T) {
 	before := peakRSS(t)
 
 	for _, n := range []int64{size, -1} { // known length, then unknown
-		src := &onceReader{t: t, left: size}
+		src := &onceReader{left: size}
 		h := sha256.New()
 		if err := b.Put(ctx, "big", io.TeeReader(src, h), n); err != nil {
 			t.Fatal(err)

@@ -68,7 +68,7 @@ func TestPublishFetch(t *testing.T) {
 	must(os.Link(p("etc/conf"), p("etc/conf2")))
 	must(os.Symlink("/etc/passwd", p("link")))
 	must(unix.Mkfifo(p("fifo"), 0o600))
-	must(os.WriteFile(p("suid"), []byte("x"), 0o4755))
+	must(os.WriteFile(p("suid"), []byte("x"), 0o755))
 	must(unix.Lsetxattr(p("suid"), "user.keep", []byte("v"), 0))
 	must(unix.Mknod(p("null"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3)))) // not carried
 	old := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -79,6 +79,7 @@ func TestPublishFetch(t *testing.T) {
 		}
 		return os.Lchown(q, testShift, testShift)
 	}))
+	must(unix.Chmod(p("suid"), 0o4755)) // after the chown, which clears it
 	must(a.install(build, Info{Name: "root", Env: []string{"A=1"}}))
 	must(a.Publish(ctx, "root", false))
 
@@ -235,7 +236,7 @@ func TestFetchDamaged(t *testing.T) {
 	if _, err := c.Get("root"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Errorf("after a failed fetch: %v, want no template", err)
 	}
-	if left, _ := filepath.Glob(filepath.Join(c.Dir(), fetchPrefx+"*")); len(left) != 0 {
+	if left, _ := filepath.Glob(filepath.Join(c.Dir(), fetchPrefx+"root-*")); len(left) != 0 {
 		t.Errorf("a failed fetch left %v", left)
 	}
 }

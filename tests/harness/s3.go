@@ -141,7 +141,9 @@ func ensureS3(endpoint string) error {
 		"-volume.port="+strconv.Itoa(volumePort), "-volume.port.grpc="+strconv.Itoa(volumePort+10000),
 		"-volume.max=100",
 		"-filer", "-filer.port="+strconv.Itoa(filerPort), "-filer.port.grpc="+strconv.Itoa(filerPort+10000),
-		"-s3", "-s3.port="+strconv.Itoa(s3Port), "-s3.config="+conf,
+		"-s3", "-s3.port="+strconv.Itoa(s3Port), "-s3.port.grpc="+strconv.Itoa(s3Port+10000), "-s3.config="+conf,
+		// Iceberg and Lance catalogs would take ports of their own.
+		"-s3.port.iceberg=0", "-s3.port.lance=0",
 	)
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = logf, logf
