@@ -818,6 +818,13 @@ func (r *run) install(ctx context.Context) (template.Info, error) {
 		out, err = r.b.store.InstallBuilt(ctx, info)
 		return err
 	})
+	// Outside the guard, which creates wait on: an upload takes a while.
+	// A template that did not reach the object store is still built here.
+	if err == nil {
+		if perr := r.b.store.Publish(ctx, out.Name, true); perr != nil {
+			r.b.log.Error("publishing template to the object store failed; other servers cannot fetch it", "template", out.Name, "err", perr)
+		}
+	}
 	return out, err
 }
 

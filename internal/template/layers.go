@@ -293,16 +293,10 @@ func (s *Store) ImportLayer(ctx context.Context, id string, img v1.Image, progre
 // replaced (a rebuild); one taken by a template with its own rootfs is
 // errdefs.ErrConflict. The caller holds every layer in info.Stack until it
 // returns, and makes sure no sandbox uses a template it replaces.
+//
+// It does not publish the template to s.Remote: the caller does
+// (Store.Publish), once it lets go of whatever it holds meanwhile.
 func (s *Store) InstallBuilt(ctx context.Context, info Info) (Info, error) {
-	out, err := s.installBuilt(ctx, info)
-	if err == nil {
-		s.publishMade(ctx, out.Name)
-	}
-	return out, err
-}
-
-// installBuilt is InstallBuilt without publishing.
-func (s *Store) installBuilt(ctx context.Context, info Info) (Info, error) {
 	if err := ValidateName(info.Name); err != nil {
 		return Info{}, err
 	}

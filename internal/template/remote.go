@@ -40,6 +40,7 @@ type Remote interface {
 	Put(ctx context.Context, key string, r io.Reader, size int64) error
 	Get(ctx context.Context, key string) (io.ReadCloser, error)
 	Exists(ctx context.Context, key string) (bool, error)
+	Delete(ctx context.Context, key string) error
 }
 
 // remoteIndex is templates/<name>.json.
@@ -128,11 +129,24 @@ func (s *Store) Publish(ctx context.Context, name string, replace bool) error {
 	return nil
 }
 
+// unpublish deletes template name's index from s.Remote, so that no server
+// fetches it any more (those that did keep their copy). Its blobs stay:
+// other templates may share them.
+func (s *Store) unpublish(ctx context.Context, name string) error {
+	if s.Remote == nil {
+		return nil
+	}
+	if err := s.Remote.Delete(ctx, indexKey(name)); err != nil {
+		return fmt.Errorf("remove template %q from the object store: %w", name, err)
+	}
+	return nil
+}
+
 // putTree packs the tree at root into a temporary file, then uploads it
 // under its digest unless the bucket has that blob already. It returns the
 // blob and the bytes sent.
 func (s *Store) putTree(ctx context.Context, root string) (remoteBlob, int64, error) {
-	f, err := os.CreateTemp(s.dir, ".pack-*")
+	f, err := os.CreateTemp(s.dir, packPrefx+"*")
 	if err != nil {
 		return remoteBlob{}, 0, err
 	}
@@ -268,7 +282,7 @@ func (s *Store) Fetch(ctx context.Context, name string, progress io.Writer) (Inf
 			refs = append(refs, ref)
 			got += b.Size
 		}
-		if _, err := s.installBuilt(ctx, info); err != nil {
+		if _, err := s.InstallBuilt(ctx, info); err != nil {
 			return Info{}, err
 		}
 	}
@@ -277,7 +291,10 @@ func (s *Store) Fetch(ctx context.Context, name string, progress io.Writer) (Inf
 	return s.Get(name)
 }
 
-const fetchPrefx = ".fetch-"
+const (
+	fetchPrefx = ".fetch-"
+	packPrefx  = ".pack-"
+)
 
 // fetchInstead fetches name from s.Remote before this store makes it
 // itself; it reports whether it did. A bucket without it is no error.

@@ -83,7 +83,7 @@ func TestPublishFetch(t *testing.T) {
 	must(a.install(build, Info{Name: "root", Env: []string{"A=1"}}))
 	must(a.Publish(ctx, "root", false))
 
-	// A layer on it, installed as a build does: InstallBuilt publishes.
+	// A layer on it, installed and published as a build does.
 	up := t.TempDir()
 	must(os.WriteFile(filepath.Join(up, "new"), []byte("new"), 0o644))
 	must(unix.Mknod(filepath.Join(up, "gone"), unix.S_IFCHR, 0))
@@ -100,6 +100,7 @@ func TestPublishFetch(t *testing.T) {
 	_, err = a.InstallBuilt(ctx, Info{Name: "app", Stack: []string{ref.ID}, Base: "root", Workdir: "/w"})
 	ref.Release()
 	must(err)
+	must(a.Publish(ctx, "app", true))
 
 	bs := remoteStore(t, b, shiftB)
 	if _, err := bs.Fetch(ctx, "missing", nil); !errors.Is(err, errdefs.ErrNotFound) {
@@ -187,6 +188,19 @@ func TestPublishFetch(t *testing.T) {
 	}
 	if l, _ := c.List(ctx); len(l) != 2 {
 		t.Errorf("after concurrent fetches: %d templates, want 2", len(l))
+	}
+
+	// A removal takes the template out of the bucket too: removed here,
+	// it is not fetched back, nor by a server that never had it.
+	must(a.Remove(ctx, "app"))
+	if _, err := a.Get("app"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("after removal: %v", err)
+	}
+	if _, err := remoteStore(t, b, testShift).Fetch(ctx, "app", nil); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("Fetch of a removed template: %v, want ErrNotFound", err)
+	}
+	if _, err := c.Get("app"); err != nil {
+		t.Errorf("a server that fetched it keeps its copy: %v", err)
 	}
 }
 

@@ -259,6 +259,9 @@ func (s *Store) Remove(ctx context.Context, name string) error {
 	if err := s.checkNotBase(ctx, name); err != nil {
 		return err
 	}
+	if err := s.unpublish(ctx, name); err != nil {
+		return err
+	}
 	trash := filepath.Join(s.dir, trashPrefx+name+"-"+randSuffix())
 	if err := os.Rename(src, trash); err != nil {
 		return fmt.Errorf("remove template %q: %w", name, err)
@@ -312,7 +315,9 @@ func (s *Store) sweep() {
 	for _, e := range entries {
 		n := e.Name()
 		if len(n) > len(buildPrefx) && n[:len(buildPrefx)] == buildPrefx ||
-			len(n) > len(trashPrefx) && n[:len(trashPrefx)] == trashPrefx {
+			len(n) > len(trashPrefx) && n[:len(trashPrefx)] == trashPrefx ||
+			// A pack in progress keeps its open file when the name goes.
+			len(n) > len(packPrefx) && n[:len(packPrefx)] == packPrefx {
 			s.logger.Info("removing leftover", "path", n)
 			os.RemoveAll(filepath.Join(s.dir, n))
 		}
