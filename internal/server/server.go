@@ -43,12 +43,9 @@ import (
 
 // Config is sbx serve's configuration.
 type Config struct {
-	Listen       string
-	DataDir      string
-	TemplatesDir string // default DataDir/templates
-	// ObjectStore, when set, is the s3:// URL of the bucket that templates
-	// are published to and fetched from (internal/objstore).
-	ObjectStore    string
+	Listen         string
+	DataDir        string
+	TemplatesDir   string // default DataDir/templates
 	AgentPath      string // default: sbx-agent beside the running executable
 	RuncPath       string // default runc.DefaultBinary
 	RunscPath      string // default runsc.DefaultBinary
@@ -104,6 +101,9 @@ type Config struct {
 	// Node names this server among the nodes sharing a Postgres store;
 	// its sandboxes and snapshots are recorded as its own.
 	Node string
+	// ObjectStore, when set, is the s3:// URL of the bucket that templates
+	// are published to and fetched from (internal/objstore).
+	ObjectStore string
 }
 
 // Run runs sbx serve until ctx is cancelled.
