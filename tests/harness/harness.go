@@ -3,7 +3,9 @@
 // subprocess on a random loopback port with a temporary data directory, and
 // hands tests a Go SDK client for it. Templates are cached across runs in one
 // shared directory (SBX_TEST_TEMPLATES, default /var/cache/sbx-test/templates)
-// so the base template is built once per machine.
+// so the base template is built once per machine. [S3] gives a test a fresh
+// bucket on the machine's one test S3 server (SeaweedFS, started on first
+// use and left running).
 //
 // Tests that use it need root and the runtimes installed by
 // scripts/setup.sh; it fails (never skips) when they are missing.
