@@ -85,6 +85,9 @@ func TestChartRenders(t *testing.T) {
 				if hasEnv(ds, "SBX_STORE") || hasEnv(ds, "AWS_ACCESS_KEY_ID") {
 					t.Error("defaults set SBX_STORE or AWS credentials")
 				}
+				if len(ds.Spec.Template.Spec.InitContainers) != 0 {
+					t.Error("defaults wait for the quick start's services")
+				}
 				if len(r.ingresses) != 0 || len(r.statefulSets) != 0 {
 					t.Errorf("defaults render %d ingresses and %d statefulsets, want none", len(r.ingresses), len(r.statefulSets))
 				}
@@ -123,6 +126,10 @@ func TestChartRenders(t *testing.T) {
 				}
 				if !slices.Contains(args, "--listen=0.0.0.0:49982") {
 					t.Errorf("quick start args %q: port-forward needs --listen=0.0.0.0", args)
+				}
+				if init := ds.Spec.Template.Spec.InitContainers; len(init) != 1 ||
+					!strings.Contains(init[0].Args[0], "pg_isready -q -h sbx-postgres") || !strings.Contains(init[0].Args[0], "/dev/tcp/sbx-s3/8333") {
+					t.Errorf("quick start's init containers do not wait for Postgres and S3: %+v", init)
 				}
 				if ds.Spec.Template.Spec.NodeSelector["sbx.dev/node"] != "true" {
 					t.Errorf("quick start's nodeSelector = %v", ds.Spec.Template.Spec.NodeSelector)
@@ -263,6 +270,8 @@ func TestChartRefuses(t *testing.T) {
 		{"tls without secret", map[string]any{"domain": "d.example", "ingress": map[string]any{"enabled": true,
 			"tls": map[string]any{"enabled": true}}}, "needs ingress.tls.secretName"},
 		{"malformed API key", map[string]any{"apiKey": map[string]any{"value": "secret"}}, "apiKey.value must be e2b_"},
+		{"bucket name a shell would read", map[string]any{"quickstart": map[string]any{"s3": map[string]any{
+			"enabled": true, "bucket": "x; rm -rf /"}}}, "quickstart.s3.bucket must be"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -481,6 +490,9 @@ func checkCommon(t *testing.T, r *rendered, help map[string]bool) {
 		}
 	}
 	checkMounts(t, "DaemonSet "+ds.Name, pod.Spec, nil)
+	for _, c := range pod.Spec.InitContainers {
+		checkScript(t, "DaemonSet "+ds.Name, c)
+	}
 	mounts := map[string]corev1.VolumeMount{}
 	for _, m := range c.VolumeMounts {
 		mounts[m.MountPath] = m
@@ -561,6 +573,7 @@ func checkCommon(t *testing.T, r *rendered, help map[string]bool) {
 			if c.ReadinessProbe == nil {
 				t.Errorf("StatefulSet %s container %s has no readiness probe", ss.Name, c.Name)
 			}
+			checkScript(t, "StatefulSet "+ss.Name, c)
 		}
 	}
 }
@@ -631,6 +644,19 @@ func checkMounts(t *testing.T, what string, spec corev1.PodSpec, claims []string
 		if !used[v] {
 			t.Errorf("%s: volume %s is not mounted", what, v)
 		}
+	}
+}
+
+// checkScript checks that the shell script a container runs (command
+// /bin/sh -c or /bin/bash -c, script in args) parses.
+func checkScript(t *testing.T, what string, c corev1.Container) {
+	t.Helper()
+	if len(c.Command) != 2 || c.Command[1] != "-c" || len(c.Args) == 0 {
+		return
+	}
+	sh := filepath.Base(c.Command[0])
+	if out, err := exec.Command(sh, "-n", "-c", c.Args[0]).CombinedOutput(); err != nil {
+		t.Errorf("%s: the script of container %s does not parse (%s -n): %v\n%s\n%s", what, c.Name, sh, err, out, c.Args[0])
 	}
 }
 
