@@ -28,6 +28,9 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/dynamic"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
@@ -283,6 +286,47 @@ func TestChartRefuses(t *testing.T) {
 	}
 }
 
+// TestChartUpgradeKeepsKey checks that an upgrade keeps the API key the
+// install made: the nodes keep the key they stored first, so a new one in
+// the Secret would be a key that works nowhere. The lookup the chart makes
+// is answered by client-go's in-memory object tracker holding the Secret the
+// install rendered.
+func TestChartUpgradeKeepsKey(t *testing.T) {
+	install := render(t, nil, nil)
+	key := install.secrets[fullname].Data["api-key"]
+	if len(key) == 0 {
+		t.Fatal("install made no key")
+	}
+	scheme := runtime.NewScheme()
+	if err := corev1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	stored := install.secrets[fullname].DeepCopy()
+	stored.Namespace = namespace
+	cluster := dynamicfake.NewSimpleDynamicClient(scheme, stored)
+	out, err := renderWith(t, nil, map[string]any{"serve": map[string]any{"warmPool": 5}}, false, secretsOf{cluster})
+	if err != nil {
+		t.Fatal(err)
+	}
+	upgrade := decode(t, out)
+	if got := upgrade.secrets[fullname].Data["api-key"]; !bytes.Equal(got, key) {
+		t.Errorf("upgrade changed the generated key from %q to %q", key, got)
+	}
+	if !slices.Contains(theDaemonSet(t, upgrade).Spec.Template.Spec.Containers[0].Args, "--warm-pool=5") {
+		t.Error("the upgrade's values were not applied")
+	}
+}
+
+// secretsOf answers the chart's lookups of Secrets from a dynamic client.
+type secretsOf struct{ c dynamic.Interface }
+
+func (s secretsOf) GetClientFor(apiVersion, kind string) (dynamic.NamespaceableResourceInterface, bool, error) {
+	if apiVersion != "v1" || kind != "Secret" {
+		return nil, false, fmt.Errorf("the chart looks up %s %s, which the test does not serve", apiVersion, kind)
+	}
+	return s.c.Resource(corev1.SchemeGroupVersion.WithResource("secrets")), true, nil
+}
+
 // render renders the chart and decodes its output, failing the test on any
 // error.
 func render(t *testing.T, files []string, set map[string]any) *rendered {
@@ -291,6 +335,13 @@ func render(t *testing.T, files []string, set map[string]any) *rendered {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return decode(t, out)
+}
+
+// decode decodes every rendered object strictly, failing the test on any
+// error.
+func decode(t *testing.T, out map[string]string) *rendered {
+	t.Helper()
 	r := &rendered{
 		daemonSets:   map[string]*appsv1.DaemonSet{},
 		statefulSets: map[string]*appsv1.StatefulSet{},
@@ -326,6 +377,13 @@ func render(t *testing.T, files []string, set map[string]any) *rendered {
 // files and then values, for a first install with no cluster to look up.
 func renderFiles(t *testing.T, files []string, set map[string]any) (map[string]string, error) {
 	t.Helper()
+	return renderWith(t, files, set, true, nil)
+}
+
+// renderWith renders the chart for an install or an upgrade; lookups go to
+// cluster, or find nothing when it is nil.
+func renderWith(t *testing.T, files []string, set map[string]any, install bool, cluster engine.ClientProvider) (map[string]string, error) {
+	t.Helper()
 	chrt, err := loader.Load(chartDir)
 	if err != nil {
 		t.Fatalf("load chart: %v", err)
@@ -341,12 +399,18 @@ func renderFiles(t *testing.T, files []string, set map[string]any) (map[string]s
 	if set != nil {
 		user = util.MergeTables(deepCopy(set), user)
 	}
-	opts := common.ReleaseOptions{Name: release, Namespace: namespace, Revision: 1, IsInstall: true}
+	opts := common.ReleaseOptions{Name: release, Namespace: namespace, Revision: 1, IsInstall: install, IsUpgrade: !install}
+	if !install {
+		opts.Revision = 2
+	}
 	vals, err := util.ToRenderValues(chrt, user, opts, common.DefaultCapabilities)
 	if err != nil {
 		t.Fatalf("values: %v", err)
 	}
-	return engine.Engine{Strict: true, LintMode: false}.Render(chrt, vals)
+	if cluster != nil {
+		return engine.RenderWithClientProvider(chrt, vals, cluster)
+	}
+	return engine.Engine{Strict: true}.Render(chrt, vals)
 }
 
 // deepCopy copies nested maps so that merging never writes into a test
