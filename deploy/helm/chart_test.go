@@ -101,6 +101,9 @@ func TestChartRenders(t *testing.T) {
 				if !slices.Contains(theDaemonSet(t, r).Spec.Template.Spec.Containers[0].Args, "--listen=$(POD_IP):49982") {
 					t.Error("defaults do not listen on the pod's (the node's) address")
 				}
+				if !strings.Contains(r.notes, "Each node is its own server") {
+					t.Errorf("NOTES.txt for a DaemonSet on every node does not say nodes do not route to each other:\n%s", r.notes)
+				}
 				if !strings.Contains(r.notes, "port-forward") {
 					t.Errorf("NOTES.txt without an ingress does not say how to port-forward:\n%s", r.notes)
 				}
@@ -126,6 +129,9 @@ func TestChartRenders(t *testing.T) {
 					if r.services[svc] == nil || r.statefulSets[svc] == nil {
 						t.Errorf("quick start lacks the Service or StatefulSet %s", svc)
 					}
+				}
+				if strings.Contains(r.notes, "Each node is its own server") {
+					t.Error("NOTES.txt warns about several nodes although the quick start keeps to one")
 				}
 				if !slices.Contains(args, "--listen=0.0.0.0:49982") {
 					t.Errorf("quick start args %q: port-forward needs --listen=0.0.0.0", args)
