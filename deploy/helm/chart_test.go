@@ -23,6 +23,8 @@ import (
 
 	"helm.sh/helm/v4/pkg/chart/common"
 	"helm.sh/helm/v4/pkg/chart/common/util"
+	"helm.sh/helm/v4/pkg/chart/v2/lint"
+	"helm.sh/helm/v4/pkg/chart/v2/lint/support"
 	"helm.sh/helm/v4/pkg/chart/v2/loader"
 	"helm.sh/helm/v4/pkg/engine"
 	appsv1 "k8s.io/api/apps/v1"
@@ -331,6 +333,27 @@ func (s secretsOf) GetClientFor(apiVersion, kind string) (dynamic.NamespaceableR
 		return nil, false, fmt.Errorf("the chart looks up %s %s, which the test does not serve", apiVersion, kind)
 	}
 	return s.c.Resource(corev1.SchemeGroupVersion.WithResource("secrets")), true, nil
+}
+
+// TestChartLints runs Helm's own linter (what `helm lint --strict` runs) on
+// the chart with its default and its quick-start values: any warning fails.
+func TestChartLints(t *testing.T) {
+	for _, files := range [][]string{nil, {"values-quickstart.yaml"}} {
+		vals := map[string]any{}
+		for _, f := range files {
+			v, err := common.ReadValuesFile(filepath.Join(chartDir, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			vals = util.MergeTables(v, vals)
+		}
+		l := lint.RunAll(chartDir, vals, namespace)
+		for _, m := range l.Messages {
+			if m.Severity >= support.WarningSev {
+				t.Errorf("helm lint %v: %s", files, m)
+			}
+		}
+	}
 }
 
 // render renders the chart and decodes its output, failing the test on any
