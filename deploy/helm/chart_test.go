@@ -49,11 +49,7 @@ const (
 // names). Until a flag is in `sbx serve --help` its absence is logged, not
 // failed; once it is there the test fails until it is removed from here, so
 // that from then on it is checked like every other flag.
-var pendingFlags = map[string]string{
-	"store":        "sbx serve --store postgres://… (SBX_STORE)",
-	"object-store": "sbx serve --object-store s3://…",
-	"node":         "sbx serve --node NAME",
-}
+var pendingFlags = map[string]string{}
 
 // rendered is one render of the chart: its objects by kind and name, and
 // NOTES.txt.
