@@ -45,6 +45,13 @@ func sandbox() *wire.Sandbox {
 	}
 }
 
+func sandboxMetric() wire.SandboxMetric {
+	return wire.SandboxMetric{
+		Timestamp: t0, TimestampUnix: t0.Unix(), CPUCount: 2, CPUUsedPct: 37.5, MemUsed: 104857600, MemTotal: 536870912,
+		MemCache: 4194304, DiskUsed: 20971520, DiskTotal: 1073741824,
+	}
+}
+
 func logEntries() []wire.BuildLogEntry {
 	return []wire.BuildLogEntry{{Timestamp: t1, Level: "error", Message: "exit status 2", Step: "base"}}
 }
@@ -193,8 +200,13 @@ var goldens = map[string]any{
 		Logs:       []wire.SandboxLogLine{{Timestamp: t1, Line: `process started cmd=/bin/bash pty=false tag=""`}},
 		LogEntries: []wire.SandboxLogEntry{sandboxLogEntry()},
 	},
-	"error":  wire.Error{Code: 404, Message: "sandbox i3x8k2p0q9z1 not found"},
-	"health": wire.Health{Status: "ok"},
+	"sandbox-metric":         sandboxMetric(),
+	"sandboxes-with-metrics": wire.SandboxesWithMetrics{Sandboxes: map[string]wire.SandboxMetric{"i3x8k2p0q9z1": sandboxMetric()}},
+	"team":                   wire.Team{TeamID: "default", Name: "default", APIKey: "e2b_0123456789abcdef0123456789abcdef01234567", IsDefault: true},
+	"team-metric":            wire.TeamMetric{Timestamp: t0, TimestampUnix: t0.Unix(), ConcurrentSandboxes: 3, SandboxStartRate: 0.2},
+	"max-team-metric":        wire.MaxTeamMetric{Timestamp: t0, TimestampUnix: t0.Unix(), Value: 3},
+	"error":                  wire.Error{Code: 404, Message: "sandbox i3x8k2p0q9z1 not found"},
+	"health":                 wire.Health{Status: "ok"},
 }
 
 func sandboxLogEntry() wire.SandboxLogEntry {

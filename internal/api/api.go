@@ -62,6 +62,8 @@ type Config struct {
 	// Volumes keeps the volumes (volumes.go); nil answers the volume
 	// routes with 409.
 	Volumes *volume.Manager
+	// Metrics holds the sandboxes' and the team's resource samples.
+	Metrics MetricsStore
 }
 
 // Server serves the API. Create it with New.
@@ -127,6 +129,13 @@ func (s *Server) routes() {
 	m.Handle("POST /volumecontent/{volumeID}/dir", s.volumeAuth(s.volumeDirMake))
 	m.Handle("GET /volumecontent/{volumeID}/file", s.volumeAuth(s.volumeFileRead))
 	m.Handle("PUT /volumecontent/{volumeID}/file", s.volumeAuth(s.volumeFileWrite))
+	m.Handle("GET /sandboxes/{id}/metrics", s.auth(s.sandboxMetrics))
+	m.Handle("GET /sandboxes/metrics", s.auth(s.sandboxesMetrics))
+
+	// Teams (E2B): sbx has one, the default.
+	m.Handle("GET /teams", s.auth(s.listTeams))
+	m.Handle("GET /teams/{teamID}/metrics", s.auth(s.teamMetrics))
+	m.Handle("GET /teams/{teamID}/metrics/max", s.auth(s.teamMetricsMax))
 
 	// Templates (E2B paths, sbx's store).
 	m.Handle("GET /templates", s.auth(s.listTemplates))
@@ -219,12 +228,7 @@ func (s *Server) auth(h handlerFunc) http.Handler {
 		if !s.ready.Load() {
 			return errdefs.New(errdefs.ErrUnavailable, "sbx is starting")
 		}
-		key := r.Header.Get("X-API-Key")
-		if key == "" {
-			if a := r.Header.Get("Authorization"); len(a) > 7 && subtle.ConstantTimeCompare([]byte(a[:7]), []byte("Bearer ")) == 1 {
-				key = a[7:]
-			}
-		}
+		key := requestKey(r)
 		rec, ok := s.keys.Verify(key)
 		if !ok {
 			if key == "" {
@@ -237,6 +241,18 @@ func (s *Server) auth(h handlerFunc) http.Handler {
 		}
 		return h(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, rec.Admin)))
 	})
+}
+
+// requestKey is the API key r carries (X-API-Key, or Authorization:
+// Bearer).
+func requestKey(r *http.Request) string {
+	key := r.Header.Get("X-API-Key")
+	if key == "" {
+		if a := r.Header.Get("Authorization"); len(a) > 7 && subtle.ConstantTimeCompare([]byte(a[:7]), []byte("Bearer ")) == 1 {
+			key = a[7:]
+		}
+	}
+	return key
 }
 
 // admin requires a valid admin API key.

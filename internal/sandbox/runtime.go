@@ -151,3 +151,17 @@ type BoxState struct {
 
 // ErrBoxNotFound is returned by Pause and Resume for an unknown box.
 var ErrBoxNotFound = errors.New("box not found")
+
+// BoxUsage is what a box's cgroup has used, as runtimes that can tell
+// report it (a Usage method; see internal/usage).
+type BoxUsage struct {
+	// CPUNanos is the CPU time used since the box started.
+	CPUNanos uint64
+	// MemoryBytes is the memory charged now, page cache included.
+	MemoryBytes int64
+	// CacheBytes is the file-backed page cache in MemoryBytes (a
+	// gVisor box's own memory is shared memory of the Sentry, not page
+	// cache); InactiveFileBytes the part of it the kernel would reclaim
+	// first.
+	CacheBytes, InactiveFileBytes int64
+}

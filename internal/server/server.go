@@ -91,6 +91,9 @@ type Config struct {
 	Progress io.Writer
 	// Ready, if set, is called with the listening address once ready.
 	Ready func(addr string)
+	// MetricsInterval is the time between resource samples of running
+	// sandboxes (default usage.DefaultInterval).
+	MetricsInterval time.Duration
 	// TLSCert and TLSKey, when set, are PEM files of the certificate
 	// (chain) and its key: the server then speaks HTTPS only (HTTP/2 by
 	// ALPN), reloading the files when they change.
@@ -302,7 +305,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		cfg.Domain = "localhost:" + port
 	}
 	evs.start(ctx, addr)
-	apiSrv := api.New(api.Config{Domain: cfg.Domain, Builds: builds, Builtins: templates, Nodes: whole, Events: db, WebhookURLs: evs.guard, Volumes: vols}, mgr, keys, templates, log)
+	apiSrv := api.New(api.Config{Domain: cfg.Domain, Builds: builds, Builtins: templates, Nodes: whole, Events: db, WebhookURLs: evs.guard, Volumes: vols, Metrics: db}, mgr, keys, templates, log)
 	px := newProxy(cfg.Domain, mgr, log)
 	defer px.Close()
 	var protocols http.Protocols
@@ -355,6 +358,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	apiSrv.SetReady(true)
 	mgr.StartWarm()
 	startTemplatePools(ctx, mgr, templates, log)
+	stopSampler := startSampler(ctx, cfg, mcfg.Runtimes, db, log)
+	defer stopSampler()
 	log.Info("ready", "addr", addr, "scheme", scheme)
 	if cfg.Ready != nil {
 		cfg.Ready(addr)

@@ -149,6 +149,9 @@ var migrations = []string{
 	// Volumes (volumes.go).
 	volumesTable,
 	sandboxVolumesTable,
+	// Resource samples of sandboxes and of the team (metrics.go).
+	metricsTables[0],
+	metricsTables[1],
 }
 
 // State is a sandbox's stored state; internal/sandbox defines the values and

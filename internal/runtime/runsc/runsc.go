@@ -710,3 +710,8 @@ func (r *Runtime) output(ctx context.Context, flags []string, args ...string) ([
 func (r *Runtime) MemoryUsage(ctx context.Context, id string) (int64, error) {
 	return bundle.MemoryUsage(id)
 }
+
+// Usage reports what box id's cgroup has used (CPU time, memory).
+func (r *Runtime) Usage(ctx context.Context, id string) (sandbox.BoxUsage, error) {
+	return bundle.Usage(id)
+}
