@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -191,5 +194,27 @@ func TestMetricsBadInput(t *testing.T) {
 				t.Fatalf("%d %s, want %d with %q", code, body, tc.status, tc.msg)
 			}
 		})
+	}
+}
+
+// TestMetricsE2BJS runs tests/e2b-js/metrics.test.js alone against a
+// server sampling every second (the whole e2b-js suite runs it too, at the
+// default interval, in TestE2BJavaScriptSDK).
+func TestMetricsE2BJS(t *testing.T) {
+	dir := filepath.Join(harness.RepoRoot(), "tests", "e2b-js")
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "e2b", "package.json")); err != nil {
+		t.Fatal("the e2b npm package is not installed: run `npm ci` in tests/e2b-js (scripts/test.sh does)")
+	}
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Fatal("node is not installed: run scripts/setup.sh")
+	}
+	srv := harness.Start(t, "--metrics-interval", "1s")
+	cmd := exec.Command("node", "--test", "--test-reporter=spec", "--test-force-exit", "metrics.test.js")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "SBX_URL="+srv.URL, "SBX_API_KEY="+srv.APIKey)
+	out, err := cmd.CombinedOutput()
+	t.Logf("node --test metrics.test.js:\n%s", out)
+	if err != nil {
+		t.Fatalf("e2b-js metrics suite failed: %v", err)
 	}
 }
