@@ -64,6 +64,23 @@ type Config struct {
 	Volumes *volume.Manager
 	// Metrics holds the sandboxes' and the team's resource samples.
 	Metrics MetricsStore
+	// Observer, when not nil, is told how long lifecycle requests took.
+	Observer Observer
+}
+
+// Observer is told of lifecycle requests that succeeded (for Prometheus):
+// Operation with the time op ("create", "pause", "resume", "fork") took
+// for a sandbox on runtime, Created with when each create began. Its
+// methods are called from many goroutines at once and must not block.
+type Observer interface {
+	Operation(op, runtime string, d time.Duration)
+	Created(id, runtime string, start time.Time)
+}
+
+func (s *Server) observe(op, runtime string, start time.Time) {
+	if o := s.cfg.Observer; o != nil {
+		o.Operation(op, runtime, time.Since(start))
+	}
 }
 
 // Server serves the API. Create it with New.

@@ -37,9 +37,12 @@ func (s *Server) pauseSandbox(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, &req, true); err != nil {
 		return err
 	}
-	if _, err := s.mgr.Pause(r.Context(), r.PathValue("id"), req.Memory); err != nil {
+	start := time.Now()
+	sb, err := s.mgr.Pause(r.Context(), r.PathValue("id"), req.Memory)
+	if err != nil {
 		return err
 	}
+	s.observe("pause", sb.Runtime, start)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -53,9 +56,13 @@ func (s *Server) resumeSandbox(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	sb, _, err := s.mgr.Resume(r.Context(), r.PathValue("id"), sandbox.ResumeOptions{Timeout: d, Memory: req.Memory})
+	start := time.Now()
+	sb, resumed, err := s.mgr.Resume(r.Context(), r.PathValue("id"), sandbox.ResumeOptions{Timeout: d, Memory: req.Memory})
 	if err != nil {
 		return err
+	}
+	if resumed {
+		s.observe("resume", sb.Runtime, start)
 	}
 	writeJSON(w, http.StatusCreated, s.sandboxBody(sb))
 	return nil
@@ -129,9 +136,16 @@ func (s *Server) forkSandbox(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	start := time.Now()
 	results, err := s.mgr.Snapshots().Fork(r.Context(), r.PathValue("id"), n, d)
 	if err != nil {
 		return err
+	}
+	for _, res := range results {
+		if res.Err == nil {
+			s.observe("fork", res.Sandbox.Runtime, start)
+			break
+		}
 	}
 	out := make([]wire.ForkResult, len(results))
 	for i, res := range results {

@@ -92,6 +92,7 @@ func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	start := time.Now()
 	sb, err := s.mgr.Create(r.Context(), sandbox.CreateParams{
 		Template:       req.TemplateID,
 		Timeout:        timeout,
@@ -109,6 +110,10 @@ func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	auditObject(r, sb.ID)
+	s.observe("create", sb.Runtime, start)
+	if o := s.cfg.Observer; o != nil {
+		o.Created(sb.ID, sb.Runtime, start)
+	}
 	writeJSON(w, http.StatusCreated, s.sandboxBody(sb))
 	return nil
 }
@@ -313,6 +318,7 @@ func (s *Server) connectSandbox(w http.ResponseWriter, r *http.Request) error {
 	}
 	// E2B: a paused sandbox is resumed (201), a running one's time to
 	// live only ever extended (200).
+	start := time.Now()
 	sb, resumed, err := s.mgr.Resume(r.Context(), r.PathValue("id"), sandbox.ResumeOptions{Timeout: d, Connect: true, Memory: req.Memory})
 	if err != nil {
 		return err
@@ -320,6 +326,7 @@ func (s *Server) connectSandbox(w http.ResponseWriter, r *http.Request) error {
 	status := http.StatusOK
 	if resumed {
 		status = http.StatusCreated
+		s.observe("resume", sb.Runtime, start)
 	}
 	writeJSON(w, status, s.sandboxBody(sb))
 	return nil

@@ -75,6 +75,7 @@ func serveMain(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.Int64Var(&cfg.WarmPool.MemoryMB, "warm-pool-memory-mb", 1024, "memory the warm pool's sandboxes may use together, as measured from their cgroups (0: no bound)")
 	fs.IntVar(&cfg.WarmPool.Parallel, "warm-pool-parallel", 4, "sandboxes the warm pool starts at once when it refills")
 	fs.Var(templatePoolsFlag{&cfg.WarmPool.Templates}, "warm-pool-template", "`NAME[=N]`: keep N (default 1) sandboxes of template NAME started, its start command run and ready (the code interpreter's kernel started), for creates of it that set no environment variables (repeatable or comma-separated)")
+	fs.StringVar(&cfg.MetricsListen, "metrics-listen", "", "address to serve Prometheus metrics on, at /metrics, unauthenticated: keep it on loopback or a private network (default: off)")
 	fs.DurationVar(&cfg.MetricsInterval, "metrics-interval", 5*time.Second, "time between resource samples of each running sandbox (getMetrics)")
 	var idShift uint
 	fs.UintVar(&idShift, "id-shift", 100000000, "first host uid/gid of the sandboxes' user namespaces (sandbox ids 0-65535 map to it and up); 0 disables user namespaces")

@@ -186,6 +186,23 @@ type Hooks struct {
 	// Activity reports when sandbox id last saw a request and how many it
 	// has open; idle pauses use it.
 	Activity func(id string) (last time.Time, open int)
+	// WarmReady is told the number of sandboxes ready in the warm pool
+	// whenever it changes, and WarmTake whether a create that asked the
+	// pool got one (for metrics). Neither may call the Manager.
+	WarmReady func(n int)
+	WarmTake  func(hit bool)
+}
+
+func (h Hooks) warmReady(n int) {
+	if h.WarmReady != nil {
+		h.WarmReady(n)
+	}
+}
+
+func (h Hooks) warmTake(hit bool) {
+	if h.WarmTake != nil {
+		h.WarmTake(hit)
+	}
 }
 
 func (h Hooks) gone(id string) {
@@ -277,6 +294,7 @@ func New(cfg Config, templates Templates, db *store.DB, logger *slog.Logger) (*M
 	}
 	if cfg.WarmPool.Max > 0 || cfg.WarmPool.Min > 0 {
 		m.warm = newWarmPool(cfg.WarmPool, m.startWarm, m.discardWarm, m.memoryUsage, logger)
+		m.warm.sized = func(n int) { m.hooks().warmReady(n) }
 		m.tpl.warm = append(m.tpl.warm, m.warm)
 	}
 	m.warmTpl = m.newTemplatePools(cfg.WarmPool, logger)

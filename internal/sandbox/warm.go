@@ -116,6 +116,16 @@ type warmPool struct {
 	kick    chan struct{}
 	done    chan struct{}
 	wg      sync.WaitGroup
+	// sized, when set, is told the number of ready sandboxes whenever it
+	// changes, under mu (it must not call back into the pool).
+	sized func(ready int)
+}
+
+// resized tells sized the pool's size; the caller holds w.mu.
+func (w *warmPool) resized() {
+	if w.sized != nil {
+		w.sized(len(w.ready))
+	}
 }
 
 // pooled is a sandbox of the pool, the agent configuration it was started
@@ -216,6 +226,7 @@ func (w *warmPool) fill(i int) {
 		if !need && !w.closed && w.held == 0 && len(w.ready) > tgt {
 			surplus = w.ready[len(w.ready)-1].sb
 			w.ready = w.ready[:len(w.ready)-1]
+			w.resized()
 		}
 		idle := len(w.ready) > w.cfg.Min
 		if need {
@@ -278,6 +289,7 @@ func (w *warmPool) fill(i int) {
 			continue
 		}
 		w.ready = append(w.ready, pooled{sb: sb, cfg: cfg, bytes: used})
+		w.resized()
 		var total int64
 		for _, p := range w.ready {
 			total += p.bytes
@@ -323,6 +335,7 @@ func (w *warmPool) pop() (pooled, bool) {
 	}
 	p := w.ready[0]
 	w.ready = w.ready[1:]
+	w.resized()
 	w.lastTake = w.now()
 	return p, true
 }
@@ -359,6 +372,7 @@ func (w *warmPool) drain(closing bool) {
 	w.mu.Lock()
 	drained := w.ready
 	w.ready = nil
+	w.resized()
 	if closing && !w.closed {
 		w.closed = true
 		close(w.done)
@@ -414,6 +428,7 @@ func (m *Manager) takeWarm(ctx context.Context, req *createRequest) (*Sandbox, e
 	for {
 		pw, ok := w.pop()
 		if !ok {
+			m.hooks().warmTake(false)
 			return nil, nil
 		}
 		sb := pw.sb
@@ -432,6 +447,7 @@ func (m *Manager) takeWarm(ctx context.Context, req *createRequest) (*Sandbox, e
 			go m.discardWarm(sb)
 			continue
 		}
+		m.hooks().warmTake(true)
 		return got, nil
 	}
 }

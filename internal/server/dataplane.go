@@ -10,6 +10,7 @@ import (
 	"github.com/sbxdev/sbx/internal/api"
 	"github.com/sbxdev/sbx/internal/errdefs"
 	"github.com/sbxdev/sbx/internal/errhttp"
+	"github.com/sbxdev/sbx/internal/prom"
 	"github.com/sbxdev/sbx/internal/proxy"
 	"github.com/sbxdev/sbx/internal/sandbox"
 )
@@ -18,9 +19,9 @@ import (
 // Manager's hooks into it: a sandbox killed or paused loses its pooled
 // connections (so the next request resolves it again, and wakes it), and
 // idle pauses read the proxy's record of requests.
-func newProxy(domain string, mgr *sandbox.Manager, log *slog.Logger) *proxy.Proxy {
+func newProxy(domain string, mgr *sandbox.Manager, met *prom.Metrics, log *slog.Logger) *proxy.Proxy {
 	p := proxy.New(proxy.Config{Domain: domain}, proxySandboxes{mgr}, log)
-	mgr.SetHooks(sandbox.Hooks{Gone: p.Forget, Pausing: p.Forget, Activity: p.Activity})
+	mgr.SetHooks(metricHooks(sandbox.Hooks{Gone: p.Forget, Pausing: p.Forget, Activity: p.Activity}, met))
 	return p
 }
 
@@ -65,12 +66,18 @@ type handler struct {
 	proxy *proxy.Proxy
 	api   *api.Server
 	log   *slog.Logger
+	// met, when not nil, counts data-plane requests.
+	met *prom.Metrics
 }
 
 func (h handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if t, ok := h.proxy.Route(r); ok {
 		if !h.api.Ready() {
 			errhttp.Write(w, r, h.log, errdefs.New(errdefs.ErrUnavailable, "sbx is starting"))
+			return
+		}
+		if h.met != nil {
+			observeDataPlane(h.met, w, r, t, func(w http.ResponseWriter, r *http.Request) { h.proxy.Serve(w, r, t) })
 			return
 		}
 		h.proxy.Serve(w, r, t)

@@ -79,7 +79,7 @@ func newTestHandler(t *testing.T) *testHandler {
 	}
 	t.Cleanup(mgr.Close)
 	apiSrv := api.New(api.Config{Domain: testDomain}, mgr, keys, tpls, log)
-	px := newProxy(testDomain, mgr, log)
+	px := newProxy(testDomain, mgr, nil, log)
 	t.Cleanup(px.Close)
 	return &testHandler{handler: handler{proxy: px, api: apiSrv, log: log}, db: db, mgr: mgr}
 }

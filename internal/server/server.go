@@ -91,6 +91,9 @@ type Config struct {
 	Progress io.Writer
 	// Ready, if set, is called with the listening address once ready.
 	Ready func(addr string)
+	// MetricsListen, when set, is the address /metrics (Prometheus) is
+	// served on, apart from the API.
+	MetricsListen string
 	// MetricsInterval is the time between resource samples of running
 	// sandboxes (default usage.DefaultInterval).
 	MetricsInterval time.Duration
@@ -304,16 +307,22 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		_, port, _ := net.SplitHostPort(addr)
 		cfg.Domain = "localhost:" + port
 	}
+	met, stopMetrics, err := startPrometheus(cfg, db, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer stopMetrics()
 	evs.start(ctx, addr)
-	apiSrv := api.New(api.Config{Domain: cfg.Domain, Builds: builds, Builtins: templates, Nodes: whole, Events: db, WebhookURLs: evs.guard, Volumes: vols, Metrics: db}, mgr, keys, templates, log)
-	px := newProxy(cfg.Domain, mgr, log)
+	apiSrv := api.New(api.Config{Domain: cfg.Domain, Builds: builds, Builtins: templates, Nodes: whole, Events: db, WebhookURLs: evs.guard, Volumes: vols, Metrics: db, Observer: apiObserver(met)}, mgr, keys, templates, log)
+	px := newProxy(cfg.Domain, mgr, met, log)
 	defer px.Close()
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true) // h2c, for gRPC/Connect clients and preview URLs
 	protocols.SetHTTP2(true)            // over TLS, by ALPN
 	hs := &http.Server{
-		Handler:           handler{proxy: px, api: apiSrv, log: log},
+		Handler:           handler{proxy: px, api: apiSrv, log: log, met: met},
 		Protocols:         &protocols,
 		ReadHeaderTimeout: 30 * time.Second,
 		MaxHeaderBytes:    64 << 10,

@@ -209,21 +209,36 @@ func postgresDDL(ddl string) string {
 type conn struct {
 	*sql.DB
 	pg bool
+	// obs times the statements (observe.go).
+	obs observers
 }
 
 // ExecContext is [sql.DB.ExecContext] with the query rebound.
 func (c *conn) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return c.DB.ExecContext(ctx, c.rebind(query), c.bindArgs(args)...)
+	start := time.Now()
+	r, err := c.DB.ExecContext(ctx, c.rebind(query), c.bindArgs(args)...)
+	c.obs.observe("exec", start, err)
+	return r, err
 }
 
 // QueryContext is [sql.DB.QueryContext] with the query rebound.
 func (c *conn) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return c.DB.QueryContext(ctx, c.rebind(query), c.bindArgs(args)...)
+	start := time.Now()
+	r, err := c.DB.QueryContext(ctx, c.rebind(query), c.bindArgs(args)...)
+	c.obs.observe("query", start, err)
+	return r, err
 }
 
 // QueryRowContext is [sql.DB.QueryRowContext] with the query rebound.
 func (c *conn) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	return c.DB.QueryRowContext(ctx, c.rebind(query), c.bindArgs(args)...)
+	start := time.Now()
+	r := c.DB.QueryRowContext(ctx, c.rebind(query), c.bindArgs(args)...)
+	err := r.Err()
+	if err == sql.ErrNoRows {
+		err = nil // an answer, not a failure
+	}
+	c.obs.observe("query", start, err)
+	return r
 }
 
 // Exec is [sql.DB.Exec] with the query rebound.
@@ -249,7 +264,9 @@ func (c *conn) PrepareContext(ctx context.Context, query string) (*sql.Stmt, err
 
 // BeginTx is [sql.DB.BeginTx]; the transaction rebinds its queries too.
 func (c *conn) BeginTx(ctx context.Context, opts *sql.TxOptions) (*tx, error) {
+	start := time.Now()
 	t, err := c.DB.BeginTx(ctx, opts)
+	c.obs.observe("begin", start, err)
 	if err != nil {
 		return nil, err
 	}
