@@ -32,6 +32,7 @@ var metricsTables = []string{
 		interval_ns BIGINT NOT NULL,
 		PRIMARY KEY (team_id, ts)
 	)`,
+	`CREATE INDEX sandbox_metrics_ts ON sandbox_metrics (ts)`,
 }
 
 // SandboxMetric is one resource sample of a sandbox.
@@ -174,16 +175,17 @@ func (s *DB) PruneMetrics(ctx context.Context, before time.Time, bucket time.Dur
 	if b <= 0 {
 		return nil
 	}
-	// Integer division on BIGINT is the bucket in SQLite and PostgreSQL
-	// alike.
+	// A sample goes when an earlier one is in its bucket (ts / b * b is
+	// the bucket's start: integer division on BIGINT in SQLite and
+	// PostgreSQL alike), which the primary key finds by range.
 	if _, err := s.db.ExecContext(ctx, `DELETE FROM sandbox_metrics WHERE ts < ? AND EXISTS (
 		SELECT 1 FROM sandbox_metrics o WHERE o.sandbox_id = sandbox_metrics.sandbox_id
-		AND o.ts < sandbox_metrics.ts AND o.ts / ? = sandbox_metrics.ts / ?)`, before.UnixNano(), b, b); err != nil {
+		AND o.ts >= sandbox_metrics.ts / ? * ? AND o.ts < sandbox_metrics.ts)`, before.UnixNano(), b, b); err != nil {
 		return fmt.Errorf("thin sandbox metrics: %w", err)
 	}
 	if _, err := s.db.ExecContext(ctx, `DELETE FROM team_metrics WHERE ts < ? AND EXISTS (
 		SELECT 1 FROM team_metrics o WHERE o.team_id = team_metrics.team_id
-		AND o.ts < team_metrics.ts AND o.ts / ? = team_metrics.ts / ?)`, before.UnixNano(), b, b); err != nil {
+		AND o.ts >= team_metrics.ts / ? * ? AND o.ts < team_metrics.ts)`, before.UnixNano(), b, b); err != nil {
 		return fmt.Errorf("thin team metrics: %w", err)
 	}
 	return nil

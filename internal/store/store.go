@@ -152,6 +152,7 @@ var migrations = []string{
 	// Resource samples of sandboxes and of the team (metrics.go).
 	metricsTables[0],
 	metricsTables[1],
+	metricsTables[2],
 }
 
 // State is a sandbox's stored state; internal/sandbox defines the values and

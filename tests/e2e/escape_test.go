@@ -26,7 +26,9 @@ import (
 // network, other sandboxes, and exhaust the host. Every attempt must fail and
 // the server must keep serving.
 func TestEscape(t *testing.T) {
-	srv := harness.Start(t, "--pids", "256", "--memory-mb", "256", "--disk-mb", "128")
+	// The metrics listener on every host address, as an operator might
+	// bind it for a scraper elsewhere: sandboxes must still not reach it.
+	srv := harness.Start(t, "--pids", "256", "--memory-mb", "256", "--disk-mb", "128", "--metrics-listen", "0.0.0.0:0")
 	ctx := ctxFor(t, 5*time.Minute)
 	c := srv.Client
 	sb, err := c.CreateSandbox(ctx, client.CreateOptions{})
@@ -65,6 +67,11 @@ func TestEscape(t *testing.T) {
 	}()
 	hostPort := ln.Addr().(*net.TCPAddr).Port
 	_, apiPort, _ := net.SplitHostPort(srv.Addr)
+	_, metricsPort, _ := net.SplitHostPort(metricsAddr(t, srv))
+	metricsTargets := []string{"127.0.0.1:" + metricsPort}
+	for _, a := range hostAddrs(t) {
+		metricsTargets = append(metricsTargets, net.JoinHostPort(a.String(), metricsPort))
+	}
 
 	// The neighbour serves on all its addresses.
 	if _, err := neighbour.Start(ctx, client.ExecOptions{Cmd: "python3", Args: []string{"-m", "http.server", "8000"}}); err != nil {
@@ -107,6 +114,7 @@ func TestEscape(t *testing.T) {
 		{"interfaces", `cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' ' | sort | tr '\n' ' '`, "eth0 lo ", ""},
 		{"host loopback service", probe(fmt.Sprintf("127.0.0.1:%d", hostPort), "127.0.0.1:"+apiPort), "Connection refused", ""},
 		{"host services through the gateway", probe(fmt.Sprintf("%s:%d", gw, hostPort), gw.String()+":"+apiPort, gw.String()+":22"), "No route to host", ""},
+		{"metrics listener", probe(append(metricsTargets, net.JoinHostPort(gw.String(), metricsPort))...), "No route to host", ""},
 		{"cloud metadata", probe("169.254.169.254:80", "[fd00:ec2::254]:80"), "refused 169.254.169.254:80 [Errno 113] No route to host", ""},
 		{"other sandbox", probe("127.0.0.1:8000", nbAddr.String()+":8000"), "refused " + nbAddr.String() + ":8000", ""},
 		{"IPv6 to the host", probe("[fe80::1%eth0]:22", "[::1]:"+apiPort), "Cannot assign requested address", ""},
