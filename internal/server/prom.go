@@ -77,9 +77,13 @@ func observeDataPlane(met *prom.Metrics, w http.ResponseWriter, r *http.Request,
 	start := time.Now()
 	cw := &countingWriter{ResponseWriter: w, start: start}
 	var in *countingBody
-	if r.Body != nil && r.Body != http.NoBody {
-		in = &countingBody{ReadCloser: r.Body}
+	if body := r.Body; body != nil && body != http.NoBody {
+		in = &countingBody{ReadCloser: body}
 		r.Body = in
+		// The server reads r.Body after the handler to decide whether the
+		// connection can serve another request (not if the body was
+		// closed unread): it must find its own body there again.
+		defer func() { r.Body = body }()
 	}
 	serve(cw, r)
 	var n int64
