@@ -20,7 +20,7 @@ import (
 )
 
 // TestWireStrict decodes what a real server answers on the main routes
-// (sandboxes, snapshots, forks, pause and resume, templates, keys, errors,
+// (sandboxes, snapshots, forks, pause and resume, metrics, templates, keys, errors,
 // and both kinds of template build) into package wire's types with
 // unknown fields refused: a field the server sends that wire lacks fails
 // here, which keeps wire's golden files honest about the API.
@@ -152,6 +152,21 @@ func TestWireStrict(t *testing.T) {
 	call("POST", "/sandboxes/"+sb.SandboxID+"/pause", wire.PauseRequest{}, 204, nil)
 	var resumed wire.Sandbox
 	call("POST", "/sandboxes/"+sb.SandboxID+"/resume", wire.ResumeRequest{}, 201, &resumed)
+
+	// Metrics: the team has a sample from the sampler's first round.
+	var metrics []wire.SandboxMetric
+	call("GET", "/sandboxes/"+sb.SandboxID+"/metrics", nil, 200, &metrics)
+	var many wire.SandboxesWithMetrics
+	call("GET", "/sandboxes/metrics?sandbox_ids="+sb.SandboxID, nil, 200, &many)
+	var teams []wire.Team
+	call("GET", "/teams", nil, 200, &teams)
+	var teamMetrics []wire.TeamMetric
+	call("GET", "/teams/default/metrics", nil, 200, &teamMetrics)
+	if len(teamMetrics) == 0 {
+		t.Error("no team metric")
+	}
+	var mx wire.MaxTeamMetric
+	call("GET", "/teams/default/metrics/max?metric=concurrent_sandboxes", nil, 200, &mx)
 
 	var templates []wire.Template
 	call("GET", "/templates", nil, 200, &templates)
