@@ -129,6 +129,8 @@ func (s *Sampler) Sample(ctx context.Context) error {
 		return err
 	}
 	now := s.cfg.Now()
+	t0 := time.Now()
+	defer func() { s.log.Debug("metrics sampled", "sandboxes", len(sbs), "sample_time", time.Since(t0)) }()
 	ms := make([]store.SandboxMetric, 0, len(sbs))
 	seen := make(map[string]bool, len(sbs))
 	var started int64

@@ -56,7 +56,7 @@ func main() {
 	n := flag.Int("n", 50, "sandboxes to create for the create benchmark")
 	rtt := flag.Int("rtt", 200, "commands for the round-trip benchmark")
 	concurrent := flag.Int("concurrent", 100, "idle sandboxes to hold at once")
-	sections := flag.String("only", "create,runsc,rtt,network,density,files,templates,proxy,burst,interp", "comma-separated sections to run: create, runsc (create → first command on gVisor), rtt, network, density, files, templates, proxy, burst, interp (the code interpreter)")
+	sections := flag.String("only", "create,runsc,rtt,network,density,files,templates,proxy,burst,interp,sampler", "comma-separated sections to run: create, runsc (create → first command on gVisor), rtt, network, density, files, templates, proxy, burst, interp (the code interpreter), sampler (the metrics sampler's cost)")
 	interpN := flag.Int("interp-n", 20, "creates of the code interpreter benchmark, from its pool and cold")
 	interpRTT := flag.Int("interp-rtt", 200, "runCode('1+1') round trips of the code interpreter benchmark")
 	interpRuntime := flag.String("interp-runtime", "runc", "runtime of the code interpreter benchmark's sandboxes: runc or runsc")
@@ -195,6 +195,9 @@ func main() {
 	}
 	if want["interp"] {
 		interpSection(ctx, srv, *interpN, *interpRTT, *interpRuntime)
+	}
+	if want["sampler"] {
+		samplerSection(ctx, *n, *rtt)
 	}
 	if !want["density"] {
 		return
