@@ -2,8 +2,10 @@ package usage
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -73,5 +75,49 @@ func TestSampler(t *testing.T) {
 	tm, err := db.TeamMetrics(ctx, "default", t0, now)
 	if err != nil || len(tm) != 3 || tm[0].Concurrent != 1 || tm[0].Started != 0 || tm[1].Started != 0 {
 		t.Fatalf("team samples %+v, %v", tm, err)
+	}
+}
+
+// hostMeter reads the files a box's Usage reads (cgroup v1), of the root
+// cgroup: what one sample costs in reads, without a box.
+type hostMeter struct{}
+
+func (hostMeter) Usage(context.Context, string) (sandbox.BoxUsage, error) {
+	var u sandbox.BoxUsage
+	for _, p := range []string{"/sys/fs/cgroup/cpuacct/cpuacct.usage", "/sys/fs/cgroup/memory/memory.usage_in_bytes", "/sys/fs/cgroup/memory/memory.stat"} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return u, err
+		}
+		u.MemoryBytes += int64(len(b))
+	}
+	return u, nil
+}
+
+// BenchmarkSample50 times one round over 50 running sandboxes: the store's
+// list, 50 meters' cgroup reads and disk statfs, and the insert.
+func BenchmarkSample50(b *testing.B) {
+	ctx := context.Background()
+	dir := b.TempDir()
+	db, err := store.Open(ctx, filepath.Join(dir, "sbx.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	for i := range 50 {
+		sb := &store.Sandbox{ID: fmt.Sprintf("b%019d", i), Template: "base", State: "running", Runtime: "runc",
+			CreatedAt: time.Now(), StartedAt: time.Now(), CPUs: 1, MemoryMB: 512, DiskMB: 10240}
+		if err := db.CreateSandbox(ctx, sb); err != nil {
+			b.Fatal(err)
+		}
+	}
+	now := time.Now()
+	s := New(Config{Meters: map[string]Meter{"runc": hostMeter{}}, DiskDir: func(string) string { return dir }, Team: "default",
+		Now: func() time.Time { now = now.Add(time.Second); return now }}, db, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	b.ResetTimer()
+	for range b.N {
+		if err := s.Sample(ctx); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
