@@ -21,6 +21,7 @@ import (
 func samplerSection(ctx context.Context, n, rtt int) {
 	type server struct {
 		srv *harness.Server
+		ids []string
 		sb  *client.Sandbox
 		cpu time.Duration
 		rt  []time.Duration
@@ -30,6 +31,7 @@ func samplerSection(ctx context.Context, n, rtt int) {
 		var wg sync.WaitGroup
 		sem := make(chan struct{}, 4)
 		var first *client.Sandbox
+		var ids []string
 		var mu sync.Mutex
 		for range n {
 			wg.Add(1)
@@ -39,6 +41,7 @@ func samplerSection(ctx context.Context, n, rtt int) {
 				defer func() { <-sem }()
 				sb := must(srv.Client.CreateSandbox(ctx, client.CreateOptions{Timeout: client.NoTimeout}))
 				mu.Lock()
+				ids = append(ids, sb.ID)
 				if first == nil {
 					first = sb
 				}
@@ -46,7 +49,7 @@ func samplerSection(ctx context.Context, n, rtt int) {
 			}()
 		}
 		wg.Wait()
-		return &server{srv: srv, sb: first}
+		return &server{srv: srv, ids: ids, sb: first}
 	}
 	on, off := start("1s"), start("1h")
 	const idle = 15 * time.Second
@@ -92,7 +95,13 @@ func samplerSection(ctx context.Context, n, rtt int) {
 	fmt.Printf("| command round trip (`true`, n=%d each) p50 / p99 | %s / %s | %s / %s |\n", len(on.rt),
 		benchutil.MS(benchutil.Pct(on.rt, 50)), benchutil.MS(benchutil.Pct(on.rt, 99)),
 		benchutil.MS(benchutil.Pct(off.rt, 50)), benchutil.MS(benchutil.Pct(off.rt, 99)))
+	// Killed while the server runs: a server started again on 50
+	// sandboxes' networks can fail to (nftables, ENOBUFS), and the
+	// harness's clean-up starts one for what is left.
 	for _, s := range []*server{on, off} {
+		for _, id := range s.ids {
+			s.srv.Client.KillSandbox(ctx, id)
+		}
 		s.srv.Stop()
 	}
 }
