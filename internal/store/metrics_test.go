@@ -3,7 +3,7 @@ package store
 import (
 	"context"
 	"errors"
-	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 )
@@ -11,9 +11,11 @@ import (
 // TestMetricsPrune stores samples of a sandbox over two days and checks
 // that PruneMetrics keeps the recent ones whole, one per bucket of the old
 // ones, and none of a sandbox whose record is gone.
-func TestMetricsPrune(t *testing.T) {
+func TestMetricsPrune(t *testing.T) { eachEngine(t, testMetricsPrune) }
+
+func testMetricsPrune(t *testing.T, dsn string) {
 	ctx := context.Background()
-	db := open(t, filepath.Join(t.TempDir(), "sbx.db"))
+	db := open(t, dsn)
 	sb := &Sandbox{ID: "aaaaaaaaaaaaaaaaaaaa", Template: "base", State: "running", Runtime: "runc", CreatedAt: time.Now()}
 	if err := db.CreateSandbox(ctx, sb); err != nil {
 		t.Fatal(err)
@@ -66,12 +68,17 @@ func TestMetricsPrune(t *testing.T) {
 }
 
 // TestObserver checks that SetObserver sees statements and their errors.
-func TestObserver(t *testing.T) {
+func TestObserver(t *testing.T) { eachEngine(t, testObserver) }
+
+func testObserver(t *testing.T, dsn string) {
 	ctx := context.Background()
-	db := open(t, filepath.Join(t.TempDir(), "sbx.db"))
+	db := open(t, dsn)
+	var mu sync.Mutex
 	seen := map[string]int{}
 	var failed error
 	db.SetObserver(func(op string, d time.Duration, err error) {
+		mu.Lock()
+		defer mu.Unlock()
 		seen[op]++
 		if err != nil {
 			failed = err
@@ -90,6 +97,8 @@ func TestObserver(t *testing.T) {
 	if _, err := db.ListSandboxes(ctx); err != nil {
 		t.Fatal(err)
 	}
+	mu.Lock()
+	defer mu.Unlock()
 	if seen["query"] != 1 || seen["exec"] != 2 || failed == nil || errors.Is(failed, context.Canceled) {
 		t.Fatalf("observed %v, error %v", seen, failed)
 	}
