@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sbxdev/sbx/client"
+	"github.com/sbxdev/sbx/internal/pgtest"
 	"github.com/sbxdev/sbx/tests/harness"
 	"github.com/sbxdev/sbx/wire"
 )
@@ -216,5 +217,32 @@ func TestMetricsE2BJS(t *testing.T) {
 	t.Logf("node --test metrics.test.js:\n%s", out)
 	if err != nil {
 		t.Fatalf("e2b-js metrics suite failed: %v", err)
+	}
+}
+
+// TestMetricsPostgres samples a sandbox on a Postgres store and scrapes
+// the Prometheus metrics, whose store latencies then are Postgres's.
+func TestMetricsPostgres(t *testing.T) {
+	srv := harness.Start(t, "--store", pgtest.Postgres(t), "--node", "n1", "--metrics-interval", "1s", "--metrics-listen", "127.0.0.1:0")
+	ctx := ctxFor(t, 2*time.Minute)
+	sb, err := srv.Client.CreateSandbox(ctx, client.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms := awaitMetric(t, ctx, srv.Client, sb.ID, "two samples", 30*time.Second, func(ms []client.SandboxMetric) bool { return len(ms) >= 2 })
+	if m := last(ms); m.MemTotal != 512<<20 || m.MemUsed <= 0 {
+		t.Fatalf("sample %+v", m)
+	}
+	code, body := getJSON(t, ctx, srv.URL+"/teams/default/metrics/max?metric=concurrent_sandboxes", srv.APIKey)
+	var mx wire.MaxTeamMetric
+	if err := json.Unmarshal(body, &mx); code != 200 || err != nil || mx.Value != 1 {
+		t.Fatalf("max concurrent sandboxes: %d %s", code, body)
+	}
+	fams := scrape(t, ctx, "http://"+metricsAddr(t, srv)+"/metrics")
+	if n := gaugeOf(t, fams, "sbx_sandboxes", map[string]string{"state": "running", "runtime": harness.Runtime()}); n != 1 {
+		t.Fatalf("running sandboxes %v, want 1", n)
+	}
+	if m, ok := sample(fams, "sbx_store_operation_duration_seconds", map[string]string{"op": "query"}); !ok || m.GetHistogram().GetSampleCount() == 0 {
+		t.Fatalf("store latency: %v", m)
 	}
 }
