@@ -573,7 +573,7 @@ func (n *Network) Prune(ctx context.Context, live []string) error {
 		hosts[b.host] = true
 	}
 	n.mu.Unlock()
-	links, err := netlink.LinkList()
+	links, err := linkList()
 	if err != nil {
 		return fmt.Errorf("list links: %w", err)
 	}
@@ -819,4 +819,21 @@ func (n *Network) globallyDenied(a netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// linkList lists the host's links. A dump that links changed under (other
+// servers' sandboxes starting and stopping) is retried; if every try is
+// interrupted the last, possibly incomplete, list is returned: the caller
+// only removes stray links of its own data directory, so a link missing
+// from it stays for the next prune and a link listed but gone meanwhile
+// fails to delete harmlessly.
+func linkList() ([]netlink.Link, error) {
+	var links []netlink.Link
+	var err error
+	for range 10 {
+		if links, err = netlink.LinkList(); !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return links, err
+		}
+	}
+	return links, nil
 }
