@@ -133,6 +133,14 @@ EOF`, nbAddr.String(), gw.String()), "refused", "Cannot assign requested address
 		{"devices", `ls /dev; cat /dev/sda 2>&1; cat /dev/mem 2>&1; echo done`, "No such file", ""},
 		{"new privileges", `grep -E 'NoNewPrivs|Seccomp:' /proc/self/status`, "NoNewPrivs:\t1", ""},
 		{"capabilities", `grep CapBnd /proc/self/status`, "CapBnd:\t00000000800405fb", ""},
+		// The kernel keyrings: under runc the box shares sbx's session
+		// keyring (runc --no-new-keyring, see internal/runtime/runc), so
+		// keyctl (250 on x86-64) must be refused and /proc/keys empty.
+		// KEYCTL_GET_KEYRING_ID (0) of the session keyring (-3), then
+		// KEYCTL_READ (11) of it. gVisor's keyrings are the Sentry's own:
+		// the box gets an id of its session keyring there, never the
+		// host's, and cannot read it.
+		{"kernel keyrings", `python3 -c 'import ctypes,os; l=ctypes.CDLL(None,use_errno=True); r=l.syscall(250,0,-3,0); e=ctypes.get_errno(); b=ctypes.create_string_buffer(256); q=l.syscall(250,11,-3,b,256); print("rc",r,os.strerror(e),q)'; cat /proc/keys 2>&1 | wc -c`, "rc -1 Operation not permitted -1\n0", " Success -1\n"},
 		{"agent binary is read-only", `echo x > /.sbx/sbx-agent 2>&1; echo done`, "Read-only file system", ""},
 		// gVisor lets a box checkpoint itself through this file only when
 		// runsc is told to allow it; sbx takes checkpoints, the box never

@@ -165,6 +165,13 @@ func (r *Runtime) Start(ctx context.Context, spec sandbox.BoxSpec) error {
 	cmd := r.command(ctx, "run", "--detach",
 		// The agent's listener is fd 3 in the box: ExtraFiles[0] below.
 		"--preserve-fds", "1",
+		// No session keyring per box: every box's root is the same host
+		// uid (the id map), and the kernel's per-uid key quota
+		// (kernel.keys.maxkeys, 200 by default) would then cap a host at
+		// 200 boxes. The box cannot use the keyring it inherits: the
+		// seccomp profile refuses keyctl, add_key and request_key, and
+		// /proc/keys is masked.
+		"--no-new-keyring",
 		"--pid-file", filepath.Join(spec.BundleDir, pidFile),
 		"--bundle", spec.BundleDir,
 		spec.ID)
