@@ -300,12 +300,33 @@ func (n *Network) install() error {
 		b.proxied = b.pol.domainRules()
 		b.inSet = map[netip.Addr]time.Time{}
 	}
-	n.fw.build(cc, exists, boxes)
+	// The table with its first boxes in one batch; the others in batches
+	// of installBatch after it. One batch of every box exceeds what one
+	// netlink message may hold past a few hundred boxes (EMSGSIZE) or
+	// what the kernel buffers for its answers past a few dozen (ENOBUFS).
+	// A box not yet added meanwhile passes nothing new (the pre chain
+	// drops interfaces of ours missing from the map): fail closed.
+	first := boxes[:min(len(boxes), installBatch)]
+	n.fw.build(cc, exists, first)
 	if err := cc.Flush(); err != nil {
 		return fmt.Errorf("install nftables table %s: %w", n.fw.table, err)
 	}
+	for rest := boxes[len(first):]; len(rest) > 0; {
+		chunk := rest[:min(len(rest), installBatch)]
+		rest = rest[len(chunk):]
+		for _, b := range chunk {
+			n.fw.addBox(cc, b)
+		}
+		if err := cc.Flush(); err != nil {
+			return fmt.Errorf("install nftables table %s: add %d sandboxes: %w", n.fw.table, len(chunk), err)
+		}
+	}
 	return nil
 }
+
+// installBatch is how many sandboxes' rules install sends in one netlink
+// batch.
+const installBatch = 8
 
 // newBox returns the box for index idx, or nil if idx is outside the
 // subnet.
