@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # install.sh installs sbx on this host (Debian 12 or Ubuntu 24.04, as root)
 # and starts `sbx serve` with its defaults on 127.0.0.1:49982:
-#   1. scripts/setup.sh: packages, Go, runc;
+#   1. scripts/setup.sh --run: packages, Go, runc, runsc (not what only the
+#      tests need);
 #   2. builds sbx and sbx-agent into /usr/local/bin;
 #   3. starts sbx serve (a systemd unit where systemd runs, else a background
 #      process logging to /var/log/sbx.log) and waits until it is ready: the
@@ -14,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "install: must run as root" >&2; exit 1; }
 
-./scripts/setup.sh
+./scripts/setup.sh --run
 export PATH="$PATH:/usr/local/go/bin"
 ./scripts/build.sh /usr/local/bin
 

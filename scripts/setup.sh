@@ -14,7 +14,18 @@
 #      (tests/harness starts it; setup.sh does not).
 # It is idempotent and takes seconds when everything is already in place. It
 # starts nothing: no daemons, no services.
+#
+# setup.sh --run prepares a host to build and run sbx only (what
+# scripts/install.sh needs): it leaves out what only the tests use, the
+# packages marked so below, the test VM's kernel (5) and weed (6).
 set -euo pipefail
+
+tests=1
+case "${1:-}" in
+--run) tests=0 ;;
+"") ;;
+*) echo "usage: setup.sh [--run]" >&2; exit 2 ;;
+esac
 
 GO_MIN_MINOR=26 # Go 1.26 or newer
 GO_TOOLCHAIN_URL="https://proxy.golang.org/golang.org/toolchain/@v/v0.0.1-go1.26.8.linux-amd64.zip"
@@ -36,13 +47,19 @@ die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 # --- 1. apt packages --------------------------------------------------------
 pkgs=(debootstrap debian-archive-keyring libseccomp-dev pkg-config gcc git
 	ca-certificates curl iproute2 protobuf-compiler libprotobuf-dev e2fsprogs mount
-	dpkg-dev qemu-system-x86
-	# internal/interp's unit tests run the code interpreter's server
-	# against a real ipykernel on the host (the template has its own).
-	python3-ipykernel python3-matplotlib python3-pandas
-	# The store's tests, and the e2e tests of sbx serve --store postgres://,
-	# run a private PostgreSQL cluster (internal/pgtest) from these binaries.
-	postgresql)
+	dpkg-dev)
+if [ "$tests" = 1 ]; then
+	pkgs+=(
+		# tests/vm boots a cgroup v2 guest under QEMU.
+		qemu-system-x86
+		# internal/interp's unit tests run the code interpreter's server
+		# against a real ipykernel on the host (the template has its own).
+		python3-ipykernel python3-matplotlib python3-pandas
+		# The store's tests, and the e2e tests of sbx serve --store
+		# postgres://, run a private PostgreSQL cluster (internal/pgtest)
+		# from these binaries.
+		postgresql)
+fi
 # nodejs/npm only when there is no node at all: hosts with a newer node from
 # elsewhere (nodesource, nvm) keep it.
 if ! command -v node >/dev/null 2>&1; then
@@ -173,7 +190,9 @@ fi
 # On a cgroup v2 host the whole suite already runs on v2 and tests/vm says
 # so instead of booting a guest.
 VM_DIR=/usr/local/lib/sbx/vm
-if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+if [ "$tests" = 0 ]; then
+	log "vm kernel: skipped (--run)"
+elif [ -f /sys/fs/cgroup/cgroup.controllers ]; then
 	log "vm kernel: not needed (this host is cgroup v2)"
 elif [ -f "$VM_DIR/vmlinuz" ] && [ -d "$VM_DIR/lib/modules" ]; then
 	log "vm kernel: $(cat "$VM_DIR/version" 2>/dev/null) ok"
@@ -206,7 +225,9 @@ weed_ok() {
 	[ "$(cat "$WEED_BIN.version" 2>/dev/null)" = "$WEED_VERSION" ] || return 1
 	"$WEED_BIN" version >/dev/null 2>&1
 }
-if weed_ok; then
+if [ "$tests" = 0 ]; then
+	log "weed: skipped (--run)"
+elif weed_ok; then
 	log "weed: $WEED_VERSION ok"
 else
 	log "weed: building github.com/seaweedfs/seaweedfs/weed@$WEED_VERSION (static) into $WEED_BIN (several minutes)"
