@@ -94,4 +94,28 @@ func TestManySandboxes(t *testing.T) {
 	if r := mustRun(t, ctx, sb, "echo alive", nil); r.Stdout != "alive\n" {
 		t.Fatalf("sandbox %d of %d: %+v", n, n, r)
 	}
+	// Killed here, four at a time: the harness's clean-up kills what a
+	// test leaves one by one, within a minute.
+	kill := make(chan string, len(list))
+	for _, sb := range list {
+		kill <- sb.SandboxID
+	}
+	close(kill)
+	killErrs := make(chan error, len(list))
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range kill {
+				if err := srv.Client.KillSandbox(ctx, id); err != nil {
+					killErrs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(killErrs)
+	for err := range killErrs {
+		t.Fatalf("kill: %v", err)
+	}
 }
