@@ -25,6 +25,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -107,6 +108,13 @@ type Config struct {
 	// Node names this server among the nodes sharing a Postgres store;
 	// its sandboxes and snapshots are recorded as its own.
 	Node string
+	// Advertise, when set, is the base URL other nodes of a fleet reach
+	// this one at: the node then routes requests for other nodes'
+	// sandboxes to them and places creates (fleet.go). It needs a
+	// Postgres Store and a ClusterKey.
+	Advertise string
+	// ClusterKey authenticates the requests nodes forward to one another.
+	ClusterKey string
 	// ObjectStore, when set, is the s3:// URL of the bucket that templates
 	// are published to and fetched from (internal/objstore).
 	ObjectStore string
@@ -174,6 +182,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return errors.New("a shared (postgres) store needs a --node name")
 		}
 		cfg.Node = "local"
+	}
+	if err := checkFleet(cfg); err != nil {
+		return err
 	}
 	whole, err := store.Open(ctx, cfg.Store)
 	if err != nil {
@@ -321,8 +332,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true) // h2c, for gRPC/Connect clients and preview URLs
 	protocols.SetHTTP2(true)            // over TLS, by ALPN
+	var root http.Handler = handler{proxy: px, api: apiSrv, log: log, met: met}
+	if cfg.Advertise != "" {
+		root = newFleetRouter(cfg.Node, cfg.ClusterKey, whole, root, px.Route, log)
+	}
 	hs := &http.Server{
-		Handler:           handler{proxy: px, api: apiSrv, log: log, met: met},
+		Handler:           root,
 		Protocols:         &protocols,
 		ReadHeaderTimeout: 30 * time.Second,
 		MaxHeaderBytes:    64 << 10,
@@ -350,6 +365,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// This node joins the nodes table (GET /nodes) once it is ready, and
 	// leaves it when it stops.
 	lease := newNodeLease(whole, cfg.Node, cfg.DataDir, log)
+	lease.node.Advertise = cfg.Advertise
 	if err := lease.renew(ctx); err != nil {
 		hs.Close()
 		return err
@@ -389,6 +405,26 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
+	}
+	return nil
+}
+
+// checkFleet checks the fleet flags: --advertise needs a shared store and
+// a cluster key, and a cluster key alone would do nothing.
+func checkFleet(cfg Config) error {
+	switch {
+	case cfg.Advertise == "" && cfg.ClusterKey != "":
+		return errors.New("--cluster-key needs --advertise")
+	case cfg.Advertise == "":
+		return nil
+	case !store.IsPostgres(cfg.Store):
+		return errors.New("--advertise needs a shared postgres --store")
+	case len(cfg.ClusterKey) < 16:
+		return errors.New("--advertise needs a --cluster-key (SBX_CLUSTER_KEY) of at least 16 characters")
+	}
+	u, err := url.Parse(cfg.Advertise)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+		return fmt.Errorf("--advertise %q: want a base URL such as http://10.0.0.2:49982", cfg.Advertise)
 	}
 	return nil
 }

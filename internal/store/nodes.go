@@ -23,6 +23,10 @@ const nodesTable = `CREATE TABLE nodes (
 		machine TEXT NOT NULL
 	)`
 
+// nodesAdvertise adds the address other nodes of a fleet reach a node at:
+// ” for a node that takes no forwarded requests (no --advertise).
+const nodesAdvertise = `ALTER TABLE nodes ADD COLUMN advertise TEXT NOT NULL DEFAULT ''`
+
 // Node is a node's membership record. A node holds a lease that it renews
 // every few seconds; one whose lease has run out (LeaseUntil past) has
 // stopped or lost the database.
@@ -37,6 +41,9 @@ type Node struct {
 	Version, Commit string
 	// Machine is what the node measured of its host at RenewedAt.
 	Machine NodeMachine
+	// Advertise is the base URL other nodes forward requests to this one
+	// at; empty when it takes none.
+	Advertise string
 }
 
 // NodeMachine is a node's host as measured by the node, stored as JSON so
@@ -67,14 +74,14 @@ type NodeDisk struct {
 	TotalBytes     int64  `json:"totalBytes"`
 }
 
-const nodeColumns = `id, started_at, renewed_at, lease_until, version, commit_id, machine`
+const nodeColumns = `id, started_at, renewed_at, lease_until, version, commit_id, machine, advertise`
 
 // RenewNode writes node n's record, creating it on its first renewal.
 func (s *DB) RenewNode(ctx context.Context, n *Node) error {
 	machine, _ := json.Marshal(n.Machine)
-	_, err := s.db.ExecContext(ctx, `INSERT INTO nodes (`+nodeColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (id) DO UPDATE SET `+upsertSet(`started_at, renewed_at, lease_until, version, commit_id, machine`),
-		n.ID, unixOrZero(n.StartedAt), unixOrZero(n.RenewedAt), unixOrZero(n.LeaseUntil), n.Version, n.Commit, string(machine))
+	_, err := s.db.ExecContext(ctx, `INSERT INTO nodes (`+nodeColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET `+upsertSet(`started_at, renewed_at, lease_until, version, commit_id, machine, advertise`),
+		n.ID, unixOrZero(n.StartedAt), unixOrZero(n.RenewedAt), unixOrZero(n.LeaseUntil), n.Version, n.Commit, string(machine), n.Advertise)
 	if err != nil {
 		return fmt.Errorf("renew node %s: %w", n.ID, err)
 	}
@@ -85,7 +92,7 @@ func scanNode(row interface{ Scan(...any) error }) (*Node, error) {
 	var n Node
 	var started, renewed, until int64
 	var machine string
-	if err := row.Scan(&n.ID, &started, &renewed, &until, &n.Version, &n.Commit, &machine); err != nil {
+	if err := row.Scan(&n.ID, &started, &renewed, &until, &n.Version, &n.Commit, &machine, &n.Advertise); err != nil {
 		return nil, err
 	}
 	n.StartedAt, n.RenewedAt, n.LeaseUntil = timeOrZero(started), timeOrZero(renewed), timeOrZero(until)

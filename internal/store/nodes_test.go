@@ -18,7 +18,7 @@ func TestNodes(t *testing.T) {
 			t.Fatalf("no nodes yet: %v, %v", list, err)
 		}
 		t0 := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
-		b := &Node{ID: "b", StartedAt: t0, RenewedAt: t0, LeaseUntil: t0.Add(15 * time.Second), Version: "v1", Commit: "abc",
+		b := &Node{ID: "b", StartedAt: t0, RenewedAt: t0, LeaseUntil: t0.Add(15 * time.Second), Version: "v1", Commit: "abc", Advertise: "http://10.0.0.2:3000",
 			Machine: NodeMachine{CPUCount: 16, MemoryTotalBytes: 64 << 30, CPUModelName: "x", Disks: []NodeDisk{{MountPoint: "/var/lib/sbx", TotalBytes: 1 << 40}}}}
 		a := &Node{ID: "a", StartedAt: t0, RenewedAt: t0, LeaseUntil: t0, Version: "v0"}
 		for _, n := range []*Node{b, a} {

@@ -153,6 +153,8 @@ var migrations = []string{
 	metricsTables[0],
 	metricsTables[1],
 	metricsTables[2],
+	// The address other nodes reach each node at (--advertise; nodes.go).
+	nodesAdvertise,
 }
 
 // State is a sandbox's stored state; internal/sandbox defines the values and

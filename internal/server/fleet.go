@@ -1,0 +1,364 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/sbxdev/sbx/internal/errdefs"
+	"github.com/sbxdev/sbx/internal/errhttp"
+	"github.com/sbxdev/sbx/internal/proxy"
+	"github.com/sbxdev/sbx/internal/store"
+)
+
+// A fleet is several sbx serve nodes sharing one Postgres store, each
+// started with --advertise and the same --cluster-key. Any node answers
+// any request: one for a sandbox another node owns is streamed to that
+// node (its advertise URL) with the cluster key added, and the owner serves
+// it as if it had come directly, checking the client's API key or envd
+// token itself. A create is placed on the node with the most free memory
+// of two picked at random among the live ones.
+
+// clusterKeyHeader carries the cluster key on requests one node forwards
+// to another. A node takes a request carrying it as forwarded: it checks
+// the key, removes the header and serves the request itself.
+const clusterKeyHeader = "Sbx-Cluster-Key"
+
+// maxCreateBody bounds a create request's body, which placement holds to
+// retry it on another node (the API's own bound).
+const maxCreateBody = 1 << 20
+
+// fleetStore is what the fleet router needs of the shared store: the whole
+// database, not a node's view.
+type fleetStore interface {
+	GetSandbox(ctx context.Context, id string) (*store.Sandbox, error)
+	GetNode(ctx context.Context, id string) (*store.Node, error)
+	ListNodes(ctx context.Context) ([]*store.Node, error)
+	NodeLoads(ctx context.Context) (map[string]store.NodeLoad, error)
+}
+
+// fleetRouter sits in front of this node's handler (local) and sends what
+// belongs to other nodes to them.
+type fleetRouter struct {
+	self  string // this node's name
+	key   []byte // the cluster key
+	db    fleetStore
+	local http.Handler
+	// route finds the sandbox a data-plane request is for.
+	route func(*http.Request) (proxy.Target, bool)
+	log   *slog.Logger
+	rp    *httputil.ReverseProxy
+	// create carries forwarded creates (whole answers, not streams).
+	create *http.Client
+}
+
+// forwardTo is the context key of a forwarded request's target.
+type forwardTo struct{}
+
+// forwardTarget is where a request is forwarded and why.
+type forwardTarget struct {
+	base          *url.URL
+	node, sandbox string
+}
+
+func newFleetRouter(self, key string, db fleetStore, local http.Handler, route func(*http.Request) (proxy.Target, bool), log *slog.Logger) *fleetRouter {
+	f := &fleetRouter{self: self, key: []byte(key), db: db, local: local, route: route, log: log}
+	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	h1 := &http.Transport{DialContext: dialer.DialContext, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second, ResponseHeaderTimeout: 0}
+	h2 := &http.Transport{DialContext: dialer.DialContext, IdleConnTimeout: 90 * time.Second}
+	var p http.Protocols
+	p.SetHTTP2(true)
+	p.SetUnencryptedHTTP2(true)
+	h2.Protocols = &p
+	f.rp = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			t := pr.In.Context().Value(forwardTo{}).(forwardTarget)
+			pr.SetURL(t.base)
+			pr.Out.Host = pr.In.Host // the owner routes by it as this node did
+			pr.SetXForwarded()
+			pr.Out.Header.Set(clusterKeyHeader, key)
+		},
+		Transport:     protoTransport{h1: h1, h2: h2},
+		FlushInterval: -1, // streams (process output, watches, PTYs) are not buffered
+		ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			t, _ := r.Context().Value(forwardTo{}).(forwardTarget)
+			if r.Context().Err() != nil {
+				return // the client went away
+			}
+			errhttp.Write(w, r, log, errdefs.Wrap(errdefs.ErrUnavailable, err, "node %s, which holds sandbox %s, did not answer", t.node, t.sandbox))
+		},
+	}
+	f.create = &http.Client{Transport: h1, Timeout: 10 * time.Minute}
+	return f
+}
+
+// protoTransport forwards HTTP/2 requests (gRPC, Connect over h2c) over
+// HTTP/2 and the rest (upgrades included) over HTTP/1.1.
+type protoTransport struct{ h1, h2 http.RoundTripper }
+
+func (t protoTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.ProtoMajor == 2 && r.Header.Get("Upgrade") == "" {
+		return t.h2.RoundTrip(r)
+	}
+	return t.h1.RoundTrip(r)
+}
+
+func (f *fleetRouter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if vs := r.Header.Values(clusterKeyHeader); len(vs) > 0 {
+		if len(vs) != 1 || subtle.ConstantTimeCompare([]byte(vs[0]), f.key) != 1 {
+			errhttp.Write(w, r, f.log, errdefs.New(errdefs.ErrPermissionDenied, "wrong cluster key on a forwarded request"))
+			return
+		}
+		// Forwarded by another node: this one serves it, and the key
+		// goes no further (not to the sandbox, not to another node).
+		r.Header.Del(clusterKeyHeader)
+		f.local.ServeHTTP(w, r)
+		return
+	}
+	if id := f.sandboxOf(r); id != "" {
+		sb, err := f.db.GetSandbox(r.Context(), id)
+		if err == nil && sb.Node != "" && sb.Node != f.self {
+			f.forward(w, r, sb.Node, id)
+			return
+		}
+		// Unknown ids, and this node's sandboxes, are this node's to answer.
+		f.local.ServeHTTP(w, r)
+		return
+	}
+	if r.Method == http.MethodPost && (r.URL.Path == "/sandboxes" || r.URL.Path == "/v2/sandboxes") {
+		f.place(w, r)
+		return
+	}
+	f.local.ServeHTTP(w, r)
+}
+
+// sandboxOf returns the sandbox a request is for: a data-plane request's,
+// or the {id} of an API route /sandboxes/{id}[/...] (or /v2/...); "" for
+// any other request.
+func (f *fleetRouter) sandboxOf(r *http.Request) string {
+	if t, ok := f.route(r); ok {
+		return t.SandboxID
+	}
+	p := strings.TrimPrefix(r.URL.Path, "/v2")
+	rest, ok := strings.CutPrefix(p, "/sandboxes/")
+	if !ok {
+		return ""
+	}
+	id, _, _ := strings.Cut(rest, "/")
+	if id == "metrics" && r.Method == http.MethodGet && !strings.Contains(rest, "/") {
+		return "" // GET /sandboxes/metrics
+	}
+	return id
+}
+
+// forward streams r to node, which owns sandbox id.
+func (f *fleetRouter) forward(w http.ResponseWriter, r *http.Request, node, id string) {
+	base, err := f.nodeURL(r.Context(), node)
+	if err != nil {
+		errhttp.Write(w, r, f.log, fmt.Errorf("sandbox %s: %w", id, err))
+		return
+	}
+	ctx := context.WithValue(r.Context(), forwardTo{}, forwardTarget{base: base, node: node, sandbox: id})
+	f.rp.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// nodeURL returns the advertise URL of a live node.
+func (f *fleetRouter) nodeURL(ctx context.Context, node string) (*url.URL, error) {
+	n, err := f.db.GetNode(ctx, node)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return nil, errdefs.New(errdefs.ErrUnavailable, "its node %s is not a member of the fleet", node)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !n.LeaseUntil.After(time.Now()) {
+		return nil, errdefs.New(errdefs.ErrUnavailable, "its node %s is down (its lease ran out at %s)", node, n.LeaseUntil.Format(time.RFC3339))
+	}
+	if n.Advertise == "" {
+		return nil, errdefs.New(errdefs.ErrUnavailable, "its node %s takes no forwarded requests (no --advertise)", node)
+	}
+	u, err := url.Parse(n.Advertise)
+	if err != nil {
+		return nil, errdefs.Wrap(errdefs.ErrUnavailable, err, "node %s advertises a bad URL", node)
+	}
+	return u, nil
+}
+
+// place serves a create: on the better of two live nodes picked at random
+// (by free memory), or, where that node refuses it for capacity (503) or
+// does not answer, on the others in order of free memory. The last
+// refusal is the answer: a full fleet answers 503.
+func (f *fleetRouter) place(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxCreateBody))
+	if err != nil {
+		errhttp.Write(w, r, f.log, errdefs.Wrap(errdefs.ErrTooLarge, err, "request body larger than %d bytes", maxCreateBody))
+		return
+	}
+	cands, err := f.candidates(r.Context())
+	if err != nil || len(cands) == 0 {
+		if err != nil {
+			f.log.Warn("placement: no node list; creating here", "err", err)
+		}
+		cands = []*store.Node{{ID: f.self}}
+	}
+	var last *bufferedResponse
+	for _, n := range cands {
+		res := f.tryCreate(r, body, n)
+		if res.status != http.StatusServiceUnavailable {
+			res.writeTo(w)
+			return
+		}
+		f.log.Info("placement: node refused a create", "node", n.ID)
+		last = res
+	}
+	last.writeTo(w)
+}
+
+// tryCreate runs the create on node n, holding its (small) answer.
+func (f *fleetRouter) tryCreate(r *http.Request, body []byte, n *store.Node) *bufferedResponse {
+	if n.ID == f.self {
+		res := &bufferedResponse{header: http.Header{}}
+		lr := r.Clone(r.Context())
+		lr.Body = io.NopCloser(bytes.NewReader(body))
+		lr.ContentLength = int64(len(body))
+		f.local.ServeHTTP(res, lr)
+		if res.status == 0 {
+			res.status = http.StatusOK
+		}
+		return res
+	}
+	unavailable := func(err error) *bufferedResponse {
+		res := &bufferedResponse{header: http.Header{}}
+		errhttp.Write(res, r, f.log, errdefs.Wrap(errdefs.ErrUnavailable, err, "node %s did not answer", n.ID))
+		return res
+	}
+	u, err := url.Parse(n.Advertise)
+	if err != nil {
+		return unavailable(err)
+	}
+	u = u.JoinPath(r.URL.Path)
+	u.RawQuery = r.URL.RawQuery
+	req, err := http.NewRequestWithContext(r.Context(), r.Method, u.String(), bytes.NewReader(body))
+	if err != nil {
+		return unavailable(err)
+	}
+	req.Header = r.Header.Clone()
+	req.Host = r.Host
+	req.Header.Set(clusterKeyHeader, string(f.key))
+	resp, err := f.create.Do(req)
+	if err != nil {
+		return unavailable(err)
+	}
+	defer resp.Body.Close()
+	out := &bufferedResponse{header: resp.Header.Clone(), status: resp.StatusCode}
+	if _, err := io.Copy(&out.body, io.LimitReader(resp.Body, 16<<20)); err != nil {
+		return unavailable(err)
+	}
+	out.header.Del("Content-Length")
+	return out
+}
+
+// candidates returns the live nodes that take creates, the better of two
+// random ones first, then the rest by free memory.
+func (f *fleetRouter) candidates(ctx context.Context) ([]*store.Node, error) {
+	nodes, err := f.db.ListNodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	loads, err := f.db.NodeLoads(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	live := slices.DeleteFunc(nodes, func(n *store.Node) bool {
+		return !n.LeaseUntil.After(now) || (n.Advertise == "" && n.ID != f.self)
+	})
+	out := order(live, loads, rand.IntN)
+	if f.log.Enabled(ctx, slog.LevelDebug) {
+		var picks []string
+		for _, n := range out {
+			picks = append(picks, fmt.Sprintf("%s:%dMiB", n.ID, freeMemory(n, loads)>>20))
+		}
+		f.log.Debug("placement", "order", strings.Join(picks, " "))
+	}
+	return out, nil
+}
+
+// freeMemory is what a node has left for sandboxes: its memory less the
+// limits of its running and starting sandboxes.
+func freeMemory(n *store.Node, loads map[string]store.NodeLoad) int64 {
+	return n.Machine.MemoryTotalBytes - loads[n.ID].MemoryMB<<20
+}
+
+// order puts nodes in placement order: of two picked at random (intn),
+// the one with more free memory first; then the rest, most free first.
+func order(nodes []*store.Node, loads map[string]store.NodeLoad, intn func(int) int) []*store.Node {
+	if len(nodes) < 2 {
+		return nodes
+	}
+	i := intn(len(nodes))
+	j := intn(len(nodes) - 1)
+	if j >= i {
+		j++
+	}
+	a, b := nodes[i], nodes[j]
+	if freeMemory(b, loads) > freeMemory(a, loads) {
+		a = b
+	}
+	rest := slices.DeleteFunc(slices.Clone(nodes), func(n *store.Node) bool { return n == a })
+	slices.SortStableFunc(rest, func(x, y *store.Node) int {
+		fx, fy := freeMemory(x, loads), freeMemory(y, loads)
+		switch {
+		case fx > fy:
+			return -1
+		case fx < fy:
+			return 1
+		}
+		return 0
+	})
+	return append([]*store.Node{a}, rest...)
+}
+
+// bufferedResponse holds a whole (small) answer so that placement can
+// drop a refusal and try another node.
+type bufferedResponse struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (b *bufferedResponse) Header() http.Header { return b.header }
+
+func (b *bufferedResponse) WriteHeader(status int) {
+	if b.status == 0 {
+		b.status = status
+	}
+}
+
+func (b *bufferedResponse) Write(p []byte) (int, error) {
+	if b.status == 0 {
+		b.status = http.StatusOK
+	}
+	return b.body.Write(p)
+}
+
+func (b *bufferedResponse) writeTo(w http.ResponseWriter) {
+	for k, v := range b.header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(b.status)
+	w.Write(b.body.Bytes())
+}
