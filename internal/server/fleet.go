@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -138,9 +140,15 @@ func (f *fleetRouter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.local.ServeHTTP(w, r)
 		return
 	}
-	if r.Method == http.MethodPost && (r.URL.Path == "/sandboxes" || r.URL.Path == "/v2/sandboxes") {
-		f.place(w, r)
-		return
+	if r.URL.Path == "/sandboxes" || r.URL.Path == "/v2/sandboxes" {
+		switch r.Method {
+		case http.MethodPost:
+			f.place(w, r)
+			return
+		case http.MethodGet:
+			f.list(w, r)
+			return
+		}
 	}
 	f.local.ServeHTTP(w, r)
 }
@@ -230,16 +238,30 @@ func (f *fleetRouter) place(w http.ResponseWriter, r *http.Request) {
 // tryCreate runs the create on node n, holding its (small) answer.
 func (f *fleetRouter) tryCreate(r *http.Request, body []byte, n *store.Node) *bufferedResponse {
 	if n.ID == f.self {
-		res := &bufferedResponse{header: http.Header{}}
-		lr := r.Clone(r.Context())
+		return f.runLocal(r, body)
+	}
+	return f.runRemote(r, body, n)
+}
+
+// runLocal serves r (with body, when not nil) on this node, holding the
+// answer.
+func (f *fleetRouter) runLocal(r *http.Request, body []byte) *bufferedResponse {
+	res := &bufferedResponse{header: http.Header{}}
+	lr := r.Clone(r.Context())
+	if body != nil {
 		lr.Body = io.NopCloser(bytes.NewReader(body))
 		lr.ContentLength = int64(len(body))
-		f.local.ServeHTTP(res, lr)
-		if res.status == 0 {
-			res.status = http.StatusOK
-		}
-		return res
 	}
+	f.local.ServeHTTP(res, lr)
+	if res.status == 0 {
+		res.status = http.StatusOK
+	}
+	return res
+}
+
+// runRemote sends r (with body) to node n, holding the answer; a node that
+// does not answer is a 503.
+func (f *fleetRouter) runRemote(r *http.Request, body []byte, n *store.Node) *bufferedResponse {
 	unavailable := func(err error) *bufferedResponse {
 		res := &bufferedResponse{header: http.Header{}}
 		errhttp.Write(res, r, f.log, errdefs.Wrap(errdefs.ErrUnavailable, err, "node %s did not answer", n.ID))
@@ -264,7 +286,7 @@ func (f *fleetRouter) tryCreate(r *http.Request, body []byte, n *store.Node) *bu
 	}
 	defer resp.Body.Close()
 	out := &bufferedResponse{header: resp.Header.Clone(), status: resp.StatusCode}
-	if _, err := io.Copy(&out.body, io.LimitReader(resp.Body, 16<<20)); err != nil {
+	if _, err := io.Copy(&out.body, io.LimitReader(resp.Body, 64<<20)); err != nil {
 		return unavailable(err)
 	}
 	out.header.Del("Content-Length")
@@ -274,7 +296,7 @@ func (f *fleetRouter) tryCreate(r *http.Request, body []byte, n *store.Node) *bu
 // candidates returns the live nodes that take creates, the better of two
 // random ones first, then the rest by free memory.
 func (f *fleetRouter) candidates(ctx context.Context) ([]*store.Node, error) {
-	nodes, err := f.db.ListNodes(ctx)
+	live, err := f.liveNodes(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -282,10 +304,6 @@ func (f *fleetRouter) candidates(ctx context.Context) ([]*store.Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now()
-	live := slices.DeleteFunc(nodes, func(n *store.Node) bool {
-		return !n.LeaseUntil.After(now) || (n.Advertise == "" && n.ID != f.self)
-	})
 	out := order(live, loads, rand.IntN)
 	if f.log.Enabled(ctx, slog.LevelDebug) {
 		var picks []string
@@ -295,6 +313,19 @@ func (f *fleetRouter) candidates(ctx context.Context) ([]*store.Node, error) {
 		f.log.Debug("placement", "order", strings.Join(picks, " "))
 	}
 	return out, nil
+}
+
+// liveNodes returns the nodes whose lease is live and that take forwarded
+// requests (this one included).
+func (f *fleetRouter) liveNodes(ctx context.Context) ([]*store.Node, error) {
+	nodes, err := f.db.ListNodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	return slices.DeleteFunc(nodes, func(n *store.Node) bool {
+		return !n.LeaseUntil.After(now) || (n.Advertise == "" && n.ID != f.self)
+	}), nil
 }
 
 // freeMemory is what a node has left for sandboxes: its memory less the
@@ -330,6 +361,112 @@ func order(nodes []*store.Node, loads map[string]store.NodeLoad, intn func(int) 
 		return 0
 	})
 	return append([]*store.Node{a}, rest...)
+}
+
+// list answers GET /sandboxes and /v2/sandboxes for the whole fleet: each
+// live node lists its own sandboxes (this one first, whose answer stands
+// for a request it refuses), and the lists are merged, newest first (or
+// oldest, for order=asc), and paged here. A node that does not answer is
+// left out: its sandboxes cannot be reached either.
+func (f *fleetRouter) list(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	v2 := r.URL.Path == "/v2/sandboxes"
+	offset, limit := 0, 0
+	if v2 {
+		var err error
+		if offset, err = atoiOr(q.Get("nextToken"), 0); err != nil || offset < 0 {
+			errhttp.Write(w, r, f.log, errdefs.New(errdefs.ErrInvalidArgument, "invalid nextToken"))
+			return
+		}
+		if limit, err = atoiOr(q.Get("limit"), 100); err != nil || limit < 0 {
+			errhttp.Write(w, r, f.log, errdefs.New(errdefs.ErrInvalidArgument, "invalid limit"))
+			return
+		}
+		if limit == 0 || limit > 1000 {
+			limit = 1000
+		}
+		// Each node's whole list (up to the API's page bound); the
+		// fleet's pages are cut here.
+		q.Del("nextToken")
+		q.Set("limit", "1000")
+	}
+	sub := r.Clone(r.Context())
+	sub.URL.RawQuery = q.Encode()
+	sub.RequestURI = ""
+	nodes, err := f.liveNodes(r.Context())
+	if err != nil {
+		f.log.Warn("fleet list: no node list; listing this node's", "err", err)
+	}
+	mine := f.runLocal(sub, nil)
+	if mine.status != http.StatusOK {
+		mine.writeTo(w)
+		return
+	}
+	answers := []*bufferedResponse{mine}
+	for _, n := range nodes {
+		if n.ID == f.self {
+			continue
+		}
+		res := f.runRemote(sub, nil, n)
+		if res.status != http.StatusOK {
+			f.log.Warn("fleet list: a node did not list its sandboxes", "node", n.ID, "status", res.status)
+			continue
+		}
+		answers = append(answers, res)
+	}
+	type item struct {
+		raw     json.RawMessage
+		started time.Time
+	}
+	var all []item
+	running := 0
+	for _, a := range answers {
+		var page []json.RawMessage
+		if err := json.Unmarshal(a.body.Bytes(), &page); err != nil {
+			errhttp.Write(w, r, f.log, fmt.Errorf("fleet list: %w", err))
+			return
+		}
+		for _, raw := range page {
+			var sb struct {
+				StartedAt time.Time `json:"startedAt"`
+			}
+			json.Unmarshal(raw, &sb)
+			all = append(all, item{raw, sb.StartedAt})
+		}
+		n, _ := strconv.Atoi(a.header.Get("X-Total-Running"))
+		running += n
+	}
+	asc := q.Get("order") == "asc"
+	slices.SortStableFunc(all, func(a, b item) int {
+		if asc {
+			return a.started.Compare(b.started)
+		}
+		return b.started.Compare(a.started)
+	})
+	if v2 {
+		offset = min(offset, len(all))
+		all = all[offset:]
+		if len(all) > limit {
+			all = all[:limit]
+			w.Header().Set("X-Next-Token", strconv.Itoa(offset+limit))
+		}
+		w.Header().Set("X-Total-Running", strconv.Itoa(running))
+	}
+	out := make([]json.RawMessage, 0, len(all))
+	for _, it := range all {
+		out = append(out, it.raw)
+	}
+	b, _ := json.Marshal(out)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	w.Write(append(b, '\n'))
+}
+
+func atoiOr(s string, def int) (int, error) {
+	if s == "" {
+		return def, nil
+	}
+	return strconv.Atoi(s)
 }
 
 // bufferedResponse holds a whole (small) answer so that placement can

@@ -24,7 +24,7 @@ const nodesTable = `CREATE TABLE nodes (
 	)`
 
 // nodesAdvertise adds the address other nodes of a fleet reach a node at:
-// ” for a node that takes no forwarded requests (no --advertise).
+// empty for a node that takes no forwarded requests (no --advertise).
 const nodesAdvertise = `ALTER TABLE nodes ADD COLUMN advertise TEXT NOT NULL DEFAULT ''`
 
 // Node is a node's membership record. A node holds a lease that it renews

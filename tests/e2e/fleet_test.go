@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -80,6 +81,11 @@ func TestFleet(t *testing.T) {
 		t.Fatalf("6 creates through n1 landed on %d node(s): %v", len(byNode), keys(byNode))
 	}
 	t.Logf("placement: n1 %d, n2 %d, n3 %d", len(byNode["n1"]), len(byNode["n2"]), len(byNode["n3"]))
+	for _, l := range strings.Split(nodes[0].Logs(), "\n") {
+		if strings.Contains(l, "msg=placement") {
+			t.Log(l)
+		}
+	}
 	var far *client.Sandbox // one not on n1, n3's if any
 	for _, n := range []string{"n3", "n2"} {
 		if len(byNode[n]) > 0 {
@@ -89,6 +95,65 @@ func TestFleet(t *testing.T) {
 	}
 	if far == nil {
 		t.Fatalf("no sandbox off n1: %v", keys(byNode))
+	}
+
+	// Every node lists the fleet's sandboxes, v2 paged across nodes.
+	want := map[string]string{}
+	for _, sbs := range byNode {
+		for _, sb := range sbs {
+			want[sb.ID] = client.StateRunning
+		}
+	}
+	for _, s := range nodes {
+		assertListed(t, ctx, s.Client, want)
+	}
+	seen := map[string]bool{}
+	for _, page := range []struct {
+		query string
+		n     int
+		next  string
+	}{{"limit=4", 4, "4"}, {"limit=4&nextToken=4", 2, ""}} {
+		var got []struct {
+			SandboxID string `json:"sandboxID"`
+		}
+		h := fleetGet(t, ctx, nodes[2].URL+"/v2/sandboxes?"+page.query, nodes[0].APIKey, 200, &got)
+		if len(got) != page.n || h.Get("X-Next-Token") != page.next || h.Get("X-Total-Running") != "6" {
+			t.Fatalf("GET /v2/sandboxes?%s: %d sandboxes, next %q, running %q; want %d, %q, 6", page.query, len(got), h.Get("X-Next-Token"), h.Get("X-Total-Running"), page.n, page.next)
+		}
+		for _, g := range got {
+			seen[g.SandboxID] = true
+		}
+	}
+	if len(seen) != 6 {
+		t.Fatalf("two pages listed %d distinct sandboxes, want 6", len(seen))
+	}
+	var v1 []json.RawMessage
+	fleetGet(t, ctx, nodes[1].URL+"/sandboxes", nodes[0].APIKey, 200, &v1)
+	if len(v1) != 6 {
+		t.Fatalf("GET /sandboxes on n2: %d sandboxes, want 6", len(v1))
+	}
+	fleetGet(t, ctx, nodes[0].URL+"/v2/sandboxes?nextToken=x", nodes[0].APIKey, 400, nil)
+	fleetGet(t, ctx, nodes[0].URL+"/v2/sandboxes?state=bogus", nodes[0].APIKey, 400, nil)
+	fleetGet(t, ctx, nodes[0].URL+"/v2/sandboxes", harness.NewAPIKey(), 401, nil)
+	// A create with a bad body is refused, whichever node it lands on.
+	for _, body := range []string{"{", `{"timeout": "x"}`, `{"templateID": "../../etc"}`} {
+		req, _ := http.NewRequestWithContext(ctx, "POST", nodes[0].URL+"/sandboxes", strings.NewReader(body))
+		req.Header.Set("X-API-Key", nodes[0].APIKey)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode < 400 || resp.StatusCode >= 500 {
+			t.Fatalf("create with body %s: %d, want a 4xx", body, resp.StatusCode)
+		}
+	}
+	big := bytes.Repeat([]byte(" "), 2<<20)
+	req, _ := http.NewRequestWithContext(ctx, "POST", nodes[0].URL+"/sandboxes", bytes.NewReader(big))
+	req.Header.Set("X-API-Key", nodes[0].APIKey)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 413 {
+		t.Fatalf("create with a 2 MiB body: %v %v, want 413", resp, err)
 	}
 
 	// Every sandbox answers through n1, whichever node holds it.
@@ -181,6 +246,11 @@ func TestFleet(t *testing.T) {
 			}
 		}
 	}
+	var v1after []json.RawMessage
+	fleetGet(t, ctx, nodes[0].URL+"/sandboxes", nodes[0].APIKey, 200, &v1after)
+	if len(v1after) != 6-len(byNode["n2"]) {
+		t.Fatalf("GET /sandboxes after n2 died: %d sandboxes, want %d", len(v1after), 6-len(byNode["n2"]))
+	}
 	for range 3 {
 		sb, err := c.CreateSandbox(ctx, client.CreateOptions{Timeout: 5 * time.Minute})
 		if err != nil {
@@ -191,6 +261,29 @@ func TestFleet(t *testing.T) {
 		}
 		mustRun(t, ctx, sb, "true", nil)
 	}
+}
+
+// fleetGet GETs url with an API key, checks the status and decodes the
+// body into out (when not nil), returning the headers.
+func fleetGet(t *testing.T, ctx context.Context, url, key string, status int, out any) http.Header {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	req.Header.Set("X-API-Key", key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != status {
+		t.Fatalf("GET %s: %d %s, want %d", url, resp.StatusCode, b, status)
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("GET %s: %v in %s", url, err, b)
+		}
+	}
+	return resp.Header
 }
 
 func keys[V any](m map[string]V) []string {
