@@ -1,0 +1,165 @@
+package server
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sbxdev/sbx/internal/proxy"
+	"github.com/sbxdev/sbx/internal/store"
+)
+
+func TestCheckFleet(t *testing.T) {
+	pg := "postgres://sbx@db/sbx"
+	key := "0123456789abcdef"
+	for _, tc := range []struct {
+		cfg Config
+		ok  bool
+	}{
+		{Config{}, true},
+		{Config{Store: pg, Advertise: "http://10.0.0.2:49982", ClusterKey: key}, true},
+		{Config{Store: pg, Advertise: "https://n1.example.com/", ClusterKey: key}, true},
+		{Config{Store: pg, ClusterKey: key}, false},                                             // a key alone
+		{Config{Store: "/var/lib/sbx/sbx.db", Advertise: "http://a:1", ClusterKey: key}, false}, // SQLite
+		{Config{Store: pg, Advertise: "http://a:1"}, false},                                     // no key
+		{Config{Store: pg, Advertise: "http://a:1", ClusterKey: "short"}, false},
+		{Config{Store: pg, Advertise: "a:1", ClusterKey: key}, false},
+		{Config{Store: pg, Advertise: "ftp://a:1", ClusterKey: key}, false},
+		{Config{Store: pg, Advertise: "http://a:1/api", ClusterKey: key}, false},
+	} {
+		if err := checkFleet(tc.cfg); (err == nil) != tc.ok {
+			t.Errorf("checkFleet(%+v) = %v, want ok %v", tc.cfg, err, tc.ok)
+		}
+	}
+}
+
+// TestPlacementOrder checks best of two: of the two picked, the one with
+// more free memory (total less its sandboxes' limits) goes first, the
+// first picked on a tie; the rest follow, most free first.
+func TestPlacementOrder(t *testing.T) {
+	gib := int64(1 << 30)
+	nodes := []*store.Node{
+		{ID: "a", Machine: store.NodeMachine{MemoryTotalBytes: 8 * gib}},
+		{ID: "b", Machine: store.NodeMachine{MemoryTotalBytes: 8 * gib}},
+		{ID: "c", Machine: store.NodeMachine{MemoryTotalBytes: 16 * gib}},
+	}
+	loads := map[string]store.NodeLoad{"a": {MemoryMB: 1024}, "c": {MemoryMB: 12 * 1024}}
+	ids := func(ns []*store.Node) string {
+		var s []string
+		for _, n := range ns {
+			s = append(s, n.ID)
+		}
+		return strings.Join(s, " ")
+	}
+	for _, tc := range []struct {
+		picks []int
+		want  string
+	}{
+		{[]int{0, 0}, "b a c"}, // a and b: b has more free
+		{[]int{2, 0}, "a b c"}, // c (4 GiB free) and a (7)
+		{[]int{2, 1}, "b a c"}, // c and b
+		{[]int{1, 0}, "b a c"},
+	} {
+		i := 0
+		intn := func(n int) int { v := tc.picks[i]; i++; return v }
+		if got := ids(order(nodes, loads, intn)); got != tc.want {
+			t.Errorf("picks %v: %s, want %s", tc.picks, got, tc.want)
+		}
+	}
+	one := nodes[:1]
+	if got := order(one, loads, nil); len(got) != 1 {
+		t.Fatalf("one node: %v", got)
+	}
+}
+
+// TestFleetRouterKey checks the handling of forwarded requests on a real
+// store: a wrong, empty or repeated cluster key is refused; the right one
+// is removed before the local handler serves the request, which is not
+// forwarded again; and a request for an unknown sandbox stays here.
+func TestFleetRouterKey(t *testing.T) {
+	ctx := context.Background()
+	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "sbx.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	// A sandbox of another node, n2, whose address is a closed port.
+	if err := db.ForNode("n2").PutSandbox(ctx, &store.Sandbox{ID: "far", Template: "base", Runtime: "runc", State: "running"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.RenewNode(ctx, &store.Node{ID: "n2", LeaseUntil: time.Now().Add(time.Minute), Advertise: "http://127.0.0.1:1"}); err != nil {
+		t.Fatal(err)
+	}
+	var seen http.Header
+	local := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen = r.Header.Clone()
+		io.WriteString(w, "local")
+	})
+	noRoute := func(*http.Request) (proxy.Target, bool) { return proxy.Target{}, false }
+	f := newFleetRouter("n1", "the-cluster-key-0123", db, local, noRoute, slog.New(slog.DiscardHandler))
+	do := func(path string, keys ...string) (int, string) {
+		r := httptest.NewRequest("GET", path, nil)
+		for _, k := range keys {
+			r.Header.Add(clusterKeyHeader, k)
+		}
+		w := httptest.NewRecorder()
+		f.ServeHTTP(w, r)
+		return w.Code, w.Body.String()
+	}
+	for _, keys := range [][]string{{"wrong"}, {""}, {"the-cluster-key-0123", "the-cluster-key-0123"}, {"the-cluster-key-012"}} {
+		if code, _ := do("/sandboxes/far", keys...); code != 403 {
+			t.Errorf("keys %q: %d, want 403", keys, code)
+		}
+	}
+	seen = nil
+	if code, body := do("/sandboxes/far", "the-cluster-key-0123"); code != 200 || body != "local" || seen == nil || seen.Get(clusterKeyHeader) != "" {
+		t.Fatalf("forwarded with the key: %d %q, header seen %q", code, body, seen.Get(clusterKeyHeader))
+	}
+	if code, body := do("/sandboxes/nosuch"); code != 200 || body != "local" {
+		t.Fatalf("unknown sandbox: %d %q, want it served here", code, body)
+	}
+	// n2 does not answer: a prompt 503, not a hang.
+	if code, body := do("/sandboxes/far/timeout"); code != 503 || !strings.Contains(body, "n2") {
+		t.Fatalf("sandbox of a node that does not answer: %d %s", code, body)
+	}
+	// Its lease runs out: 503 naming it.
+	if err := db.RenewNode(ctx, &store.Node{ID: "n2", LeaseUntil: time.Now().Add(-time.Second), Advertise: "http://127.0.0.1:1"}); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := do("/v2/sandboxes/far/logs"); code != 503 || !strings.Contains(body, "down") {
+		t.Fatalf("sandbox of a lost node: %d %s", code, body)
+	}
+}
+
+func TestSandboxOf(t *testing.T) {
+	f := &fleetRouter{route: func(r *http.Request) (proxy.Target, bool) {
+		if id := r.Header.Get("E2b-Sandbox-Id"); id != "" {
+			return proxy.Target{SandboxID: id}, true
+		}
+		return proxy.Target{}, false
+	}}
+	for _, tc := range []struct{ method, path, header, want string }{
+		{"GET", "/sandboxes/abc", "", "abc"},
+		{"POST", "/sandboxes/abc/timeout", "", "abc"},
+		{"POST", "/v2/sandboxes/abc/connect", "", "abc"},
+		{"GET", "/sandboxes/metrics", "", ""},
+		{"GET", "/sandboxes", "", ""},
+		{"GET", "/v2/sandboxes", "", ""},
+		{"GET", "/templates/abc", "", ""},
+		{"POST", "/process.Process/Start", "xyz", "xyz"},
+	} {
+		r := httptest.NewRequest(tc.method, tc.path, nil)
+		if tc.header != "" {
+			r.Header.Set("E2b-Sandbox-Id", tc.header)
+		}
+		if got := f.sandboxOf(r); got != tc.want {
+			t.Errorf("%s %s: %q, want %q", tc.method, tc.path, got, tc.want)
+		}
+	}
+}
