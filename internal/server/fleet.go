@@ -180,6 +180,11 @@ func (f *fleetRouter) forward(w http.ResponseWriter, r *http.Request, node, id s
 		return
 	}
 	ctx := context.WithValue(r.Context(), forwardTo{}, forwardTarget{base: base, node: node, sandbox: id})
+	// Streams go both ways at once (a Connect stream's request body may
+	// still be arriving when the answer starts): without full duplex an
+	// HTTP/1.1 server would close the request body at the first write of
+	// the answer, and the transport would cut the stream.
+	http.NewResponseController(w).EnableFullDuplex()
 	f.rp.ServeHTTP(w, r.WithContext(ctx))
 }
 

@@ -201,6 +201,39 @@ func TestFleet(t *testing.T) {
 		t.Fatalf("pty exit: %+v %v", st, err)
 	}
 
+	// A preview URL and the port headers reach far's port through n1,
+	// over HTTP/1.1 and h2c.
+	mustRun(t, ctx, far, "echo marker-"+far.ID+" > /tmp/marker", nil)
+	if res := mustRun(t, ctx, far, `setsid nohup python3 -m http.server 8000 --directory /tmp >/dev/null 2>&1 &
+for i in $(seq 200); do python3 -c 'import socket; socket.create_connection(("127.0.0.1", 8000))' 2>/dev/null && exit 0; sleep 0.05; done; exit 1`, nil); res.ExitCode != 0 {
+		t.Fatalf("http.server did not start: %+v", res)
+	}
+	var h2p http.Protocols
+	h2p.SetUnencryptedHTTP2(true)
+	h2c := &http.Client{Transport: &http.Transport{Protocols: &h2p}}
+	for _, tc := range []struct {
+		name   string
+		client *http.Client
+		host   bool
+	}{{"host", http.DefaultClient, true}, {"headers", http.DefaultClient, false}, {"h2c host", h2c, true}} {
+		req, _ := http.NewRequestWithContext(ctx, "GET", nodes[0].URL+"/marker", nil)
+		if tc.host {
+			req.Host = far.Host(8000)
+		} else {
+			req.Header.Set("E2b-Sandbox-Id", far.ID)
+			req.Header.Set("E2b-Sandbox-Port", "8000")
+		}
+		resp, err := tc.client.Do(req)
+		if err != nil {
+			t.Fatalf("preview (%s): %v", tc.name, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != "marker-"+far.ID+"\n" {
+			t.Fatalf("preview (%s) through n1: %d %q (%s)", tc.name, resp.StatusCode, b, resp.Proto)
+		}
+	}
+
 	// A forwarded request is refused without the right cluster key, on
 	// any node, and the client's own key is checked by the owner.
 	for _, key := range []string{"wrong", "", fleetKey + "x"} {
