@@ -46,6 +46,7 @@ const maxCreateBody = 1 << 20
 // database, not a node's view.
 type fleetStore interface {
 	GetSandbox(ctx context.Context, id string) (*store.Sandbox, error)
+	GetSnapshot(ctx context.Context, ref string) (*store.Snapshot, error)
 	GetNode(ctx context.Context, id string) (*store.Node, error)
 	ListNodes(ctx context.Context) ([]*store.Node, error)
 	NodeLoads(ctx context.Context) (map[string]store.NodeLoad, error)
@@ -140,6 +141,13 @@ func (f *fleetRouter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.local.ServeHTTP(w, r)
 		return
 	}
+	if ref, ok := strings.CutPrefix(r.URL.Path, "/templates/"); ok && r.Method == http.MethodDelete && !strings.Contains(ref, "/") {
+		// A snapshot's files are on the node that took it.
+		if sn, err := f.db.GetSnapshot(r.Context(), ref); err == nil && sn.Node != "" && sn.Node != f.self {
+			f.forward(w, r, sn.Node, sn.SandboxID)
+			return
+		}
+	}
 	if r.URL.Path == "/sandboxes" || r.URL.Path == "/v2/sandboxes" {
 		switch r.Method {
 		case http.MethodPost:
@@ -213,19 +221,42 @@ func (f *fleetRouter) nodeURL(ctx context.Context, node string) (*url.URL, error
 // place serves a create: on the better of two live nodes picked at random
 // (by free memory), or, where that node refuses it for capacity (503) or
 // does not answer, on the others in order of free memory. The last
-// refusal is the answer: a full fleet answers 503.
+// refusal is the answer: a full fleet answers 503. A create from a
+// snapshot goes to the snapshot's node, one that mounts volumes stays on
+// this node.
 func (f *fleetRouter) place(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxCreateBody))
 	if err != nil {
 		errhttp.Write(w, r, f.log, errdefs.Wrap(errdefs.ErrTooLarge, err, "request body larger than %d bytes", maxCreateBody))
 		return
 	}
-	cands, err := f.candidates(r.Context())
-	if err != nil || len(cands) == 0 {
+	var req struct {
+		TemplateID   string            `json:"templateID"`
+		VolumeMounts []json.RawMessage `json:"volumeMounts"`
+	}
+	json.Unmarshal(body, &req) // a bad body is the node's to refuse
+	var cands []*store.Node
+	switch sn, snErr := f.db.GetSnapshot(r.Context(), req.TemplateID); {
+	case req.TemplateID != "" && snErr == nil && sn.Node != "" && sn.Node != f.self:
+		// A snapshot resumes where its files are.
+		base, err := f.nodeURL(r.Context(), sn.Node)
 		if err != nil {
-			f.log.Warn("placement: no node list; creating here", "err", err)
+			errhttp.Write(w, r, f.log, fmt.Errorf("snapshot %s: %w", req.TemplateID, err))
+			return
 		}
+		cands = []*store.Node{{ID: sn.Node, Advertise: base.String()}}
+	case req.TemplateID != "" && snErr == nil, len(req.VolumeMounts) > 0:
+		// This node's snapshot; volumes are on the node they were made on,
+		// which is not recorded: the node asked is the best guess.
 		cands = []*store.Node{{ID: f.self}}
+	default:
+		cands, err = f.candidates(r.Context())
+		if err != nil || len(cands) == 0 {
+			if err != nil {
+				f.log.Warn("placement: no node list; creating here", "err", err)
+			}
+			cands = []*store.Node{{ID: f.self}}
+		}
 	}
 	var last *bufferedResponse
 	for _, n := range cands {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/sbxdev/sbx/client"
+	"github.com/sbxdev/sbx/internal/errdefs"
 	"github.com/sbxdev/sbx/internal/pgtest"
 	"github.com/sbxdev/sbx/internal/store"
 	"github.com/sbxdev/sbx/tests/harness"
@@ -232,6 +234,41 @@ for i in $(seq 200); do python3 -c 'import socket; socket.create_connection(("12
 		if resp.StatusCode != 200 || string(b) != "marker-"+far.ID+"\n" {
 			t.Fatalf("preview (%s) through n1: %d %q (%s)", tc.name, resp.StatusCode, b, resp.Proto)
 		}
+	}
+
+	// A snapshot taken through n1 is on far's node; a create from it,
+	// through n1, lands there; its delete, through n1, is done there.
+	farRec, err := db.GetSandbox(ctx, far.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sn, err := c.CreateSnapshot(ctx, far.ID, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := db.GetSnapshot(ctx, sn.SnapshotID); err != nil || rec.Node != farRec.Node {
+		t.Fatalf("snapshot of %s (on %s): %+v, %v", far.ID, farRec.Node, rec, err)
+	}
+	for range 2 {
+		copied, err := c.CreateSandbox(ctx, client.CreateOptions{Template: sn.SnapshotID, Timeout: 5 * time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec, err := db.GetSandbox(ctx, copied.ID); err != nil || rec.Node != farRec.Node {
+			t.Fatalf("create from a snapshot on %s: %+v, %v", farRec.Node, rec, err)
+		}
+		if res := mustRun(t, ctx, copied, "cat /tmp/marker", nil); res.Stdout != "marker-"+far.ID+"\n" {
+			t.Fatalf("create from the snapshot: %q", res.Stdout)
+		}
+		if err := c.KillSandbox(ctx, copied.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.DeleteSnapshot(ctx, sn.SnapshotID); err != nil {
+		t.Fatalf("delete snapshot through n1: %v", err)
+	}
+	if _, err := db.GetSnapshot(ctx, sn.SnapshotID); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("snapshot after delete: %v", err)
 	}
 
 	// A forwarded request is refused without the right cluster key, on
