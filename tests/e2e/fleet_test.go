@@ -388,3 +388,37 @@ func TestFleetE2BJavaScriptSDK(t *testing.T) {
 		t.Fatalf("fleet.spec.js failed: %v", err)
 	}
 }
+
+// TestFleetFull checks placement past a full node: with room for one
+// sandbox per node, two creates through n1 land on both nodes (the second
+// passed over the full one), and a third answers 503, the e2b SDKs'
+// ServiceBusyError.
+func TestFleetFull(t *testing.T) {
+	dsn, nodes := startFleet(t, 2, "--capacity-memory-mb", "600", "--memory-mb", "512")
+	ctx := ctxFor(t, 3*time.Minute)
+	db, err := store.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	on := map[string]bool{}
+	for range 2 {
+		sb, err := nodes[0].Client.CreateSandbox(ctx, client.CreateOptions{Timeout: 5 * time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, err := db.GetSandbox(ctx, sb.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		on[rec.Node] = true
+	}
+	if !on["n1"] || !on["n2"] {
+		t.Fatalf("two creates with room for one per node landed on %v", keys(on))
+	}
+	for _, s := range nodes {
+		if _, err := s.Client.CreateSandbox(ctx, client.CreateOptions{Timeout: 5 * time.Minute}); !isStatus(err, 503) || !strings.Contains(err.Error(), "capacity") {
+			t.Fatalf("create on a full fleet through %s: %v, want 503 out of capacity", s.URL, err)
+		}
+	}
+}
