@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sbxdev/sbx/internal/errdefs"
@@ -65,6 +66,51 @@ type fleetRouter struct {
 	rp    *httputil.ReverseProxy
 	// create carries forwarded creates (whole answers, not streams).
 	create *http.Client
+	// owners caches the node of sandboxes found in the store: a sandbox
+	// never moves, so an entry stays true for the sandbox's life.
+	owners ownerCache
+}
+
+// ownerCache maps sandbox ids to their node, up to ownerCacheMax ids
+// (emptied when full).
+type ownerCache struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+const ownerCacheMax = 1 << 16
+
+func (c *ownerCache) get(id string) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, ok := c.m[id]
+	return n, ok
+}
+
+func (c *ownerCache) put(id, node string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= ownerCacheMax {
+		c.m = map[string]string{}
+	}
+	c.m[id] = node
+}
+
+// ownerOf returns the node holding sandbox id; "" for an unknown id (or
+// a record made before nodes had names), which this node answers.
+func (f *fleetRouter) ownerOf(ctx context.Context, id string) string {
+	if n, ok := f.owners.get(id); ok {
+		return n
+	}
+	sb, err := f.db.GetSandbox(ctx, id)
+	if err != nil {
+		if !errors.Is(err, errdefs.ErrNotFound) {
+			f.log.Warn("fleet: look up a sandbox's node", "sandbox_id", id, "err", err)
+		}
+		return ""
+	}
+	f.owners.put(id, sb.Node)
+	return sb.Node
 }
 
 // forwardTo is the context key of a forwarded request's target.
@@ -90,6 +136,9 @@ func newFleetRouter(self, key string, db fleetStore, local http.Handler, route f
 			t := pr.In.Context().Value(forwardTo{}).(forwardTarget)
 			pr.SetURL(t.base)
 			pr.Out.Host = pr.In.Host // the owner routes by it as this node did
+			// The client's address joins the chain it came with, as the
+			// proxy keeps it.
+			pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
 			pr.SetXForwarded()
 			pr.Out.Header.Set(clusterKeyHeader, key)
 		},
@@ -132,9 +181,8 @@ func (f *fleetRouter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if id := f.sandboxOf(r); id != "" {
-		sb, err := f.db.GetSandbox(r.Context(), id)
-		if err == nil && sb.Node != "" && sb.Node != f.self {
-			f.forward(w, r, sb.Node, id)
+		if node := f.ownerOf(r.Context(), id); node != "" && node != f.self {
+			f.forward(w, r, node, id)
 			return
 		}
 		// Unknown ids, and this node's sandboxes, are this node's to answer.
