@@ -689,7 +689,8 @@ func TestNetworkLeaks(t *testing.T) {
 			if i%3 == 2 {
 				url = "http://www.a.test/" // through DNS and the proxy
 			}
-			res, err := sb.Run(ctx, "curl -sS -m 3 "+url+" 2>&1", nil)
+			// -m 10: a loaded CI host (load 14) once took over 3 s to resolve.
+			res, err := sb.Run(ctx, "curl -sS -m 10 "+url+" 2>&1", nil)
 			if err != nil || !strings.Contains(res.Stdout, "INTERNET-OK") {
 				return fmt.Errorf("cycle %d: curl: %v %+v", i, err, res)
 			}
