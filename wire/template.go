@@ -235,3 +235,31 @@ type BuiltinBuildLine struct {
 	Status string `json:"status,omitempty"`
 	Error  string `json:"error,omitempty"`
 }
+
+// AssignTemplateTags is POST /templates/tags: point tags at the build that
+// Target ("name:tag", or "name" for its default tag) names.
+type AssignTemplateTags struct {
+	Target string   `json:"target"`
+	Tags   []string `json:"tags"`
+}
+
+// AssignedTemplateTags answers POST /templates/tags: the tags assigned and
+// the build they point at.
+type AssignedTemplateTags struct {
+	Tags    []string `json:"tags"`
+	BuildID string   `json:"buildID"`
+}
+
+// DeleteTemplateTags is DELETE /templates/tags: remove tags of template
+// Name.
+type DeleteTemplateTags struct {
+	Name string   `json:"name"`
+	Tags []string `json:"tags"`
+}
+
+// TemplateTag is one element of GET /templates/{templateID}/tags.
+type TemplateTag struct {
+	Tag       string    `json:"tag"`
+	BuildID   string    `json:"buildID"`
+	CreatedAt time.Time `json:"createdAt"`
+}

@@ -136,7 +136,11 @@ var goldens = map[string]any{
 	"template-build-response": wire.TemplateBuildResponse{
 		TemplateID: "web", BuildID: "bld_0a1b", Aliases: []string{"web"}, Names: []string{"web"}, Tags: []string{"latest"}, Public: true,
 	},
-	"template-files": wire.TemplateFiles{Present: true, URL: "http://127.0.0.1:3000/sbx/v1/uploads/bld_0a1b/00ff?token=t", Headers: map[string]string{"X-A": "b"}},
+	"assign-template-tags":   wire.AssignTemplateTags{Target: "web:v1", Tags: []string{"prod", "stable"}},
+	"assigned-template-tags": wire.AssignedTemplateTags{Tags: []string{"prod", "stable"}, BuildID: "0a1b2c3d-0000-4000-8000-000000000001"},
+	"delete-template-tags":   wire.DeleteTemplateTags{Name: "web", Tags: []string{"prod"}},
+	"template-tag":           wire.TemplateTag{Tag: "v1", BuildID: "0a1b2c3d-0000-4000-8000-000000000001", CreatedAt: t1},
+	"template-files":         wire.TemplateFiles{Present: true, URL: "http://127.0.0.1:3000/sbx/v1/uploads/bld_0a1b/00ff?token=t", Headers: map[string]string{"X-A": "b"}},
 	"template-build-start": wire.TemplateBuildStart{
 		FromImage: "ubuntu:24.04", FromTemplate: "base", FromImageRegistry: json.RawMessage(`null`),
 		StartCmd: ptr("./serve"), ReadyCmd: ptr("true"),

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"io"
 	"math"
 	"net/http"
@@ -106,7 +107,12 @@ func (s *Server) deleteTemplate(w http.ResponseWriter, r *http.Request) error {
 	if err := template.ValidateName(name); err != nil {
 		return err
 	}
-	if err := s.mgr.Templates().Remove(r.Context(), name, s.templates.Remove); err != nil {
+	// Its tags go first: one may stand on the name's own rootfs.
+	tagged, err := s.removeTemplateRefs(r.Context(), name)
+	if err != nil {
+		return err
+	}
+	if err := s.mgr.Templates().Remove(r.Context(), name, s.templates.Remove); err != nil && !(tagged && errors.Is(err, errdefs.ErrNotFound)) {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -157,7 +157,12 @@ func (s *Server) routes() {
 	// Templates (E2B paths, sbx's store).
 	m.Handle("GET /templates", s.auth(s.listTemplates))
 	m.Handle("DELETE /templates/{id}", s.auth(s.deleteSnapshotOrTemplate))
-	m.Handle("GET /templates/aliases/{alias}", s.auth(s.templateAlias))
+	// GET /templates/aliases/{alias} and GET /templates/{templateID}/tags
+	// overlap (/templates/aliases/tags), which ServeMux refuses: one
+	// route serves both (tags.go).
+	m.Handle("GET /templates/{templateID}/{item}", s.auth(s.templateItem))
+	m.Handle("POST /templates/tags", s.auth(s.assignTemplateTags))
+	m.Handle("DELETE /templates/tags", s.auth(s.deleteTemplateTags))
 	m.Handle("POST /v3/templates", s.auth(s.requestTemplateBuild))
 	m.Handle("GET /templates/{templateID}/files/{hash}", s.auth(s.templateFilesLink))
 	m.Handle("POST /v2/templates/{templateID}/builds/{buildID}", s.auth(s.startTemplateBuild))

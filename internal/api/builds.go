@@ -66,7 +66,7 @@ func (s *Server) createBuild(w http.ResponseWriter, r *http.Request) error {
 		args[k] = v
 	}
 	noCache, _ := strconv.ParseBool(q.Get("noCache"))
-	bd, err := bs.New(name, 0, 0)
+	bd, err := bs.New(name, nil, 0, 0)
 	if err != nil {
 		return err
 	}

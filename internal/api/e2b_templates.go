@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -47,18 +48,9 @@ func (s *Server) requestTemplateBuild(w http.ResponseWriter, r *http.Request) er
 	if err := decode(w, r, &req, false); err != nil {
 		return err
 	}
-	name := firstNonEmpty(req.Name, req.Alias)
-	if name == "" {
-		return errdefs.New(errdefs.ErrInvalidArgument, "\"name\" is required")
-	}
-	if n, tag, ok := strings.Cut(name, ":"); ok {
-		if tag != "default" && tag != "latest" {
-			return errdefs.New(errdefs.ErrInvalidArgument, "template tags are not supported: build %q without \":%s\"", n, tag)
-		}
-		name = n
-	}
-	if len(req.Tags) > 0 {
-		return errdefs.New(errdefs.ErrInvalidArgument, "template tags are not supported")
+	name, tags, err := buildTags(firstNonEmpty(req.Name, req.Alias), req.Tags)
+	if err != nil {
+		return err
 	}
 	var cpus float64
 	var mem int64
@@ -74,12 +66,65 @@ func (s *Server) requestTemplateBuild(w http.ResponseWriter, r *http.Request) er
 		}
 		mem = *req.MemoryMB
 	}
-	bd, err := bs.New(name, cpus, mem)
+	bd, err := bs.New(template.Ref(name, tags[0]), tags[1:], cpus, mem)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusAccepted, wire.TemplateBuildResponse{TemplateID: name, BuildID: bd.ID, Aliases: []string{name}, Names: []string{name}, Tags: []string{}, Public: false})
+	writeJSON(w, http.StatusAccepted, wire.TemplateBuildResponse{TemplateID: name, BuildID: bd.ID, Aliases: []string{name}, Names: []string{name}, Tags: tags, Public: false})
 	return nil
+}
+
+// maxTags bounds the tags of one request.
+const maxTags = 64
+
+// buildTags parses a v3 build request's name ("name" or "name:tag") and
+// tags into the template's name and the tags its build gets, the one in
+// the name first, without repeats; none given is the default tag ("latest"
+// is the default tag too, as sbx took it before tags).
+func buildTags(ref string, extra []string) (string, []string, error) {
+	if ref == "" {
+		return "", nil, errdefs.New(errdefs.ErrInvalidArgument, "\"name\" is required")
+	}
+	name, tag, err := template.ParseRef(ref)
+	if err != nil {
+		return "", nil, err
+	}
+	var tags []string
+	if strings.Contains(ref, ":") {
+		tags = append(tags, tag)
+	}
+	norm, err := normTags(extra)
+	if err != nil {
+		return "", nil, err
+	}
+	for _, t := range norm {
+		if !slices.Contains(tags, t) {
+			tags = append(tags, t)
+		}
+	}
+	if len(tags) == 0 {
+		tags = []string{template.DefaultTag}
+	}
+	return name, tags, nil
+}
+
+// normTags validates tags, each a tag without a name, and returns them
+// without repeats, "latest" as the default tag.
+func normTags(tags []string) ([]string, error) {
+	if len(tags) > maxTags {
+		return nil, errdefs.New(errdefs.ErrInvalidArgument, "at most %d tags", maxTags)
+	}
+	var out []string
+	for _, t := range tags {
+		if err := template.ValidateTag(t); err != nil {
+			return nil, err
+		}
+		_, t, _ = template.ParseRef("x:" + t)
+		if !slices.Contains(out, t) {
+			out = append(out, t)
+		}
+	}
+	return out, nil
 }
 
 // templateFilesLink is GET /templates/{templateID}/files/{hash}.
@@ -176,7 +221,7 @@ func (s *Server) startTemplateBuild(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
-	if bd.Template != r.PathValue("templateID") {
+	if bd.Name() != r.PathValue("templateID") {
 		return errdefs.New(errdefs.ErrNotFound, "build %q is not a build of template %q", bd.ID, r.PathValue("templateID"))
 	}
 	var req wire.TemplateBuildStart
@@ -313,7 +358,7 @@ func (s *Server) templateBuildStatus(w http.ResponseWriter, r *http.Request) err
 	if err != nil {
 		return err
 	}
-	if bd.Template != r.PathValue("templateID") {
+	if bd.Name() != r.PathValue("templateID") {
 		return errdefs.New(errdefs.ErrNotFound, "build %q is not a build of template %q", bd.ID, r.PathValue("templateID"))
 	}
 	q := r.URL.Query()
@@ -339,7 +384,7 @@ func (s *Server) templateBuildStatus(w http.ResponseWriter, r *http.Request) err
 			status = build.StatusBuilding // more lines to fetch first
 		}
 	}
-	out := wire.TemplateBuildInfo{BuildID: bd.ID, TemplateID: bd.Template, Status: status, LogEntries: []wire.BuildLogEntry{}, Logs: []string{}}
+	out := wire.TemplateBuildInfo{BuildID: bd.ID, TemplateID: bd.Name(), Status: status, LogEntries: []wire.BuildLogEntry{}, Logs: []string{}}
 	for _, e := range snap.Events {
 		if level == "error" && e.Level != "error" {
 			continue
@@ -355,10 +400,16 @@ func (s *Server) templateBuildStatus(w http.ResponseWriter, r *http.Request) err
 }
 
 // templateAlias is GET /templates/aliases/{alias} (Template.exists).
-func (s *Server) templateAlias(w http.ResponseWriter, r *http.Request) error {
-	name := r.PathValue("alias")
+func (s *Server) templateAlias(w http.ResponseWriter, r *http.Request, name string) error {
 	if err := template.ValidateName(name); err != nil {
 		return errdefs.New(errdefs.ErrNotFound, "template %q not found", name)
+	}
+	if tg, ok := s.templates.(templateTagger); ok {
+		// A name with tags but no default tag exists too.
+		if refs, err := tg.Refs(name); err == nil && len(refs) > 0 {
+			writeJSON(w, http.StatusOK, wire.TemplateAlias{TemplateID: name, Public: false})
+			return nil
+		}
 	}
 	infos, err := s.templates.List(r.Context())
 	if err != nil {

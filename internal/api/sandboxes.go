@@ -10,6 +10,7 @@ import (
 
 	"github.com/sbxdev/sbx/internal/errdefs"
 	"github.com/sbxdev/sbx/internal/sandbox"
+	"github.com/sbxdev/sbx/internal/template"
 	"github.com/sbxdev/sbx/wire"
 )
 
@@ -68,6 +69,14 @@ func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request) error {
 	}
 	if req.TemplateID == "" {
 		return errdefs.New(errdefs.ErrInvalidArgument, "templateID is required")
+	}
+	if strings.Contains(req.TemplateID, ":") {
+		// "name:tag": that tag's build ("name" alone is the default tag).
+		ref, err := template.CanonicalRef(req.TemplateID)
+		if err != nil {
+			return err
+		}
+		req.TemplateID = ref
 	}
 	if err := s.ensureBuiltin(r.Context(), req.TemplateID); err != nil {
 		return err

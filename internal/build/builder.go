@@ -81,8 +81,11 @@ type Spec struct {
 	// ID identifies the build (logs, the sandboxes' metadata).
 	ID string
 	// Name is the template to make (replacing a template built earlier
-	// under that name).
+	// under that name): a name or a "name:tag" reference.
 	Name string
+	// Tags are more tags of Name's name that the build gets once it is
+	// installed (see template.Store.AssignTags).
+	Tags []string
 	// Instructions are the steps, the first of them FROM unless From is set.
 	Instructions []Instruction
 	// From, when set, is what the build starts from (a template name or an
@@ -799,6 +802,7 @@ func (r *run) install(ctx context.Context) (template.Info, error) {
 	}
 	info := template.Info{
 		Name:     r.spec.Name,
+		BuildID:  r.spec.ID,
 		Created:  time.Now().UTC(),
 		Stack:    r.stack,
 		Base:     r.base,
@@ -818,11 +822,23 @@ func (r *run) install(ctx context.Context) (template.Info, error) {
 		out, err = r.b.store.InstallBuilt(ctx, info)
 		return err
 	})
+	refs := []string{out.Name}
+	if err == nil && len(r.spec.Tags) > 0 {
+		name, _, _ := strings.Cut(out.Name, ":")
+		_, err = r.b.store.AssignTags(ctx, out.Name, r.spec.Tags, r.b.mgr.Templates().Remove)
+		for _, t := range r.spec.Tags {
+			if ref := template.Ref(name, t); ref != out.Name {
+				refs = append(refs, ref)
+			}
+		}
+	}
 	// Outside the guard, which creates wait on: an upload takes a while.
 	// A template that did not reach the object store is still built here.
 	if err == nil {
-		if perr := r.b.store.Publish(ctx, out.Name, true); perr != nil {
-			r.b.log.Error("publishing template to the object store failed; other servers cannot fetch it", "template", out.Name, "err", perr)
+		for _, ref := range refs {
+			if perr := r.b.store.Publish(ctx, ref, true); perr != nil {
+				r.b.log.Error("publishing template to the object store failed; other servers cannot fetch it", "template", ref, "err", perr)
+			}
 		}
 	}
 	return out, err

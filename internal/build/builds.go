@@ -46,8 +46,12 @@ const (
 type Build struct {
 	// ID is the build's id (a UUID, as E2B's are).
 	ID string
-	// Template is the name of the template it makes.
+	// Template is the template it makes: a name or a "name:tag"
+	// reference, canonical (see template.Ref).
 	Template string
+	// Tags are the further tags of Template's name it gets when it is
+	// done.
+	Tags []string
 	// Created is when the build was made.
 	Created time.Time
 
@@ -64,6 +68,12 @@ type Build struct {
 	bytes    int
 	dropped  int
 	changed  chan struct{} // closed (and replaced) on every change
+}
+
+// Name is the name of the template the build makes, without a tag.
+func (b *Build) Name() string {
+	name, _, _ := strings.Cut(b.Template, ":")
+	return name
 }
 
 // Snapshot is a build's state.
@@ -218,10 +228,12 @@ func (bs *Builds) KillLeftovers(ctx context.Context) error {
 	return nil
 }
 
-// New makes a build of template name, waiting for its steps. A build of
+// New makes a build of template name (a name or a "name:tag" reference)
+// that also gets tags (further tags of that name), waiting for its steps. A build of
 // the same name already under way is errdefs.ErrConflict.
-func (bs *Builds) New(name string, cpus float64, memoryMB int64) (*Build, error) {
-	if err := template.ValidateName(name); err != nil {
+func (bs *Builds) New(name string, tags []string, cpus float64, memoryMB int64) (*Build, error) {
+	name, err := template.CanonicalRef(name)
+	if err != nil {
 		return nil, err
 	}
 	if info, err := bs.b.store.Get(name); err == nil && len(info.Stack) == 0 && info.Base == "" {
@@ -235,7 +247,7 @@ func (bs *Builds) New(name string, cpus float64, memoryMB int64) (*Build, error)
 			return nil, errdefs.New(errdefs.ErrConflict, "template %q is being built (build %s)", name, id)
 		}
 	}
-	b := &Build{ID: newUUID(), Template: name, Created: time.Now().UTC(), token: randHex(32), cpus: cpus, memoryMB: memoryMB, status: StatusWaiting, changed: make(chan struct{})}
+	b := &Build{ID: newUUID(), Template: name, Tags: tags, Created: time.Now().UTC(), token: randHex(32), cpus: cpus, memoryMB: memoryMB, status: StatusWaiting, changed: make(chan struct{})}
 	b.dir = filepath.Join(bs.dir, b.ID)
 	if err := os.Mkdir(b.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("build dir: %w", err)
@@ -263,7 +275,7 @@ func (bs *Builds) Waiting(name string) (*Build, error) {
 	defer bs.mu.Unlock()
 	var best *Build
 	for _, b := range bs.builds {
-		if b.Template == name && b.Snapshot(1<<62).Status == StatusWaiting && (best == nil || b.Created.After(best.Created)) {
+		if (b.Template == name || b.Name() == name) && b.Snapshot(1<<62).Status == StatusWaiting && (best == nil || b.Created.After(best.Created)) {
 			best = b
 		}
 	}
@@ -292,7 +304,7 @@ func (bs *Builds) Discard(b *Build) {
 // and the build stays waiting. Unless allowImages, a build from an image
 // is errdefs.ErrPermissionDenied.
 func (bs *Builds) Start(ctx context.Context, b *Build, spec Spec, allowImages bool) error {
-	spec.ID, spec.Name = b.ID, b.Template
+	spec.ID, spec.Name, spec.Tags = b.ID, b.Template, b.Tags
 	usesImage, err := bs.b.Check(ctx, spec)
 	if err != nil {
 		return err

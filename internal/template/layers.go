@@ -289,7 +289,7 @@ func (s *Store) ImportLayer(ctx context.Context, id string, img v1.Image, progre
 }
 
 // InstallBuilt makes info (Stack, Base and the rest set by a build) the
-// template info.Name. A name that is taken by another built template is
+// template info.Name (a name or a "name:tag" reference). A name that is taken by another built template is
 // replaced (a rebuild); one taken by a template with its own rootfs is
 // errdefs.ErrConflict. The caller holds every layer in info.Stack until it
 // returns, and makes sure no sandbox uses a template it replaces.
@@ -297,9 +297,11 @@ func (s *Store) ImportLayer(ctx context.Context, id string, img v1.Image, progre
 // It does not publish the template to s.Remote: the caller does
 // (Store.Publish), once it lets go of whatever it holds meanwhile.
 func (s *Store) InstallBuilt(ctx context.Context, info Info) (Info, error) {
-	if err := ValidateName(info.Name); err != nil {
+	name, err := CanonicalRef(info.Name)
+	if err != nil {
 		return Info{}, err
 	}
+	info.Name = name
 	if len(info.Stack) == 0 && info.Base == "" {
 		return Info{}, errdefs.New(errdefs.ErrInvalidArgument, "a built template needs layers")
 	}
@@ -340,33 +342,8 @@ func (s *Store) InstallBuilt(ctx context.Context, info Info) (Info, error) {
 	if info.Created.IsZero() {
 		info.Created = time.Now().UTC()
 	}
-	b, err := jsonIndent(info)
-	if err != nil {
+	if err := s.writeMeta(info); err != nil {
 		return Info{}, err
-	}
-	dst := filepath.Join(s.dir, info.Name)
-	if _, err := os.Lstat(dst); err == nil {
-		// A rebuild: replace meta.json atomically.
-		meta := filepath.Join(dst, metaFile)
-		if err := writeFileSync(meta+".tmp", b); err != nil {
-			return Info{}, err
-		}
-		if err := os.Rename(meta+".tmp", meta); err != nil {
-			return Info{}, fmt.Errorf("replace template %q: %w", info.Name, err)
-		}
-	} else {
-		build := filepath.Join(s.dir, buildPrefx+info.Name+"-"+randSuffix())
-		if err := os.Mkdir(build, 0o755); err != nil {
-			return Info{}, err
-		}
-		if err := writeFileSync(filepath.Join(build, metaFile), b); err != nil {
-			os.RemoveAll(build)
-			return Info{}, err
-		}
-		if err := os.Rename(build, dst); err != nil {
-			os.RemoveAll(build)
-			return Info{}, fmt.Errorf("install template %q: %w", info.Name, err)
-		}
 	}
 	s.gcLayers(ctx) // a rebuild leaves the old stack's own layers unused
 	s.logger.Info("template built", "template", info.Name, "layers", len(info.Stack), "base", info.Base)
@@ -376,7 +353,7 @@ func (s *Store) InstallBuilt(ctx context.Context, info Info) (Info, error) {
 // checkNotBase refuses to remove a template that built templates stand on.
 // The caller holds the lock.
 func (s *Store) checkNotBase(ctx context.Context, name string) error {
-	infos, err := s.List(ctx)
+	infos, err := s.listAll(ctx)
 	if err != nil {
 		return err
 	}
@@ -391,7 +368,7 @@ func (s *Store) checkNotBase(ctx context.Context, name string) error {
 // gcLayers deletes the layers no template lists and no build holds, and
 // temporary layers nobody writes any more. The caller holds the lock.
 func (s *Store) gcLayers(ctx context.Context) {
-	infos, err := s.List(ctx)
+	infos, err := s.listAll(ctx)
 	if err != nil {
 		s.logger.Error("layer gc: list templates", "err", err)
 		return

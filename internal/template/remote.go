@@ -181,7 +181,8 @@ func (s *Store) putTree(ctx context.Context, root string) (remoteBlob, int64, er
 // store has already is returned as it is. Neither here nor in the bucket
 // is errdefs.ErrNotFound. progress (may be nil) gets a line per blob.
 func (s *Store) Fetch(ctx context.Context, name string, progress io.Writer) (Info, error) {
-	if err := ValidateName(name); err != nil {
+	name, err := CanonicalRef(name)
+	if err != nil {
 		return Info{}, err
 	}
 	if s.Remote == nil {
@@ -211,6 +212,10 @@ func (s *Store) Fetch(ctx context.Context, name string, progress io.Writer) (Inf
 	if len(info.Stack) == 0 && info.Base == "" {
 		if idx.Rootfs == nil {
 			return Info{}, fmt.Errorf("template %q in the object store: index names no rootfs", name)
+		}
+		if strings.Contains(name, ":") {
+			// A tag is never a rootfs of its own (see tags.go).
+			return Info{}, fmt.Errorf("template %q in the object store: a tag with a rootfs", name)
 		}
 		s.sweepFetches(name)
 		build := filepath.Join(s.dir, fetchPrefx+name+"-"+randSuffix())

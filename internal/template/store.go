@@ -7,6 +7,8 @@
 //
 //	dir/<name>/rootfs     the root filesystem (an overlay lower layer)
 //	dir/<name>/meta.json  the [Info] (name, creation time, size, defaults)
+//	dir/<name>:<tag>/meta.json  a tag's build (see [Store.Tags]); <name>
+//	                      itself is the name's default tag
 //	dir/.lock             flock held while building or removing
 //	dir/.cache            debootstrap's package cache
 //
@@ -34,6 +36,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -89,6 +92,11 @@ type Info struct {
 	// own.
 	Stack []string `json:"stack,omitempty"`
 	Base  string   `json:"base,omitempty"`
+	// BuildID is the id of the build that made the template (see
+	// Info.ID for templates without one); Tagged is when a tag was given
+	// to a build made under another tag (see Store.AssignTags).
+	BuildID string    `json:"buildID,omitempty"`
+	Tagged  time.Time `json:"tagged,omitzero"`
 	// RootfsPath is the host path of the template's root filesystem. It is
 	// not stored: the Store fills it in. Empty for built templates.
 	RootfsPath string `json:"-"`
@@ -188,10 +196,12 @@ func NewStore(dir string, logger *slog.Logger) (*Store, error) {
 // Dir returns the store's directory.
 func (s *Store) Dir() string { return s.dir }
 
-// Get returns template name. A missing template is a wrapped
-// errdefs.ErrNotFound; a bad name errdefs.ErrInvalidArgument.
+// Get returns template name, a name or a "name:tag" reference (see
+// ParseRef); Info.Name is the canonical reference. A missing template is a
+// wrapped errdefs.ErrNotFound; a bad name errdefs.ErrInvalidArgument.
 func (s *Store) Get(name string) (Info, error) {
-	if err := ValidateName(name); err != nil {
+	name, err := CanonicalRef(name)
+	if err != nil {
 		return Info{}, err
 	}
 	b, err := os.ReadFile(filepath.Join(s.dir, name, metaFile))
@@ -212,7 +222,8 @@ func (s *Store) Get(name string) (Info, error) {
 	return info, nil
 }
 
-// List returns every complete template, sorted by name.
+// List returns every complete template, sorted by name: each name's
+// default tag (see Store.Tags for the others).
 func (s *Store) List(ctx context.Context) ([]Info, error) {
 	entries, err := os.ReadDir(s.dir)
 	if err != nil {
@@ -239,12 +250,14 @@ func (s *Store) List(ctx context.Context) ([]Info, error) {
 	return out, nil
 }
 
-// Remove deletes template name. The caller makes sure no sandbox uses it.
-// The directory is first renamed aside, so a half-deleted template is never
-// visible under its name. Removing a missing template is a wrapped
-// errdefs.ErrNotFound.
+// Remove deletes template name, a name (its default tag) or a "name:tag"
+// reference: that one tag's entry (see Store.Refs for all of a name's).
+// The caller makes sure no sandbox uses it. The directory is first renamed
+// aside, so a half-deleted template is never visible under its name.
+// Removing a missing template is a wrapped errdefs.ErrNotFound.
 func (s *Store) Remove(ctx context.Context, name string) error {
-	if err := ValidateName(name); err != nil {
+	name, err := CanonicalRef(name)
+	if err != nil {
 		return err
 	}
 	unlock, err := s.lock(ctx)
@@ -262,7 +275,7 @@ func (s *Store) Remove(ctx context.Context, name string) error {
 	if err := s.unpublish(ctx, name); err != nil {
 		return err
 	}
-	trash := filepath.Join(s.dir, trashPrefx+name+"-"+randSuffix())
+	trash := filepath.Join(s.dir, trashPrefx+strings.ReplaceAll(name, ":", "-")+"-"+randSuffix())
 	if err := os.Rename(src, trash); err != nil {
 		return fmt.Errorf("remove template %q: %w", name, err)
 	}
