@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -229,6 +230,32 @@ func TestWireStrict(t *testing.T) {
 	if info.Status != "ready" || len(info.LogEntries) == 0 {
 		t.Errorf("build status %+v", info)
 	}
+
+	// Tags: a tagged build's status, then the tag routes.
+	var tbr wire.TemplateBuildResponse
+	call("POST", "/v3/templates", wire.TemplateBuildRequest{Name: e2bName + ":v1", Tags: []string{"stable"}}, 202, &tbr)
+	if tbr.TemplateID != e2bName || !slices.Equal(tbr.Tags, []string{"v1", "stable"}) {
+		t.Errorf("tagged build request answered %+v", tbr)
+	}
+	call("POST", "/v2/templates/"+e2bName+"/builds/"+tbr.BuildID, wire.TemplateBuildStart{
+		FromTemplate: "base", Steps: []wire.TemplateBuildStep{{Type: "ENV", Args: []string{"T", "v1"}}},
+	}, 202, nil)
+	followBuild(t, ctx, srv, tbr.BuildID)
+	call("GET", "/templates/"+e2bName+"/builds/"+tbr.BuildID+"/status", nil, 200, &info)
+	if info.Status != "ready" || info.TemplateID != e2bName {
+		t.Errorf("tagged build status %+v", info)
+	}
+	var assigned wire.AssignedTemplateTags
+	call("POST", "/templates/tags", wire.AssignTemplateTags{Target: e2bName + ":v1", Tags: []string{"prod"}}, 201, &assigned)
+	if assigned.BuildID != tbr.BuildID || !slices.Equal(assigned.Tags, []string{"prod"}) {
+		t.Errorf("assigned %+v, want build %s", assigned, tbr.BuildID)
+	}
+	var tags []wire.TemplateTag
+	call("GET", "/templates/"+e2bName+"/tags", nil, 200, &tags)
+	if len(tags) != 4 || tags[0].Tag != "default" || tags[0].BuildID != br.BuildID {
+		t.Errorf("tags %+v", tags)
+	}
+	call("DELETE", "/templates/tags", wire.DeleteTemplateTags{Name: e2bName, Tags: []string{"prod"}}, 204, nil)
 
 	// Clean up what the test made (the harness kills sandboxes).
 	c := srv.Client
