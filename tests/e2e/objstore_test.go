@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,6 +47,21 @@ func TestObjectStoreTemplates(t *testing.T) {
 	if logCount(a.Logs(), "template published", name) == 0 {
 		t.Fatalf("A did not publish %s:\n%s", name, a.Logs())
 	}
+	// A tag of the build, published too (B creates from it below).
+	req, err := http.NewRequestWithContext(ctx, "POST", a.URL+"/templates/tags", strings.NewReader(`{"target":"`+name+`","tags":["v1"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-API-Key", a.APIKey)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated || logCount(a.Logs(), "template published", name+":v1") == 0 {
+		t.Fatalf("tag %s:v1 on A: %s, published %d times\n%s", name, resp.Status, logCount(a.Logs(), "template published", name+":v1"), a.Logs())
+	}
 
 	// B: its own data and template directories, the same bucket.
 	tdir := filepath.Join(t.TempDir(), "templates")
@@ -85,6 +101,16 @@ func TestObjectStoreTemplates(t *testing.T) {
 	sb2.Kill(context.WithoutCancel(ctx))
 	if n := logCount(bsrv.Logs(), "template fetched", name); n != 1 {
 		t.Fatalf("B fetched %s %d times, want once", name, n)
+	}
+	// A tag B lacks is fetched like a name.
+	sb3, err := bsrv.Client.CreateSandbox(ctx, client.CreateOptions{Template: name + ":v1"})
+	if err != nil {
+		t.Fatalf("create on B from %s:v1: %v\n%s", name, err, bsrv.Logs())
+	}
+	res = mustRun(t, ctx, sb3, "cat /made", nil)
+	sb3.Kill(context.WithoutCancel(ctx))
+	if got := strings.TrimSpace(res.Stdout); got != "made-on-a-42" {
+		t.Fatalf("sandbox on B from the tag: %q, want what A's build made", got)
 	}
 	// A name the bucket lacks is still a 404.
 	if _, err := bsrv.Client.CreateSandbox(ctx, client.CreateOptions{Template: name + "-nope"}); !errors.Is(err, client.ErrNotFound) {
