@@ -400,7 +400,19 @@ func (s *Server) templateBuildStatus(w http.ResponseWriter, r *http.Request) err
 }
 
 // templateAlias is GET /templates/aliases/{alias} (Template.exists).
+// A "name:tag" alias exists when that tag does.
 func (s *Server) templateAlias(w http.ResponseWriter, r *http.Request, name string) error {
+	if n, _, ok := strings.Cut(name, ":"); ok {
+		tg, isTagger := s.templates.(templateTagger)
+		if _, _, err := template.ParseRef(name); err != nil || !isTagger {
+			return errdefs.New(errdefs.ErrNotFound, "template %q not found", name)
+		}
+		if _, err := tg.Get(name); err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, wire.TemplateAlias{TemplateID: n, Public: false})
+		return nil
+	}
 	if err := template.ValidateName(name); err != nil {
 		return errdefs.New(errdefs.ErrNotFound, "template %q not found", name)
 	}

@@ -65,6 +65,8 @@ test('name:tag builds, creates by tag and by name, assign and remove tags', { ti
   const def = await Template.build(marked('default'), NAME)
   assert.deepEqual(def.tags, ['default'])
 
+  assert.equal(await Template.exists(`${NAME}:v1`), true)
+  assert.equal(await Template.exists(`${NAME}:nope`), false)
   assert.equal(await markOf(`${NAME}:v1`), 'v1')
   assert.equal(await markOf(`${NAME}:v2`), 'v2')
   assert.equal(await markOf(`${NAME}:stable`), 'v2')
