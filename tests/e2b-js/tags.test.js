@@ -99,6 +99,19 @@ test('name:tag builds, creates by tag and by name, assign and remove tags', { ti
   await assert.rejects(Sandbox.create(`${NAME}:prod`, { timeoutMs: 60_000 }), /not found/i)
   assert.equal(await markOf(`${NAME}:v2`), 'v2', 'removing a tag leaves the build its other tags point at')
 
+  // A tag a sandbox runs from keeps its build while the sandbox lives:
+  // moving or removing it is a conflict, as a rebuild of a template.
+  const running = await Sandbox.create(`${NAME}:v2`, { timeoutMs: 60_000 })
+  try {
+    await assert.rejects(Template.assignTags(`${NAME}:v1`, 'v2'), /used by 1 sandbox/)
+    await assert.rejects(Template.removeTags(NAME, 'v2'), /used by 1 sandbox/)
+    const res = await api('POST', '/templates/tags', { target: `${NAME}:v1`, tags: ['v2'] })
+    await assertError(res, 409)
+  } finally {
+    await running.kill()
+  }
+  assert.equal(await markOf(`${NAME}:v2`), 'v2')
+
   // A rebuild of a tag replaces that tag's build only.
   const v1b = await Template.build(marked('v1b'), `${NAME}:v1`)
   assert.equal(await markOf(`${NAME}:v1`), 'v1b')
