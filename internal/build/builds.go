@@ -229,8 +229,8 @@ func (bs *Builds) KillLeftovers(ctx context.Context) error {
 }
 
 // New makes a build of template name (a name or a "name:tag" reference)
-// that also gets tags (further tags of that name), waiting for its steps. A build of
-// the same name already under way is errdefs.ErrConflict.
+// that also gets tags (further tags of that name), waiting for its steps.
+// A build of the same name already under way is errdefs.ErrConflict.
 func (bs *Builds) New(name string, tags []string, cpus float64, memoryMB int64) (*Build, error) {
 	name, err := template.CanonicalRef(name)
 	if err != nil {

@@ -289,9 +289,9 @@ func (s *Store) ImportLayer(ctx context.Context, id string, img v1.Image, progre
 }
 
 // InstallBuilt makes info (Stack, Base and the rest set by a build) the
-// template info.Name (a name or a "name:tag" reference). A name that is taken by another built template is
-// replaced (a rebuild); one taken by a template with its own rootfs is
-// errdefs.ErrConflict. The caller holds every layer in info.Stack until it
+// template info.Name (a name or a "name:tag" reference). A name that is
+// taken by another built template is replaced (a rebuild); one taken by a
+// template with its own rootfs is errdefs.ErrConflict. The caller holds every layer in info.Stack until it
 // returns, and makes sure no sandbox uses a template it replaces.
 //
 // It does not publish the template to s.Remote: the caller does
