@@ -19,6 +19,8 @@ type Key struct {
 	CreatedAt time.Time `json:"createdAt"`
 	// Admin keys may manage other keys.
 	Admin bool `json:"admin"`
+	// Team is the id of the key's team ("default" for the default team).
+	Team string `json:"team"`
 }
 
 // NewKey is a key just created, with its secret (from [wire.Key]).
@@ -29,15 +31,38 @@ type NewKey struct {
 	Key       string    `json:"key"`
 	CreatedAt time.Time `json:"createdAt"`
 	Admin     bool      `json:"admin"`
+	// Team is the id of the key's team ("default" for the default team).
+	Team string `json:"team"`
 }
 
-// CreateKey creates an API key named name.
+// CreateKey creates an API key named name, a member of the default team.
 func (c *Client) CreateKey(ctx context.Context, name string) (*NewKey, error) {
+	return c.CreateTeamKey(ctx, KeyOptions{Name: name})
+}
+
+// KeyOptions describe a key to create (see [Client.CreateTeamKey]).
+type KeyOptions struct {
+	// Name is a name to recognise the key by.
+	Name string
+	// Team is the id or name of the key's team; empty is the default
+	// team.
+	Team string
+	// Admin makes the key an admin of its team; an admin key of the
+	// default team manages the server.
+	Admin bool
+}
+
+// CreateTeamKey creates an API key as opts describes.
+func (c *Client) CreateTeamKey(ctx context.Context, opts KeyOptions) (*NewKey, error) {
 	var k wire.Key
-	if _, err := c.do(ctx, http.MethodPost, "/sbx/v1/keys", nil, wire.NewKey{Name: name}, &k); err != nil {
+	req := wire.NewKey{Name: opts.Name, Team: opts.Team}
+	if opts.Admin {
+		req.Role = "admin"
+	}
+	if _, err := c.do(ctx, http.MethodPost, "/sbx/v1/keys", nil, req, &k); err != nil {
 		return nil, err
 	}
-	return &NewKey{ID: k.ID, Name: k.Name, Key: k.Key, CreatedAt: k.CreatedAt, Admin: k.Admin}, nil
+	return &NewKey{ID: k.ID, Name: k.Name, Key: k.Key, CreatedAt: k.CreatedAt, Admin: k.Admin, Team: k.Team}, nil
 }
 
 // ListKeys returns every API key, without secrets.
@@ -48,7 +73,7 @@ func (c *Client) ListKeys(ctx context.Context) ([]Key, error) {
 	}
 	keys := make([]Key, 0, len(list))
 	for _, k := range list {
-		keys = append(keys, Key{ID: k.ID, Name: k.Name, Prefix: k.Prefix, CreatedAt: k.CreatedAt, Admin: k.Admin})
+		keys = append(keys, Key{ID: k.ID, Name: k.Name, Prefix: k.Prefix, CreatedAt: k.CreatedAt, Admin: k.Admin, Team: k.Team})
 	}
 	return keys, nil
 }

@@ -157,10 +157,14 @@ var goldens = map[string]any{
 	},
 	"build-event":        wire.BuildEvent{Time: t1, Level: "error", Step: 3, Kind: "end", Message: "RUN make: exit status 2", Status: "error", ExitCode: 2},
 	"builtin-build-line": wire.BuiltinBuildLine{Kind: "end", Message: "installing packages", Status: "error", Error: "apt-get: exit status 100"},
-	"new-key":            wire.NewKey{Name: "ci"},
+	"new-key":            wire.NewKey{Name: "ci", Team: "acme", Role: "admin"},
+	"new-team":           wire.NewTeam{Name: "acme", TeamLimits: wire.TeamLimits{MaxSandboxes: 5, MaxCPUs: 8, MaxMemoryMB: 16384}},
+	"team-update":        wire.TeamUpdate{MaxSandboxes: ptr(int64(2)), MaxCPUs: ptr(4.0), MaxMemoryMB: ptr(int64(4096))},
+	"team-info": wire.TeamInfo{ID: "7f1c2d3e-0000-4000-8000-000000000001", Name: "acme",
+		TeamLimits: wire.TeamLimits{MaxSandboxes: 5, MaxCPUs: 8, MaxMemoryMB: 16384}, CreatedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)},
 	"key": wire.Key{
 		ID: "key_0a1b2c3d4e5f6a7b", Name: "ci", Key: "e2b_0123456789abcdef0123456789abcdef01234567", Prefix: "e2b_012345",
-		Admin: true, CreatedAt: t0,
+		Admin: true, CreatedAt: t0, Team: "default",
 	},
 	"node": wire.Node{
 		ID: "host-a", ServiceInstanceID: "host-a@2025-01-02T03:04:05Z", ClusterID: "00000000-0000-0000-0000-000000000000",

@@ -66,7 +66,7 @@ func eventOfMove(from, to State) string {
 func newEvent(sb *store.Sandbox, typ string, data wire.SandboxEventData) *store.Event {
 	b, _ := json.Marshal(data)
 	return &store.Event{
-		ID: uuid.NewString(), Type: typ, SandboxID: sb.ID, TeamID: store.DefaultTeamID,
+		ID: uuid.NewString(), Type: typ, SandboxID: sb.ID, TeamID: sb.Team,
 		Template: sb.Template, BuildID: sb.Template, ExecutionID: sb.ID,
 		At: time.Now().UTC(), Data: b,
 	}

@@ -369,6 +369,8 @@ type CreateParams struct {
 	// Volumes are the volumes the sandbox mounts (VolumeID and Path),
 	// for its whole life: across pauses, resumes and server restarts.
 	Volumes []VolumeMount
+	// Team is the team the sandbox belongs to; empty is the default team.
+	Team string
 }
 
 // Sandbox is a sandbox as the API sees it.
@@ -540,6 +542,7 @@ func (m *Manager) buildRequest(ctx context.Context, p CreateParams, given *Templ
 		DiskMB:       m.cfg.DefaultDiskMB,
 		Pids:         m.cfg.DefaultPids,
 		Life:         life,
+		Team:         p.Team,
 	}
 	sb.Life.TTL = timeout
 	if timeout > 0 {

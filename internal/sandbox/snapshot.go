@@ -217,6 +217,7 @@ func (s *Snapshots) Take(ctx context.Context, id string, opts SnapshotOptions) (
 		CPUs:      sb.CPUs,
 		MemoryMB:  sb.MemoryMB,
 		Runtime:   sb.Runtime,
+		Team:      sb.Team,
 	}
 	if err := s.reserve(ctx, sn); err != nil {
 		return nil, err
@@ -483,6 +484,7 @@ func (s *Snapshots) Fork(ctx context.Context, id string, n int, timeout *time.Du
 				Lifecycle: life,
 				Network:   policy,
 				Volumes:   vols,
+				Team:      src.Team,
 			})
 			out[i] = ForkResult{Sandbox: sb, Err: err}
 		}()

@@ -489,6 +489,7 @@ func (m *Manager) assignWarm(ctx context.Context, pw pooled, tpl Template, want 
 		sb.Metadata, sb.EnvVars, sb.Life = want.Metadata, want.EnvVars, want.Life
 		sb.CreatedAt, sb.StartedAt, sb.EndAt = want.CreatedAt, want.StartedAt, want.EndAt
 		sb.TrafficToken = want.TrafficToken
+		sb.Team = want.Team
 	}); err != nil {
 		return nil, err
 	}

@@ -166,6 +166,7 @@ func putEvent(ctx context.Context, ex queryer, ev *Event) error {
 // EventFilter selects events for ListEvents.
 type EventFilter struct {
 	SandboxID string   // empty: every sandbox
+	TeamID    string   // empty: every team
 	Types     []string // empty: every type
 	// Limit bounds the events returned (0: 100); Offset skips that many.
 	Limit, Offset int
@@ -182,6 +183,10 @@ func (s *DB) ListEvents(ctx context.Context, f EventFilter) ([]*Event, error) {
 	if f.SandboxID != "" {
 		where = append(where, `sandbox_id = ?`)
 		args = append(args, f.SandboxID)
+	}
+	if f.TeamID != "" {
+		where = append(where, `team_id = ?`)
+		args = append(args, f.TeamID)
 	}
 	if len(f.Types) > 0 {
 		where = append(where, `type IN (?`+strings.Repeat(`, ?`, len(f.Types)-1)+`)`)

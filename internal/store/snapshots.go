@@ -54,18 +54,21 @@ type Snapshot struct {
 	// Node is the node whose disk holds the snapshot's files; set when
 	// the record is first stored (by a ForNode view, its node).
 	Node string
+	// Team is the team the snapshot belongs to (its sandbox's); empty is
+	// stored as the default team.
+	Team string
 }
 
 // snapshotData are the columns a PutSnapshot over a stored snapshot
 // rewrites: all but node, which stays the first writer's.
-const snapshotData = `id, name, sandbox_id, template, kind, state, internal, created_at, size_bytes, cpus, memory_mb, envd_token, runtime`
+const snapshotData = `id, name, sandbox_id, template, kind, state, internal, created_at, size_bytes, cpus, memory_mb, envd_token, runtime, team`
 
 const snapshotColumns = snapshotData + `, node`
 
 func scanSnapshot(row interface{ Scan(...any) error }) (*Snapshot, error) {
 	var s Snapshot
 	var created int64
-	if err := row.Scan(&s.ID, &s.Name, &s.SandboxID, &s.Template, &s.Kind, &s.State, &s.Internal, &created, &s.SizeBytes, &s.CPUs, &s.MemoryMB, new(string), &s.Runtime, &s.Node); err != nil {
+	if err := row.Scan(&s.ID, &s.Name, &s.SandboxID, &s.Template, &s.Kind, &s.State, &s.Internal, &created, &s.SizeBytes, &s.CPUs, &s.MemoryMB, new(string), &s.Runtime, &s.Team, &s.Node); err != nil {
 		return nil, err
 	}
 	s.CreatedAt = timeOrZero(created)
@@ -76,12 +79,13 @@ func scanSnapshot(row interface{ Scan(...any) error }) (*Snapshot, error) {
 // one that exists).
 func (s *DB) PutSnapshot(ctx context.Context, sn *Snapshot) error {
 	node := s.owner(sn.Node)
-	_, err := s.db.ExecContext(ctx, `INSERT INTO snapshots (`+snapshotColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	_, err := s.db.ExecContext(ctx, `INSERT INTO snapshots (`+snapshotColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET `+upsertSet(snapshotData),
-		sn.ID, sn.Name, sn.SandboxID, sn.Template, sn.Kind, sn.State, sn.Internal, unixOrZero(sn.CreatedAt), sn.SizeBytes, sn.CPUs, sn.MemoryMB, "", sn.Runtime, node)
+		sn.ID, sn.Name, sn.SandboxID, sn.Template, sn.Kind, sn.State, sn.Internal, unixOrZero(sn.CreatedAt), sn.SizeBytes, sn.CPUs, sn.MemoryMB, "", sn.Runtime, orDefault(sn.Team), node)
 	if err != nil {
 		return fmt.Errorf("store snapshot %s: %w", sn.ID, err)
 	}
+	sn.Team = orDefault(sn.Team)
 	return nil
 }
 

@@ -155,6 +155,8 @@ var migrations = []string{
 	metricsTables[2],
 	// The address other nodes reach each node at (--advertise; nodes.go).
 	nodesAdvertise,
+	// Teams (teams.go).
+	teamMigrations[0], teamMigrations[1], teamMigrations[2], teamMigrations[3], teamMigrations[4], teamMigrations[5],
 }
 
 // State is a sandbox's stored state; internal/sandbox defines the values and
@@ -193,6 +195,9 @@ type Sandbox struct {
 	// It is set when the record is created (by a ForNode view, its node)
 	// and never updated.
 	Node string
+	// Team is the team the sandbox belongs to; empty is stored as the
+	// default team. Set when the record is created, never updated.
+	Team string
 }
 
 // SandboxLife is the lifecycle part of a sandbox record: what happens on
@@ -265,9 +270,9 @@ func (s *DB) putSandbox(ctx context.Context, verb, suffix string, sb *Sandbox) (
 	node := s.owner(sb.Node)
 	res, err := s.db.ExecContext(ctx, verb+` INTO sandboxes
 		(`+sandboxColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`+suffix,
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`+suffix,
 		sb.ID, sb.Template, string(sb.State), sb.Runtime, unixOrZero(sb.CreatedAt), unixOrZero(sb.StartedAt), unixOrZero(sb.EndAt),
-		string(md), string(env), sb.EnvdToken, sb.TrafficToken, sb.CPUs, sb.MemoryMB, sb.DiskMB, sb.Pids, sb.Error, string(life), sb.Version, node)
+		string(md), string(env), sb.EnvdToken, sb.TrafficToken, sb.CPUs, sb.MemoryMB, sb.DiskMB, sb.Pids, sb.Error, string(life), sb.Version, node, orDefault(sb.Team))
 	if err != nil {
 		return 0, fmt.Errorf("store sandbox %s: %w", sb.ID, err)
 	}
@@ -276,7 +281,7 @@ func (s *DB) putSandbox(ctx context.Context, verb, suffix string, sb *Sandbox) (
 		return 0, fmt.Errorf("store sandbox %s: %w", sb.ID, err)
 	}
 	if n > 0 {
-		sb.Node = node
+		sb.Node, sb.Team = node, orDefault(sb.Team)
 	}
 	return n, nil
 }
@@ -300,11 +305,11 @@ func (s *DB) updateSandbox(ctx context.Context, ex queryer, sb *Sandbox) error {
 	res, err := ex.ExecContext(ctx, `UPDATE sandboxes SET
 		template = ?, state = ?, runtime = ?, created_at = ?, started_at = ?, end_at = ?, metadata = ?, env_vars = ?,
 		envd_token = ?, traffic_token = ?, cpus = ?, memory_mb = ?, disk_mb = ?, pids = ?, error = ?, lifecycle = ?,
-		version = version + 1
+		team = ?, version = version + 1
 		WHERE id = ? AND version = ?`+cond,
 		append([]any{sb.Template, string(sb.State), sb.Runtime, unixOrZero(sb.CreatedAt), unixOrZero(sb.StartedAt), unixOrZero(sb.EndAt),
 			string(md), string(env), sb.EnvdToken, sb.TrafficToken, sb.CPUs, sb.MemoryMB, sb.DiskMB, sb.Pids, sb.Error, string(life),
-			sb.ID, sb.Version}, condArgs...)...)
+			orDefault(sb.Team), sb.ID, sb.Version}, condArgs...)...)
 	if err != nil {
 		return fmt.Errorf("update sandbox %s: %w", sb.ID, err)
 	}
@@ -346,14 +351,14 @@ func orEmpty(m map[string]string) map[string]string {
 	return m
 }
 
-const sandboxColumns = `id, template, state, runtime, created_at, started_at, end_at, metadata, env_vars, envd_token, traffic_token, cpus, memory_mb, disk_mb, pids, error, lifecycle, version, node`
+const sandboxColumns = `id, template, state, runtime, created_at, started_at, end_at, metadata, env_vars, envd_token, traffic_token, cpus, memory_mb, disk_mb, pids, error, lifecycle, version, node, team`
 
 func scanSandbox(row interface{ Scan(...any) error }) (*Sandbox, error) {
 	var sb Sandbox
 	var created, started, end int64
 	var md, env, life string
 	if err := row.Scan(&sb.ID, &sb.Template, &sb.State, &sb.Runtime, &created, &started, &end, &md, &env,
-		&sb.EnvdToken, &sb.TrafficToken, &sb.CPUs, &sb.MemoryMB, &sb.DiskMB, &sb.Pids, &sb.Error, &life, &sb.Version, &sb.Node); err != nil {
+		&sb.EnvdToken, &sb.TrafficToken, &sb.CPUs, &sb.MemoryMB, &sb.DiskMB, &sb.Pids, &sb.Error, &life, &sb.Version, &sb.Node, &sb.Team); err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal([]byte(life), &sb.Life); err != nil {
@@ -435,27 +440,32 @@ func (s *DB) CountSandboxesByTemplate(ctx context.Context, name string) (int, er
 
 // APIKey is a stored API key. Only the key's SHA-256 hash is stored.
 type APIKey struct {
-	ID        string
-	Name      string
-	Hash      string
-	Prefix    string // the first characters of the key, to recognise it
+	ID     string
+	Name   string
+	Hash   string
+	Prefix string // the first characters of the key, to recognise it
+	// Admin keys manage their team's keys; an admin key of the default
+	// team manages the server (teams, nodes, every key, the audit log).
 	Admin     bool
 	CreatedAt time.Time
+	// Team is the team the key belongs to; empty is the default team.
+	Team string
 }
 
 // PutAPIKey stores a new key.
 func (s *DB) PutAPIKey(ctx context.Context, k *APIKey) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO api_keys (id, name, hash, prefix, admin, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-		k.ID, k.Name, k.Hash, k.Prefix, k.Admin, k.CreatedAt.UnixNano())
+	_, err := s.db.ExecContext(ctx, `INSERT INTO api_keys (id, name, hash, prefix, admin, created_at, team) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		k.ID, k.Name, k.Hash, k.Prefix, k.Admin, k.CreatedAt.UnixNano(), orDefault(k.Team))
 	if err != nil {
 		return fmt.Errorf("store api key: %w", err)
 	}
+	k.Team = orDefault(k.Team)
 	return nil
 }
 
 // ListAPIKeys returns every key, oldest first.
 func (s *DB) ListAPIKeys(ctx context.Context) ([]*APIKey, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, name, hash, prefix, admin, created_at FROM api_keys ORDER BY created_at, id`)
+	rows, err := s.db.QueryContext(ctx, `SELECT id, name, hash, prefix, admin, created_at, team FROM api_keys ORDER BY created_at, id`)
 	if err != nil {
 		return nil, fmt.Errorf("list api keys: %w", err)
 	}
@@ -464,7 +474,7 @@ func (s *DB) ListAPIKeys(ctx context.Context) ([]*APIKey, error) {
 	for rows.Next() {
 		var k APIKey
 		var created int64
-		if err := rows.Scan(&k.ID, &k.Name, &k.Hash, &k.Prefix, &k.Admin, &created); err != nil {
+		if err := rows.Scan(&k.ID, &k.Name, &k.Hash, &k.Prefix, &k.Admin, &created, &k.Team); err != nil {
 			return nil, fmt.Errorf("list api keys: %w", err)
 		}
 		k.CreatedAt = time.Unix(0, created).UTC()

@@ -38,6 +38,9 @@ type Volume struct {
 	Name      string
 	SizeMB    int64
 	CreatedAt time.Time
+	// Team is the team the volume belongs to; empty is stored as the
+	// default team.
+	Team string
 }
 
 // VolumeMount is one volume mounted in a sandbox.
@@ -52,8 +55,8 @@ type VolumeMount struct {
 // CreateVolume inserts volume v. A volume of its name or id exists: an
 // error wrapping errdefs.ErrConflict.
 func (s *DB) CreateVolume(ctx context.Context, v *Volume) error {
-	res, err := s.db.ExecContext(ctx, `INSERT INTO volumes (id, name, size_mb, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-		v.ID, v.Name, v.SizeMB, unixOrZero(v.CreatedAt))
+	res, err := s.db.ExecContext(ctx, `INSERT INTO volumes (id, name, size_mb, created_at, team) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		v.ID, v.Name, v.SizeMB, unixOrZero(v.CreatedAt), orDefault(v.Team))
 	if err != nil {
 		return fmt.Errorf("store volume %s: %w", v.Name, err)
 	}
@@ -62,13 +65,14 @@ func (s *DB) CreateVolume(ctx context.Context, v *Volume) error {
 	} else if n == 0 {
 		return errdefs.New(errdefs.ErrConflict, "a volume named %q exists", v.Name)
 	}
+	v.Team = orDefault(v.Team)
 	return nil
 }
 
 func scanVolume(row interface{ Scan(...any) error }) (*Volume, error) {
 	var v Volume
 	var created int64
-	if err := row.Scan(&v.ID, &v.Name, &v.SizeMB, &created); err != nil {
+	if err := row.Scan(&v.ID, &v.Name, &v.SizeMB, &created, &v.Team); err != nil {
 		return nil, err
 	}
 	v.CreatedAt = timeOrZero(created)
@@ -87,7 +91,7 @@ func (s *DB) GetVolumeByName(ctx context.Context, name string) (*Volume, error) 
 }
 
 func (s *DB) getVolume(ctx context.Context, col, val string) (*Volume, error) {
-	v, err := scanVolume(s.db.QueryRowContext(ctx, `SELECT id, name, size_mb, created_at FROM volumes WHERE `+col+` = ?`, val))
+	v, err := scanVolume(s.db.QueryRowContext(ctx, `SELECT id, name, size_mb, created_at, team FROM volumes WHERE `+col+` = ?`, val))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, errdefs.New(errdefs.ErrNotFound, "volume %q not found", val)
 	}
@@ -99,7 +103,7 @@ func (s *DB) getVolume(ctx context.Context, col, val string) (*Volume, error) {
 
 // ListVolumes returns every volume, oldest first.
 func (s *DB) ListVolumes(ctx context.Context) ([]*Volume, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, name, size_mb, created_at FROM volumes ORDER BY created_at, id`)
+	rows, err := s.db.QueryContext(ctx, `SELECT id, name, size_mb, created_at, team FROM volumes ORDER BY created_at, id`)
 	if err != nil {
 		return nil, fmt.Errorf("list volumes: %w", err)
 	}

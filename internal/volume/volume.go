@@ -193,6 +193,12 @@ func (m *Manager) volDir(id string) string { return filepath.Join(m.dir, id) }
 
 // Create makes a volume named name of sizeMB (0: the default).
 func (m *Manager) Create(ctx context.Context, name string, sizeMB int64) (*store.Volume, error) {
+	return m.CreateInTeam(ctx, store.DefaultTeamID, name, sizeMB)
+}
+
+// CreateInTeam is Create for a volume of team (a store id). Names are
+// unique across teams.
+func (m *Manager) CreateInTeam(ctx context.Context, team, name string, sizeMB int64) (*store.Volume, error) {
 	if !ValidName(name) {
 		return nil, errdefs.New(errdefs.ErrInvalidArgument, "volume name %q is invalid: 1 to 128 of a-z, A-Z, 0-9, '_' and '-'", name)
 	}
@@ -205,7 +211,7 @@ func (m *Manager) Create(ctx context.Context, name string, sizeMB int64) (*store
 	if _, err := m.cfg.DB.GetVolumeByName(ctx, name); err == nil {
 		return nil, errdefs.New(errdefs.ErrConflict, "a volume named %q exists", name)
 	}
-	v := &store.Volume{ID: newID(), Name: name, SizeMB: sizeMB, CreatedAt: time.Now().UTC()}
+	v := &store.Volume{ID: newID(), Name: name, SizeMB: sizeMB, CreatedAt: time.Now().UTC(), Team: team}
 	dir := m.volDir(v.ID)
 	if err := os.Mkdir(dir, 0o711); err != nil {
 		return nil, fmt.Errorf("volume dir: %w", err)

@@ -1,0 +1,170 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/sbxdev/sbx/internal/errdefs"
+)
+
+// teamsTable holds the teams: every API key, sandbox and snapshot belongs
+// to one (its team column). The limits are the team's quotas; 0 is no
+// limit.
+const teamsTable = `CREATE TABLE teams (
+		id TEXT PRIMARY KEY,
+		name TEXT NOT NULL UNIQUE,
+		max_sandboxes BIGINT NOT NULL DEFAULT 0,
+		max_cpus DOUBLE PRECISION NOT NULL DEFAULT 0,
+		max_memory_mb BIGINT NOT NULL DEFAULT 0,
+		created_at BIGINT NOT NULL
+	)`
+
+// teamMigrations make the teams table, its default team (which holds
+// everything made before teams existed, so that an upgrade changes
+// nothing) and the team column of the records that belong to a team.
+var teamMigrations = []string{
+	teamsTable,
+	`INSERT INTO teams (id, name, max_sandboxes, max_cpus, max_memory_mb, created_at) VALUES ('` + DefaultTeamID + `', 'default', 0, 0, 0, 0) ON CONFLICT (id) DO NOTHING`,
+	`ALTER TABLE api_keys ADD COLUMN team TEXT NOT NULL DEFAULT '` + DefaultTeamID + `'`,
+	`ALTER TABLE sandboxes ADD COLUMN team TEXT NOT NULL DEFAULT '` + DefaultTeamID + `'`,
+	`ALTER TABLE snapshots ADD COLUMN team TEXT NOT NULL DEFAULT '` + DefaultTeamID + `'`,
+	`ALTER TABLE volumes ADD COLUMN team TEXT NOT NULL DEFAULT '` + DefaultTeamID + `'`,
+}
+
+// DefaultTeamName is the name of the default team (id DefaultTeamID).
+const DefaultTeamName = "default"
+
+// Team is a stored team and its quotas.
+type Team struct {
+	ID   string
+	Name string
+	// Limits are the team's quotas.
+	Limits TeamLimits
+	// CreatedAt is when the team was made (zero for the default team).
+	CreatedAt time.Time
+}
+
+// TeamLimits are a team's quotas; 0 means no limit.
+type TeamLimits struct {
+	// MaxSandboxes bounds the team's running sandboxes.
+	MaxSandboxes int64
+	// MaxCPUs bounds the vCPUs of the team's running sandboxes together.
+	MaxCPUs float64
+	// MaxMemoryMB bounds their memory together.
+	MaxMemoryMB int64
+}
+
+// orDefault is team, or the default team when team is empty (records
+// made by code that predates teams).
+func orDefault(team string) string {
+	if team == "" {
+		return DefaultTeamID
+	}
+	return team
+}
+
+// CreateTeam inserts team t. A team of its name or id exists: an error
+// wrapping errdefs.ErrConflict.
+func (s *DB) CreateTeam(ctx context.Context, t *Team) error {
+	res, err := s.db.ExecContext(ctx, `INSERT INTO teams (id, name, max_sandboxes, max_cpus, max_memory_mb, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		t.ID, t.Name, t.Limits.MaxSandboxes, t.Limits.MaxCPUs, t.Limits.MaxMemoryMB, unixOrZero(t.CreatedAt))
+	if err != nil {
+		return fmt.Errorf("create team %s: %w", t.Name, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("create team %s: %w", t.Name, err)
+	} else if n == 0 {
+		return errdefs.New(errdefs.ErrConflict, "team %q exists", t.Name)
+	}
+	return nil
+}
+
+const teamColumns = `id, name, max_sandboxes, max_cpus, max_memory_mb, created_at`
+
+func scanTeam(row interface{ Scan(...any) error }) (*Team, error) {
+	var t Team
+	var created int64
+	if err := row.Scan(&t.ID, &t.Name, &t.Limits.MaxSandboxes, &t.Limits.MaxCPUs, &t.Limits.MaxMemoryMB, &created); err != nil {
+		return nil, err
+	}
+	t.CreatedAt = timeOrZero(created)
+	return &t, nil
+}
+
+// GetTeam returns the team whose id or name is ref, or an error wrapping
+// errdefs.ErrNotFound.
+func (s *DB) GetTeam(ctx context.Context, ref string) (*Team, error) {
+	t, err := scanTeam(s.db.QueryRowContext(ctx, `SELECT `+teamColumns+` FROM teams WHERE id = ? OR name = ? ORDER BY id = ? DESC LIMIT 1`, ref, ref, ref))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, errdefs.New(errdefs.ErrNotFound, "team %q not found", ref)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get team %s: %w", ref, err)
+	}
+	return t, nil
+}
+
+// ListTeams returns every team, the default one first, then oldest first.
+func (s *DB) ListTeams(ctx context.Context) ([]*Team, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+teamColumns+` FROM teams ORDER BY created_at, id`)
+	if err != nil {
+		return nil, fmt.Errorf("list teams: %w", err)
+	}
+	defer rows.Close()
+	var out []*Team
+	for rows.Next() {
+		t, err := scanTeam(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list teams: %w", err)
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// SetTeamLimits replaces the limits of team id, or returns an error
+// wrapping errdefs.ErrNotFound.
+func (s *DB) SetTeamLimits(ctx context.Context, id string, l TeamLimits) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE teams SET max_sandboxes = ?, max_cpus = ?, max_memory_mb = ? WHERE id = ?`,
+		l.MaxSandboxes, l.MaxCPUs, l.MaxMemoryMB, id)
+	if err != nil {
+		return fmt.Errorf("set team %s limits: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return errdefs.New(errdefs.ErrNotFound, "team %q not found", id)
+	}
+	return nil
+}
+
+// DeleteTeam removes team id. The default team, and a team that still
+// has keys, sandboxes or snapshots, cannot be removed (an error wrapping
+// errdefs.ErrFailedPrecondition); an unknown one gives
+// errdefs.ErrNotFound.
+func (s *DB) DeleteTeam(ctx context.Context, id string) error {
+	if id == DefaultTeamID {
+		return errdefs.New(errdefs.ErrFailedPrecondition, "the default team cannot be removed")
+	}
+	if _, err := s.GetTeam(ctx, id); err != nil {
+		return err
+	}
+	for _, table := range []string{"api_keys", "sandboxes", "snapshots"} {
+		var n int
+		if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+table+` WHERE team = ?`, id).Scan(&n); err != nil {
+			return fmt.Errorf("delete team %s: %w", id, err)
+		}
+		if n > 0 {
+			return errdefs.New(errdefs.ErrFailedPrecondition, "team %q still has %d %s; remove them first", id, n, table)
+		}
+	}
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM teams WHERE id = ?`, id); err != nil {
+		return fmt.Errorf("delete team %s: %w", id, err)
+	}
+	return nil
+}
+
+// TeamOrDefault is team, or DefaultTeamID when team is empty (a record
+// made before teams, or by code that sets none).
+func TeamOrDefault(team string) string { return orDefault(team) }
