@@ -107,6 +107,9 @@ func (s *Server) deleteTemplate(w http.ResponseWriter, r *http.Request) error {
 	if err := template.ValidateName(name); err != nil {
 		return err
 	}
+	if err := defaultTeamOnly(r); err != nil {
+		return err
+	}
 	// Its tags go first: one may stand on the name's own rootfs.
 	tagged, err := s.removeTemplateRefs(r.Context(), name)
 	if err != nil {
@@ -120,7 +123,7 @@ func (s *Server) deleteTemplate(w http.ResponseWriter, r *http.Request) error {
 }
 
 func keyOut(k *store.APIKey, secret string) wire.Key {
-	return wire.Key{ID: k.ID, Name: k.Name, Key: secret, Prefix: k.Prefix, Admin: k.Admin, CreatedAt: k.CreatedAt}
+	return wire.Key{ID: k.ID, Name: k.Name, Key: secret, Prefix: k.Prefix, Admin: k.Admin, CreatedAt: k.CreatedAt, Team: publicTeamID(k.Team)}
 }
 
 func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) error {
@@ -141,7 +144,23 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, &req, true); err != nil {
 		return err
 	}
-	rec, secret, err := s.keys.Create(r.Context(), req.Name, "", false)
+	team := store.DefaultTeamID
+	if req.Team != "" {
+		t, err := s.lookupTeam(r, req.Team)
+		if err != nil {
+			return err
+		}
+		team = t.ID
+	}
+	var admin bool
+	switch req.Role {
+	case "", "member":
+	case "admin":
+		admin = true
+	default:
+		return errdefs.New(errdefs.ErrInvalidArgument, "role must be admin or member")
+	}
+	rec, secret, err := s.keys.CreateInTeam(r.Context(), team, req.Name, "", admin)
 	if err != nil {
 		return err
 	}

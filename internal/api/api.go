@@ -118,20 +118,20 @@ func (s *Server) routes() {
 	m.Handle("POST /v2/sandboxes", s.auth(s.createSandbox))
 	m.Handle("GET /sandboxes", s.auth(s.listSandboxesV1))
 	m.Handle("GET /v2/sandboxes", s.auth(s.listSandboxes))
-	m.Handle("GET /sandboxes/{id}", s.auth(s.getSandbox))
-	m.Handle("DELETE /sandboxes/{id}", s.auth(s.killSandbox))
-	m.Handle("POST /sandboxes/{id}/timeout", s.auth(s.setTimeout))
-	m.Handle("POST /sandboxes/{id}/refreshes", s.auth(s.refresh))
-	m.Handle("POST /sandboxes/{id}/connect", s.auth(s.connectSandbox))
-	m.Handle("POST /v2/sandboxes/{id}/connect", s.auth(s.connectSandbox))
-	m.Handle("POST /sandboxes/{id}/pause", s.auth(s.pauseSandbox))
-	m.Handle("POST /sandboxes/{id}/resume", s.auth(s.resumeSandbox))
-	m.Handle("POST /sandboxes/{id}/snapshots", s.auth(s.createSnapshot))
-	m.Handle("POST /sandboxes/{id}/fork", s.auth(s.forkSandbox))
+	m.Handle("GET /sandboxes/{id}", s.sandboxRoute(s.getSandbox))
+	m.Handle("DELETE /sandboxes/{id}", s.sandboxRoute(s.killSandbox))
+	m.Handle("POST /sandboxes/{id}/timeout", s.sandboxRoute(s.setTimeout))
+	m.Handle("POST /sandboxes/{id}/refreshes", s.sandboxRoute(s.refresh))
+	m.Handle("POST /sandboxes/{id}/connect", s.sandboxRoute(s.connectSandbox))
+	m.Handle("POST /v2/sandboxes/{id}/connect", s.sandboxRoute(s.connectSandbox))
+	m.Handle("POST /sandboxes/{id}/pause", s.sandboxRoute(s.pauseSandbox))
+	m.Handle("POST /sandboxes/{id}/resume", s.sandboxRoute(s.resumeSandbox))
+	m.Handle("POST /sandboxes/{id}/snapshots", s.sandboxRoute(s.createSnapshot))
+	m.Handle("POST /sandboxes/{id}/fork", s.sandboxRoute(s.forkSandbox))
 	m.Handle("GET /snapshots", s.auth(s.listSnapshots))
-	m.Handle("PUT /sandboxes/{id}/network", s.auth(s.updateNetwork))
-	m.Handle("GET /v2/sandboxes/{id}/logs", s.auth(s.sandboxLogs))
-	m.Handle("GET /sandboxes/{id}/logs", s.auth(s.sandboxLogsV1))
+	m.Handle("PUT /sandboxes/{id}/network", s.sandboxRoute(s.updateNetwork))
+	m.Handle("GET /v2/sandboxes/{id}/logs", s.sandboxRoute(s.sandboxLogs))
+	m.Handle("GET /sandboxes/{id}/logs", s.sandboxRoute(s.sandboxLogsV1))
 
 	// Volumes (E2B). The content routes take the volume's token, not an
 	// API key.
@@ -146,10 +146,10 @@ func (s *Server) routes() {
 	m.Handle("POST /volumecontent/{volumeID}/dir", s.volumeAuth(s.volumeDirMake))
 	m.Handle("GET /volumecontent/{volumeID}/file", s.volumeAuth(s.volumeFileRead))
 	m.Handle("PUT /volumecontent/{volumeID}/file", s.volumeAuth(s.volumeFileWrite))
-	m.Handle("GET /sandboxes/{id}/metrics", s.auth(s.sandboxMetrics))
+	m.Handle("GET /sandboxes/{id}/metrics", s.sandboxRoute(s.sandboxMetrics))
 	m.Handle("GET /sandboxes/metrics", s.auth(s.sandboxesMetrics))
 
-	// Teams (E2B): sbx has one, the default.
+	// Teams (E2B): the key's own.
 	m.Handle("GET /teams", s.auth(s.listTeams))
 	m.Handle("GET /teams/{teamID}/metrics", s.auth(s.teamMetrics))
 	m.Handle("GET /teams/{teamID}/metrics/max", s.auth(s.teamMetricsMax))
@@ -161,33 +161,38 @@ func (s *Server) routes() {
 	// overlap (/templates/aliases/tags), which ServeMux refuses: one
 	// route serves both (tags.go).
 	m.Handle("GET /templates/{templateID}/{item}", s.auth(s.templateItem))
-	m.Handle("POST /templates/tags", s.auth(s.assignTemplateTags))
-	m.Handle("DELETE /templates/tags", s.auth(s.deleteTemplateTags))
-	m.Handle("POST /v3/templates", s.auth(s.requestTemplateBuild))
-	m.Handle("GET /templates/{templateID}/files/{hash}", s.auth(s.templateFilesLink))
-	m.Handle("POST /v2/templates/{templateID}/builds/{buildID}", s.auth(s.startTemplateBuild))
-	m.Handle("GET /templates/{templateID}/builds/{buildID}/status", s.auth(s.templateBuildStatus))
+	m.Handle("POST /templates/tags", s.templateWrite(s.assignTemplateTags))
+	m.Handle("DELETE /templates/tags", s.templateWrite(s.deleteTemplateTags))
+	m.Handle("POST /v3/templates", s.templateWrite(s.requestTemplateBuild))
+	m.Handle("GET /templates/{templateID}/files/{hash}", s.templateWrite(s.templateFilesLink))
+	m.Handle("POST /v2/templates/{templateID}/builds/{buildID}", s.templateWrite(s.startTemplateBuild))
+	m.Handle("GET /templates/{templateID}/builds/{buildID}/status", s.templateWrite(s.templateBuildStatus))
 
 	// sbx extensions.
 	m.Handle("GET /nodes", s.admin(s.listNodes))
 	m.Handle("GET /nodes/{nodeID}", s.admin(s.getNode))
+	m.Handle("GET /sbx/v1/teams", s.admin(s.listTeamInfos))
+	m.Handle("POST /sbx/v1/teams", s.admin(s.createTeam))
+	m.Handle("GET /sbx/v1/teams/{teamID}", s.admin(s.getTeam))
+	m.Handle("PATCH /sbx/v1/teams/{teamID}", s.admin(s.setTeam))
+	m.Handle("DELETE /sbx/v1/teams/{teamID}", s.admin(s.deleteTeam))
 	m.Handle("GET /sbx/v1/keys", s.admin(s.listKeys))
 	m.Handle("POST /sbx/v1/keys", s.admin(s.createKey))
 	m.Handle("DELETE /sbx/v1/keys/{id}", s.admin(s.deleteKey))
 	m.Handle("POST /sbx/v1/templates/import", s.admin(s.importTemplate))
 	m.Handle("GET /sbx/v1/templates/{name}", s.auth(s.inspectTemplate))
 	m.Handle("PATCH /sbx/v1/templates/{name}", s.admin(s.setTemplate))
-	m.Handle("POST /sbx/v1/templates/builds", s.auth(s.createBuild))
-	m.Handle("GET /sbx/v1/templates/builds/{buildID}", s.auth(s.getBuild))
-	m.Handle("GET /sbx/v1/templates/builds/{buildID}/logs", s.auth(s.buildLogs))
-	m.Handle("POST /sbx/v1/templates/builtin/{name}", s.auth(s.buildBuiltinTemplate))
+	m.Handle("POST /sbx/v1/templates/builds", s.templateWrite(s.createBuild))
+	m.Handle("GET /sbx/v1/templates/builds/{buildID}", s.templateWrite(s.getBuild))
+	m.Handle("GET /sbx/v1/templates/builds/{buildID}/logs", s.templateWrite(s.buildLogs))
+	m.Handle("POST /sbx/v1/templates/builtin/{name}", s.templateWrite(s.buildBuiltinTemplate))
 	// The upload link of E2B builds: authorised by the build's token in
 	// the URL, not an API key (see uploadTemplateFiles).
 	m.Handle("PUT /sbx/v1/uploads/{buildID}/{hash}", s.wrap(s.uploadTemplateFiles))
 
 	// Lifecycle events and webhooks (E2B), the audit log (sbx).
 	m.Handle("GET /events/sandboxes", s.auth(s.listEvents))
-	m.Handle("GET /events/sandboxes/{sandboxID}", s.auth(s.listEvents))
+	m.Handle("GET /events/sandboxes/{sandboxID}", s.sandboxRoute(s.listEvents))
 	m.Handle("POST /events/webhooks", s.auth(s.createWebhook))
 	m.Handle("GET /events/webhooks", s.auth(s.listWebhooks))
 	m.Handle("GET /events/webhooks/{webhookID}", s.auth(s.getWebhook))
@@ -261,7 +266,7 @@ func (s *Server) auth(h handlerFunc) http.Handler {
 		if a := auditOf(r); a != nil {
 			a.key = rec
 		}
-		return h(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, rec.Admin)))
+		return h(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, rec)))
 	})
 }
 
@@ -277,10 +282,11 @@ func requestKey(r *http.Request) string {
 	return key
 }
 
-// admin requires a valid admin API key.
+// admin requires a valid admin API key of the default team: the
+// server's admin (teams.go).
 func (s *Server) admin(h handlerFunc) http.Handler {
 	return s.auth(func(w http.ResponseWriter, r *http.Request) error {
-		if admin, _ := r.Context().Value(ctxKey{}).(bool); !admin {
+		if !serverAdmin(r) {
 			return errdefs.New(errdefs.ErrPermissionDenied, "this needs an admin API key")
 		}
 		return h(w, r)

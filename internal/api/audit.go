@@ -119,6 +119,7 @@ func (s *Server) audit(r *http.Request, a *auditInfo, status int) {
 	}
 	if a.key != nil {
 		rec.KeyID, rec.KeyName, rec.Admin = a.key.ID, a.key.Name, a.key.Admin
+		rec.TeamID = store.TeamOrDefault(a.key.Team)
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
 	defer cancel()

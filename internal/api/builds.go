@@ -37,10 +37,7 @@ func (s *Server) buildsOrErr() (*build.Builds, error) {
 	return s.cfg.Builds, nil
 }
 
-func isAdmin(r *http.Request) bool {
-	admin, _ := r.Context().Value(ctxKey{}).(bool)
-	return admin
-}
+func isAdmin(r *http.Request) bool { return serverAdmin(r) }
 
 // createBuild starts a build from an uploaded context: the body is a tar
 // (optionally gzipped) of the context, or multipart/form-data with a

@@ -75,7 +75,7 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	q := r.URL.Query()
-	f := store.EventFilter{SandboxID: r.PathValue("sandboxID"), Limit: limit, Offset: offset}
+	f := store.EventFilter{SandboxID: r.PathValue("sandboxID"), TeamID: teamOf(r), Limit: limit, Offset: offset}
 	switch q.Get("orderAsc") {
 	case "", "false":
 	case "true":
@@ -149,13 +149,13 @@ func (s *Server) createWebhook(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	h := &store.Webhook{
-		ID: uuid.NewString(), TeamID: store.DefaultTeamID, Name: req.Name, URL: req.URL, Events: req.Events,
+		ID: uuid.NewString(), TeamID: teamOf(r), Name: req.Name, URL: req.URL, Events: req.Events,
 		Enabled: req.Enabled == nil || *req.Enabled, Secret: req.SignatureSecret, CreatedAt: time.Now().UTC(),
 	}
 	if err := s.checkWebhook(h); err != nil {
 		return err
 	}
-	all, err := db.ListWebhooks(r.Context(), store.DefaultTeamID)
+	all, err := db.ListWebhooks(r.Context(), teamOf(r))
 	if err != nil {
 		return err
 	}
@@ -175,7 +175,7 @@ func (s *Server) listWebhooks(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	all, err := db.ListWebhooks(r.Context(), store.DefaultTeamID)
+	all, err := db.ListWebhooks(r.Context(), teamOf(r))
 	if err != nil {
 		return err
 	}
@@ -197,7 +197,7 @@ func (s *Server) webhookOf(r *http.Request) (EventStore, *store.Webhook, error) 
 	if err != nil {
 		return nil, nil, err
 	}
-	if h.TeamID != store.DefaultTeamID {
+	if h.TeamID != teamOf(r) {
 		return nil, nil, errdefs.New(errdefs.ErrNotFound, "webhook %q not found", h.ID)
 	}
 	return db, h, nil

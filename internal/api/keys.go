@@ -87,9 +87,16 @@ func NewKey() string {
 	return "e2b_" + hex.EncodeToString(b)
 }
 
-// Create stores key (a new random one when key is empty) and returns the
-// record and the key itself, which is never retrievable again.
+// Create stores key (a new random one when key is empty) of the default
+// team and returns the record and the key itself, which is never
+// retrievable again.
 func (k *Keys) Create(ctx context.Context, name, key string, admin bool) (*store.APIKey, string, error) {
+	return k.CreateInTeam(ctx, store.DefaultTeamID, name, key, admin)
+}
+
+// CreateInTeam is Create for a key of team (a store id); admin makes it
+// an admin of that team.
+func (k *Keys) CreateInTeam(ctx context.Context, team, name, key string, admin bool) (*store.APIKey, string, error) {
 	if key == "" {
 		key = NewKey()
 	}
@@ -108,6 +115,7 @@ func (k *Keys) Create(ctx context.Context, name, key string, admin bool) (*store
 		Prefix:    key[:10],
 		Admin:     admin,
 		CreatedAt: time.Now().UTC(),
+		Team:      team,
 	}
 	if err := k.db.PutAPIKey(ctx, rec); err != nil {
 		return nil, "", fmt.Errorf("create key: %w", err)
@@ -118,8 +126,8 @@ func (k *Keys) Create(ctx context.Context, name, key string, admin bool) (*store
 // List returns every key record.
 func (k *Keys) List(ctx context.Context) ([]*store.APIKey, error) { return k.db.ListAPIKeys(ctx) }
 
-// Delete removes key id. The last admin key cannot be removed: the server
-// would become unmanageable.
+// Delete removes key id. The last admin key of the default team cannot be
+// removed: the server would become unmanageable.
 func (k *Keys) Delete(ctx context.Context, id string) error {
 	keys, err := k.db.ListAPIKeys(ctx)
 	if err != nil {
@@ -127,7 +135,7 @@ func (k *Keys) Delete(ctx context.Context, id string) error {
 	}
 	admins, found := 0, (*store.APIKey)(nil)
 	for _, key := range keys {
-		if key.Admin {
+		if key.Admin && store.TeamOrDefault(key.Team) == store.DefaultTeamID {
 			admins++
 		}
 		if key.ID == id {
@@ -137,7 +145,7 @@ func (k *Keys) Delete(ctx context.Context, id string) error {
 	if found == nil {
 		return errdefs.New(errdefs.ErrNotFound, "api key %q not found", id)
 	}
-	if found.Admin && admins == 1 {
+	if found.Admin && store.TeamOrDefault(found.Team) == store.DefaultTeamID && admins == 1 {
 		return errdefs.New(errdefs.ErrFailedPrecondition, "cannot remove the last admin key")
 	}
 	if err := k.db.DeleteAPIKey(ctx, id); err != nil {

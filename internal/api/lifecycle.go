@@ -98,6 +98,7 @@ func (s *Server) listSnapshots(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	all = teamSnapshots(r, all)
 	if name := q.Get("name"); name != "" {
 		var keep []*sandbox.Snapshot
 		for _, sn := range all {
@@ -165,6 +166,9 @@ func (s *Server) forkSandbox(w http.ResponseWriter, r *http.Request) error {
 // deleteSnapshotOrTemplate serves DELETE /templates/{id}: the e2b SDK's
 // deleteSnapshot deletes a snapshot there.
 func (s *Server) deleteSnapshotOrTemplate(w http.ResponseWriter, r *http.Request) error {
+	if err := s.checkSnapshot(r, r.PathValue("id")); err != nil {
+		return err
+	}
 	err := s.mgr.Snapshots().Delete(r.Context(), r.PathValue("id"))
 	if errors.Is(err, errdefs.ErrNotFound) {
 		return s.deleteTemplate(w, r)

@@ -102,11 +102,13 @@ func (s *Server) sandboxesMetrics(w http.ResponseWriter, r *http.Request) error 
 		if _, ok := out.Sandboxes[id]; ok {
 			continue
 		}
-		if _, err := s.mgr.Get(r.Context(), id); err != nil {
+		if sb, err := s.mgr.Get(r.Context(), id); err != nil {
 			if errors.Is(err, errdefs.ErrNotFound) {
 				continue // as E2B: sandboxes unknown to the caller are left out
 			}
 			return err
+		} else if ownedSandbox(r, sb) != nil {
+			continue // another team's
 		}
 		m, ok, err := s.cfg.Metrics.LastSandboxMetric(r.Context(), id)
 		if err != nil {
@@ -121,14 +123,19 @@ func (s *Server) sandboxesMetrics(w http.ResponseWriter, r *http.Request) error 
 }
 
 func (s *Server) listTeams(w http.ResponseWriter, r *http.Request) error {
-	writeJSON(w, http.StatusOK, []wire.Team{{TeamID: DefaultTeam, Name: DefaultTeam, APIKey: requestKey(r), IsDefault: true}})
+	t, err := s.keys.db.GetTeam(r.Context(), teamOf(r))
+	if err != nil {
+		return err
+	}
+	id := publicTeamID(t.ID)
+	writeJSON(w, http.StatusOK, []wire.Team{{TeamID: id, Name: t.Name, APIKey: requestKey(r), IsDefault: id == DefaultTeam}})
 	return nil
 }
 
-// team checks the teamID of the path: the default team is every key's.
+// team checks the teamID of the path: it must be the key's team.
 func team(r *http.Request) error {
-	if id := r.PathValue("teamID"); id != DefaultTeam {
-		return errdefs.New(errdefs.ErrPermissionDenied, "team %q is not this key's team (%s)", id, DefaultTeam)
+	if id, own := r.PathValue("teamID"), publicTeamID(teamOf(r)); id != own {
+		return errdefs.New(errdefs.ErrPermissionDenied, "team %q is not this key's team (%s)", id, own)
 	}
 	return nil
 }
@@ -141,7 +148,7 @@ func (s *Server) teamSamples(r *http.Request) ([]store.TeamMetric, time.Time, er
 	if err != nil {
 		return nil, end, err
 	}
-	ms, err := s.cfg.Metrics.TeamMetrics(r.Context(), DefaultTeam, start, end)
+	ms, err := s.cfg.Metrics.TeamMetrics(r.Context(), publicTeamID(teamOf(r)), start, end)
 	return ms, end, err
 }
 

@@ -70,6 +70,9 @@ func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request) error {
 	if req.TemplateID == "" {
 		return errdefs.New(errdefs.ErrInvalidArgument, "templateID is required")
 	}
+	if err := s.checkSnapshot(r, req.TemplateID); err != nil {
+		return err
+	}
 	if strings.Contains(req.TemplateID, ":") {
 		// "name:tag": that tag's build ("name" alone is the default tag).
 		ref, err := template.CanonicalRef(req.TemplateID)
@@ -97,7 +100,7 @@ func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	vols, err := s.volumeMounts(r.Context(), req.VolumeMounts)
+	vols, err := s.volumeMounts(r.Context(), teamOf(r), req.VolumeMounts)
 	if err != nil {
 		return err
 	}
@@ -114,6 +117,7 @@ func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request) error {
 		Lifecycle:      life,
 		Network:        netPolicy,
 		Volumes:        vols,
+		Team:           teamOf(r),
 	})
 	if err != nil {
 		return err
@@ -200,6 +204,7 @@ func (s *Server) listSandboxes(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	all = teamSandboxes(r, all)
 	if order == "asc" {
 		for i, j := 0, len(all)-1; i < j; i, j = i+1, j-1 {
 			all[i], all[j] = all[j], all[i]
@@ -241,6 +246,7 @@ func (s *Server) listSandboxesV1(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	all = teamSandboxes(r, all)
 	out := make([]wire.ListedSandbox, 0, len(all))
 	for _, sb := range all {
 		out = append(out, listed(sb))

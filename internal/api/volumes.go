@@ -41,7 +41,7 @@ func (s *Server) createVolume(w http.ResponseWriter, r *http.Request) error {
 		}
 		size = *req.SizeMB
 	}
-	v, err := vols.Create(r.Context(), req.Name, size)
+	v, err := vols.CreateInTeam(r.Context(), teamOf(r), req.Name, size)
 	if err != nil {
 		return err
 	}
@@ -60,6 +60,9 @@ func (s *Server) listVolumes(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := make([]wire.Volume, 0, len(all))
 	for _, v := range all {
+		if ownedVolume(r, v) != nil {
+			continue
+		}
 		out = append(out, wire.Volume{VolumeID: v.ID, Name: v.Name, SizeMB: v.SizeMB})
 	}
 	writeJSON(w, http.StatusOK, out)
@@ -75,6 +78,9 @@ func (s *Server) getVolume(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := ownedVolume(r, v); err != nil {
+		return err
+	}
 	writeJSON(w, http.StatusOK, s.volumeBody(v))
 	return nil
 }
@@ -84,6 +90,11 @@ func (s *Server) destroyVolume(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if v, err := vols.Get(r.Context(), r.PathValue("volumeID")); err == nil {
+		if err := ownedVolume(r, v); err != nil {
+			return err
+		}
+	}
 	if err := vols.Destroy(r.Context(), r.PathValue("volumeID")); err != nil {
 		return err
 	}
@@ -92,7 +103,7 @@ func (s *Server) destroyVolume(w http.ResponseWriter, r *http.Request) error {
 }
 
 // volumeMounts resolves a create's volumeMounts (by volume name).
-func (s *Server) volumeMounts(ctx context.Context, in []wire.SandboxVolumeMount) ([]sandbox.VolumeMount, error) {
+func (s *Server) volumeMounts(ctx context.Context, team string, in []wire.SandboxVolumeMount) ([]sandbox.VolumeMount, error) {
 	if len(in) == 0 {
 		return nil, nil
 	}
@@ -108,6 +119,9 @@ func (s *Server) volumeMounts(ctx context.Context, in []wire.SandboxVolumeMount)
 		v, err := vols.ByName(ctx, m.Name)
 		if err != nil {
 			return nil, err
+		}
+		if store.TeamOrDefault(v.Team) != team {
+			return nil, errdefs.New(errdefs.ErrNotFound, "volume %q not found", m.Name)
 		}
 		out = append(out, sandbox.VolumeMount{VolumeID: v.ID, Name: v.Name, Path: m.Path})
 	}

@@ -16,6 +16,8 @@ func runKey(e *env, args []string) int {
 	switch sub {
 	case "create":
 		name := fs.String("name", "", "a name to recognise the key by")
+		team := fs.String("team", "", "the id or name of the key's team (default: the default team)")
+		role := fs.String("role", "member", "the key's role in its team: admin or member")
 		asJSON := fs.Bool("json", false, "print the key as JSON")
 		pos, code, ok := e.parse(fs, args[1:])
 		if !ok {
@@ -24,11 +26,14 @@ func runKey(e *env, args []string) int {
 		if len(pos) != 0 {
 			return e.usageErr(fs, "unexpected argument %q", pos[0])
 		}
+		if *role != "admin" && *role != "member" {
+			return e.usageErr(fs, "--role must be admin or member")
+		}
 		c, err := e.client()
 		if err != nil {
 			return e.fail("key create", err)
 		}
-		k, err := c.CreateKey(e.ctx, *name)
+		k, err := c.CreateTeamKey(e.ctx, client.KeyOptions{Name: *name, Team: *team, Admin: *role == "admin"})
 		if err != nil {
 			return e.fail("key create", err)
 		}

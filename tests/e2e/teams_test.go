@@ -1,0 +1,388 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sbxdev/sbx/tests/harness"
+	"github.com/sbxdev/sbx/wire"
+)
+
+// apiRoutes returns the patterns that internal/api's routes method
+// registers, read from its source (an http.ServeMux cannot list them), so
+// that a route added there without a case below fails TestTeamIsolation.
+func apiRoutes(t *testing.T) []string {
+	t.Helper()
+	fset := token.NewFileSet()
+	files, err := filepath.Glob(filepath.Join(harness.RepoRoot(), "internal", "api", "*.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var routes []string
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range f.Decls {
+			fn, ok := d.(*ast.FuncDecl)
+			if !ok || fn.Recv == nil || fn.Name.Name != "routes" {
+				continue
+			}
+			ast.Inspect(fn.Body, func(n ast.Node) bool {
+				call, ok := n.(*ast.CallExpr)
+				if !ok {
+					return true
+				}
+				sel, ok := call.Fun.(*ast.SelectorExpr)
+				if !ok || (sel.Sel.Name != "Handle" && sel.Sel.Name != "HandleFunc") || len(call.Args) != 2 {
+					return true
+				}
+				lit, ok := call.Args[0].(*ast.BasicLit)
+				if !ok || lit.Kind != token.STRING {
+					t.Fatalf("%s: a route pattern that is not a string literal", fset.Position(call.Pos()))
+				}
+				p, _ := strconv.Unquote(lit.Value)
+				routes = append(routes, p)
+				return true
+			})
+		}
+	}
+	if len(routes) < 50 {
+		t.Fatalf("found %d routes in internal/api's routes method; update this test", len(routes))
+	}
+	return routes
+}
+
+// teamSend makes a request with key (none when empty) and returns its status
+// and body.
+func teamSend(t *testing.T, ctx context.Context, method, url, key string, body []byte) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key != "" {
+		req.Header.Set("X-API-Key", key)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// must sends a request that must answer want, and decodes its body into
+// out when out is not nil.
+func must(t *testing.T, ctx context.Context, method, url, key string, body any, want int, out any) {
+	t.Helper()
+	var b []byte
+	if body != nil {
+		b, _ = json.Marshal(body)
+	}
+	code, got := teamSend(t, ctx, method, url, key, b)
+	if code != want {
+		t.Fatalf("%s %s = %d %s; want %d", method, url, code, got, want)
+	}
+	if out != nil {
+		if err := json.Unmarshal(got, out); err != nil {
+			t.Fatalf("%s %s: %v: %s", method, url, err, got)
+		}
+	}
+}
+
+// TestTeamIsolation is the done-when for teams: a key of team
+// beta cannot see or touch team alpha's sandbox, snapshot, volume or
+// webhook through any route of the API. Every route internal/api
+// registers is called with beta's key and alpha's ids; a route without a
+// case here fails the test.
+func TestTeamIsolation(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	srv := harness.Start(t, "--internet=false", "--webhook-allow", "127.0.0.1/32")
+
+	// Teams and keys through the CLI, as an operator makes them.
+	teamID := map[string]string{}
+	key := map[string]string{}
+	for _, name := range []string{"alpha", "beta"} {
+		out, stderr, code := srv.CLI(ctx, nil, "team", "create", name, "--max-sandboxes", "0")
+		if code != 0 {
+			t.Fatalf("sbx team create %s: %d %s", name, code, stderr)
+		}
+		teamID[name] = strings.TrimSpace(out)
+		out, stderr, code = srv.CLI(ctx, nil, "key", "create", "--team", name, "--name", name)
+		if code != 0 {
+			t.Fatalf("sbx key create --team %s: %d %s", name, code, stderr)
+		}
+		key[name] = strings.TrimSpace(out)
+	}
+	out, _, code := srv.CLI(ctx, nil, "team", "ls", "--json")
+	var teams []wire.TeamInfo
+	if err := json.Unmarshal([]byte(out), &teams); code != 0 || err != nil || len(teams) != 3 || teams[0].ID != "default" || teams[1].Name != "alpha" {
+		t.Fatalf("sbx team ls = %d %s %v; want default, alpha and beta", code, out, err)
+	}
+	if _, _, code := srv.CLI(ctx, nil, "team", "create", "alpha"); code == 0 {
+		t.Fatal("a second team named alpha was created")
+	}
+
+	// Alpha's objects.
+	a, u := key["alpha"], srv.URL
+	var sb wire.Sandbox
+	must(t, ctx, "POST", u+"/sandboxes", a, map[string]any{"templateID": "base", "timeout": 600}, 201, &sb)
+	var snap wire.Snapshot
+	must(t, ctx, "POST", u+"/sandboxes/"+sb.SandboxID+"/snapshots", a, map[string]any{"name": "alpha-snap"}, 201, &snap)
+	var vol wire.VolumeAndToken
+	must(t, ctx, "POST", u+"/volumes", a, map[string]any{"name": "alpha-vol"}, 201, &vol)
+	var hook wire.Webhook
+	must(t, ctx, "POST", u+"/events/webhooks", a, map[string]any{"name": "h", "url": "http://127.0.0.1:1/hook", "events": []string{wire.EventKilled}, "signatureSecret": "s3cret-s3cret"}, 201, &hook)
+	alphaIDs := []string{sb.SandboxID, snap.SnapshotID, vol.VolumeID, hook.ID, vol.Token, teamID["alpha"]}
+
+	// What each route answers beta's key holding alpha's ids. Path
+	// values are alpha's objects; 0 in status means the route is public
+	// or a list, and must answer 2xx without any of alpha's ids in it.
+	type call struct {
+		status int
+		body   any
+		query  string
+	}
+	const (
+		notFound  = http.StatusNotFound
+		forbidden = http.StatusForbidden
+		list      = 0
+	)
+	cases := map[string]call{
+		"GET /health":                                         {status: list},
+		"POST /sandboxes":                                     {status: notFound, body: map[string]any{"templateID": snap.SnapshotID}},
+		"POST /v2/sandboxes":                                  {status: notFound, body: map[string]any{"templateID": "base", "volumeMounts": []map[string]string{{"name": "alpha-vol", "path": "/data"}}}},
+		"GET /sandboxes":                                      {status: list},
+		"GET /v2/sandboxes":                                   {status: list, query: "?state=running,paused"},
+		"GET /sandboxes/{id}":                                 {status: notFound},
+		"DELETE /sandboxes/{id}":                              {status: notFound},
+		"POST /sandboxes/{id}/timeout":                        {status: notFound, body: map[string]any{"timeout": 30}},
+		"POST /sandboxes/{id}/refreshes":                      {status: notFound, body: map[string]any{"duration": 30}},
+		"POST /sandboxes/{id}/connect":                        {status: notFound, body: map[string]any{"timeout": 30}},
+		"POST /v2/sandboxes/{id}/connect":                     {status: notFound, body: map[string]any{"timeout": 30}},
+		"POST /sandboxes/{id}/pause":                          {status: notFound},
+		"POST /sandboxes/{id}/resume":                         {status: notFound, body: map[string]any{}},
+		"POST /sandboxes/{id}/snapshots":                      {status: notFound, body: map[string]any{}},
+		"POST /sandboxes/{id}/fork":                           {status: notFound, body: map[string]any{}},
+		"GET /snapshots":                                      {status: list},
+		"PUT /sandboxes/{id}/network":                         {status: notFound, body: map[string]any{"allowOut": []string{"10.0.0.1"}}},
+		"GET /v2/sandboxes/{id}/logs":                         {status: notFound},
+		"GET /sandboxes/{id}/logs":                            {status: notFound},
+		"GET /volumes":                                        {status: list},
+		"POST /volumes":                                       {status: http.StatusCreated, body: map[string]any{"name": "beta-vol"}},
+		"GET /volumes/{volumeID}":                             {status: notFound},
+		"DELETE /volumes/{volumeID}":                          {status: notFound},
+		"GET /volumecontent/{volumeID}/path":                  {status: http.StatusUnauthorized, query: "?path=/"},
+		"PATCH /volumecontent/{volumeID}/path":                {status: http.StatusUnauthorized, query: "?path=/", body: map[string]any{}},
+		"DELETE /volumecontent/{volumeID}/path":               {status: http.StatusUnauthorized, query: "?path=/x"},
+		"GET /volumecontent/{volumeID}/dir":                   {status: http.StatusUnauthorized, query: "?path=/"},
+		"POST /volumecontent/{volumeID}/dir":                  {status: http.StatusUnauthorized, query: "?path=/x"},
+		"GET /volumecontent/{volumeID}/file":                  {status: http.StatusUnauthorized, query: "?path=/x"},
+		"PUT /volumecontent/{volumeID}/file":                  {status: http.StatusUnauthorized, query: "?path=/x"},
+		"GET /sandboxes/{id}/metrics":                         {status: notFound},
+		"GET /sandboxes/metrics":                              {status: list, query: "?sandbox_ids=" + sb.SandboxID},
+		"GET /teams":                                          {status: list},
+		"GET /teams/{teamID}/metrics":                         {status: forbidden},
+		"GET /teams/{teamID}/metrics/max":                     {status: forbidden, query: "?metric=concurrent_sandboxes"},
+		"GET /templates":                                      {status: list},
+		"DELETE /templates/{id}":                              {status: notFound},
+		"GET /templates/aliases/{alias}":                      {status: notFound},
+		"POST /v3/templates":                                  {status: forbidden, body: map[string]any{"name": "beta-tpl"}},
+		"GET /templates/{templateID}/files/{hash}":            {status: forbidden},
+		"POST /v2/templates/{templateID}/builds/{buildID}":    {status: forbidden, body: map[string]any{}},
+		"GET /templates/{templateID}/builds/{buildID}/status": {status: forbidden},
+		"GET /nodes":                                          {status: forbidden},
+		"GET /nodes/{nodeID}":                                 {status: forbidden},
+		"GET /sbx/v1/teams":                                   {status: forbidden},
+		"POST /sbx/v1/teams":                                  {status: forbidden, body: map[string]any{"name": "gamma"}},
+		"GET /sbx/v1/teams/{teamID}":                          {status: forbidden},
+		"PATCH /sbx/v1/teams/{teamID}":                        {status: forbidden, body: map[string]any{"maxSandboxes": 1}},
+		"DELETE /sbx/v1/teams/{teamID}":                       {status: forbidden},
+		"GET /sbx/v1/keys":                                    {status: forbidden},
+		"POST /sbx/v1/keys":                                   {status: forbidden, body: map[string]any{"team": "alpha"}},
+		"DELETE /sbx/v1/keys/{id}":                            {status: forbidden},
+		"POST /sbx/v1/templates/import":                       {status: forbidden, body: map[string]any{}},
+		"GET /sbx/v1/templates/{name}":                        {status: notFound},
+		"PATCH /sbx/v1/templates/{name}":                      {status: forbidden, body: map[string]any{}},
+		"POST /sbx/v1/templates/builds":                       {status: forbidden, query: "?name=beta-tpl"},
+		"GET /sbx/v1/templates/builds/{buildID}":              {status: forbidden},
+		"GET /sbx/v1/templates/builds/{buildID}/logs":         {status: forbidden},
+		"POST /sbx/v1/templates/builtin/{name}":               {status: forbidden},
+		"PUT /sbx/v1/uploads/{buildID}/{hash}":                {status: http.StatusUnauthorized},
+		"GET /events/sandboxes":                               {status: list},
+		"GET /events/sandboxes/{sandboxID}":                   {status: notFound},
+		"POST /events/webhooks":                               {status: http.StatusBadRequest, body: map[string]any{}},
+		"GET /events/webhooks":                                {status: list},
+		"GET /events/webhooks/{webhookID}":                    {status: notFound},
+		"PATCH /events/webhooks/{webhookID}":                  {status: notFound, body: map[string]any{"enabled": false}},
+		"DELETE /events/webhooks/{webhookID}":                 {status: notFound},
+		"GET /events/webhooks/{webhookID}/deliveries":         {status: notFound},
+		"GET /sbx/v1/audit":                                   {status: forbidden},
+	}
+	// Path values: alpha's objects, or what names one.
+	values := map[string]string{
+		"{id}": sb.SandboxID, "{sandboxID}": sb.SandboxID, "{volumeID}": vol.VolumeID, "{webhookID}": hook.ID,
+		"{teamID}": teamID["alpha"], "{alias}": snap.SnapshotID, "{name}": snap.SnapshotID,
+		"{templateID}": snap.SnapshotID, "{buildID}": snap.SnapshotID, "{hash}": strings.Repeat("a", 64),
+		"{nodeID}": "vm",
+	}
+	// Paths whose {id} is another kind of object.
+	overrides := map[string]string{
+		"DELETE /templates/{id}":   "/templates/" + snap.SnapshotID,
+		"DELETE /sbx/v1/keys/{id}": "/sbx/v1/keys/key_0000000000000000",
+	}
+	b := key["beta"]
+	seen := map[string]bool{}
+	for _, route := range apiRoutes(t) {
+		if route == "/" {
+			continue
+		}
+		seen[route] = true
+		c, ok := cases[route]
+		if !ok {
+			t.Errorf("route %q has no case in TestTeamIsolation: say what a key of another team gets there", route)
+			continue
+		}
+		method, path, _ := strings.Cut(route, " ")
+		if p, ok := overrides[route]; ok {
+			path = p
+		}
+		for k, v := range values {
+			path = strings.ReplaceAll(path, k, v)
+		}
+		var body []byte
+		if c.body != nil {
+			body, _ = json.Marshal(c.body)
+		}
+		// The volume-content routes take a volume's token: beta's API key
+		// is not alpha's volume's.
+		code, got := func() (int, []byte) {
+			if strings.HasPrefix(route, method+" /volumecontent/") {
+				req, _ := http.NewRequestWithContext(ctx, method, u+path+c.query, bytes.NewReader(body))
+				req.Header.Set("Authorization", "Bearer "+b)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				out, _ := io.ReadAll(resp.Body)
+				return resp.StatusCode, out
+			}
+			return teamSend(t, ctx, method, u+path+c.query, b, body)
+		}()
+		switch {
+		case c.status == list && code/100 != 2:
+			t.Errorf("%s %s with beta's key = %d %s; want 2xx", method, path, code, got)
+		case c.status != list && code != c.status:
+			t.Errorf("%s %s with beta's key = %d %s; want %d", method, path, code, got, c.status)
+		}
+		for _, id := range alphaIDs {
+			// Errors may echo the path; answers must not hold alpha's ids.
+			if code/100 == 2 && bytes.Contains(got, []byte(id)) {
+				t.Errorf("%s %s with beta's key shows alpha's %q: %s", method, path, id, got)
+			}
+		}
+		if code == notFound {
+			var e wire.Error
+			if err := json.Unmarshal(got, &e); err != nil || e.Code != notFound || !strings.Contains(e.Message, "not found") {
+				t.Errorf("%s %s: 404 body %s is not the not-found error of an unknown id", method, path, got)
+			}
+		}
+	}
+	for route := range cases {
+		if !seen[route] {
+			t.Errorf("case %q names no route of internal/api", route)
+		}
+	}
+
+	// Alpha's objects are untouched, and alpha sees them.
+	var detail wire.SandboxDetail
+	must(t, ctx, "GET", u+"/sandboxes/"+sb.SandboxID, a, nil, 200, &detail)
+	if detail.State != "running" {
+		t.Errorf("alpha's sandbox is %s after beta's calls; want running", detail.State)
+	}
+	must(t, ctx, "GET", u+"/volumes/"+vol.VolumeID, a, nil, 200, nil)
+	must(t, ctx, "GET", u+"/events/webhooks/"+hook.ID, a, nil, 200, nil)
+	var snaps []wire.Snapshot
+	must(t, ctx, "GET", u+"/snapshots", a, nil, 200, &snaps)
+	if len(snaps) != 1 || snaps[0].SnapshotID != snap.SnapshotID {
+		t.Errorf("alpha's snapshots = %+v; want its one", snaps)
+	}
+	var listed []wire.ListedSandbox
+	must(t, ctx, "GET", u+"/v2/sandboxes", a, nil, 200, &listed)
+	if len(listed) != 1 || listed[0].SandboxID != sb.SandboxID {
+		t.Errorf("alpha's sandboxes = %+v; want its one", listed)
+	}
+	var myTeams []wire.Team
+	must(t, ctx, "GET", u+"/teams", a, nil, 200, &myTeams)
+	if len(myTeams) != 1 || myTeams[0].TeamID != teamID["alpha"] || myTeams[0].Name != "alpha" || myTeams[0].IsDefault {
+		t.Errorf("GET /teams with alpha's key = %+v; want alpha alone", myTeams)
+	}
+	// A fork is alpha's too; the default team's admin key sees none of it.
+	var forks []wire.ForkResult
+	must(t, ctx, "POST", u+"/sandboxes/"+sb.SandboxID+"/fork", a, map[string]any{}, 201, &forks)
+	if len(forks) != 1 || forks[0].Sandbox == nil {
+		t.Fatalf("fork = %+v", forks)
+	}
+	must(t, ctx, "GET", u+"/sandboxes/"+forks[0].Sandbox.SandboxID, b, nil, 404, nil)
+	must(t, ctx, "GET", u+"/sandboxes/"+forks[0].Sandbox.SandboxID, srv.APIKey, nil, 404, nil)
+	must(t, ctx, "GET", u+"/sandboxes/"+forks[0].Sandbox.SandboxID, a, nil, 200, nil)
+	var evs []wire.SandboxEvent
+	must(t, ctx, "GET", u+"/events/sandboxes/"+sb.SandboxID, a, nil, 200, &evs)
+	if len(evs) == 0 || evs[0].SandboxTeamID != teamID["alpha"] {
+		t.Errorf("alpha's sandbox events = %+v; want some, of team %s", evs, teamID["alpha"])
+	}
+
+	for _, id := range []string{sb.SandboxID, forks[0].Sandbox.SandboxID} {
+		must(t, ctx, "DELETE", u+"/sandboxes/"+id, a, nil, 204, nil)
+	}
+	// Volumes stay mounted past the server: destroy them, each by its
+	// team.
+	var betaVols []wire.Volume
+	must(t, ctx, "GET", u+"/volumes", b, nil, 200, &betaVols)
+	if len(betaVols) != 1 || betaVols[0].Name != "beta-vol" {
+		t.Errorf("beta's volumes = %+v; want its one", betaVols)
+	}
+	for _, v := range betaVols {
+		must(t, ctx, "DELETE", u+"/volumes/"+v.VolumeID, b, nil, 204, nil)
+	}
+	must(t, ctx, "DELETE", u+"/volumes/"+vol.VolumeID, a, nil, 204, nil)
+
+	// A team with keys or sandboxes stays; a revoked key is refused at
+	// once.
+	if _, stderr, code := srv.CLI(ctx, nil, "team", "rm", "alpha"); code == 0 || !strings.Contains(stderr, "still has") {
+		t.Errorf("sbx team rm alpha (which has keys) = %d %s; want refused", code, stderr)
+	}
+	var keys []wire.Key
+	must(t, ctx, "GET", u+"/sbx/v1/keys", srv.APIKey, nil, 200, &keys)
+	for _, k := range keys {
+		if k.Name == "beta" {
+			if k.Team != teamID["beta"] || k.Admin {
+				t.Errorf("beta's key = %+v; want a member of team beta", k)
+			}
+			must(t, ctx, "DELETE", u+"/sbx/v1/keys/"+k.ID, srv.APIKey, nil, 204, nil)
+		}
+	}
+	must(t, ctx, "GET", u+"/v2/sandboxes", b, nil, 401, nil)
+}
