@@ -20,6 +20,9 @@ var (
 	ErrPermissionDenied   = errors.New("permission denied")
 	ErrUnavailable        = errors.New("unavailable")
 	ErrTooLarge           = errors.New("too large")
+	// ErrResourceExhausted is a quota reached (429: the e2b SDKs raise
+	// RateLimitError).
+	ErrResourceExhausted = errors.New("resource exhausted")
 )
 
 // Error is an error whose Message is safe to show to an API client, apart
@@ -64,7 +67,7 @@ func Message(err error) string {
 	if errors.As(err, &e) {
 		return e.Message
 	}
-	for _, c := range []error{ErrNotFound, ErrInvalidArgument, ErrConflict, ErrFailedPrecondition, ErrUnauthenticated, ErrPermissionDenied, ErrUnavailable, ErrTooLarge} {
+	for _, c := range []error{ErrNotFound, ErrInvalidArgument, ErrConflict, ErrFailedPrecondition, ErrUnauthenticated, ErrPermissionDenied, ErrUnavailable, ErrTooLarge, ErrResourceExhausted} {
 		if errors.Is(err, c) {
 			return c.Error()
 		}

@@ -87,6 +87,7 @@ func TestStatusOfEveryClass(t *testing.T) {
 		errdefs.ErrPermissionDenied:   http.StatusForbidden,
 		errdefs.ErrTooLarge:           http.StatusRequestEntityTooLarge,
 		errdefs.ErrUnavailable:        http.StatusServiceUnavailable,
+		errdefs.ErrResourceExhausted:  http.StatusTooManyRequests,
 	} {
 		if got := Status(class); got != status {
 			t.Errorf("Status(%v) = %d, want %d", class, got, status)

@@ -423,6 +423,15 @@ func (m *Manager) Create(ctx context.Context, p CreateParams) (*Sandbox, error) 
 	if err != nil {
 		return nil, err
 	}
+	// Over its team's quota: refused before a pooled box is touched
+	// (make and assignWarm check again, atomically).
+	m.capacity.Lock()
+	err = m.checkQuota(ctx, req.sb)
+	m.capacity.Unlock()
+	if err != nil {
+		req.storedOrDropped()
+		return nil, err
+	}
 	if sb, err := m.takeWarm(ctx, req); sb != nil || err != nil {
 		req.storedOrDropped()
 		return sb, err
@@ -562,6 +571,9 @@ func (m *Manager) make(ctx context.Context, req *createRequest) (*Sandbox, error
 	log := m.log.With("sandbox_id", sb.ID, "template", sb.Template, "runtime", sb.Runtime)
 	m.capacity.Lock()
 	err := m.checkCapacity(ctx, sb)
+	if err == nil {
+		err = m.checkQuota(ctx, sb)
+	}
 	if err == nil {
 		err = m.db.CreateSandbox(ctx, sb)
 	}

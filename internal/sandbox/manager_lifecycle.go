@@ -355,6 +355,9 @@ func (m *Manager) resumeLocked(ctx context.Context, sb *store.Sandbox, d time.Du
 		err = m.checkCapacity(ctx, sb)
 	}
 	if err == nil {
+		err = m.checkQuota(ctx, sb)
+	}
+	if err == nil {
 		err = m.transition(ctx, sb, StateResuming, func(sb *store.Sandbox) {
 			sb.EndAt = time.Time{}
 			if d > 0 {

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sbxdev/sbx/internal/agentapi"
+	"github.com/sbxdev/sbx/internal/errdefs"
 	"github.com/sbxdev/sbx/internal/network"
 	"github.com/sbxdev/sbx/internal/store"
 )
@@ -442,6 +444,10 @@ func (m *Manager) takeWarm(ctx context.Context, req *createRequest) (*Sandbox, e
 			continue
 		}
 		got, err := m.assignWarm(ctx, pw, tpl, want, req.policy)
+		if errors.Is(err, errdefs.ErrResourceExhausted) {
+			go m.discardWarm(sb)
+			return nil, err
+		}
 		if err != nil {
 			m.log.Warn("warm pool: a pooled sandbox could not be handed out; discarded", "sandbox_id", sb.ID, "err", err)
 			go m.discardWarm(sb)
@@ -485,12 +491,22 @@ func (m *Manager) assignWarm(ctx context.Context, pw pooled, tpl Template, want 
 			return nil, err
 		}
 	}
-	if err := m.transition(ctx, sb, StateRunning, func(sb *store.Sandbox) {
-		sb.Metadata, sb.EnvVars, sb.Life = want.Metadata, want.EnvVars, want.Life
-		sb.CreatedAt, sb.StartedAt, sb.EndAt = want.CreatedAt, want.StartedAt, want.EndAt
-		sb.TrafficToken = want.TrafficToken
-		sb.Team = want.Team
-	}); err != nil {
+	// The request's team's quota, checked with the state write that
+	// makes the box count as the team's (see checkQuota).
+	m.capacity.Lock()
+	as := *sb
+	as.Team = want.Team
+	err := m.checkQuota(ctx, &as)
+	if err == nil {
+		err = m.transition(ctx, sb, StateRunning, func(sb *store.Sandbox) {
+			sb.Metadata, sb.EnvVars, sb.Life = want.Metadata, want.EnvVars, want.Life
+			sb.CreatedAt, sb.StartedAt, sb.EndAt = want.CreatedAt, want.StartedAt, want.EndAt
+			sb.TrafficToken = want.TrafficToken
+			sb.Team = want.Team
+		})
+	}
+	m.capacity.Unlock()
+	if err != nil {
 		return nil, err
 	}
 	m.log.Info("sandbox created", "sandbox_id", sb.ID, "template", sb.Template, "runtime", sb.Runtime, "warm", true)

@@ -386,3 +386,96 @@ func TestTeamIsolation(t *testing.T) {
 	}
 	must(t, ctx, "GET", u+"/v2/sandboxes", b, nil, 401, nil)
 }
+
+// TestTeamQuota: 50 creates racing against a team's limit of 5 concurrent
+// sandboxes start exactly 5, the others get 429 naming the limit; a
+// resume and a fork past it are refused as well, and so is a create past
+// the team's memory limit.
+func TestTeamQuota(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	srv := harness.Start(t, "--internet=false")
+	u := srv.URL
+	var team wire.TeamInfo
+	must(t, ctx, "POST", u+"/sbx/v1/teams", srv.APIKey, map[string]any{"name": "q", "maxSandboxes": 5}, 201, &team)
+	var k wire.Key
+	must(t, ctx, "POST", u+"/sbx/v1/keys", srv.APIKey, map[string]any{"team": "q"}, 201, &k)
+
+	type result struct {
+		code int
+		body []byte
+	}
+	results := make(chan result, 50)
+	start := make(chan struct{})
+	body, _ := json.Marshal(map[string]any{"templateID": "base", "timeout": 300})
+	for range 50 {
+		go func() {
+			<-start
+			code, got := teamSend(t, ctx, "POST", u+"/sandboxes", k.Key, body)
+			results <- result{code, got}
+		}()
+	}
+	close(start)
+	var made []string
+	refused := 0
+	for range 50 {
+		r := <-results
+		switch r.code {
+		case http.StatusCreated:
+			var sb wire.Sandbox
+			if err := json.Unmarshal(r.body, &sb); err != nil {
+				t.Fatal(err)
+			}
+			made = append(made, sb.SandboxID)
+		case http.StatusTooManyRequests:
+			var e wire.Error
+			if err := json.Unmarshal(r.body, &e); err != nil || e.Code != 429 || !strings.Contains(e.Message, "limit of 5 concurrent sandboxes (max-sandboxes)") {
+				t.Errorf("429 body %s: want the E2B error naming the limit", r.body)
+			}
+			refused++
+		default:
+			t.Errorf("racing create = %d %s; want 201 or 429", r.code, r.body)
+		}
+	}
+	if len(made) != 5 || refused != 45 {
+		t.Fatalf("50 racing creates against a limit of 5: %d started, %d refused; want 5 and 45", len(made), refused)
+	}
+	// The default team has no limit, and its sandboxes do not count.
+	var other wire.Sandbox
+	must(t, ctx, "POST", u+"/sandboxes", srv.APIKey, map[string]any{"templateID": "base"}, 201, &other)
+
+	// A paused sandbox does not count; resuming it past the limit is
+	// refused, as is a fork.
+	must(t, ctx, "POST", u+"/sandboxes/"+made[0]+"/pause", k.Key, nil, 204, nil)
+	var sixth wire.Sandbox
+	must(t, ctx, "POST", u+"/sandboxes", k.Key, map[string]any{"templateID": "base"}, 201, &sixth)
+	must(t, ctx, "POST", u+"/sandboxes/"+made[0]+"/resume", k.Key, map[string]any{}, 429, nil)
+	must(t, ctx, "POST", u+"/sandboxes/"+made[0]+"/connect", k.Key, map[string]any{}, 429, nil)
+	var forks []wire.ForkResult
+	must(t, ctx, "POST", u+"/sandboxes/"+sixth.SandboxID+"/fork", k.Key, map[string]any{}, 201, &forks)
+	if len(forks) != 1 || forks[0].Error == nil || forks[0].Error.Code != 429 {
+		t.Errorf("fork past the limit = %+v; want its copy refused with 429", forks)
+	}
+	var detail wire.SandboxDetail
+	must(t, ctx, "GET", u+"/sandboxes/"+made[0], k.Key, nil, 200, &detail)
+	if detail.State != "paused" {
+		t.Errorf("the sandbox whose resume was refused is %s; want paused", detail.State)
+	}
+
+	// Memory: the limit is what the five running ones have.
+	must(t, ctx, "GET", u+"/sandboxes/"+sixth.SandboxID, k.Key, nil, 200, &detail)
+	if _, stderr, code := srv.CLI(ctx, nil, "team", "set", "q", "--max-sandboxes", "0", "--max-memory-mb", strconv.FormatInt(5*detail.MemoryMB, 10)); code != 0 {
+		t.Fatalf("sbx team set: %d %s", code, stderr)
+	}
+	code, got := teamSend(t, ctx, "POST", u+"/sandboxes", k.Key, body)
+	if code != 429 || !strings.Contains(string(got), "(max-memory-mb)") {
+		t.Errorf("create past the memory limit = %d %s; want 429 naming max-memory-mb", code, got)
+	}
+	must(t, ctx, "DELETE", u+"/sandboxes/"+made[1], k.Key, nil, 204, nil)
+	must(t, ctx, "POST", u+"/sandboxes/"+made[0]+"/resume", k.Key, map[string]any{}, 201, nil)
+
+	for _, id := range append(made[2:], made[0], sixth.SandboxID) {
+		must(t, ctx, "DELETE", u+"/sandboxes/"+id, k.Key, nil, 204, nil)
+	}
+	must(t, ctx, "DELETE", u+"/sandboxes/"+other.SandboxID, srv.APIKey, nil, 204, nil)
+}
