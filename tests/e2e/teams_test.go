@@ -207,7 +207,9 @@ func TestTeamIsolation(t *testing.T) {
 		"GET /teams/{teamID}/metrics/max":                     {status: forbidden, query: "?metric=concurrent_sandboxes"},
 		"GET /templates":                                      {status: list},
 		"DELETE /templates/{id}":                              {status: notFound},
-		"GET /templates/aliases/{alias}":                      {status: notFound},
+		"GET /templates/{templateID}/{item}":                  {status: notFound},
+		"POST /templates/tags":                                {status: forbidden, body: map[string]any{"target": "base", "tags": []string{"beta"}}},
+		"DELETE /templates/tags":                              {status: forbidden, body: map[string]any{"name": "base", "tags": []string{"beta"}}},
 		"POST /v3/templates":                                  {status: forbidden, body: map[string]any{"name": "beta-tpl"}},
 		"GET /templates/{templateID}/files/{hash}":            {status: forbidden},
 		"POST /v2/templates/{templateID}/builds/{buildID}":    {status: forbidden, body: map[string]any{}},
@@ -243,7 +245,7 @@ func TestTeamIsolation(t *testing.T) {
 	// Path values: alpha's objects, or what names one.
 	values := map[string]string{
 		"{id}": sb.SandboxID, "{sandboxID}": sb.SandboxID, "{volumeID}": vol.VolumeID, "{webhookID}": hook.ID,
-		"{teamID}": teamID["alpha"], "{alias}": snap.SnapshotID, "{name}": snap.SnapshotID,
+		"{teamID}": teamID["alpha"], "{item}": "tags", "{name}": snap.SnapshotID,
 		"{templateID}": snap.SnapshotID, "{buildID}": snap.SnapshotID, "{hash}": strings.Repeat("a", 64),
 		"{nodeID}": "vm",
 	}
@@ -315,6 +317,9 @@ func TestTeamIsolation(t *testing.T) {
 			t.Errorf("case %q names no route of internal/api", route)
 		}
 	}
+
+	// A snapshot is no template alias of another team's.
+	must(t, ctx, "GET", u+"/templates/aliases/"+snap.SnapshotID, b, nil, 404, nil)
 
 	// Alpha's objects are untouched, and alpha sees them.
 	var detail wire.SandboxDetail
