@@ -44,7 +44,7 @@ func TestObjectStoreTemplates(t *testing.T) {
 	if err != nil || b.Status != client.BuildReady {
 		t.Fatalf("build on A: %+v, %v\n%s", b, err, a.Logs())
 	}
-	if logCount(a.Logs(), "template published", name) == 0 {
+	if !awaitLogged(a, "template published", name) {
 		t.Fatalf("A did not publish %s:\n%s", name, a.Logs())
 	}
 	// A tag of the build, published too (B creates from it below).
@@ -59,7 +59,7 @@ func TestObjectStoreTemplates(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated || logCount(a.Logs(), "template published", name+":v1") == 0 {
+	if resp.StatusCode != http.StatusCreated || !awaitLogged(a, "template published", name+":v1") {
 		t.Fatalf("tag %s:v1 on A: %s, published %d times\n%s", name, resp.Status, logCount(a.Logs(), "template published", name+":v1"), a.Logs())
 	}
 
@@ -155,6 +155,21 @@ func runServe(ctx context.Context, bin, dataDir, url, access, secret string) (st
 
 // logCount counts the lines of a server's log with message msg about
 // template name.
+// awaitLogged waits (a few seconds at most) until srv has logged msg for
+// template name. The server logs before it answers, but the harness reads
+// its log through a pipe: the line may arrive after the answer.
+func awaitLogged(srv *harness.Server, msg, name string) bool {
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if logCount(srv.Logs(), msg, name) > 0 {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond) // the log is the only sign of it
+	}
+}
+
 func logCount(logs, msg, name string) int {
 	n := 0
 	for _, l := range strings.Split(logs, "\n") {
