@@ -66,6 +66,10 @@ type Config struct {
 	Metrics MetricsStore
 	// Observer, when not nil, is told how long lifecycle requests took.
 	Observer Observer
+	// RateLimit limits each API key's calls to the control plane
+	// (ratelimit.go); CreateRateLimit its sandbox creates and forks
+	// besides. Zero rates disable them.
+	RateLimit, CreateRateLimit RateLimit
 }
 
 // Observer is told of lifecycle requests that succeeded (for Prometheus):
@@ -92,11 +96,14 @@ type Server struct {
 	log       *slog.Logger
 	ready     atomic.Bool
 	mux       *http.ServeMux
+	// apiLimit and createLimit are the per-key rate limits (nil: none).
+	apiLimit, createLimit *limiter
 }
 
 // New returns the API server. It answers 503 until SetReady(true).
 func New(cfg Config, mgr *sandbox.Manager, keys *Keys, templates TemplateStore, logger *slog.Logger) *Server {
-	s := &Server{cfg: cfg, mgr: mgr, keys: keys, templates: templates, log: logger}
+	s := &Server{cfg: cfg, mgr: mgr, keys: keys, templates: templates, log: logger,
+		apiLimit: newLimiter(cfg.RateLimit, nil), createLimit: newLimiter(cfg.CreateRateLimit, nil)}
 	s.routes()
 	return s
 }
@@ -114,8 +121,8 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /health", s.health)
 
 	// Sandboxes (E2B).
-	m.Handle("POST /sandboxes", s.auth(s.createSandbox))
-	m.Handle("POST /v2/sandboxes", s.auth(s.createSandbox))
+	m.Handle("POST /sandboxes", s.auth(s.limitCreates(s.createSandbox)))
+	m.Handle("POST /v2/sandboxes", s.auth(s.limitCreates(s.createSandbox)))
 	m.Handle("GET /sandboxes", s.auth(s.listSandboxesV1))
 	m.Handle("GET /v2/sandboxes", s.auth(s.listSandboxes))
 	m.Handle("GET /sandboxes/{id}", s.sandboxRoute(s.getSandbox))
@@ -127,7 +134,7 @@ func (s *Server) routes() {
 	m.Handle("POST /sandboxes/{id}/pause", s.sandboxRoute(s.pauseSandbox))
 	m.Handle("POST /sandboxes/{id}/resume", s.sandboxRoute(s.resumeSandbox))
 	m.Handle("POST /sandboxes/{id}/snapshots", s.sandboxRoute(s.createSnapshot))
-	m.Handle("POST /sandboxes/{id}/fork", s.sandboxRoute(s.forkSandbox))
+	m.Handle("POST /sandboxes/{id}/fork", s.sandboxRoute(s.limitCreates(s.forkSandbox)))
 	m.Handle("GET /snapshots", s.auth(s.listSnapshots))
 	m.Handle("PUT /sandboxes/{id}/network", s.sandboxRoute(s.updateNetwork))
 	m.Handle("GET /v2/sandboxes/{id}/logs", s.sandboxRoute(s.sandboxLogs))
@@ -266,6 +273,10 @@ func (s *Server) auth(h handlerFunc) http.Handler {
 		if a := auditOf(r); a != nil {
 			a.key = rec
 		}
+		if err := s.limit(s.apiLimit, w, rec.ID, "API calls"); err != nil {
+			return err
+		}
+		r = r.WithContext(context.WithValue(r.Context(), keyIDKey{}, rec.ID))
 		return h(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, rec)))
 	})
 }

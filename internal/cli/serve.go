@@ -78,6 +78,10 @@ func serveMain(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.IntVar(&cfg.WarmPool.Parallel, "warm-pool-parallel", 4, "sandboxes the warm pool starts at once when it refills")
 	fs.Var(templatePoolsFlag{&cfg.WarmPool.Templates}, "warm-pool-template", "`NAME[=N]`: keep N (default 1) sandboxes of template NAME started, its start command run and ready (the code interpreter's kernel started), for creates of it that set no environment variables (repeatable or comma-separated)")
 	fs.StringVar(&cfg.MetricsListen, "metrics-listen", "", "address to serve Prometheus metrics on, at /metrics, unauthenticated: keep it on loopback or a private network (default: off)")
+	fs.Float64Var(&cfg.RateLimit.Rate, "rate-limit-rps", 100, "API calls a second each API key may make on average, answered 429 with Retry-After past it (0: no limit; each node of a fleet limits separately; data-plane calls are not limited)")
+	fs.IntVar(&cfg.RateLimit.Burst, "rate-limit-burst", 200, "API calls each API key may make at once above --rate-limit-rps")
+	fs.Float64Var(&cfg.CreateRateLimit.Rate, "create-rate-limit", 20, "sandbox creates and forks a second each API key may make on average, answered 429 with Retry-After past it (0: no limit)")
+	fs.IntVar(&cfg.CreateRateLimit.Burst, "create-rate-limit-burst", 50, "sandbox creates and forks each API key may make at once above --create-rate-limit")
 	fs.DurationVar(&cfg.MetricsInterval, "metrics-interval", 5*time.Second, "time between resource samples of each running sandbox (getMetrics)")
 	var idShift uint
 	fs.UintVar(&idShift, "id-shift", 100000000, "first host uid/gid of the sandboxes' user namespaces (sandbox ids 0-65535 map to it and up); 0 disables user namespaces")

@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-var classes = []error{ErrNotFound, ErrInvalidArgument, ErrConflict, ErrFailedPrecondition, ErrUnauthenticated, ErrPermissionDenied, ErrUnavailable, ErrTooLarge}
+var classes = []error{ErrNotFound, ErrInvalidArgument, ErrConflict, ErrFailedPrecondition, ErrUnauthenticated, ErrPermissionDenied, ErrUnavailable, ErrTooLarge, ErrResourceExhausted}
 
 func TestClassesDistinct(t *testing.T) {
 	for i, a := range classes {

@@ -95,6 +95,9 @@ type Config struct {
 	// MetricsListen, when set, is the address /metrics (Prometheus) is
 	// served on, apart from the API.
 	MetricsListen string
+	// RateLimit and CreateRateLimit are the per-key limits on API calls
+	// and on sandbox creates (api.Config).
+	RateLimit, CreateRateLimit api.RateLimit
 	// MetricsInterval is the time between resource samples of running
 	// sandboxes (default usage.DefaultInterval).
 	MetricsInterval time.Duration
@@ -325,7 +328,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer stopMetrics()
 	evs.start(ctx, addr)
-	apiSrv := api.New(api.Config{Domain: cfg.Domain, Builds: builds, Builtins: templates, Nodes: whole, Events: db, WebhookURLs: evs.guard, Volumes: vols, Metrics: db, Observer: apiObserver(met)}, mgr, keys, templates, log)
+	apiSrv := api.New(api.Config{Domain: cfg.Domain, Builds: builds, Builtins: templates, Nodes: whole, Events: db, WebhookURLs: evs.guard, Volumes: vols, Metrics: db, Observer: apiObserver(met),
+		RateLimit: cfg.RateLimit, CreateRateLimit: cfg.CreateRateLimit}, mgr, keys, templates, log)
 	px := newProxy(cfg.Domain, mgr, met, log)
 	defer px.Close()
 	var protocols http.Protocols
