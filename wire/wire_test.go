@@ -213,8 +213,12 @@ var goldens = map[string]any{
 	"team":                   wire.Team{TeamID: "default", Name: "default", APIKey: "e2b_0123456789abcdef0123456789abcdef01234567", IsDefault: true},
 	"team-metric":            wire.TeamMetric{Timestamp: t0, TimestampUnix: t0.Unix(), ConcurrentSandboxes: 3, SandboxStartRate: 0.2},
 	"max-team-metric":        wire.MaxTeamMetric{Timestamp: t0, TimestampUnix: t0.Unix(), Value: 3},
-	"error":                  wire.Error{Code: 404, Message: "sandbox i3x8k2p0q9z1 not found"},
-	"health":                 wire.Health{Status: "ok"},
+	"usage-report": wire.UsageReport{TeamID: "default", By: "sandbox", Since: t0, Until: t1,
+		Total:   wire.UsageRecord{SandboxID: "i3x8k2p0q9z1", Day: "2026-12-07", RunSeconds: 120, VCPUSeconds: 240, CPUSeconds: 61.5, MemoryGiBSeconds: 60, MemoryUsedGiBSeconds: 12.25, DiskGiBHours: 0.333},
+		Records: []wire.UsageRecord{{SandboxID: "i3x8k2p0q9z1", Day: "2026-12-07", RunSeconds: 120, VCPUSeconds: 240, CPUSeconds: 61.5, MemoryGiBSeconds: 60, MemoryUsedGiBSeconds: 12.25, DiskGiBHours: 0.333}},
+	},
+	"error":  wire.Error{Code: 404, Message: "sandbox i3x8k2p0q9z1 not found"},
+	"health": wire.Health{Status: "ok"},
 }
 
 func sandboxLogEntry() wire.SandboxLogEntry {

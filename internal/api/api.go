@@ -64,6 +64,9 @@ type Config struct {
 	Volumes *volume.Manager
 	// Metrics holds the sandboxes' and the team's resource samples.
 	Metrics MetricsStore
+	// Usage holds what the sandboxes used (usage.go); nil answers GET
+	// /sbx/v1/usage with 409.
+	Usage UsageStore
 	// Observer, when not nil, is told how long lifecycle requests took.
 	Observer Observer
 	// RateLimit limits each API key's calls to the control plane
@@ -207,6 +210,7 @@ func (s *Server) routes() {
 	m.Handle("DELETE /events/webhooks/{webhookID}", s.auth(s.deleteWebhook))
 	m.Handle("GET /events/webhooks/{webhookID}/deliveries", s.auth(s.webhookDeliveries))
 	m.Handle("GET /sbx/v1/audit", s.admin(s.listAudit))
+	m.Handle("GET /sbx/v1/usage", s.auth(s.usage))
 
 	m.Handle("/", s.wrap(func(w http.ResponseWriter, r *http.Request) error {
 		return errdefs.New(errdefs.ErrNotFound, "no route for %s %s", r.Method, r.URL.Path)

@@ -97,6 +97,7 @@ func commands() []command {
 		{"team", "create NAME [--max-sandboxes N] [--max-cpus C] [--max-memory-mb M] [--json] | ls [--json] | set ID|NAME [LIMITS] | rm ID|NAME...", "manage teams and their quotas (admin key)", runTeam},
 		{"node", "ls [--json]", "list the nodes sharing the server's database (admin key)", runNode},
 		{"audit", "[--since D] [--key ID] [--object ID] [--limit N] [--json]", "show the audit log (admin key)", runAudit},
+		{"usage", "[--team T] [--since D|DAY] [--until D|DAY] [--by sandbox|day] [--json|--csv]", "show what the team's sandboxes used (metering)", runUsage},
 		{"serve", "[flags]", "run the sbx server", func(e *env, args []string) int { return runServe(e.ctx, args) }},
 		{"version", "", "print the version", runVersion},
 		{"help", "[COMMAND]", "show help", runHelp},

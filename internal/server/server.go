@@ -328,7 +328,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer stopMetrics()
 	evs.start(ctx, addr)
-	apiSrv := api.New(api.Config{Domain: cfg.Domain, Builds: builds, Builtins: templates, Nodes: whole, Events: db, WebhookURLs: evs.guard, Volumes: vols, Metrics: db, Observer: apiObserver(met),
+	apiSrv := api.New(api.Config{Domain: cfg.Domain, Builds: builds, Builtins: templates, Nodes: whole, Events: db, WebhookURLs: evs.guard, Volumes: vols, Metrics: db, Usage: db, Observer: apiObserver(met),
 		RateLimit: cfg.RateLimit, CreateRateLimit: cfg.CreateRateLimit}, mgr, keys, templates, log)
 	px := newProxy(cfg.Domain, mgr, met, log)
 	defer px.Close()

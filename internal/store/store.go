@@ -157,6 +157,8 @@ var migrations = []string{
 	nodesAdvertise,
 	// Teams (teams.go).
 	teamMigrations[0], teamMigrations[1], teamMigrations[2], teamMigrations[3], teamMigrations[4], teamMigrations[5],
+	// What each sandbox used, per day (usage.go).
+	usageTable, usageDayIndex,
 }
 
 // State is a sandbox's stored state; internal/sandbox defines the values and

@@ -15,6 +15,15 @@
 //
 // Every sample is kept for [KeepAll]; older ones are thinned to the first
 // of each [ThinBucket], and samples of deleted sandboxes are deleted.
+//
+// # Metering
+//
+// Each round also meters the sandboxes (meter.go): it adds to each
+// running sandbox's stored usage (store.AddUsage: vCPU-seconds reserved,
+// CPU time used, memory and disk reserved, memory used) what it used since
+// its last metered sample, whose time and cgroup CPU counter are stored
+// with the totals, so that a restarted server goes on from them without
+// counting anything twice. Usage stays when a sandbox's record goes.
 package usage
 
 import (
@@ -54,6 +63,8 @@ type Store interface {
 	LastSandboxMetric(ctx context.Context, id string) (store.SandboxMetric, bool, error)
 	PutTeamMetric(ctx context.Context, m store.TeamMetric) error
 	PruneMetrics(ctx context.Context, before time.Time, bucket time.Duration) error
+	AddUsage(ctx context.Context, ds []store.UsageDelta) error
+	LastUsageMark(ctx context.Context, id string) (store.UsageMark, bool, error)
 }
 
 // Config configures a Sampler.
@@ -85,6 +96,8 @@ type Sampler struct {
 	// lastRound is when the round before ran.
 	lastRound time.Time
 	lastPrune time.Time
+	// marks are the sandboxes' last metered samples (meter.go).
+	marks map[string]store.UsageMark
 }
 
 type cpuMark struct {
@@ -100,7 +113,7 @@ func New(cfg Config, db Store, log *slog.Logger) *Sampler {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Sampler{cfg: cfg, db: db, log: log, last: map[string]cpuMark{}}
+	return &Sampler{cfg: cfg, db: db, log: log, last: map[string]cpuMark{}, marks: map[string]store.UsageMark{}}
 }
 
 // Run samples every Interval until ctx ends.
@@ -134,12 +147,15 @@ func (s *Sampler) Sample(ctx context.Context) error {
 	ms := make([]store.SandboxMetric, 0, len(sbs))
 	seen := make(map[string]bool, len(sbs))
 	var started int64
-	for _, sb := range sbs {
+	cpuRead := make([]bool, len(sbs))
+	for i, sb := range sbs {
 		seen[sb.ID] = true
 		if !s.lastRound.IsZero() && sb.StartedAt.After(s.lastRound) {
 			started++
 		}
-		ms = append(ms, s.sample(ctx, sb, now))
+		var m store.SandboxMetric
+		m, cpuRead[i] = s.sample(ctx, sb, now)
+		ms = append(ms, m)
 	}
 	if s.lastRound.IsZero() {
 		// The first round after a start: the sandboxes started within
@@ -159,6 +175,9 @@ func (s *Sampler) Sample(ctx context.Context) error {
 	if err := s.db.PutSandboxMetrics(ctx, ms); err != nil {
 		return err
 	}
+	if err := s.meter(ctx, sbs, ms, cpuRead, now); err != nil {
+		return err
+	}
 	if err := s.db.PutTeamMetric(ctx, store.TeamMetric{TeamID: s.cfg.Team, Time: now,
 		Concurrent: int64(len(sbs)), Started: started, Interval: s.cfg.Interval}); err != nil {
 		return err
@@ -170,9 +189,11 @@ func (s *Sampler) Sample(ctx context.Context) error {
 	return nil
 }
 
-// sample reads one sandbox. What cannot be read is left zero rather than
-// losing the rest of the sample.
-func (s *Sampler) sample(ctx context.Context, sb *store.Sandbox, now time.Time) store.SandboxMetric {
+// sample reads one sandbox, and reports whether its box's CPU counter was
+// read. What cannot be read is left zero rather than losing the rest of
+// the sample.
+func (s *Sampler) sample(ctx context.Context, sb *store.Sandbox, now time.Time) (store.SandboxMetric, bool) {
+	var cpuRead bool
 	m := store.SandboxMetric{
 		SandboxID: sb.ID, Time: now,
 		CPUCount:  int64(math.Ceil(sb.CPUs)),
@@ -190,6 +211,7 @@ func (s *Sampler) sample(ctx context.Context, sb *store.Sandbox, now time.Time) 
 			m.MemUsed = max(0, u.MemoryBytes-u.InactiveFileBytes)
 			m.MemCache = u.CacheBytes
 			m.CPUUsedPct = s.cpuPct(ctx, sb, m)
+			cpuRead = true
 		}
 	}
 	if s.cfg.DiskDir != nil {
@@ -203,7 +225,7 @@ func (s *Sampler) sample(ctx context.Context, sb *store.Sandbox, now time.Time) 
 			}
 		}
 	}
-	return m
+	return m, cpuRead
 }
 
 // cpuPct works out the share of the sandbox's cores it used since its

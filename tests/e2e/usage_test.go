@@ -1,0 +1,209 @@
+package e2e
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"math"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sbxdev/sbx/client"
+	"github.com/sbxdev/sbx/tests/harness"
+)
+
+// sandboxUsage returns sandbox id's line of the usage report by sandbox.
+func sandboxUsage(t *testing.T, ctx context.Context, c *client.Client, id string) client.UsageRecord {
+	t.Helper()
+	rep, err := c.Usage(ctx, &client.UsageOptions{By: "sandbox"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rep.Records {
+		if r.SandboxID == id {
+			return r
+		}
+	}
+	return client.UsageRecord{SandboxID: id}
+}
+
+// awaitUsage polls sandbox id's usage until ok holds, failing after
+// within.
+func awaitUsage(t *testing.T, ctx context.Context, c *client.Client, id, what string, within time.Duration, ok func(client.UsageRecord) bool) client.UsageRecord {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		r := sandboxUsage(t, ctx, c, id)
+		if ok(r) {
+			return r
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %s not seen: %+v", within, what, r)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// shellCPU parses the first line of bash's `times`: the shell's user and
+// system CPU time ("0m1.234s 0m0.010s").
+func shellCPU(t *testing.T, out string) time.Duration {
+	t.Helper()
+	m := regexp.MustCompile(`^(\d+)m([\d.]+)s (\d+)m([\d.]+)s`).FindStringSubmatch(strings.TrimSpace(out))
+	if m == nil {
+		t.Fatalf("times printed %q", out)
+	}
+	var total float64
+	for _, p := range [][2]string{{m[1], m[2]}, {m[3], m[4]}} {
+		mins, _ := strconv.ParseFloat(p[0], 64)
+		secs, _ := strconv.ParseFloat(p[1], 64)
+		total += mins*60 + secs
+	}
+	return time.Duration(total * float64(time.Second))
+}
+
+// TestUsageAcrossRestart meters a sandbox with 1 CPU reserved that runs a
+// busy loop through a restart of sbx serve: its reserved vCPU-seconds
+// are the wall seconds of its life within a sample interval (the server's
+// downtime counted once), its CPU-seconds used are the loop's CPU time
+// (the cgroup's counter, which kept counting through the restart, counted
+// once), and the figures stay after it is killed, alike through the API
+// and `sbx usage`.
+func TestUsageAcrossRestart(t *testing.T) {
+	const interval = time.Second
+	srv := harness.Start(t, "--internet=false", "--metrics-interval", interval.String())
+	ctx := ctxFor(t, 4*time.Minute)
+	c := srv.Client
+
+	t0 := time.Now()
+	sb, err := c.CreateSandbox(ctx, client.CreateOptions{CPUs: 1, MemoryMB: 512, Timeout: 5 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	created := time.Since(t0)
+	// A busy loop of 20 s wall time that writes its CPU time when done;
+	// it runs on through the restart (the agent outlives the server).
+	if _, err := sb.Run(ctx, `nohup bash -c 'end=$((SECONDS+20)); while [ $SECONDS -lt $end ]; do :; done; times > /tmp/cpu.txt' >/dev/null 2>&1 &`, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Two seconds of CPU counted before the restart: counting them
+	// again would show.
+	before := awaitUsage(t, ctx, c, sb.ID, "2 s of CPU", time.Minute, func(r client.UsageRecord) bool { return r.CPUSeconds >= 2 })
+	if life := time.Since(t0).Seconds(); before.RunSeconds > life || math.Abs(before.VCPUSeconds-before.RunSeconds) > 1e-6 {
+		t.Fatalf("before the restart, %.1f s into its life: %+v", life, before)
+	}
+	srv.Restart()
+	c = srv.Client
+	sb, err = c.ConnectSandbox(ctx, sb.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var loopCPU time.Duration
+	for {
+		r, err := sb.Run(ctx, "cat /tmp/cpu.txt 2>/dev/null", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Stdout != "" {
+			loopCPU = shellCPU(t, r.Stdout)
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the busy loop did not end")
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	// A sample after the loop's end, then the kill.
+	mark := time.Since(t0).Seconds()
+	awaitUsage(t, ctx, c, sb.ID, "a sample after the loop", time.Minute, func(r client.UsageRecord) bool { return r.RunSeconds > mark })
+	if err := c.KillSandbox(ctx, sb.ID); err != nil {
+		t.Fatal(err)
+	}
+	life := time.Since(t0).Seconds()
+	u := sandboxUsage(t, ctx, c, sb.ID)
+	t.Logf("life %.2f s (create %.2f s), loop CPU %.2f s: %+v", life, created.Seconds(), loopCPU.Seconds(), u)
+
+	// Reserved: the wall seconds from its start (after t0, within the
+	// create) to its last sample (within an interval and a round of
+	// the kill), counted once.
+	if u.RunSeconds > life || u.RunSeconds < life-created.Seconds()-2*interval.Seconds()-1 {
+		t.Errorf("run %.2f s of a life of %.2f s (create %.2f s)", u.RunSeconds, life, created.Seconds())
+	}
+	if math.Abs(u.VCPUSeconds-u.RunSeconds) > 1e-6 {
+		t.Errorf("vCPU-seconds %.3f of 1 CPU over %.3f s", u.VCPUSeconds, u.RunSeconds)
+	}
+	// Used: the loop's CPU time and a little of the agent's and the
+	// shells', not the 2 s before the restart again.
+	if got := u.CPUSeconds; got < loopCPU.Seconds()-0.05 || got > loopCPU.Seconds()+1.5 {
+		t.Errorf("CPU used %.2f s, the loop used %.2f s", got, loopCPU.Seconds())
+	}
+	if mem := 0.5 * u.RunSeconds; math.Abs(u.MemoryGiBSeconds-mem) > 1e-6 {
+		t.Errorf("memory GiB-seconds %.4f, want %.4f", u.MemoryGiBSeconds, mem)
+	}
+	if u.MemoryUsedGiBSeconds <= 0 || u.MemoryUsedGiBSeconds > u.MemoryGiBSeconds || u.DiskGiBHours <= 0 {
+		t.Errorf("memory used or disk not metered: %+v", u)
+	}
+
+	// The same through `sbx usage`, as JSON and CSV, and by day.
+	stdout, stderr, code := srv.CLI(ctx, nil, "usage", "--by", "sandbox", "--json")
+	var rep client.UsageReport
+	if code != 0 || json.Unmarshal([]byte(stdout), &rep) != nil {
+		t.Fatalf("sbx usage --json: %d %s %s", code, stdout, stderr)
+	}
+	if len(rep.Records) != 1 || rep.Records[0] != u || rep.Total.RunSeconds != u.RunSeconds {
+		t.Errorf("sbx usage --json: %+v, want the one sandbox's %+v", rep, u)
+	}
+	stdout, stderr, code = srv.CLI(ctx, nil, "usage", "--by", "day", "--since", "24h", "--csv")
+	lines, err := csv.NewReader(strings.NewReader(stdout)).ReadAll()
+	if code != 0 || err != nil || len(lines) != 2 || lines[0][0] != "day" || lines[1][0] != time.Now().UTC().Format(time.DateOnly) ||
+		lines[1][1] != strconv.FormatFloat(u.RunSeconds, 'f', -1, 64) {
+		t.Errorf("sbx usage --csv: %d %q %s (%v)", code, stdout, stderr, err)
+	}
+}
+
+// TestUsageBadInput checks GET /sbx/v1/usage's answers to wrong input:
+// E2B's error shape with a 4xx.
+func TestUsageBadInput(t *testing.T) {
+	srv := harness.Start(t, "--internet=false")
+	ctx := ctxFor(t, time.Minute)
+	plain, err := srv.Client.CreateKey(ctx, "plain")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, query, key string
+		status           int
+		msg              string
+	}{
+		{"by week", "?by=week", srv.APIKey, 400, "by must be"},
+		{"since not a time", "?since=yesterday", srv.APIKey, 400, "since must be"},
+		{"until not a time", "?until=2026-13-01", srv.APIKey, 400, "until must be"},
+		{"since after until", "?since=2026-12-02&until=2026-12-01", srv.APIKey, 400, "before until"},
+		{"another team, plain key", "?team=other", plain.Key, 403, "admin"},
+		{"wrong key", "", harness.NewAPIKey(), 401, "invalid API key"},
+		{"no key", "", "", 401, "missing API key"},
+	} {
+		st, body := getJSON(t, ctx, srv.URL+"/sbx/v1/usage"+tc.query, tc.key)
+		var e struct {
+			Code    int    `json:"code"`
+			Message string `json:"message"`
+		}
+		if st != tc.status || json.Unmarshal(body, &e) != nil || e.Code != tc.status || !strings.Contains(e.Message, tc.msg) {
+			t.Errorf("%s: %d %s, want %d with %q", tc.name, st, body, tc.status, tc.msg)
+		}
+	}
+	// Valid: the key's own team, nothing used yet; an admin may ask for
+	// another team.
+	for _, q := range []string{"", "?by=day&since=2026-12-01T00:00:00Z", "?team=other"} {
+		st, body := getJSON(t, ctx, srv.URL+"/sbx/v1/usage"+q, srv.APIKey)
+		if st != http.StatusOK || !strings.Contains(string(body), `"records":[]`) {
+			t.Errorf("usage%s: %d %s", q, st, body)
+		}
+	}
+	if st, body := getJSON(t, ctx, srv.URL+"/sbx/v1/usage", plain.Key); st != http.StatusOK {
+		t.Errorf("usage with a plain key: %d %s", st, body)
+	}
+}
