@@ -35,4 +35,7 @@ type UsageRecord struct {
 	MemoryUsedGiBSeconds float64 `json:"memoryUsedGiBSeconds"`
 	// DiskGiBHours is the disk quota (GiB) times the hours running.
 	DiskGiBHours float64 `json:"diskGiBHours"`
+	// EgressBytes is what the sandboxes sent through their network
+	// links.
+	EgressBytes int64 `json:"egressBytes"`
 }

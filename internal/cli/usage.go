@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sbxdev/sbx/client"
+	"github.com/sbxdev/sbx/internal/units"
 )
 
 // parseWhen reads a --since/--until value: a duration ago (e.g. 24h), a
@@ -86,7 +87,7 @@ func runUsage(e *env, args []string) int {
 }
 
 // usageColumns are the figures of a usage line, as the CSV names them.
-var usageColumns = []string{"run_seconds", "vcpu_seconds", "cpu_seconds", "memory_gib_seconds", "memory_used_gib_seconds", "disk_gib_hours"}
+var usageColumns = []string{"run_seconds", "vcpu_seconds", "cpu_seconds", "memory_gib_seconds", "memory_used_gib_seconds", "disk_gib_hours", "egress_bytes"}
 
 func usageFigures(r client.UsageRecord) []float64 {
 	return []float64{r.RunSeconds, r.VCPUSeconds, r.CPUSeconds, r.MemoryGiBSeconds, r.MemoryUsedGiBSeconds, r.DiskGiBHours}
@@ -119,6 +120,7 @@ func writeUsageCSV(w io.Writer, rep *client.UsageReport) error {
 		for _, f := range usageFigures(r) {
 			line = append(line, strconv.FormatFloat(f, 'f', -1, 64))
 		}
+		line = append(line, strconv.FormatInt(r.EgressBytes, 10))
 		cw.Write(line)
 	}
 	cw.Flush()
@@ -129,10 +131,10 @@ func writeUsageCSV(w io.Writer, rep *client.UsageReport) error {
 // memory in hours, disk in GiB-hours.
 func writeUsageTable(w io.Writer, rep *client.UsageReport) {
 	k, _ := usageKey(rep, client.UsageRecord{})
-	fmt.Fprintf(w, "%s\tRUN (h)\tVCPU (h)\tCPU USED (h)\tMEMORY (GiB-h)\tMEMORY USED (GiB-h)\tDISK (GiB-h)\n", strings.ToUpper(k))
+	fmt.Fprintf(w, "%s\tRUN (h)\tVCPU (h)\tCPU USED (h)\tMEMORY (GiB-h)\tMEMORY USED (GiB-h)\tDISK (GiB-h)\tEGRESS\n", strings.ToUpper(k))
 	line := func(name string, r client.UsageRecord) {
-		fmt.Fprintf(w, "%s\t%.4f\t%.4f\t%.4f\t%.4f\t%.4f\t%.4f\n", name, r.RunSeconds/3600, r.VCPUSeconds/3600, r.CPUSeconds/3600,
-			r.MemoryGiBSeconds/3600, r.MemoryUsedGiBSeconds/3600, r.DiskGiBHours)
+		fmt.Fprintf(w, "%s\t%.4f\t%.4f\t%.4f\t%.4f\t%.4f\t%.4f\t%s\n", name, r.RunSeconds/3600, r.VCPUSeconds/3600, r.CPUSeconds/3600,
+			r.MemoryGiBSeconds/3600, r.MemoryUsedGiBSeconds/3600, r.DiskGiBHours, units.Bytes(r.EgressBytes, units.Short))
 	}
 	for _, r := range rep.Records {
 		_, v := usageKey(rep, r)

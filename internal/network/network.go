@@ -45,6 +45,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -857,4 +858,23 @@ func linkList() ([]netlink.Link, error) {
 		}
 	}
 	return links, nil
+}
+
+// SentBytes returns the bytes sandbox id has sent through its link so
+// far: the receive counter of the link's host side, which counts from
+// the link's creation (a new link, after a restore, starts again from
+// zero). False when the sandbox has no link here.
+func (n *Network) SentBytes(id string) (int64, bool) {
+	n.mu.Lock()
+	b, ok := n.boxes[id]
+	n.mu.Unlock()
+	if !ok {
+		return 0, false
+	}
+	raw, err := os.ReadFile(filepath.Join("/sys/class/net", b.host, "statistics", "rx_bytes"))
+	if err != nil {
+		return 0, false
+	}
+	v, err := strconv.ParseInt(strings.TrimSpace(string(raw)), 10, 64)
+	return v, err == nil
 }

@@ -387,7 +387,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	apiSrv.SetReady(true)
 	mgr.StartWarm()
 	startTemplatePools(ctx, mgr, templates, log)
-	stopSampler := startSampler(ctx, cfg, mcfg.Runtimes, db, log)
+	stopSampler := startSampler(ctx, cfg, mcfg.Runtimes, netw, db, log)
 	defer stopSampler()
 	log.Info("ready", "addr", addr, "scheme", scheme)
 	if cfg.Ready != nil {

@@ -11,7 +11,7 @@ import (
 // meters it): running totals that each sample adds to, and the sandbox's
 // last sample (its time and its box's cumulative CPU counter), from which
 // the next sample, of this server or of the next one after a restart,
-// goes on. day is the unix time (seconds) of the UTC day's start; times
+// goes on; likewise the byte counter of its link. day is the unix time (seconds) of the UTC day's start; times
 // are unix nanoseconds.
 var usageTable = `CREATE TABLE sandbox_usage (
 	sandbox_id TEXT NOT NULL,
@@ -23,8 +23,10 @@ var usageTable = `CREATE TABLE sandbox_usage (
 	mem_gib_seconds DOUBLE PRECISION NOT NULL,
 	mem_used_gib_seconds DOUBLE PRECISION NOT NULL,
 	disk_gib_hours DOUBLE PRECISION NOT NULL,
+	egress_bytes BIGINT NOT NULL,
 	last_ts BIGINT NOT NULL,
 	last_cpu_ns BIGINT NOT NULL,
+	last_egress_bytes BIGINT NOT NULL,
 	PRIMARY KEY (sandbox_id, day)
 )`
 
@@ -44,6 +46,8 @@ type Usage struct {
 	MemGiBSeconds, MemUsedGiBSeconds float64
 	// DiskGiBHours is its disk quota (GiB) times the hours it ran.
 	DiskGiBHours float64
+	// EgressBytes is what it sent through its network link.
+	EgressBytes int64
 }
 
 // UsageDelta is what one sample adds to a sandbox's usage, with the mark
@@ -53,14 +57,15 @@ type UsageDelta struct {
 	// Time is the sample's time (its UTC day is the row it adds to).
 	Time time.Time
 	Usage
-	// CPUMark is the box's cumulative CPU counter at Time.
-	CPUMark int64
+	// CPUMark is the box's cumulative CPU counter at Time; EgressMark
+	// its link's cumulative sent bytes.
+	CPUMark, EgressMark int64
 }
 
 // UsageMark is a sandbox's last sample: when, and its box's CPU counter.
 type UsageMark struct {
-	Time    time.Time
-	CPUMark int64
+	Time                time.Time
+	CPUMark, EgressMark int64
 }
 
 // UsageRecord is a sum of usage rows: of one sandbox (SandboxID set) or
@@ -89,8 +94,8 @@ func (s *DB) AddUsage(ctx context.Context, ds []UsageDelta) error {
 		return nil
 	}
 	q := `INSERT INTO sandbox_usage (sandbox_id, day, team_id, run_ns, vcpu_seconds, cpu_used_ns,
-		mem_gib_seconds, mem_used_gib_seconds, disk_gib_hours, last_ts, last_cpu_ns) VALUES ` +
-		strings.TrimSuffix(strings.Repeat(`(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), `, len(ds)), ", ") +
+		mem_gib_seconds, mem_used_gib_seconds, disk_gib_hours, egress_bytes, last_ts, last_cpu_ns, last_egress_bytes) VALUES ` +
+		strings.TrimSuffix(strings.Repeat(`(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), `, len(ds)), ", ") +
 		` ON CONFLICT (sandbox_id, day) DO UPDATE SET
 		run_ns = sandbox_usage.run_ns + excluded.run_ns,
 		vcpu_seconds = sandbox_usage.vcpu_seconds + excluded.vcpu_seconds,
@@ -98,11 +103,12 @@ func (s *DB) AddUsage(ctx context.Context, ds []UsageDelta) error {
 		mem_gib_seconds = sandbox_usage.mem_gib_seconds + excluded.mem_gib_seconds,
 		mem_used_gib_seconds = sandbox_usage.mem_used_gib_seconds + excluded.mem_used_gib_seconds,
 		disk_gib_hours = sandbox_usage.disk_gib_hours + excluded.disk_gib_hours,
-		last_ts = excluded.last_ts, last_cpu_ns = excluded.last_cpu_ns`
-	args := make([]any, 0, 11*len(ds))
+		egress_bytes = sandbox_usage.egress_bytes + excluded.egress_bytes,
+		last_ts = excluded.last_ts, last_cpu_ns = excluded.last_cpu_ns, last_egress_bytes = excluded.last_egress_bytes`
+	args := make([]any, 0, 13*len(ds))
 	for _, d := range ds {
 		args = append(args, d.SandboxID, UsageDay(d.Time).Unix(), d.TeamID, int64(d.Run), d.VCPUSeconds, int64(d.CPUUsed),
-			d.MemGiBSeconds, d.MemUsedGiBSeconds, d.DiskGiBHours, d.Time.UnixNano(), d.CPUMark)
+			d.MemGiBSeconds, d.MemUsedGiBSeconds, d.DiskGiBHours, d.EgressBytes, d.Time.UnixNano(), d.CPUMark, d.EgressMark)
 	}
 	if _, err := s.db.ExecContext(ctx, q, args...); err != nil {
 		return fmt.Errorf("add usage: %w", err)
@@ -112,7 +118,7 @@ func (s *DB) AddUsage(ctx context.Context, ds []UsageDelta) error {
 
 // LastUsageMark returns sandbox id's last sample; false when it has none.
 func (s *DB) LastUsageMark(ctx context.Context, id string) (UsageMark, bool, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT last_ts, last_cpu_ns FROM sandbox_usage
+	rows, err := s.db.QueryContext(ctx, `SELECT last_ts, last_cpu_ns, last_egress_bytes FROM sandbox_usage
 		WHERE sandbox_id = ? ORDER BY last_ts DESC LIMIT 1`, id)
 	if err != nil {
 		return UsageMark{}, false, fmt.Errorf("usage mark of %s: %w", id, err)
@@ -121,11 +127,11 @@ func (s *DB) LastUsageMark(ctx context.Context, id string) (UsageMark, bool, err
 	if !rows.Next() {
 		return UsageMark{}, false, rows.Err()
 	}
-	var ts, cpu int64
-	if err := rows.Scan(&ts, &cpu); err != nil {
+	var ts, cpu, egress int64
+	if err := rows.Scan(&ts, &cpu, &egress); err != nil {
 		return UsageMark{}, false, fmt.Errorf("usage mark of %s: %w", id, err)
 	}
-	return UsageMark{Time: time.Unix(0, ts), CPUMark: cpu}, true, nil
+	return UsageMark{Time: time.Unix(0, ts), CPUMark: cpu, EgressMark: egress}, true, nil
 }
 
 // UsageBy sums the rows f selects by "sandbox" (ordered by id), by "day"
@@ -147,8 +153,8 @@ func (s *DB) UsageBy(ctx context.Context, f UsageFilter, by string) ([]UsageReco
 		where, args = append(where, "day < ?"), append(args, f.Until.Unix())
 	}
 	q := `SELECT ` + key + `, COALESCE(SUM(run_ns), 0), COALESCE(SUM(vcpu_seconds), 0), COALESCE(SUM(cpu_used_ns), 0),
-		COALESCE(SUM(mem_gib_seconds), 0), COALESCE(SUM(mem_used_gib_seconds), 0), COALESCE(SUM(disk_gib_hours), 0)
-		FROM sandbox_usage`
+		COALESCE(SUM(mem_gib_seconds), 0), COALESCE(SUM(mem_used_gib_seconds), 0), COALESCE(SUM(disk_gib_hours), 0),
+		COALESCE(SUM(egress_bytes), 0) FROM sandbox_usage`
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, " AND ")
 	}
@@ -169,7 +175,7 @@ func (s *DB) UsageBy(ctx context.Context, f UsageFilter, by string) ([]UsageReco
 		if by == "day" {
 			k = &day
 		}
-		if err := rows.Scan(k, &run, &r.VCPUSeconds, &cpu, &r.MemGiBSeconds, &r.MemUsedGiBSeconds, &r.DiskGiBHours); err != nil {
+		if err := rows.Scan(k, &run, &r.VCPUSeconds, &cpu, &r.MemGiBSeconds, &r.MemUsedGiBSeconds, &r.DiskGiBHours, &r.EgressBytes); err != nil {
 			return nil, fmt.Errorf("usage: %w", err)
 		}
 		r.Run, r.CPUUsed = time.Duration(run), time.Duration(cpu)

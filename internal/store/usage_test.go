@@ -19,7 +19,7 @@ func testUsage(t *testing.T, dsn string) {
 	day2 := day1.Add(2 * time.Second)
 	u := func(secs float64) Usage {
 		d := time.Duration(secs * float64(time.Second))
-		return Usage{Run: d, VCPUSeconds: secs * 2, CPUUsed: d / 2, MemGiBSeconds: secs, MemUsedGiBSeconds: secs / 4, DiskGiBHours: secs / 3600}
+		return Usage{Run: d, VCPUSeconds: secs * 2, CPUUsed: d / 2, MemGiBSeconds: secs, MemUsedGiBSeconds: secs / 4, DiskGiBHours: secs / 3600, EgressBytes: int64(secs * 100)}
 	}
 	if _, ok, err := db.LastUsageMark(ctx, "a"); ok || err != nil {
 		t.Fatalf("mark of nothing: %v, %v", ok, err)
@@ -27,13 +27,13 @@ func testUsage(t *testing.T, dsn string) {
 	for _, ds := range [][]UsageDelta{
 		{{SandboxID: "a", TeamID: "t1", Time: day1, Usage: u(10), CPUMark: 5}, {SandboxID: "b", TeamID: "t2", Time: day1, Usage: u(1), CPUMark: 1}},
 		{{SandboxID: "a", TeamID: "t1", Time: day2, Usage: u(2), CPUMark: 6}},
-		{{SandboxID: "a", TeamID: "t1", Time: day2.Add(time.Second), Usage: u(1), CPUMark: 7}},
+		{{SandboxID: "a", TeamID: "t1", Time: day2.Add(time.Second), Usage: u(1), CPUMark: 7, EgressMark: 900}},
 	} {
 		if err := db.AddUsage(ctx, ds); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if m, ok, err := db.LastUsageMark(ctx, "a"); !ok || err != nil || !m.Time.Equal(day2.Add(time.Second)) || m.CPUMark != 7 {
+	if m, ok, err := db.LastUsageMark(ctx, "a"); !ok || err != nil || !m.Time.Equal(day2.Add(time.Second)) || m.CPUMark != 7 || m.EgressMark != 900 {
 		t.Fatalf("mark of a: %+v, %v, %v", m, ok, err)
 	}
 	all, err := db.UsageBy(ctx, UsageFilter{}, "")
@@ -66,6 +66,6 @@ func testUsage(t *testing.T, dsn string) {
 // near reports whether a and b are equal but for float rounding.
 func near(a, b Usage) bool {
 	f := func(x, y float64) bool { return math.Abs(x-y) < 1e-9 }
-	return a.Run == b.Run && a.CPUUsed == b.CPUUsed && f(a.VCPUSeconds, b.VCPUSeconds) && f(a.MemGiBSeconds, b.MemGiBSeconds) &&
+	return a.Run == b.Run && a.CPUUsed == b.CPUUsed && a.EgressBytes == b.EgressBytes && f(a.VCPUSeconds, b.VCPUSeconds) && f(a.MemGiBSeconds, b.MemGiBSeconds) &&
 		f(a.MemUsedGiBSeconds, b.MemUsedGiBSeconds) && f(a.DiskGiBHours, b.DiskGiBHours)
 }

@@ -20,7 +20,8 @@ const gib = 1 << 30
 // counted once, with the time the server was down (a box keeps running
 // through a restart). A sandbox with no mark counts from its start (its
 // cgroup counts from then); a counter below the mark is a new box (a
-// resume from a snapshot), counted from zero. Paused sandboxes' marks move
+// resume from a snapshot), counted from zero; so is a link's byte counter
+// (SentBytes) below its mark, a new link. Paused sandboxes' marks move
 // every round, so a resumed sandbox's first sample counts from at most one
 // interval before its resume; what a sandbox ran between its last sample
 // and its pause or kill (less than one interval) is not counted.
@@ -64,6 +65,17 @@ func (s *Sampler) meter(ctx context.Context, running []*store.Sandbox, ms []stor
 			}
 			d.CPUMark = c
 		}
+		d.EgressMark = prev.EgressMark
+		if s.cfg.SentBytes != nil {
+			if b, ok := s.cfg.SentBytes(sb.ID); ok {
+				if b >= prev.EgressMark {
+					d.EgressBytes = b - prev.EgressMark
+				} else {
+					d.EgressBytes = b
+				}
+				d.EgressMark = b
+			}
+		}
 		ds = append(ds, d)
 	}
 	for _, sb := range paused {
@@ -71,7 +83,7 @@ func (s *Sampler) meter(ctx context.Context, running []*store.Sandbox, ms []stor
 		if err != nil || !ok {
 			continue
 		}
-		d := store.UsageDelta{SandboxID: sb.ID, TeamID: s.cfg.Team, Time: now, CPUMark: prev.CPUMark}
+		d := store.UsageDelta{SandboxID: sb.ID, TeamID: s.cfg.Team, Time: now, CPUMark: prev.CPUMark, EgressMark: prev.EgressMark}
 		if sb.Life.PauseKind != "frozen" {
 			// Its box is gone: the one it resumes into counts from
 			// zero.
@@ -85,7 +97,7 @@ func (s *Sampler) meter(ctx context.Context, running []*store.Sandbox, ms []stor
 	seen := make(map[string]bool, len(ds))
 	for _, d := range ds {
 		seen[d.SandboxID] = true
-		s.marks[d.SandboxID] = store.UsageMark{Time: d.Time, CPUMark: d.CPUMark}
+		s.marks[d.SandboxID] = store.UsageMark{Time: d.Time, CPUMark: d.CPUMark, EgressMark: d.EgressMark}
 	}
 	for id := range s.marks {
 		if !seen[id] {

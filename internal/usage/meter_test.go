@@ -32,8 +32,10 @@ func TestMeter(t *testing.T) {
 	}
 	now := t0.Add(2 * time.Second)
 	m := &meter{u: sandbox.BoxUsage{CPUNanos: uint64(time.Second), MemoryBytes: 256 << 20}}
+	var sent int64 = 1000
 	sampler := func() *Sampler {
-		return New(Config{Interval: time.Second, Meters: map[string]Meter{"runc": m}, Team: "default", Now: func() time.Time { return now }},
+		return New(Config{Interval: time.Second, Meters: map[string]Meter{"runc": m}, Team: "default", Now: func() time.Time { return now },
+			SentBytes: func(string) (int64, bool) { return sent, true }},
 			db, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	}
 	total := func() store.UsageRecord {
@@ -57,11 +59,12 @@ func TestMeter(t *testing.T) {
 	// running and counting.
 	now = now.Add(10 * time.Second)
 	m.u.CPUNanos += uint64(7 * time.Second)
+	sent += 500
 	s = sampler()
 	if err := s.Sample(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if u := total(); u.Run != 12*time.Second || u.CPUUsed != 8*time.Second || u.VCPUSeconds != 18 {
+	if u := total(); u.Run != 12*time.Second || u.CPUUsed != 8*time.Second || u.VCPUSeconds != 18 || u.EgressBytes != 1500 {
 		t.Fatalf("after a restart: %+v", u)
 	}
 	// The same sample again (a second server's round at the same
@@ -94,10 +97,11 @@ func TestMeter(t *testing.T) {
 	}
 	now = now.Add(time.Second)
 	m.u.CPUNanos = uint64(500 * time.Millisecond)
+	sent = 10 // a new link
 	if err := s.Sample(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if u := total(); u.Run != 13*time.Second || u.CPUUsed != 8500*time.Millisecond {
+	if u := total(); u.Run != 13*time.Second || u.CPUUsed != 8500*time.Millisecond || u.EgressBytes != 1510 {
 		t.Fatalf("after a resume: %+v", u)
 	}
 	byDay, err := db.UsageBy(ctx, store.UsageFilter{Since: t0, Until: t0.Add(time.Hour)}, "day")

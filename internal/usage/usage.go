@@ -77,6 +77,9 @@ type Config struct {
 	// DiskDir returns the directory sandbox id's disk is mounted on
 	// ("" when it has none).
 	DiskDir func(id string) string
+	// SentBytes returns the bytes sandbox id has sent through its
+	// network link so far (false: it has none); nil meters no egress.
+	SentBytes func(id string) (int64, bool)
 	// Team is the id under which team samples are stored.
 	Team string
 	// Now is the clock (default time.Now).

@@ -4,8 +4,12 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"fmt"
+	"io"
 	"math"
+	"net"
 	"net/http"
+	"net/netip"
 	"regexp"
 	"strconv"
 	"strings"
@@ -205,5 +209,51 @@ func TestUsageBadInput(t *testing.T) {
 	}
 	if st, body := getJSON(t, ctx, srv.URL+"/sbx/v1/usage", plain.Key); st != http.StatusOK {
 		t.Errorf("usage with a plain key: %d %s", st, body)
+	}
+}
+
+// TestUsageEgress uploads a known number of bytes from a sandbox to a
+// sink on the test internet: its metered egress grows by them, plus the
+// links' framing and a little more, not by much more.
+func TestUsageEgress(t *testing.T) {
+	srv, ti := netServer(t, "--metrics-interval", "1s")
+	ctx := ctxFor(t, 3*time.Minute)
+	c := srv.Client
+	const n = 4 << 20
+	var ln net.Listener
+	inNS(t, "/run/netns/"+ti.NS, func() error {
+		var err error
+		ln, err = net.Listen("tcp", netip.AddrPortFrom(ti.A, 9000).String())
+		return err
+	})
+	t.Cleanup(func() { ln.Close() })
+	got := make(chan int64, 1)
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			got <- -1
+			return
+		}
+		defer conn.Close()
+		m, _ := io.Copy(io.Discard, conn)
+		got <- m
+	}()
+	sb, err := c.CreateSandbox(ctx, client.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := awaitUsage(t, ctx, c, sb.ID, "a first sample", time.Minute, func(r client.UsageRecord) bool { return r.RunSeconds > 0 })
+	mustRun(t, ctx, sb, fmt.Sprintf("head -c %d /dev/zero > /dev/tcp/%s/9000", n, ti.A), nil)
+	if m := <-got; m != n {
+		t.Fatalf("the sink received %d bytes, want %d", m, n)
+	}
+	u := awaitUsage(t, ctx, c, sb.ID, "the upload's bytes", time.Minute, func(r client.UsageRecord) bool { return r.EgressBytes-base.EgressBytes >= n })
+	// Two more samples: nothing else of that size was sent.
+	mark := u.RunSeconds
+	u = awaitUsage(t, ctx, c, sb.ID, "two more samples", time.Minute, func(r client.UsageRecord) bool { return r.RunSeconds > mark+1.5 })
+	sent := u.EgressBytes - base.EgressBytes
+	t.Logf("uploaded %d bytes; egress metered %d (%.1f%% more)", n, sent, float64(sent-n)/n*100)
+	if sent < n || sent > n*11/10+256<<10 {
+		t.Fatalf("egress %d bytes for an upload of %d", sent, n)
 	}
 }
