@@ -38,4 +38,7 @@ type UsageRecord struct {
 	// EgressBytes is what the sandboxes sent through their network
 	// links.
 	EgressBytes int64 `json:"egressBytes"`
+	// PausedGiBHours is the size (GiB) of what paused sandboxes kept
+	// on disk (files, memory image) times the hours they were paused.
+	PausedGiBHours float64 `json:"pausedGiBHours"`
 }

@@ -36,7 +36,7 @@ func usageBody(r store.UsageRecord) wire.UsageRecord {
 	out := wire.UsageRecord{
 		SandboxID: r.SandboxID, RunSeconds: r.Run.Seconds(), VCPUSeconds: r.VCPUSeconds, CPUSeconds: r.CPUUsed.Seconds(),
 		MemoryGiBSeconds: r.MemGiBSeconds, MemoryUsedGiBSeconds: r.MemUsedGiBSeconds, DiskGiBHours: r.DiskGiBHours,
-		EgressBytes: r.EgressBytes,
+		EgressBytes: r.EgressBytes, PausedGiBHours: r.PausedGiBHours,
 	}
 	if !r.Day.IsZero() {
 		out.Day = r.Day.UTC().Format(time.DateOnly)

@@ -87,10 +87,10 @@ func runUsage(e *env, args []string) int {
 }
 
 // usageColumns are the figures of a usage line, as the CSV names them.
-var usageColumns = []string{"run_seconds", "vcpu_seconds", "cpu_seconds", "memory_gib_seconds", "memory_used_gib_seconds", "disk_gib_hours", "egress_bytes"}
+var usageColumns = []string{"run_seconds", "vcpu_seconds", "cpu_seconds", "memory_gib_seconds", "memory_used_gib_seconds", "disk_gib_hours", "paused_gib_hours", "egress_bytes"}
 
 func usageFigures(r client.UsageRecord) []float64 {
-	return []float64{r.RunSeconds, r.VCPUSeconds, r.CPUSeconds, r.MemoryGiBSeconds, r.MemoryUsedGiBSeconds, r.DiskGiBHours}
+	return []float64{r.RunSeconds, r.VCPUSeconds, r.CPUSeconds, r.MemoryGiBSeconds, r.MemoryUsedGiBSeconds, r.DiskGiBHours, r.PausedGiBHours}
 }
 
 // usageKey is the first column of a report's lines: what they are by.
@@ -131,10 +131,10 @@ func writeUsageCSV(w io.Writer, rep *client.UsageReport) error {
 // memory in hours, disk in GiB-hours.
 func writeUsageTable(w io.Writer, rep *client.UsageReport) {
 	k, _ := usageKey(rep, client.UsageRecord{})
-	fmt.Fprintf(w, "%s\tRUN (h)\tVCPU (h)\tCPU USED (h)\tMEMORY (GiB-h)\tMEMORY USED (GiB-h)\tDISK (GiB-h)\tEGRESS\n", strings.ToUpper(k))
+	fmt.Fprintf(w, "%s\tRUN (h)\tVCPU (h)\tCPU USED (h)\tMEMORY (GiB-h)\tMEMORY USED (GiB-h)\tDISK (GiB-h)\tPAUSED (GiB-h)\tEGRESS\n", strings.ToUpper(k))
 	line := func(name string, r client.UsageRecord) {
-		fmt.Fprintf(w, "%s\t%.4f\t%.4f\t%.4f\t%.4f\t%.4f\t%.4f\t%s\n", name, r.RunSeconds/3600, r.VCPUSeconds/3600, r.CPUSeconds/3600,
-			r.MemoryGiBSeconds/3600, r.MemoryUsedGiBSeconds/3600, r.DiskGiBHours, units.Bytes(r.EgressBytes, units.Short))
+		fmt.Fprintf(w, "%s\t%.4f\t%.4f\t%.4f\t%.4f\t%.4f\t%.4f\t%.4f\t%s\n", name, r.RunSeconds/3600, r.VCPUSeconds/3600, r.CPUSeconds/3600,
+			r.MemoryGiBSeconds/3600, r.MemoryUsedGiBSeconds/3600, r.DiskGiBHours, r.PausedGiBHours, units.Bytes(r.EgressBytes, units.Short))
 	}
 	for _, r := range rep.Records {
 		_, v := usageKey(rep, r)

@@ -24,6 +24,7 @@ var usageTable = `CREATE TABLE sandbox_usage (
 	mem_used_gib_seconds DOUBLE PRECISION NOT NULL,
 	disk_gib_hours DOUBLE PRECISION NOT NULL,
 	egress_bytes BIGINT NOT NULL,
+	paused_gib_hours DOUBLE PRECISION NOT NULL,
 	last_ts BIGINT NOT NULL,
 	last_cpu_ns BIGINT NOT NULL,
 	last_egress_bytes BIGINT NOT NULL,
@@ -48,6 +49,9 @@ type Usage struct {
 	DiskGiBHours float64
 	// EgressBytes is what it sent through its network link.
 	EgressBytes int64
+	// PausedGiBHours is the size (GiB) of what it kept while paused
+	// times the hours it was paused.
+	PausedGiBHours float64
 }
 
 // UsageDelta is what one sample adds to a sandbox's usage, with the mark
@@ -94,8 +98,8 @@ func (s *DB) AddUsage(ctx context.Context, ds []UsageDelta) error {
 		return nil
 	}
 	q := `INSERT INTO sandbox_usage (sandbox_id, day, team_id, run_ns, vcpu_seconds, cpu_used_ns,
-		mem_gib_seconds, mem_used_gib_seconds, disk_gib_hours, egress_bytes, last_ts, last_cpu_ns, last_egress_bytes) VALUES ` +
-		strings.TrimSuffix(strings.Repeat(`(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), `, len(ds)), ", ") +
+		mem_gib_seconds, mem_used_gib_seconds, disk_gib_hours, egress_bytes, paused_gib_hours, last_ts, last_cpu_ns, last_egress_bytes) VALUES ` +
+		strings.TrimSuffix(strings.Repeat(`(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), `, len(ds)), ", ") +
 		` ON CONFLICT (sandbox_id, day) DO UPDATE SET
 		run_ns = sandbox_usage.run_ns + excluded.run_ns,
 		vcpu_seconds = sandbox_usage.vcpu_seconds + excluded.vcpu_seconds,
@@ -104,11 +108,12 @@ func (s *DB) AddUsage(ctx context.Context, ds []UsageDelta) error {
 		mem_used_gib_seconds = sandbox_usage.mem_used_gib_seconds + excluded.mem_used_gib_seconds,
 		disk_gib_hours = sandbox_usage.disk_gib_hours + excluded.disk_gib_hours,
 		egress_bytes = sandbox_usage.egress_bytes + excluded.egress_bytes,
+		paused_gib_hours = sandbox_usage.paused_gib_hours + excluded.paused_gib_hours,
 		last_ts = excluded.last_ts, last_cpu_ns = excluded.last_cpu_ns, last_egress_bytes = excluded.last_egress_bytes`
-	args := make([]any, 0, 13*len(ds))
+	args := make([]any, 0, 14*len(ds))
 	for _, d := range ds {
 		args = append(args, d.SandboxID, UsageDay(d.Time).Unix(), d.TeamID, int64(d.Run), d.VCPUSeconds, int64(d.CPUUsed),
-			d.MemGiBSeconds, d.MemUsedGiBSeconds, d.DiskGiBHours, d.EgressBytes, d.Time.UnixNano(), d.CPUMark, d.EgressMark)
+			d.MemGiBSeconds, d.MemUsedGiBSeconds, d.DiskGiBHours, d.EgressBytes, d.PausedGiBHours, d.Time.UnixNano(), d.CPUMark, d.EgressMark)
 	}
 	if _, err := s.db.ExecContext(ctx, q, args...); err != nil {
 		return fmt.Errorf("add usage: %w", err)
@@ -154,7 +159,7 @@ func (s *DB) UsageBy(ctx context.Context, f UsageFilter, by string) ([]UsageReco
 	}
 	q := `SELECT ` + key + `, COALESCE(SUM(run_ns), 0), COALESCE(SUM(vcpu_seconds), 0), COALESCE(SUM(cpu_used_ns), 0),
 		COALESCE(SUM(mem_gib_seconds), 0), COALESCE(SUM(mem_used_gib_seconds), 0), COALESCE(SUM(disk_gib_hours), 0),
-		COALESCE(SUM(egress_bytes), 0) FROM sandbox_usage`
+		COALESCE(SUM(egress_bytes), 0), COALESCE(SUM(paused_gib_hours), 0) FROM sandbox_usage`
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, " AND ")
 	}
@@ -175,7 +180,7 @@ func (s *DB) UsageBy(ctx context.Context, f UsageFilter, by string) ([]UsageReco
 		if by == "day" {
 			k = &day
 		}
-		if err := rows.Scan(k, &run, &r.VCPUSeconds, &cpu, &r.MemGiBSeconds, &r.MemUsedGiBSeconds, &r.DiskGiBHours, &r.EgressBytes); err != nil {
+		if err := rows.Scan(k, &run, &r.VCPUSeconds, &cpu, &r.MemGiBSeconds, &r.MemUsedGiBSeconds, &r.DiskGiBHours, &r.EgressBytes, &r.PausedGiBHours); err != nil {
 			return nil, fmt.Errorf("usage: %w", err)
 		}
 		r.Run, r.CPUUsed = time.Duration(run), time.Duration(cpu)

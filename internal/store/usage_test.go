@@ -19,7 +19,7 @@ func testUsage(t *testing.T, dsn string) {
 	day2 := day1.Add(2 * time.Second)
 	u := func(secs float64) Usage {
 		d := time.Duration(secs * float64(time.Second))
-		return Usage{Run: d, VCPUSeconds: secs * 2, CPUUsed: d / 2, MemGiBSeconds: secs, MemUsedGiBSeconds: secs / 4, DiskGiBHours: secs / 3600, EgressBytes: int64(secs * 100)}
+		return Usage{Run: d, VCPUSeconds: secs * 2, CPUUsed: d / 2, MemGiBSeconds: secs, MemUsedGiBSeconds: secs / 4, DiskGiBHours: secs / 3600, EgressBytes: int64(secs * 100), PausedGiBHours: secs / 10}
 	}
 	if _, ok, err := db.LastUsageMark(ctx, "a"); ok || err != nil {
 		t.Fatalf("mark of nothing: %v, %v", ok, err)
@@ -67,5 +67,5 @@ func testUsage(t *testing.T, dsn string) {
 func near(a, b Usage) bool {
 	f := func(x, y float64) bool { return math.Abs(x-y) < 1e-9 }
 	return a.Run == b.Run && a.CPUUsed == b.CPUUsed && a.EgressBytes == b.EgressBytes && f(a.VCPUSeconds, b.VCPUSeconds) && f(a.MemGiBSeconds, b.MemGiBSeconds) &&
-		f(a.MemUsedGiBSeconds, b.MemUsedGiBSeconds) && f(a.DiskGiBHours, b.DiskGiBHours)
+		f(a.MemUsedGiBSeconds, b.MemUsedGiBSeconds) && f(a.DiskGiBHours, b.DiskGiBHours) && f(a.PausedGiBHours, b.PausedGiBHours)
 }

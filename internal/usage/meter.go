@@ -24,7 +24,9 @@ const gib = 1 << 30
 // (SentBytes) below its mark, a new link. Paused sandboxes' marks move
 // every round, so a resumed sandbox's first sample counts from at most one
 // interval before its resume; what a sandbox ran between its last sample
-// and its pause or kill (less than one interval) is not counted.
+// and its pause or kill (less than one interval) is not counted. A paused
+// sandbox's kept files count from its last running sample, by their size
+// when first seen paused (PausedBytes).
 func (s *Sampler) meter(ctx context.Context, running []*store.Sandbox, ms []store.SandboxMetric, cpuRead []bool, now time.Time) error {
 	paused, err := s.db.ListSandboxes(ctx, "paused")
 	if err != nil {
@@ -84,6 +86,16 @@ func (s *Sampler) meter(ctx context.Context, running []*store.Sandbox, ms []stor
 			continue
 		}
 		d := store.UsageDelta{SandboxID: sb.ID, TeamID: s.cfg.Team, Time: now, CPUMark: prev.CPUMark, EgressMark: prev.EgressMark}
+		if s.cfg.PausedBytes != nil {
+			size, ok := s.kept[sb.ID]
+			if !ok {
+				size = s.cfg.PausedBytes(sb.ID)
+				s.kept[sb.ID] = size
+			}
+			if wall := now.Sub(prev.Time); wall > 0 {
+				d.PausedGiBHours = float64(size) / gib * wall.Hours()
+			}
+		}
 		if sb.Life.PauseKind != "frozen" {
 			// Its box is gone: the one it resumes into counts from
 			// zero.
@@ -102,6 +114,14 @@ func (s *Sampler) meter(ctx context.Context, running []*store.Sandbox, ms []stor
 	for id := range s.marks {
 		if !seen[id] {
 			delete(s.marks, id)
+		}
+	}
+	for _, sb := range running {
+		delete(s.kept, sb.ID)
+	}
+	for id := range s.kept {
+		if !seen[id] {
+			delete(s.kept, id)
 		}
 	}
 	return nil

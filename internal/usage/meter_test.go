@@ -35,7 +35,7 @@ func TestMeter(t *testing.T) {
 	var sent int64 = 1000
 	sampler := func() *Sampler {
 		return New(Config{Interval: time.Second, Meters: map[string]Meter{"runc": m}, Team: "default", Now: func() time.Time { return now },
-			SentBytes: func(string) (int64, bool) { return sent, true }},
+			SentBytes: func(string) (int64, bool) { return sent, true }, PausedBytes: func(string) int64 { return 2 << 30 }},
 			db, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	}
 	total := func() store.UsageRecord {
@@ -86,7 +86,8 @@ func TestMeter(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if u := total(); u.Run != 12*time.Second || u.CPUUsed != 8*time.Second {
+	// It kept 2 GiB for the hour since its last running sample.
+	if u := total(); u.Run != 12*time.Second || u.CPUUsed != 8*time.Second || math.Abs(u.PausedGiBHours-2) > 1e-9 {
 		t.Fatalf("while paused: %+v", u)
 	}
 	// Resumed into a new box whose counter starts again: 1 s later
@@ -101,7 +102,7 @@ func TestMeter(t *testing.T) {
 	if err := s.Sample(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if u := total(); u.Run != 13*time.Second || u.CPUUsed != 8500*time.Millisecond || u.EgressBytes != 1510 {
+	if u := total(); u.Run != 13*time.Second || u.CPUUsed != 8500*time.Millisecond || u.EgressBytes != 1510 || math.Abs(u.PausedGiBHours-2) > 1e-9 {
 		t.Fatalf("after a resume: %+v", u)
 	}
 	byDay, err := db.UsageBy(ctx, store.UsageFilter{Since: t0, Until: t0.Add(time.Hour)}, "day")

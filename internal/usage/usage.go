@@ -80,6 +80,10 @@ type Config struct {
 	// SentBytes returns the bytes sandbox id has sent through its
 	// network link so far (false: it has none); nil meters no egress.
 	SentBytes func(id string) (int64, bool)
+	// PausedBytes returns the size of what paused sandbox id keeps on
+	// this node (its files, its memory image); nil meters none. It is
+	// asked once per pause and server.
+	PausedBytes func(id string) int64
 	// Team is the id under which team samples are stored.
 	Team string
 	// Now is the clock (default time.Now).
@@ -101,6 +105,8 @@ type Sampler struct {
 	lastPrune time.Time
 	// marks are the sandboxes' last metered samples (meter.go).
 	marks map[string]store.UsageMark
+	// kept are the paused sandboxes' PausedBytes.
+	kept map[string]int64
 }
 
 type cpuMark struct {
@@ -116,7 +122,7 @@ func New(cfg Config, db Store, log *slog.Logger) *Sampler {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Sampler{cfg: cfg, db: db, log: log, last: map[string]cpuMark{}, marks: map[string]store.UsageMark{}}
+	return &Sampler{cfg: cfg, db: db, log: log, last: map[string]cpuMark{}, marks: map[string]store.UsageMark{}, kept: map[string]int64{}}
 }
 
 // Run samples every Interval until ctx ends.

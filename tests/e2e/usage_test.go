@@ -257,3 +257,50 @@ func TestUsageEgress(t *testing.T) {
 		t.Fatalf("egress %d bytes for an upload of %d", sent, n)
 	}
 }
+
+// TestUsagePause pauses a sandbox holding a 32 MiB file: while paused its
+// running figures stand still and its kept files count in GiB-hours;
+// after its resume it is counted running again from about its resume.
+func TestUsagePause(t *testing.T) {
+	const interval = time.Second
+	srv := harness.Start(t, "--internet=false", "--metrics-interval", interval.String())
+	ctx := ctxFor(t, 3*time.Minute)
+	c := srv.Client
+	sb, err := c.CreateSandbox(ctx, client.CreateOptions{Timeout: 5 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, ctx, sb, "head -c 33554432 /dev/urandom > /home/user/blob 2>/dev/null || head -c 33554432 /dev/urandom > /tmp/blob; sync", nil)
+	awaitUsage(t, ctx, c, sb.ID, "a sample", time.Minute, func(r client.UsageRecord) bool { return r.RunSeconds > 0 })
+	if err := c.Pause(ctx, sb.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	paused := time.Now()
+	atPause := sandboxUsage(t, ctx, c, sb.ID)
+	u := awaitUsage(t, ctx, c, sb.ID, "3 s of kept files", time.Minute, func(r client.UsageRecord) bool {
+		return r.PausedGiBHours > 0 && time.Since(paused) > 3*interval
+	})
+	u = awaitUsage(t, ctx, c, sb.ID, "a later paused round", time.Minute, func(r client.UsageRecord) bool { return r.PausedGiBHours > u.PausedGiBHours })
+	pausedFor := time.Since(paused)
+	// Running figures stand still (but for the round that saw it last
+	// running, which may end after the pause call began).
+	if u.RunSeconds > atPause.RunSeconds+interval.Seconds() || u.CPUSeconds > atPause.CPUSeconds+1 {
+		t.Errorf("running figures moved while paused: %+v, at the pause %+v", u, atPause)
+	}
+	// At least the blob kept over the paused time, less a round.
+	if want := 32.0 / 1024 * (pausedFor.Seconds() - 2*interval.Seconds()) / 3600; u.PausedGiBHours < want {
+		t.Errorf("paused GiB-hours %.8f over %s, want at least %.8f", u.PausedGiBHours, pausedFor, want)
+	}
+	t.Logf("paused %s: %+v", pausedFor, u)
+	resumed := time.Now()
+	if _, err := c.Resume(ctx, sb.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	before := sandboxUsage(t, ctx, c, sb.ID)
+	after := awaitUsage(t, ctx, c, sb.ID, "running samples after the resume", time.Minute, func(r client.UsageRecord) bool {
+		return r.RunSeconds > before.RunSeconds+2
+	})
+	if grew := after.RunSeconds - u.RunSeconds; grew > time.Since(resumed).Seconds()+interval.Seconds() {
+		t.Errorf("after a resume %.1f s ago, run grew by %.1f s: the pause counted as running", time.Since(resumed).Seconds(), grew)
+	}
+}
