@@ -168,6 +168,11 @@ func TestWireStrict(t *testing.T) {
 	}
 	var mx wire.MaxTeamMetric
 	call("GET", "/teams/default/metrics/max?metric=concurrent_sandboxes", nil, 200, &mx)
+	var usage wire.UsageReport
+	call("GET", "/sbx/v1/usage?by=sandbox", nil, 200, &usage)
+	if usage.TeamID != "default" || usage.By != "sandbox" {
+		t.Errorf("usage by sandbox: %+v", usage)
+	}
 
 	var templates []wire.Template
 	call("GET", "/templates", nil, 200, &templates)
