@@ -212,6 +212,13 @@ func (s *Server) start() {
 		// their sandboxes use, and a pool's boxes would be in the count.
 		args = append(args, "--warm-pool", "0")
 	}
+	// No rate limits unless a test asks for them: tests and benchmarks
+	// send bursts (a hundred creates at once) that measure other things.
+	for _, f := range []string{"--rate-limit-rps", "--create-rate-limit"} {
+		if _, ok := flagValue(s.Args, f); !ok {
+			args = append(args, f, "0")
+		}
+	}
 	if s.Addr != "" {
 		args[2] = s.Addr // a restart keeps the address clients know
 	}
