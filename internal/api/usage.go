@@ -51,12 +51,19 @@ func (s *Server) usage(w http.ResponseWriter, r *http.Request) error {
 		return errdefs.New(errdefs.ErrFailedPrecondition, "usage is not metered on this server")
 	}
 	q := r.URL.Query()
-	teamID := q.Get("team")
-	if teamID == "" {
-		teamID = DefaultTeam
-	}
-	if admin, _ := r.Context().Value(ctxKey{}).(bool); !admin && teamID != DefaultTeam {
-		return errdefs.New(errdefs.ErrPermissionDenied, "team %q is not this key's team (%s): asking for another team's usage needs an admin API key", teamID, DefaultTeam)
+	teamID := teamOf(r)
+	if ref := q.Get("team"); ref != "" {
+		// Another team's, or one that does not exist, is refused alike
+		// to a key that is not the server's admin: the answer tells
+		// nothing of other teams.
+		t, err := s.lookupTeam(r, ref)
+		if !serverAdmin(r) && (err != nil || t.ID != teamID) {
+			return errdefs.New(errdefs.ErrPermissionDenied, "team %q is not this key's team (%s): asking for another team's usage needs an admin API key", ref, publicTeamID(teamID))
+		}
+		if err != nil {
+			return err
+		}
+		teamID = t.ID
 	}
 	by := q.Get("by")
 	if by != "" && by != "sandbox" && by != "day" {
@@ -78,7 +85,7 @@ func (s *Server) usage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := wire.UsageReport{TeamID: teamID, By: by, Since: since, Until: until, Records: []wire.UsageRecord{}}
+	out := wire.UsageReport{TeamID: publicTeamID(teamID), By: by, Since: since, Until: until, Records: []wire.UsageRecord{}}
 	if len(total) == 1 {
 		out.Total = usageBody(total[0])
 	}

@@ -81,7 +81,7 @@ func serveMain(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.Float64Var(&cfg.RateLimit.Rate, "rate-limit-rps", 100, "API calls a second each API key may make on average, answered 429 with Retry-After past it (0: no limit; each node of a fleet limits separately; data-plane calls are not limited)")
 	fs.IntVar(&cfg.RateLimit.Burst, "rate-limit-burst", 200, "API calls each API key may make at once above --rate-limit-rps")
 	fs.Float64Var(&cfg.CreateRateLimit.Rate, "create-rate-limit", 20, "sandbox creates and forks a second each API key may make on average, answered 429 with Retry-After past it (0: no limit)")
-	fs.IntVar(&cfg.CreateRateLimit.Burst, "create-rate-limit-burst", 50, "sandbox creates and forks each API key may make at once above --create-rate-limit")
+	fs.IntVar(&cfg.CreateRateLimit.Burst, "create-rate-limit-burst", 100, "sandbox creates and forks each API key may make at once above --create-rate-limit")
 	fs.DurationVar(&cfg.MetricsInterval, "metrics-interval", 5*time.Second, "time between resource samples of each running sandbox (getMetrics)")
 	var idShift uint
 	fs.UintVar(&idShift, "id-shift", 100000000, "first host uid/gid of the sandboxes' user namespaces (sandbox ids 0-65535 map to it and up); 0 disables user namespaces")

@@ -49,7 +49,7 @@ func (s *Sampler) meter(ctx context.Context, running []*store.Sandbox, ms []stor
 			// create's from then.
 			prev.Time = sb.StartedAt
 		}
-		d := store.UsageDelta{SandboxID: sb.ID, TeamID: s.cfg.Team, Time: now, CPUMark: prev.CPUMark}
+		d := store.UsageDelta{SandboxID: sb.ID, TeamID: teamOf(sb), Time: now, CPUMark: prev.CPUMark}
 		if wall := now.Sub(prev.Time); wall > 0 {
 			secs := wall.Seconds()
 			d.Run = wall
@@ -85,7 +85,7 @@ func (s *Sampler) meter(ctx context.Context, running []*store.Sandbox, ms []stor
 		if err != nil || !ok {
 			continue
 		}
-		d := store.UsageDelta{SandboxID: sb.ID, TeamID: s.cfg.Team, Time: now, CPUMark: prev.CPUMark, EgressMark: prev.EgressMark}
+		d := store.UsageDelta{SandboxID: sb.ID, TeamID: teamOf(sb), Time: now, CPUMark: prev.CPUMark, EgressMark: prev.EgressMark}
 		if s.cfg.PausedBytes != nil {
 			size, ok := s.kept[sb.ID]
 			if !ok {
@@ -134,4 +134,13 @@ func (s *Sampler) mark(ctx context.Context, id string) (store.UsageMark, bool, e
 		return m, true, nil
 	}
 	return s.db.LastUsageMark(ctx, id)
+}
+
+// teamOf is the store id of sb's team: usage is metered to the team the
+// sandbox belongs to.
+func teamOf(sb *store.Sandbox) string {
+	if sb.Team == "" {
+		return store.DefaultTeamID
+	}
+	return sb.Team
 }

@@ -40,7 +40,7 @@ func TestMeter(t *testing.T) {
 	}
 	total := func() store.UsageRecord {
 		t.Helper()
-		rs, err := db.UsageBy(ctx, store.UsageFilter{TeamID: "default"}, "")
+		rs, err := db.UsageBy(ctx, store.UsageFilter{TeamID: store.DefaultTeamID}, "")
 		if err != nil || len(rs) != 1 {
 			t.Fatalf("usage %+v, %v", rs, err)
 		}

@@ -241,6 +241,7 @@ func TestTeamIsolation(t *testing.T) {
 		"DELETE /events/webhooks/{webhookID}":                 {status: notFound},
 		"GET /events/webhooks/{webhookID}/deliveries":         {status: notFound},
 		"GET /sbx/v1/audit":                                   {status: forbidden},
+		"GET /sbx/v1/usage":                                   {status: forbidden, query: "?team=" + teamID["alpha"]},
 	}
 	// Path values: alpha's objects, or what names one.
 	values := map[string]string{

@@ -199,6 +199,7 @@ func TestUsageBadInput(t *testing.T) {
 		{"until not a time", "?until=2026-13-01", srv.APIKey, 400, "until must be"},
 		{"since after until", "?since=2026-12-02&until=2026-12-01", srv.APIKey, 400, "before until"},
 		{"another team, plain key", "?team=other", plain.Key, 403, "admin"},
+		{"unknown team, admin key", "?team=other", srv.APIKey, 404, "not found"},
 		{"wrong key", "", harness.NewAPIKey(), 401, "invalid API key"},
 		{"no key", "", "", 401, "missing API key"},
 	} {
@@ -211,9 +212,8 @@ func TestUsageBadInput(t *testing.T) {
 			t.Errorf("%s: %d %s, want %d with %q", tc.name, st, body, tc.status, tc.msg)
 		}
 	}
-	// Valid: the key's own team, nothing used yet; an admin may ask for
-	// another team.
-	for _, q := range []string{"", "?by=day&since=2026-12-01T00:00:00Z", "?team=other"} {
+	// Valid: the key's own team, nothing used yet, by default or by name.
+	for _, q := range []string{"", "?by=day&since=2026-12-01T00:00:00Z", "?team=default"} {
 		st, body := getJSON(t, ctx, srv.URL+"/sbx/v1/usage"+q, srv.APIKey)
 		if st != http.StatusOK || !strings.Contains(string(body), `"records":[]`) {
 			t.Errorf("usage%s: %d %s", q, st, body)
