@@ -44,6 +44,10 @@ type kernel struct {
 	dead    chan struct{}
 	exitErr error
 
+	// r: the kernel runs R (IRkernel), so the code the server runs in it
+	// itself is R.
+	r bool
+
 	mu      sync.Mutex
 	waiters map[string]*waiter
 }
@@ -65,6 +69,9 @@ type kernelConfig struct {
 	TypeScript bool
 	// Bash makes it a bash context (bashKernel): Argv is bash.
 	Bash bool
+	// R makes it an R context: a Jupyter kernel (IRkernel) like Python's,
+	// whose silent code (env vars) is R.
+	R bool
 }
 
 // message is a Jupyter message as the server needs it.
@@ -106,7 +113,7 @@ func startKernel(ctx context.Context, cfg kernelConfig, log *slog.Logger) (*kern
 	if err != nil {
 		return nil, fmt.Errorf("start kernel: %w", err)
 	}
-	k := &kernel{log: log, dir: dir, session: newID(), dead: make(chan struct{}), waiters: map[string]*waiter{}}
+	k := &kernel{log: log, dir: dir, session: newID(), dead: make(chan struct{}), waiters: map[string]*waiter{}, r: cfg.R}
 	k.key = []byte(newID() + newID())
 	// Unix sockets in a directory only this user can enter: other users
 	// in the sandbox cannot talk to the kernel (the key signs messages as
@@ -317,10 +324,14 @@ func (k *kernel) startCell(ctx context.Context, code string, env map[string]stri
 	if len(env) > 0 {
 		b, _ := json.Marshal(env)
 		set := "import json as _sbx_json\n_sbx_env_saved = _sbx_env(_sbx_json.loads(" + pyString(string(b)) + "))"
+		restore := "_sbx_env_restore(_sbx_env_saved)"
+		if k.r {
+			set, restore = rEnvCode(env)
+		}
 		if err := k.runSilent(ctx, set); err != nil {
 			return "", nil, fmt.Errorf("set env vars: %w", err)
 		}
-		done = func() { k.runSilent(context.WithoutCancel(ctx), "_sbx_env_restore(_sbx_env_saved)") }
+		done = func() { k.runSilent(context.WithoutCancel(ctx), restore) }
 	}
 	// stop_on_error would have the kernel abort requests that reach it
 	// shortly after a failed cell: the server sends one cell at a time,

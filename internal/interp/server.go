@@ -45,6 +45,8 @@ type Config struct {
 	Node string
 	// Bash runs bash contexts ("bash").
 	Bash string
+	// R runs R contexts' kernel, IRkernel ("R").
+	R string
 	// Cwd is the working directory of contexts created without one.
 	Cwd string
 	// OutputLimit bounds one execution's output (DefaultOutputLimit when
@@ -89,6 +91,9 @@ func New(cfg Config, log *slog.Logger) *Server {
 	if cfg.Bash == "" {
 		cfg.Bash = "bash"
 	}
+	if cfg.R == "" {
+		cfg.R = "R"
+	}
 	if cfg.Cwd == "" {
 		cfg.Cwd = "/home/user"
 	}
@@ -124,8 +129,14 @@ func (s *Server) kernelConfig(language, cwd string) (kernelConfig, error) {
 		return kernelConfig{Node: true, TypeScript: true, Argv: []string{s.cfg.Node}, Cwd: cwd, Env: os.Environ()}, nil
 	case "bash":
 		return kernelConfig{Bash: true, Argv: []string{s.cfg.Bash, "--noprofile", "--norc"}, Cwd: cwd, Env: os.Environ()}, nil
+	case "r":
+		// IRkernel's kernelspec (/usr/share/jupyter/kernels/ir), with
+		// --no-save --no-restore: a context starts from an empty
+		// workspace and leaves none behind.
+		return kernelConfig{R: true, Argv: []string{s.cfg.R, "--slave", "--no-save", "--no-restore", "-e", "IRkernel::main()", "--args", "{connection_file}"},
+			Cwd: cwd, Env: os.Environ()}, nil
 	}
-	return kernelConfig{}, &httpError{http.StatusBadRequest, fmt.Sprintf("language %q is not supported (supported: python, javascript, typescript, bash)", language)}
+	return kernelConfig{}, &httpError{http.StatusBadRequest, fmt.Sprintf("language %q is not supported (supported: python, javascript, typescript, bash, r)", language)}
 }
 
 // normLanguage maps the SDKs' names for a language to the server's.
@@ -139,6 +150,8 @@ func normLanguage(l string) string {
 		return "typescript"
 	case "bash", "sh", "shell":
 		return "bash"
+	case "r":
+		return "r"
 	}
 	return l
 }

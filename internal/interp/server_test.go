@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -452,5 +453,108 @@ func TestBoxChart(t *testing.T) {
 		if bb.Label != "B" || bb.Min != 10 || bb.FirstQuartile != 20 || bb.Median != 30 || bb.ThirdQuartile != 40 || bb.Max != 50 || len(bb.Outliers) != 0 {
 			t.Fatalf("%s: box B %+v", tc.name, bb)
 		}
+	}
+}
+
+// rKernel fails unless R with IRkernel is installed: scripts/setup.sh
+// installs Debian's (r-base-core, r-cran-irkernel).
+func rKernel(t *testing.T) {
+	t.Helper()
+	if exec.Command("R", "--slave", "-e", "library(IRkernel)").Run() != nil {
+		t.Fatal("no R with IRkernel: run scripts/setup.sh (apt-get install --no-install-recommends r-base-core r-cran-irkernel)")
+	}
+}
+
+func TestR(t *testing.T) {
+	rKernel(t)
+	hs := newTestServer(t, Config{OutputLimit: 1 << 20})
+	dir := t.TempDir()
+	resp, err := http.Post(hs.URL+"/contexts", "application/json", strings.NewReader(`{"language":"r","cwd":"`+dir+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c struct{ ID, Language, Cwd string }
+	json.NewDecoder(resp.Body).Decode(&c)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || c.Language != "r" || c.Cwd != dir {
+		t.Fatalf("context: %s %+v", resp.Status, c)
+	}
+	run := func(code string, env map[string]string) []map[string]any {
+		body := map[string]any{"code": code, "context_id": c.ID}
+		if env != nil {
+			body["env_vars"] = env
+		}
+		return execute(t, hs.URL, body)
+	}
+
+	run("x <- 41", nil)
+	lines := run("cat('hi\\n'); x + 1", nil)
+	// IRkernel sends a visible value as display_data, not execute_result
+	// (as E2B's server reports it): a result, not the main one.
+	if r := ofType(lines, "result"); len(r) != 1 || r[0]["text"] != "[1] 42" {
+		t.Fatalf("result: %v", lines)
+	}
+	if o := ofType(lines, "stdout"); len(o) != 1 || o[0]["text"] != "hi\n" {
+		t.Fatalf("stdout: %v", lines)
+	}
+	if lines[len(lines)-1]["type"] != "end_of_execution" {
+		t.Fatalf("last line: %v", lines)
+	}
+	if r := ofType(run("getwd()", nil), "result"); len(r) != 1 || r[0]["text"] != `[1] "`+dir+`"` {
+		t.Fatalf("cwd: %v", r)
+	}
+
+	lines = run("stop('boom')", nil)
+	e := ofType(lines, "error")
+	if len(e) != 1 || e[0]["name"] != "ERROR" || !strings.Contains(e[0]["value"].(string), "boom") || e[0]["traceback"] == "" {
+		t.Fatalf("error: %v", lines)
+	}
+	// The context goes on after an error.
+	if r := ofType(run("x", nil), "result"); len(r) != 1 || r[0]["text"] != "[1] 41" {
+		t.Fatalf("after error: %v", r)
+	}
+
+	lines = run("plot(1:10)", nil)
+	if r := ofType(lines, "result"); len(r) != 1 || r[0]["png"] == nil || r[0]["is_main_result"] != false {
+		t.Fatalf("plot: %v", lines)
+	}
+	lines = run("data.frame(a = 1:2, b = c('u', 'v'))", nil)
+	if r := ofType(lines, "result"); len(r) != 1 || !strings.Contains(fmt.Sprint(r[0]["html"]), "<table") || !strings.Contains(fmt.Sprint(r[0]["text"]), "u") {
+		t.Fatalf("data frame: %v", lines)
+	}
+
+	// Env vars hold for one execution.
+	t.Setenv("SBX_R_TEST", "")
+	lines = run("Sys.getenv('SBX_R_ONE')", map[string]string{"SBX_R_ONE": "a \"q\" \\ é"})
+	if r := ofType(lines, "result"); len(r) != 1 || r[0]["text"] != `[1] "a \"q\" \\ é"` {
+		t.Fatalf("env: %v", lines)
+	}
+	if r := ofType(run("Sys.getenv('SBX_R_ONE', unset = 'none')", nil), "result"); len(r) != 1 || r[0]["text"] != `[1] "none"` {
+		t.Fatalf("env after: %v", r)
+	}
+
+	// A client that leaves (the SDK's timeoutMs) interrupts the cell.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	b, _ := json.Marshal(map[string]any{"code": "z <- 1; Sys.sleep(600)", "context_id": c.ID})
+	req, _ := http.NewRequestWithContext(ctx, "POST", hs.URL+"/execute", strings.NewReader(string(b)))
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	start := time.Now()
+	if r := ofType(run("z + 1", nil), "result"); len(r) != 1 || r[0]["text"] != "[1] 2" {
+		t.Fatalf("after interrupt: %v", r)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("the next execution waited %v", d)
+	}
+
+	resp, err = http.Post(hs.URL+"/contexts/"+c.ID+"/restart", "application/json", nil)
+	if err != nil || resp.StatusCode != 204 {
+		t.Fatalf("restart: %v %v", resp, err)
+	}
+	if r := ofType(run("exists('x')", nil), "result"); len(r) != 1 || r[0]["text"] != "[1] FALSE" {
+		t.Fatalf("after restart: %v", r)
 	}
 }
