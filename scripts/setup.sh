@@ -55,6 +55,8 @@ if [ "$tests" = 1 ]; then
 		# internal/interp's unit tests run the code interpreter's server
 		# against a real ipykernel on the host (the template has its own).
 		python3-ipykernel python3-matplotlib python3-pandas
+		# ... and against a real IRkernel for R contexts.
+		r-base-core r-cran-irkernel
 		# The store's tests, and the e2e tests of sbx serve --store
 		# postgres://, run a private PostgreSQL cluster (internal/pgtest)
 		# from these binaries.

@@ -384,6 +384,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		hs.Close()
 		return fmt.Errorf("publish base template: %w", err)
 	}
+	removeStaleBuiltins(ctx, mgr, templates, log)
 	apiSrv.SetReady(true)
 	mgr.StartWarm()
 	startTemplatePools(ctx, mgr, templates, log)

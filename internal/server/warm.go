@@ -26,3 +26,26 @@ func startTemplatePools(ctx context.Context, mgr *sandbox.Manager, templates *te
 		}()
 	}
 }
+
+// removeStaleBuiltins removes the built-in templates that an older sbx built
+// from another spec (template.Store.BuiltinStale), so that their next use
+// builds them with this sbx's packages. One that sandboxes or snapshots
+// still use is kept, with a warning: it goes once they are gone and it is
+// removed by hand (`sbx template rm NAME`).
+func removeStaleBuiltins(ctx context.Context, mgr *sandbox.Manager, templates *template.Store, log *slog.Logger) {
+	for _, name := range template.Builtins() {
+		stale, err := templates.BuiltinStale(name)
+		if err != nil {
+			log.Error("check built-in template", "template", name, "err", err)
+			continue
+		}
+		if !stale {
+			continue
+		}
+		if err := mgr.Templates().Remove(ctx, name, templates.Remove); err != nil {
+			log.Warn("built-in template is out of date but cannot be removed; remove it once unused to have it rebuilt", "template", name, "err", err)
+			continue
+		}
+		log.Info("removed out-of-date built-in template; its next use builds it again", "template", name)
+	}
+}

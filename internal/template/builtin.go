@@ -2,6 +2,8 @@ package template
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -37,11 +39,12 @@ const agentPath = "/.sbx/sbx-agent"
 
 // codeInterpreterPackages are the code interpreter template's packages on
 // top of the base template's: the IPython kernel and the Jupyter client
-// pieces, the data-science stack E2B's template ships, and the fonts plots
-// need.
+// pieces, the data-science stack E2B's template ships, the fonts plots
+// need, and R with its Jupyter kernel (IRkernel) for R contexts.
 const codeInterpreterPackages = "python3-ipykernel python3-jupyter-client python3-matplotlib-inline " +
 	"python3-numpy python3-pandas python3-matplotlib python3-scipy python3-sklearn python3-seaborn " +
-	"python3-pil python3-requests python3-openpyxl fonts-dejavu-core"
+	"python3-pil python3-requests python3-openpyxl fonts-dejavu-core " +
+	"r-base-core r-cran-irkernel"
 
 // codeInterpreterSetup runs inside the rootfs after baseSetup. Matplotlib
 // builds its font cache on first import, which takes seconds; doing it here
@@ -227,7 +230,43 @@ func (s *Store) debootstrap(ctx context.Context, spec builtinSpec, build string,
 	}
 	return Info{Name: spec.name, Created: time.Now().UTC(), Defaults: spec.defaults, IDShift: s.IDShift,
 		StartCmd: spec.startCmd, ReadyPort: spec.readyPort, Workdir: spec.workdir,
-		Source: "debootstrap " + baseSuite + " (" + baseIncludes + "," + strings.Join(spec.late, ",") + ")"}, nil
+		Source: spec.source()}, nil
+}
+
+// source is the Source of a template built from spec. It names everything
+// the build depends on (packages, setup), so that a template built by an
+// sbx whose spec differs has another Source: see [Store.BuiltinStale].
+func (spec builtinSpec) source() string {
+	src := "debootstrap " + baseSuite + " (" + baseIncludes + "," + strings.Join(spec.late, ",") + ")"
+	if spec.setup != "" {
+		h := sha256.Sum256([]byte(baseSetup + "\x00" + spec.setup))
+		src += " setup " + hex.EncodeToString(h[:6])
+	}
+	return src
+}
+
+// BuiltinStale reports whether built-in template name (other than base, whose
+// build is [Store.EnsureBase]'s) is installed but was built from another spec
+// than this sbx's: other packages or setup, as when a new sbx adds packages
+// to it. Such a template is to be removed (once no sandbox uses it) so that
+// its next use builds it again. A template that is not installed, or one
+// imported under the name (not built by sbx), is not stale.
+func (s *Store) BuiltinStale(name string) (bool, error) {
+	spec, ok := builtin(name)
+	if !ok || name == BaseName {
+		return false, nil
+	}
+	info, err := s.Get(name)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if !strings.HasPrefix(info.Source, "debootstrap ") {
+		return false, nil
+	}
+	return info.Source != spec.source(), nil
 }
 
 // lockNamed takes an exclusive flock on dir/name, waiting for another
