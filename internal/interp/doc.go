@@ -7,7 +7,8 @@
 // # Overview
 //
 // A [Server] holds contexts: each is one IPython kernel (ipykernel, from
-// Debian's packages) with its own state and working directory. The server
+// Debian's packages) with its own state and working directory, or for other
+// languages an IRkernel (R), a Node.js process or a bash process. The server
 // speaks the Jupyter messaging protocol to the kernels itself, over ZMTP on
 // Unix sockets (a minimal ZeroMQ peer, see zmtp.go), and HTTP to the SDK:
 //

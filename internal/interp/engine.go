@@ -5,8 +5,8 @@ import (
 	"log/slog"
 )
 
-// engine runs the cells of one context: an IPython kernel (kernel) for
-// Python, a Node.js process (nodeKernel) for JavaScript, a bash process
+// engine runs the cells of one context: a Jupyter kernel (kernel), IPython
+// for Python or IRkernel for R, a Node.js process (nodeKernel) for JavaScript, a bash process
 // (bashKernel) for bash. Both deliver a
 // cell's output to its waiter as Jupyter iopub messages (stream,
 // execute_input, execute_result, display_data, error, status), so that

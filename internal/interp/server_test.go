@@ -509,6 +509,10 @@ func TestR(t *testing.T) {
 	if len(e) != 1 || e[0]["name"] != "ERROR" || !strings.Contains(e[0]["value"].(string), "boom") || e[0]["traceback"] == "" {
 		t.Fatalf("error: %v", lines)
 	}
+	lines = run("message('note'); warning('careful')", nil)
+	if e := ofType(lines, "stderr"); len(e) != 2 || !strings.Contains(fmt.Sprint(e[0]["text"]), "note") || !strings.Contains(fmt.Sprint(e[1]["text"]), "careful") {
+		t.Fatalf("stderr: %v", lines)
+	}
 	// The context goes on after an error.
 	if r := ofType(run("x", nil), "result"); len(r) != 1 || r[0]["text"] != "[1] 41" {
 		t.Fatalf("after error: %v", r)

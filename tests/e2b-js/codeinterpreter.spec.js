@@ -2,7 +2,7 @@
 // `@e2b/code-interpreter` npm package (2.8.0): Sandbox.create() from its
 // default template (code-interpreter-v1), runCode in stateful contexts,
 // rich results (PNG and chart from matplotlib, HTML and data from pandas),
-// JavaScript, TypeScript and bash contexts, box plots, Sandbox.connect,
+// JavaScript, TypeScript, bash and R contexts, box plots, Sandbox.connect,
 // streaming callbacks, errors with tracebacks, contexts, timeouts, a dead
 // kernel and bad input.
 //
@@ -283,6 +283,39 @@ print("two", file=sys.stderr, flush=True)
     assert.equal(ex.error.name, 'ExitStatus')
     assert.equal(ex.error.value, 'exit status 3')
     assert.deepEqual((await sbx.runCode('echo $N', { language: 'bash' })).logs.stdout, ['\n'])
+    await sbx.removeCodeContext(ctx)
+  })
+
+  test('R: IRkernel with state, plots, data frames, errors, envs', { timeout: TEST_TIMEOUT }, async () => {
+    const sbx = await shared()
+    const ctx = await sbx.createCodeContext({ language: 'r', cwd: '/tmp' })
+    assert.equal(ctx.language, 'r')
+    await sbx.runCode('x <- 41', { context: ctx })
+    let ex = await sbx.runCode('x + 1', { context: ctx })
+    assert.equal(ex.error, undefined, JSON.stringify(ex.error))
+    // IRkernel sends values as display_data, so they are results but not
+    // the main one (execution.text), as in E2B's own R kernel.
+    assert.equal(ex.results.length, 1)
+    assert.equal(ex.results[0].text, '[1] 42')
+    ex = await sbx.runCode('cat(getwd(), "\\n")', { context: ctx })
+    assert.deepEqual(ex.logs.stdout, ['/tmp \n'])
+    ex = await sbx.runCode('plot(1:10)', { context: ctx })
+    assert.equal(ex.results.length, 1)
+    assert.ok(Buffer.from(ex.results[0].png, 'base64').subarray(1, 4).toString() === 'PNG', 'a PNG')
+    ex = await sbx.runCode('data.frame(a = 1:2, b = c("u", "v"))', { context: ctx })
+    assert.match(ex.results[0].html, /<table/)
+    ex = await sbx.runCode('stop("boom")', { context: ctx })
+    assert.equal(ex.error.name, 'ERROR')
+    assert.match(ex.error.value, /boom/)
+    assert.equal((await sbx.runCode('x', { context: ctx })).results[0].text, '[1] 41')
+    ex = await sbx.runCode('Sys.getenv("GREETING")', { context: ctx, envs: { GREETING: 'hi' } })
+    assert.equal(ex.results[0].text, '[1] "hi"')
+    ex = await sbx.runCode('Sys.getenv("GREETING", unset = "unset")', { context: ctx })
+    assert.equal(ex.results[0].text, '[1] "unset"')
+    // language alone runs in R's default context, not ctx.
+    assert.equal((await sbx.runCode('exists("x")', { language: 'r' })).results[0].text, '[1] FALSE')
+    await sbx.restartCodeContext(ctx)
+    assert.equal((await sbx.runCode('exists("x")', { context: ctx })).results[0].text, '[1] FALSE')
     await sbx.removeCodeContext(ctx)
   })
 
