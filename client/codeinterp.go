@@ -29,8 +29,8 @@ type CodeContext struct {
 // CodeContextOptions are the settings of a new [CodeContext]; the zero
 // value is a Python context in the user's home directory.
 type CodeContextOptions struct {
-	// Language is "python" (default), "javascript", "typescript" or
-	// "bash", as the sandbox's server supports them.
+	// Language is "python" (default), "javascript", "typescript",
+	// "bash" or "r", as the sandbox's server supports them.
 	Language string `json:"language,omitempty"`
 	// Cwd is the context's working directory.
 	Cwd string `json:"cwd,omitempty"`

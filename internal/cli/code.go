@@ -23,7 +23,7 @@ const maxCodeBytes = 8 << 20
 // stderr. Code that raises an error exits 1 after printing its traceback.
 func runCode(e *env, args []string) int {
 	fs := e.flags("code")
-	lang := fs.String("language", "", "run in the default context of `LANG`: python (default), javascript, typescript or bash")
+	lang := fs.String("language", "", "run in the default context of `LANG`: python (default), javascript, typescript, bash or r")
 	ctxID := fs.String("context", "", "run in context `ID` (see the SDKs' createCodeContext)")
 	envs := kvFlag{}
 	fs.Var(envs, "env", "environment variable `K=V` for this run (repeatable)")
