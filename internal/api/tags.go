@@ -32,6 +32,27 @@ func (s *Server) tagger() (templateTagger, error) {
 	return t, nil
 }
 
+// tagRequest checks the body of a tag request: ref (the field named
+// field, required; hint follows its error) names a template, tags at least
+// one valid tag. It returns the template's name and the tags normalised.
+func tagRequest(field, hint, ref string, raw []string) (string, []string, error) {
+	if ref == "" {
+		return "", nil, errdefs.New(errdefs.ErrInvalidArgument, "%q is required%s", field, hint)
+	}
+	name, _, err := template.ParseRef(ref)
+	if err != nil {
+		return "", nil, err
+	}
+	tags, err := normTags(raw)
+	if err != nil {
+		return "", nil, err
+	}
+	if len(tags) == 0 {
+		return "", nil, errdefs.New(errdefs.ErrInvalidArgument, "\"tags\" must name at least one tag")
+	}
+	return name, tags, nil
+}
+
 // assignTemplateTags is POST /templates/tags.
 func (s *Server) assignTemplateTags(w http.ResponseWriter, r *http.Request) error {
 	tg, err := s.tagger()
@@ -42,19 +63,9 @@ func (s *Server) assignTemplateTags(w http.ResponseWriter, r *http.Request) erro
 	if err := decode(w, r, &req, false); err != nil {
 		return err
 	}
-	if req.Target == "" {
-		return errdefs.New(errdefs.ErrInvalidArgument, "\"target\" is required (\"name:tag\")")
-	}
-	name, _, err := template.ParseRef(req.Target)
+	name, tags, err := tagRequest("target", " (\"name:tag\")", req.Target, req.Tags)
 	if err != nil {
 		return err
-	}
-	tags, err := normTags(req.Tags)
-	if err != nil {
-		return err
-	}
-	if len(tags) == 0 {
-		return errdefs.New(errdefs.ErrInvalidArgument, "\"tags\" must name at least one tag")
 	}
 	// Under the Manager's template guard, as a rebuild: a tag that
 	// sandboxes run from keeps its build while they exist.
@@ -84,19 +95,9 @@ func (s *Server) deleteTemplateTags(w http.ResponseWriter, r *http.Request) erro
 	if err := decode(w, r, &req, false); err != nil {
 		return err
 	}
-	if req.Name == "" {
-		return errdefs.New(errdefs.ErrInvalidArgument, "\"name\" is required")
-	}
-	name, _, err := template.ParseRef(req.Name)
+	name, tags, err := tagRequest("name", "", req.Name, req.Tags)
 	if err != nil {
 		return err
-	}
-	tags, err := normTags(req.Tags)
-	if err != nil {
-		return err
-	}
-	if len(tags) == 0 {
-		return errdefs.New(errdefs.ErrInvalidArgument, "\"tags\" must name at least one tag")
 	}
 	for _, t := range tags {
 		if _, err := tg.Get(template.Ref(name, t)); err != nil {
