@@ -11,6 +11,24 @@ import (
 // write) on each engine, one writer at a time, and reports its p50 and p99
 // beside the mean: go test -run '^$' -bench UpdateSandbox ./internal/store
 func BenchmarkUpdateSandbox(b *testing.B) {
+	benchSandbox(b, func(ctx context.Context, db *DB, sb *Sandbox, i int) error {
+		sb.State = State([]string{"pausing", "running"}[i%2])
+		return db.UpdateSandbox(ctx, sb)
+	})
+}
+
+// BenchmarkGetSandbox measures GetSandbox (one read by id), as
+// BenchmarkUpdateSandbox does: go test -run '^$' -bench GetSandbox ./internal/store
+func BenchmarkGetSandbox(b *testing.B) {
+	benchSandbox(b, func(ctx context.Context, db *DB, sb *Sandbox, _ int) error {
+		_, err := db.GetSandbox(ctx, sb.ID)
+		return err
+	})
+}
+
+// benchSandbox runs op b.N times against one stored sandbox on each
+// engine and reports the p50 and p99 of one op.
+func benchSandbox(b *testing.B, op func(ctx context.Context, db *DB, sb *Sandbox, i int) error) {
 	for _, e := range engines() {
 		b.Run(e.name, func(b *testing.B) {
 			ctx := context.Background()
@@ -26,10 +44,9 @@ func BenchmarkUpdateSandbox(b *testing.B) {
 			}
 			lat := make([]time.Duration, 0, b.N)
 			b.ResetTimer()
-			for range b.N {
-				sb.State = State([]string{"pausing", "running"}[len(lat)%2])
+			for i := range b.N {
 				t0 := time.Now()
-				if err := db.UpdateSandbox(ctx, sb); err != nil {
+				if err := op(ctx, db, sb, i); err != nil {
 					b.Fatal(err)
 				}
 				lat = append(lat, time.Since(t0))

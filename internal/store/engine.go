@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
@@ -211,12 +212,117 @@ type conn struct {
 	pg bool
 	// obs times the statements (observe.go).
 	obs observers
+	// stmts caches prepared statements by query text on SQLite, whose
+	// driver otherwise parses and plans every statement on every call;
+	// pgx keeps its own per-connection cache on Postgres.
+	stmts stmtCache
+}
+
+// stmtCache holds up to maxCachedStmts prepared statements. The store's
+// queries are constant strings, so the cache fills once and stays; a
+// query built at run time past the bound runs unprepared.
+type stmtCache struct {
+	mu sync.Mutex
+	m  map[string]*sql.Stmt
+	// pending are queries first seen inside a transaction, prepared when
+	// it ends: SQLite's one connection is the transaction's until then.
+	pending map[string]bool
+}
+
+const maxCachedStmts = 512
+
+// cached returns the prepared statement for query, or nil.
+func (c *conn) cached(query string) *sql.Stmt {
+	if c.pg {
+		return nil
+	}
+	c.stmts.mu.Lock()
+	defer c.stmts.mu.Unlock()
+	return c.stmts.m[query]
+}
+
+// stmt returns the cached prepared statement for query, preparing it on
+// first use, or nil when it is not to be cached (Postgres, a full cache,
+// or a query that fails to prepare, whose error the unprepared call then
+// reports). It must not be called inside a transaction (see tx.stmt).
+func (c *conn) stmt(ctx context.Context, query string) *sql.Stmt {
+	if c.pg {
+		return nil
+	}
+	c.stmts.mu.Lock()
+	st, ok := c.stmts.m[query]
+	full := len(c.stmts.m) >= maxCachedStmts
+	c.stmts.mu.Unlock()
+	if ok || full {
+		return st
+	}
+	// Prepared outside the lock: preparing waits for the connection, which
+	// a transaction may hold while it looks up its own statements.
+	st, err := c.DB.PrepareContext(context.WithoutCancel(ctx), query)
+	if err != nil {
+		return nil
+	}
+	c.stmts.mu.Lock()
+	defer c.stmts.mu.Unlock()
+	if prev, ok := c.stmts.m[query]; ok {
+		st.Close()
+		return prev
+	}
+	if c.stmts.m == nil {
+		c.stmts.m = make(map[string]*sql.Stmt)
+	}
+	c.stmts.m[query] = st
+	return st
+}
+
+// prepareLater notes a query that a transaction ran unprepared.
+func (c *conn) prepareLater(query string) {
+	if c.pg {
+		return
+	}
+	c.stmts.mu.Lock()
+	defer c.stmts.mu.Unlock()
+	if len(c.stmts.pending) < maxCachedStmts {
+		if c.stmts.pending == nil {
+			c.stmts.pending = make(map[string]bool)
+		}
+		c.stmts.pending[query] = true
+	}
+}
+
+// preparePending prepares the queries transactions noted, once no
+// transaction holds the connection.
+func (c *conn) preparePending(ctx context.Context) {
+	c.stmts.mu.Lock()
+	pending := c.stmts.pending
+	c.stmts.pending = nil
+	c.stmts.mu.Unlock()
+	for q := range pending {
+		c.stmt(ctx, q)
+	}
+}
+
+// Close closes the cached statements, then the database.
+func (c *conn) Close() error {
+	c.stmts.mu.Lock()
+	for _, st := range c.stmts.m {
+		st.Close()
+	}
+	c.stmts.m = nil
+	c.stmts.mu.Unlock()
+	return c.DB.Close()
 }
 
 // ExecContext is [sql.DB.ExecContext] with the query rebound.
 func (c *conn) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	start := time.Now()
-	r, err := c.DB.ExecContext(ctx, c.rebind(query), c.bindArgs(args)...)
+	var r sql.Result
+	var err error
+	if st := c.stmt(ctx, query); st != nil {
+		r, err = st.ExecContext(ctx, args...)
+	} else {
+		r, err = c.DB.ExecContext(ctx, c.rebind(query), c.bindArgs(args)...)
+	}
 	c.obs.observe("exec", start, err)
 	return r, err
 }
@@ -224,7 +330,13 @@ func (c *conn) ExecContext(ctx context.Context, query string, args ...any) (sql.
 // QueryContext is [sql.DB.QueryContext] with the query rebound.
 func (c *conn) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	start := time.Now()
-	r, err := c.DB.QueryContext(ctx, c.rebind(query), c.bindArgs(args)...)
+	var r *sql.Rows
+	var err error
+	if st := c.stmt(ctx, query); st != nil {
+		r, err = st.QueryContext(ctx, args...)
+	} else {
+		r, err = c.DB.QueryContext(ctx, c.rebind(query), c.bindArgs(args)...)
+	}
 	c.obs.observe("query", start, err)
 	return r, err
 }
@@ -232,7 +344,12 @@ func (c *conn) QueryContext(ctx context.Context, query string, args ...any) (*sq
 // QueryRowContext is [sql.DB.QueryRowContext] with the query rebound.
 func (c *conn) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
 	start := time.Now()
-	r := c.DB.QueryRowContext(ctx, c.rebind(query), c.bindArgs(args)...)
+	var r *sql.Row
+	if st := c.stmt(ctx, query); st != nil {
+		r = st.QueryRowContext(ctx, args...)
+	} else {
+		r = c.DB.QueryRowContext(ctx, c.rebind(query), c.bindArgs(args)...)
+	}
 	err := r.Err()
 	if err == sql.ErrNoRows {
 		err = nil // an answer, not a failure
@@ -282,18 +399,54 @@ type tx struct {
 	c *conn
 }
 
+// stmt is the cached statement for query, or nil after noting query to
+// be prepared when the transaction ends.
+func (t *tx) stmt(query string) *sql.Stmt {
+	if st := t.c.cached(query); st != nil || t.c.pg {
+		return st
+	}
+	t.c.prepareLater(query)
+	return nil
+}
+
+// Commit is [sql.Tx.Commit]; then the statements the transaction ran
+// unprepared are prepared for next time.
+func (t *tx) Commit() error {
+	err := t.Tx.Commit()
+	t.c.preparePending(context.Background())
+	return err
+}
+
+// Rollback is [sql.Tx.Rollback], preparing as Commit does.
+func (t *tx) Rollback() error {
+	err := t.Tx.Rollback()
+	if err == nil {
+		t.c.preparePending(context.Background())
+	}
+	return err
+}
+
 // ExecContext is [sql.Tx.ExecContext] with the query rebound.
 func (t *tx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if st := t.stmt(query); st != nil {
+		return t.Tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+	}
 	return t.Tx.ExecContext(ctx, t.c.rebind(query), t.c.bindArgs(args)...)
 }
 
 // QueryContext is [sql.Tx.QueryContext] with the query rebound.
 func (t *tx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if st := t.stmt(query); st != nil {
+		return t.Tx.StmtContext(ctx, st).QueryContext(ctx, args...)
+	}
 	return t.Tx.QueryContext(ctx, t.c.rebind(query), t.c.bindArgs(args)...)
 }
 
 // QueryRowContext is [sql.Tx.QueryRowContext] with the query rebound.
 func (t *tx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	if st := t.stmt(query); st != nil {
+		return t.Tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
+	}
 	return t.Tx.QueryRowContext(ctx, t.c.rebind(query), t.c.bindArgs(args)...)
 }
 

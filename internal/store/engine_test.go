@@ -311,3 +311,95 @@ func TestForNode(t *testing.T) {
 		}
 	})
 }
+
+// TestStatementCache checks that SQLite's statements are prepared once and
+// reused, that a query first seen inside a transaction runs there (SQLite's
+// one connection is the transaction's: preparing it on the pool would
+// wait forever) and is prepared after the commit, and that transactions
+// and plain queries interleaving from many goroutines neither deadlock nor
+// mix up results.
+func TestStatementCache(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, t.TempDir()+"/sbx.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	c := db.db
+	const q = `SELECT count(*) + ? FROM schema_version`
+	tx, err := c.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := tx.QueryRowContext(ctx, q, 41).Scan(&n); err != nil || n != 42 {
+		t.Fatalf("in a transaction: %d, %v; want 42", n, err)
+	}
+	if c.cached(q) != nil {
+		t.Fatal("prepared while the transaction held the connection")
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	st := c.cached(q)
+	if st == nil {
+		t.Fatal("not prepared after the commit")
+	}
+	if err := c.QueryRowContext(ctx, q, 1).Scan(&n); err != nil || n != 2 {
+		t.Fatalf("cached: %d, %v; want 2", n, err)
+	}
+	if c.cached(q) != st {
+		t.Fatal("prepared a second time")
+	}
+
+	done := make(chan error, 1)
+	go func() {
+		var wg sync.WaitGroup
+		errs := make(chan error, 40)
+		for i := range 40 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				q := fmt.Sprintf(`SELECT %d + ?`, i%7) // some new, some cached
+				var got int
+				if i%2 == 0 {
+					tx, err := c.BeginTx(ctx, nil)
+					if err != nil {
+						errs <- err
+						return
+					}
+					defer tx.Rollback()
+					if err := tx.QueryRowContext(ctx, q, i).Scan(&got); err != nil {
+						errs <- err
+						return
+					}
+					if err := tx.Commit(); err != nil {
+						errs <- err
+						return
+					}
+				} else if err := c.QueryRowContext(ctx, q, i).Scan(&got); err != nil {
+					errs <- err
+					return
+				}
+				if got != i%7+i {
+					errs <- fmt.Errorf("%s with %d = %d", q, i, got)
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		var all []error
+		for err := range errs {
+			all = append(all, err)
+		}
+		done <- errors.Join(all...)
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("transactions and cached statements deadlocked")
+	}
+}
