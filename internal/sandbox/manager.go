@@ -488,18 +488,6 @@ func (m *Manager) newRequest(ctx context.Context, p CreateParams, tpl *Template,
 	if err := validateMap("envVars", p.EnvVars); err != nil {
 		return nil, err
 	}
-	if p.Runtime == "" {
-		// A memory snapshot restores on the runtime that took it.
-		p.Runtime = m.snaps.runtimeOf(ctx, p.Template)
-	}
-	rtName, err := m.pickRuntime(p.Runtime)
-	if err != nil {
-		return nil, err
-	}
-	life, err := m.checkLifecycle(rtName, p.Lifecycle)
-	if err != nil {
-		return nil, err
-	}
 	if err := m.networkAvailable(p.Network); err != nil {
 		return nil, err
 	}
@@ -509,8 +497,20 @@ func (m *Manager) newRequest(ctx context.Context, p CreateParams, tpl *Template,
 	if len(p.Volumes) > 0 && m.cfg.Volumes == nil {
 		return nil, errdefs.New(errdefs.ErrFailedPrecondition, "this server has no volumes")
 	}
+	// A runtime the caller names is checked before the template is looked
+	// up, so a bad request is told so whatever it names.
+	var rtName string
+	var life Lifecycle
+	if p.Runtime != "" {
+		var err error
+		if rtName, life, err = m.runtimeAndLife(p.Runtime, p.Lifecycle); err != nil {
+			return nil, err
+		}
+	}
+	// The template is resolved once, under the template lock that is held
+	// until the record is stored.
 	m.tpl.mu.RLock()
-	req, err := m.buildRequest(ctx, p, tpl, rtName, life, timeout)
+	req, err := m.resolvedRequest(ctx, p, tpl, rtName, life, timeout)
 	if err != nil {
 		m.tpl.mu.RUnlock()
 		return nil, err
@@ -520,8 +520,20 @@ func (m *Manager) newRequest(ctx context.Context, p CreateParams, tpl *Template,
 	return req, nil
 }
 
-// buildRequest is newRequest's part under the template lock.
-func (m *Manager) buildRequest(ctx context.Context, p CreateParams, given *Template, rtName string, life Lifecycle, timeout time.Duration) (*createRequest, error) {
+// runtimeAndLife picks runtime name (or the default for "") and checks
+// the lifecycle against it.
+func (m *Manager) runtimeAndLife(name string, l Lifecycle) (string, Lifecycle, error) {
+	rtName, err := m.pickRuntime(name)
+	if err != nil {
+		return "", Lifecycle{}, err
+	}
+	life, err := m.checkLifecycle(rtName, l)
+	return rtName, life, err
+}
+
+// resolvedRequest is newRequest's part under the template lock. rtName is
+// "" when the caller named no runtime.
+func (m *Manager) resolvedRequest(ctx context.Context, p CreateParams, given *Template, rtName string, life Lifecycle, timeout time.Duration) (*createRequest, error) {
 	var tpl Template
 	if given != nil {
 		tpl = *given
@@ -531,6 +543,18 @@ func (m *Manager) buildRequest(ctx context.Context, p CreateParams, given *Templ
 			return nil, err
 		}
 	}
+	if rtName == "" {
+		// A memory snapshot restores on the runtime that took it.
+		var err error
+		if rtName, life, err = m.runtimeAndLife(tpl.runtime, p.Lifecycle); err != nil {
+			return nil, err
+		}
+	}
+	return m.buildRequest(ctx, p, tpl, rtName, life, timeout)
+}
+
+// buildRequest builds the record of a sandbox of resolved template tpl.
+func (m *Manager) buildRequest(ctx context.Context, p CreateParams, tpl Template, rtName string, life Lifecycle, timeout time.Duration) (*createRequest, error) {
 	if tpl.image != "" && tpl.runtime != rtName {
 		return nil, errdefs.New(errdefs.ErrInvalidArgument, "snapshot %q holds a %s memory image; it cannot start on %s", p.Template, tpl.runtime, rtName)
 	}

@@ -158,16 +158,6 @@ func (s *Snapshots) resolveDepth(ctx context.Context, name string, depth int) (T
 
 const snapshotPrefix = "snap-"
 
-// runtimeOf is the runtime of memory snapshot ref, "" for anything
-// else.
-func (s *Snapshots) runtimeOf(ctx context.Context, ref string) string {
-	sn, err := s.db.GetSnapshot(ctx, ref)
-	if err != nil || sn.Kind != SnapshotMemory {
-		return ""
-	}
-	return sn.Runtime
-}
-
 // SnapshotOptions tune a snapshot.
 type SnapshotOptions struct {
 	// Name is an optional second handle ([a-z0-9][a-z0-9._-]{0,62}, not a
