@@ -184,6 +184,7 @@ func Start(t T, args ...string) *Server {
 			s.Stop()
 		}
 		s.killAll()
+		s.sweep()
 	})
 	return s
 }
