@@ -7,9 +7,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-
-	"github.com/sbxdev/sbx/internal/runtime/runc"
-	"github.com/sbxdev/sbx/internal/runtime/runsc"
 )
 
 // sweep removes what a test's server left behind below its data directory
@@ -21,8 +18,10 @@ import (
 // a test that leaves sandboxes to this fallback has a bug of its own.
 func (s *Server) sweep() {
 	for _, rt := range []struct{ bin, dir, force string }{
-		{runc.DefaultBinary, "runc", "-f"},
-		{runsc.DefaultBinary, "runsc", "-force"},
+		// The runtimes' installed paths (Require); the harness does not
+		// import their drivers, whose packages' tests import it.
+		{"/usr/local/lib/sbx/runc", "runc", "-f"},
+		{"/usr/local/lib/sbx/runsc", "runsc", "-force"},
 	} {
 		root := filepath.Join(s.DataDir, rt.dir)
 		if _, err := os.Stat(root); err != nil {
