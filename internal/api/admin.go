@@ -173,6 +173,12 @@ func (s *Server) deleteKey(w http.ResponseWriter, r *http.Request) error {
 	if err := s.keys.Delete(r.Context(), r.PathValue("id")); err != nil {
 		return err
 	}
+	if ss := s.cfg.Sessions; ss != nil {
+		// The key's dashboard sessions end with it, streams included.
+		if err := ss.RevokeKey(context.WithoutCancel(r.Context()), r.PathValue("id")); err != nil {
+			return err
+		}
+	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

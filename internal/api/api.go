@@ -69,6 +69,12 @@ type Config struct {
 	Usage UsageStore
 	// Observer, when not nil, is told how long lifecycle requests took.
 	Observer Observer
+	// Sessions keeps the dashboard's sign-in sessions (sessions.go); nil
+	// refuses sign-in and ignores session cookies.
+	Sessions *Sessions
+	// Dashboard serves the dashboard's pages and its own routes; nil
+	// answers them 404.
+	Dashboard Dashboard
 	// RateLimit limits each API key's calls to the control plane
 	// (ratelimit.go); CreateRateLimit its sandbox creates and forks
 	// besides. Zero rates disable them.
@@ -212,6 +218,20 @@ func (s *Server) routes() {
 	m.Handle("GET /sbx/v1/audit", s.admin(s.listAudit))
 	m.Handle("GET /sbx/v1/usage", s.auth(s.usage))
 
+	// The dashboard (dashboard.go).
+	m.Handle("GET /dashboard/", s.wrap(s.dashboardAssets))
+	m.Handle("POST /dashboard/api/session", s.wrap(s.signIn))
+	m.Handle("GET /dashboard/api/session", s.auth(s.getSession))
+	m.Handle("DELETE /dashboard/api/session", s.auth(s.signOut))
+	m.Handle("GET /dashboard/api/sandboxes/stream", s.auth(s.dashboardStream))
+	m.Handle("GET /dashboard/api/sandboxes/{id}/processes", s.sandboxRoute(s.dashboardSandbox))
+	m.Handle("GET /dashboard/api/sandboxes/{id}/terminal", s.sandboxRoute(s.dashboardSandbox))
+	m.Handle("GET /dashboard/api/sandboxes/{id}/files", s.sandboxRoute(s.dashboardSandbox))
+	m.Handle("DELETE /dashboard/api/sandboxes/{id}/files", s.sandboxRoute(s.dashboardSandbox))
+	m.Handle("GET /dashboard/api/sandboxes/{id}/files/content", s.sandboxRoute(s.dashboardSandbox))
+	m.Handle("PUT /dashboard/api/sandboxes/{id}/files/content", s.sandboxRoute(s.dashboardSandbox))
+	m.Handle("POST /dashboard/api/sandboxes/{id}/files/dir", s.sandboxRoute(s.dashboardSandbox))
+
 	m.Handle("/", s.wrap(func(w http.ResponseWriter, r *http.Request) error {
 		return errdefs.New(errdefs.ErrNotFound, "no route for %s %s", r.Method, r.URL.Path)
 	}))
@@ -228,6 +248,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r = r.WithContext(context.WithValue(r.Context(), auditKey{}, a))
 	sw := &statusWriter{ResponseWriter: w}
 	defer func() { s.audit(r, a, sw.status) }()
+	if s.cfg.Dashboard != nil && isDashboard(r) {
+		s.cfg.Dashboard.SetHeaders(sw.Header())
+	}
 	if o := r.Header.Get("Origin"); o != "" && !sameOrigin(o, r.Host) {
 		writeError(sw, r, s.log, errdefs.New(errdefs.ErrPermissionDenied, "cross-origin requests are not allowed"))
 		return
@@ -268,6 +291,21 @@ func (s *Server) auth(h handlerFunc) http.Handler {
 		}
 		key := requestKey(r)
 		rec, ok := s.keys.Verify(key)
+		if key == "" {
+			// No key: the dashboard's session cookie, if any (sessions.go).
+			var done func()
+			var cookie bool
+			var err error
+			rec, r, done, cookie, err = s.cookieAuth(r)
+			defer done()
+			if err != nil {
+				if a := auditOf(r); a != nil && rec != nil {
+					a.key = rec
+				}
+				return err
+			}
+			ok = cookie
+		}
 		if !ok {
 			if key == "" {
 				return errdefs.New(errdefs.ErrUnauthenticated, "missing API key: set the X-API-Key header")

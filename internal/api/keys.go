@@ -73,6 +73,18 @@ func (k *Keys) Verify(key string) (*store.APIKey, bool) {
 	return rec, ok
 }
 
+// ByID returns the stored key of id.
+func (k *Keys) ByID(id string) (*store.APIKey, bool) {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	for _, rec := range k.byHash {
+		if rec.ID == id {
+			return rec, true
+		}
+	}
+	return nil, false
+}
+
 // Empty reports whether no key exists yet (first start).
 func (k *Keys) Empty() bool {
 	k.mu.RLock()

@@ -159,6 +159,8 @@ var migrations = []string{
 	teamMigrations[0], teamMigrations[1], teamMigrations[2], teamMigrations[3], teamMigrations[4], teamMigrations[5],
 	// What each sandbox used, per day (usage.go).
 	usageTable, usageDayIndex,
+	// The dashboard's sign-in sessions (sessions.go).
+	sessionsTable, sessionsKeyIndex,
 }
 
 // State is a sandbox's stored state; internal/sandbox defines the values and
