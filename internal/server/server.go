@@ -34,6 +34,7 @@ import (
 
 	"github.com/sbxdev/sbx/internal/api"
 	"github.com/sbxdev/sbx/internal/build"
+	"github.com/sbxdev/sbx/internal/dashboard"
 	"github.com/sbxdev/sbx/internal/errdefs"
 	"github.com/sbxdev/sbx/internal/objstore"
 	"github.com/sbxdev/sbx/internal/sandbox"
@@ -288,7 +289,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	evs := newEvents(cfg, db, log)
 	defer evs.stop() // before the database closes
-	mcfg.Events = evs.disp
+	// The dashboard's live sandbox list hears the same events as the
+	// webhooks.
+	hub := dashboard.NewHub()
+	mcfg.Events = dashboard.Sinks{evs.disp, hub}
 	if err := runtimes(&mcfg, cfg, log); err != nil {
 		return err
 	}
@@ -297,6 +301,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer mgr.Close()
+	dash := dashboard.New(dashboard.Config{Manager: mgr, Hub: hub, Logger: log})
+	defer dash.Close() // before the Manager's
+	sessions := api.NewSessions(db, keys)
+	ssctx, stopSessions := context.WithCancel(ctx)
+	defer stopSessions() // before the store closes
+	go keepSessions(ssctx, sessions, store.IsPostgres(cfg.Store), log)
 	builds, err := build.NewBuilds(build.NewBuilder(templates, mgr, log), filepath.Join(cfg.DataDir, "builds"), filepath.Join(cfg.DataDir, "build-files"), log)
 	if err != nil {
 		return err
@@ -329,7 +339,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	defer stopMetrics()
 	evs.start(ctx, addr)
 	apiSrv := api.New(api.Config{Domain: cfg.Domain, Builds: builds, Builtins: templates, Nodes: whole, Events: db, WebhookURLs: evs.guard, Volumes: vols, Metrics: db, Usage: db, Observer: apiObserver(met),
-		RateLimit: cfg.RateLimit, CreateRateLimit: cfg.CreateRateLimit}, mgr, keys, templates, log)
+		RateLimit: cfg.RateLimit, CreateRateLimit: cfg.CreateRateLimit, Sessions: sessions, Dashboard: dash}, mgr, keys, templates, log)
 	px := newProxy(cfg.Domain, mgr, met, log)
 	defer px.Close()
 	var protocols http.Protocols
@@ -531,6 +541,32 @@ func refreshKeys(ctx context.Context, keys *api.Keys, period time.Duration, log 
 			if err := keys.Refresh(ctx); err != nil && ctx.Err() == nil {
 				log.Warn("reload API keys", "err", err)
 			}
+		}
+	}
+}
+
+// keepSessions prunes expired dashboard sessions hourly and, on a shared
+// store, ends every few seconds the streams of sessions another node
+// revoked (api.Sessions.Recheck).
+func keepSessions(ctx context.Context, ss *api.Sessions, shared bool, log *slog.Logger) {
+	prune := time.NewTicker(time.Hour)
+	defer prune.Stop()
+	var recheck <-chan time.Time
+	if shared {
+		t := time.NewTicker(keyRefresh)
+		defer t.Stop()
+		recheck = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-prune.C:
+			if _, err := ss.Prune(ctx); err != nil && ctx.Err() == nil {
+				log.Warn("prune dashboard sessions", "err", err)
+			}
+		case <-recheck:
+			ss.Recheck(ctx)
 		}
 	}
 }
