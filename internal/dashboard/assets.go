@@ -49,22 +49,22 @@ func loadAssets(fsys fs.FS, log *slog.Logger) *assets {
 
 // ServeAssets serves GET /dashboard/...: files of the build by path,
 // index.html for any path without an extension (the front end routes
-// those itself).
+// those itself). Without a build the pages answer 503 and files 404.
 func (s *Server) ServeAssets(w http.ResponseWriter, r *http.Request) {
 	s.assets.serve(w, r)
 }
 
 func (a *assets) serve(w http.ResponseWriter, r *http.Request) {
-	if a.index == nil {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Header().Set("Cache-Control", "no-store")
-		w.WriteHeader(http.StatusServiceUnavailable)
-		w.Write([]byte(notBuilt + "\n"))
-		return
-	}
 	p := strings.TrimPrefix(path.Clean(r.URL.Path), "/dashboard")
 	p = strings.TrimPrefix(p, "/")
 	if p == "" || p == "index.html" || path.Ext(p) == "" {
+		if a.index == nil {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.Header().Set("Cache-Control", "no-store")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte(notBuilt + "\n"))
+			return
+		}
 		a.serveIndex(w)
 		return
 	}

@@ -27,11 +27,14 @@ func get(t *testing.T, a *assets, path string) *httptest.ResponseRecorder {
 // TestAssetsNotBuilt: a server built without the front end says so.
 func TestAssetsNotBuilt(t *testing.T) {
 	a := loadAssets(fstest.MapFS{"dist/README.md": {Data: []byte("x")}}, discard)
-	for _, p := range []string{"/dashboard/", "/dashboard/sandboxes", "/dashboard/assets/app.js"} {
+	for _, p := range []string{"/dashboard/", "/dashboard/sandboxes", "/dashboard/index.html"} {
 		w := get(t, a, p)
 		if w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), "run scripts/build-dashboard.sh") {
 			t.Errorf("GET %s: %d %q; want 503 naming the build script", p, w.Code, w.Body)
 		}
+	}
+	if w := get(t, a, "/dashboard/assets/app.js"); w.Code != http.StatusNotFound {
+		t.Errorf("an asset without a build: %d; want 404", w.Code)
 	}
 }
 

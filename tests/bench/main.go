@@ -6,6 +6,8 @@
 //   - the same on gVisor: a runsc sandbox against raw `runsc run` of that
 //     root filesystem with the spec and flags sbx gives runsc;
 //   - command round trip (`true`) on a running sandbox;
+//   - a key press's echo through the dashboard's terminal WebSocket,
+//     against the SDK's PTY (terminal.go; -only terminal);
 //   - the cost of sandbox networking: create → first command on this server
 //     (veth, NAT, egress rules) against a second one run with
 //     `--network none`, alternating, and the network set-up time the server
@@ -56,7 +58,7 @@ func main() {
 	n := flag.Int("n", 50, "sandboxes to create for the create benchmark")
 	rtt := flag.Int("rtt", 200, "commands for the round-trip benchmark")
 	concurrent := flag.Int("concurrent", 100, "idle sandboxes to hold at once")
-	sections := flag.String("only", "create,runsc,rtt,network,density,files,templates,proxy,burst,interp,sampler", "comma-separated sections to run: create, runsc (create → first command on gVisor), rtt, network, density, files, templates, proxy, burst, interp (the code interpreter), sampler (the metrics sampler's cost)")
+	sections := flag.String("only", "create,runsc,rtt,network,density,files,templates,proxy,burst,interp,sampler,terminal", "comma-separated sections to run: create, runsc (create → first command on gVisor), rtt, terminal (the dashboard terminal's key echo), network, density, files, templates, proxy, burst, interp (the code interpreter), sampler (the metrics sampler's cost)")
 	interpN := flag.Int("interp-n", 20, "creates of the code interpreter benchmark, from its pool and cold")
 	interpRTT := flag.Int("interp-rtt", 200, "runCode('1+1') round trips of the code interpreter benchmark")
 	interpRuntime := flag.String("interp-runtime", "runc", "runtime of the code interpreter benchmark's sandboxes: runc or runsc")
@@ -153,6 +155,10 @@ func main() {
 			host = append(host, time.Since(t0))
 		}
 		rows = append(rows, row{"command round trip (`true`), vs fork+exec of `true` on the host", rt, host, ""})
+	}
+
+	if want["terminal"] {
+		rows = append(rows, terminalRow(ctx, srv, c, *rtt))
 	}
 
 	if want["network"] {

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -242,6 +243,18 @@ func TestTeamIsolation(t *testing.T) {
 		"GET /events/webhooks/{webhookID}/deliveries":         {status: notFound},
 		"GET /sbx/v1/audit":                                   {status: forbidden},
 		"GET /sbx/v1/usage":                                   {status: forbidden, query: "?team=" + teamID["alpha"]},
+		"GET /dashboard/":                                     {status: notFound},
+		"POST /dashboard/api/session":                         {status: http.StatusUnauthorized, body: map[string]any{}},
+		"GET /dashboard/api/session":                          {status: http.StatusUnauthorized},
+		"DELETE /dashboard/api/session":                       {status: http.StatusUnauthorized},
+		"GET /dashboard/api/sandboxes/stream":                 {status: list},
+		"GET /dashboard/api/sandboxes/{id}/processes":         {status: notFound},
+		"GET /dashboard/api/sandboxes/{id}/terminal":          {status: notFound},
+		"GET /dashboard/api/sandboxes/{id}/files":             {status: notFound, query: "?path=/"},
+		"DELETE /dashboard/api/sandboxes/{id}/files":          {status: notFound, query: "?path=/tmp"},
+		"GET /dashboard/api/sandboxes/{id}/files/content":     {status: notFound, query: "?path=/etc/hostname"},
+		"PUT /dashboard/api/sandboxes/{id}/files/content":     {status: notFound, query: "?path=/tmp/x"},
+		"POST /dashboard/api/sandboxes/{id}/files/dir":        {status: notFound, query: "?path=/tmp/d"},
 	}
 	// Path values: alpha's objects, or what names one.
 	values := map[string]string{
@@ -254,6 +267,8 @@ func TestTeamIsolation(t *testing.T) {
 	overrides := map[string]string{
 		"DELETE /templates/{id}":   "/templates/" + snap.SnapshotID,
 		"DELETE /sbx/v1/keys/{id}": "/sbx/v1/keys/key_0000000000000000",
+		// A file of the dashboard's build named by alpha's sandbox.
+		"GET /dashboard/": "/dashboard/assets/" + sb.SandboxID + ".js",
 	}
 	b := key["beta"]
 	seen := map[string]bool{}
@@ -281,6 +296,10 @@ func TestTeamIsolation(t *testing.T) {
 		// The volume-content routes take a volume's token: beta's API key
 		// is not alpha's volume's.
 		code, got := func() (int, []byte) {
+			if route == "GET /dashboard/api/sandboxes/stream" {
+				// A stream never ends: its first event is the list.
+				return dashFirstEvent(t, ctx, u+path, b)
+			}
 			if strings.HasPrefix(route, method+" /volumecontent/") {
 				req, _ := http.NewRequestWithContext(ctx, method, u+path+c.query, bytes.NewReader(body))
 				req.Header.Set("Authorization", "Bearer "+b)
@@ -484,4 +503,29 @@ func TestTeamQuota(t *testing.T) {
 		must(t, ctx, "DELETE", u+"/sandboxes/"+id, k.Key, nil, 204, nil)
 	}
 	must(t, ctx, "DELETE", u+"/sandboxes/"+other.SandboxID, srv.APIKey, nil, 204, nil)
+}
+
+// dashFirstEvent returns the status of the dashboard's sandbox stream at
+// url with key and its first event's data.
+func dashFirstEvent(t *testing.T, ctx context.Context, url, key string) (int, []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	req.Header.Set("X-API-Key", key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	st := &sseReader{br: bufio.NewReader(resp.Body)}
+	ev, data, err := st.next()
+	if err != nil || ev != "snapshot" {
+		t.Fatalf("GET %s: first event %q %s %v; want a snapshot", url, ev, data, err)
+	}
+	return resp.StatusCode, data
 }
