@@ -238,7 +238,7 @@ func (s *Server) cookieAuth(r *http.Request) (key *store.APIKey, out *http.Reque
 		// state-changing request with the cookie attached (CSRF). The
 		// token is only readable by the page that signed in.
 		if t := r.Header.Get(csrfHeader); t == "" || subtle.ConstantTimeCompare([]byte(t), []byte(rec.CSRFToken)) != 1 {
-			return nil, r, func() {}, true, errdefs.New(errdefs.ErrPermissionDenied, "missing or invalid CSRF token")
+			return key, r, func() {}, true, errdefs.New(errdefs.ErrPermissionDenied, "missing or invalid CSRF token")
 		}
 	}
 	ctx, done := s.cfg.Sessions.track(r.Context(), rec)

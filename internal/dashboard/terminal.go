@@ -43,6 +43,8 @@ const (
 	maxTermSize = 1000
 	// termReadLimit bounds one frame from the client (a paste).
 	termReadLimit = 1 << 20
+	// termWriteTimeout bounds one write to the client.
+	termWriteTimeout = 30 * time.Second
 )
 
 // shellCommand starts the user's login shell: bash where the template has
@@ -380,29 +382,38 @@ func (s *Server) terminal(w http.ResponseWriter, r *http.Request, id string) err
 	}
 	defer conn.CloseNow()
 	conn.SetReadLimit(termReadLimit)
+	// The connection's own calls run under life, not ctx: a cancelled
+	// context makes the library drop the connection without a close
+	// frame, and a revoked session's terminal is told why it closes.
+	life, end := context.WithCancel(context.WithoutCancel(ctx))
+	defer end()
+	write := func(typ websocket.MessageType, p []byte) error {
+		wctx, cancel := context.WithTimeout(life, termWriteTimeout)
+		defer cancel()
+		return conn.Write(wctx, typ, p)
+	}
 	if q.Get("session") != "" {
-		t.resize(ctx, cols, rows)
+		t.resize(life, cols, rows)
 	}
 	hello, _ := json.Marshal(control{Type: "session", ID: t.id})
-	if conn.Write(ctx, websocket.MessageText, hello) != nil {
+	if write(websocket.MessageText, hello) != nil {
 		return nil
 	}
-	if len(replay) > 0 && conn.Write(ctx, websocket.MessageBinary, replay) != nil {
+	if len(replay) > 0 && write(websocket.MessageBinary, replay) != nil {
 		return nil
 	}
-	rctx, gone := context.WithCancel(ctx)
-	defer gone()
+	readerDone := make(chan struct{})
 	go func() {
-		defer gone()
+		defer close(readerDone)
 		for {
-			typ, data, err := conn.Read(rctx)
+			typ, data, err := conn.Read(life)
 			if err != nil {
 				return
 			}
 			switch typ {
 			case websocket.MessageBinary:
 				if len(data) > 0 {
-					if err := t.input(rctx, data); err != nil && rctx.Err() == nil {
+					if err := t.input(life, data); err != nil && life.Err() == nil {
 						s.log.Debug("terminal input", "sandbox_id", id, "err", err)
 					}
 				}
@@ -412,7 +423,7 @@ func (s *Server) terminal(w http.ResponseWriter, r *http.Request, id string) err
 					conn.Close(websocket.StatusUnsupportedData, "unknown control message")
 					return
 				}
-				if err := t.resize(rctx, c.Cols, c.Rows); err != nil && rctx.Err() == nil {
+				if err := t.resize(life, c.Cols, c.Rows); err != nil && life.Err() == nil {
 					s.log.Debug("terminal resize", "sandbox_id", id, "err", err)
 				}
 			}
@@ -420,25 +431,25 @@ func (s *Server) terminal(w http.ResponseWriter, r *http.Request, id string) err
 	}()
 	for {
 		select {
-		case <-rctx.Done():
-			if ctx.Err() != nil {
-				// The session was revoked (or the server stops).
-				conn.Close(websocket.StatusPolicyViolation, "the session has ended")
-			}
+		case <-ctx.Done():
+			// The session was revoked (or the server stops).
+			conn.Close(websocket.StatusPolicyViolation, "the session has ended")
 			return nil
+		case <-readerDone:
+			return nil // the client went away
 		case p := <-a.out:
-			if conn.Write(rctx, websocket.MessageBinary, p) != nil {
+			if write(websocket.MessageBinary, p) != nil {
 				return nil
 			}
 		case code := <-a.exit:
 			// What the shell wrote last may still be queued.
 			for len(a.out) > 0 {
-				if conn.Write(rctx, websocket.MessageBinary, <-a.out) != nil {
+				if write(websocket.MessageBinary, <-a.out) != nil {
 					return nil
 				}
 			}
 			msg, _ := json.Marshal(control{Type: "exit", Code: &code})
-			conn.Write(rctx, websocket.MessageText, msg)
+			write(websocket.MessageText, msg)
 			conn.Close(websocket.StatusNormalClosure, "the shell has ended")
 			return nil
 		case <-a.kicked:

@@ -210,13 +210,19 @@ func (f *fleetRouter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // sandboxOf returns the sandbox a request is for: a data-plane request's,
-// or the {id} of an API route /sandboxes/{id}[/...] (or /v2/...); "" for
-// any other request.
+// or the {id} of an API route /sandboxes/{id}[/...] (or /v2/..., or the
+// dashboard's /dashboard/api/...); "" for any other request.
 func (f *fleetRouter) sandboxOf(r *http.Request) string {
 	if t, ok := f.route(r); ok {
 		return t.SandboxID
 	}
 	p := strings.TrimPrefix(r.URL.Path, "/v2")
+	if d, ok := strings.CutPrefix(r.URL.Path, "/dashboard/api"); ok {
+		if d == "/sandboxes/stream" {
+			return ""
+		}
+		p = d
+	}
 	rest, ok := strings.CutPrefix(p, "/sandboxes/")
 	if !ok {
 		return ""

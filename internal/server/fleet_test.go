@@ -153,6 +153,11 @@ func TestSandboxOf(t *testing.T) {
 		{"GET", "/v2/sandboxes", "", ""},
 		{"GET", "/templates/abc", "", ""},
 		{"POST", "/process.Process/Start", "xyz", "xyz"},
+		{"GET", "/dashboard/api/sandboxes/abc/terminal", "", "abc"},
+		{"PUT", "/dashboard/api/sandboxes/abc/files/content", "", "abc"},
+		{"GET", "/dashboard/api/sandboxes/stream", "", ""},
+		{"GET", "/dashboard/api/session", "", ""},
+		{"GET", "/dashboard/", "", ""},
 	} {
 		r := httptest.NewRequest(tc.method, tc.path, nil)
 		if tc.header != "" {
