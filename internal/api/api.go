@@ -255,6 +255,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(sw, r, s.log, errdefs.New(errdefs.ErrPermissionDenied, "cross-origin requests are not allowed"))
 		return
 	}
+	if r.URL.Path == "/dashboard" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		http.Redirect(sw, r, "/dashboard/", http.StatusMovedPermanently)
+		return
+	}
 	s.mux.ServeHTTP(sw, r)
 }
 

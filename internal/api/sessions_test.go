@@ -200,3 +200,32 @@ func TestSessionRevoked(t *testing.T) {
 		t.Error("the deleted key's session is still stored")
 	}
 }
+
+// TestDashboardRouting: every response under /dashboard/ carries the
+// Dashboard's headers, errors and cross-origin refusals included, and
+// /dashboard redirects to /dashboard/.
+func TestDashboardRouting(t *testing.T) {
+	s, _ := newSessionServer(t)
+	for _, c := range []struct {
+		method, path string
+		hdr          []string
+		want         int
+	}{
+		{"GET", "/dashboard/", nil, http.StatusNoContent},
+		{"GET", "/dashboard/sandboxes/x", nil, http.StatusNoContent},
+		{"GET", "/dashboard/api/session", nil, http.StatusUnauthorized},
+		{"POST", "/dashboard/api/session", []string{"Origin: http://evil.example"}, http.StatusForbidden},
+		{"GET", "/dashboard", nil, http.StatusMovedPermanently},
+	} {
+		w := s.do(t, c.method, c.path, "", "", c.hdr...)
+		if w.Code != c.want || w.Header().Get("X-Frame-Options") != "DENY" {
+			t.Errorf("%s %s: %d %v; want %d with the dashboard's headers", c.method, c.path, w.Code, w.Header(), c.want)
+		}
+	}
+	if w := s.do(t, "GET", "/dashboard", "", ""); w.Header().Get("Location") != "/dashboard/" {
+		t.Errorf("GET /dashboard: Location %q", w.Header().Get("Location"))
+	}
+	if w := s.do(t, "GET", "/v2/sandboxes", s.adminKey, ""); w.Header().Get("X-Frame-Options") != "" {
+		t.Errorf("an E2B route got the dashboard's headers: %v", w.Header())
+	}
+}

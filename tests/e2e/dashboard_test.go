@@ -305,7 +305,9 @@ func testDashTerminal(t *testing.T, ctx context.Context, srv *harness.Server, sb
 	r := &termReader{t: t, conn: conn}
 	sid := r.session(ctx)
 	r.send(ctx, "echo hi\r")
-	r.until(ctx, "\nhi\r\n")
+	// The line typed is echoed ("echo hi\r\n"), then its output: "hi"
+	// at the start of a line (after bash's bracketed-paste reset).
+	r.until(ctx, "\rhi\r\n")
 
 	// Resize.
 	r.mark()
