@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sbxdev/sbx/internal/sandbox"
+	"github.com/sbxdev/sbx/internal/store"
 	"github.com/sbxdev/sbx/wire"
 )
 
@@ -227,5 +228,50 @@ func TestDashboardRouting(t *testing.T) {
 	}
 	if w := s.do(t, "GET", "/v2/sandboxes", s.adminKey, ""); w.Header().Get("X-Frame-Options") != "" {
 		t.Errorf("an E2B route got the dashboard's headers: %v", w.Header())
+	}
+}
+
+// TestSessionRecheck: a session another node revoked (its row gone from
+// the shared store) has its open requests ended by Recheck; an expired
+// session is refused.
+func TestSessionRecheck(t *testing.T) {
+	s, _ := newSessionServer(t)
+	ctx := context.Background()
+	ss := s.cfg.Sessions
+	key, _ := s.keys.Verify(s.adminKey)
+	keep, keepRec, err := ss.Create(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, goneRec, err := ss.Create(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keepCtx, keepDone := ss.track(ctx, keepRec)
+	defer keepDone()
+	goneCtx, goneDone := ss.track(ctx, goneRec)
+	defer goneDone()
+	if err := s.db.DeleteSession(ctx, goneRec.Hash); err != nil { // as another node signs out
+		t.Fatal(err)
+	}
+	ss.Recheck(ctx)
+	if goneCtx.Err() == nil {
+		t.Error("the request of a session revoked elsewhere goes on after Recheck")
+	}
+	if keepCtx.Err() != nil {
+		t.Error("Recheck ended the request of a live session")
+	}
+	if _, _, err := ss.Lookup(ctx, keep); err != nil {
+		t.Errorf("live session refused: %v", err)
+	}
+	old := &store.Session{Hash: hashKey("expired-session-id"), KeyID: key.ID, CSRFToken: "c", CreatedAt: time.Now().Add(-13 * time.Hour), ExpiresAt: time.Now().Add(-time.Hour)}
+	if err := s.db.PutSession(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if w := s.do(t, "GET", "/v2/sandboxes", "", "", "Cookie: "+SessionCookie+"=expired-session-id"); w.Code != http.StatusUnauthorized {
+		t.Errorf("expired session: %d %s", w.Code, w.Body)
+	}
+	if n, err := ss.Prune(ctx); err != nil || n != 1 {
+		t.Errorf("Prune = %d, %v; want the expired session", n, err)
 	}
 }
