@@ -275,3 +275,15 @@ func TestSessionRecheck(t *testing.T) {
 		t.Errorf("Prune = %d, %v; want the expired session", n, err)
 	}
 }
+
+// TestSessionCookieSecure: over TLS the cookie is Secure.
+func TestSessionCookieSecure(t *testing.T) {
+	s, _ := newSessionServer(t)
+	req := httptest.NewRequest("POST", "https://127.0.0.1:49982/dashboard/api/session", strings.NewReader(`{"apiKey":"`+s.adminKey+`"}`))
+	w := httptest.NewRecorder()
+	s.ServeHTTP(w, req)
+	c := w.Result().Cookies()
+	if w.Code != http.StatusOK || len(c) != 1 || !c[0].Secure || !c[0].HttpOnly {
+		t.Fatalf("sign in over TLS: %d, cookies %+v; want one Secure, HttpOnly cookie", w.Code, c)
+	}
+}
