@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -182,9 +183,11 @@ func (ts *terminals) closeAll() {
 		all = append(all, t)
 	}
 	ts.mu.Unlock()
+	var wg sync.WaitGroup
 	for _, t := range all {
-		t.kill()
+		wg.Go(t.kill)
 	}
+	wg.Wait()
 }
 
 // pump reads the shell's output until it ends.
@@ -214,12 +217,14 @@ func (t *term) output(p []byte) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.ring = append(t.ring, p...)
-	if n := len(t.ring) - termReplay; n > 0 {
-		t.ring = append(t.ring[:0:0], t.ring[n:]...)
+	if len(t.ring) > 2*termReplay {
+		// Compacted only now and then: the replay is the last
+		// termReplay bytes whatever the ring holds.
+		t.ring = append(t.ring[:0:0], t.ring[len(t.ring)-termReplay:]...)
 	}
 	if a := t.att; a != nil {
 		select {
-		case a.out <- p:
+		case a.out <- bytes.Clone(p):
 		default:
 			// Too slow a client: dropped, it re-attaches from the ring.
 			a.kick()
@@ -261,7 +266,11 @@ func (t *term) attach() (*attachment, []byte, error) {
 	}
 	a := &attachment{out: make(chan []byte, termQueue), exit: make(chan int32, 1), kicked: make(chan struct{})}
 	t.att = a
-	return a, append([]byte(nil), t.ring...), nil
+	replay := t.ring
+	if len(replay) > termReplay {
+		replay = replay[len(replay)-termReplay:]
+	}
+	return a, bytes.Clone(replay), nil
 }
 
 // detach lets a go; the shell is killed if nobody attaches within
