@@ -86,3 +86,63 @@ func (c *Client) DeleteKey(ctx context.Context, id string) error {
 	_, err := c.do(ctx, http.MethodDelete, "/sbx/v1/keys/"+escape(id), nil, nil, nil)
 	return err
 }
+
+// TeamAPIKey is a key of the caller's team, as E2B's GET /api-keys lists
+// it: named, masked, never with its secret.
+type TeamAPIKey struct {
+	ID        string                        `json:"id"`
+	Name      string                        `json:"name"`
+	Mask      wire.IdentifierMaskingDetails `json:"mask"`
+	CreatedAt time.Time                     `json:"createdAt"`
+}
+
+// CreatedTeamAPIKey is a key just made by [Client.CreateTeamAPIKey], with
+// its secret, which the server does not show again.
+type CreatedTeamAPIKey struct {
+	TeamAPIKey
+	Key string `json:"key"`
+}
+
+// ListTeamAPIKeys lists the keys of the client's own team (GET /api-keys).
+func (c *Client) ListTeamAPIKeys(ctx context.Context) ([]TeamAPIKey, error) {
+	var list []wire.TeamAPIKey
+	if _, err := c.do(ctx, http.MethodGet, "/api-keys", nil, nil, &list); err != nil {
+		return nil, err
+	}
+	out := make([]TeamAPIKey, 0, len(list))
+	for _, k := range list {
+		out = append(out, TeamAPIKey{ID: k.ID, Name: k.Name, Mask: k.Mask, CreatedAt: k.CreatedAt})
+	}
+	return out, nil
+}
+
+// CreateTeamAPIKey makes a member key of the client's own team named name
+// (POST /api-keys); the client's key must be an admin of the team.
+func (c *Client) CreateTeamAPIKey(ctx context.Context, name string) (*CreatedTeamAPIKey, error) {
+	var k wire.CreatedTeamAPIKey
+	if _, err := c.do(ctx, http.MethodPost, "/api-keys", nil, wire.NewTeamAPIKey{Name: name}, &k); err != nil {
+		return nil, err
+	}
+	return &CreatedTeamAPIKey{TeamAPIKey: TeamAPIKey{ID: k.ID, Name: k.Name, Mask: k.Mask, CreatedAt: k.CreatedAt}, Key: k.Key}, nil
+}
+
+// RenameTeamAPIKey names key id of the client's team name (PATCH
+// /api-keys/{id}).
+func (c *Client) RenameTeamAPIKey(ctx context.Context, id, name string) error {
+	if id == "" {
+		return errNoID
+	}
+	_, err := c.do(ctx, http.MethodPatch, "/api-keys/"+escape(id), nil, wire.UpdateTeamAPIKey{Name: name}, nil)
+	return err
+}
+
+// DeleteTeamAPIKey revokes key id of the client's team (DELETE
+// /api-keys/{id}): it is refused at once, and the requests it has open
+// end.
+func (c *Client) DeleteTeamAPIKey(ctx context.Context, id string) error {
+	if id == "" {
+		return errNoID
+	}
+	_, err := c.do(ctx, http.MethodDelete, "/api-keys/"+escape(id), nil, nil, nil)
+	return err
+}

@@ -64,6 +64,10 @@ func nodeMetrics() wire.NodeMetrics {
 	}
 }
 
+func keyMask() wire.IdentifierMaskingDetails {
+	return wire.IdentifierMaskingDetails{Prefix: "e2b_", ValueLength: 40, MaskedValuePrefix: "01", MaskedValueSuffix: "4567"}
+}
+
 func machineInfo() wire.MachineInfo {
 	return wire.MachineInfo{CPUFamily: "6", CPUModel: "143", CPUModelName: "Intel(R) Xeon(R) Platinum 8480+", CPUArchitecture: "amd64"}
 }
@@ -166,6 +170,13 @@ var goldens = map[string]any{
 		ID: "key_0a1b2c3d4e5f6a7b", Name: "ci", Key: "e2b_0123456789abcdef0123456789abcdef01234567", Prefix: "e2b_012345",
 		Admin: true, CreatedAt: t0, Team: "default",
 	},
+	"team-api-key": wire.TeamAPIKey{ID: "key_0a1b2c3d4e5f6a7b", Name: "ci", Mask: keyMask(), CreatedAt: t0,
+		CreatedBy: &wire.TeamUser{ID: "7f1c2d3e-0000-4000-8000-000000000002", Email: ptr("ops@example.com")}, LastUsed: &t0},
+	"created-team-api-key": wire.CreatedTeamAPIKey{ID: "key_0a1b2c3d4e5f6a7b", Key: "e2b_0123456789abcdef0123456789abcdef01234567",
+		Mask: keyMask(), Name: "ci", CreatedAt: t0,
+		CreatedBy: &wire.TeamUser{ID: "7f1c2d3e-0000-4000-8000-000000000002", Email: ptr("ops@example.com")}, LastUsed: &t0},
+	"new-team-api-key":    wire.NewTeamAPIKey{Name: "ci"},
+	"update-team-api-key": wire.UpdateTeamAPIKey{Name: "deploys"},
 	"node": wire.Node{
 		ID: "host-a", ServiceInstanceID: "host-a@2025-01-02T03:04:05Z", ClusterID: "00000000-0000-0000-0000-000000000000",
 		Status: "ready", StatusChangedAt: t0, SandboxCount: 3, Metrics: nodeMetrics(), CreateSuccesses: 7, CreateFails: 1,

@@ -169,6 +169,10 @@ func (s *Server) routes() {
 	m.Handle("GET /teams", s.auth(s.listTeams))
 	m.Handle("GET /teams/{teamID}/metrics", s.auth(s.teamMetrics))
 	m.Handle("GET /teams/{teamID}/metrics/max", s.auth(s.teamMetricsMax))
+	m.Handle("GET /api-keys", s.auth(s.listTeamAPIKeys))
+	m.Handle("POST /api-keys", s.auth(s.createTeamAPIKey))
+	m.Handle("PATCH /api-keys/{apiKeyID}", s.auth(s.updateTeamAPIKey))
+	m.Handle("DELETE /api-keys/{apiKeyID}", s.auth(s.deleteTeamAPIKey))
 
 	// Templates (E2B paths, sbx's store).
 	m.Handle("GET /templates", s.auth(s.listTemplates))

@@ -23,6 +23,9 @@ var keyPattern = regexp.MustCompile(`^e2b_[0-9a-f]{40}$`)
 // reveal usable keys.
 type Keys struct {
 	db *store.DB
+	// revoked ends the open requests of keys that are removed, here or
+	// (seen at Refresh) by another server sharing the store.
+	revoked *Revocations
 
 	mu     sync.RWMutex
 	byHash map[string]*store.APIKey
@@ -30,7 +33,7 @@ type Keys struct {
 
 // NewKeys loads the stored keys.
 func NewKeys(ctx context.Context, db *store.DB) (*Keys, error) {
-	k := &Keys{db: db}
+	k := &Keys{db: db, revoked: NewRevocations()}
 	if err := k.reload(ctx); err != nil {
 		return nil, err
 	}
@@ -51,10 +54,23 @@ func (k *Keys) reload(ctx context.Context) error {
 		m[key.Hash] = key
 	}
 	k.mu.Lock()
+	old := k.byHash
 	k.byHash = m
 	k.mu.Unlock()
+	// Keys gone from the store are refused from now on (Verify); the
+	// requests they still have open end too.
+	for h, key := range old {
+		if _, ok := m[h]; !ok {
+			k.revoked.Revoke(key.ID)
+		}
+	}
 	return nil
 }
+
+// Revocations is the registry of the keys' open long-lived requests:
+// removing a key (Delete, or another server's, seen by Refresh) cancels
+// those tracked under its id.
+func (k *Keys) Revocations() *Revocations { return k.revoked }
 
 func hashKey(key string) string {
 	h := sha256.Sum256([]byte(key))
@@ -125,6 +141,7 @@ func (k *Keys) CreateInTeam(ctx context.Context, team, name, key string, admin b
 		Name:      name,
 		Hash:      hashKey(key),
 		Prefix:    key[:10],
+		Suffix:    key[len(key)-4:],
 		Admin:     admin,
 		CreatedAt: time.Now().UTC(),
 		Team:      team,
@@ -133,6 +150,17 @@ func (k *Keys) CreateInTeam(ctx context.Context, team, name, key string, admin b
 		return nil, "", fmt.Errorf("create key: %w", err)
 	}
 	return rec, key, k.reload(ctx)
+}
+
+// Rename names key id name.
+func (k *Keys) Rename(ctx context.Context, id, name string) error {
+	if len(name) > 128 {
+		return errdefs.New(errdefs.ErrInvalidArgument, "key name: at most 128 bytes")
+	}
+	if err := k.db.RenameAPIKey(ctx, id, name); err != nil {
+		return err
+	}
+	return k.reload(ctx)
 }
 
 // List returns every key record.

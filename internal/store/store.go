@@ -161,6 +161,8 @@ var migrations = []string{
 	usageTable, usageDayIndex,
 	// The dashboard's sign-in sessions (sessions.go).
 	sessionsTable, sessionsKeyIndex,
+	// The last characters of each key, for its mask (GET /api-keys).
+	apiKeySuffix,
 }
 
 // State is a sandbox's stored state; internal/sandbox defines the values and
@@ -448,6 +450,9 @@ type APIKey struct {
 	Name   string
 	Hash   string
 	Prefix string // the first characters of the key, to recognise it
+	// Suffix is the last characters of the key (empty for keys made
+	// before it was kept), shown in its mask.
+	Suffix string
 	// Admin keys manage their team's keys; an admin key of the default
 	// team manages the server (teams, nodes, every key, the audit log).
 	Admin     bool
@@ -458,8 +463,8 @@ type APIKey struct {
 
 // PutAPIKey stores a new key.
 func (s *DB) PutAPIKey(ctx context.Context, k *APIKey) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO api_keys (id, name, hash, prefix, admin, created_at, team) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		k.ID, k.Name, k.Hash, k.Prefix, k.Admin, k.CreatedAt.UnixNano(), orDefault(k.Team))
+	_, err := s.db.ExecContext(ctx, `INSERT INTO api_keys (id, name, hash, prefix, admin, created_at, team, suffix) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		k.ID, k.Name, k.Hash, k.Prefix, k.Admin, k.CreatedAt.UnixNano(), orDefault(k.Team), k.Suffix)
 	if err != nil {
 		return fmt.Errorf("store api key: %w", err)
 	}
@@ -469,7 +474,7 @@ func (s *DB) PutAPIKey(ctx context.Context, k *APIKey) error {
 
 // ListAPIKeys returns every key, oldest first.
 func (s *DB) ListAPIKeys(ctx context.Context) ([]*APIKey, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, name, hash, prefix, admin, created_at, team FROM api_keys ORDER BY created_at, id`)
+	rows, err := s.db.QueryContext(ctx, `SELECT id, name, hash, prefix, admin, created_at, team, suffix FROM api_keys ORDER BY created_at, id`)
 	if err != nil {
 		return nil, fmt.Errorf("list api keys: %w", err)
 	}
@@ -478,13 +483,29 @@ func (s *DB) ListAPIKeys(ctx context.Context) ([]*APIKey, error) {
 	for rows.Next() {
 		var k APIKey
 		var created int64
-		if err := rows.Scan(&k.ID, &k.Name, &k.Hash, &k.Prefix, &k.Admin, &created, &k.Team); err != nil {
+		if err := rows.Scan(&k.ID, &k.Name, &k.Hash, &k.Prefix, &k.Admin, &created, &k.Team, &k.Suffix); err != nil {
 			return nil, fmt.Errorf("list api keys: %w", err)
 		}
 		k.CreatedAt = time.Unix(0, created).UTC()
 		out = append(out, &k)
 	}
 	return out, rows.Err()
+}
+
+// apiKeySuffix keeps the last characters of each new key.
+const apiKeySuffix = `ALTER TABLE api_keys ADD COLUMN suffix TEXT NOT NULL DEFAULT ''`
+
+// RenameAPIKey sets the name of key id, or returns an error wrapping
+// errdefs.ErrNotFound.
+func (s *DB) RenameAPIKey(ctx context.Context, id, name string) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE api_keys SET name = ? WHERE id = ?`, name, id)
+	if err != nil {
+		return fmt.Errorf("rename api key %s: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return errdefs.New(errdefs.ErrNotFound, "api key %q not found", id)
+	}
+	return nil
 }
 
 // DeleteAPIKey removes key id, or returns an error wrapping

@@ -250,7 +250,7 @@ func TestAPIKeys(t *testing.T) {
 			t.Fatalf("empty database: %v, %v", keys, err)
 		}
 		t0 := time.Date(2025, 1, 1, 0, 0, 0, 1, time.UTC)
-		admin := &APIKey{ID: "key_1", Name: "admin", Hash: "h1", Prefix: "e2b_000000", Admin: true, CreatedAt: t0}
+		admin := &APIKey{ID: "key_1", Name: "admin", Hash: "h1", Prefix: "e2b_000000", Suffix: "9abc", Admin: true, CreatedAt: t0}
 		plain := &APIKey{ID: "key_2", Name: "", Hash: "h2", Prefix: "e2b_111111", CreatedAt: t0.Add(time.Second)}
 		for _, k := range []*APIKey{plain, admin} {
 			if err := db.PutAPIKey(ctx, k); err != nil {
@@ -270,6 +270,16 @@ func TestAPIKeys(t *testing.T) {
 		}
 		if err := db.PutAPIKey(ctx, &APIKey{ID: "key_1", Hash: "h3", CreatedAt: t0}); err == nil {
 			t.Error("a second key with the same id was stored")
+		}
+
+		if err := db.RenameAPIKey(ctx, "key_2", "ci"); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.RenameAPIKey(ctx, "key_9", "ci"); !errors.Is(err, errdefs.ErrNotFound) {
+			t.Errorf("renaming a missing key: %v, want not found", err)
+		}
+		if keys, err := db.ListAPIKeys(ctx); err != nil || keys[1].Name != "ci" || keys[0].Name != "admin" {
+			t.Errorf("after rename: %+v, %v", keys, err)
 		}
 
 		if err := db.DeleteAPIKey(ctx, "key_1"); err != nil {

@@ -155,7 +155,12 @@ func TestTeamIsolation(t *testing.T) {
 	must(t, ctx, "POST", u+"/volumes", a, map[string]any{"name": "alpha-vol"}, 201, &vol)
 	var hook wire.Webhook
 	must(t, ctx, "POST", u+"/events/webhooks", a, map[string]any{"name": "h", "url": "http://127.0.0.1:1/hook", "events": []string{wire.EventKilled}, "signatureSecret": "s3cret-s3cret"}, 201, &hook)
-	alphaIDs := []string{sb.SandboxID, snap.SnapshotID, vol.VolumeID, hook.ID, vol.Token, teamID["alpha"]}
+	var alphaKeys []wire.TeamAPIKey
+	must(t, ctx, "GET", u+"/api-keys", a, nil, 200, &alphaKeys)
+	if len(alphaKeys) != 1 || alphaKeys[0].Name != "alpha" {
+		t.Fatalf("GET /api-keys with alpha's key = %+v; want its one key", alphaKeys)
+	}
+	alphaIDs := []string{sb.SandboxID, snap.SnapshotID, vol.VolumeID, hook.ID, vol.Token, teamID["alpha"], alphaKeys[0].ID}
 
 	// What each route answers beta's key holding alpha's ids. Path
 	// values are alpha's objects; 0 in status means the route is public
@@ -206,6 +211,10 @@ func TestTeamIsolation(t *testing.T) {
 		"GET /teams":                                          {status: list},
 		"GET /teams/{teamID}/metrics":                         {status: forbidden},
 		"GET /teams/{teamID}/metrics/max":                     {status: forbidden, query: "?metric=concurrent_sandboxes"},
+		"GET /api-keys":                                       {status: list},
+		"POST /api-keys":                                      {status: forbidden, body: map[string]any{"name": "x"}},
+		"PATCH /api-keys/{apiKeyID}":                          {status: forbidden, body: map[string]any{"name": "x"}},
+		"DELETE /api-keys/{apiKeyID}":                         {status: forbidden},
 		"GET /templates":                                      {status: list},
 		"DELETE /templates/{id}":                              {status: notFound},
 		"GET /templates/{templateID}/{item}":                  {status: notFound},
@@ -261,7 +270,7 @@ func TestTeamIsolation(t *testing.T) {
 		"{id}": sb.SandboxID, "{sandboxID}": sb.SandboxID, "{volumeID}": vol.VolumeID, "{webhookID}": hook.ID,
 		"{teamID}": teamID["alpha"], "{item}": "tags", "{name}": snap.SnapshotID,
 		"{templateID}": snap.SnapshotID, "{buildID}": snap.SnapshotID, "{hash}": strings.Repeat("a", 64),
-		"{nodeID}": "vm",
+		"{nodeID}": "vm", "{apiKeyID}": alphaKeys[0].ID,
 	}
 	// Paths whose {id} is another kind of object.
 	overrides := map[string]string{
@@ -337,6 +346,13 @@ func TestTeamIsolation(t *testing.T) {
 			t.Errorf("case %q names no route of internal/api", route)
 		}
 	}
+
+	// Beta's admin key manages beta's keys, not alpha's.
+	var betaAdmin wire.Key
+	must(t, ctx, "POST", u+"/sbx/v1/keys", srv.APIKey, map[string]any{"team": "beta", "role": "admin"}, 201, &betaAdmin)
+	must(t, ctx, "PATCH", u+"/api-keys/"+alphaKeys[0].ID, betaAdmin.Key, map[string]any{"name": "x"}, 404, nil)
+	must(t, ctx, "DELETE", u+"/api-keys/"+alphaKeys[0].ID, betaAdmin.Key, nil, 404, nil)
+	must(t, ctx, "DELETE", u+"/api-keys/"+betaAdmin.ID, betaAdmin.Key, nil, 204, nil)
 
 	// A snapshot is no template alias of another team's.
 	must(t, ctx, "GET", u+"/templates/aliases/"+snap.SnapshotID, b, nil, 404, nil)
