@@ -64,6 +64,11 @@ func nodeMetrics() wire.NodeMetrics {
 	}
 }
 
+func teamLimits() wire.TeamLimits {
+	return wire.TeamLimits{MaxSandboxes: 5, MaxCPUs: 8, MaxMemoryMB: 16384, MaxDiskMB: 51200, MaxTimeoutSeconds: 86400,
+		MaxPaused: 20, MaxTemplates: 50, MaxVolumeMB: 10240}
+}
+
 func keyMask() wire.IdentifierMaskingDetails {
 	return wire.IdentifierMaskingDetails{Prefix: "e2b_", ValueLength: 40, MaskedValuePrefix: "01", MaskedValueSuffix: "4567"}
 }
@@ -162,10 +167,11 @@ var goldens = map[string]any{
 	"build-event":        wire.BuildEvent{Time: t1, Level: "error", Step: 3, Kind: "end", Message: "RUN make: exit status 2", Status: "error", ExitCode: 2},
 	"builtin-build-line": wire.BuiltinBuildLine{Kind: "end", Message: "installing packages", Status: "error", Error: "apt-get: exit status 100"},
 	"new-key":            wire.NewKey{Name: "ci", Team: "acme", Role: "admin"},
-	"new-team":           wire.NewTeam{Name: "acme", TeamLimits: wire.TeamLimits{MaxSandboxes: 5, MaxCPUs: 8, MaxMemoryMB: 16384}},
-	"team-update":        wire.TeamUpdate{MaxSandboxes: ptr(int64(2)), MaxCPUs: ptr(4.0), MaxMemoryMB: ptr(int64(4096))},
+	"new-team":           wire.NewTeam{Name: "acme", TeamLimits: teamLimits()},
+	"team-update": wire.TeamUpdate{MaxSandboxes: ptr(int64(2)), MaxCPUs: ptr(4.0), MaxMemoryMB: ptr(int64(4096)),
+		MaxDiskMB: ptr(int64(8192)), MaxTimeoutSeconds: ptr(int64(3600)), MaxPaused: ptr(int64(3)), MaxTemplates: ptr(int64(10)), MaxVolumeMB: ptr(int64(1024))},
 	"team-info": wire.TeamInfo{ID: "7f1c2d3e-0000-4000-8000-000000000001", Name: "acme",
-		TeamLimits: wire.TeamLimits{MaxSandboxes: 5, MaxCPUs: 8, MaxMemoryMB: 16384}, CreatedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)},
+		TeamLimits: teamLimits(), CreatedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)},
 	"key": wire.Key{
 		ID: "key_0a1b2c3d4e5f6a7b", Name: "ci", Key: "e2b_0123456789abcdef0123456789abcdef01234567", Prefix: "e2b_012345",
 		Admin: true, CreatedAt: t0, Team: "default",

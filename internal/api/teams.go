@@ -152,8 +152,17 @@ func teamSnapshots(r *http.Request, all []*sandbox.Snapshot) []*sandbox.Snapshot
 }
 
 func teamOut(t *store.Team) wire.TeamInfo {
-	return wire.TeamInfo{ID: publicTeamID(t.ID), Name: t.Name, CreatedAt: t.CreatedAt,
-		TeamLimits: wire.TeamLimits{MaxSandboxes: t.Limits.MaxSandboxes, MaxCPUs: t.Limits.MaxCPUs, MaxMemoryMB: t.Limits.MaxMemoryMB}}
+	return wire.TeamInfo{ID: publicTeamID(t.ID), Name: t.Name, CreatedAt: t.CreatedAt, TeamLimits: wireLimits(t.Limits)}
+}
+
+func wireLimits(l store.TeamLimits) wire.TeamLimits {
+	return wire.TeamLimits{MaxSandboxes: l.MaxSandboxes, MaxCPUs: l.MaxCPUs, MaxMemoryMB: l.MaxMemoryMB,
+		MaxDiskMB: l.MaxDiskMB, MaxTimeoutSeconds: l.MaxTimeoutSec, MaxPaused: l.MaxPaused, MaxTemplates: l.MaxTemplates, MaxVolumeMB: l.MaxVolumeMB}
+}
+
+func storeLimits(l wire.TeamLimits) store.TeamLimits {
+	return store.TeamLimits{MaxSandboxes: l.MaxSandboxes, MaxCPUs: l.MaxCPUs, MaxMemoryMB: l.MaxMemoryMB,
+		MaxDiskMB: l.MaxDiskMB, MaxTimeoutSec: l.MaxTimeoutSeconds, MaxPaused: l.MaxPaused, MaxTemplates: l.MaxTemplates, MaxVolumeMB: l.MaxVolumeMB}
 }
 
 // lookupTeam returns the team whose API id or name is ref.
@@ -165,7 +174,8 @@ func (s *Server) lookupTeam(r *http.Request, ref string) (*store.Team, error) {
 }
 
 func checkLimits(l wire.TeamLimits) error {
-	if l.MaxSandboxes < 0 || l.MaxCPUs < 0 || l.MaxMemoryMB < 0 {
+	if l.MaxSandboxes < 0 || l.MaxCPUs < 0 || l.MaxMemoryMB < 0 || l.MaxDiskMB < 0 || l.MaxTimeoutSeconds < 0 ||
+		l.MaxPaused < 0 || l.MaxTemplates < 0 || l.MaxVolumeMB < 0 {
 		return errdefs.New(errdefs.ErrInvalidArgument, "team limits must not be negative")
 	}
 	return nil
@@ -186,7 +196,7 @@ func (s *Server) createTeam(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	t := &store.Team{ID: uuid.NewString(), Name: req.Name, CreatedAt: time.Now().UTC(),
-		Limits: store.TeamLimits{MaxSandboxes: req.MaxSandboxes, MaxCPUs: req.MaxCPUs, MaxMemoryMB: req.MaxMemoryMB}}
+		Limits: storeLimits(req.TeamLimits)}
 	if err := s.keys.db.CreateTeam(r.Context(), t); err != nil {
 		return err
 	}
@@ -226,20 +236,26 @@ func (s *Server) setTeam(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	l := wire.TeamLimits{MaxSandboxes: t.Limits.MaxSandboxes, MaxCPUs: t.Limits.MaxCPUs, MaxMemoryMB: t.Limits.MaxMemoryMB}
-	if req.MaxSandboxes != nil {
-		l.MaxSandboxes = *req.MaxSandboxes
-	}
+	l := wireLimits(t.Limits)
 	if req.MaxCPUs != nil {
 		l.MaxCPUs = *req.MaxCPUs
 	}
-	if req.MaxMemoryMB != nil {
-		l.MaxMemoryMB = *req.MaxMemoryMB
+	for _, f := range []struct {
+		to   *int64
+		from *int64
+	}{
+		{&l.MaxSandboxes, req.MaxSandboxes}, {&l.MaxMemoryMB, req.MaxMemoryMB}, {&l.MaxDiskMB, req.MaxDiskMB},
+		{&l.MaxTimeoutSeconds, req.MaxTimeoutSeconds}, {&l.MaxPaused, req.MaxPaused}, {&l.MaxTemplates, req.MaxTemplates},
+		{&l.MaxVolumeMB, req.MaxVolumeMB},
+	} {
+		if f.from != nil {
+			*f.to = *f.from
+		}
 	}
 	if err := checkLimits(l); err != nil {
 		return err
 	}
-	t.Limits = store.TeamLimits{MaxSandboxes: l.MaxSandboxes, MaxCPUs: l.MaxCPUs, MaxMemoryMB: l.MaxMemoryMB}
+	t.Limits = storeLimits(l)
 	if err := s.keys.db.SetTeamLimits(r.Context(), t.ID, t.Limits); err != nil {
 		return err
 	}

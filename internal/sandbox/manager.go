@@ -419,15 +419,16 @@ func (m *Manager) Create(ctx context.Context, p CreateParams) (*Sandbox, error) 
 	if err != nil {
 		return nil, err
 	}
+	if p.Timeout == nil {
+		timeout = m.teamDefaultTimeout(ctx, p.Team, timeout)
+	}
 	req, err := m.newRequest(ctx, p, nil, timeout)
 	if err != nil {
 		return nil, err
 	}
 	// Over its team's quota: refused before a pooled box is touched
-	// (make and assignWarm check again, atomically).
-	m.capacity.Lock()
-	err = m.checkQuota(ctx, req.sb)
-	m.capacity.Unlock()
+	// (make and assignWarm check again, under the team's lock).
+	err = m.checkQuota(ctx, req.sb, quotaStart)
 	if err != nil {
 		req.storedOrDropped()
 		return nil, err
@@ -492,6 +493,9 @@ func (m *Manager) newRequest(ctx context.Context, p CreateParams, tpl *Template,
 		return nil, err
 	}
 	if err := checkVolumeMounts(p.Volumes); err != nil {
+		return nil, err
+	}
+	if err := m.teamTimeout(ctx, p.Team, timeout); err != nil {
 		return nil, err
 	}
 	if len(p.Volumes) > 0 && m.cfg.Volumes == nil {
@@ -595,11 +599,12 @@ func (m *Manager) make(ctx context.Context, req *createRequest) (*Sandbox, error
 	log := m.log.With("sandbox_id", sb.ID, "template", sb.Template, "runtime", sb.Runtime)
 	m.capacity.Lock()
 	err := m.checkCapacity(ctx, sb)
+	var q *store.Quota
 	if err == nil {
-		err = m.checkQuota(ctx, sb)
+		q, err = m.quota(ctx, sb, quotaStart)
 	}
 	if err == nil {
-		err = m.db.CreateSandbox(ctx, sb)
+		err = m.db.CreateSandboxQuota(ctx, sb, q)
 	}
 	m.capacity.Unlock()
 	req.storedOrDropped()
@@ -1010,7 +1015,7 @@ func (m *Manager) SetTimeout(ctx context.Context, id string, d time.Duration) er
 	if _, err := m.resolveTimeout(&d); err != nil {
 		return err
 	}
-	return m.updateEnd(ctx, id, d, false)
+	return m.updateEnd(ctx, id, d, false, true)
 }
 
 // Extend makes sandbox id live at least d from now (E2B's connect semantics:
@@ -1020,17 +1025,26 @@ func (m *Manager) Extend(ctx context.Context, id string, d *time.Duration) (*San
 	if err != nil {
 		return nil, err
 	}
-	if err := m.updateEnd(ctx, id, dd, true); err != nil {
+	if err := m.updateEnd(ctx, id, dd, true, d != nil); err != nil {
 		return nil, err
 	}
 	return m.Get(ctx, id)
 }
 
-func (m *Manager) updateEnd(ctx context.Context, id string, d time.Duration, extendOnly bool) error {
+// updateEnd gives sandbox id d more to live (see SetTimeout and Extend);
+// given says d is the caller's, which its team's longest timeout must
+// allow, rather than the server's default, which is cut to it.
+func (m *Manager) updateEnd(ctx context.Context, id string, d time.Duration, extendOnly, given bool) error {
 	unlock := m.lock(id)
 	defer unlock()
 	sb, err := m.db.GetSandbox(ctx, id)
 	if err != nil {
+		return err
+	}
+	if !given {
+		d = m.teamDefaultTimeout(ctx, sb.Team, d)
+	}
+	if err := m.teamTimeout(ctx, sb.Team, d); err != nil {
 		return err
 	}
 	if sb.State != StateRunning {

@@ -134,9 +134,13 @@ func (m *Manager) pauseLocked(ctx context.Context, sb *store.Sandbox, kind strin
 		return err
 	}
 	t0 := time.Now()
-	if err := m.transition(ctx, sb, StatePausing, func(sb *store.Sandbox) {
+	q, err := m.quota(ctx, sb, quotaPause)
+	if err != nil {
+		return err
+	}
+	if err := m.transitionQuota(ctx, sb, StatePausing, func(sb *store.Sandbox) {
 		sb.Life.PauseKind, sb.Life.PausedAt = kind, time.Now().UTC()
-	}); err != nil {
+	}, q); err != nil {
 		return err
 	}
 	// The rest must not be cut short by the caller going away: it leaves
@@ -292,6 +296,13 @@ func (m *Manager) Resume(ctx context.Context, id string, opts ResumeOptions) (*S
 		unlock()
 		return nil, false, err
 	}
+	if opts.Timeout == nil {
+		d = m.teamDefaultTimeout(ctx, sb.Team, d)
+	}
+	if err := m.teamTimeout(ctx, sb.Team, d); err != nil {
+		unlock()
+		return nil, false, err
+	}
 	switch sb.State {
 	case StatePaused:
 	case StateRunning:
@@ -354,16 +365,17 @@ func (m *Manager) resumeLocked(ctx context.Context, sb *store.Sandbox, d time.Du
 	if sb.Life.PauseKind != PauseFrozen {
 		err = m.checkCapacity(ctx, sb)
 	}
+	var q *store.Quota
 	if err == nil {
-		err = m.checkQuota(ctx, sb)
+		q, err = m.quota(ctx, sb, quotaResume)
 	}
 	if err == nil {
-		err = m.transition(ctx, sb, StateResuming, func(sb *store.Sandbox) {
+		err = m.transitionQuota(ctx, sb, StateResuming, func(sb *store.Sandbox) {
 			sb.EndAt = time.Time{}
 			if d > 0 {
 				sb.EndAt = time.Now().UTC().Add(d)
 			}
-		})
+		}, q)
 	}
 	m.capacity.Unlock()
 	if err != nil {
@@ -490,10 +502,16 @@ func (m *Manager) expire(ctx context.Context, cur *store.Sandbox) {
 	ctx = withReason(ctx, reasonTimeout)
 	if cur.Life.OnTimeout == "pause" {
 		memory := !cur.Life.TimeoutFilesOnly
-		if _, err := m.Pause(ctx, id, &memory); err != nil && !errors.Is(err, errdefs.ErrNotFound) && !errors.Is(err, errdefs.ErrConflict) {
-			m.log.Error("pause timed-out sandbox", "sandbox_id", id, "err", err)
+		_, err := m.Pause(ctx, id, &memory)
+		if !errors.Is(err, errdefs.ErrResourceExhausted) {
+			if err != nil && !errors.Is(err, errdefs.ErrNotFound) && !errors.Is(err, errdefs.ErrConflict) {
+				m.log.Error("pause timed-out sandbox", "sandbox_id", id, "err", err)
+			}
+			return
 		}
-		return
+		// Its team keeps as many paused sandboxes as it may: the
+		// sandbox's life is over all the same.
+		m.log.Warn("timed-out sandbox cannot be kept paused; killing it", "sandbox_id", id, "err", err)
 	}
 	if err := m.Kill(ctx, id); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		m.log.Error("kill timed-out sandbox", "sandbox_id", id, "err", err)

@@ -81,6 +81,8 @@ type snapshotStore interface {
 	ListSnapshots(ctx context.Context) ([]*store.Snapshot, error)
 	CountSandboxesByTemplate(ctx context.Context, name string) (int, error)
 	CountSnapshotsByTemplate(ctx context.Context, name string) (int, error)
+	GetTeam(ctx context.Context, ref string) (*store.Team, error)
+	TeamSnapshots(ctx context.Context, team string) (int64, error)
 }
 
 // snapshotSandboxes is what Snapshots needs of the Manager (which
@@ -240,6 +242,11 @@ func (s *Snapshots) Take(ctx context.Context, id string, opts SnapshotOptions) (
 func (s *Snapshots) reserve(ctx context.Context, sn *store.Snapshot) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if !sn.Internal {
+		if err := s.checkTemplates(ctx, sn.Team); err != nil {
+			return err
+		}
+	}
 	if sn.Name != "" {
 		if _, err := s.db.GetSnapshot(ctx, sn.Name); err == nil {
 			return errdefs.New(errdefs.ErrConflict, "a snapshot named %q exists; delete it first", sn.Name)
@@ -253,6 +260,27 @@ func (s *Snapshots) reserve(ctx context.Context, sn *store.Snapshot) error {
 		}
 	}
 	return s.db.PutSnapshot(ctx, sn)
+}
+
+// checkTemplates refuses a new snapshot of team when the team has as many
+// as its limit of templates (max-templates): E2B's snapshots are
+// templates of the team.
+func (s *Snapshots) checkTemplates(ctx context.Context, team string) error {
+	t, err := s.db.GetTeam(ctx, store.TeamOrDefault(team))
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return nil
+	}
+	if err != nil || t.Limits.MaxTemplates <= 0 {
+		return err
+	}
+	n, err := s.db.TeamSnapshots(ctx, t.ID)
+	if err != nil {
+		return err
+	}
+	if n >= t.Limits.MaxTemplates {
+		return errdefs.New(errdefs.ErrResourceExhausted, "team %q is at its limit of %d templates and snapshots (max-templates); delete one first", t.Name, t.Limits.MaxTemplates)
+	}
+	return nil
 }
 
 // capture writes sb's state into sn's directory and returns how long

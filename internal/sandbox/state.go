@@ -68,6 +68,12 @@ func canMove(from, to State) bool { return slices.Contains(moves[from], to) }
 // The caller holds sb's lock (lock); every state change of a sandbox goes
 // through here.
 func (m *Manager) transition(ctx context.Context, sb *store.Sandbox, to State, change func(*store.Sandbox)) error {
+	return m.transitionQuota(ctx, sb, to, change, nil)
+}
+
+// transitionQuota is transition with the move stored under the team quota
+// check q (quota.go); a nil q is transition.
+func (m *Manager) transitionQuota(ctx context.Context, sb *store.Sandbox, to State, change func(*store.Sandbox), q *store.Quota) error {
 	from := sb.State
 	if !canMove(from, to) {
 		return errdefs.New(errdefs.ErrFailedPrecondition, "sandbox %q cannot go from %s to %s", sb.ID, from, to)
@@ -78,7 +84,7 @@ func (m *Manager) transition(ctx context.Context, sb *store.Sandbox, to State, c
 		change(&next)
 	}
 	ev := moveEvent(ctx, &next, from)
-	if err := m.db.UpdateSandboxEvent(ctx, &next, ev); err != nil {
+	if err := m.db.UpdateSandboxEventQuota(ctx, &next, ev, q); err != nil {
 		return fmt.Errorf("sandbox %s: %s to %s: %w", sb.ID, from, to, err)
 	}
 	*sb = next

@@ -492,18 +492,18 @@ func (m *Manager) assignWarm(ctx context.Context, pw pooled, tpl Template, want 
 		}
 	}
 	// The request's team's quota, checked with the state write that
-	// makes the box count as the team's (see checkQuota).
+	// makes the box count as the team's (quota.go).
 	m.capacity.Lock()
 	as := *sb
 	as.Team = want.Team
-	err := m.checkQuota(ctx, &as)
+	q, err := m.quota(ctx, &as, quotaStart)
 	if err == nil {
-		err = m.transition(ctx, sb, StateRunning, func(sb *store.Sandbox) {
+		err = m.transitionQuota(ctx, sb, StateRunning, func(sb *store.Sandbox) {
 			sb.Metadata, sb.EnvVars, sb.Life = want.Metadata, want.EnvVars, want.Life
 			sb.CreatedAt, sb.StartedAt, sb.EndAt = want.CreatedAt, want.StartedAt, want.EndAt
 			sb.TrafficToken = want.TrafficToken
 			sb.Team = want.Team
-		})
+		}, q)
 	}
 	m.capacity.Unlock()
 	if err != nil {

@@ -163,6 +163,8 @@ var migrations = []string{
 	sessionsTable, sessionsKeyIndex,
 	// The last characters of each key, for its mask (GET /api-keys).
 	apiKeySuffix,
+	// The teams' other quotas (teams.go).
+	teamLimitColumns[0], teamLimitColumns[1], teamLimitColumns[2], teamLimitColumns[3], teamLimitColumns[4],
 }
 
 // State is a sandbox's stored state; internal/sandbox defines the values and
@@ -250,14 +252,14 @@ func timeOrZero(n int64) time.Time {
 // sb.Version. It is for tools and tests that set a record as it must be;
 // the Manager uses CreateSandbox and UpdateSandbox.
 func (s *DB) PutSandbox(ctx context.Context, sb *Sandbox) error {
-	_, err := s.putSandbox(ctx, `INSERT`, ` ON CONFLICT (id) DO UPDATE SET `+upsertSet(sandboxColumns), sb)
+	_, err := s.putSandbox(ctx, s.db, `INSERT`, ` ON CONFLICT (id) DO UPDATE SET `+upsertSet(sandboxColumns), sb)
 	return err
 }
 
 // CreateSandbox inserts the record of a new sandbox, at sb.Version. A
 // record with its id exists already: an error wrapping errdefs.ErrConflict.
 func (s *DB) CreateSandbox(ctx context.Context, sb *Sandbox) error {
-	n, err := s.putSandbox(ctx, `INSERT`, ` ON CONFLICT (id) DO NOTHING`, sb)
+	n, err := s.putSandbox(ctx, s.db, `INSERT`, ` ON CONFLICT (id) DO NOTHING`, sb)
 	if err != nil {
 		return err
 	}
@@ -269,12 +271,12 @@ func (s *DB) CreateSandbox(ctx context.Context, sb *Sandbox) error {
 
 // putSandbox writes sb with verb (INSERT ...) and suffix, and returns the
 // rows written.
-func (s *DB) putSandbox(ctx context.Context, verb, suffix string, sb *Sandbox) (int64, error) {
+func (s *DB) putSandbox(ctx context.Context, ex queryer, verb, suffix string, sb *Sandbox) (int64, error) {
 	md, _ := json.Marshal(orEmpty(sb.Metadata))
 	env, _ := json.Marshal(orEmpty(sb.EnvVars))
 	life, _ := json.Marshal(sb.Life)
 	node := s.owner(sb.Node)
-	res, err := s.db.ExecContext(ctx, verb+` INTO sandboxes
+	res, err := ex.ExecContext(ctx, verb+` INTO sandboxes
 		(`+sandboxColumns+`)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`+suffix,
 		sb.ID, sb.Template, string(sb.State), sb.Runtime, unixOrZero(sb.CreatedAt), unixOrZero(sb.StartedAt), unixOrZero(sb.EndAt),

@@ -34,6 +34,15 @@ var teamMigrations = []string{
 	`ALTER TABLE volumes ADD COLUMN team TEXT NOT NULL DEFAULT '` + DefaultTeamID + `'`,
 }
 
+// teamLimitColumns add the team's other quotas (TeamLimits).
+var teamLimitColumns = []string{
+	`ALTER TABLE teams ADD COLUMN max_disk_mb BIGINT NOT NULL DEFAULT 0`,
+	`ALTER TABLE teams ADD COLUMN max_timeout_sec BIGINT NOT NULL DEFAULT 0`,
+	`ALTER TABLE teams ADD COLUMN max_paused BIGINT NOT NULL DEFAULT 0`,
+	`ALTER TABLE teams ADD COLUMN max_templates BIGINT NOT NULL DEFAULT 0`,
+	`ALTER TABLE teams ADD COLUMN max_volume_mb BIGINT NOT NULL DEFAULT 0`,
+}
+
 // DefaultTeamName is the name of the default team (id DefaultTeamID).
 const DefaultTeamName = "default"
 
@@ -55,6 +64,25 @@ type TeamLimits struct {
 	MaxCPUs float64
 	// MaxMemoryMB bounds their memory together.
 	MaxMemoryMB int64
+	// MaxDiskMB bounds the disks of the team's sandboxes that hold one
+	// (every sandbox that is not killed: a paused one keeps its disk).
+	MaxDiskMB int64
+	// MaxTimeoutSec bounds the time to live a sandbox may be given.
+	MaxTimeoutSec int64
+	// MaxPaused bounds the team's paused sandboxes.
+	MaxPaused int64
+	// MaxTemplates bounds the team's snapshots (E2B's snapshots are
+	// templates of the team), and for the default team, which alone
+	// builds templates, its built templates too.
+	MaxTemplates int64
+	// MaxVolumeMB bounds the sizes of the team's volumes together.
+	MaxVolumeMB int64
+}
+
+// SandboxLimited reports whether l bounds what the team's sandboxes
+// hold together (what TeamUsage counts).
+func (l TeamLimits) SandboxLimited() bool {
+	return l.MaxSandboxes > 0 || l.MaxCPUs > 0 || l.MaxMemoryMB > 0 || l.MaxDiskMB > 0 || l.MaxPaused > 0
 }
 
 // orDefault is team, or the default team when team is empty (records
@@ -69,8 +97,11 @@ func orDefault(team string) string {
 // CreateTeam inserts team t. A team of its name or id exists: an error
 // wrapping errdefs.ErrConflict.
 func (s *DB) CreateTeam(ctx context.Context, t *Team) error {
-	res, err := s.db.ExecContext(ctx, `INSERT INTO teams (id, name, max_sandboxes, max_cpus, max_memory_mb, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-		t.ID, t.Name, t.Limits.MaxSandboxes, t.Limits.MaxCPUs, t.Limits.MaxMemoryMB, unixOrZero(t.CreatedAt))
+	l := t.Limits
+	res, err := s.db.ExecContext(ctx, `INSERT INTO teams (id, name, max_sandboxes, max_cpus, max_memory_mb, created_at,
+		max_disk_mb, max_timeout_sec, max_paused, max_templates, max_volume_mb) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		t.ID, t.Name, l.MaxSandboxes, l.MaxCPUs, l.MaxMemoryMB, unixOrZero(t.CreatedAt),
+		l.MaxDiskMB, l.MaxTimeoutSec, l.MaxPaused, l.MaxTemplates, l.MaxVolumeMB)
 	if err != nil {
 		return fmt.Errorf("create team %s: %w", t.Name, err)
 	}
@@ -82,12 +113,14 @@ func (s *DB) CreateTeam(ctx context.Context, t *Team) error {
 	return nil
 }
 
-const teamColumns = `id, name, max_sandboxes, max_cpus, max_memory_mb, created_at`
+const teamColumns = `id, name, max_sandboxes, max_cpus, max_memory_mb, created_at, max_disk_mb, max_timeout_sec, max_paused, max_templates, max_volume_mb`
 
 func scanTeam(row interface{ Scan(...any) error }) (*Team, error) {
 	var t Team
 	var created int64
-	if err := row.Scan(&t.ID, &t.Name, &t.Limits.MaxSandboxes, &t.Limits.MaxCPUs, &t.Limits.MaxMemoryMB, &created); err != nil {
+	l := &t.Limits
+	if err := row.Scan(&t.ID, &t.Name, &l.MaxSandboxes, &l.MaxCPUs, &l.MaxMemoryMB, &created,
+		&l.MaxDiskMB, &l.MaxTimeoutSec, &l.MaxPaused, &l.MaxTemplates, &l.MaxVolumeMB); err != nil {
 		return nil, err
 	}
 	t.CreatedAt = timeOrZero(created)
@@ -128,8 +161,9 @@ func (s *DB) ListTeams(ctx context.Context) ([]*Team, error) {
 // SetTeamLimits replaces the limits of team id, or returns an error
 // wrapping errdefs.ErrNotFound.
 func (s *DB) SetTeamLimits(ctx context.Context, id string, l TeamLimits) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE teams SET max_sandboxes = ?, max_cpus = ?, max_memory_mb = ? WHERE id = ?`,
-		l.MaxSandboxes, l.MaxCPUs, l.MaxMemoryMB, id)
+	res, err := s.db.ExecContext(ctx, `UPDATE teams SET max_sandboxes = ?, max_cpus = ?, max_memory_mb = ?,
+		max_disk_mb = ?, max_timeout_sec = ?, max_paused = ?, max_templates = ?, max_volume_mb = ? WHERE id = ?`,
+		l.MaxSandboxes, l.MaxCPUs, l.MaxMemoryMB, l.MaxDiskMB, l.MaxTimeoutSec, l.MaxPaused, l.MaxTemplates, l.MaxVolumeMB, id)
 	if err != nil {
 		return fmt.Errorf("set team %s limits: %w", id, err)
 	}

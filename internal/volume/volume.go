@@ -79,6 +79,8 @@ type DB interface {
 	ListVolumes(ctx context.Context) ([]*store.Volume, error)
 	VolumeUsers(ctx context.Context, id string, over ...store.State) ([]string, error)
 	DeleteVolume(ctx context.Context, id string) error
+	GetTeam(ctx context.Context, ref string) (*store.Team, error)
+	TeamVolumeMB(ctx context.Context, team string) (int64, error)
 }
 
 // Config configures the volumes.
@@ -211,6 +213,9 @@ func (m *Manager) CreateInTeam(ctx context.Context, team, name string, sizeMB in
 	if _, err := m.cfg.DB.GetVolumeByName(ctx, name); err == nil {
 		return nil, errdefs.New(errdefs.ErrConflict, "a volume named %q exists", name)
 	}
+	if err := m.checkTeamBytes(ctx, team, sizeMB); err != nil {
+		return nil, err
+	}
 	v := &store.Volume{ID: newID(), Name: name, SizeMB: sizeMB, CreatedAt: time.Now().UTC(), Team: team}
 	dir := m.volDir(v.ID)
 	if err := os.Mkdir(dir, 0o711); err != nil {
@@ -321,4 +326,24 @@ func (m *Manager) boxID(n uint32) uint32 {
 		return n
 	}
 	return n - m.cfg.IDShift
+}
+
+// checkTeamBytes refuses a new volume of sizeMB for team when the team's
+// volumes would pass its limit (max-volume-mb): 429, as the other quotas.
+func (m *Manager) checkTeamBytes(ctx context.Context, team string, sizeMB int64) error {
+	t, err := m.cfg.DB.GetTeam(ctx, store.TeamOrDefault(team))
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return nil
+	}
+	if err != nil || t.Limits.MaxVolumeMB <= 0 {
+		return err
+	}
+	used, err := m.cfg.DB.TeamVolumeMB(ctx, t.ID)
+	if err != nil {
+		return err
+	}
+	if used+sizeMB > t.Limits.MaxVolumeMB {
+		return errdefs.New(errdefs.ErrResourceExhausted, "team %q's volumes would have %d MiB, above its limit of %d MiB (max-volume-mb)", t.Name, used+sizeMB, t.Limits.MaxVolumeMB)
+	}
+	return nil
 }

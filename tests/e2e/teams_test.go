@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sbxdev/sbx/internal/store"
 	"github.com/sbxdev/sbx/tests/harness"
 	"github.com/sbxdev/sbx/wire"
 )
@@ -544,4 +545,76 @@ func dashFirstEvent(t *testing.T, ctx context.Context, url, key string) (int, []
 		t.Fatalf("GET %s: first event %q %s %v; want a snapshot", url, ev, data, err)
 	}
 	return resp.StatusCode, data
+}
+
+// TestTeamQuotaTwoNodes: 50 creates racing against a team's limit of 5,
+// sent half to each of two nodes sharing one Postgres store, start exactly
+// 5 between them; the quota counts both nodes' sandboxes.
+func TestTeamQuotaTwoNodes(t *testing.T) {
+	dsn, nodes := startFleet(t, 2)
+	ctx := ctxFor(t, 4*time.Minute)
+	var team wire.TeamInfo
+	must(t, ctx, "POST", nodes[0].URL+"/sbx/v1/teams", nodes[0].APIKey, map[string]any{"name": "q2", "maxSandboxes": 5}, 201, &team)
+	var k wire.Key
+	must(t, ctx, "POST", nodes[0].URL+"/sbx/v1/keys", nodes[0].APIKey, map[string]any{"team": "q2"}, 201, &k)
+	// The second node reads keys from the store every 2 s.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		code, _ := teamSend(t, ctx, "GET", nodes[1].URL+"/v2/sandboxes", k.Key, nil)
+		if code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the second node refuses the new key: %d", code)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	type result struct {
+		code int
+		body []byte
+	}
+	results := make(chan result, 50)
+	start := make(chan struct{})
+	body, _ := json.Marshal(map[string]any{"templateID": "base", "timeout": 300})
+	for i := range 50 {
+		go func() {
+			<-start
+			code, got := teamSend(t, ctx, "POST", nodes[i%2].URL+"/sandboxes", k.Key, body)
+			results <- result{code, got}
+		}()
+	}
+	close(start)
+	var made []string
+	for range 50 {
+		r := <-results
+		switch r.code {
+		case http.StatusCreated:
+			var sb wire.Sandbox
+			if err := json.Unmarshal(r.body, &sb); err != nil {
+				t.Fatal(err)
+			}
+			made = append(made, sb.SandboxID)
+		case http.StatusTooManyRequests:
+			if !strings.Contains(string(r.body), "limit of 5 concurrent sandboxes (max-sandboxes)") {
+				t.Errorf("429 body %s: want the limit named", r.body)
+			}
+		default:
+			t.Errorf("racing create = %d %s; want 201 or 429", r.code, r.body)
+		}
+	}
+	if len(made) != 5 {
+		t.Errorf("50 racing creates on two nodes against a limit of 5 started %d", len(made))
+	}
+	db, err := store.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	u, err := db.TeamUsage(ctx, team.ID, "")
+	if err != nil || u.Active != int64(len(made)) {
+		t.Errorf("the store holds %+v, %v for the team; want %d active", u, err, len(made))
+	}
+	for _, id := range made {
+		must(t, ctx, "DELETE", nodes[0].URL+"/sandboxes/"+id, k.Key, nil, 204, nil)
+	}
 }

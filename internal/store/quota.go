@@ -1,0 +1,173 @@
+package store
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/sbxdev/sbx/internal/errdefs"
+)
+
+// TeamUsage is what a team's sandboxes hold together, on every node
+// sharing the store.
+type TeamUsage struct {
+	// Active counts the sandboxes creating, running, pausing or
+	// resuming; CPUs and MemoryMB are theirs together.
+	Active   int64
+	CPUs     float64
+	MemoryMB int64
+	// DiskMB is the disks of every sandbox that is not killed or failed.
+	DiskMB int64
+	// Paused counts the paused and pausing sandboxes.
+	Paused int64
+}
+
+// Quota is a team's quota check made with a sandbox write: Check is given
+// the team as stored and what its sandboxes other than Sandbox hold, and
+// refuses the write by returning an error.
+type Quota struct {
+	Team    string
+	Sandbox string
+	Check   func(t *Team, u TeamUsage) error
+}
+
+// TeamUsage returns what team's sandboxes other than except hold, on
+// every node.
+func (s *DB) TeamUsage(ctx context.Context, team, except string) (TeamUsage, error) {
+	return teamUsage(ctx, s.db, team, except)
+}
+
+func teamUsage(ctx context.Context, ex queryer, team, except string) (TeamUsage, error) {
+	var u TeamUsage
+	rows, err := ex.QueryContext(ctx, `SELECT state, cpus, memory_mb, disk_mb FROM sandboxes
+		WHERE team = ? AND id != ? AND state NOT IN ('killed', 'failed')`, orDefault(team), except)
+	if err != nil {
+		return u, fmt.Errorf("team %s usage: %w", team, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var state string
+		var cpus float64
+		var mem, disk int64
+		if err := rows.Scan(&state, &cpus, &mem, &disk); err != nil {
+			return u, fmt.Errorf("team %s usage: %w", team, err)
+		}
+		u.DiskMB += disk
+		switch state {
+		case "paused", "pausing":
+			u.Paused++
+		}
+		switch state {
+		case "creating", "running", "pausing", "resuming":
+			u.Active++
+			u.CPUs += cpus
+			u.MemoryMB += mem
+		}
+	}
+	return u, rows.Err()
+}
+
+// inTeamLock runs write in a transaction that holds q's team's row lock,
+// after q.Check passed on what the team holds as of that lock. Writes of
+// the same team made this way, by any server sharing the store, are
+// serialised, so that no two of them pass a limit together. The lock is
+// an UPDATE of the team's row: on Postgres it is a row lock held to the
+// end of the transaction (as SELECT … FOR UPDATE), and on SQLite the
+// first write takes the database's write lock (as BEGIN IMMEDIATE), in
+// one portable statement. A team that does not exist has no limits: write
+// runs unchecked.
+func (s *DB) inTeamLock(ctx context.Context, q *Quota, write func(ex queryer) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("team %s quota: %w", q.Team, err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `UPDATE teams SET name = name WHERE id = ?`, orDefault(q.Team))
+	if err != nil {
+		return fmt.Errorf("team %s quota: lock: %w", q.Team, err)
+	}
+	if n, _ := res.RowsAffected(); n == 1 {
+		t, err := scanTeam(tx.QueryRowContext(ctx, `SELECT `+teamColumns+` FROM teams WHERE id = ?`, orDefault(q.Team)))
+		if err != nil {
+			return fmt.Errorf("team %s quota: %w", q.Team, err)
+		}
+		u, err := teamUsage(ctx, tx, q.Team, q.Sandbox)
+		if err != nil {
+			return err
+		}
+		if err := q.Check(t, u); err != nil {
+			return err
+		}
+	}
+	if err := write(tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("team %s quota: commit: %w", q.Team, err)
+	}
+	return nil
+}
+
+// CreateSandboxQuota is CreateSandbox made under q (see Quota); a nil q
+// is CreateSandbox.
+func (s *DB) CreateSandboxQuota(ctx context.Context, sb *Sandbox, q *Quota) error {
+	if q == nil {
+		return s.CreateSandbox(ctx, sb)
+	}
+	next := *sb
+	err := s.inTeamLock(ctx, q, func(ex queryer) error {
+		n, err := s.putSandbox(ctx, ex, `INSERT`, ` ON CONFLICT (id) DO NOTHING`, &next)
+		if err == nil && n == 0 {
+			err = errdefs.New(errdefs.ErrConflict, "sandbox %q exists", sb.ID)
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	*sb = next
+	return nil
+}
+
+// UpdateSandboxEventQuota is UpdateSandboxEvent made under q (see
+// Quota); a nil q is UpdateSandboxEvent.
+func (s *DB) UpdateSandboxEventQuota(ctx context.Context, sb *Sandbox, ev *Event, q *Quota) error {
+	if q == nil {
+		return s.UpdateSandboxEvent(ctx, sb, ev)
+	}
+	next := *sb
+	err := s.inTeamLock(ctx, q, func(ex queryer) error {
+		if err := s.updateSandbox(ctx, ex, &next); err != nil {
+			return err
+		}
+		if ev != nil {
+			return putEvent(ctx, ex, ev)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	sb.Version = next.Version
+	return nil
+}
+
+// TeamSnapshots counts team's snapshots, on every node, but those sbx
+// takes for itself (forks').
+func (s *DB) TeamSnapshots(ctx context.Context, team string) (int64, error) {
+	var n int64
+	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM snapshots WHERE team = ? AND internal = 0`, orDefault(team)).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count team %s snapshots: %w", team, err)
+	}
+	return n, nil
+}
+
+// TeamVolumeMB sums the sizes of team's volumes.
+func (s *DB) TeamVolumeMB(ctx context.Context, team string) (int64, error) {
+	var n int64
+	err := s.db.QueryRowContext(ctx, `SELECT COALESCE(SUM(size_mb), 0) FROM volumes WHERE team = ?`, orDefault(team)).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("sum team %s volumes: %w", team, err)
+	}
+	return n, nil
+}
