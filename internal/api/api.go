@@ -107,6 +107,9 @@ type Server struct {
 	mux       *http.ServeMux
 	// apiLimit and createLimit are the per-key rate limits (nil: none).
 	apiLimit, createLimit *limiter
+	// holders are the keys each sandbox's envd token was handed to
+	// (revoke.go).
+	holders tokenHolders
 }
 
 // New returns the API server. It answers 503 until SetReady(true).
@@ -326,8 +329,12 @@ func (s *Server) auth(h handlerFunc) http.Handler {
 		if err := s.limit(s.apiLimit, w, rec.ID, "API calls"); err != nil {
 			return err
 		}
-		r = r.WithContext(context.WithValue(r.Context(), keyIDKey{}, rec.ID))
-		return h(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, rec)))
+		// Revoking the key ends its requests still open (a followed
+		// build log, say), not only those it would make.
+		ctx, done := s.keys.Revocations().Track(r.Context(), rec.ID)
+		defer done()
+		ctx = context.WithValue(ctx, keyIDKey{}, rec.ID)
+		return h(w, r.WithContext(context.WithValue(ctx, ctxKey{}, rec)))
 	})
 }
 

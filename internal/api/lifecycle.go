@@ -64,6 +64,7 @@ func (s *Server) resumeSandbox(w http.ResponseWriter, r *http.Request) error {
 	if resumed {
 		s.observe("resume", sb.Runtime, start)
 	}
+	s.handedToken(r, sb.ID)
 	writeJSON(w, http.StatusCreated, s.sandboxBody(sb))
 	return nil
 }
@@ -156,6 +157,7 @@ func (s *Server) forkSandbox(w http.ResponseWriter, r *http.Request) error {
 			out[i].Error = &wire.Error{Code: status, Message: errdefs.Message(res.Err)}
 			continue
 		}
+		s.handedToken(r, res.Sandbox.ID)
 		b := s.sandboxBody(res.Sandbox)
 		out[i].Sandbox = &b
 	}

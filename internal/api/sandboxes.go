@@ -127,6 +127,7 @@ func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request) error {
 	if o := s.cfg.Observer; o != nil {
 		o.Created(sb.ID, sb.Runtime, start)
 	}
+	s.handedToken(r, sb.ID)
 	writeJSON(w, http.StatusCreated, s.sandboxBody(sb))
 	return nil
 }
@@ -266,6 +267,7 @@ func (s *Server) getSandbox(w http.ResponseWriter, r *http.Request) error {
 	allowInternet := s.allowInternet(sb.ID)
 	ls := listed(sb)
 	ls.VolumeMounts = s.sandboxVolumes(r.Context(), sb.ID)
+	s.handedToken(r, sb.ID)
 	writeJSON(w, http.StatusOK, wire.SandboxDetail{
 		ListedSandbox:   ls,
 		EnvdAccessToken: sb.EnvdToken,
@@ -283,6 +285,7 @@ func (s *Server) killSandbox(w http.ResponseWriter, r *http.Request) error {
 	if err := s.mgr.Kill(r.Context(), r.PathValue("id")); err != nil {
 		return err
 	}
+	s.holders.forget(r.PathValue("id"))
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -343,6 +346,7 @@ func (s *Server) connectSandbox(w http.ResponseWriter, r *http.Request) error {
 		status = http.StatusCreated
 		s.observe("resume", sb.Runtime, start)
 	}
+	s.handedToken(r, sb.ID)
 	writeJSON(w, status, s.sandboxBody(sb))
 	return nil
 }

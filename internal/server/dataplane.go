@@ -76,6 +76,9 @@ func (h handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			errhttp.Write(w, r, h.log, errdefs.New(errdefs.ErrUnavailable, "sbx is starting"))
 			return
 		}
+		// Revoking a key that was given the sandbox's token ends this.
+		r, done := h.api.TrackDataPlane(r, t.SandboxID)
+		defer done()
 		if h.met != nil {
 			observeDataPlane(h.met, w, r, t, func(w http.ResponseWriter, r *http.Request) { h.proxy.Serve(w, r, t) })
 			return
