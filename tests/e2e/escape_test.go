@@ -289,6 +289,65 @@ EOF`, nbAddr.String(), gw.String()), "refused", "Cannot assign requested address
 			}
 		}
 	})
+	t.Run("pids limit holds against root", func(t *testing.T) {
+		// Root in the box tries to raise its pids limit (the rlimit that
+		// enforces it under gVisor, and any pids.max it can reach), then
+		// forks past the limit: the forks must still be refused.
+		opts := client.CreateOptions{}
+		if harness.Runtime() == "runsc" {
+			opts.MemoryMB = 2048 // as in "fork bomb": the limit, not memory, is tested
+		}
+		box, err := c.CreateSandbox(ctx, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer box.Kill(ctx)
+		out := newWatcher()
+		p, err := box.Start(ctx, client.ExecOptions{User: "root", Cmd: "python3", Args: []string{"-c", `
+import glob, os, resource, time
+try:
+    resource.setrlimit(resource.RLIMIT_NPROC, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    print("rlimit raised", flush=True)
+except (ValueError, OSError) as e:
+    print("rlimit refused", e, flush=True)
+for f in glob.glob("/sys/fs/cgroup/**/pids.max", recursive=True):
+    try:
+        with open(f, "w") as w:
+            w.write("max")
+        print("wrote", f, flush=True)
+    except OSError as e:
+        print("refused", f, e.errno, flush=True)
+n = 0
+while n < 2000:
+    try:
+        pid = os.fork()
+    except OSError as e:
+        print("full", n, e.errno, flush=True)
+        break
+    if pid == 0:
+        time.sleep(1e9)
+        os._exit(0)
+    n += 1
+else:
+    print("full", n, 0, flush=True)
+time.sleep(1e9)
+`}, Stdout: out})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out.await(t, "full")
+		t.Logf("root's attempts: %s", out.buf)
+		if harness.Runtime() == "runsc" && bytes.Contains(out.buf, []byte("rlimit raised")) {
+			t.Errorf("root raised RLIMIT_NPROC, the pids limit under gVisor")
+		}
+		var n, errno int
+		if _, err := fmt.Sscanf(string(out.buf[bytes.Index(out.buf, []byte("full")):]), "full %d %d", &n, &errno); err != nil || errno != int(unix.EAGAIN) || n > 256 {
+			t.Fatalf("root forked %d processes (errno %d) after trying to raise a limit of 256; want EAGAIN at 256 or fewer (%v)", n, errno, err)
+		}
+		if err := p.Kill(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
 	t.Run("pids exhausted", func(t *testing.T) {
 		// Fill the pids limit with processes that stay, so that no slot
 		// frees up: a command must then be refused as unavailable.
