@@ -94,7 +94,7 @@ func commands() []command {
 		{"template", "ls [--json] | inspect NAME [--json] | rm NAME | import NAME (--image REF [--insecure] | --tar PATH | --oci-layout DIR) [SETTINGS] | set NAME SETTINGS | build [-f DOCKERFILE] [--name NAME] [--build-arg K=V]... [--no-cache] [CONTEXT] | build code-interpreter-v1", "list, inspect, delete, import, configure or build templates", runTemplate},
 		{"volume", "create NAME [--size-mb N] [--json] | ls [--json] | rm NAME|ID... | cp LOCAL VOLUME:PATH | VOLUME:PATH LOCAL|-", "create, list, delete volumes; copy files into or out of them", runVolume},
 		{"key", "create [--name N] [--team T] [--role admin|member] [--json] | ls [--json] | rm ID", "manage API keys", runKey},
-		{"team", "create NAME [--max-sandboxes N] [--max-cpus C] [--max-memory-mb M] [--json] | ls [--json] | set ID|NAME [LIMITS] | rm ID|NAME...", "manage teams and their quotas (admin key)", runTeam},
+		{"team", "create NAME [LIMITS] [--json] | ls [--json] | set ID|NAME [LIMITS] | rm ID|NAME...", "manage teams and their quotas (admin key)", runTeam},
 		{"node", "ls [--json]", "list the nodes sharing the server's database (admin key)", runNode},
 		{"audit", "[--since D] [--key ID] [--object ID] [--limit N] [--json]", "show the audit log (admin key)", runAudit},
 		{"usage", "[--team T] [--since D|DAY] [--until D|DAY] [--by sandbox|day] [--json|--csv]", "show what the team's sandboxes used (metering)", runUsage},
