@@ -66,6 +66,9 @@ func (s *Server) importTemplate(w http.ResponseWriter, r *http.Request) error {
 	if err := template.ValidateName(req.Name); err != nil {
 		return err
 	}
+	if err := s.checkTemplateQuota(r, req.Name); err != nil {
+		return err
+	}
 	settings, err := templateSettings(req.TemplateSettings)
 	if err != nil {
 		return err

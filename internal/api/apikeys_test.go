@@ -159,3 +159,26 @@ func TestTeamLimitRoutes(t *testing.T) {
 	}
 	wantError(t, s.do(t, "PATCH", "/sbx/v1/teams/acme", s.adminKey, `{"maxPaused": "many"}`), 400, "must be int64")
 }
+
+// TestTemplateQuota: the default team's max-templates counts its
+// snapshots and refuses an import of a new template past it, before the
+// image is read.
+func TestTemplateQuota(t *testing.T) {
+	ctx := context.Background()
+	s := newTestServer(t, sandbox.Config{})
+	s.SetReady(true)
+	if err := s.db.PutSnapshot(ctx, &store.Snapshot{ID: "snap1", State: "ready", CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if w := s.do(t, "PATCH", "/sbx/v1/teams/default", s.adminKey, `{"maxTemplates": 1}`); w.Code != 200 {
+		t.Fatalf("PATCH = %d %s", w.Code, w.Body)
+	}
+	body := `{"name": "newtpl", "source": "layout", "path": "/nonexistent/layout"}`
+	wantError(t, s.do(t, "POST", "/sbx/v1/templates/import", s.adminKey, body), 429, "limit of 1 templates and snapshots (max-templates)")
+	if w := s.do(t, "PATCH", "/sbx/v1/teams/default", s.adminKey, `{"maxTemplates": 2}`); w.Code != 200 {
+		t.Fatalf("PATCH = %d %s", w.Code, w.Body)
+	}
+	if w := s.do(t, "POST", "/sbx/v1/templates/import", s.adminKey, body); w.Code == 429 || w.Code/100 == 2 {
+		t.Errorf("import within the limit of a missing layout = %d %s; want it past the quota and refused for its path", w.Code, w.Body)
+	}
+}

@@ -63,6 +63,9 @@ func (s *Server) createBuild(w http.ResponseWriter, r *http.Request) error {
 		args[k] = v
 	}
 	noCache, _ := strconv.ParseBool(q.Get("noCache"))
+	if err := s.checkTemplateQuota(r, name); err != nil {
+		return err
+	}
 	bd, err := bs.New(name, nil, 0, 0)
 	if err != nil {
 		return err

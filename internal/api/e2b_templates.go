@@ -66,6 +66,9 @@ func (s *Server) requestTemplateBuild(w http.ResponseWriter, r *http.Request) er
 		}
 		mem = *req.MemoryMB
 	}
+	if err := s.checkTemplateQuota(r, name); err != nil {
+		return err
+	}
 	bd, err := bs.New(template.Ref(name, tags[0]), tags[1:], cpus, mem)
 	if err != nil {
 		return err

@@ -1,8 +1,10 @@
 package api
 
 import (
+	"errors"
 	"net/http"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -274,5 +276,37 @@ func (s *Server) deleteTeam(w http.ResponseWriter, r *http.Request) error {
 	}
 	auditObject(r, t.ID)
 	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// checkTemplateQuota refuses a build or import of a new template name
+// when r's team (the default one: it alone builds) holds as many
+// templates and snapshots as its limit (max-templates). A rebuild of a
+// name that exists makes none.
+func (s *Server) checkTemplateQuota(r *http.Request, name string) error {
+	t, err := s.keys.db.GetTeam(r.Context(), teamOf(r))
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return nil
+	}
+	if err != nil || t.Limits.MaxTemplates <= 0 {
+		return err
+	}
+	infos, err := s.templates.List(r.Context())
+	if err != nil {
+		return err
+	}
+	base, _, _ := strings.Cut(name, ":")
+	for _, in := range infos {
+		if in.Name == base {
+			return nil
+		}
+	}
+	snaps, err := s.keys.db.TeamSnapshots(r.Context(), t.ID)
+	if err != nil {
+		return err
+	}
+	if n := int64(len(infos)) + snaps; n >= t.Limits.MaxTemplates {
+		return errdefs.New(errdefs.ErrResourceExhausted, "team %q is at its limit of %d templates and snapshots (max-templates); delete one first", t.Name, t.Limits.MaxTemplates)
+	}
 	return nil
 }
