@@ -618,3 +618,79 @@ func TestTeamQuotaTwoNodes(t *testing.T) {
 		must(t, ctx, "DELETE", nodes[0].URL+"/sandboxes/"+id, k.Key, nil, 204, nil)
 	}
 }
+
+// TestTeamLimits drives the limits beyond concurrency through the API as
+// an operator sets them with the CLI: the longest timeout (400, as E2B),
+// disk, paused sandboxes kept, snapshots and volume bytes (429 naming
+// each).
+func TestTeamLimits(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	srv := harness.Start(t, "--internet=false")
+	u := srv.URL
+	if _, stderr, code := srv.CLI(ctx, nil, "team", "create", "lim", "--max-timeout", "10m", "--max-paused", "1", "--max-templates", "1", "--max-volume-mb", "1024"); code != 0 {
+		t.Fatalf("sbx team create: %d %s", code, stderr)
+	}
+	var k wire.Key
+	must(t, ctx, "POST", u+"/sbx/v1/keys", srv.APIKey, map[string]any{"team": "lim"}, 201, &k)
+	wantCode := func(what string, code int, body []byte, want int, msg string) {
+		t.Helper()
+		var e wire.Error
+		if code != want || json.Unmarshal(body, &e) != nil || e.Code != want || !strings.Contains(e.Message, msg) {
+			t.Errorf("%s = %d %s; want %d naming %s", what, code, body, want, msg)
+		}
+	}
+	send := func(method, path string, body any) (int, []byte) {
+		b, _ := json.Marshal(body)
+		if body == nil {
+			b = nil
+		}
+		return teamSend(t, ctx, method, u+path, k.Key, b)
+	}
+
+	code, got := send("POST", "/sandboxes", map[string]any{"templateID": "base", "timeout": 3600})
+	wantCode("create past max-timeout", code, got, 400, "(max-timeout)")
+	var a, b wire.Sandbox
+	must(t, ctx, "POST", u+"/sandboxes", k.Key, map[string]any{"templateID": "base", "timeout": 300}, 201, &a)
+	must(t, ctx, "POST", u+"/sandboxes", k.Key, map[string]any{"templateID": "base"}, 201, &b)
+	code, got = send("POST", "/sandboxes/"+a.SandboxID+"/timeout", map[string]any{"timeout": 3600})
+	wantCode("setTimeout past max-timeout", code, got, 400, "(max-timeout)")
+	must(t, ctx, "POST", u+"/sandboxes/"+a.SandboxID+"/timeout", k.Key, map[string]any{"timeout": 600}, 204, nil)
+
+	// One paused sandbox is kept; a second pause is refused and leaves it
+	// running.
+	must(t, ctx, "POST", u+"/sandboxes/"+a.SandboxID+"/pause", k.Key, nil, 204, nil)
+	code, got = send("POST", "/sandboxes/"+b.SandboxID+"/pause", nil)
+	wantCode("pause past max-paused", code, got, 429, "(max-paused)")
+	var detail wire.SandboxDetail
+	must(t, ctx, "GET", u+"/sandboxes/"+b.SandboxID, k.Key, nil, 200, &detail)
+	if detail.State != "running" {
+		t.Errorf("the sandbox whose pause was refused is %s; want running", detail.State)
+	}
+
+	// Snapshots: one, then the limit.
+	must(t, ctx, "POST", u+"/sandboxes/"+b.SandboxID+"/snapshots", k.Key, map[string]any{}, 201, nil)
+	code, got = send("POST", "/sandboxes/"+b.SandboxID+"/snapshots", map[string]any{})
+	wantCode("snapshot past max-templates", code, got, 429, "(max-templates)")
+
+	// Volumes: 1024 MiB in all.
+	var vol wire.VolumeAndToken
+	must(t, ctx, "POST", u+"/volumes", k.Key, map[string]any{"name": "lim-a", "sizeMB": 1000}, 201, &vol)
+	code, got = send("POST", "/volumes", map[string]any{"name": "lim-b", "sizeMB": 100})
+	wantCode("volume past max-volume-mb", code, got, 429, "(max-volume-mb)")
+	must(t, ctx, "DELETE", u+"/volumes/"+vol.VolumeID, k.Key, nil, 204, nil)
+
+	// Disk: the two sandboxes' disks are what the team may hold.
+	if detail.DiskSizeMB == 0 {
+		t.Fatal("the server gives sandboxes no disk of their own: max-disk-mb has nothing to bound")
+	}
+	if _, stderr, code := srv.CLI(ctx, nil, "team", "set", "lim", "--max-disk-mb", strconv.FormatInt(2*detail.DiskSizeMB, 10)); code != 0 {
+		t.Fatalf("sbx team set: %d %s", code, stderr)
+	}
+	code, got = send("POST", "/sandboxes", map[string]any{"templateID": "base", "timeout": 300})
+	wantCode("create past max-disk-mb", code, got, 429, "(max-disk-mb)")
+
+	for _, id := range []string{a.SandboxID, b.SandboxID} {
+		must(t, ctx, "DELETE", u+"/sandboxes/"+id, k.Key, nil, 204, nil)
+	}
+}
