@@ -7,6 +7,10 @@ import (
 	"github.com/sbxdev/sbx/internal/errdefs"
 )
 
+// sandboxTeamIndex keeps the read of a team's sandboxes (teamUsage), made
+// under the team's lock, from scanning every team's.
+const sandboxTeamIndex = `CREATE INDEX sandboxes_team ON sandboxes (team, state)`
+
 // TeamUsage is what a team's sandboxes hold together, on every node
 // sharing the store.
 type TeamUsage struct {

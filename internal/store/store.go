@@ -165,6 +165,8 @@ var migrations = []string{
 	apiKeySuffix,
 	// The teams' other quotas (teams.go).
 	teamLimitColumns[0], teamLimitColumns[1], teamLimitColumns[2], teamLimitColumns[3], teamLimitColumns[4],
+	// What a team's sandboxes hold, read under its lock (quota.go).
+	sandboxTeamIndex,
 }
 
 // State is a sandbox's stored state; internal/sandbox defines the values and
