@@ -80,25 +80,34 @@ func teamUsage(ctx context.Context, ex queryer, team, except string) (TeamUsage,
 // one portable statement. A team that does not exist has no limits: write
 // runs unchecked.
 func (s *DB) inTeamLock(ctx context.Context, q *Quota, write func(ex queryer) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("team %s quota: %w", q.Team, err)
-	}
-	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, `UPDATE teams SET name = name WHERE id = ?`, orDefault(q.Team))
-	if err != nil {
-		return fmt.Errorf("team %s quota: lock: %w", q.Team, err)
-	}
-	if n, _ := res.RowsAffected(); n == 1 {
-		t, err := scanTeam(tx.QueryRowContext(ctx, `SELECT `+teamColumns+` FROM teams WHERE id = ?`, orDefault(q.Team)))
-		if err != nil {
-			return fmt.Errorf("team %s quota: %w", q.Team, err)
-		}
-		u, err := teamUsage(ctx, tx, q.Team, q.Sandbox)
+	return s.lockTeam(ctx, q.Team, func(ex queryer, t *Team) error {
+		u, err := teamUsage(ctx, ex, q.Team, q.Sandbox)
 		if err != nil {
 			return err
 		}
-		if err := q.Check(t, u); err != nil {
+		return q.Check(t, u)
+	}, write)
+}
+
+// lockTeam runs check and then write in one transaction holding team's
+// row lock (see inTeamLock); check is skipped for a team that does not
+// exist.
+func (s *DB) lockTeam(ctx context.Context, team string, check func(ex queryer, t *Team) error, write func(ex queryer) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("team %s quota: %w", team, err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `UPDATE teams SET name = name WHERE id = ?`, orDefault(team))
+	if err != nil {
+		return fmt.Errorf("team %s quota: lock: %w", team, err)
+	}
+	if n, _ := res.RowsAffected(); n == 1 {
+		t, err := scanTeam(tx.QueryRowContext(ctx, `SELECT `+teamColumns+` FROM teams WHERE id = ?`, orDefault(team)))
+		if err != nil {
+			return fmt.Errorf("team %s quota: %w", team, err)
+		}
+		if err := check(tx, t); err != nil {
 			return err
 		}
 	}
@@ -106,7 +115,7 @@ func (s *DB) inTeamLock(ctx context.Context, q *Quota, write func(ex queryer) er
 		return err
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("team %s quota: commit: %w", q.Team, err)
+		return fmt.Errorf("team %s quota: commit: %w", team, err)
 	}
 	return nil
 }
@@ -168,10 +177,35 @@ func (s *DB) TeamSnapshots(ctx context.Context, team string) (int64, error) {
 
 // TeamVolumeMB sums the sizes of team's volumes.
 func (s *DB) TeamVolumeMB(ctx context.Context, team string) (int64, error) {
+	return teamVolumeMB(ctx, s.db, team)
+}
+
+func teamVolumeMB(ctx context.Context, ex queryer, team string) (int64, error) {
 	var n int64
-	err := s.db.QueryRowContext(ctx, `SELECT COALESCE(SUM(size_mb), 0) FROM volumes WHERE team = ?`, orDefault(team)).Scan(&n)
+	err := ex.QueryRowContext(ctx, `SELECT COALESCE(SUM(size_mb), 0) FROM volumes WHERE team = ?`, orDefault(team)).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("sum team %s volumes: %w", team, err)
 	}
 	return n, nil
+}
+
+// CreateVolumeQuota is CreateVolume made under the lock of v's team:
+// check is given the team and the sizes of its volumes together, and
+// refuses the insert by returning an error, so that racing creates never
+// pass the team's limit together. A nil check is CreateVolume.
+func (s *DB) CreateVolumeQuota(ctx context.Context, v *Volume, check func(t *Team, usedMB int64) error) error {
+	if check == nil {
+		return s.CreateVolume(ctx, v)
+	}
+	err := s.lockTeam(ctx, v.Team, func(ex queryer, t *Team) error {
+		used, err := teamVolumeMB(ctx, ex, t.ID)
+		if err != nil {
+			return err
+		}
+		return check(t, used)
+	}, func(ex queryer) error { return createVolume(ctx, ex, v) })
+	if err == nil {
+		v.Team = orDefault(v.Team)
+	}
+	return err
 }

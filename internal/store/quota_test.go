@@ -182,3 +182,44 @@ func TestTeamLimits(t *testing.T) {
 		}
 	})
 }
+
+// TestVolumeQuotaRace: 20 volume creates of 100 MiB racing on two nodes
+// against a team's 500 store exactly 5.
+func TestVolumeQuotaRace(t *testing.T) {
+	eachEngine(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		nodes := []*DB{open(t, dsn).ForNode("a"), open(t, dsn).ForNode("b")}
+		if err := nodes[0].CreateTeam(ctx, &Team{ID: "q", Name: "q", CreatedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		check := func(tm *Team, used int64) error {
+			time.Sleep(20 * time.Millisecond) // widen the window the lock must close
+			if used+100 > 500 {
+				return errdefs.New(errdefs.ErrResourceExhausted, "team %q: volumes past 500 MiB", tm.Name)
+			}
+			return nil
+		}
+		errs := make(chan error, 20)
+		start := make(chan struct{})
+		for i := range 20 {
+			go func() {
+				<-start
+				v := &Volume{ID: fmt.Sprintf("v%02d", i), Name: fmt.Sprintf("v%02d", i), SizeMB: 100, CreatedAt: time.Now(), Team: "q"}
+				errs <- nodes[i%2].CreateVolumeQuota(ctx, v, check)
+			}()
+		}
+		close(start)
+		made := 0
+		for range 20 {
+			switch err := <-errs; {
+			case err == nil:
+				made++
+			case !errors.Is(err, errdefs.ErrResourceExhausted):
+				t.Errorf("racing volume create: %v", err)
+			}
+		}
+		if n, err := nodes[1].TeamVolumeMB(ctx, "q"); made != 5 || err != nil || n != 500 {
+			t.Errorf("20 racing 100 MiB volumes against 500 MiB: %d made, %d MiB stored (%v); want 5 and 500", made, n, err)
+		}
+	})
+}

@@ -55,7 +55,15 @@ type VolumeMount struct {
 // CreateVolume inserts volume v. A volume of its name or id exists: an
 // error wrapping errdefs.ErrConflict.
 func (s *DB) CreateVolume(ctx context.Context, v *Volume) error {
-	res, err := s.db.ExecContext(ctx, `INSERT INTO volumes (id, name, size_mb, created_at, team) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+	if err := createVolume(ctx, s.db, v); err != nil {
+		return err
+	}
+	v.Team = orDefault(v.Team)
+	return nil
+}
+
+func createVolume(ctx context.Context, ex queryer, v *Volume) error {
+	res, err := ex.ExecContext(ctx, `INSERT INTO volumes (id, name, size_mb, created_at, team) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
 		v.ID, v.Name, v.SizeMB, unixOrZero(v.CreatedAt), orDefault(v.Team))
 	if err != nil {
 		return fmt.Errorf("store volume %s: %w", v.Name, err)
@@ -65,7 +73,6 @@ func (s *DB) CreateVolume(ctx context.Context, v *Volume) error {
 	} else if n == 0 {
 		return errdefs.New(errdefs.ErrConflict, "a volume named %q exists", v.Name)
 	}
-	v.Team = orDefault(v.Team)
 	return nil
 }
 

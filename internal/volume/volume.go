@@ -79,6 +79,7 @@ type DB interface {
 	ListVolumes(ctx context.Context) ([]*store.Volume, error)
 	VolumeUsers(ctx context.Context, id string, over ...store.State) ([]string, error)
 	DeleteVolume(ctx context.Context, id string) error
+	CreateVolumeQuota(ctx context.Context, v *store.Volume, check func(t *store.Team, usedMB int64) error) error
 	GetTeam(ctx context.Context, ref string) (*store.Team, error)
 	TeamVolumeMB(ctx context.Context, team string) (int64, error)
 }
@@ -235,7 +236,11 @@ func (m *Manager) CreateInTeam(ctx context.Context, team, name string, sizeMB in
 		return nil, fmt.Errorf("volume root: %w", err)
 	}
 	os.Chmod(d.Mount(), 0o755)
-	if err := m.cfg.DB.CreateVolume(ctx, v); err != nil {
+	// Checked again under the team's lock, with the insert: of racing
+	// creates that both passed the check above, one is refused here.
+	if err := m.cfg.DB.CreateVolumeQuota(ctx, v, func(t *store.Team, used int64) error {
+		return volumeQuota(t, used, sizeMB)
+	}); err != nil {
 		d.Destroy()
 		os.RemoveAll(dir)
 		return nil, err
@@ -330,6 +335,8 @@ func (m *Manager) boxID(n uint32) uint32 {
 
 // checkTeamBytes refuses a new volume of sizeMB for team when the team's
 // volumes would pass its limit (max-volume-mb): 429, as the other quotas.
+// It runs before the volume's disk is made; the insert checks again under
+// the team's lock.
 func (m *Manager) checkTeamBytes(ctx context.Context, team string, sizeMB int64) error {
 	t, err := m.cfg.DB.GetTeam(ctx, store.TeamOrDefault(team))
 	if errors.Is(err, errdefs.ErrNotFound) {
@@ -342,7 +349,12 @@ func (m *Manager) checkTeamBytes(ctx context.Context, team string, sizeMB int64)
 	if err != nil {
 		return err
 	}
-	if used+sizeMB > t.Limits.MaxVolumeMB {
+	return volumeQuota(t, used, sizeMB)
+}
+
+// volumeQuota refuses sizeMB more for team t, whose volumes have used.
+func volumeQuota(t *store.Team, used, sizeMB int64) error {
+	if t.Limits.MaxVolumeMB > 0 && used+sizeMB > t.Limits.MaxVolumeMB {
 		return errdefs.New(errdefs.ErrResourceExhausted, "team %q's volumes would have %d MiB, above its limit of %d MiB (max-volume-mb)", t.Name, used+sizeMB, t.Limits.MaxVolumeMB)
 	}
 	return nil
