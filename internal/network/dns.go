@@ -40,16 +40,18 @@ func newForwarder(n *Network, upstreams []string) (*forwarder, error) {
 	// One port for UDP and TCP: take a free UDP port and bind TCP to it,
 	// retrying if TCP's is taken.
 	for try := 0; try < 20; try++ {
-		udp, err := net.ListenUDP("udp4", &net.UDPAddr{})
+		pc, err := markedListen.ListenPacket(context.Background(), "udp4", ":0")
 		if err != nil {
 			return nil, fmt.Errorf("DNS forwarder: %w", err)
 		}
+		udp := pc.(*net.UDPConn)
 		port := udp.LocalAddr().(*net.UDPAddr).Port
-		tcp, err := net.ListenTCP("tcp4", &net.TCPAddr{Port: port})
+		ln, err := markedListen.Listen(context.Background(), "tcp4", fmt.Sprintf(":%d", port))
 		if err != nil {
 			udp.Close()
 			continue
 		}
+		tcp := ln.(*net.TCPListener)
 		ctx, cancel := context.WithCancel(context.Background())
 		return &forwarder{n: n, upstreams: upstreams, udp: udp, tcp: tcp, port: uint16(port), done: make(chan struct{}), ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}}, nil
 	}

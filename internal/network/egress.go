@@ -44,10 +44,11 @@ type egressProxy struct {
 }
 
 func newEgressProxy(n *Network) (*egressProxy, error) {
-	ln, err := net.ListenTCP("tcp4", &net.TCPAddr{})
+	l, err := markedListen.Listen(context.Background(), "tcp4", ":0")
 	if err != nil {
 		return nil, fmt.Errorf("transparent proxy: %w", err)
 	}
+	ln := l.(*net.TCPListener)
 	return &egressProxy{n: n, ln: ln, port: uint16(ln.Addr().(*net.TCPAddr).Port), done: make(chan struct{}), conns: map[net.Conn]struct{}{}}, nil
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 func requireRoot(t *testing.T) {
@@ -273,4 +274,67 @@ func mustParse(t *testing.T, p Policy) Egress {
 		t.Fatal(err)
 	}
 	return e
+}
+
+// TestPortsAfterServer: the forwarder and the proxy are closed to the
+// host's network while the server runs, and once it is gone (a crash: its
+// table stays, its ports go back to the kernel) the rules it leaves drop
+// nothing of whoever gets those ports next, neither a listener's SYNs nor
+// the SYN-ACKs of a connection made from one.
+func TestPortsAfterServer(t *testing.T) {
+	n := newTestNetwork(t)
+	t.Cleanup(func() {
+		cc, _ := nftables.New()
+		cc.DelTable(n.fw.tbl())
+		cc.Flush()
+		unix.Unmount(n.nsDir, unix.MNT_DETACH)
+	})
+	ports := []int{int(n.dns.port), int(n.egress.port)}
+	for _, p := range ports {
+		// A dropped SYN gives no event to wait for: a loopback connect
+		// that is let through completes well within the time-out.
+		c, err := net.DialTimeout("tcp4", fmt.Sprintf("127.0.0.1:%d", p), 500*time.Millisecond)
+		if err == nil {
+			c.Close()
+			t.Fatalf("port %d of the forwarder or the proxy is open to the host", p)
+		}
+		if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+			t.Fatalf("dial port %d: %v, want a time-out (dropped)", p, err)
+		}
+	}
+	n.closeListeners()
+	cc, _ := nftables.New()
+	if ok, _ := n.fw.tableExists(cc); !ok {
+		t.Fatal("no nftables table")
+	}
+	for _, p := range ports {
+		// A connection from port p: its SYN-ACK is for p.
+		peer, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: p}}
+		c, err := d.Dial("tcp4", peer.Addr().String())
+		if err != nil {
+			t.Fatalf("connect from port %d after the server: %v", p, err)
+		}
+		s, err := peer.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Close() // first, so that port p is not left in TIME_WAIT
+		c.Close()
+		peer.Close()
+		// A listener on port p.
+		ln, err := net.Listen("tcp4", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err = net.DialTimeout("tcp4", ln.Addr().String(), 5*time.Second)
+		if err != nil {
+			t.Fatalf("connect to a listener on port %d after the server: %v", p, err)
+		}
+		c.Close()
+		ln.Close()
+	}
 }

@@ -3,7 +3,9 @@ package network
 import (
 	"encoding/binary"
 	"fmt"
+	"net"
 	"net/netip"
+	"syscall"
 	"time"
 
 	"github.com/google/nftables"
@@ -35,7 +37,8 @@ import (
 //	natpre (nat, prerouting): DNS → sbx's forwarder; TCP from @proxied
 //	    interfaces → sbx's transparent proxy
 //	input: from sandboxes only the forwarder, the proxy and replies;
-//	    the forwarder's and proxy's ports only from sandboxes
+//	    sbx's forwarders and proxies (sockets marked sockMark) only from
+//	    sandboxes
 //	fwd: nothing is forwarded into a sandbox but replies
 //	post (nat, postrouting): masquerade the sandboxes' subnet
 type firewall struct {
@@ -120,6 +123,36 @@ func addrMatch(src bool, op expr.CmpOp, p netip.Prefix) []expr.Any {
 	}
 	return append(out, &expr.Cmp{Op: op, Register: 1, Data: a[:]})
 }
+
+// socketMarked matches packets for a socket that carries sockMark: one of
+// an sbx forwarder's or proxy's.
+func socketMarked() []expr.Any {
+	return []expr.Any{
+		&expr.Socket{Key: expr.SocketKeyMark, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ne32(sockMark)},
+	}
+}
+
+// sockMark is the SO_MARK of the DNS forwarder's and the transparent
+// proxy's sockets, the same for every sbx serve: the input chain knows
+// them by it (see socketMarked). It is also the mark of their replies to
+// sandboxes, so it keeps clear of the bits that kube-proxy, Calico,
+// Cilium and Tailscale give meaning to.
+const sockMark = 0x5b
+
+// markedListen opens sockets that carry sockMark (CAP_NET_ADMIN).
+var markedListen = net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
+	var serr error
+	if err := c.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, sockMark)
+	}); err != nil {
+		return err
+	}
+	if serr != nil {
+		return fmt.Errorf("set SO_MARK: %w", serr)
+	}
+	return nil
+}}
 
 func verdict(k expr.VerdictKind) expr.Any { return &expr.Verdict{Kind: k} }
 
@@ -229,16 +262,21 @@ func (f *firewall) build(cc *nftables.Conn, exists bool, boxes []*box) {
 
 	// input
 	add(input, cat(iifPrefix(expr.CmpOpEq, f.prefix), ctState(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), []expr.Any{verdict(expr.VerdictAccept)}))
-	add(input, cat(iifPrefix(expr.CmpOpEq, f.prefix), l4proto(unix.IPPROTO_UDP), dport(f.dnsPort), []expr.Any{verdict(expr.VerdictAccept)}))
-	add(input, cat(iifPrefix(expr.CmpOpEq, f.prefix), l4proto(unix.IPPROTO_TCP), dport(f.dnsPort), []expr.Any{verdict(expr.VerdictAccept)}))
-	add(input, cat(iifPrefix(expr.CmpOpEq, f.prefix), l4proto(unix.IPPROTO_TCP), dport(f.egressPort), []expr.Any{verdict(expr.VerdictAccept)}))
+	// With the server down its ports are free; what a sandbox's DNS and
+	// proxied TCP are redirected to must still be sbx's, not whatever
+	// else took the port.
+	add(input, cat(iifPrefix(expr.CmpOpEq, f.prefix), l4proto(unix.IPPROTO_UDP), dport(f.dnsPort), socketMarked(), []expr.Any{verdict(expr.VerdictAccept)}))
+	add(input, cat(iifPrefix(expr.CmpOpEq, f.prefix), l4proto(unix.IPPROTO_TCP), dport(f.dnsPort), socketMarked(), []expr.Any{verdict(expr.VerdictAccept)}))
+	add(input, cat(iifPrefix(expr.CmpOpEq, f.prefix), l4proto(unix.IPPROTO_TCP), dport(f.egressPort), socketMarked(), []expr.Any{verdict(expr.VerdictAccept)}))
 	add(input, cat(iifPrefix(expr.CmpOpEq, f.prefix), []expr.Any{verdict(expr.VerdictDrop)}))
 	// The forwarder and the proxy listen on every address; they serve
 	// sandboxes only (threat: an open resolver / open relay for the
-	// host's network).
-	add(input, cat(l4proto(unix.IPPROTO_UDP), dport(f.dnsPort), []expr.Any{verdict(expr.VerdictDrop)}))
-	add(input, cat(l4proto(unix.IPPROTO_TCP), dport(f.dnsPort), []expr.Any{verdict(expr.VerdictDrop)}))
-	add(input, cat(l4proto(unix.IPPROTO_TCP), dport(f.egressPort), []expr.Any{verdict(expr.VerdictDrop)}))
+	// host's network). Matched by the socket the packet is for, not by
+	// port: this table outlives the server when sandboxes do (and always
+	// after a crash), its ports go back to the kernel, and a rule on a
+	// port would then drop whatever else gets it, a listener's SYNs or
+	// the SYN-ACKs of a connection made from it.
+	add(input, cat(socketMarked(), []expr.Any{verdict(expr.VerdictDrop)}))
 
 	// fwd. Threat: hosts on the server's networks routing into sandboxes.
 	add(fwd, cat(oifPrefix(expr.CmpOpEq, f.prefix), ctState(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), []expr.Any{verdict(expr.VerdictAccept)}))
