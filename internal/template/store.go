@@ -185,9 +185,18 @@ func NewStore(dir string, logger *slog.Logger) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("template store %s: %w", dir, err)
 	}
-	// 0755: the rootfs trees keep their own modes; the store adds nothing
-	// secret, and overlay mounts of them are made by root anyway.
-	if err := os.MkdirAll(abs, 0o755); err != nil {
+	// Root's only. Threat: a host user running a template's set-uid
+	// files. The trees keep the ids of the sandboxes' user namespace (see
+	// IDShift), so the set-uid files in them (Debian's su and passwd,
+	// whatever an imported image or a sandbox-built layer brings) are
+	// set-uid to the host uid that owns every sandbox's files; the store's
+	// filesystem is not mounted nosuid. Sandboxes never need the path:
+	// they see the trees through overlay mounts, which root makes and
+	// which read the layers with root's credentials.
+	if err := os.MkdirAll(abs, 0o700); err != nil {
+		return nil, fmt.Errorf("template store: %w", err)
+	}
+	if err := os.Chmod(abs, 0o700); err != nil {
 		return nil, fmt.Errorf("template store: %w", err)
 	}
 	return &Store{dir: abs, logger: logger.With("component", "template"), Mirror: aptMirror()}, nil

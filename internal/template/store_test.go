@@ -217,3 +217,28 @@ func TestEnsureBase(t *testing.T) {
 		t.Errorf("apt lists not cleaned: %v", lists)
 	}
 }
+
+// TestStoreDirPrivate: the store's directory is root's only, also when it
+// existed with looser modes, so that no host user reaches the templates'
+// set-uid files (owned by sandbox ids on the host).
+func TestStoreDirPrivate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "templates")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // an existing directory, then one it made itself
+		if _, err := NewStore(dir, nil); err != nil {
+			t.Fatal(err)
+		}
+		st, err := os.Stat(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := st.Mode().Perm(); m != 0o700 {
+			t.Fatalf("store directory mode %o, want 700", m)
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

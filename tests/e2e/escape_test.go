@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	osexec "os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -657,4 +658,37 @@ ln -s %s othervol && ln -s /proc/1/root/etc procroot && mkdir d && ln -s %s d/up
 		t.Fatalf("the other volume changed: %q", s)
 	}
 	assertHealthy(t, ctx, srv, sb)
+}
+
+// TestEscapeTemplateSetuid: a host user, not a sandbox, tries the
+// templates' set-uid files. On disk they belong to the sandboxes' ids
+// (the base's su and passwd, set-uid to the host uid that is every
+// sandbox's root), so running one would make a host user the owner of
+// every sandbox's files. The template store must not let a host user
+// reach them.
+func TestEscapeTemplateSetuid(t *testing.T) {
+	harness.Start(t) // makes sure the base template is there
+	var setuid []string
+	for _, d := range []string{"usr/bin", "usr/sbin", "usr/lib"} {
+		root := filepath.Join(harness.TemplatesDir(), "base", "rootfs", d)
+		filepath.WalkDir(root, func(p string, e os.DirEntry, err error) error {
+			if err != nil {
+				return nil
+			}
+			if info, err := e.Info(); err == nil && info.Mode().IsRegular() && info.Mode()&os.ModeSetuid != 0 {
+				setuid = append(setuid, p)
+			}
+			return nil
+		})
+	}
+	if len(setuid) == 0 {
+		t.Fatal("no set-uid file in the base template: nothing to try")
+	}
+	for _, p := range setuid {
+		cmd := osexec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", p, "--help")
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "Permission denied") {
+			t.Errorf("a host user ran %s: %v\n%s", p, err, out)
+		}
+	}
 }
