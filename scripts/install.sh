@@ -3,7 +3,7 @@
 # and starts `sbx serve` with its defaults on 127.0.0.1:49982:
 #   1. scripts/setup.sh --run: packages, Go, runc, runsc (not what only the
 #      tests need);
-#   2. builds sbx and sbx-agent into /usr/local/bin;
+#   2. builds the web dashboard, then sbx and sbx-agent into /usr/local/bin;
 #   3. starts sbx serve (a systemd unit where systemd runs, else a background
 #      process logging to /var/log/sbx.log) and waits until it is ready: the
 #      first start builds the base template (about a minute);
@@ -17,6 +17,7 @@ cd "$(dirname "$0")/.."
 
 ./scripts/setup.sh --run
 export PATH="$PATH:/usr/local/go/bin"
+./scripts/build-dashboard.sh # the web dashboard, embedded in sbx
 ./scripts/build.sh /usr/local/bin
 
 data_dir="${SBX_DATA_DIR:-/var/lib/sbx}"

@@ -60,7 +60,10 @@ if [ "$tests" = 1 ]; then
 		# The store's tests, and the e2e tests of sbx serve --store
 		# postgres://, run a private PostgreSQL cluster (internal/pgtest)
 		# from these binaries.
-		postgresql)
+		postgresql
+		# tests/dashboard drives the web dashboard in Debian's headless
+		# Chromium through playwright-core (which downloads no browser).
+		chromium)
 fi
 # nodejs/npm only when there is no node at all: hosts with a newer node from
 # elsewhere (nodesource, nvm) keep it.
