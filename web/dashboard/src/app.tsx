@@ -39,7 +39,7 @@ function SignIn() {
           name="apikey"
           type="password"
           autocomplete="current-password"
-          placeholder="sbx_…"
+          placeholder="e2b_…"
           value={key}
           onInput={(e) => setKey((e.target as HTMLInputElement).value)}
           required

@@ -1,0 +1,384 @@
+// Browser tests of sbx's web dashboard: playwright-core drives Debian's
+// headless Chromium (/usr/bin/chromium, installed by scripts/setup.sh)
+// against a real sbx serve. tests/e2e/dashboard_test.go starts the server,
+// runs this file, and answers its requests on stdin:
+//
+//   this file prints  "sbx-dashboard-test: need-sandbox"
+//   the Go test makes a sandbox with the Go SDK and answers "sandbox ID"
+//
+// so that the sandbox is created while the list page is open. Figures are
+// printed as "sbx-dashboard-bench: {json}". SBX_SCREENSHOTS=1 writes the
+// main pages to docs/img/.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { readdirSync, readFileSync, existsSync, mkdirSync } from 'node:fs'
+import { gzipSync } from 'node:zlib'
+import { join, dirname } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { createInterface } from 'node:readline'
+import { chromium } from 'playwright-core'
+
+const SBX_URL = process.env.SBX_URL
+const SBX_API_KEY = process.env.SBX_API_KEY
+if (!SBX_URL || !SBX_API_KEY) {
+  throw new Error('dashboard tests: SBX_URL and SBX_API_KEY must be set (tests/e2e/dashboard_test.go sets them)')
+}
+const CHROMIUM = process.env.SBX_CHROMIUM || '/usr/bin/chromium'
+if (!existsSync(CHROMIUM)) {
+  throw new Error(`dashboard tests: no Chromium at ${CHROMIUM}: run scripts/setup.sh (it installs Debian's chromium)`)
+}
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
+const DIST = join(ROOT, 'internal', 'dashboard', 'dist')
+const SHOTS = process.env.SBX_SCREENSHOTS === '1' ? join(ROOT, 'docs', 'img') : ''
+const XSS = '<img src=x onerror=alert(1)>'
+const JS_BUDGET = 250 * 1024
+
+// --- the stdin/stdout conversation with the Go test ----------------------
+const lines = []
+const waiters = []
+const rl = createInterface({ input: process.stdin })
+rl.on('line', (l) => {
+  const w = waiters.shift()
+  if (w) w(l)
+  else lines.push(l)
+})
+function ask(what) {
+  process.stdout.write(`sbx-dashboard-test: ${what}\n`)
+  return new Promise((resolve, reject) => {
+    const l = lines.shift()
+    if (l !== undefined) return resolve(l)
+    const t = setTimeout(() => reject(new Error(`no answer to "${what}" in 120 s`)), 120_000)
+    waiters.push((v) => {
+      clearTimeout(t)
+      resolve(v)
+    })
+  })
+}
+
+function pct(sorted, p) {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]
+}
+const round = (x) => Math.round(x * 10) / 10
+
+// Instrumentation injected before the page's own scripts (through the
+// DevTools protocol, so the page's CSP does not apply to it): counts CSP
+// violations and dialogs, and times each key press in the terminal until
+// its echo arrives on the WebSocket and until xterm has drawn it.
+function instrument() {
+  window.__csp = []
+  addEventListener('securitypolicyviolation', (e) => window.__csp.push(`${e.violatedDirective} ${e.blockedURI}`))
+  window.__lat = []
+  let pending = null
+  document.addEventListener(
+    'keydown',
+    (e) => {
+      if (e.target instanceof Element && e.target.closest('.xterm')) pending = { t0: performance.now(), ws: 0 }
+    },
+    true,
+  )
+  const WS = window.WebSocket
+  window.WebSocket = class extends WS {
+    constructor(...args) {
+      super(...args)
+      this.addEventListener('message', (ev) => {
+        if (pending && !pending.ws && typeof ev.data !== 'string') pending.ws = performance.now() - pending.t0
+      })
+    }
+  }
+  new MutationObserver((records) => {
+    if (!pending || !pending.ws) return
+    if (records.some((r) => r.target instanceof Node && (r.target.parentElement ?? r.target).closest?.('.xterm-rows'))) {
+      window.__lat.push({ ws: pending.ws, draw: performance.now() - pending.t0 })
+      pending = null
+    }
+  }).observe(document, { subtree: true, childList: true, characterData: true })
+}
+
+async function shot(page, name) {
+  if (!SHOTS) return
+  mkdirSync(SHOTS, { recursive: true })
+  await page.screenshot({ path: join(SHOTS, `dashboard-${name}.png`) })
+}
+
+async function terminalText(page) {
+  return page.evaluate(() => document.querySelector('.xterm-rows')?.textContent ?? '')
+}
+
+test('the dashboard in a real browser', { timeout: 600_000 }, async (t) => {
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    // Root in a container: Chromium's own sandbox needs user namespaces
+    // that the test host may not give it.
+    args: ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu'],
+  })
+  t.after(async () => {
+    await browser.close()
+    rl.close()
+    process.stdin.destroy()
+  })
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 }, baseURL: SBX_URL })
+  await context.addInitScript(instrument)
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: SBX_URL })
+  const dialogs = []
+  const pageErrors = []
+  const cspErrors = []
+  const watch = (page) => {
+    // Chromium reports each CSP violation on the console, on every document
+    // the page loads.
+    page.on('console', (m) => {
+      if (m.type() === 'error' && /Content Security Policy/i.test(m.text())) cspErrors.push(m.text())
+    })
+    page.on('dialog', (d) => {
+      // confirm() guards destructive buttons; anything else (alert) is a failure.
+      if (d.type() === 'confirm') return d.accept()
+      dialogs.push(`${d.type()}: ${d.message()}`)
+      return d.dismiss()
+    })
+    page.on('pageerror', (e) => pageErrors.push(String(e)))
+  }
+  const page = await context.newPage()
+  watch(page)
+  const bench = {}
+  let sandboxID = ''
+
+  await t.test('the JavaScript is within its budget', () => {
+    const assets = join(DIST, 'assets')
+    const files = readdirSync(assets).filter((f) => f.endsWith('.js'))
+    assert.ok(files.length > 0, `no JavaScript in ${assets}: run scripts/build-dashboard.sh`)
+    const total = files.reduce((n, f) => n + gzipSync(readFileSync(join(assets, f)), { level: 9 }).length, 0)
+    bench.jsGzipKiB = round(total / 1024)
+    assert.ok(total <= JS_BUDGET, `the dashboard's JavaScript is ${total} bytes gzipped, over ${JS_BUDGET}`)
+  })
+
+  await t.test('the page carries a strict Content-Security-Policy', async () => {
+    const res = await page.goto('/dashboard/')
+    const csp = res.headers()['content-security-policy'] ?? ''
+    assert.match(csp, /script-src 'self'(;|$)/, `CSP: ${csp}`)
+    assert.match(csp, /object-src 'none'/)
+    assert.match(csp, /frame-ancestors 'none'/)
+    assert.equal(res.headers()['x-content-type-options'], 'nosniff')
+    const html = await res.text()
+    assert.doesNotMatch(html, /__CSP_NONCE__/, 'the nonce placeholder was not replaced')
+    assert.doesNotMatch(html, /<script(?![^>]*\bsrc=)[^>]*>/, 'an inline script in index.html')
+  })
+
+  await t.test('sign in with the keyboard, a wrong key refused', async () => {
+    const field = page.getByLabel('API key')
+    await field.waitFor()
+    // The form is usable with the keyboard alone: the key field has the
+    // focus, Enter submits.
+    assert.equal(await page.evaluate(() => document.activeElement?.id), 'apikey')
+    await page.keyboard.type('sbx_not-a-key')
+    await page.keyboard.press('Enter')
+    await page.getByRole('alert').filter({ hasText: 'invalid API key' }).waitFor()
+    await field.fill('')
+    await field.focus()
+    await page.keyboard.type(SBX_API_KEY)
+    await page.keyboard.press('Enter')
+    await page.getByRole('heading', { name: 'Sandboxes' }).waitFor()
+    await page.locator('.live-live').waitFor()
+    // The session is an HttpOnly cookie: nothing in the page's storage.
+    assert.equal(await page.evaluate(() => document.cookie.includes('sbx_session')), false)
+    assert.equal(await page.evaluate(() => localStorage.length + sessionStorage.length), 0)
+    const cookie = (await context.cookies()).find((c) => c.name === 'sbx_session')
+    assert.ok(cookie, 'no sbx_session cookie')
+    assert.equal(cookie.httpOnly, true)
+    assert.equal(cookie.sameSite, 'Strict')
+    assert.ok(cookie.expires > Date.now() / 1000, 'the cookie does not expire')
+  })
+
+  await t.test('first load of the sandboxes page, to interactive', async () => {
+    const times = []
+    for (let i = 0; i < 7; i++) {
+      await page.goto('/dashboard/')
+      // Interactive: the list has its first pushed snapshot and a control answers.
+      const ms = await (
+        await page.waitForFunction(() => document.querySelector('.live-live') && document.querySelector('.filters select') && performance.now(), null, {
+          polling: 'raf',
+        })
+      ).jsonValue()
+      times.push(ms)
+    }
+    times.shift() // the first load fills the browser's cache of immutable assets
+    times.sort((a, b) => a - b)
+    bench.firstLoadMs = { p50: round(pct(times, 50)), max: round(times[times.length - 1]), runs: times.length }
+    assert.ok(pct(times, 50) <= 300, `first load ${JSON.stringify(bench.firstLoadMs)} ms, over 300 ms`)
+  })
+
+  await t.test('a sandbox created by the SDK appears without a reload', async () => {
+    await page.evaluate(() => (window.__sameDocument = true))
+    const answer = await ask('need-sandbox')
+    const m = /^sandbox (\S+)$/.exec(answer)
+    assert.ok(m, `unexpected answer ${JSON.stringify(answer)}`)
+    sandboxID = m[1]
+    const row = page.locator(`[data-sandbox-id="${sandboxID}"]`)
+    await row.waitFor({ timeout: 30_000 })
+    assert.equal(await page.evaluate(() => window.__sameDocument), true, 'the page reloaded')
+    // Its metadata is shown as text, never parsed as HTML.
+    const text = await row.textContent()
+    assert.ok(text.includes(`xss=${XSS}`), `row text: ${text}`)
+    assert.equal(await row.locator('img').count(), 0, 'metadata became an <img>')
+    await row.locator('.state-running').waitFor()
+    await shot(page, 'sandboxes')
+  })
+
+  await t.test('the list stays usable at phone width', async () => {
+    await page.setViewportSize({ width: 390, height: 844 })
+    await page.locator(`[data-sandbox-id="${sandboxID}"]`).waitFor()
+    const over = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth)
+    assert.ok(over <= 0, `the page scrolls sideways by ${over} px at 390 px`)
+    await shot(page, 'sandboxes-phone')
+    await page.setViewportSize({ width: 1280, height: 860 })
+  })
+
+  await t.test('the terminal runs echo hi', async () => {
+    await page.locator(`[data-sandbox-id="${sandboxID}"] a`).click()
+    await page.getByRole('heading', { name: sandboxID }).waitFor()
+    await shot(page, 'sandbox')
+    await page.getByRole('link', { name: 'Terminal' }).click()
+    await page.locator('[data-terminal-status="connected"]').waitFor({ timeout: 30_000 })
+    await page.locator('.xterm-helper-textarea').focus()
+    // The shell's prompt first, then the command.
+    await page.waitForFunction(() => /[$#]\s*$/.test((document.querySelector('.xterm-rows')?.textContent ?? '').trimEnd() + ' '))
+    await page.keyboard.type('echo hi\n')
+    await page.waitForFunction(() =>
+      [...document.querySelectorAll('.xterm-rows > div')].some((r) => r.textContent.trim() === 'hi'),
+    )
+  })
+
+  await t.test('terminal key-press echo latency', async () => {
+    const n = 50
+    await page.evaluate(() => (window.__lat = []))
+    for (let i = 0; i < n; i++) {
+      await page.keyboard.press('x')
+      await page.waitForFunction((k) => window.__lat.length >= k, i + 1, { polling: 'raf' })
+    }
+    const lat = await page.evaluate(() => window.__lat)
+    assert.equal(lat.length, n)
+    assert.ok((await terminalText(page)).includes('x'.repeat(n)), 'the typed characters are not on the screen')
+    await page.keyboard.press('Control+U')
+    const ws = lat.map((l) => l.ws).sort((a, b) => a - b)
+    const draw = lat.map((l) => l.draw).sort((a, b) => a - b)
+    bench.echoMs = {
+      presses: n,
+      wsP50: round(pct(ws, 50)),
+      wsP99: round(pct(ws, 99)),
+      drawnP50: round(pct(draw, 50)),
+      drawnP99: round(pct(draw, 99)),
+    }
+    assert.ok(pct(ws, 50) <= 20, `key-press echo p50 ${pct(ws, 50)} ms, over 20 ms`)
+  })
+
+  await t.test('the terminal reconnects to the same shell', async () => {
+    await page.keyboard.type('export SBX_MARK=kept-$((6*7))\n')
+    await page.waitForFunction(() => (document.querySelector('.xterm-rows')?.textContent ?? '').includes('export SBX_MARK'))
+    await page.getByRole('button', { name: 'Reconnect' }).click()
+    await page.locator('[data-terminal-status="connected"]').waitFor()
+    await page.locator('.xterm-helper-textarea').focus()
+    await page.keyboard.type('echo mark=$SBX_MARK\n')
+    await page.waitForFunction(() =>
+      [...document.querySelectorAll('.xterm-rows > div')].some((r) => r.textContent.trim() === 'mark=kept-42'),
+    )
+    await shot(page, 'terminal')
+  })
+
+  await t.test('upload files and see them listed, names as text', async () => {
+    await page.getByRole('link', { name: 'Files' }).click()
+    await page.getByRole('button', { name: 'New folder' }).waitFor()
+    await page.locator('input[type=file][data-testid=upload]').setInputFiles({
+      name: 'hello-dashboard.txt',
+      mimeType: 'text/plain',
+      buffer: Buffer.from('hello from the dashboard\n'),
+    })
+    await page.locator('[data-file-name="hello-dashboard.txt"]').waitFor()
+    // Drag and drop a file whose name is markup.
+    await page.evaluate((name) => {
+      const dt = new DataTransfer()
+      dt.items.add(new File(['dropped\n'], name, { type: 'text/plain' }))
+      const zone = document.querySelector('.files')
+      for (const type of ['dragover', 'drop']) zone.dispatchEvent(new DragEvent(type, { dataTransfer: dt, bubbles: true, cancelable: true }))
+    }, `dropped-${XSS}`)
+    const dropped = page.locator('.files-table tbody tr').filter({ hasText: `dropped-${XSS}` })
+    await dropped.waitFor()
+    // The Go test wrote a file named like markup into the home directory.
+    const planted = page.locator('.files-table tbody tr').filter({ hasText: XSS }).first()
+    await planted.waitFor()
+    assert.equal(await page.locator('.files-table img').count(), 0, 'a file name became an <img>')
+    // View the uploaded file.
+    await page.locator('[data-file-name="hello-dashboard.txt"] button.link').click()
+    const editor = page.getByLabel(/Editing .*hello-dashboard\.txt/)
+    await editor.waitFor()
+    assert.equal(await editor.inputValue(), 'hello from the dashboard\n')
+    await shot(page, 'files')
+    await page.getByRole('button', { name: 'Close' }).click()
+  })
+
+  await t.test('the CPU chart has samples', async () => {
+    await page.getByRole('link', { name: 'Metrics' }).click()
+    await page.waitForFunction(() => Number(document.querySelector('figure.chart')?.dataset.points ?? 0) >= 2, null, { timeout: 60_000 })
+    const drawn = await page.evaluate(() => {
+      const c = document.querySelector('figure.chart canvas')
+      if (!c) return 0
+      const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data
+      let n = 0
+      for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++
+      return n
+    })
+    assert.ok(drawn > 0, 'the CPU chart canvas is blank')
+    await shot(page, 'metrics')
+  })
+
+  await t.test('a state-changing fetch without the CSRF token is refused', async () => {
+    const r = await page.evaluate(async (id) => {
+      const out = []
+      for (const headers of [{}, { 'X-CSRF-Token': 'wrong' }]) {
+        const res = await fetch(`/sandboxes/${id}`, { method: 'DELETE', headers })
+        out.push({ status: res.status, body: await res.json().catch(() => null) })
+      }
+      const still = await fetch(`/sandboxes/${id}`)
+      return { out, still: still.status }
+    }, sandboxID)
+    for (const x of r.out) {
+      assert.equal(x.status, 403, JSON.stringify(x))
+      assert.equal(x.body?.code, 403)
+    }
+    assert.equal(r.still, 200, 'the sandbox went away')
+  })
+
+  await t.test('the other pages render', async () => {
+    for (const [link, heading, name] of [
+      ['Templates', 'Templates', 'templates'],
+      ['Snapshots', 'Snapshots', 'snapshots'],
+      ['Volumes', 'Volumes', 'volumes'],
+      ['Keys', 'API keys', 'keys'],
+      ['Usage', 'Usage', 'usage'],
+    ]) {
+      await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: link }).click()
+      await page.getByRole('heading', { name: heading, exact: true }).waitFor()
+      await page.waitForLoadState('networkidle')
+      assert.equal(await page.getByRole('alert').count(), 0, `${heading}: ${await page.getByRole('alert').allTextContents()}`)
+      await shot(page, name)
+    }
+  })
+
+  await t.test('sign out, and the old session is refused', async () => {
+    const cookie = (await context.cookies()).find((c) => c.name === 'sbx_session')
+    await page.getByRole('button', { name: 'Sign out' }).click()
+    await page.getByLabel('API key').waitFor()
+    const status = await page.evaluate(async () => (await fetch('/v2/sandboxes')).status)
+    assert.equal(status, 401)
+    // The old cookie, replayed outside the browser, is refused too.
+    const res = await fetch(`${SBX_URL}/dashboard/api/session`, { headers: { Cookie: `sbx_session=${cookie.value}` } })
+    assert.equal(res.status, 401)
+  })
+
+  await t.test('no dialog fired, no CSP violation, no page error', async () => {
+    assert.deepEqual(dialogs, [])
+    assert.deepEqual(pageErrors, [])
+    assert.deepEqual(cspErrors, [])
+    assert.deepEqual(await page.evaluate(() => window.__csp), [])
+  })
+
+  process.stdout.write(`sbx-dashboard-bench: ${JSON.stringify(bench)}\n`)
+})
