@@ -7,20 +7,21 @@ const EDIT_MAX = 1 << 20; // files up to this size open in the editor
 
 function dirname(p: string): string {
   const i = p.replace(/\/+$/, "").lastIndexOf("/");
-  if (i < 0) return ".";
+  if (i < 0) return "";
   return i === 0 ? "/" : p.slice(0, i);
 }
 
 function join(dir: string, name: string): string {
-  if (dir === "." || dir === "") return name;
+  if (dir === "") return name;
   return dir.endsWith("/") ? dir + name : `${dir}/${name}`;
 }
 
 /** FileBrowser lists a directory of the sandbox, as its default user sees it. */
 export function FileBrowser({ id }: { id: string }) {
   const base = `/dashboard/api/sandboxes/${q(id)}/files`;
-  const [path, setPath] = useState(".");
-  const [pathInput, setPathInput] = useState(".");
+  // "" is the default user's home.
+  const [path, setPath] = useState("");
+  const [pathInput, setPathInput] = useState("");
   const list = useAsync((sig) => getJSON<FileEntry[]>(`${base}?path=${q(path)}`, sig), [id, path]);
   const [editing, setEditing] = useState<{ path: string; text: string } | null>(null);
   const [dragging, setDragging] = useState(false);
@@ -133,17 +134,17 @@ export function FileBrowser({ id }: { id: string }) {
         class="row"
         onSubmit={(e) => {
           e.preventDefault();
-          go(pathInput.trim() || ".");
+          go(pathInput.trim());
         }}
       >
         <label class="grow">
           Path
-          <input value={pathInput} onInput={(e) => setPathInput((e.target as HTMLInputElement).value)} />
+          <input value={pathInput} placeholder="home" onInput={(e) => setPathInput((e.target as HTMLInputElement).value)} />
         </label>
         <button type="submit" class="secondary">
           Open
         </button>
-        <button type="button" class="secondary" onClick={() => go(dirname(here))} disabled={here === "/"}>
+        <button type="button" class="secondary" onClick={() => go(dirname(here))} disabled={here === "/" || here === ""}>
           Up
         </button>
         <button type="button" class="secondary" onClick={() => list.reload()}>
@@ -168,7 +169,7 @@ export function FileBrowser({ id }: { id: string }) {
         </label>
       </form>
       <p class="hint">
-        {uploading ? `Uploading ${uploading}…` : `In ${here}. Drop files here to upload them into this folder.`}
+        {uploading ? `Uploading ${uploading}…` : `In ${here || "the home directory"}. Drop files here to upload them into this folder.`}
       </p>
       <ErrorBox error={error || list.error} />
       {editing && (
