@@ -2,15 +2,19 @@ import { useState } from "preact/hooks";
 import { session, signIn, signOut, errorText } from "./api";
 import { route, onLinkClick, BASE } from "./router";
 import { SandboxesPage } from "./pages/sandboxes";
-import { TemplatesPage, TemplatePage } from "./pages/templates";
-import { SnapshotsPage, VolumesPage } from "./pages/storage";
-import { KeysPage, TeamsPage, UsagePage } from "./pages/admin";
 import { Toasts } from "./toast";
 import { lazyPage } from "./util";
 
-// The detail page carries xterm.js and uPlot: it loads when first opened,
-// which keeps the sandbox list's first load small.
+// Every page but the sandbox list loads when first opened (the detail page
+// carries xterm.js and uPlot), which keeps the list's first load small.
 const SandboxPage = lazyPage(() => import("./pages/sandbox").then((m) => m.SandboxPage));
+const TemplatesPage = lazyPage(() => import("./pages/templates").then((m) => m.TemplatesPage));
+const TemplatePage = lazyPage(() => import("./pages/templates").then((m) => m.TemplatePage));
+const SnapshotsPage = lazyPage(() => import("./pages/storage").then((m) => m.SnapshotsPage));
+const VolumesPage = lazyPage(() => import("./pages/storage").then((m) => m.VolumesPage));
+const KeysPage = lazyPage(() => import("./pages/admin").then((m) => m.KeysPage));
+const TeamsPage = lazyPage(() => import("./pages/admin").then((m) => m.TeamsPage));
+const UsagePage = lazyPage(() => import("./pages/admin").then((m) => m.UsagePage));
 
 function SignIn() {
   const [key, setKey] = useState("");

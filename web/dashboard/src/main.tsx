@@ -1,7 +1,8 @@
 import { render } from "preact";
 import "./style.css";
 import { App } from "./app";
-import { loadSession } from "./api";
+import { loadSession, session } from "./api";
+import { subscribe } from "./stream";
 
 // xterm.js and uPlot add <style> elements at run time. The page's
 // Content-Security-Policy admits only styles from files and those carrying
@@ -18,5 +19,11 @@ if (nonce && nonce !== "__CSP_NONCE__") {
   } as typeof Document.prototype.createElement;
 }
 
-void loadSession();
+// The sandbox stream opens alongside the session check rather than after
+// it: on the list page that saves a round trip before the first rows. When
+// there is no session it is closed again.
+const early = location.pathname.replace(/\/+$/, "") === "/dashboard" ? subscribe() : null;
+void loadSession().then(() => {
+  if (early && !session.value) early();
+});
 render(<App />, document.getElementById("app")!);

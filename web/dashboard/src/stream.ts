@@ -1,9 +1,9 @@
 // stream.ts keeps the live sandbox list: one EventSource on
 // /dashboard/api/sandboxes/stream (a snapshot, then upserts and removes as
 // the server pushes them), shared by every page that shows sandboxes.
-import { signal } from "@preact/signals";
+import { signal, effect } from "@preact/signals";
 import type { ListedSandbox } from "./api";
-import { loadSession } from "./api";
+import { loadSession, session } from "./api";
 
 export const sandboxes = signal<Map<string, ListedSandbox>>(new Map());
 export const streamState = signal<"connecting" | "live" | "reconnecting" | "closed">("connecting");
@@ -43,7 +43,7 @@ function open(): void {
       streamState.value = "closed";
       es = null;
       void loadSession().then(() => {
-        if (users > 0) setTimeout(() => users > 0 && !es && open(), 3000);
+        if (users > 0 && session.value) setTimeout(() => users > 0 && !es && session.value && open(), 3000);
       });
     } else {
       streamState.value = "reconnecting";
@@ -63,3 +63,14 @@ export function subscribe(): () => void {
     }
   };
 }
+
+// Signing out ends the stream; signing in again (a page subscribes) opens it.
+effect(() => {
+  if (session.value === null && es) {
+    es.close();
+    es = null;
+    sandboxes.value = new Map();
+    streamState.value = "closed";
+  }
+});
+

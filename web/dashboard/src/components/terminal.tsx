@@ -23,6 +23,7 @@ export function SandboxTerminal({ id }: { id: string }) {
       cursorBlink: true,
       fontFamily: "ui-monospace, SFMono-Regular, Menlo, Consolas, monospace",
       fontSize: 14,
+      lineHeight: 1.15,
       scrollback: 5000,
       allowProposedApi: false,
     });
@@ -71,7 +72,9 @@ export function SandboxTerminal({ id }: { id: string }) {
             return;
           }
           if (msg.type === "session" && msg.id) {
-            if (sessionID && msg.id !== sessionID) term.reset();
+            // On a re-attach the server replays the shell's recent output:
+            // start from a clean screen so that it is not shown twice.
+            if (sessionID) term.reset();
             sessionID = msg.id;
           } else if (msg.type === "exit") {
             exited = true;
