@@ -42,7 +42,7 @@ export function Chart({
         {
           stroke: "currentColor",
           grid: { stroke: "rgba(128,128,128,0.2)" },
-          size: 70,
+          size: 90,
           values: (_u, vals) => vals.map((v) => (series[0].fmt ? series[0].fmt(v) : String(v))),
         },
       ],

@@ -225,7 +225,7 @@ export function FileBrowser({ id }: { id: string }) {
                 <td>{e.type === "dir" ? "–" : fmtBytes(e.size)}</td>
                 <td class="hide-narrow mono">{e.mode}</td>
                 <td class="hide-narrow">{fmtTime(e.modifiedTime)}</td>
-                <td class="actions">
+                <td class="row-actions">
                   {e.type === "file" && (
                     <a class="button small secondary" href={`${base}/content?path=${q(e.path)}&download=1`} download={e.name}>
                       Download

@@ -93,7 +93,7 @@ export function KeysPage() {
               <td>{k.team}</td>
               <td>{k.admin ? "admin" : "member"}</td>
               <td class="hide-narrow">{fmtTime(k.createdAt)}</td>
-              <td class="actions">
+              <td class="row-actions">
                 <button type="button" class="small danger" onClick={() => void remove(k)} aria-label={`Delete key ${k.name || k.id}`}>
                   Delete
                 </button>
@@ -176,7 +176,7 @@ export function TeamsPage() {
                 {lim(t.maxSandboxes)} · {lim(t.maxCpus)} · {lim(t.maxMemoryMB)}
               </td>
               <td class="hide-narrow">{fmtTime(t.createdAt)}</td>
-              <td class="actions">
+              <td class="row-actions">
                 {t.id !== "default" && (
                   <button type="button" class="small danger" onClick={() => void remove(t)}>
                     Remove

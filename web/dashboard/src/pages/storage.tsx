@@ -58,7 +58,7 @@ export function SnapshotsPage() {
               <td>{s.kind}</td>
               <td class="hide-narrow">{fmtBytes(s.sizeBytes)}</td>
               <td class="hide-narrow">{fmtTime(s.createdAt)}</td>
-              <td class="actions">
+              <td class="row-actions">
                 <button type="button" class="small" onClick={() => void create(s)}>
                   New sandbox
                 </button>
@@ -143,7 +143,7 @@ export function VolumesPage() {
               <td>{v.name}</td>
               <td class="hide-narrow mono">{v.volumeID}</td>
               <td>{v.sizeMB ? `${v.sizeMB} MiB` : "–"}</td>
-              <td class="actions">
+              <td class="row-actions">
                 <button type="button" class="small danger" onClick={() => void remove(v)}>
                   Delete
                 </button>
