@@ -223,7 +223,7 @@ export function UsagePage() {
     });
     return { x, ys };
   }, [reports.data, since, days]);
-  const series = (reports.data ?? []).map((r, i) => ({ label: r.teamID, color: colors[i % colors.length], fmt: (v: number) => v.toFixed(2) }));
+  const series = (reports.data ?? []).map((r, i) => ({ label: r.teamID, color: colors[i % colors.length], fmt: (v: number) => (v === 0 ? "0" : v >= 10 ? v.toFixed(0) : v.toPrecision(2)) }));
   return (
     <main id="main" class="page">
       <div class="page-head">

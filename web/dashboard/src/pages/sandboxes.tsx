@@ -6,6 +6,7 @@ import { fmtAge, useNow, useAsync, ErrorBox, stateClass } from "../util";
 import { toast } from "../toast";
 
 const ROW = 44; // px: every row is this tall, which keeps the list virtual
+const STEP = 4; // rows the list scrolls before it renders again
 
 /** sandboxAction runs one lifecycle call and reports it. */
 export async function sandboxAction(id: string, action: string): Promise<void> {
@@ -204,8 +205,11 @@ export function SandboxesPage() {
     ro.observe(el);
     return () => ro.disconnect();
   }, []);
-  const first = Math.max(0, Math.floor(scroll / ROW) - 8);
-  const last = Math.min(rows.length, Math.ceil((scroll + height) / ROW) + 8);
+  // scroll is the first row in view rounded down to a multiple of STEP:
+  // the page renders again only when the window has moved that far, and
+  // the overscan covers the rows in between.
+  const first = Math.max(0, scroll - 8);
+  const last = Math.min(rows.length, scroll + Math.ceil(height / ROW) + STEP + 8);
   const visible = rows.slice(first, last);
 
   async function run(id: string, action: string) {
@@ -219,6 +223,14 @@ export function SandboxesPage() {
     });
   }
 
+  const options = useMemo(
+    () => ({
+      state: uniq(all, (s) => s.state),
+      template: uniq(all, (s) => s.templateID),
+      runtime: uniq(all, (s) => s.runtime),
+    }),
+    [all],
+  );
   const live = streamState.value;
   return (
     <main id="main" class="page">
@@ -240,9 +252,9 @@ export function SandboxesPage() {
       </div>
       {creating && <CreateForm onDone={() => setCreating(false)} />}
       <div class="filters" role="search">
-        <Select label="State" value={state} set={setState} options={uniq(all, (s) => s.state)} />
-        <Select label="Template" value={template} set={setTemplate} options={uniq(all, (s) => s.templateID)} />
-        <Select label="Runtime" value={runtime} set={setRuntime} options={uniq(all, (s) => s.runtime)} />
+        <Select label="State" value={state} set={setState} options={options.state} />
+        <Select label="Template" value={template} set={setTemplate} options={options.template} />
+        <Select label="Runtime" value={runtime} set={setRuntime} options={options.runtime} />
         <label class="grow">
           Search id or metadata
           <input type="search" value={text} onInput={(e) => setText((e.target as HTMLInputElement).value)} />
@@ -262,7 +274,7 @@ export function SandboxesPage() {
         ref={box}
         role="list"
         aria-label="Sandboxes"
-        onScroll={(e) => setScroll((e.target as HTMLDivElement).scrollTop)}
+        onScroll={(e) => setScroll(Math.floor((e.target as HTMLDivElement).scrollTop / ROW / STEP) * STEP)}
       >
         <div class="vlist-space" style={{ height: `${rows.length * ROW}px` }}>
           {visible.map((s, i) => (
