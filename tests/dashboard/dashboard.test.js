@@ -375,6 +375,21 @@ test('the dashboard in a real browser', { timeout: 600_000 }, async (t) => {
     }
   })
 
+  await t.test('build a template from a Dockerfile, with its live log', async () => {
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Templates' }).click()
+    await page.getByRole('button', { name: 'Build from a Dockerfile' }).click()
+    await page.getByLabel('Name').fill('dash-built')
+    await page.getByLabel('Dockerfile').fill('FROM base\nRUN echo built-by-the-dashboard > /built.txt && echo step-output-$((2*21))\n')
+    await page.getByRole('button', { name: 'Build', exact: true }).click()
+    const status = page.getByRole('status').filter({ hasText: 'Build ' })
+    await status.filter({ hasText: /: ready/ }).waitFor({ timeout: 180_000 })
+    const log = await page.getByLabel('Build log').textContent()
+    assert.ok(log.includes('step-output-42'), `the build log lacks the RUN's output: ${log}`)
+    await page.getByRole('button', { name: 'Open dash-built' }).click()
+    await page.getByRole('heading', { name: 'dash-built' }).waitFor()
+    await page.getByText('Sandboxes', { exact: true }).first().waitFor()
+  })
+
   await t.test('the list stays smooth with 1,000 sandboxes', async () => {
     // The stream is answered here with a snapshot of 1,000 made-up
     // sandboxes: the page cannot tell them from real ones.
