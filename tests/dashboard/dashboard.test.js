@@ -379,12 +379,15 @@ test('the dashboard in a real browser', { timeout: 600_000 }, async (t) => {
     await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Templates' }).click()
     await page.getByRole('button', { name: 'Build from a Dockerfile' }).click()
     await page.getByLabel('Name').fill('dash-built')
-    await page.getByLabel('Dockerfile').fill('FROM base\nRUN echo built-by-the-dashboard > /built.txt && echo step-output-$((2*21))\n')
+    // Layers are cached across servers sharing the templates directory: a
+    // fresh word makes the RUN run.
+    const word = `w${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`
+    await page.getByLabel('Dockerfile').fill(`FROM base\nRUN echo ${word} > /built.txt && echo step-output-${word}-$((2*21))\n`)
     await page.getByRole('button', { name: 'Build', exact: true }).click()
     const status = page.getByRole('status').filter({ hasText: 'Build ' })
     await status.filter({ hasText: /: ready/ }).waitFor({ timeout: 180_000 })
     const log = await page.getByLabel('Build log').textContent()
-    assert.ok(log.includes('step-output-42'), `the build log lacks the RUN's output: ${log}`)
+    assert.ok(log.includes(`step-output-${word}-42`), `the build log lacks the RUN's output: ${log}`)
     await page.getByRole('button', { name: 'Open dash-built' }).click()
     await page.getByRole('heading', { name: 'dash-built' }).waitFor()
     await page.getByText('Sandboxes', { exact: true }).first().waitFor()
