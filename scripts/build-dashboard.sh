@@ -26,9 +26,9 @@ fi
 
 command -v node >/dev/null 2>&1 || die "node is not installed: run scripts/setup.sh"
 command -v npm >/dev/null 2>&1 || die "npm is not installed: run scripts/setup.sh"
-# Vite 8 needs Node 20.19 or newer.
-node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=19)?0:1)' ||
-	die "node $(node --version) is too old: Vite needs 20.19 or newer"
+# Vite 6 runs on Node 18 (Debian 12's and Ubuntu 24.04's) and newer.
+node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 18 ? 0 : 1)' ||
+	die "node $(node --version) is too old: Vite needs 18 or newer"
 
 if [ ! -f "$src/node_modules/.package-lock.json" ] || [ "$src/package-lock.json" -nt "$src/node_modules/.package-lock.json" ]; then
 	log "npm ci in $src"
