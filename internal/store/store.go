@@ -167,6 +167,8 @@ var migrations = []string{
 	teamLimitColumns[0], teamLimitColumns[1], teamLimitColumns[2], teamLimitColumns[3], teamLimitColumns[4],
 	// What a team's sandboxes hold, read under its lock (quota.go).
 	sandboxTeamIndex,
+	// Secrets, sealed with the server's key (secrets.go).
+	secretsTable,
 }
 
 // State is a sandbox's stored state; internal/sandbox defines the values and
