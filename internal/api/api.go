@@ -23,6 +23,7 @@ import (
 	"github.com/sbxdev/sbx/internal/build"
 	"github.com/sbxdev/sbx/internal/errdefs"
 	"github.com/sbxdev/sbx/internal/sandbox"
+	"github.com/sbxdev/sbx/internal/secret"
 	"github.com/sbxdev/sbx/internal/template"
 	"github.com/sbxdev/sbx/internal/volume"
 	"github.com/sbxdev/sbx/wire"
@@ -62,6 +63,10 @@ type Config struct {
 	// Volumes keeps the volumes (volumes.go); nil answers the volume
 	// routes with 409.
 	Volumes *volume.Manager
+	// Secrets keeps team secrets, sealed with SecretKeys (secrets.go);
+	// nil answers the secret routes with 409.
+	Secrets    SecretStore
+	SecretKeys *secret.Keyring
 	// Metrics holds the sandboxes' and the team's resource samples.
 	Metrics MetricsStore
 	// Usage holds what the sandboxes used (usage.go); nil answers GET
@@ -165,6 +170,12 @@ func (s *Server) routes() {
 	m.Handle("POST /volumecontent/{volumeID}/dir", s.volumeAuth(s.volumeDirMake))
 	m.Handle("GET /volumecontent/{volumeID}/file", s.volumeAuth(s.volumeFileRead))
 	m.Handle("PUT /volumecontent/{volumeID}/file", s.volumeAuth(s.volumeFileWrite))
+	// Secrets (E2B): write-only values, filled in at the egress.
+	m.Handle("GET /secrets", s.auth(s.listSecrets))
+	m.Handle("POST /secrets", s.auth(s.createSecret))
+	m.Handle("GET /secrets/{secretID}", s.auth(s.getSecret))
+	m.Handle("POST /secrets/{secretID}", s.auth(s.updateSecret))
+	m.Handle("DELETE /secrets/{secretID}", s.auth(s.deleteSecret))
 	m.Handle("GET /sandboxes/{id}/metrics", s.sandboxRoute(s.sandboxMetrics))
 	m.Handle("GET /sandboxes/metrics", s.auth(s.sandboxesMetrics))
 

@@ -15,6 +15,7 @@ import (
 	"github.com/sbxdev/sbx/internal/errdefs"
 	"github.com/sbxdev/sbx/internal/errhttp/errhttptest"
 	"github.com/sbxdev/sbx/internal/sandbox"
+	"github.com/sbxdev/sbx/internal/secret"
 	"github.com/sbxdev/sbx/internal/store"
 	"github.com/sbxdev/sbx/internal/template"
 	"github.com/sbxdev/sbx/wire"
@@ -93,7 +94,11 @@ func newTestServer(t *testing.T, cfg sandbox.Config) *testServer {
 		t.Fatal(err)
 	}
 	t.Cleanup(mgr.Close)
-	s := New(Config{Domain: testDomain}, mgr, keys, tpls, log)
+	ring, err := secret.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(Config{Domain: testDomain, Secrets: db, SecretKeys: ring}, mgr, keys, tpls, log)
 	return &testServer{Server: s, db: db, mgr: mgr, adminKey: admin, plainKey: plain}
 }
 

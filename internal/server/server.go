@@ -266,6 +266,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	keyring, err := openSecrets(ctx, cfg.DataDir, db, log)
+	if err != nil {
+		return err
+	}
 	mcfg := sandbox.Config{
 		DataDir:         cfg.DataDir,
 		AgentPath:       cfg.AgentPath,
@@ -338,7 +342,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer stopMetrics()
 	evs.start(ctx, addr)
-	apiSrv := api.New(api.Config{Domain: cfg.Domain, Builds: builds, Builtins: templates, Nodes: whole, Events: db, WebhookURLs: evs.guard, Volumes: vols, Metrics: db, Usage: db, Observer: apiObserver(met),
+	apiSrv := api.New(api.Config{Domain: cfg.Domain, Builds: builds, Builtins: templates, Nodes: whole, Events: db, WebhookURLs: evs.guard, Volumes: vols, Secrets: db, SecretKeys: keyring, Metrics: db, Usage: db, Observer: apiObserver(met),
 		RateLimit: cfg.RateLimit, CreateRateLimit: cfg.CreateRateLimit, Sessions: sessions, Dashboard: dash}, mgr, keys, templates, log)
 	px := newProxy(cfg.Domain, mgr, met, log)
 	defer px.Close()

@@ -1,0 +1,43 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/sbxdev/sbx/internal/secret"
+	"github.com/sbxdev/sbx/internal/store"
+)
+
+// openSecrets loads the server's secret keys and seals again, with the
+// current key, every value an old key sealed (a rotation; see package
+// secret).
+func openSecrets(ctx context.Context, dir string, db *store.DB, log *slog.Logger) (*secret.Keyring, error) {
+	k, err := secret.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	all, err := db.AllSecrets(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n := 0
+	for _, sec := range all {
+		if !k.Stale(sec.Sealed) {
+			continue
+		}
+		v, err := k.Unseal(sec.ID, sec.Sealed)
+		if err != nil {
+			return nil, fmt.Errorf("secrets: %w", err)
+		}
+		sec.Sealed = k.Seal(sec.ID, v)
+		if err := db.UpdateSecret(ctx, sec, sec.Version); err != nil {
+			return nil, fmt.Errorf("secrets: seal again: %w", err)
+		}
+		n++
+	}
+	if n > 0 {
+		log.Info("secrets sealed again with the current key", "count", n)
+	}
+	return k, nil
+}
