@@ -290,4 +290,3 @@ func (c *prefixConn) CloseWrite() error {
 	}
 	return nil
 }
-
