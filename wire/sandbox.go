@@ -52,8 +52,9 @@ type SandboxNetwork struct {
 	// AllowOut and DenyOut are the egress rules.
 	AllowOut []string `json:"allowOut,omitempty"`
 	DenyOut  []string `json:"denyOut,omitempty"`
-	// EgressProxy and Rules are E2B features sbx refuses rather than
-	// ignores; they are kept raw to tell absent from null.
+	// EgressProxy (a SOCKS5 proxy: address, username, password; the
+	// password is never answered) and Rules (per-domain header
+	// transforms) are kept raw to tell absent from null.
 	EgressProxy json.RawMessage `json:"egressProxy,omitempty"`
 	Rules       json.RawMessage `json:"rules,omitempty"`
 }

@@ -1,22 +1,38 @@
 package api
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"maps"
 	"net/http"
 
 	"github.com/sbxdev/sbx/internal/errdefs"
 	"github.com/sbxdev/sbx/internal/network"
+	"github.com/sbxdev/sbx/internal/sandbox"
 	"github.com/sbxdev/sbx/wire"
 )
 
-func unsupportedEgress(proxy, rules json.RawMessage) error {
-	if len(proxy) > 0 && string(proxy) != "null" {
-		return errdefs.New(errdefs.ErrInvalidArgument, "network.egressProxy is not supported by sbx")
+// l7Fields decodes a request's egressProxy and rules (null and absent
+// alike mean none).
+func l7Fields(proxy, rules json.RawMessage) (*network.SOCKS5, map[string][]network.RuleSpec, error) {
+	var px *network.SOCKS5
+	if len(proxy) > 0 && !bytes.Equal(proxy, []byte("null")) {
+		dec := json.NewDecoder(bytes.NewReader(proxy))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&px); err != nil || px == nil {
+			return nil, nil, errdefs.New(errdefs.ErrInvalidArgument, "network.egressProxy: want {\"address\": \"host:port\", \"username\", \"password\"}")
+		}
 	}
-	if len(rules) > 0 && string(rules) != "null" && string(rules) != "{}" {
-		return errdefs.New(errdefs.ErrInvalidArgument, "network.rules (request transforms) are not supported by sbx")
+	var rs map[string][]network.RuleSpec
+	if len(rules) > 0 && !bytes.Equal(rules, []byte("null")) {
+		dec := json.NewDecoder(bytes.NewReader(rules))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&rs); err != nil {
+			return nil, nil, errdefs.New(errdefs.ErrInvalidArgument, "network.rules: want {\"domain\": [{\"transform\": {\"headers\": {\"Name\": \"value\"}}}]}")
+		}
 	}
-	return nil
+	return px, rs, nil
 }
 
 // createPolicy turns a create request's egress fields into a policy; nil
@@ -27,10 +43,11 @@ func createPolicy(allowInternet *bool, n *wire.SandboxNetwork) (*network.Egress,
 	}
 	p := network.Policy{AllowInternetAccess: allowInternet}
 	if n != nil {
-		if err := unsupportedEgress(n.EgressProxy, n.Rules); err != nil {
+		px, rs, err := l7Fields(n.EgressProxy, n.Rules)
+		if err != nil {
 			return nil, err
 		}
-		p.AllowOut, p.DenyOut = n.AllowOut, n.DenyOut
+		p.AllowOut, p.DenyOut, p.EgressProxy, p.Rules = n.AllowOut, n.DenyOut, px, rs
 	}
 	e, err := network.ParsePolicy(p)
 	if err != nil {
@@ -39,16 +56,47 @@ func createPolicy(allowInternet *bool, n *wire.SandboxNetwork) (*network.Egress,
 	return &e, nil
 }
 
+// withEgressCA points a sandbox with L7 rules at its egress CA, unless the
+// request sets the variables itself.
+func withEgressCA(e *network.Egress, env map[string]string) map[string]string {
+	if e == nil || !e.Intercepts() {
+		return env
+	}
+	out := maps.Clone(env)
+	if out == nil {
+		out = map[string]string{}
+	}
+	for k, v := range sandbox.EgressCAEnv {
+		if _, ok := out[k]; !ok {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// checkPolicySecrets refuses a policy whose rules name a secret the
+// request's team does not have.
+func (s *Server) checkPolicySecrets(ctx context.Context, team string, e *network.Egress) error {
+	if e == nil {
+		return nil
+	}
+	return s.checkSecretRefs(ctx, team, e.SecretRefs())
+}
+
 func (s *Server) updateNetwork(w http.ResponseWriter, r *http.Request) error {
 	var req wire.NetworkUpdate
 	if err := decode(w, r, &req, false); err != nil {
 		return err
 	}
-	if err := unsupportedEgress(req.EgressProxy, req.Rules); err != nil {
+	px, rs, err := l7Fields(req.EgressProxy, req.Rules)
+	if err != nil {
 		return err
 	}
-	p, err := network.ParsePolicy(network.Policy{AllowOut: req.AllowOut, DenyOut: req.DenyOut, AllowInternetAccess: req.AllowInternetAccess})
+	p, err := network.ParsePolicy(network.Policy{AllowOut: req.AllowOut, DenyOut: req.DenyOut, AllowInternetAccess: req.AllowInternetAccess, EgressProxy: px, Rules: rs})
 	if err != nil {
+		return err
+	}
+	if err := s.checkPolicySecrets(r.Context(), teamOf(r), &p); err != nil {
 		return err
 	}
 	if err := s.mgr.SetNetwork(r.Context(), r.PathValue("id"), p); err != nil {
@@ -68,7 +116,8 @@ func (s *Server) allowInternet(id string) *bool {
 	return p.AllowInternetAccess
 }
 
-// withEgress adds sandbox id's allowOut and denyOut to n.
+// withEgress adds sandbox id's allowOut, denyOut, rules and egressProxy
+// (without its password, which no answer carries) to n.
 func (s *Server) withEgress(n *wire.SandboxNetwork, id string) *wire.SandboxNetwork {
 	p, ok := s.mgr.NetworkPolicy(id)
 	if !ok {
@@ -78,5 +127,11 @@ func (s *Server) withEgress(n *wire.SandboxNetwork, id string) *wire.SandboxNetw
 		n = &wire.SandboxNetwork{}
 	}
 	n.AllowOut, n.DenyOut = p.AllowOut, p.DenyOut
+	if len(p.Rules) > 0 {
+		n.Rules, _ = json.Marshal(p.Rules)
+	}
+	if p.EgressProxy != nil {
+		n.EgressProxy, _ = json.Marshal(network.SOCKS5{Address: p.EgressProxy.Address, Username: p.EgressProxy.Username})
+	}
 	return n
 }

@@ -100,6 +100,9 @@ func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := s.checkPolicySecrets(r.Context(), teamOf(r), netPolicy); err != nil {
+		return err
+	}
 	vols, err := s.volumeMounts(r.Context(), teamOf(r), req.VolumeMounts)
 	if err != nil {
 		return err
@@ -109,7 +112,7 @@ func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request) error {
 		Template:       req.TemplateID,
 		Timeout:        timeout,
 		Metadata:       req.Metadata,
-		EnvVars:        req.EnvVars,
+		EnvVars:        withEgressCA(netPolicy, req.EnvVars),
 		Runtime:        req.Runtime,
 		CPUs:           cpus,
 		MemoryMB:       mem,

@@ -17,6 +17,7 @@ type networkFlags struct {
 	upstream string
 	deny     string
 	internet bool
+	egressCA string
 }
 
 func addNetworkFlags(fs *flag.FlagSet) *networkFlags {
@@ -26,6 +27,7 @@ func addNetworkFlags(fs *flag.FlagSet) *networkFlags {
 	fs.StringVar(&f.upstream, "dns-upstream", "", "comma-separated resolvers (IP or IP:PORT) the sandboxes' DNS forwarder asks (default: the host's /etc/resolv.conf)")
 	fs.StringVar(&f.deny, "egress-deny", "", "comma-separated CIDRs no sandbox may reach, whatever its policy (added to the host's addresses, link-local/metadata, loopback, multicast and other sandboxes)")
 	fs.BoolVar(&f.internet, "internet", true, "let sandboxes reach the internet unless their create request says otherwise (allow_internet_access); false denies all egress by default")
+	fs.StringVar(&f.egressCA, "egress-ca-file", "", "PEM `file` of CAs that HTTPS upstreams of sandboxes' L7 egress rules may be signed by, besides the host's trust store (private CAs, tests)")
 	return f
 }
 
@@ -66,6 +68,7 @@ func (f *networkFlags) config() (server.NetworkConfig, error) {
 		c.Deny = append(c.Deny, p.Masked())
 	}
 	c.DenyInternetByDefault = !f.internet
+	c.EgressCAFile = f.egressCA
 	return c, nil
 }
 

@@ -9,11 +9,14 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sbxdev/sbx/internal/network/l7"
 )
 
 // peekTimeout is how long the proxy waits for a client's first bytes (an
@@ -138,7 +141,7 @@ func (p *egressProxy) handle(c *net.TCPConn) {
 	pol := p.n.policyOf(b)
 	var head []byte
 	name := ""
-	if !allowedByCIDR(pol, dst) {
+	if !allowedByCIDR(pol, dst) || !pol.rules.Empty() {
 		head, name = peekName(c)
 	}
 	ctx, cancel := context.WithTimeout(p.n.dns.ctx, 10*time.Second) // ends with the server
@@ -165,8 +168,17 @@ func (p *egressProxy) handle(c *net.TCPConn) {
 		reset(c)
 		return
 	}
-	var d net.Dialer
-	up, err := d.DialContext(ctx, "tcp4", dst.String())
+	dial := func(ctx context.Context) (net.Conn, error) { return p.dial(ctx, pol, dst) }
+	if headers, ok := pol.rules.Match(name); ok && b.ca != nil && (l7.IsTLS(head) || looksHTTP(head)) {
+		c.SetReadDeadline(time.Time{})
+		// Cancelled with the server, not after the dial timeout: the
+		// relay lasts as long as the connection.
+		if err := p.n.l7.Serve(p.n.dns.ctx, l7.Flow{Sandbox: b.id, Client: c, Head: head, Name: name, Headers: headers, CA: b.ca, Dial: dial}); err != nil {
+			log.Info("proxy: intercepted connection ended", "name", name, "err", err)
+		}
+		return
+	}
+	up, err := dial(ctx)
 	if err != nil {
 		log.Debug("proxy: dial", "err", err)
 		reset(c)
@@ -184,7 +196,32 @@ func (p *egressProxy) handle(c *net.TCPConn) {
 			return
 		}
 	}
-	splice(c, up.(*net.TCPConn))
+	splice(c, up)
+}
+
+// dial connects to dst, already allowed: directly, or through the
+// policy's SOCKS5 proxy. The proxy is given dst's address, not a name:
+// Threat: a Host or SNI the sandbox wrote, resolved by the proxy, could
+// lead anywhere the policy did not allow.
+func (p *egressProxy) dial(ctx context.Context, pol *compiled, dst netip.AddrPort) (net.Conn, error) {
+	if pol.socks == nil {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp4", dst.String())
+	}
+	host, port, _ := net.SplitHostPort(pol.socks.Address)
+	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip4", host)
+	if err != nil || len(addrs) == 0 {
+		return nil, fmt.Errorf("egress proxy %s: %w", pol.socks.Address, err)
+	}
+	pn, _ := strconv.Atoi(port)
+	pa := netip.AddrPortFrom(addrs[0].Unmap(), uint16(pn))
+	// Threat: the host dials the proxy's address itself, so a sandbox's
+	// owner could aim it at the host's own services or at other
+	// sandboxes; the server-wide deny list applies to it too.
+	if p.n.globallyDenied(pa.Addr()) {
+		return nil, fmt.Errorf("egress proxy %s: address %s is denied", pol.socks.Address, pa.Addr())
+	}
+	return pol.socks.Dial(ctx, pa, dst, "")
 }
 
 // allowedByCIDR reports whether an allow CIDR covers dst (no name needed).
@@ -206,13 +243,17 @@ func reset(c *net.TCPConn) {
 
 // splice copies both ways until both sides are done; Go's TCPConn ReadFrom
 // uses splice(2), so bytes do not pass through user space.
-func splice(a, b *net.TCPConn) {
+func splice(a, b net.Conn) {
 	var wg sync.WaitGroup
 	wg.Add(2)
-	cp := func(dst, src *net.TCPConn) {
+	cp := func(dst, src net.Conn) {
 		defer wg.Done()
 		io.Copy(dst, src)
-		dst.CloseWrite()
+		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
+		} else {
+			dst.Close()
+		}
 	}
 	go cp(a, b)
 	go cp(b, a)

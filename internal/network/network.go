@@ -35,6 +35,7 @@ package network
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -55,6 +56,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sbxdev/sbx/internal/errdefs"
+	"github.com/sbxdev/sbx/internal/network/l7"
 )
 
 // Config configures the network layer of one sbx serve.
@@ -77,6 +79,12 @@ type Config struct {
 	// does not set AllowInternetAccess (E2B's default, and sbx's, is to
 	// allow it).
 	DenyInternetByDefault bool
+	// Secrets fills the secret placeholders of sandboxes' L7 rules; nil
+	// fills none (requests needing one are answered 502).
+	Secrets l7.Secrets
+	// EgressRoots verifies the upstreams of intercepted HTTPS (nil: the
+	// host's trust store).
+	EgressRoots *x509.CertPool
 }
 
 // Network is the network layer of one sbx serve. It is safe for concurrent
@@ -90,6 +98,7 @@ type Network struct {
 
 	dns    *forwarder
 	egress *egressProxy
+	l7     *l7.Proxy
 	hostNS *os.File // the host's network namespace, for veth peers
 	pool   *nsPool  // namespaces made ahead of creates
 
@@ -116,6 +125,9 @@ type box struct {
 	pol    *compiled
 	// proxied mirrors membership of the proxied set.
 	proxied bool
+	// ca is the sandbox's egress CA, made at Setup for a policy with L7
+	// rules; nil otherwise (its HTTPS is then never intercepted).
+	ca *l7.CA
 	// resolved holds, per name the sandbox resolved through the
 	// forwarder, the addresses and their expiry; inSet the expiry of
 	// addresses in the kernel's DNS set.
@@ -133,6 +145,8 @@ type state struct {
 	ID     string `json:"id"`
 	Index  int    `json:"index"`
 	Policy Policy `json:"policy"`
+	// CA is the sandbox's egress CA, certificate and key (l7.CA.Marshal).
+	CA []byte `json:"ca,omitempty"`
 }
 
 // Prefix returns the short name prefix a server with data directory dir
@@ -180,6 +194,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Network, error)
 		stale:  map[string]Policy{},
 		byAddr: map[netip.Addr]*box{},
 		used:   map[int]bool{},
+		l7:     l7.New(cfg.EgressRoots, cfg.Secrets, logger.With("component", "egress")),
 	}
 	n.pool = newNSPool(2, n.log)
 	if err := os.MkdirAll(n.boxDir, 0o700); err != nil {
@@ -267,6 +282,11 @@ func (n *Network) load() error {
 			n.log.Error("stored network does not fit the subnet; removing it", "sandbox_id", st.ID, "index", st.Index)
 			os.Remove(filepath.Join(n.boxDir, e.Name()))
 			continue
+		}
+		if len(st.CA) > 0 {
+			if b.ca, err = l7.LoadCA(st.CA); err != nil {
+				n.log.Error("stored egress CA is unreadable; HTTPS of the sandbox is no longer intercepted", "sandbox_id", st.ID, "err", err)
+			}
 		}
 		if _, err := netlink.LinkByName(b.host); err != nil || !nsMounted(n.nsPath(b.id)) {
 			// The host restarted (or someone removed the namespace or
@@ -360,6 +380,9 @@ type Endpoint struct {
 	// (the host side of its link).
 	Addr netip.Addr
 	DNS  netip.Addr
+	// CACert, set by Setup for a policy with L7 rules, is the sandbox's
+	// egress CA certificate (PEM), for its trust store.
+	CACert []byte
 }
 
 // Setup gives sandbox id a network with egress policy e. When owner is not nil the
@@ -385,6 +408,11 @@ func (n *Network) Setup(ctx context.Context, id string, e Egress, owner *UserMap
 	}
 	n.next = idx + 1
 	b := n.newBox(id, idx, p, pol)
+	if !pol.rules.Empty() {
+		if b.ca, err = l7.NewCA(id); err != nil {
+			return Endpoint{}, fmt.Errorf("egress CA: %w", err)
+		}
+	}
 	if err := n.writeState(b); err != nil {
 		return Endpoint{}, err
 	}
@@ -431,14 +459,26 @@ func (n *Network) Setup(ctx context.Context, id string, e Egress, owner *UserMap
 	n.used[idx] = true
 	delete(n.stale, id)
 	n.log.Debug("sandbox network set up", "sandbox_id", id, "addr", b.addr, "namespaces", t1.Sub(t0), "rules", t2.Sub(t1), "link", time.Since(t2))
-	return Endpoint{NetNS: spec.path, UserNS: spec.userPath, Addr: b.addr, DNS: b.gw}, nil
+	ep = Endpoint{NetNS: spec.path, UserNS: spec.userPath, Addr: b.addr, DNS: b.gw}
+	if b.ca != nil {
+		ep.CACert = b.ca.CertPEM()
+	}
+	return ep, nil
 }
 
 func (n *Network) nsPath(id string) string    { return filepath.Join(n.nsDir, id) }
 func (n *Network) statePath(id string) string { return filepath.Join(n.boxDir, id+".json") }
 
 func (n *Network) writeState(b *box) error {
-	data, _ := json.Marshal(state{ID: b.id, Index: b.idx, Policy: b.policy})
+	st := state{ID: b.id, Index: b.idx, Policy: b.policy}
+	if b.ca != nil {
+		ca, err := b.ca.Marshal()
+		if err != nil {
+			return fmt.Errorf("write network state: %w", err)
+		}
+		st.CA = ca
+	}
+	data, _ := json.Marshal(st)
 	tmp := n.statePath(b.id) + ".tmp"
 	if err := os.WriteFile(tmp, data, 0o600); err != nil {
 		return fmt.Errorf("write network state: %w", err)

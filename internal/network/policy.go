@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/sbxdev/sbx/internal/errdefs"
+	"github.com/sbxdev/sbx/internal/network/l7"
 )
 
 // Policy is a sandbox's egress policy as callers set it, in E2B's terms.
@@ -20,10 +21,18 @@ import (
 // What nothing can allow is the server-wide deny list: the host's own
 // addresses, other sandboxes, link-local addresses (cloud metadata) and
 // whatever sbx serve's --egress-deny adds.
+//
+// Rules (E2B's network.rules) set headers on the HTTP and HTTPS requests
+// to matching domains, filling in secret placeholders on the host (package
+// l7); they allow nothing by themselves. EgressProxy sends the sandbox's
+// allowed TCP through a SOCKS5 proxy.
 type Policy struct {
 	AllowOut            []string `json:"allowOut,omitempty"`
 	DenyOut             []string `json:"denyOut,omitempty"`
 	AllowInternetAccess *bool    `json:"allowInternetAccess,omitempty"`
+
+	Rules       map[string][]l7.RuleSpec `json:"rules,omitempty"`
+	EgressProxy *l7.SOCKS5               `json:"egressProxy,omitempty"`
 }
 
 // maxEntries bounds a policy so that a request cannot make the kernel
@@ -60,12 +69,16 @@ func (d domainRule) matches(host string, port uint16) bool {
 type compiled struct {
 	allowIP, denyIP         []ipRule
 	allowDomain, denyDomain []domainRule
+	// rules are the L7 rules; socks the SOCKS5 upstream (nil: none).
+	rules *l7.Rules
+	socks *l7.SOCKS5
 }
 
-// domainRules reports whether any rule names a domain: only then is the
-// sandbox's TCP traffic sent through the transparent proxy.
+// domainRules reports whether the sandbox's TCP traffic must go through
+// the transparent proxy: a rule names a domain, an L7 rule may apply, or
+// an upstream proxy is set.
 func (c *compiled) domainRules() bool {
-	return len(c.allowDomain) > 0 || len(c.denyDomain) > 0
+	return len(c.allowDomain) > 0 || len(c.denyDomain) > 0 || !c.rules.Empty() || c.socks != nil
 }
 
 // internetDenied reports whether the policy denies every address not
@@ -109,6 +122,17 @@ func compile(p Policy, denyByDefault bool) (*compiled, error) {
 			c.denyIP = append(c.denyIP, *ip)
 		}
 	}
+	rules, err := l7.ParseRules(p.Rules)
+	if err != nil {
+		return nil, err
+	}
+	c.rules = rules
+	if p.EgressProxy != nil {
+		if err := p.EgressProxy.Check(); err != nil {
+			return nil, err
+		}
+		c.socks = p.EgressProxy
+	}
 	if p.AllowInternetAccess != nil && !*p.AllowInternetAccess || p.AllowInternetAccess == nil && denyByDefault {
 		c.denyIP = append(c.denyIP, ipRule{prefix: netip.MustParsePrefix("0.0.0.0/0")})
 	}
@@ -138,6 +162,18 @@ func ParsePolicy(p Policy) (Egress, error) {
 
 // Policy returns the policy as it was given.
 func (e Egress) Policy() Policy { return e.policy }
+
+// SecretRefs returns the names of the secrets e's rules refer to.
+func (e Egress) SecretRefs() []string {
+	if e.rules == nil {
+		return nil
+	}
+	return e.rules.rules.Secrets()
+}
+
+// Intercepts reports whether e has L7 rules: the sandbox then needs its
+// egress CA in its trust store from its first boot.
+func (e Egress) Intercepts() bool { return e.rules != nil && !e.rules.rules.Empty() }
 
 // compiled returns e's rules with the server's default applied:
 // denyByDefault denies the internet when the policy does not say.
@@ -311,3 +347,11 @@ func (c *compiled) dnsAllowed(name string) (allowed, allowListed bool) {
 	}
 	return !c.internetDenied(), false
 }
+
+// RuleSpec, TransformSpec and SOCKS5 are the shapes of a policy's Rules
+// and EgressProxy (package l7's).
+type (
+	RuleSpec      = l7.RuleSpec
+	TransformSpec = l7.TransformSpec
+	SOCKS5        = l7.SOCKS5
+)

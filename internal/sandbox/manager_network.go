@@ -80,6 +80,11 @@ func (m *Manager) setupNetwork(ctx context.Context, id, rootfs string, policy *n
 		if ep, err = m.cfg.Network.Setup(ctx, id, pol, owner); err != nil {
 			return "", "", fmt.Errorf("sandbox network: %w", err)
 		}
+		if len(ep.CACert) > 0 {
+			if err := installEgressCA(rootfs, ep.CACert, m.cfg.IDMap); err != nil {
+				return "", "", err
+			}
+		}
 	}
 	if err := writeResolvConf(rootfs, ep.DNS, m.cfg.IDMap); err != nil {
 		return "", "", err
@@ -128,6 +133,73 @@ func writeResolvConf(rootfs string, dns netip.Addr, idmap *IDMap) error {
 		}
 	}
 	return nil
+}
+
+// EgressCAFile is where a sandbox with L7 egress rules finds its egress
+// CA's certificate; the CA is also appended to the system bundle.
+const (
+	EgressCAFile = "/etc/ssl/certs/sbx-egress-ca.pem"
+	systemBundle = "/etc/ssl/certs/ca-certificates.crt"
+)
+
+// EgressCAEnv are the variables that point TLS clients at the egress CA:
+// Node.js adds NODE_EXTRA_CA_CERTS to its own bundle; Python's requests
+// and OpenSSL read a whole bundle, the system one with the CA appended.
+var EgressCAEnv = map[string]string{
+	"NODE_EXTRA_CA_CERTS": EgressCAFile,
+	"REQUESTS_CA_BUNDLE":  systemBundle,
+	"SSL_CERT_FILE":       systemBundle,
+}
+
+// installEgressCA puts the sandbox's egress CA certificate (never its
+// key) into rootfs's trust store: EgressCAFile, and appended to the
+// system bundle. Paths resolve inside rootfs, as writeResolvConf's do.
+func installEgressCA(rootfs string, cert []byte, idmap *IDMap) error {
+	root, err := unix.Open(rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("egress CA: %w", err)
+	}
+	defer unix.Close(root)
+	how := &unix.OpenHow{Flags: unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS}
+	dir, err := unix.Openat2(root, "etc/ssl/certs", how)
+	if errors.Is(err, unix.ENOENT) {
+		for _, d := range []string{"etc", "etc/ssl", "etc/ssl/certs"} {
+			if err := unix.Mkdirat(root, d, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
+				return fmt.Errorf("egress CA: %w", err)
+			}
+		}
+		dir, err = unix.Openat2(root, "etc/ssl/certs", how)
+	}
+	if err != nil {
+		return fmt.Errorf("egress CA: %w", err)
+	}
+	defer unix.Close(dir)
+	write := func(name string, flags int) error {
+		fd, err := unix.Openat(dir, name, unix.O_WRONLY|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC|flags, 0o644)
+		if err != nil {
+			return fmt.Errorf("egress CA: %s: %w", name, err)
+		}
+		f := os.NewFile(uintptr(fd), name)
+		defer f.Close()
+		if flags&unix.O_APPEND != 0 {
+			if _, err := f.Write([]byte("\n")); err != nil {
+				return fmt.Errorf("egress CA: %s: %w", name, err)
+			}
+		}
+		if _, err := f.Write(cert); err != nil {
+			return fmt.Errorf("egress CA: %s: %w", name, err)
+		}
+		if idmap != nil {
+			if err := f.Chown(int(idmap.HostID), int(idmap.HostID)); err != nil {
+				return fmt.Errorf("egress CA: %s: %w", name, err)
+			}
+		}
+		return nil
+	}
+	if err := write("sbx-egress-ca.pem", unix.O_TRUNC); err != nil {
+		return err
+	}
+	return write("ca-certificates.crt", unix.O_APPEND)
 }
 
 // teardownNetwork removes sandbox id's network, if any.

@@ -418,6 +418,11 @@ func (m *Manager) takeWarm(ctx context.Context, req *createRequest) (*Sandbox, e
 		// Volumes are mounted as a box starts: no pooled box has them.
 		return nil, nil
 	}
+	if req.policy != nil && req.policy.Intercepts() {
+		// The egress CA goes into the root filesystem before the box
+		// starts: no pooled box has it.
+		return nil, nil
+	}
 	tw, baked := m.templatePool(tpl, want)
 	if baked {
 		w = tw

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/sbxdev/sbx/internal/secret"
 	"github.com/sbxdev/sbx/internal/store"
@@ -40,4 +41,22 @@ func openSecrets(ctx context.Context, dir string, db *store.DB, log *slog.Logger
 		log.Info("secrets sealed again with the current key", "count", n)
 	}
 	return k, nil
+}
+
+// secretSource gives the egress proxy the secrets of a sandbox's team.
+type secretSource struct {
+	db   *store.DB
+	keys *secret.Keyring
+}
+
+func (s secretSource) Secret(ctx context.Context, sandboxID, name string) (string, error) {
+	sb, err := s.db.GetSandbox(ctx, sandboxID)
+	if err != nil {
+		return "", err
+	}
+	sec, err := s.db.GetSecret(ctx, sb.Team, strings.ToLower(name))
+	if err != nil {
+		return "", err
+	}
+	return s.keys.Unseal(sec.ID, sec.Sealed)
 }

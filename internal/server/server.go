@@ -247,7 +247,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		templates.Remote = bucket
 		log.Info("object store", "url", bucket.String())
 	}
-	netw, err := startNetwork(ctx, cfg, log)
+	keyring, err := openSecrets(ctx, cfg.DataDir, db, log)
+	if err != nil {
+		return err
+	}
+	netw, err := startNetwork(ctx, cfg, secretSource{db: db, keys: keyring}, log)
 	if err != nil {
 		return err
 	}
@@ -263,10 +267,6 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Over:          []store.State{store.State(sandbox.StateKilled), store.State(sandbox.StateFailed)},
 		Logger:        log,
 	})
-	if err != nil {
-		return err
-	}
-	keyring, err := openSecrets(ctx, cfg.DataDir, db, log)
 	if err != nil {
 		return err
 	}
