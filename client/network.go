@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 
 	"github.com/sbxdev/sbx/wire"
@@ -18,10 +19,45 @@ import (
 //
 // Whatever the policy, a sandbox never reaches the server's host, other
 // sandboxes or cloud metadata addresses.
+//
+// Rules set headers on the HTTP and HTTPS requests to their domains
+// (exact names or "*." wildcards), on the way out, with
+// [SecretPlaceholder]s filled in by the server; they allow nothing by
+// themselves. EgressProxy sends the sandbox's TCP through a SOCKS5 proxy.
 type NetworkPolicy struct {
 	AllowOut            []string
 	DenyOut             []string
 	AllowInternetAccess *bool
+	Rules               map[string][]NetworkRule
+	EgressProxy         *EgressProxy
+}
+
+// NetworkRule is one rule of [NetworkPolicy.Rules] (E2B's
+// SandboxNetworkRule).
+type NetworkRule struct {
+	Transform *NetworkTransform `json:"transform,omitempty"`
+}
+
+// NetworkTransform sets Headers, replacing what the sandbox sent.
+type NetworkTransform struct {
+	Headers map[string]string `json:"headers,omitempty"`
+}
+
+// EgressProxy is a SOCKS5 proxy ("host:port", RFC 1929 credentials).
+type EgressProxy struct {
+	Address  string `json:"address"`
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+}
+
+func (p *NetworkPolicy) l7() (proxy, rules json.RawMessage) {
+	if len(p.Rules) > 0 {
+		rules, _ = json.Marshal(p.Rules)
+	}
+	if p.EgressProxy != nil {
+		proxy, _ = json.Marshal(p.EgressProxy)
+	}
+	return proxy, rules
 }
 
 // DenyAll returns a policy that denies all egress except to allow.
@@ -43,11 +79,12 @@ func (p *NetworkPolicy) apply(body *wire.NewSandbox) {
 		return
 	}
 	body.AllowInternetAccess = p.AllowInternetAccess
-	if len(p.AllowOut)+len(p.DenyOut) > 0 {
+	if len(p.AllowOut)+len(p.DenyOut)+len(p.Rules) > 0 || p.EgressProxy != nil {
 		if body.Network == nil {
 			body.Network = &wire.SandboxNetwork{}
 		}
 		body.Network.AllowOut, body.Network.DenyOut = p.AllowOut, p.DenyOut
+		body.Network.EgressProxy, body.Network.Rules = p.l7()
 	}
 }
 
@@ -59,6 +96,7 @@ func (c *Client) UpdateNetwork(ctx context.Context, id string, p NetworkPolicy) 
 		return errNoID
 	}
 	body := wire.NetworkUpdate{AllowInternetAccess: p.AllowInternetAccess, AllowOut: p.AllowOut, DenyOut: p.DenyOut}
+	body.EgressProxy, body.Rules = p.l7()
 	_, err := c.do(ctx, http.MethodPut, "/sandboxes/"+escape(id)+"/network", nil, body, nil)
 	return err
 }
