@@ -1,0 +1,343 @@
+package e2e
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sbxdev/sbx/client"
+	"github.com/sbxdev/sbx/tests/harness"
+)
+
+// headerLog records the Authorization and X-Key headers each request of
+// the test's upstreams carried.
+type headerLog struct {
+	mu   sync.Mutex
+	seen []string
+}
+
+func (h *headerLog) handler(tag string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.mu.Lock()
+		h.seen = append(h.seen, fmt.Sprintf("%s host=%s auth=%s xkey=%s", tag, r.Host, r.Header.Get("Authorization"), r.Header.Get("X-Key")))
+		h.mu.Unlock()
+		fmt.Fprintf(w, "UPSTREAM-OK %s\n", tag)
+	})
+}
+
+func (h *headerLog) take() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := h.seen
+	h.seen = nil
+	return out
+}
+
+// egressUpstreams starts, in the test internet's namespace, HTTPS on 8443
+// with a certificate of ca (trusted through --egress-ca-file), HTTPS on
+// 9443 with a self-signed one (trusted by nobody) and HTTP on 8080.
+func egressUpstreams(t *testing.T, ti *testInternet, ca *harness.CA) *headerLog {
+	t.Helper()
+	var trusted, untrusted, plain net.Listener
+	inNS(t, "/run/netns/"+ti.NS, func() error {
+		var err error
+		if trusted, err = net.Listen("tcp4", ":8443"); err != nil {
+			return err
+		}
+		if untrusted, err = net.Listen("tcp4", ":9443"); err != nil {
+			return err
+		}
+		plain, err = net.Listen("tcp4", ":8080")
+		return err
+	})
+	log := &headerLog{}
+	s1 := &http.Server{Handler: log.handler("trusted")}
+	s2 := &http.Server{Handler: log.handler("untrusted")}
+	s3 := &http.Server{Handler: log.handler("plain")}
+	go s1.ServeTLS(trusted, ca.CertFile, ca.KeyFile)
+	go s2.ServeTLS(untrusted, "", "")
+	s2.TLSConfig = nil
+	go s3.Serve(plain)
+	t.Cleanup(func() { s1.Close(); s2.Close(); s3.Close() })
+	return log
+}
+
+// TestEgressSecrets: a sandbox whose network rules set a header with a
+// secret placeholder sends the placeholder, and the upstream receives the
+// secret, over HTTPS (intercepted with the sandbox's CA, the upstream
+// verified against --egress-ca-file) and HTTP. An upstream nobody trusts
+// gets nothing; a denied host stays denied; removing the rules live ends
+// the filling in; the value is nowhere in the sandbox.
+func TestEgressSecrets(t *testing.T) {
+	ca := harness.NewCA(t, "api.test", "x.b.test")
+	srv, ti := netServer(t, "--egress-ca-file", ca.CAFile)
+	ctx := ctxFor(t, 4*time.Minute)
+	log := egressUpstreams(t, ti, ca)
+	c := srv.Client
+	const value = "sk-live-7f3a91c2e4b8d650"
+	if _, err := c.CreateSecret(ctx, "api-token", value, nil); err != nil {
+		t.Fatal(err)
+	}
+	ph := client.SecretPlaceholder("api-token")
+	rule := func(h string) []client.NetworkRule {
+		return []client.NetworkRule{{Transform: &client.NetworkTransform{Headers: map[string]string{h: "Bearer " + ph}}}}
+	}
+	pol := client.NetworkPolicy{
+		DenyOut: []string{ti.B.String()}, // *.b.test
+		Rules: map[string][]client.NetworkRule{
+			"api.test":       rule("Authorization"),
+			"untrusted.test": rule("Authorization"),
+			"plain.test":     rule("X-Key"),
+			"*.b.test":       rule("Authorization"),
+		},
+	}
+	sb, err := c.CreateSandbox(ctx, client.CreateOptions{Network: &pol})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// HTTPS: the sandbox trusts its CA through the system bundle (curl
+	// without -k), sends the placeholder; the upstream receives the value.
+	res := mustRun(t, ctx, sb, `curl -sS -m 5 -H 'Authorization: Bearer `+ph+`' https://api.test:8443/ 2>&1; echo " exit=$?"`, nil)
+	if !strings.Contains(res.Stdout, "UPSTREAM-OK trusted") || !strings.Contains(res.Stdout, "exit=0") {
+		t.Fatalf("HTTPS through the egress proxy: %q", res.Stdout)
+	}
+	if got := log.take(); len(got) != 1 || got[0] != "trusted host=api.test:8443 auth=Bearer "+value+" xkey=" {
+		t.Fatalf("the upstream saw %q; want the secret in Authorization", got)
+	}
+	// Node and Python find the CA through the variables.
+	res = mustRun(t, ctx, sb, `node -e 'require("https").get("https://api.test:8443/", r => { let b=""; r.on("data", d => b += d); r.on("end", () => console.log(r.statusCode, b.trim())) }).on("error", e => console.log("ERR", e.message))'`, nil)
+	if !strings.Contains(res.Stdout, "200 UPSTREAM-OK trusted") {
+		t.Fatalf("node through the egress proxy: %q %q", res.Stdout, res.Stderr)
+	}
+	if got := log.take(); len(got) != 1 || !strings.Contains(got[0], "auth=Bearer "+value) {
+		t.Fatalf("the upstream saw %q from node", got)
+	}
+
+	// HTTP.
+	res = mustRun(t, ctx, sb, `curl -sS -m 5 http://plain.test:8080/ 2>&1; echo " exit=$?"`, nil)
+	if !strings.Contains(res.Stdout, "UPSTREAM-OK plain") {
+		t.Fatalf("HTTP through the egress proxy: %q", res.Stdout)
+	}
+	if got := log.take(); len(got) != 1 || got[0] != "plain host=plain.test:8080 auth= xkey=Bearer "+value {
+		t.Fatalf("the plain upstream saw %q", got)
+	}
+
+	// An upstream whose certificate the host does not trust gets nothing.
+	res = mustRun(t, ctx, sb, `curl -sS -m 5 https://untrusted.test:9443/ 2>&1; echo " exit=$?"`, nil)
+	if strings.Contains(res.Stdout, "UPSTREAM-OK") || !strings.Contains(res.Stdout, "TLS to untrusted.test failed") {
+		t.Fatalf("untrusted upstream: %q; want the proxy's 502", res.Stdout)
+	}
+	if got := log.take(); len(got) != 0 {
+		t.Fatalf("the untrusted upstream was sent %q", got)
+	}
+
+	// A denied host stays denied, rule or not.
+	mustNotReach(t, ctx, sb, "https://x.b.test:8443/")
+	if got := log.take(); len(got) != 0 {
+		t.Fatalf("a denied upstream was sent %q", got)
+	}
+
+	// The value is nowhere in the sandbox: files, environments, memory.
+	rev := reverse(value)
+	scan := `import os,sys
+v=sys.argv[1][::-1].encode()
+me=str(os.getpid())
+hits=[]
+for pid in os.listdir('/proc'):
+    if not pid.isdigit() or pid==me: continue
+    try:
+        maps=open('/proc/%s/maps'%pid).read().splitlines()
+        mem=open('/proc/%s/mem'%pid,'rb',0)
+    except Exception: continue
+    for l in maps:
+        a,b=[int(x,16) for x in l.split()[0].split('-')]
+        if 'r' not in l.split()[1] or b-a>1<<30: continue
+        try:
+            mem.seek(a); d=mem.read(b-a)
+        except Exception: continue
+        if v in d: hits.append(pid+' '+l)
+print('HITS', hits)
+`
+	res = mustRun(t, ctx, sb, "python3 -c \"$SCAN\" "+rev, &client.RunOptions{Env: map[string]string{"SCAN": scan}})
+	if !strings.Contains(res.Stdout, "HITS []") {
+		t.Fatalf("memory scan: %q %q", res.Stdout, res.Stderr)
+	}
+	res = mustRun(t, ctx, sb, `v=$(echo `+rev+` | rev); grep -rl --exclude-dir=proc --exclude-dir=sys -e "$v" / 2>/dev/null | head; cat /proc/*/environ 2>/dev/null | tr '\0' '\n' | grep -c -e "$v"; echo done`, nil)
+	if strings.TrimSpace(res.Stdout) != "0\ndone" {
+		t.Fatalf("grep for the value in the sandbox: %q", res.Stdout)
+	}
+	res = mustRun(t, ctx, sb, `echo "$NODE_EXTRA_CA_CERTS $SSL_CERT_FILE"; grep -c "PRIVATE KEY" /etc/ssl/certs/sbx-egress-ca.pem; grep -c BEGIN /etc/ssl/certs/sbx-egress-ca.pem`, nil)
+	if res.Stdout != "/etc/ssl/certs/sbx-egress-ca.pem /etc/ssl/certs/ca-certificates.crt\n0\n1\n" {
+		t.Fatalf("the sandbox's CA: %q; want the variables set, one certificate and no key", res.Stdout)
+	}
+
+	// Live update: without rules the placeholder goes out as written.
+	if err := sb.UpdateNetwork(ctx, client.NetworkPolicy{DenyOut: []string{ti.B.String()}}); err != nil {
+		t.Fatal(err)
+	}
+	res = mustRun(t, ctx, sb, `curl -sS -m 5 -H 'X-Key: `+ph+`' http://plain.test:8080/ 2>&1; echo " exit=$?"`, nil)
+	if got := log.take(); !strings.Contains(res.Stdout, "UPSTREAM-OK plain") || len(got) != 1 || got[0] != "plain host=plain.test:8080 auth= xkey="+ph {
+		t.Fatalf("after the rules were removed: %q, upstream saw %q; want the placeholder as sent", res.Stdout, got)
+	}
+	// And back.
+	if err := sb.UpdateNetwork(ctx, pol); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, ctx, sb, `curl -sS -m 5 http://plain.test:8080/`, nil)
+	if got := log.take(); len(got) != 1 || !strings.Contains(got[0], "xkey=Bearer "+value) {
+		t.Fatalf("after the rules came back, the upstream saw %q", got)
+	}
+	// The details show the rules.
+	info, err := c.GetSandbox(ctx, sb.ID)
+	if err != nil || info.Network == nil {
+		t.Fatalf("details: %+v %v", info, err)
+	}
+}
+
+func reverse(s string) string {
+	b := []byte(s)
+	for i, j := 0, len(b)-1; i < j; i, j = i+1, j-1 {
+		b[i], b[j] = b[j], b[i]
+	}
+	return string(b)
+}
+
+// TestEgressSecretRefs: a policy naming a secret the team does not have
+// (none of that name, or another team's) is refused with 400, as is a
+// workload-identity placeholder.
+func TestEgressSecretRefs(t *testing.T) {
+	srv, _ := netServer(t)
+	ctx := ctxFor(t, 2*time.Minute)
+	if _, stderr, code := srv.CLI(ctx, nil, "team", "create", "other"); code != 0 {
+		t.Fatalf("team create: %s", stderr)
+	}
+	out, stderr, code := srv.CLI(ctx, nil, "key", "create", "--team", "other", "--name", "other")
+	if code != 0 {
+		t.Fatalf("key create: %s", stderr)
+	}
+	other := client.New(srv.URL, strings.TrimSpace(out))
+	if _, err := other.CreateSecret(ctx, "theirs", "their-value", nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{client.SecretPlaceholder("theirs"), client.SecretPlaceholder("nope"), "${e2b.identity.tokens.aws}"} {
+		pol := client.NetworkPolicy{Rules: map[string][]client.NetworkRule{"api.test": {{Transform: &client.NetworkTransform{Headers: map[string]string{"Authorization": v}}}}}}
+		_, err := srv.Client.CreateSandbox(ctx, client.CreateOptions{Network: &pol})
+		if !errors.Is(err, client.ErrInvalidArgument) {
+			t.Errorf("create with a rule of %s: %v; want 400", v, err)
+		}
+	}
+	if list, err := srv.Client.ListSandboxes(ctx, nil); err != nil || len(list) != 0 {
+		t.Fatalf("sandboxes after refused creates: %v %v", list, err)
+	}
+}
+
+// socks5Server is a tiny SOCKS5 server (no auth, or user "u" password
+// "p") in the test internet's namespace; it records each CONNECT target.
+func socks5Server(t *testing.T, ti *testInternet) (string, func() []string) {
+	t.Helper()
+	var ln net.Listener
+	inNS(t, "/run/netns/"+ti.NS, func() error {
+		var err error
+		ln, err = net.Listen("tcp4", ti.A.String()+":1080")
+		return err
+	})
+	var mu sync.Mutex
+	var targets []string
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				var b [262]byte
+				if _, err := io.ReadFull(c, b[:2]); err != nil || b[0] != 5 {
+					return
+				}
+				io.ReadFull(c, b[:b[1]])
+				c.Write([]byte{5, 0})
+				if _, err := io.ReadFull(c, b[:4]); err != nil || b[1] != 1 {
+					return
+				}
+				var host string
+				switch b[3] {
+				case 1:
+					io.ReadFull(c, b[:4])
+					host = net.IP(b[:4]).String()
+				case 3:
+					io.ReadFull(c, b[:1])
+					n := int(b[0])
+					io.ReadFull(c, b[:n])
+					host = string(b[:n])
+				default:
+					return
+				}
+				io.ReadFull(c, b[:2])
+				target := net.JoinHostPort(host, fmt.Sprint(binary.BigEndian.Uint16(b[:2])))
+				mu.Lock()
+				targets = append(targets, target)
+				mu.Unlock()
+				up, err := net.Dial("tcp4", target)
+				if err != nil {
+					c.Write([]byte{5, 5, 0, 1, 0, 0, 0, 0, 0, 0})
+					return
+				}
+				defer up.Close()
+				c.Write([]byte{5, 0, 0, 1, 0, 0, 0, 0, 0, 0})
+				go io.Copy(up, c)
+				io.Copy(c, up)
+			}()
+		}
+	}()
+	t.Cleanup(func() { ln.Close() })
+	return ln.Addr().String(), func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		out := targets
+		targets = nil
+		return out
+	}
+}
+
+// TestEgressSOCKS5: with egressProxy set, a sandbox's allowed TCP leaves
+// through the user's SOCKS5 proxy; denied traffic never reaches it.
+func TestEgressSOCKS5(t *testing.T) {
+	srv, ti := netServer(t)
+	ctx := ctxFor(t, 3*time.Minute)
+	addr, targets := socks5Server(t, ti)
+	sb, err := srv.Client.CreateSandbox(ctx, client.CreateOptions{Network: &client.NetworkPolicy{
+		DenyOut:     []string{ti.B.String()},
+		EgressProxy: &client.EgressProxy{Address: addr},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustReach(t, ctx, sb, "http://a.test/")
+	if got := targets(); len(got) != 1 || got[0] != ti.A.String()+":80" {
+		t.Fatalf("the SOCKS5 proxy saw %q; want one CONNECT to %s:80", got, ti.A)
+	}
+	mustNotReach(t, ctx, sb, "http://x.b.test/")
+	if got := targets(); len(got) != 0 {
+		t.Fatalf("denied traffic reached the SOCKS5 proxy: %q", got)
+	}
+	// The details name the proxy but not a password.
+	info, err := srv.Client.GetSandbox(ctx, sb.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = info
+	// A proxy that is not there: egress fails closed.
+	if err := sb.UpdateNetwork(ctx, client.NetworkPolicy{EgressProxy: &client.EgressProxy{Address: ti.A.String() + ":1081"}}); err != nil {
+		t.Fatal(err)
+	}
+	mustNotReach(t, ctx, sb, "http://a.test/")
+}
