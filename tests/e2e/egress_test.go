@@ -1,12 +1,16 @@
 package e2e
 
 import (
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	osexec "os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -29,6 +33,11 @@ func (h *headerLog) handler(tag string) http.Handler {
 		h.seen = append(h.seen, fmt.Sprintf("%s host=%s auth=%s xkey=%s", tag, r.Host, r.Header.Get("Authorization"), r.Header.Get("X-Key")))
 		h.mu.Unlock()
 		fmt.Fprintf(w, "UPSTREAM-OK %s\n", tag)
+		if r.URL.Path == "/echo" {
+			// For the e2b-js suite, which sees only what the sandbox
+			// does (the value then passes through the sandbox).
+			fmt.Fprintf(w, "auth=%s\n", r.Header.Get("Authorization"))
+		}
 	})
 }
 
@@ -59,11 +68,10 @@ func egressUpstreams(t *testing.T, ti *testInternet, ca *harness.CA) *headerLog 
 	})
 	log := &headerLog{}
 	s1 := &http.Server{Handler: log.handler("trusted")}
-	s2 := &http.Server{Handler: log.handler("untrusted")}
+	s2 := &http.Server{Handler: log.handler("untrusted"), TLSConfig: &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}}}
 	s3 := &http.Server{Handler: log.handler("plain")}
 	go s1.ServeTLS(trusted, ca.CertFile, ca.KeyFile)
 	go s2.ServeTLS(untrusted, "", "")
-	s2.TLSConfig = nil
 	go s3.Serve(plain)
 	t.Cleanup(func() { s1.Close(); s2.Close(); s3.Close() })
 	return log
@@ -340,4 +348,25 @@ func TestEgressSOCKS5(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustNotReach(t, ctx, sb, "http://a.test/")
+}
+
+// TestE2BJavaScriptEgress runs tests/e2b-js/egress.spec.js: network rules
+// with Secret.fill through the unmodified e2b npm package, against HTTPS
+// upstreams in a test internet.
+func TestE2BJavaScriptEgress(t *testing.T) {
+	dir := filepath.Join(harness.RepoRoot(), "tests", "e2b-js")
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "e2b", "package.json")); err != nil {
+		t.Fatal("the e2b npm package is not installed: run `npm ci` in tests/e2b-js (scripts/test.sh does)")
+	}
+	ca := harness.NewCA(t, "api.test")
+	srv, ti := netServer(t, "--egress-ca-file", ca.CAFile)
+	egressUpstreams(t, ti, ca)
+	cmd := osexec.Command("node", "--test", "--test-reporter=spec", "--test-force-exit", "egress.spec.js")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "SBX_URL="+srv.URL, "SBX_API_KEY="+srv.APIKey)
+	out, err := cmd.CombinedOutput()
+	t.Logf("%s", out)
+	if err != nil {
+		t.Fatalf("egress.spec.js: %v", err)
+	}
 }

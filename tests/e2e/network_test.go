@@ -433,8 +433,17 @@ func TestNetworkBadInput(t *testing.T) {
 		`{"denyOut": ["::1"]}`,
 		`{"allowOut": [""]}`,
 		`{"allowOut": "example.com"}`,
-		`{"egressProxy": {"address": "proxy.example.com:1080"}}`,
-		`{"rules": {"example.com": [{"transform": {"headers": {"a": "b"}}}]}}`,
+		`{"egressProxy": {"address": "no-port"}}`,
+		`{"egressProxy": {"address": "proxy.test:0"}}`,
+		`{"egressProxy": {"address": "proxy.test:1080", "password": "no user"}}`,
+		`{"egressProxy": {"address": "proxy.test:1080", "extra": 1}}`,
+		`{"egressProxy": "proxy.test:1080"}`,
+		`{"rules": {"*": []}}`,
+		`{"rules": []}`,
+		`{"rules": {"example.com": [{"transform": {"headers": {"Host": "evil.test"}}}]}}`,
+		`{"rules": {"example.com": [{"transform": {"headers": {"Bad Name": "x"}}}]}}`,
+		`{"rules": {"example.com": [{"transform": {"headers": {"A": "${e2b.identity.tokens.aws}"}}}]}}`,
+		`{"rules": {"example.com": [{"transform": {"headers": {"A": "${e2b.secrets.missing}"}}}]}}`,
 		`{"allowOut": [` + strings.Repeat(`"1.1.1.1",`, 600) + `"1.1.1.1"]}`,
 	}
 	for _, b := range bad {
@@ -460,7 +469,7 @@ func TestNetworkBadInput(t *testing.T) {
 		t.Fatalf("sandboxes after refused creates: %v %v", list, err)
 	}
 	// The good shapes pass.
-	for _, b := range []string{`{}`, `{"allow_internet_access": false, "allowOut": ["10.1.0.0/16:5432", "1.2.3.4", "*.example.com", "example.org:443"]}`, `{"denyOut": ["0.0.0.0/0"], "egressProxy": null}`} {
+	for _, b := range []string{`{}`, `{"allow_internet_access": false, "allowOut": ["10.1.0.0/16:5432", "1.2.3.4", "*.example.com", "example.org:443"]}`, `{"denyOut": ["0.0.0.0/0"], "egressProxy": null}`, `{"egressProxy": {"address": "proxy.test:1080", "username": "u", "password": "p"}, "rules": {"*.example.com": [{"transform": {"headers": {"X-A": "b"}}}]}}`} {
 		if code, m := do("PUT", "/sandboxes/"+sb.ID+"/network", b); code != 204 {
 			t.Errorf("PUT %s: %d %v", b, code, m)
 		}

@@ -161,7 +161,9 @@ func TestTeamIsolation(t *testing.T) {
 	if len(alphaKeys) != 1 || alphaKeys[0].Name != "alpha" {
 		t.Fatalf("GET /api-keys with alpha's key = %+v; want its one key", alphaKeys)
 	}
-	alphaIDs := []string{sb.SandboxID, snap.SnapshotID, vol.VolumeID, hook.ID, vol.Token, teamID["alpha"], alphaKeys[0].ID}
+	var sec wire.Secret
+	must(t, ctx, "POST", u+"/secrets", a, map[string]any{"name": "shared-name", "value": "alpha-secret-value"}, 201, &sec)
+	alphaIDs := []string{sb.SandboxID, snap.SnapshotID, vol.VolumeID, hook.ID, vol.Token, teamID["alpha"], alphaKeys[0].ID, sec.SecretID, "alpha-secret-value"}
 
 	// What each route answers beta's key holding alpha's ids. Path
 	// values are alpha's objects; 0 in status means the route is public
@@ -208,6 +210,11 @@ func TestTeamIsolation(t *testing.T) {
 		"GET /volumecontent/{volumeID}/file":                  {status: http.StatusUnauthorized, query: "?path=/x"},
 		"PUT /volumecontent/{volumeID}/file":                  {status: http.StatusUnauthorized, query: "?path=/x"},
 		"GET /sandboxes/{id}/metrics":                         {status: notFound},
+		"GET /secrets":                                        {status: list},
+		"POST /secrets":                                       {status: http.StatusCreated, body: map[string]any{"name": "shared-name", "value": "beta's"}},
+		"GET /secrets/{secretID}":                             {status: notFound},
+		"POST /secrets/{secretID}":                            {status: notFound, body: map[string]any{"value": "x"}},
+		"DELETE /secrets/{secretID}":                          {status: notFound},
 		"GET /sandboxes/metrics":                              {status: list, query: "?sandbox_ids=" + sb.SandboxID},
 		"GET /teams":                                          {status: list},
 		"GET /teams/{teamID}/metrics":                         {status: forbidden},
@@ -268,7 +275,7 @@ func TestTeamIsolation(t *testing.T) {
 	}
 	// Path values: alpha's objects, or what names one.
 	values := map[string]string{
-		"{id}": sb.SandboxID, "{sandboxID}": sb.SandboxID, "{volumeID}": vol.VolumeID, "{webhookID}": hook.ID,
+		"{id}": sb.SandboxID, "{sandboxID}": sb.SandboxID, "{volumeID}": vol.VolumeID, "{secretID}": sec.SecretID, "{webhookID}": hook.ID,
 		"{teamID}": teamID["alpha"], "{item}": "tags", "{name}": snap.SnapshotID,
 		"{templateID}": snap.SnapshotID, "{buildID}": snap.SnapshotID, "{hash}": strings.Repeat("a", 64),
 		"{nodeID}": "vm", "{apiKeyID}": alphaKeys[0].ID,
