@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sbxdev/sbx/internal/errdefs"
@@ -175,7 +176,7 @@ func (s *Server) checkSecretRefs(ctx context.Context, team string, names []strin
 		return err
 	}
 	for _, n := range names {
-		if _, err := db.GetSecret(ctx, team, n); err != nil {
+		if _, err := db.GetSecret(ctx, team, strings.ToLower(n)); err != nil {
 			if errors.Is(err, errdefs.ErrNotFound) {
 				return errdefs.New(errdefs.ErrInvalidArgument, "network.rules: secret %q not found", n)
 			}

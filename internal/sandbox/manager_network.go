@@ -45,7 +45,7 @@ func (m *Manager) networkAvailable(p *network.Egress) error {
 		return nil
 	}
 	pol := p.Policy()
-	if len(pol.AllowOut)+len(pol.DenyOut) > 0 || pol.AllowInternetAccess != nil && *pol.AllowInternetAccess {
+	if len(pol.AllowOut)+len(pol.DenyOut)+len(pol.Rules) > 0 || pol.EgressProxy != nil || pol.AllowInternetAccess != nil && *pol.AllowInternetAccess {
 		return errdefs.New(errdefs.ErrFailedPrecondition, "networking is disabled on this server (sbx serve --network none): sandboxes have no egress to configure")
 	}
 	return nil
