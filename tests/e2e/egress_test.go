@@ -187,6 +187,19 @@ print('HITS', hits)
 		t.Fatalf("the sandbox's CA: %q; want the variables set, one certificate and no key", res.Stdout)
 	}
 
+	// The scans find the value when it is there: a process and a file
+	// of the test's own that hold it.
+	mustRun(t, ctx, sb, `nohup python3 -c "import time; v='`+rev+`'[::-1]; time.sleep(60)" >/dev/null 2>&1 &
+echo `+rev+` | rev >/tmp/planted; sleep 0.5`, nil)
+	res = mustRun(t, ctx, sb, "python3 -c \"$SCAN\" "+rev, &client.RunOptions{Env: map[string]string{"SCAN": scan}})
+	if strings.Contains(res.Stdout, "HITS []") || !strings.Contains(res.Stdout, "HITS [") {
+		t.Fatalf("memory scan with the value planted: %q %q; want a hit", res.Stdout, res.Stderr)
+	}
+	res = mustRun(t, ctx, sb, `v=$(echo `+rev+` | rev); grep -rl --exclude-dir=proc --exclude-dir=sys -e "$v" /tmp; pkill -f time.sleep; rm /tmp/planted`, nil)
+	if strings.TrimSpace(res.Stdout) != "/tmp/planted" {
+		t.Fatalf("grep with the value planted: %q", res.Stdout)
+	}
+
 	// Live update: without rules the placeholder goes out as written.
 	if err := sb.UpdateNetwork(ctx, client.NetworkPolicy{DenyOut: []string{ti.B.String()}}); err != nil {
 		t.Fatal(err)
