@@ -369,8 +369,11 @@ func TestEgressSecretRefs(t *testing.T) {
 	}
 }
 
-// socks5Server is a tiny SOCKS5 server (no auth, or user "u" password
-// "p") in the test internet's namespace; it records each CONNECT target.
+const socksPassword = "socks-pw-91be"
+
+// socks5Server is a tiny SOCKS5 server that takes user "u" with
+// socksPassword only, in the test internet's namespace; it records each
+// CONNECT target.
 func socks5Server(t *testing.T, ti *testInternet) (string, func() []string) {
 	t.Helper()
 	var ln net.Listener
@@ -394,7 +397,23 @@ func socks5Server(t *testing.T, ti *testInternet) (string, func() []string) {
 					return
 				}
 				io.ReadFull(c, b[:b[1]])
-				c.Write([]byte{5, 0})
+				if !bytes.Contains(b[:b[1]], []byte{2}) {
+					c.Write([]byte{5, 0xff}) // credentials required
+					return
+				}
+				c.Write([]byte{5, 2})
+				// RFC 1929: ver, ulen, user, plen, pass.
+				io.ReadFull(c, b[:2])
+				user := make([]byte, b[1])
+				io.ReadFull(c, user)
+				io.ReadFull(c, b[:1])
+				pass := make([]byte, b[0])
+				io.ReadFull(c, pass)
+				if string(user) != "u" || string(pass) != socksPassword {
+					c.Write([]byte{1, 1})
+					return
+				}
+				c.Write([]byte{1, 0})
 				if _, err := io.ReadFull(c, b[:4]); err != nil || b[1] != 1 {
 					return
 				}
@@ -446,7 +465,7 @@ func TestEgressSOCKS5(t *testing.T) {
 	addr, targets := socks5Server(t, ti)
 	sb, err := srv.Client.CreateSandbox(ctx, client.CreateOptions{Network: &client.NetworkPolicy{
 		DenyOut:     []string{ti.B.String()},
-		EgressProxy: &client.EgressProxy{Address: addr},
+		EgressProxy: &client.EgressProxy{Address: addr, Username: "u", Password: socksPassword},
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -459,12 +478,26 @@ func TestEgressSOCKS5(t *testing.T) {
 	if got := targets(); len(got) != 0 {
 		t.Fatalf("denied traffic reached the SOCKS5 proxy: %q", got)
 	}
-	// The details name the proxy but not a password.
-	info, err := srv.Client.GetSandbox(ctx, sb.ID)
+	// The details name the proxy and user, never the password.
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/sandboxes/"+sb.ID, nil)
+	req.Header.Set("X-API-Key", srv.APIKey)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = info
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `"egressProxy":{"address":"`+addr+`","username":"u"}`) || strings.Contains(string(body), socksPassword) {
+		t.Fatalf("details: %s; want the proxy's address and user without the password", body)
+	}
+	// Wrong credentials: egress fails closed, nothing goes out directly.
+	if err := sb.UpdateNetwork(ctx, client.NetworkPolicy{EgressProxy: &client.EgressProxy{Address: addr, Username: "u", Password: "wrong"}}); err != nil {
+		t.Fatal(err)
+	}
+	mustNotReach(t, ctx, sb, "http://a.test/")
+	if got := targets(); len(got) != 0 {
+		t.Fatalf("a connection with the wrong credentials was let through: %q", got)
+	}
 	// A proxy that is not there: egress fails closed.
 	if err := sb.UpdateNetwork(ctx, client.NetworkPolicy{EgressProxy: &client.EgressProxy{Address: ti.A.String() + ":1081"}}); err != nil {
 		t.Fatal(err)
