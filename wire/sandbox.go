@@ -36,6 +36,9 @@ type NewSandbox struct {
 	IdlePause       *int64      `json:"idlePause,omitempty"`
 	// VolumeMounts mounts volumes, by name, at absolute paths.
 	VolumeMounts []SandboxVolumeMount `json:"volumeMounts,omitempty"`
+	// IAM is E2B's workload identity ({"tokens": {...}}); sbx refuses a
+	// non-empty tokens map (it mints no tokens). Kept raw.
+	IAM json.RawMessage `json:"iam,omitempty"`
 }
 
 // AutoResume is E2B's autoResume object of a create request.

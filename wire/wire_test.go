@@ -85,7 +85,11 @@ var goldens = map[string]any{
 		AllowInternetAccess: ptr(false), Runtime: "runsc", AutoPauseMemory: ptr(false), AutoResume: &wire.AutoResume{Enabled: true},
 		Lifecycle: "persistent", IdlePause: ptr[int64](60),
 		VolumeMounts: []wire.SandboxVolumeMount{{Name: "data", Path: "/mnt/data"}},
+		IAM:          json.RawMessage(`{"tokens":{}}`),
 	},
+	"new-secret":    wire.NewSecret{Name: "openai-key", Value: "sk-…", Metadata: map[string]string{"owner": "ml"}},
+	"secret-update": wire.SecretUpdate{Value: "sk-…", Metadata: map[string]string{"owner": "ml"}},
+	"secret":        wire.Secret{SecretID: "sec_0a1b2c3d4e5f60718293", Name: "openai-key", CurrentVersion: 2, Metadata: map[string]string{"owner": "ml"}, CreatedAt: t0, UpdatedAt: t1},
 	"sandbox":        *sandbox(),
 	"listed-sandbox": listed(),
 	"sandbox-detail": wire.SandboxDetail{

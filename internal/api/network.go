@@ -56,6 +56,24 @@ func createPolicy(allowInternet *bool, n *wire.SandboxNetwork) (*network.Egress,
 	return &e, nil
 }
 
+// refuseIAM refuses E2B's workload identity: a create with tokens to
+// mint. An empty or absent tokens map asks for nothing.
+func refuseIAM(raw json.RawMessage) error {
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+		return nil
+	}
+	var iam struct {
+		Tokens map[string]json.RawMessage `json:"tokens"`
+	}
+	if err := json.Unmarshal(raw, &iam); err != nil {
+		return errdefs.New(errdefs.ErrInvalidArgument, "iam: want {\"tokens\": {...}}")
+	}
+	if len(iam.Tokens) > 0 {
+		return errdefs.New(errdefs.ErrInvalidArgument, "iam: workload identity tokens are not supported by sbx (it has no identity provider to mint them)")
+	}
+	return nil
+}
+
 // withEgressCA points a sandbox with L7 rules at its egress CA, unless the
 // request sets the variables itself.
 func withEgressCA(e *network.Egress, env map[string]string) map[string]string {

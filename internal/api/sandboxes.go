@@ -103,6 +103,9 @@ func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request) error {
 	if err := s.checkPolicySecrets(r.Context(), teamOf(r), netPolicy); err != nil {
 		return err
 	}
+	if err := refuseIAM(req.IAM); err != nil {
+		return err
+	}
 	vols, err := s.volumeMounts(r.Context(), teamOf(r), req.VolumeMounts)
 	if err != nil {
 		return err

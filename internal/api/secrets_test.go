@@ -119,4 +119,12 @@ func TestSecretsBadInput(t *testing.T) {
 	for _, q := range []string{"limit=0", "limit=x", "limit=1001"} {
 		wantError(t, s.do(t, "GET", "/secrets?"+q, key, ""), 400, "limit")
 	}
+	// Creates naming secrets the team lacks, or workload identity.
+	rule := func(v string) string {
+		return `{"templateID":"base","network":{"rules":{"api.test":[{"transform":{"headers":{"Authorization":"` + v + `"}}}]}}}`
+	}
+	wantError(t, s.do(t, "POST", "/sandboxes", key, rule("${e2b.secrets.missing}")), 400, `secret "missing" not found`)
+	wantError(t, s.do(t, "POST", "/sandboxes", key, rule("${e2b.identity.tokens.aws}")), 400, "workload identity")
+	wantError(t, s.do(t, "POST", "/sandboxes", key, `{"templateID":"base","iam":{"tokens":{"aws":{"audience":"sts","tokenType":"JWT-SVID"}}}}`), 400, "workload identity")
+	wantError(t, s.do(t, "POST", "/sandboxes", key, `{"templateID":"base","iam":"x"}`), 400, "iam")
 }
