@@ -87,9 +87,9 @@ var goldens = map[string]any{
 		VolumeMounts: []wire.SandboxVolumeMount{{Name: "data", Path: "/mnt/data"}},
 		IAM:          json.RawMessage(`{"tokens":{}}`),
 	},
-	"new-secret":    wire.NewSecret{Name: "openai-key", Value: "sk-…", Metadata: map[string]string{"owner": "ml"}},
-	"secret-update": wire.SecretUpdate{Value: "sk-…", Metadata: map[string]string{"owner": "ml"}},
-	"secret":        wire.Secret{SecretID: "sec_0a1b2c3d4e5f60718293", Name: "openai-key", CurrentVersion: 2, Metadata: map[string]string{"owner": "ml"}, CreatedAt: t0, UpdatedAt: t1},
+	"new-secret":     wire.NewSecret{Name: "openai-key", Value: "sk-…", Metadata: map[string]string{"owner": "ml"}},
+	"secret-update":  wire.SecretUpdate{Value: "sk-…", Metadata: map[string]string{"owner": "ml"}},
+	"secret":         wire.Secret{SecretID: "sec_0a1b2c3d4e5f60718293", Name: "openai-key", CurrentVersion: 2, Metadata: map[string]string{"owner": "ml"}, CreatedAt: t0, UpdatedAt: t1},
 	"sandbox":        *sandbox(),
 	"listed-sandbox": listed(),
 	"sandbox-detail": wire.SandboxDetail{
