@@ -525,3 +525,34 @@ func TestE2BJavaScriptEgress(t *testing.T) {
 		t.Fatalf("egress.spec.js: %v", err)
 	}
 }
+
+// TestEgressRestart: a sandbox's rules and its CA survive a restart of
+// sbx serve: the sandbox keeps trusting the certificates it is shown, and
+// the secret is still filled in.
+func TestEgressRestart(t *testing.T) {
+	ca := harness.NewCA(t, "api.test")
+	srv, ti := netServer(t, "--egress-ca-file", ca.CAFile)
+	ctx := ctxFor(t, 3*time.Minute)
+	log := egressUpstreams(t, ti, ca)
+	const value = "restart-secret-5c1e"
+	if _, err := srv.Client.CreateSecret(ctx, "tok", value, nil); err != nil {
+		t.Fatal(err)
+	}
+	pol := client.NetworkPolicy{Rules: map[string][]client.NetworkRule{
+		"api.test": {{Transform: &client.NetworkTransform{Headers: map[string]string{"Authorization": client.SecretPlaceholder("tok")}}}},
+	}}
+	sb, err := srv.Client.CreateSandbox(ctx, client.CreateOptions{Network: &pol})
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(when string) {
+		t.Helper()
+		res := mustRun(t, ctx, sb, `curl -sS -m 5 https://api.test:8443/ 2>&1; echo " exit=$?"`, nil)
+		if got := log.take(); !strings.Contains(res.Stdout, "UPSTREAM-OK trusted") || len(got) != 1 || !strings.Contains(got[0], "auth="+value) {
+			t.Fatalf("%s: %q, the upstream saw %q", when, res.Stdout, got)
+		}
+	}
+	get("before the restart")
+	srv.Restart()
+	get("after the restart")
+}
