@@ -528,7 +528,7 @@ func TestE2BJavaScriptEgress(t *testing.T) {
 
 // TestEgressRestart: a sandbox's rules and its CA survive a restart of
 // sbx serve: the sandbox keeps trusting the certificates it is shown, and
-// the secret is still filled in.
+// the secret is still filled in; a fork of it gets the same.
 func TestEgressRestart(t *testing.T) {
 	ca := harness.NewCA(t, "api.test")
 	srv, ti := netServer(t, "--egress-ca-file", ca.CAFile)
@@ -555,4 +555,12 @@ func TestEgressRestart(t *testing.T) {
 	get("before the restart")
 	srv.Restart()
 	get("after the restart")
+
+	// A fork has the rules, and a CA of its own in its trust store.
+	forks, err := sb.Fork(ctx, 1, time.Minute)
+	if err != nil || len(forks) != 1 || forks[0].Err != nil {
+		t.Fatalf("fork: %v %+v", err, forks)
+	}
+	sb = forks[0].Sandbox
+	get("in the fork")
 }
