@@ -171,9 +171,29 @@ func (p *egressProxy) handle(c *net.TCPConn) {
 	dial := func(ctx context.Context) (net.Conn, error) { return p.dial(ctx, pol, dst) }
 	if headers, ok := pol.rules.Match(name); ok && b.ca != nil && (l7.IsTLS(head) || looksHTTP(head)) {
 		c.SetReadDeadline(time.Time{})
+		// The upstream is tracked like the client, so that close ends a
+		// relay waiting on either.
+		var ups []net.Conn
+		tracked := func(ctx context.Context) (net.Conn, error) {
+			up, err := dial(ctx)
+			if err != nil {
+				return nil, err
+			}
+			if !p.track(up) {
+				up.Close()
+				return nil, errors.New("the server is stopping")
+			}
+			ups = append(ups, up)
+			return up, nil
+		}
 		// Cancelled with the server, not after the dial timeout: the
 		// relay lasts as long as the connection.
-		if err := p.n.l7.Serve(p.n.dns.ctx, l7.Flow{Sandbox: b.id, Client: c, Head: head, Name: name, Headers: headers, CA: b.ca, Dial: dial}); err != nil {
+		err := p.n.l7.Serve(p.n.dns.ctx, l7.Flow{Sandbox: b.id, Client: c, Head: head, Name: name, Headers: headers, CA: b.ca, Dial: tracked})
+		for _, up := range ups {
+			p.untrack(up)
+			up.Close()
+		}
+		if err != nil {
 			log.Info("proxy: intercepted connection ended", "name", name, "err", err)
 		}
 		return
