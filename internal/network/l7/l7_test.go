@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sbxdev/sbx/internal/errdefs"
 )
@@ -90,15 +91,14 @@ func upstream(t *testing.T, ca *CA, name string) string {
 	return ln.Addr().String()
 }
 
-// through runs one flow: the sandbox's TLS client (trusting sandboxCA)
-// sends one request through p to addr.
-func through(t *testing.T, p *Proxy, sandboxCA *CA, addr, name string, headers map[string]string, hdr http.Header) (string, int) {
+// listen serves one flow through p on a loopback listener, to addr.
+func listen(t *testing.T, p *Proxy, sandboxCA *CA, addr, name string, headers map[string]string) (string, chan error) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
 	done := make(chan error, 1)
 	go func() {
 		c, err := ln.Accept()
@@ -112,14 +112,28 @@ func through(t *testing.T, p *Proxy, sandboxCA *CA, addr, name string, headers m
 		done <- p.Serve(context.Background(), Flow{Sandbox: "sb1", Client: c, Head: head, Name: name, Headers: headers, CA: sandboxCA,
 			Dial: func(ctx context.Context) (net.Conn, error) { var d net.Dialer; return d.DialContext(ctx, "tcp", addr) }})
 	}()
+	return ln.Addr().String(), done
+}
+
+func dialSandbox(t *testing.T, sandboxCA *CA, addr, name string) *tls.Conn {
+	t.Helper()
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(sandboxCA.CertPEM())
-	c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{ServerName: name, RootCAs: pool})
+	c, err := tls.Dial("tcp", addr, &tls.Config{ServerName: name, RootCAs: pool})
 	if err != nil {
 		t.Fatalf("the sandbox's handshake with the proxy: %v", err)
 	}
-	defer c.Close()
-	req, _ := http.NewRequest("GET", "https://"+name+"/", nil)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// through runs one flow: the sandbox's TLS client (trusting sandboxCA)
+// sends one request through p to addr.
+func through(t *testing.T, p *Proxy, sandboxCA *CA, addr, name string, headers map[string]string, hdr http.Header) (string, int) {
+	t.Helper()
+	paddr, done := listen(t, p, sandboxCA, addr, name, headers)
+	c := dialSandbox(t, sandboxCA, paddr, name)
+	req, _ := http.NewRequest("POST", "https://"+name+"/", strings.NewReader("a body"))
 	for k, v := range hdr {
 		req.Header[k] = v
 	}
@@ -134,6 +148,35 @@ func through(t *testing.T, p *Proxy, sandboxCA *CA, addr, name string, headers m
 	body, _ := io.ReadAll(resp.Body)
 	<-done
 	return string(body), resp.StatusCode
+}
+
+// TestServeExpectContinue: a client that waits for 100 Continue before
+// its body (as curl does) gets it from the proxy, and the body goes on.
+func TestServeExpectContinue(t *testing.T) {
+	upCA, _ := NewCA("upstream")
+	sbCA, _ := NewCA("sb1")
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(upCA.CertPEM())
+	p := New(roots, secrets{"key": "sk"}, slog.New(slog.DiscardHandler))
+	paddr, done := listen(t, p, sbCA, upstream(t, upCA, "api.test"), "api.test", map[string]string{"X-Echo": "${e2b.secrets.key}"})
+	c := dialSandbox(t, sbCA, paddr, "api.test")
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "POST / HTTP/1.1\r\nHost: api.test\r\nExpect: 100-continue\r\nContent-Length: 6\r\nConnection: close\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusContinue {
+		t.Fatalf("before the body: %v %v; want 100 Continue", resp, err)
+	}
+	io.WriteString(c, "a body")
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "echo=sk") {
+		t.Fatalf("after the body: %d %q", resp.StatusCode, body)
+	}
+	<-done
 }
 
 func TestServeTLS(t *testing.T) {

@@ -132,10 +132,25 @@ func (p *Proxy) Serve(ctx context.Context, f Flow) error {
 			writeError(client, http.StatusBadGateway, "sbx egress: "+err.Error())
 			return err
 		}
+		if strings.EqualFold(req.Header.Get("Expect"), "100-continue") {
+			// The proxy reads the body itself to send it on: let the
+			// client send it now rather than after its own timeout.
+			req.Header.Del("Expect")
+			if _, err := io.WriteString(client, "HTTP/1.1 100 Continue\r\n\r\n"); err != nil {
+				return err
+			}
+		}
 		if err := req.Write(up); err != nil {
 			return fmt.Errorf("write request upstream: %w", err)
 		}
 		resp, err := http.ReadResponse(ubr, req)
+		for err == nil && resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
+			// Interim answers (103 Early Hints) pass on; the final one
+			// follows.
+			if err = resp.Write(client); err == nil {
+				resp, err = http.ReadResponse(ubr, req)
+			}
+		}
 		if err != nil {
 			writeError(client, http.StatusBadGateway, "sbx egress: the upstream answered no HTTP response")
 			return fmt.Errorf("read response: %w", err)
