@@ -65,5 +65,16 @@ func TestSecrets(t *testing.T) {
 		if _, err := db.GetSecret(ctx, "t1", "key"); !errors.Is(err, errdefs.ErrNotFound) {
 			t.Fatalf("after delete: %v", err)
 		}
+
+		// A team's secrets go with the team.
+		if err := db.CreateTeam(ctx, &Team{ID: "t2", Name: "two"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.DeleteTeam(ctx, "t2"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.GetSecret(ctx, "t2", "key"); !errors.Is(err, errdefs.ErrNotFound) {
+			t.Fatalf("a deleted team's secret: %v, want not found", err)
+		}
 	})
 }

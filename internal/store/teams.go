@@ -196,6 +196,10 @@ func (s *DB) DeleteTeam(ctx context.Context, id string) error {
 	if _, err := s.db.ExecContext(ctx, `DELETE FROM teams WHERE id = ?`, id); err != nil {
 		return fmt.Errorf("delete team %s: %w", id, err)
 	}
+	// Its secrets go with it: no key can use them any more.
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM secrets WHERE team = ?`, id); err != nil {
+		return fmt.Errorf("delete team %s: secrets: %w", id, err)
+	}
 	return nil
 }
 
