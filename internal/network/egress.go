@@ -169,7 +169,11 @@ func (p *egressProxy) handle(c *net.TCPConn) {
 		return
 	}
 	dial := func(ctx context.Context) (net.Conn, error) { return p.dial(ctx, pol, dst) }
-	if headers, ok := pol.rules.Match(name); ok && b.ca != nil && (l7.IsTLS(head) || looksHTTP(head)) {
+	// Threat: a Host or SNI naming a rule's domain sent to another
+	// address (the sandbox's own server) would be handed the secrets; a
+	// rule applies only where its name really resolves to. Elsewhere the
+	// connection goes on untouched.
+	if headers, ok := pol.rules.Match(name); ok && b.ca != nil && (l7.IsTLS(head) || looksHTTP(head)) && resolves(name) {
 		c.SetReadDeadline(time.Time{})
 		// The upstream is tracked like the client, so that close ends a
 		// relay waiting on either.

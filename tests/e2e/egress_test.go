@@ -553,6 +553,13 @@ func TestEgressRestart(t *testing.T) {
 		}
 	}
 	get("before the restart")
+	// The rule's name sent to an address it does not resolve to (the
+	// sandbox's own choice of server): no secret, the request goes on as
+	// written.
+	res := mustRun(t, ctx, sb, `curl -sS -k -m 5 --resolve api.test:8443:`+ti.B.String()+` https://api.test:8443/ 2>&1; echo " exit=$?"`, nil)
+	if got := log.take(); !strings.Contains(res.Stdout, "UPSTREAM-OK trusted") || len(got) != 1 || got[0] != "trusted host=api.test:8443 auth= xkey=" {
+		t.Fatalf("api.test at another address: %q, the upstream saw %q; want the request without the secret", res.Stdout, got)
+	}
 	srv.Restart()
 	get("after the restart")
 
