@@ -44,6 +44,16 @@ type Node struct {
 	// Advertise is the base URL other nodes forward requests to this one
 	// at; empty when it takes none.
 	Advertise string
+	// ReleasedAt is when the node gave its lease up on a clean stop (zero
+	// while it runs, or when it stopped without one). A released node is
+	// gone, not lost: its boxes keep running for its return.
+	ReleasedAt time.Time
+	// LostAt is when another node (LostBy) declared this one lost, its
+	// lease having lapsed without a release; zero when it is not lost.
+	// It stays set until the node, back, has settled its boxes
+	// (ClearNodeLost).
+	LostAt time.Time
+	LostBy string
 }
 
 // NodeMachine is a node's host as measured by the node, stored as JSON so
@@ -74,28 +84,37 @@ type NodeDisk struct {
 	TotalBytes     int64  `json:"totalBytes"`
 }
 
-const nodeColumns = `id, started_at, renewed_at, lease_until, version, commit_id, machine, advertise`
+const nodeColumns = `id, started_at, renewed_at, lease_until, version, commit_id, machine, advertise, released_at, lost_at, lost_by`
 
 // RenewNode writes node n's record, creating it on its first renewal.
 func (s *DB) RenewNode(ctx context.Context, n *Node) error {
 	machine, _ := json.Marshal(n.Machine)
-	_, err := s.db.ExecContext(ctx, `INSERT INTO nodes (`+nodeColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (id) DO UPDATE SET `+upsertSet(`started_at, renewed_at, lease_until, version, commit_id, machine, advertise`),
-		n.ID, unixOrZero(n.StartedAt), unixOrZero(n.RenewedAt), unixOrZero(n.LeaseUntil), n.Version, n.Commit, string(machine), n.Advertise)
+	// The loss columns are the fleet's to set (DeclareNodeLost) and the
+	// node's to clear (ClearNodeLost): a renewal leaves them, and reads
+	// them back so that a node declared lost learns it.
+	_, err := s.db.ExecContext(ctx, `INSERT INTO nodes (`+nodeColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, '')
+		ON CONFLICT (id) DO UPDATE SET `+upsertSet(`started_at, renewed_at, lease_until, version, commit_id, machine, advertise, released_at`),
+		n.ID, unixOrZero(n.StartedAt), unixOrZero(n.RenewedAt), unixOrZero(n.LeaseUntil), n.Version, n.Commit, string(machine), n.Advertise, unixOrZero(n.ReleasedAt))
 	if err != nil {
 		return fmt.Errorf("renew node %s: %w", n.ID, err)
 	}
+	var lost int64
+	if err := s.db.QueryRowContext(ctx, `SELECT lost_at, lost_by FROM nodes WHERE id = ?`, n.ID).Scan(&lost, &n.LostBy); err != nil {
+		return fmt.Errorf("renew node %s: %w", n.ID, err)
+	}
+	n.LostAt = timeOrZero(lost)
 	return nil
 }
 
 func scanNode(row interface{ Scan(...any) error }) (*Node, error) {
 	var n Node
-	var started, renewed, until int64
+	var started, renewed, until, released, lost int64
 	var machine string
-	if err := row.Scan(&n.ID, &started, &renewed, &until, &n.Version, &n.Commit, &machine, &n.Advertise); err != nil {
+	if err := row.Scan(&n.ID, &started, &renewed, &until, &n.Version, &n.Commit, &machine, &n.Advertise, &released, &lost, &n.LostBy); err != nil {
 		return nil, err
 	}
 	n.StartedAt, n.RenewedAt, n.LeaseUntil = timeOrZero(started), timeOrZero(renewed), timeOrZero(until)
+	n.ReleasedAt, n.LostAt = timeOrZero(released), timeOrZero(lost)
 	if err := json.Unmarshal([]byte(machine), &n.Machine); err != nil {
 		return nil, fmt.Errorf("node %s machine: %w", n.ID, err)
 	}

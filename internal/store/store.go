@@ -169,6 +169,9 @@ var migrations = []string{
 	sandboxTeamIndex,
 	// Secrets, sealed with the server's key (secrets.go).
 	secretsTable,
+	// Node loss: a clean stop's release, and a lapsed node declared lost
+	// (nodeloss.go).
+	nodesLoss[0], nodesLoss[1], nodesLoss[2],
 }
 
 // State is a sandbox's stored state; internal/sandbox defines the values and
