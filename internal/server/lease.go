@@ -3,6 +3,7 @@ package server
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -30,6 +32,13 @@ type nodeLease struct {
 	dataDir string
 	log     *slog.Logger
 	cpu     cpuSampler
+	// renewedOK is the UnixNano of the last renewal that reached the
+	// store (0 before the first): fenced reads it from any goroutine.
+	renewedOK atomic.Int64
+	// rejoin, when set, is called by a renewal that finds this node
+	// declared lost, before the declaration is cleared: it kills the
+	// boxes of the sandboxes the fleet ended meanwhile.
+	rejoin func(ctx context.Context) error
 }
 
 func newNodeLease(db *store.DB, name, dataDir string, log *slog.Logger) *nodeLease {
@@ -44,7 +53,32 @@ func (l *nodeLease) renew(ctx context.Context) error {
 	now := time.Now().UTC()
 	l.node.RenewedAt, l.node.LeaseUntil = now, now.Add(leaseTTL)
 	l.node.Machine = measureMachine(l.dataDir, &l.cpu)
-	return l.db.RenewNode(ctx, &l.node)
+	l.node.ReleasedAt = time.Time{}
+	if err := l.db.RenewNode(ctx, &l.node); err != nil {
+		return err
+	}
+	l.renewedOK.Store(now.UnixNano())
+	if lost := l.node.LostAt; !lost.IsZero() {
+		l.log.Warn("this node was declared lost while away; killing the boxes of the sandboxes the fleet ended", "node", l.node.ID, "lost_at", lost, "lost_by", l.node.LostBy)
+		if l.rejoin != nil {
+			if err := l.rejoin(ctx); err != nil {
+				return fmt.Errorf("settle after loss: %w", err)
+			}
+		}
+		if err := l.db.ClearNodeLost(ctx, l.node.ID, lost); err != nil {
+			return err
+		}
+		l.node.LostAt, l.node.LostBy = time.Time{}, ""
+	}
+	return nil
+}
+
+// fenced reports whether this node has gone a whole lease period without
+// renewing: the fleet may have declared it lost and ended its sandboxes,
+// so it must not act on them until a renewal tells it where it stands.
+func (l *nodeLease) fenced() bool {
+	ok := l.renewedOK.Load()
+	return ok != 0 && time.Since(time.Unix(0, ok)) >= leaseTTL
 }
 
 // run renews the lease every leaseRenew until ctx ends, then gives it up.
@@ -69,8 +103,7 @@ func (l *nodeLease) run(ctx context.Context) {
 func (l *nodeLease) release() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	l.node.LeaseUntil = time.Now().UTC()
-	if err := l.db.RenewNode(ctx, &l.node); err != nil {
+	if err := l.db.ReleaseNode(ctx, l.node.ID, time.Now().UTC()); err != nil {
 		l.log.Warn("release node lease", "node", l.node.ID, "err", err)
 	}
 }

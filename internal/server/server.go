@@ -317,7 +317,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer builds.Close()
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	err = mgr.Reconcile(rctx)
+	err = killLost(rctx, cfg, whole, mgr, log)
+	if err == nil {
+		err = mgr.Reconcile(rctx)
+	}
 	if err == nil {
 		err = builds.KillLeftovers(rctx)
 	}
@@ -354,6 +357,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if cfg.Advertise != "" {
 		root = newFleetRouter(cfg.Node, cfg.ClusterKey, whole, root, px.Route, log)
 	}
+	lease := newNodeLease(whole, cfg.Node, cfg.DataDir, log)
+	lease.node.Advertise = cfg.Advertise
+	lease.rejoin = func(ctx context.Context) error { return killLost(ctx, cfg, whole, mgr, log) }
+	if store.IsPostgres(cfg.Store) {
+		root = fence{lease: lease, next: root, log: log}
+	}
 	hs := &http.Server{
 		Handler:           root,
 		Protocols:         &protocols,
@@ -382,8 +391,6 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	// This node joins the nodes table (GET /nodes) once it is ready, and
 	// leaves it when it stops.
-	lease := newNodeLease(whole, cfg.Node, cfg.DataDir, log)
-	lease.node.Advertise = cfg.Advertise
 	if err := lease.renew(ctx); err != nil {
 		hs.Close()
 		return err
@@ -392,6 +399,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	leaseDone := make(chan struct{})
 	go func() { defer close(leaseDone); lease.run(leaseCtx) }()
 	defer func() { stopLease(); <-leaseDone }()
+	if store.IsPostgres(cfg.Store) {
+		lw := &lossWatch{self: cfg.Node, db: whole, lease: lease, events: evs.disp, log: log, now: time.Now}
+		lossDone := make(chan struct{})
+		go func() { defer close(lossDone); lw.run(leaseCtx) }()
+		defer func() { stopLease(); <-lossDone }()
+	}
 	// Other servers sharing the bucket fetch the base template rather
 	// than build it: publish it unless the bucket has one.
 	if err := templates.Publish(ctx, template.BaseName, false); err != nil {
@@ -424,6 +437,27 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
+	}
+	return nil
+}
+
+// killLost kills the boxes of this node's sandboxes that the fleet ended
+// while the node was away, and of those now owned by another node (a
+// shared store only).
+func killLost(ctx context.Context, cfg Config, whole *store.DB, mgr *sandbox.Manager, log *slog.Logger) error {
+	if !store.IsPostgres(cfg.Store) {
+		return nil
+	}
+	foreign, err := foreignBoxes(ctx, whole, cfg.DataDir, cfg.Node)
+	if err != nil {
+		return fmt.Errorf("find sandboxes now owned elsewhere: %w", err)
+	}
+	n, err := mgr.KillLost(ctx, foreign)
+	if err != nil {
+		return fmt.Errorf("kill the boxes of sandboxes ended elsewhere: %w", err)
+	}
+	if n > 0 {
+		log.Warn("killed the boxes of sandboxes the fleet ended or moved while this node was away", "boxes", n)
 	}
 	return nil
 }

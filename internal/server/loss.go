@@ -1,0 +1,181 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/sbxdev/sbx/internal/errdefs"
+	"github.com/sbxdev/sbx/internal/errhttp"
+	"github.com/sbxdev/sbx/internal/sandbox"
+	"github.com/sbxdev/sbx/internal/store"
+)
+
+// Node loss. Every node of a shared store watches the others' leases
+// (lossWatch): a node whose lease lapsed without a release (a clean stop
+// releases it: that node is gone, and its boxes wait for it) is declared
+// lost with a compare-and-set on the lease it was seen holding, so that of
+// several nodes noticing at once one declares it. Then any live node
+// settles the lost node's sandboxes, each with the lifecycle's own
+// compare-and-set and its event: running ones fail with the reason "node
+// NAME lost", pending ones (creating, pausing, resuming) are killed.
+// Persistent sandboxes are left as they are: their files wait for the
+// node, or for a snapshot elsewhere.
+//
+// A node that cannot renew its lease for a whole lease period is fenced:
+// it answers every request but /health with 503 and declares no other node
+// lost, since the fleet may be settling its own sandboxes meanwhile. When
+// a renewal succeeds again and tells it it was declared lost, and at every
+// start, it kills the boxes of its sandboxes that the fleet ended
+// (Manager.KillLost) before it serves them again.
+
+// lossScan is how often a node looks for lapsed leases.
+const lossScan = 2 * time.Second
+
+// lossStore is what the loss watcher needs of the shared store (the whole
+// database).
+type lossStore interface {
+	ListNodes(ctx context.Context) ([]*store.Node, error)
+	DeclareNodeLost(ctx context.Context, id, by string, leaseUntil, at time.Time) (bool, error)
+	NodeSandboxes(ctx context.Context, node string, states ...store.State) ([]*store.Sandbox, error)
+	sandbox.LostStore
+}
+
+// lossWatch declares lapsed nodes lost and settles their sandboxes.
+type lossWatch struct {
+	self   string
+	db     lossStore
+	lease  interface{ fenced() bool }
+	events sandbox.EventSink // told of each event stored; may be nil
+	log    *slog.Logger
+	now    func() time.Time
+}
+
+// run scans every lossScan until ctx ends.
+func (w *lossWatch) run(ctx context.Context) {
+	t := time.NewTicker(lossScan)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := w.scan(ctx); err != nil && ctx.Err() == nil {
+				w.log.Warn("node loss: scan", "err", err)
+			}
+		}
+	}
+}
+
+// unsettled are the states of a lost node's sandboxes that SettleLost
+// moves.
+var unsettled = []store.State{store.State(sandbox.StateRunning), store.State(sandbox.StateCreating), store.State(sandbox.StatePausing), store.State(sandbox.StateResuming)}
+
+// scan declares each lapsed node lost and settles each lost node's
+// sandboxes.
+func (w *lossWatch) scan(ctx context.Context) error {
+	if w.lease != nil && w.lease.fenced() {
+		return nil // this node is the one cut off, as far as it can tell
+	}
+	nodes, err := w.db.ListNodes(ctx)
+	if err != nil {
+		return err
+	}
+	now := w.now()
+	for _, n := range nodes {
+		if n.ID == w.self {
+			continue
+		}
+		if n.LostAt.IsZero() && n.ReleasedAt.IsZero() && n.LeaseUntil.Before(now) {
+			won, err := w.db.DeclareNodeLost(ctx, n.ID, w.self, n.LeaseUntil, now)
+			if err != nil {
+				return err
+			}
+			if won {
+				w.log.Warn("node lost: its lease lapsed", "node", n.ID, "lease_until", n.LeaseUntil, "renewed_at", n.RenewedAt)
+				n.LostAt = now
+			}
+		}
+		if n.LostAt.IsZero() {
+			continue
+		}
+		if err := w.settle(ctx, n.ID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// settle ends lost node's unsettled sandboxes.
+func (w *lossWatch) settle(ctx context.Context, node string) error {
+	sbs, err := w.db.NodeSandboxes(ctx, node, unsettled...)
+	if err != nil {
+		return err
+	}
+	reason := "node " + node + " lost"
+	for _, sb := range sbs {
+		from := sb.State
+		ev, err := sandbox.SettleLost(ctx, w.db, sb, reason)
+		switch {
+		case errors.Is(err, errdefs.ErrConflict), errors.Is(err, errdefs.ErrNotFound):
+			continue // another node settled it, or the node came back
+		case err != nil:
+			return err
+		case ev == nil:
+			continue
+		}
+		if w.events != nil {
+			w.events.Stored(ev)
+		}
+		w.log.Warn("sandbox of a lost node ended", "sandbox_id", sb.ID, "node", node, "from", from, "to", sb.State)
+	}
+	return nil
+}
+
+// foreignBoxes returns the records, owned by another node, of the
+// sandboxes whose directories are in dataDir: a sandbox that now lives
+// elsewhere, whose box must not run here.
+func foreignBoxes(ctx context.Context, db interface {
+	GetSandbox(ctx context.Context, id string) (*store.Sandbox, error)
+}, dataDir, self string) ([]*store.Sandbox, error) {
+	entries, err := os.ReadDir(filepath.Join(dataDir, "sandboxes"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []*store.Sandbox
+	for _, e := range entries {
+		sb, err := db.GetSandbox(ctx, e.Name())
+		if errors.Is(err, errdefs.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if sb.Node != self && sb.Node != "" {
+			out = append(out, sb)
+		}
+	}
+	return out, nil
+}
+
+// fence answers 503 while the node is fenced (see above), /health aside.
+type fence struct {
+	lease *nodeLease
+	next  http.Handler
+	log   *slog.Logger
+}
+
+func (f fence) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if f.lease.fenced() && r.URL.Path != "/health" {
+		errhttp.Write(w, r, f.log, errdefs.New(errdefs.ErrUnavailable, "node %s cannot renew its lease in the shared store; it serves nothing until it can", f.lease.node.ID))
+		return
+	}
+	f.next.ServeHTTP(w, r)
+}

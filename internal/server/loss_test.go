@@ -1,0 +1,110 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sbxdev/sbx/internal/store"
+	"github.com/sbxdev/sbx/wire"
+)
+
+type fencedFlag bool
+
+func (f fencedFlag) fenced() bool { return bool(f) }
+
+type sink struct {
+	mu  sync.Mutex
+	evs []*store.Event
+}
+
+func (s *sink) Stored(ev *store.Event) { s.mu.Lock(); s.evs = append(s.evs, ev); s.mu.Unlock() }
+
+// TestLossWatch checks that a node whose lease lapsed is declared lost
+// and its sandboxes settled (running failed with the reason, pending
+// killed, persistent and paused left), with their events; that a node
+// which released its lease, and a watcher that is itself fenced, declare
+// nothing.
+func TestLossWatch(t *testing.T) {
+	ctx := context.Background()
+	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "sbx.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	now := time.Now().UTC()
+	for _, n := range []*store.Node{
+		{ID: "n1", StartedAt: now, RenewedAt: now, LeaseUntil: now.Add(leaseTTL)},
+		{ID: "n2", StartedAt: now, RenewedAt: now.Add(-20 * time.Second), LeaseUntil: now.Add(-5 * time.Second)},
+		{ID: "n3", StartedAt: now, RenewedAt: now.Add(-20 * time.Second), LeaseUntil: now.Add(-5 * time.Second)},
+	} {
+		if err := db.RenewNode(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.ReleaseNode(ctx, "n3", now.Add(-5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	for _, sb := range []*store.Sandbox{
+		{ID: "run2", Node: "n2", State: "running"},
+		{ID: "new2", Node: "n2", State: "creating"},
+		{ID: "keep2", Node: "n2", State: "running", Life: store.SandboxLife{Persistent: true}},
+		{ID: "paused2", Node: "n2", State: "paused"},
+		{ID: "run3", Node: "n3", State: "running"},
+		{ID: "run1", Node: "n1", State: "running"},
+	} {
+		sb.Template, sb.Runtime = "base", "runc"
+		if err := db.PutSandbox(ctx, sb); err != nil {
+			t.Fatal(err)
+		}
+	}
+	log := slog.New(slog.DiscardHandler)
+	fenced := &lossWatch{self: "n1", db: db, lease: fencedFlag(true), log: log, now: time.Now}
+	if err := fenced.scan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := db.GetNode(ctx, "n2"); !n.LostAt.IsZero() {
+		t.Fatalf("a fenced node declared n2 lost: %+v", n)
+	}
+	var evs sink
+	w := &lossWatch{self: "n1", db: db, lease: fencedFlag(false), events: &evs, log: log, now: time.Now}
+	for range 2 { // the second scan finds nothing left to do
+		if err := w.scan(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, _ := db.GetNode(ctx, "n2"); n.LostAt.IsZero() || n.LostBy != "n1" {
+		t.Fatalf("n2 not declared lost: %+v", n)
+	}
+	if n, _ := db.GetNode(ctx, "n3"); !n.LostAt.IsZero() {
+		t.Fatalf("n3, released, declared lost: %+v", n)
+	}
+	for id, want := range map[string]store.State{"run2": "failed", "new2": "killed", "keep2": "running", "paused2": "paused", "run3": "running", "run1": "running"} {
+		sb, err := db.GetSandbox(ctx, id)
+		if err != nil || sb.State != want {
+			t.Fatalf("%s: %+v, %v; want %s", id, sb, err, want)
+		}
+		if id == "run2" && sb.Error != "node n2 lost" {
+			t.Fatalf("run2's error %q", sb.Error)
+		}
+	}
+	if len(evs.evs) != 2 {
+		t.Fatalf("%d events told, want 2", len(evs.evs))
+	}
+	stored, err := db.ListEvents(ctx, store.EventFilter{SandboxID: "run2"})
+	if err != nil || len(stored) != 1 || stored[0].Type != wire.EventFailed {
+		t.Fatalf("run2's events: %+v, %v", stored, err)
+	}
+	var data wire.SandboxEventData
+	if err := json.Unmarshal(stored[0].Data, &data); err != nil || data.Reason != "node n2 lost" || data.PreviousState != "running" {
+		t.Fatalf("run2's event data: %s, %v", stored[0].Data, err)
+	}
+	killed, err := db.ListEvents(ctx, store.EventFilter{SandboxID: "new2"})
+	if err != nil || len(killed) != 1 || killed[0].Type != wire.EventKilled {
+		t.Fatalf("new2's events: %+v, %v", killed, err)
+	}
+}
