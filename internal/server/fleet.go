@@ -31,8 +31,8 @@ import (
 // any request: one for a sandbox another node owns is streamed to that
 // node (its advertise URL) with the cluster key added, and the owner serves
 // it as if it had come directly, checking the client's API key or envd
-// token itself. A create is placed on the node with the most free memory
-// of two picked at random among the live ones.
+// token itself. A create is placed on the best of K live nodes picked at
+// random (placement.go).
 
 // clusterKeyHeader carries the cluster key on requests one node forwards
 // to another. A node takes a request carrying it as forwarded: it checks
@@ -69,6 +69,8 @@ type fleetRouter struct {
 	// owners caches the node of sandboxes found in the store: a sandbox
 	// never moves, so an entry stays true for the sandbox's life.
 	owners ownerCache
+	// k is how many random live nodes placement compares (--placement-k).
+	k int
 }
 
 // ownerCache maps sandbox ids to their node, up to ownerCacheMax ids
@@ -123,7 +125,7 @@ type forwardTarget struct {
 }
 
 func newFleetRouter(self, key string, db fleetStore, local http.Handler, route func(*http.Request) (proxy.Target, bool), log *slog.Logger) *fleetRouter {
-	f := &fleetRouter{self: self, key: []byte(key), db: db, local: local, route: route, log: log}
+	f := &fleetRouter{self: self, key: []byte(key), db: db, local: local, route: route, log: log, k: defaultPlacementK}
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	h1 := &http.Transport{DialContext: dialer.DialContext, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second, ResponseHeaderTimeout: 0}
 	h2 := &http.Transport{DialContext: dialer.DialContext, IdleConnTimeout: 90 * time.Second}
@@ -272,9 +274,9 @@ func (f *fleetRouter) nodeURL(ctx context.Context, node string) (*url.URL, error
 	return u, nil
 }
 
-// place serves a create: on the better of two live nodes picked at random
-// (by free memory), or, where that node refuses it for capacity (503) or
-// does not answer, on the others in order of free memory. The last
+// place serves a create: on the best of K live nodes picked at random
+// (placement.go), or, where that node refuses it for capacity (503) or
+// does not answer, on the others in order of score. The last
 // refusal is the answer: a full fleet answers 503. A create from a
 // snapshot goes to the snapshot's node, one that mounts volumes stays on
 // this node.
@@ -304,7 +306,7 @@ func (f *fleetRouter) place(w http.ResponseWriter, r *http.Request) {
 		// which is not recorded: the node asked is the best guess.
 		cands = []*store.Node{{ID: f.self}}
 	default:
-		cands, err = f.candidates(r.Context())
+		cands, err = f.candidates(r.Context(), req.TemplateID)
 		if err != nil || len(cands) == 0 {
 			if err != nil {
 				f.log.Warn("placement: no node list; creating here", "err", err)
@@ -383,9 +385,9 @@ func (f *fleetRouter) runRemote(r *http.Request, body []byte, n *store.Node) *bu
 	return out
 }
 
-// candidates returns the live nodes that take creates, the better of two
-// random ones first, then the rest by free memory.
-func (f *fleetRouter) candidates(ctx context.Context) ([]*store.Node, error) {
+// candidates returns the live nodes that take creates, in placement order
+// for a create of template tpl (placement.go).
+func (f *fleetRouter) candidates(ctx context.Context, tpl string) ([]*store.Node, error) {
 	live, err := f.liveNodes(ctx)
 	if err != nil {
 		return nil, err
@@ -394,13 +396,13 @@ func (f *fleetRouter) candidates(ctx context.Context) ([]*store.Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := order(live, loads, rand.IntN)
+	out := order(live, loads, tpl, f.k, rand.Perm)
 	if f.log.Enabled(ctx, slog.LevelDebug) {
 		var picks []string
 		for _, n := range out {
-			picks = append(picks, fmt.Sprintf("%s:%dMiB", n.ID, freeMemory(n, loads)>>20))
+			picks = append(picks, fmt.Sprintf("%s:%.3f", n.ID, score(n, loads[n.ID], tpl)))
 		}
-		f.log.Debug("placement", "order", strings.Join(picks, " "))
+		f.log.Debug("placement", "template", tpl, "order", strings.Join(picks, " "))
 	}
 	return out, nil
 }
@@ -414,43 +416,8 @@ func (f *fleetRouter) liveNodes(ctx context.Context) ([]*store.Node, error) {
 	}
 	now := time.Now()
 	return slices.DeleteFunc(nodes, func(n *store.Node) bool {
-		return !n.LeaseUntil.After(now) || (n.Advertise == "" && n.ID != f.self)
+		return !n.LeaseUntil.After(now) || !n.LostAt.IsZero() || (n.Advertise == "" && n.ID != f.self)
 	}), nil
-}
-
-// freeMemory is what a node has left for sandboxes: its memory less the
-// limits of its running and starting sandboxes.
-func freeMemory(n *store.Node, loads map[string]store.NodeLoad) int64 {
-	return n.Machine.MemoryTotalBytes - loads[n.ID].MemoryMB<<20
-}
-
-// order puts nodes in placement order: of two picked at random (intn),
-// the one with more free memory first; then the rest, most free first.
-func order(nodes []*store.Node, loads map[string]store.NodeLoad, intn func(int) int) []*store.Node {
-	if len(nodes) < 2 {
-		return nodes
-	}
-	i := intn(len(nodes))
-	j := intn(len(nodes) - 1)
-	if j >= i {
-		j++
-	}
-	a, b := nodes[i], nodes[j]
-	if freeMemory(b, loads) > freeMemory(a, loads) {
-		a = b
-	}
-	rest := slices.DeleteFunc(slices.Clone(nodes), func(n *store.Node) bool { return n == a })
-	slices.SortStableFunc(rest, func(x, y *store.Node) int {
-		fx, fy := freeMemory(x, loads), freeMemory(y, loads)
-		switch {
-		case fx > fy:
-			return -1
-		case fx < fy:
-			return 1
-		}
-		return 0
-	})
-	return append([]*store.Node{a}, rest...)
 }
 
 // list answers GET /sandboxes and /v2/sandboxes for the whole fleet: each

@@ -39,45 +39,6 @@ func TestCheckFleet(t *testing.T) {
 	}
 }
 
-// TestPlacementOrder checks best of two: of the two picked, the one with
-// more free memory (total less its sandboxes' limits) goes first, the
-// first picked on a tie; the rest follow, most free first.
-func TestPlacementOrder(t *testing.T) {
-	gib := int64(1 << 30)
-	nodes := []*store.Node{
-		{ID: "a", Machine: store.NodeMachine{MemoryTotalBytes: 8 * gib}},
-		{ID: "b", Machine: store.NodeMachine{MemoryTotalBytes: 8 * gib}},
-		{ID: "c", Machine: store.NodeMachine{MemoryTotalBytes: 16 * gib}},
-	}
-	loads := map[string]store.NodeLoad{"a": {MemoryMB: 1024}, "c": {MemoryMB: 12 * 1024}}
-	ids := func(ns []*store.Node) string {
-		var s []string
-		for _, n := range ns {
-			s = append(s, n.ID)
-		}
-		return strings.Join(s, " ")
-	}
-	for _, tc := range []struct {
-		picks []int
-		want  string
-	}{
-		{[]int{0, 0}, "b a c"}, // a and b: b has more free
-		{[]int{2, 0}, "a b c"}, // c (4 GiB free) and a (7)
-		{[]int{2, 1}, "b a c"}, // c and b
-		{[]int{1, 0}, "b a c"},
-	} {
-		i := 0
-		intn := func(n int) int { v := tc.picks[i]; i++; return v }
-		if got := ids(order(nodes, loads, intn)); got != tc.want {
-			t.Errorf("picks %v: %s, want %s", tc.picks, got, tc.want)
-		}
-	}
-	one := nodes[:1]
-	if got := order(one, loads, nil); len(got) != 1 {
-		t.Fatalf("one node: %v", got)
-	}
-}
-
 // TestFleetRouterKey checks the handling of forwarded requests on a real
 // store: a wrong, empty or repeated cluster key is refused; the right one
 // is removed before the local handler serves the request, which is not

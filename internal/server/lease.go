@@ -39,6 +39,9 @@ type nodeLease struct {
 	// declared lost, before the declaration is cleared: it kills the
 	// boxes of the sandboxes the fleet ended meanwhile.
 	rejoin func(ctx context.Context) error
+	// measure, when set, adds to each renewal's machine what the node
+	// holds for placement: its templates and its pooled sandboxes.
+	measure func(ctx context.Context, m *store.NodeMachine)
 }
 
 func newNodeLease(db *store.DB, name, dataDir string, log *slog.Logger) *nodeLease {
@@ -53,6 +56,9 @@ func (l *nodeLease) renew(ctx context.Context) error {
 	now := time.Now().UTC()
 	l.node.RenewedAt, l.node.LeaseUntil = now, now.Add(leaseTTL)
 	l.node.Machine = measureMachine(l.dataDir, &l.cpu)
+	if l.measure != nil {
+		l.measure(ctx, &l.node.Machine)
+	}
 	l.node.ReleasedAt = time.Time{}
 	if err := l.db.RenewNode(ctx, &l.node); err != nil {
 		return err

@@ -117,6 +117,9 @@ type Config struct {
 	// sandboxes to them and places creates (fleet.go). It needs a
 	// Postgres Store and a ClusterKey.
 	Advertise string
+	// PlacementK is how many random live nodes a create compares
+	// (--placement-k); 0 is the default, 2.
+	PlacementK int
 	// ClusterKey authenticates the requests nodes forward to one another.
 	ClusterKey string
 	// ObjectStore, when set, is the s3:// URL of the bucket that templates
@@ -355,11 +358,23 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	protocols.SetHTTP2(true)            // over TLS, by ALPN
 	var root http.Handler = handler{proxy: px, api: apiSrv, log: log, met: met}
 	if cfg.Advertise != "" {
-		root = newFleetRouter(cfg.Node, cfg.ClusterKey, whole, root, px.Route, log)
+		fr := newFleetRouter(cfg.Node, cfg.ClusterKey, whole, root, px.Route, log)
+		if cfg.PlacementK > 0 {
+			fr.k = cfg.PlacementK
+		}
+		root = fr
 	}
 	lease := newNodeLease(whole, cfg.Node, cfg.DataDir, log)
 	lease.node.Advertise = cfg.Advertise
 	lease.rejoin = func(ctx context.Context) error { return killLost(ctx, cfg, whole, mgr, log) }
+	lease.measure = func(ctx context.Context, m *store.NodeMachine) {
+		if infos, err := templates.List(ctx); err == nil {
+			for _, in := range infos {
+				m.Templates = append(m.Templates, in.Name)
+			}
+		}
+		m.Pooled = mgr.WarmReady()
+	}
 	if store.IsPostgres(cfg.Store) {
 		root = fence{lease: lease, next: root, log: log}
 	}

@@ -73,6 +73,11 @@ type NodeMachine struct {
 	HugePageSize     int64  `json:"hugePageSizeBytes"`
 	// Disks are the filesystems that hold the node's data directory.
 	Disks []NodeDisk `json:"disks"`
+	// Templates are the templates the node has on its disk; Pooled, by
+	// template ("" the default one), how many pooled sandboxes its warm
+	// pools hold ready. Placement prefers such nodes.
+	Templates []string       `json:"templates,omitempty"`
+	Pooled    map[string]int `json:"pooled,omitempty"`
 }
 
 // NodeDisk is one filesystem of a node.

@@ -151,6 +151,11 @@ type Server struct {
 	Client *client.Client
 	// Args are extra flags given to sbx serve.
 	Args []string
+	// NetNS, when set, is the network namespace (a name under
+	// /run/netns, see [Netns]) sbx serve runs in: only its network is
+	// the namespace's, its files and mounts are the host's, so that a
+	// restart in the namespace re-adopts the boxes of the last run.
+	NetNS string
 	// Subnet is the sandboxes' --subnet: a random /23 in 10.64.0.0/10
 	// unless Args name one, so that servers running at once never share
 	// addresses (see RandomSubnet).
@@ -166,8 +171,15 @@ type Server struct {
 // ends, checking that it shut down cleanly.
 func Start(t T, args ...string) *Server {
 	t.Helper()
+	return StartIn(t, "", args...)
+}
+
+// StartIn is Start with sbx serve in network namespace netns (none when
+// empty); see [Netns].
+func StartIn(t T, netns string, args ...string) *Server {
+	t.Helper()
 	Require(t)
-	s := &Server{t: t, Bin: Binaries(t), DataDir: t.TempDir(), Args: args, APIKey: NewAPIKey()}
+	s := &Server{t: t, Bin: Binaries(t), DataDir: t.TempDir(), Args: args, APIKey: NewAPIKey(), NetNS: netns}
 	// t.TempDir's directories are private (0700); sandboxes run as
 	// unprivileged host ids and must be able to reach their rootfs below.
 	for _, d := range []string{s.DataDir, filepath.Dir(s.DataDir)} {
@@ -224,6 +236,11 @@ func (s *Server) start() {
 		args[2] = s.Addr // a restart keeps the address clients know
 	}
 	cmd := exec.Command(filepath.Join(s.Bin, "sbx"), args...)
+	if s.NetNS != "" {
+		// nsenter joins the network namespace and execs sbx (same
+		// pid: signals reach it), leaving the mount namespace alone.
+		cmd = exec.Command("nsenter", append([]string{"--net=/run/netns/" + s.NetNS, "--", filepath.Join(s.Bin, "sbx")}, args...)...)
+	}
 	cmd.Env = append(os.Environ(), "SBX_API_KEY="+s.APIKey)
 	// Its own process group, so a test's Ctrl-C does not reach it first.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
