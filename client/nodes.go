@@ -14,8 +14,10 @@ import (
 // prints. Listing nodes needs an admin key.
 type Node struct {
 	ID string `json:"id"`
-	// Status is "ready" while the node's lease holds, "unhealthy" once it
-	// ran out; StatusChangedAt is when it became so.
+	// Status is "ready" while the node's lease holds; "gone" once it
+	// released it on a clean stop; "unhealthy" once it ran out, and
+	// "lost" when the fleet then declared it lost. StatusChangedAt is
+	// when it became so.
 	Status          string    `json:"status"`
 	StatusChangedAt time.Time `json:"statusChangedAt"`
 	// Sandboxes counts the node's running sandboxes, Starting those
@@ -72,4 +74,15 @@ func (c *Client) GetNode(ctx context.Context, id string) (*Node, error) {
 		Version: d.Version, Commit: d.Commit,
 	})
 	return &n, nil
+}
+
+// RemoveNode removes node id's record from the fleet (`sbx node rm`). The
+// server refuses (409) while the node is live or holds sandboxes that are
+// not settled.
+func (c *Client) RemoveNode(ctx context.Context, id string) error {
+	if id == "" {
+		return errNoID
+	}
+	_, err := c.do(ctx, http.MethodDelete, "/nodes/"+url.PathEscape(id), nil, nil, nil)
+	return err
 }

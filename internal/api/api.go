@@ -205,6 +205,7 @@ func (s *Server) routes() {
 	// sbx extensions.
 	m.Handle("GET /nodes", s.admin(s.listNodes))
 	m.Handle("GET /nodes/{nodeID}", s.admin(s.getNode))
+	m.Handle("DELETE /nodes/{nodeID}", s.admin(s.deleteNode))
 	m.Handle("GET /sbx/v1/teams", s.admin(s.listTeamInfos))
 	m.Handle("POST /sbx/v1/teams", s.admin(s.createTeam))
 	m.Handle("GET /sbx/v1/teams/{teamID}", s.admin(s.getTeam))

@@ -17,6 +17,9 @@ type Nodes interface {
 	ListNodes(ctx context.Context) ([]*store.Node, error)
 	GetNode(ctx context.Context, id string) (*store.Node, error)
 	NodeLoads(ctx context.Context) (map[string]store.NodeLoad, error)
+	// DeleteNode removes a node that is not live and holds no sandbox
+	// that is not settled (errdefs.ErrConflict otherwise).
+	DeleteNode(ctx context.Context, id string, now time.Time) error
 }
 
 // clusterID is the clusterID of every node: the nodes sharing one database
@@ -65,11 +68,31 @@ func (s *Server) getNode(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// nodeOut is node n as the API shows it: ready while its lease holds,
-// unhealthy since it ran out.
+// deleteNode serves DELETE /nodes/{nodeID}: `sbx node rm`.
+func (s *Server) deleteNode(w http.ResponseWriter, r *http.Request) error {
+	if s.cfg.Nodes == nil {
+		return errdefs.New(errdefs.ErrNotFound, "node %q not found", r.PathValue("nodeID"))
+	}
+	if err := s.cfg.Nodes.DeleteNode(r.Context(), r.PathValue("nodeID"), time.Now()); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// nodeOut is node n as the API shows it: ready while its lease holds;
+// once it ran out, lost when the fleet declared it so (its sandboxes
+// ended), gone when it released its lease on a clean stop (its sandboxes
+// wait for it), unhealthy until one or the other.
 func (s *Server) nodeOut(n *store.Node, load store.NodeLoad) wire.Node {
 	status, changed := "ready", n.StartedAt
-	if !time.Now().Before(n.LeaseUntil) {
+	switch {
+	case time.Now().Before(n.LeaseUntil) && n.LostAt.IsZero():
+	case !n.LostAt.IsZero():
+		status, changed = "lost", n.LostAt
+	case !n.ReleasedAt.IsZero():
+		status, changed = "gone", n.ReleasedAt
+	default:
 		status, changed = "unhealthy", n.LeaseUntil
 	}
 	m := n.Machine

@@ -89,4 +89,48 @@ func TestNodes(t *testing.T) {
 	if w := ts.do(t, "GET", "/nodes", "e2b_0000000000000000000000000000000000000000", ""); w.Code != http.StatusUnauthorized {
 		t.Errorf("GET /nodes with a wrong key: %d", w.Code)
 	}
+
+	// A node that released its lease is gone; one declared lost, lost.
+	for _, id := range []string{"c", "d"} {
+		if err := ts.db.RenewNode(ctx, &store.Node{ID: id, StartedAt: now.Add(-time.Hour), RenewedAt: now.Add(-time.Minute), LeaseUntil: now.Add(-45 * time.Second)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ts.db.ReleaseNode(ctx, "c", now.Add(-30*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := ts.db.DeclareNodeLost(ctx, "d", "a", now.Add(-45*time.Second), now.Add(-20*time.Second)); !ok || err != nil {
+		t.Fatalf("declare d lost: %v, %v", ok, err)
+	}
+	for id, want := range map[string]string{"a": "ready", "b": "unhealthy", "c": "gone", "d": "lost"} {
+		var d wire.NodeDetail
+		decodeBody(t, ts.do(t, "GET", "/nodes/"+id, ts.adminKey, ""), http.StatusOK, &d)
+		if d.Status != want {
+			t.Errorf("node %s: status %q, want %q", id, d.Status, want)
+		}
+	}
+
+	// DELETE /nodes/{id}: refused for a live node and one holding
+	// sandboxes that are not settled, done for the others.
+	if err := ts.db.PutSandbox(ctx, &store.Sandbox{ID: "s3", Node: "d", State: "running", Template: "base", Runtime: "runc"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		node, key string
+		status    int
+		msg       string
+	}{
+		{"a", ts.adminKey, 409, "node a is live"},
+		{"d", ts.adminKey, 409, "not settled"},
+		{"nope", ts.adminKey, 404, `node "nope" not found`},
+		{"b", ts.plainKey, 403, "this needs an admin API key"},
+	} {
+		wantError(t, ts.do(t, "DELETE", "/nodes/"+tc.node, tc.key, ""), tc.status, tc.msg)
+	}
+	for _, id := range []string{"b", "c"} {
+		if w := ts.do(t, "DELETE", "/nodes/"+id, ts.adminKey, ""); w.Code != http.StatusNoContent {
+			t.Fatalf("DELETE /nodes/%s: %d %s", id, w.Code, w.Body)
+		}
+		wantError(t, ts.do(t, "GET", "/nodes/"+id, ts.adminKey, ""), 404, "not found")
+	}
 }

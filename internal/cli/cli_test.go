@@ -101,6 +101,8 @@ func TestUsage(t *testing.T) {
 		{[]string{"node", "zap"}, 2, "unknown subcommand"},
 		{[]string{"node", "ls", "extra"}, 2, `unexpected argument "extra"`},
 		{[]string{"node", "ls"}, 1, "no API key"},
+		{[]string{"node", "rm"}, 2, "want a node name"},
+		{[]string{"node", "rm", "n2"}, 1, "no API key"},
 		{[]string{"help", "zap"}, 2, "unknown command"},
 		{[]string{"ls"}, 1, "no API key"},
 		{[]string{"--url", "ftp://x", "--api-key", "k", "ls"}, 1, "scheme must be http"},

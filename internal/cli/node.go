@@ -2,14 +2,17 @@ package cli
 
 import "fmt"
 
-// runNode implements `sbx node ls`.
+// runNode implements `sbx node ls` and `sbx node rm`.
 func runNode(e *env, args []string) int {
 	fs := e.flags("node")
 	if len(args) == 0 {
-		return e.usageErr(fs, "want ls")
+		return e.usageErr(fs, "want ls or rm")
+	}
+	if args[0] == "rm" {
+		return runNodeRm(e, args[1:])
 	}
 	if args[0] != "ls" && args[0] != "list" {
-		return e.usageErr(fs, "unknown subcommand %q: want ls", args[0])
+		return e.usageErr(fs, "unknown subcommand %q: want ls or rm", args[0])
 	}
 	asJSON := fs.Bool("json", false, "print the nodes as JSON")
 	pos, code, ok := e.parse(fs, args[1:])
@@ -39,5 +42,29 @@ func runNode(e *env, args []string) int {
 			n.AllocatedMemoryBytes>>20, n.MemoryBytes>>20, n.CPUPercent, n.MemoryUsedBytes>>20, n.Version)
 	}
 	tw.Flush()
+	return exitOK
+}
+
+// runNodeRm implements `sbx node rm NAME...`: removes the records of
+// nodes that are not live and hold no unsettled sandbox.
+func runNodeRm(e *env, args []string) int {
+	fs := e.flags("node rm")
+	pos, code, ok := e.parse(fs, args)
+	if !ok {
+		return code
+	}
+	if len(pos) == 0 {
+		return e.usageErr(fs, "want a node name")
+	}
+	c, err := e.client()
+	if err != nil {
+		return e.fail("node rm", err)
+	}
+	for _, name := range pos {
+		if err := c.RemoveNode(e.ctx, name); err != nil {
+			return e.fail("node rm "+name, err)
+		}
+		fmt.Fprintf(e.stderr, "removed node %s\n", name)
+	}
 	return exitOK
 }

@@ -234,6 +234,7 @@ func TestTeamIsolation(t *testing.T) {
 		"GET /templates/{templateID}/builds/{buildID}/status": {status: forbidden},
 		"GET /nodes":                                          {status: forbidden},
 		"GET /nodes/{nodeID}":                                 {status: forbidden},
+		"DELETE /nodes/{nodeID}":                              {status: forbidden},
 		"GET /sbx/v1/teams":                                   {status: forbidden},
 		"POST /sbx/v1/teams":                                  {status: forbidden, body: map[string]any{"name": "gamma"}},
 		"GET /sbx/v1/teams/{teamID}":                          {status: forbidden},
