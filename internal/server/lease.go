@@ -67,7 +67,11 @@ func (l *nodeLease) renew(ctx context.Context) error {
 	if lost := l.node.LostAt; !lost.IsZero() {
 		l.log.Warn("this node was declared lost while away; killing the boxes of the sandboxes the fleet ended", "node", l.node.ID, "lost_at", lost, "lost_by", l.node.LostBy)
 		if l.rejoin != nil {
-			if err := l.rejoin(ctx); err != nil {
+			// Killing boxes may outlast a renewal's deadline.
+			kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+			err := l.rejoin(kctx)
+			cancel()
+			if err != nil {
 				return fmt.Errorf("settle after loss: %w", err)
 			}
 		}
@@ -97,7 +101,13 @@ func (l *nodeLease) run(ctx context.Context) {
 			l.release()
 			return
 		case <-t.C:
-			if err := l.renew(ctx); err != nil && ctx.Err() == nil {
+			// A renewal that cannot finish before the next is due
+			// (the store unreachable) gives up, so the next one tries
+			// afresh once the store is back.
+			rctx, cancel := context.WithTimeout(ctx, leaseRenew)
+			err := l.renew(rctx)
+			cancel()
+			if err != nil && ctx.Err() == nil {
 				l.log.Warn("renew node lease", "node", l.node.ID, "err", err)
 			}
 		}

@@ -64,7 +64,10 @@ func (w *lossWatch) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := w.scan(ctx); err != nil && ctx.Err() == nil {
+			sctx, cancel := context.WithTimeout(ctx, leaseRenew)
+			err := w.scan(sctx)
+			cancel()
+			if err != nil && ctx.Err() == nil {
 				w.log.Warn("node loss: scan", "err", err)
 			}
 		}

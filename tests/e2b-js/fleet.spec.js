@@ -33,7 +33,10 @@ test('a fleet serves the e2b SDK as one server', { timeout: 240_000 }, async () 
   const nodes = await res.json()
   const holding = nodes.filter((n) => n.sandboxCount > 0)
   console.log(`placement: ${nodes.map((n) => `${n.id} ${n.sandboxCount}`).join(', ')}`)
-  assert.ok(holding.length >= 2, `6 creates landed on ${holding.length} node(s)`)
+  // SBX_FLEET_SPREAD: the nodes the six must land on (a fleet placing
+  // by the best of all its nodes spreads them over every one).
+  const spread = Number(process.env.SBX_FLEET_SPREAD ?? 2)
+  assert.ok(holding.length >= spread, `6 creates landed on ${holding.length} node(s), want ${spread}`)
 
   // The list through one node shows the fleet's.
   const listed = []
