@@ -31,7 +31,7 @@ const netnsPort = "49982"
 // (so that a node whose link is down loses the store too) and one cluster
 // key. It returns the database's unix-socket URL (the test's own way in),
 // the namespaces and the nodes; every node's client uses n1's admin key.
-func startNetnsFleet(t *testing.T, n int, args ...string) (*store.DB, *harness.Netns, []*harness.Server) {
+func startNetnsFleet(t testing.TB, n int, args ...string) (*store.DB, *harness.Netns, []*harness.Server) {
 	dsn := pgtest.Postgres(t)
 	ns := harness.NewNetns(t, n)
 	tcp := ns.Postgres(t, dsn)
@@ -55,7 +55,7 @@ func startNetnsFleet(t *testing.T, n int, args ...string) (*store.DB, *harness.N
 
 // spreadOne creates one sandbox per node through n1 (the fleet placing by
 // the best of all its nodes, --placement-k 3) and returns them by node.
-func spreadOne(t *testing.T, ctx context.Context, db *store.DB, c *client.Client, n int) map[string]*client.Sandbox {
+func spreadOne(t testing.TB, ctx context.Context, db *store.DB, c *client.Client, n int) map[string]*client.Sandbox {
 	t.Helper()
 	by := map[string]*client.Sandbox{}
 	for range n {
@@ -192,7 +192,7 @@ func TestFleetNetns(t *testing.T) {
 
 // awaitFailedEvent waits, polling the events API through c, for sandbox
 // id's failed event, and returns it.
-func awaitFailedEvent(t *testing.T, ctx context.Context, c *client.Client, id string, within time.Duration) client.SandboxEvent {
+func awaitFailedEvent(t testing.TB, ctx context.Context, c *client.Client, id string, within time.Duration) client.SandboxEvent {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
