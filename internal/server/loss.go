@@ -103,7 +103,9 @@ func (w *lossWatch) scan(ctx context.Context) error {
 				n.LostAt = now
 			}
 		}
-		if n.LostAt.IsZero() {
+		if n.LostAt.IsZero() || n.LeaseUntil.After(now) {
+			// Not lost, or back and settling its boxes itself (it
+			// clears the declaration once done): nothing to end.
 			continue
 		}
 		if err := w.settle(ctx, n.ID); err != nil {
