@@ -191,17 +191,21 @@ func TestFleetNetns(t *testing.T) {
 }
 
 // awaitFailedEvent waits, polling the events API through c, for sandbox
-// id's failed event, and returns it.
+// id's failed event, and returns it. It lists the team's failed events:
+// GET /events/sandboxes/{id} on a node that does not own the sandbox
+// answers 404.
 func awaitFailedEvent(t testing.TB, ctx context.Context, c *client.Client, id string, within time.Duration) client.SandboxEvent {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
-		evs, err := c.ListEvents(ctx, &client.EventListOptions{SandboxID: id, Types: []string{wire.EventFailed}})
+		evs, err := c.ListEvents(ctx, &client.EventListOptions{Types: []string{wire.EventFailed}, Limit: 1000})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(evs) > 0 {
-			return evs[0]
+		for _, ev := range evs {
+			if ev.SandboxID == id {
+				return ev
+			}
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("no failed event for %s within %s", id, within)
