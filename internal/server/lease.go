@@ -63,7 +63,8 @@ func (l *nodeLease) renew(ctx context.Context) error {
 	if err := l.db.RenewNode(ctx, &l.node); err != nil {
 		return err
 	}
-	l.renewedOK.Store(now.UnixNano())
+	// A node declared lost stays fenced until it has killed the boxes
+	// of the sandboxes the fleet ended.
 	if lost := l.node.LostAt; !lost.IsZero() {
 		l.log.Warn("this node was declared lost while away; killing the boxes of the sandboxes the fleet ended", "node", l.node.ID, "lost_at", lost, "lost_by", l.node.LostBy)
 		if l.rejoin != nil {
@@ -80,6 +81,7 @@ func (l *nodeLease) renew(ctx context.Context) error {
 		}
 		l.node.LostAt, l.node.LostBy = time.Time{}, ""
 	}
+	l.renewedOK.Store(now.UnixNano())
 	return nil
 }
 

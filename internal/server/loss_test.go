@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"path/filepath"
 	"sync"
@@ -106,5 +107,57 @@ func TestLossWatch(t *testing.T) {
 	killed, err := db.ListEvents(ctx, store.EventFilter{SandboxID: "new2"})
 	if err != nil || len(killed) != 1 || killed[0].Type != wire.EventKilled {
 		t.Fatalf("new2's events: %+v, %v", killed, err)
+	}
+}
+
+// TestLeaseRejoin checks the fence and the return of a node declared
+// lost: fenced after a lease period without a renewal; a renewal that
+// finds the declaration kills the boxes (rejoin) before it clears it and
+// lifts the fence; a failed rejoin leaves both.
+func TestLeaseRejoin(t *testing.T) {
+	ctx := context.Background()
+	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "sbx.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	l := newNodeLease(db, "n1", t.TempDir(), slog.New(slog.DiscardHandler))
+	if l.fenced() {
+		t.Fatal("fenced before the first renewal")
+	}
+	if err := l.renew(ctx); err != nil || l.fenced() {
+		t.Fatalf("renew: %v, fenced %v", err, l.fenced())
+	}
+	l.renewedOK.Store(time.Now().Add(-leaseTTL).UnixNano())
+	if !l.fenced() {
+		t.Fatal("not fenced a lease period after the last renewal")
+	}
+	if ok, err := db.DeclareNodeLost(ctx, "n1", "n2", l.node.LeaseUntil, l.node.LeaseUntil.Add(time.Second)); !ok || err != nil {
+		t.Fatalf("declare n1 lost: %v, %v", ok, err)
+	}
+	fail := true
+	calls := 0
+	l.rejoin = func(context.Context) error {
+		calls++
+		if fail {
+			return errors.New("runtime unavailable")
+		}
+		return nil
+	}
+	if err := l.renew(ctx); err == nil || calls != 1 || !l.fenced() {
+		t.Fatalf("renew with a failing rejoin: %v, %d calls, fenced %v", err, calls, l.fenced())
+	}
+	if n, _ := db.GetNode(ctx, "n1"); n.LostAt.IsZero() {
+		t.Fatal("the declaration cleared though the boxes were not killed")
+	}
+	fail = false
+	if err := l.renew(ctx); err != nil || calls != 2 || l.fenced() {
+		t.Fatalf("renew with rejoin: %v, %d calls, fenced %v", err, calls, l.fenced())
+	}
+	if n, _ := db.GetNode(ctx, "n1"); !n.LostAt.IsZero() {
+		t.Fatalf("declaration not cleared: %+v", n)
+	}
+	if err := l.renew(ctx); err != nil || calls != 2 {
+		t.Fatalf("renew once back: %v, %d calls", err, calls)
 	}
 }
