@@ -9,9 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -365,28 +362,6 @@ func keys[V any](m map[string]V) []string {
 		out = append(out, k)
 	}
 	return out
-}
-
-// TestFleetE2BJavaScriptSDK runs tests/e2b-js/fleet.spec.js, the e2b npm
-// package driving a three-node fleet through its first node.
-func TestFleetE2BJavaScriptSDK(t *testing.T) {
-	dir := filepath.Join(harness.RepoRoot(), "tests", "e2b-js")
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "e2b", "package.json")); err != nil {
-		t.Fatal("the e2b npm package is not installed: run `npm ci` in tests/e2b-js (scripts/test.sh does)")
-	}
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Fatal("node is not installed: run scripts/setup.sh")
-	}
-	_, nodes := startFleet(t, 3)
-	ctx := ctxFor(t, 5*time.Minute)
-	cmd := exec.CommandContext(ctx, "node", "--test", "--test-reporter=spec", "--test-force-exit", "fleet.spec.js")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "SBX_URL="+nodes[0].URL, "SBX_API_KEY="+nodes[0].APIKey)
-	out, err := cmd.CombinedOutput()
-	t.Logf("node --test fleet.spec.js output:\n%s", out)
-	if err != nil {
-		t.Fatalf("fleet.spec.js failed: %v", err)
-	}
 }
 
 // TestFleetFull checks placement past a full node: with room for one
