@@ -15,7 +15,7 @@ import (
 	"github.com/sbxdev/sbx/internal/store"
 )
 
-// Node loss. Every node of a shared store watches the others' leases
+// Node loss. Every fleet node (--advertise) watches the other fleet nodes' leases
 // (lossWatch): a node whose lease lapsed without a release (a clean stop
 // releases it: that node is gone, and its boxes wait for it) is declared
 // lost with a compare-and-set on the lease it was seen holding, so that of
@@ -90,7 +90,10 @@ func (w *lossWatch) scan(ctx context.Context) error {
 	}
 	now := w.now()
 	for _, n := range nodes {
-		if n.ID == w.self {
+		if n.ID == w.self || n.Advertise == "" {
+			// A node outside the fleet (no --advertise) serves its
+			// own sandboxes only: no other node can stand in for it,
+			// and its boxes outlive a crash for its restart.
 			continue
 		}
 		if n.LostAt.IsZero() && n.ReleasedAt.IsZero() && n.LeaseUntil.Before(now) {

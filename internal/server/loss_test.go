@@ -28,8 +28,8 @@ func (s *sink) Stored(ev *store.Event) { s.mu.Lock(); s.evs = append(s.evs, ev);
 // TestLossWatch checks that a node whose lease lapsed is declared lost
 // and its sandboxes settled (running failed with the reason, pending
 // killed, persistent and paused left), with their events; that a node
-// which released its lease, and a watcher that is itself fenced, declare
-// nothing.
+// which released its lease, one outside the fleet (no advertise URL), and
+// a watcher that is itself fenced, declare nothing.
 func TestLossWatch(t *testing.T) {
 	ctx := context.Background()
 	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "sbx.db"))
@@ -42,7 +42,11 @@ func TestLossWatch(t *testing.T) {
 		{ID: "n1", StartedAt: now, RenewedAt: now, LeaseUntil: now.Add(leaseTTL)},
 		{ID: "n2", StartedAt: now, RenewedAt: now.Add(-20 * time.Second), LeaseUntil: now.Add(-5 * time.Second)},
 		{ID: "n3", StartedAt: now, RenewedAt: now.Add(-20 * time.Second), LeaseUntil: now.Add(-5 * time.Second)},
+		{ID: "solo", StartedAt: now, RenewedAt: now.Add(-20 * time.Second), LeaseUntil: now.Add(-5 * time.Second)},
 	} {
+		if n.ID != "solo" {
+			n.Advertise = "http://10.0.0.1:49982"
+		}
 		if err := db.RenewNode(ctx, n); err != nil {
 			t.Fatal(err)
 		}
@@ -83,6 +87,9 @@ func TestLossWatch(t *testing.T) {
 	}
 	if n, _ := db.GetNode(ctx, "n3"); !n.LostAt.IsZero() {
 		t.Fatalf("n3, released, declared lost: %+v", n)
+	}
+	if n, _ := db.GetNode(ctx, "solo"); !n.LostAt.IsZero() {
+		t.Fatalf("solo, outside the fleet, declared lost: %+v", n)
 	}
 	for id, want := range map[string]store.State{"run2": "failed", "new2": "killed", "keep2": "running", "paused2": "paused", "run3": "running", "run1": "running"} {
 		sb, err := db.GetSandbox(ctx, id)

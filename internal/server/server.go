@@ -375,7 +375,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 		m.Pooled = mgr.WarmReady()
 	}
-	if store.IsPostgres(cfg.Store) {
+	if cfg.Advertise != "" {
 		root = fence{lease: lease, next: root, log: log}
 	}
 	hs := &http.Server{
@@ -414,7 +414,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	leaseDone := make(chan struct{})
 	go func() { defer close(leaseDone); lease.run(leaseCtx) }()
 	defer func() { stopLease(); <-leaseDone }()
-	if store.IsPostgres(cfg.Store) {
+	if cfg.Advertise != "" {
 		lw := &lossWatch{self: cfg.Node, db: whole, lease: lease, events: evs.disp, log: log, now: time.Now}
 		lossDone := make(chan struct{})
 		go func() { defer close(lossDone); lw.run(leaseCtx) }()

@@ -170,9 +170,9 @@ func TestPostgresTwoNodes(t *testing.T) {
 		t.Fatalf("sbx node ls: %d\n%s%s", code, out, errOut)
 	}
 
-	// A node that stops gives its lease up at once.
+	// A node that stops gives its lease up at once: it is gone.
 	s1.Stop()
-	assertNode(t, ctx, s2.Client, "n1", "unhealthy", 1)
+	assertNode(t, ctx, s2.Client, "n1", "gone", 1)
 	s1.StartAgain()
 	assertNode(t, ctx, s2.Client, "n1", "ready", 1)
 	assertListed(t, ctx, s1.Client, map[string]string{a.ID: client.StateRunning})
