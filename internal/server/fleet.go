@@ -71,6 +71,9 @@ type fleetRouter struct {
 	owners ownerCache
 	// k is how many random live nodes placement compares (--placement-k).
 	k int
+	// leaseCheck is how often a request to another node checks that
+	// node's lease (0: lossScan).
+	leaseCheck time.Duration
 }
 
 // ownerCache maps sandbox ids to their node, up to ownerCacheMax ids
@@ -365,7 +368,14 @@ func (f *fleetRouter) runRemote(r *http.Request, body []byte, n *store.Node) *bu
 	}
 	u = u.JoinPath(r.URL.Path)
 	u.RawQuery = r.URL.RawQuery
-	req, err := http.NewRequestWithContext(r.Context(), r.Method, u.String(), bytes.NewReader(body))
+	// A node cut off mid-request answers nothing, and a connection to it
+	// may hang for minutes: the request is given up once the node's lease
+	// lapses (the fleet then ends what it had begun: loss.go), so that a
+	// create moves on to another node.
+	ctx, cancel := context.WithCancelCause(r.Context())
+	defer cancel(nil)
+	go f.watchLease(ctx, cancel, n.ID)
+	req, err := http.NewRequestWithContext(ctx, r.Method, u.String(), bytes.NewReader(body))
 	if err != nil {
 		return unavailable(err)
 	}
@@ -374,6 +384,9 @@ func (f *fleetRouter) runRemote(r *http.Request, body []byte, n *store.Node) *bu
 	req.Header.Set(clusterKeyHeader, string(f.key))
 	resp, err := f.create.Do(req)
 	if err != nil {
+		if c := context.Cause(ctx); c != nil && r.Context().Err() == nil {
+			err = c
+		}
 		return unavailable(err)
 	}
 	defer resp.Body.Close()
@@ -383,6 +396,32 @@ func (f *fleetRouter) runRemote(r *http.Request, body []byte, n *store.Node) *bu
 	}
 	out.header.Del("Content-Length")
 	return out
+}
+
+// errLeaseLapsed cancels a request to a node whose lease lapsed.
+var errLeaseLapsed = errors.New("its lease lapsed during the request")
+
+// watchLease cancels ctx with errLeaseLapsed once node's lease lapses,
+// checking every f.leaseCheck, until ctx ends.
+func (f *fleetRouter) watchLease(ctx context.Context, cancel context.CancelCauseFunc, node string) {
+	every := f.leaseCheck
+	if every == 0 {
+		every = lossScan
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n, err := f.db.GetNode(ctx, node)
+			if (err == nil && !n.LeaseUntil.After(time.Now())) || errors.Is(err, errdefs.ErrNotFound) {
+				cancel(errLeaseLapsed)
+				return
+			}
+		}
+	}
 }
 
 // candidates returns the live nodes that take creates, in placement order

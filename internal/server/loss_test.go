@@ -4,12 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/sbxdev/sbx/internal/proxy"
 	"github.com/sbxdev/sbx/internal/store"
 	"github.com/sbxdev/sbx/wire"
 )
@@ -166,5 +171,61 @@ func TestLeaseRejoin(t *testing.T) {
 	}
 	if err := l.renew(ctx); err != nil || calls != 2 {
 		t.Fatalf("renew once back: %v, %d calls", err, calls)
+	}
+}
+
+// TestPlaceMovesOnFromALapsedNode checks that a create forwarded to a node
+// that stops answering mid-request (cut off: its connection hangs) is
+// given up once that node's lease lapses, and placed on the next node.
+func TestPlaceMovesOnFromALapsedNode(t *testing.T) {
+	ctx := context.Background()
+	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "sbx.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	now := time.Now().UTC()
+	hung := make(chan struct{})
+	far := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The node is cut off: its lease lapses, and it never answers.
+		n2 := &store.Node{ID: "n2", StartedAt: now, RenewedAt: now.Add(-20 * time.Second), LeaseUntil: time.Now().Add(-time.Second), Advertise: "http://" + r.Host}
+		if err := db.RenewNode(context.Background(), n2); err != nil {
+			t.Error(err)
+		}
+		close(hung)
+		io.Copy(io.Discard, r.Body) // so that the server sees the client go
+		select {
+		case <-r.Context().Done():
+		case <-time.After(10 * time.Second):
+		}
+	}))
+	defer far.Close()
+	for _, n := range []*store.Node{
+		{ID: "n1", StartedAt: now, RenewedAt: now, LeaseUntil: now.Add(time.Hour), Machine: store.NodeMachine{CPUCount: 8, Disks: []store.NodeDisk{{UsedBytes: 9, TotalBytes: 10}}}},
+		{ID: "n2", StartedAt: now, RenewedAt: now, LeaseUntil: now.Add(time.Hour), Advertise: far.URL, Machine: store.NodeMachine{CPUCount: 64}},
+	} {
+		if err := db.RenewNode(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	local := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusCreated)
+		io.WriteString(w, "created on n1")
+	})
+	f := newFleetRouter("n1", "the-cluster-key-0123", db, local, func(*http.Request) (proxy.Target, bool) { return proxy.Target{}, false }, slog.New(slog.DiscardHandler))
+	f.leaseCheck = 20 * time.Millisecond
+	w := httptest.NewRecorder()
+	t0 := time.Now()
+	f.ServeHTTP(w, httptest.NewRequest("POST", "/sandboxes", strings.NewReader(`{"templateID":"base"}`)))
+	select {
+	case <-hung:
+	default:
+		t.Fatal("the create did not go to n2, the better node, first")
+	}
+	if w.Code != http.StatusCreated || w.Body.String() != "created on n1" {
+		t.Fatalf("create: %d %q, want it placed on n1", w.Code, w.Body)
+	}
+	if d := time.Since(t0); d > 5*time.Second {
+		t.Fatalf("the create moved on after %s", d)
 	}
 }
