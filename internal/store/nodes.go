@@ -27,6 +27,10 @@ const nodesTable = `CREATE TABLE nodes (
 // empty for a node that takes no forwarded requests (no --advertise).
 const nodesAdvertise = `ALTER TABLE nodes ADD COLUMN advertise TEXT NOT NULL DEFAULT ''`
 
+// nodesDraining adds when a node began draining: 0 for a node that takes
+// placements. Renewals leave it as it is.
+const nodesDraining = `ALTER TABLE nodes ADD COLUMN draining_since BIGINT NOT NULL DEFAULT 0`
+
 // Node is a node's membership record. A node holds a lease that it renews
 // every few seconds; one whose lease has run out (LeaseUntil past) has
 // stopped or lost the database.
@@ -54,6 +58,9 @@ type Node struct {
 	// (ClearNodeLost).
 	LostAt time.Time
 	LostBy string
+	// DrainingSince is when the node began draining (it takes no
+	// placements); zero when it is not draining.
+	DrainingSince time.Time
 }
 
 // NodeMachine is a node's host as measured by the node, stored as JSON so
@@ -91,6 +98,8 @@ type NodeDisk struct {
 
 const nodeColumns = `id, started_at, renewed_at, lease_until, version, commit_id, machine, advertise, released_at, lost_at, lost_by`
 
+const nodeReadColumns = nodeColumns + `, draining_since`
+
 // RenewNode writes node n's record, creating it on its first renewal.
 func (s *DB) RenewNode(ctx context.Context, n *Node) error {
 	machine, _ := json.Marshal(n.Machine)
@@ -113,13 +122,14 @@ func (s *DB) RenewNode(ctx context.Context, n *Node) error {
 
 func scanNode(row interface{ Scan(...any) error }) (*Node, error) {
 	var n Node
-	var started, renewed, until, released, lost int64
+	var started, renewed, until, released, lost, draining int64
 	var machine string
-	if err := row.Scan(&n.ID, &started, &renewed, &until, &n.Version, &n.Commit, &machine, &n.Advertise, &released, &lost, &n.LostBy); err != nil {
+	if err := row.Scan(&n.ID, &started, &renewed, &until, &n.Version, &n.Commit, &machine, &n.Advertise, &released, &lost, &n.LostBy, &draining); err != nil {
 		return nil, err
 	}
 	n.StartedAt, n.RenewedAt, n.LeaseUntil = timeOrZero(started), timeOrZero(renewed), timeOrZero(until)
 	n.ReleasedAt, n.LostAt = timeOrZero(released), timeOrZero(lost)
+	n.DrainingSince = timeOrZero(draining)
 	if err := json.Unmarshal([]byte(machine), &n.Machine); err != nil {
 		return nil, fmt.Errorf("node %s machine: %w", n.ID, err)
 	}
@@ -129,7 +139,7 @@ func scanNode(row interface{ Scan(...any) error }) (*Node, error) {
 // GetNode returns node id's record, or an error wrapping
 // errdefs.ErrNotFound.
 func (s *DB) GetNode(ctx context.Context, id string) (*Node, error) {
-	n, err := scanNode(s.db.QueryRowContext(ctx, `SELECT `+nodeColumns+` FROM nodes WHERE id = ?`, id))
+	n, err := scanNode(s.db.QueryRowContext(ctx, `SELECT `+nodeReadColumns+` FROM nodes WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, errdefs.New(errdefs.ErrNotFound, "node %q not found", id)
 	}
@@ -141,7 +151,7 @@ func (s *DB) GetNode(ctx context.Context, id string) (*Node, error) {
 
 // ListNodes returns every node's record, by id.
 func (s *DB) ListNodes(ctx context.Context) ([]*Node, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+nodeColumns+` FROM nodes ORDER BY id`)
+	rows, err := s.db.QueryContext(ctx, `SELECT `+nodeReadColumns+` FROM nodes ORDER BY id`)
 	if err != nil {
 		return nil, fmt.Errorf("list nodes: %w", err)
 	}
@@ -155,6 +165,22 @@ func (s *DB) ListNodes(ctx context.Context) ([]*Node, error) {
 		out = append(out, n)
 	}
 	return out, rows.Err()
+}
+
+// SetNodeDraining marks node id as draining since at (it takes no more
+// placements), or, with a zero at, as taking them again. A node with no
+// record is errdefs.ErrNotFound.
+func (s *DB) SetNodeDraining(ctx context.Context, id string, at time.Time) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE nodes SET draining_since = ? WHERE id = ?`, unixOrZero(at), id)
+	if err != nil {
+		return fmt.Errorf("set node %s draining: %w", id, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("set node %s draining: %w", id, err)
+	} else if n == 0 {
+		return errdefs.New(errdefs.ErrNotFound, "node %q not found", id)
+	}
+	return nil
 }
 
 // NodeLoad is what one node's sandboxes hold.

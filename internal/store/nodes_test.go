@@ -67,3 +67,67 @@ func TestNodes(t *testing.T) {
 		}
 	})
 }
+
+// TestNodeDrainingAndMove: a node's draining mark survives its renewals and
+// comes off again; a sandbox moves between nodes by a compare-and-set on
+// its version and node, so of two nodes taking it one wins.
+func TestNodeDrainingAndMove(t *testing.T) {
+	eachEngine(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		db := open(t, dsn)
+		t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+		n := &Node{ID: "a", StartedAt: t0, RenewedAt: t0, LeaseUntil: t0.Add(15 * time.Second)}
+		if err := db.RenewNode(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.SetNodeDraining(ctx, "a", t0.Add(time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.RenewNode(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := db.GetNode(ctx, "a"); err != nil || !got.DrainingSince.Equal(t0.Add(time.Second)) {
+			t.Fatalf("after drain and renewal: %+v, %v", got, err)
+		}
+		if err := db.SetNodeDraining(ctx, "a", time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := db.GetNode(ctx, "a"); err != nil || !got.DrainingSince.IsZero() {
+			t.Fatalf("after undrain: %+v, %v", got, err)
+		}
+		if err := db.SetNodeDraining(ctx, "nope", t0); !errors.Is(err, errdefs.ErrNotFound) {
+			t.Fatalf("drain of an unknown node: %v", err)
+		}
+
+		a := db.ForNode("a")
+		sb := &Sandbox{ID: "m1", Template: "base", Runtime: "runc", State: "paused"}
+		if err := a.PutSandbox(ctx, sb); err != nil {
+			t.Fatal(err)
+		}
+		rb, err := db.ForNode("b").GetSandbox(ctx, "m1")
+		if store := db.ForNode("b"); store.scoped() {
+			if err == nil {
+				t.Fatal("node b's view sees node a's sandbox")
+			}
+			rb, err = db.GetSandbox(ctx, "m1")
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc := *rb
+		rb.Life.PauseKind = "filesystem"
+		if err := db.ForNode("b").MoveSandbox(ctx, rb, "b"); err != nil || rb.Node != "b" {
+			t.Fatalf("move to b: %v (node %q)", err, rb.Node)
+		}
+		if err := db.ForNode("c").MoveSandbox(ctx, &rc, "c"); !errors.Is(err, ErrStale) || !errors.Is(err, errdefs.ErrConflict) {
+			t.Fatalf("second move from the same read: %v, want a stale conflict", err)
+		}
+		got, err := db.GetSandbox(ctx, "m1")
+		if err != nil || got.Node != "b" || got.Life.PauseKind != "filesystem" || got.Version != rb.Version {
+			t.Fatalf("after the move: %+v, %v", got, err)
+		}
+		if err := db.MoveSandbox(ctx, &Sandbox{ID: "gone"}, "b"); !errors.Is(err, errdefs.ErrNotFound) {
+			t.Fatalf("move of a missing sandbox: %v", err)
+		}
+	})
+}

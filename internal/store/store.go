@@ -172,6 +172,8 @@ var migrations = []string{
 	// Node loss: a clean stop's release, and a lapsed node declared lost
 	// (nodeloss.go).
 	nodesLoss[0], nodesLoss[1], nodesLoss[2],
+	// When each node began draining (nodes.go), 0 when it is not.
+	nodesDraining,
 }
 
 // State is a sandbox's stored state; internal/sandbox defines the values and
@@ -344,6 +346,39 @@ func (s *DB) updateSandbox(ctx context.Context, ex queryer, sb *Sandbox) error {
 		return fmt.Errorf("update sandbox %s at version %d: %w", sb.ID, sb.Version, ErrStale)
 	}
 	sb.Version++
+	return nil
+}
+
+// MoveSandbox records sandbox sb as node to's, storing its lifecycle
+// with it, by a compare-and-set on both its version and its node (sb.Node,
+// the node it is moved from): of two nodes taking one sandbox, exactly one
+// wins, and a sandbox changed since sb was read is not moved (ErrStale). It
+// works on any view, a ForNode one included: the move is the one write a
+// node makes to another node's record.
+func (s *DB) MoveSandbox(ctx context.Context, sb *Sandbox, to string) error {
+	life, _ := json.Marshal(sb.Life)
+	res, err := s.db.ExecContext(ctx, `UPDATE sandboxes SET node = ?, lifecycle = ?, version = version + 1
+		WHERE id = ? AND version = ? AND node = ?`, to, string(life), sb.ID, sb.Version, sb.Node)
+	if err != nil {
+		return fmt.Errorf("move sandbox %s to node %s: %w", sb.ID, to, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("move sandbox %s to node %s: %w", sb.ID, to, err)
+	}
+	if n == 0 {
+		var one int
+		err := s.db.QueryRowContext(ctx, `SELECT 1 FROM sandboxes WHERE id = ?`, sb.ID).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return errdefs.New(errdefs.ErrNotFound, "sandbox %q not found", sb.ID)
+		}
+		if err != nil {
+			return fmt.Errorf("move sandbox %s: %w", sb.ID, err)
+		}
+		return fmt.Errorf("move sandbox %s from node %s at version %d: %w", sb.ID, sb.Node, sb.Version, ErrStale)
+	}
+	sb.Version++
+	sb.Node = to
 	return nil
 }
 
