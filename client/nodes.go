@@ -86,3 +86,28 @@ func (c *Client) RemoveNode(ctx context.Context, id string) error {
 	_, err := c.do(ctx, http.MethodDelete, "/nodes/"+url.PathEscape(id), nil, nil, nil)
 	return err
 }
+
+// DrainNode drains node id and waits until it is done: the node takes no
+// more placements, its persistent sandboxes move to other nodes (paused
+// there if they were paused, running if they ran) and its ephemeral ones
+// are left to end at their timeout. It returns what became of each.
+func (c *Client) DrainNode(ctx context.Context, id string) (*wire.NodeDrain, error) {
+	if id == "" {
+		return nil, errNoID
+	}
+	var out wire.NodeDrain
+	if _, err := c.do(ctx, http.MethodPost, "/nodes/"+url.PathEscape(id)+"/drain", nil, struct{}{}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// SetNodeStatus sets node id's status: "draining" (a drain in the
+// background) or "ready" (it takes placements again).
+func (c *Client) SetNodeStatus(ctx context.Context, id, status string) error {
+	if id == "" {
+		return errNoID
+	}
+	_, err := c.do(ctx, http.MethodPost, "/nodes/"+url.PathEscape(id), nil, wire.NodeStatusChange{Status: status}, nil)
+	return err
+}

@@ -55,6 +55,9 @@ type Config struct {
 	Builtins Builtins
 	// Nodes is the fleet's membership (GET /nodes); nil lists none.
 	Nodes Nodes
+	// Drainer drains nodes (POST /nodes/{nodeID}[/drain]); nil refuses
+	// those routes (409).
+	Drainer Drainer
 	// Events holds lifecycle events, webhooks and the audit log; nil
 	// answers their routes with 409 and records no audit.
 	Events EventStore
@@ -206,6 +209,8 @@ func (s *Server) routes() {
 	m.Handle("GET /nodes", s.admin(s.listNodes))
 	m.Handle("GET /nodes/{nodeID}", s.admin(s.getNode))
 	m.Handle("DELETE /nodes/{nodeID}", s.admin(s.deleteNode))
+	m.Handle("POST /nodes/{nodeID}", s.admin(s.setNodeStatus))
+	m.Handle("POST /nodes/{nodeID}/drain", s.admin(s.drainNode))
 	m.Handle("GET /sbx/v1/teams", s.admin(s.listTeamInfos))
 	m.Handle("POST /sbx/v1/teams", s.admin(s.createTeam))
 	m.Handle("GET /sbx/v1/teams/{teamID}", s.admin(s.getTeam))

@@ -22,6 +22,18 @@ type Nodes interface {
 	DeleteNode(ctx context.Context, id string, now time.Time) error
 }
 
+// Drainer drains this node of the fleet (internal/server). A request for
+// another node reaches this one only where the fleet could not forward it
+// there: it is refused.
+type Drainer interface {
+	// Drain marks node draining and moves its sandboxes (see
+	// wire.NodeDrain), returning when it is done.
+	Drain(ctx context.Context, node string) (*wire.NodeDrain, error)
+	// SetStatus marks node "draining" (and starts a drain in the
+	// background) or "ready".
+	SetStatus(ctx context.Context, node, status string) error
+}
+
 // clusterID is the clusterID of every node: the nodes sharing one database
 // are one cluster, and sbx has no other.
 const clusterID = "00000000-0000-0000-0000-000000000000"
@@ -80,14 +92,59 @@ func (s *Server) deleteNode(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// nodeOut is node n as the API shows it: ready while its lease holds;
-// once it ran out, lost when the fleet declared it so (its sandboxes
-// ended), gone when it released its lease on a clean stop (its sandboxes
-// wait for it), unhealthy until one or the other.
+// drainNode answers POST /nodes/{nodeID}/drain (sbx's own): the drain,
+// once done.
+func (s *Server) drainNode(w http.ResponseWriter, r *http.Request) error {
+	if s.cfg.Drainer == nil {
+		return errdefs.New(errdefs.ErrConflict, "this server is not a node of a fleet (--advertise): there is nowhere to drain node %q to", r.PathValue("nodeID"))
+	}
+	res, err := s.cfg.Drainer.Drain(r.Context(), r.PathValue("nodeID"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+// setNodeStatus answers the spec's POST /nodes/{nodeID}: "draining"
+// starts a drain, "ready" ends one; the spec's other statuses are the
+// fleet's to report, not a client's to set.
+func (s *Server) setNodeStatus(w http.ResponseWriter, r *http.Request) error {
+	var body wire.NodeStatusChange
+	if err := decode(w, r, &body, false); err != nil {
+		return err
+	}
+	if body.ClusterID != "" && body.ClusterID != clusterID {
+		return errdefs.New(errdefs.ErrNotFound, "cluster %q not found", body.ClusterID)
+	}
+	switch body.Status {
+	case "draining", "ready":
+	case "connecting", "unhealthy", "standby":
+		return errdefs.New(errdefs.ErrInvalidArgument, "status %q is reported by the fleet, not set: want draining or ready", body.Status)
+	default:
+		return errdefs.New(errdefs.ErrInvalidArgument, "invalid status %q: want draining or ready", body.Status)
+	}
+	if s.cfg.Drainer == nil {
+		return errdefs.New(errdefs.ErrConflict, "this server is not a node of a fleet (--advertise): node %q has no status to change", r.PathValue("nodeID"))
+	}
+	if err := s.cfg.Drainer.SetStatus(r.Context(), r.PathValue("nodeID"), body.Status); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// nodeOut is node n as the API shows it: ready while its lease holds
+// (draining once marked so); once it ran out, lost when the fleet declared
+// it so (its sandboxes ended), gone when it released its lease on a clean
+// stop (its sandboxes wait for it), unhealthy until one or the other.
 func (s *Server) nodeOut(n *store.Node, load store.NodeLoad) wire.Node {
 	status, changed := "ready", n.StartedAt
 	switch {
 	case time.Now().Before(n.LeaseUntil) && n.LostAt.IsZero():
+		if !n.DrainingSince.IsZero() {
+			status, changed = "draining", n.DrainingSince
+		}
 	case !n.LostAt.IsZero():
 		status, changed = "lost", n.LostAt
 	case !n.ReleasedAt.IsZero():

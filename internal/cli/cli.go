@@ -96,7 +96,7 @@ func commands() []command {
 		{"volume", "create NAME [--size-mb N] [--json] | ls [--json] | rm NAME|ID... | cp LOCAL VOLUME:PATH | VOLUME:PATH LOCAL|-", "create, list, delete volumes; copy files into or out of them", runVolume},
 		{"key", "create [--name N] [--team T] [--role admin|member] [--json] | ls [--json] | rm ID", "manage API keys", runKey},
 		{"team", "create NAME [LIMITS] [--json] | ls [--json] | set ID|NAME [LIMITS] | rm ID|NAME...", "manage teams and their quotas (admin key)", runTeam},
-		{"node", "ls [--json] | rm NAME...", "list the nodes sharing the server's database, or remove a stopped or lost one (admin key)", runNode},
+		{"node", "ls [--json] | rm NAME... | drain NAME [--json] | ready NAME", "list the nodes sharing the server's database; remove a stopped or lost one, drain one (its persistent sandboxes move to others) or have it take placements again (admin key)", runNode},
 		{"audit", "[--since D] [--key ID] [--object ID] [--limit N] [--json]", "show the audit log (admin key)", runAudit},
 		{"usage", "[--team T] [--since D|DAY] [--until D|DAY] [--by sandbox|day] [--json|--csv]", "show what the team's sandboxes used (metering)", runUsage},
 		{"serve", "[flags]", "run the sbx server", func(e *env, args []string) int { return runServe(e.ctx, args) }},

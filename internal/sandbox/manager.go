@@ -172,6 +172,13 @@ type Config struct {
 	// Volumes resolves the volumes creates mount; nil refuses creates
 	// that mount any.
 	Volumes Volumes
+	// Remote, when not nil, is the object store snapshots and paused
+	// sandboxes are copied to (remote.go); Fleet, the whole store of the
+	// nodes sharing it, through which a node finds and takes over other
+	// nodes' snapshots and paused sandboxes. Either without the other does
+	// nothing.
+	Remote Remote
+	Fleet  Fleet
 }
 
 // Hooks are what the Manager tells the data plane (the proxy) and asks of
@@ -255,6 +262,8 @@ type Manager struct {
 	// warmTpl are the per-template pools, by template name
 	// (warm_template.go).
 	warmTpl map[string]*warmPool
+	// remote is the object store tier; nil without one.
+	remote *remoteTier
 }
 
 // New returns a Manager. Call Reconcile before serving requests.
@@ -291,6 +300,10 @@ func New(cfg Config, templates Templates, db *store.DB, logger *slog.Logger) (*M
 	m.snaps = &Snapshots{
 		dataDir: cfg.DataDir, db: db, templates: templates, log: logger,
 		maxFork: m.cfg.MaxFork, tplMu: &m.tpl.mu, sandboxes: m,
+	}
+	if cfg.Remote != nil && cfg.Fleet != nil {
+		m.remote = &remoteTier{r: cfg.Remote, tmp: filepath.Join(cfg.DataDir, "objstore-tmp"), log: logger}
+		m.snaps.remote, m.snaps.fleet, m.snaps.shift = m.remote, cfg.Fleet, m.shift()
 	}
 	if cfg.WarmPool.Max > 0 || cfg.WarmPool.Min > 0 {
 		m.warm = newWarmPool(cfg.WarmPool, m.startWarm, m.discardWarm, m.memoryUsage, logger)
@@ -993,6 +1006,9 @@ func (m *Manager) Kill(ctx context.Context, id string) error {
 	m.release(cctx, sb)
 	if err := m.db.DeleteSandbox(cctx, id); err != nil {
 		return err
+	}
+	if !sb.Life.PausedAt.IsZero() {
+		m.dropPublished(cctx, id)
 	}
 	m.forget(id)
 	m.log.Info("sandbox killed", "sandbox_id", id)

@@ -174,6 +174,13 @@ func (m *Manager) pauseLocked(ctx context.Context, sb *store.Sandbox, kind strin
 		return err
 	}
 	log.Info("sandbox paused", "took", time.Since(t0))
+	if m.remote != nil {
+		// Before the answer: a node stopped right after the pause must
+		// not take the only copy with it.
+		if err := m.publishPaused(cctx, sb); err != nil {
+			log.Error("uploading the paused sandbox to the object store failed; only this node can resume it", "err", err)
+		}
+	}
 	return nil
 }
 

@@ -71,6 +71,14 @@ type Snapshots struct {
 
 	// mu serialises snapshot creation against snapshot removal.
 	mu sync.Mutex
+
+	// remote and fleet, when set, are the object store snapshots are
+	// copied to and the fleet's store other nodes' snapshots are found in
+	// (remote.go); shift is the owners' shift of snapshot layers.
+	remote  *remoteTier
+	fleet   Fleet
+	shift   uint32
+	fetchMu sync.Mutex
 }
 
 // snapshotStore is what Snapshots keeps in the store (*store.DB).
@@ -126,6 +134,10 @@ func (s *Snapshots) resolveTemplate(ctx context.Context, name string) (Template,
 func (s *Snapshots) resolveDepth(ctx context.Context, name string, depth int) (Template, error) {
 	{
 		sn, err := s.db.GetSnapshot(ctx, name)
+		if errors.Is(err, errdefs.ErrNotFound) {
+			// Another node's, in the object store.
+			sn, err = s.fetchRemote(ctx, name)
+		}
 		if err == nil {
 			if sn.State != "ready" {
 				return Template{}, errdefs.New(errdefs.ErrNotFound, "snapshot %q not found", name)
@@ -230,6 +242,13 @@ func (s *Snapshots) Take(ctx context.Context, id string, opts SnapshotOptions) (
 	sn.State = "ready"
 	if err := s.db.PutSnapshot(cctx, sn); err != nil {
 		return nil, err
+	}
+	if s.remote != nil && !opts.internal {
+		// Before the answer, so that a create from it on any node right
+		// after finds it. A failure leaves it usable on this node only.
+		if err := s.publish(cctx, sn); err != nil {
+			log.Error("publishing the snapshot to the object store failed; only this node can use it", "err", err)
+		}
 	}
 	log.Info("snapshot taken", "took", time.Since(t0), "frozen", frozen, "bytes", sn.SizeBytes)
 	if !opts.internal {
@@ -406,7 +425,11 @@ func (s *Snapshots) Delete(ctx context.Context, ref string) error {
 }
 
 func (s *Snapshots) deleteLocked(ctx context.Context, sn *store.Snapshot) error {
-	n, err := s.db.CountSandboxesByTemplate(ctx, sn.ID)
+	counter := snapshotCounter(s.db)
+	if s.fleet != nil {
+		counter = s.fleet // sandboxes of other nodes stand on it too
+	}
+	n, err := counter.CountSandboxesByTemplate(ctx, sn.ID)
 	if err != nil {
 		return err
 	}
@@ -422,6 +445,7 @@ func (s *Snapshots) deleteLocked(ctx context.Context, sn *store.Snapshot) error 
 	if err := s.db.DeleteSnapshot(ctx, sn.ID); err != nil {
 		return err
 	}
+	s.unpublish(ctx, sn.ID)
 	if err := os.RemoveAll(s.dir(sn.ID)); err != nil {
 		s.log.Error("remove snapshot dir", "snapshot_id", sn.ID, "err", err)
 	}
@@ -535,7 +559,7 @@ func (s *Snapshots) reconcile(ctx context.Context) error {
 		return err
 	}
 	for _, e := range entries {
-		if !known[e.Name()] {
+		if !known[e.Name()] && !s.fetched(ctx, e.Name()) {
 			if err := os.RemoveAll(filepath.Join(s.dataDir, snapshotsDir, e.Name())); err != nil {
 				s.log.Error("remove stray snapshot dir", "path", e.Name(), "err", err)
 			}
@@ -549,6 +573,22 @@ func (s *Snapshots) reconcile(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// snapshotCounter counts the sandboxes standing on a snapshot.
+type snapshotCounter interface {
+	CountSandboxesByTemplate(ctx context.Context, name string) (int, error)
+}
+
+// fetched reports whether directory name of the snapshots directory is
+// another node's snapshot, fetched from the object store: it stays while
+// the fleet has the snapshot.
+func (s *Snapshots) fetched(ctx context.Context, name string) bool {
+	if s.fleet == nil {
+		return false
+	}
+	sn, err := s.fleet.GetSnapshot(ctx, name)
+	return err == nil && sn.ID == name && sn.State == "ready"
 }
 
 // statBlocks is the disk space a file takes (its allocated blocks).

@@ -23,6 +23,7 @@ import (
 	"github.com/sbxdev/sbx/internal/errdefs"
 	"github.com/sbxdev/sbx/internal/errhttp"
 	"github.com/sbxdev/sbx/internal/proxy"
+	"github.com/sbxdev/sbx/internal/sandbox"
 	"github.com/sbxdev/sbx/internal/store"
 )
 
@@ -66,39 +67,68 @@ type fleetRouter struct {
 	rp    *httputil.ReverseProxy
 	// create carries forwarded creates (whole answers, not streams).
 	create *http.Client
-	// owners caches the node of sandboxes found in the store: a sandbox
-	// never moves, so an entry stays true for the sandbox's life.
+	// owners caches the node of sandboxes found in the store, for a
+	// moment: a sandbox moves only when another node takes it over.
 	owners ownerCache
 	// k is how many random live nodes placement compares (--placement-k).
 	k int
 	// leaseCheck is how often a request to another node checks that
 	// node's lease (0: lossScan).
 	leaseCheck time.Duration
+
+	// boxes takes sandboxes over from other nodes through the object
+	// store; nil without one (--object-store).
+	boxes fleetBoxes
+	// authorize reports whether request r carries an API key of team.
+	authorize func(r *http.Request, team string) bool
+}
+
+// fleetBoxes is what the router needs of this node's Manager to take
+// paused sandboxes over from other nodes (*sandbox.Manager, with its
+// snapshots).
+type fleetBoxes interface {
+	Adopt(ctx context.Context, id string) (*store.Sandbox, error)
+	Resume(ctx context.Context, id string, opts sandbox.ResumeOptions) (*store.Sandbox, bool, error)
+	// SnapshotPublished reports whether snapshot id is in the object
+	// store, so that any node can make sandboxes from it.
+	SnapshotPublished(ctx context.Context, id string) (bool, error)
 }
 
 // ownerCache maps sandbox ids to their node, up to ownerCacheMax ids
-// (emptied when full).
+// (emptied when full), each for ownerTTL: a sandbox another node took
+// over is found there within that time.
 type ownerCache struct {
 	mu sync.Mutex
-	m  map[string]string
+	m  map[string]ownerEntry
 }
 
-const ownerCacheMax = 1 << 16
+type ownerEntry struct {
+	node string
+	at   time.Time
+}
+
+const (
+	ownerCacheMax = 1 << 16
+	ownerTTL      = 2 * time.Second
+)
 
 func (c *ownerCache) get(id string) (string, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	n, ok := c.m[id]
-	return n, ok
+	e, ok := c.m[id]
+	if !ok || time.Since(e.at) > ownerTTL {
+		return "", false
+	}
+	return e.node, true
 }
 
 func (c *ownerCache) put(id, node string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil || len(c.m) >= ownerCacheMax {
-		c.m = map[string]string{}
+		c.m = map[string]ownerEntry{}
 	}
-	c.m[id] = node
+	c.m[id] = ownerEntry{node, time.Now()}
 }
 
 // ownerOf returns the node holding sandbox id; "" for an unknown id (or
@@ -182,11 +212,26 @@ func (f *fleetRouter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// Forwarded by another node: this one serves it, and the key
 		// goes no further (not to the sandbox, not to another node).
 		r.Header.Del(clusterKeyHeader)
+		if strings.HasPrefix(r.URL.Path, "/fleet/") {
+			f.internal(w, r)
+			return
+		}
 		f.local.ServeHTTP(w, r)
 		return
 	}
+	if node := nodeOf(r); node != "" && node != f.self {
+		// A node's status and drain are the node's to change (an unknown
+		// node is the API's to refuse).
+		if _, err := f.db.GetNode(r.Context(), node); err == nil {
+			f.forward(w, r, node, "")
+			return
+		}
+	}
 	if id := f.sandboxOf(r); id != "" {
 		if node := f.ownerOf(r.Context(), id); node != "" && node != f.self {
+			if f.takeOver(w, r, node, id) {
+				return
+			}
 			f.forward(w, r, node, id)
 			return
 		}
@@ -212,6 +257,131 @@ func (f *fleetRouter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	f.local.ServeHTTP(w, r)
+}
+
+// nodeOf returns the node of POST /nodes/{nodeID} and POST
+// /nodes/{nodeID}/drain; "" for any other request.
+func nodeOf(r *http.Request) string {
+	if r.Method != http.MethodPost {
+		return ""
+	}
+	rest, ok := strings.CutPrefix(r.URL.Path, "/nodes/")
+	if !ok {
+		return ""
+	}
+	id, sub, _ := strings.Cut(rest, "/")
+	if sub != "" && sub != "drain" {
+		return ""
+	}
+	return id
+}
+
+// takeOver serves a resume (or connect) of paused sandbox id whose node is
+// down by taking the sandbox over here from the object store, and reports
+// whether it answered. The caller's API key must be of the sandbox's
+// team: nothing moves for a request that would be refused.
+func (f *fleetRouter) takeOver(w http.ResponseWriter, r *http.Request, node, id string) bool {
+	if f.boxes == nil || r.Method != http.MethodPost {
+		return false
+	}
+	p := strings.TrimPrefix(r.URL.Path, "/v2")
+	if p != "/sandboxes/"+id+"/resume" && p != "/sandboxes/"+id+"/connect" {
+		return false
+	}
+	if _, err := f.nodeURL(r.Context(), node); err == nil || !errors.Is(err, errdefs.ErrUnavailable) {
+		return false // the owner answers for it
+	}
+	sb, err := f.db.GetSandbox(r.Context(), id)
+	if err != nil || sb.State != "paused" || f.authorize == nil || !f.authorize(r, sb.Team) {
+		return false // the owner's 503, or the local refusal
+	}
+	if _, err := f.boxes.Adopt(r.Context(), id); err != nil {
+		errhttp.Write(w, r, f.log, fmt.Errorf("sandbox %s: its node %s is down, and it could not be taken over: %w", id, node, err))
+		return true
+	}
+	f.owners.put(id, f.self)
+	f.log.Info("fleet: took over a paused sandbox of a node that is down", "sandbox_id", id, "node", node)
+	f.local.ServeHTTP(w, r)
+	return true
+}
+
+// adoptRequest is the body of POST /fleet/adopt/{id}, one node asking
+// another to take sandbox id over.
+type adoptRequest struct {
+	// Resume runs the sandbox once taken over, to live TimeoutMs (0: no
+	// limit).
+	Resume    bool  `json:"resume"`
+	TimeoutMs int64 `json:"timeoutMs"`
+}
+
+// adoptAnswer is its answer.
+type adoptAnswer struct {
+	Node  string `json:"node"`
+	State string `json:"state"`
+}
+
+// internal serves the node-to-node routes, which only requests carrying
+// the cluster key reach: POST /fleet/adopt/{id}.
+func (f *fleetRouter) internal(w http.ResponseWriter, r *http.Request) {
+	id, ok := strings.CutPrefix(r.URL.Path, "/fleet/adopt/")
+	if !ok || r.Method != http.MethodPost || id == "" || strings.Contains(id, "/") {
+		errhttp.Write(w, r, f.log, errdefs.New(errdefs.ErrNotFound, "no route for %s %s", r.Method, r.URL.Path))
+		return
+	}
+	if f.boxes == nil {
+		errhttp.Write(w, r, f.log, errdefs.New(errdefs.ErrFailedPrecondition, "node %s has no object store to take sandbox %s over through", f.self, id))
+		return
+	}
+	var req adoptRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil || req.TimeoutMs < 0 {
+		errhttp.Write(w, r, f.log, errdefs.New(errdefs.ErrInvalidArgument, "bad take-over request"))
+		return
+	}
+	sb, err := f.boxes.Adopt(r.Context(), id)
+	if err != nil {
+		errhttp.Write(w, r, f.log, err)
+		return
+	}
+	f.owners.put(id, f.self)
+	if req.Resume {
+		d := time.Duration(req.TimeoutMs) * time.Millisecond
+		if sb, _, err = f.boxes.Resume(r.Context(), id, sandbox.ResumeOptions{Timeout: &d}); err != nil {
+			errhttp.Write(w, r, f.log, fmt.Errorf("sandbox %s, taken over: %w", id, err))
+			return
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(adoptAnswer{Node: f.self, State: string(sb.State)})
+}
+
+// adoptOn asks node n to take paused sandbox id over (and resume it to
+// live left, 0: no limit).
+func (f *fleetRouter) adoptOn(ctx context.Context, n *store.Node, id string, resume bool, left time.Duration) (*adoptAnswer, error) {
+	u, err := url.Parse(n.Advertise)
+	if err != nil {
+		return nil, err
+	}
+	body, _ := json.Marshal(adoptRequest{Resume: resume, TimeoutMs: left.Milliseconds()})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.JoinPath("/fleet/adopt", id).String(), bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set(clusterKeyHeader, string(f.key))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := f.create.Do(req)
+	if err != nil {
+		return nil, errdefs.Wrap(errdefs.ErrUnavailable, err, "node %s did not answer", n.ID)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("node %s: %s: %s", n.ID, resp.Status, strings.TrimSpace(string(b)))
+	}
+	var a adoptAnswer
+	if err := json.Unmarshal(b, &a); err != nil {
+		return nil, fmt.Errorf("node %s: %w", n.ID, err)
+	}
+	return &a, nil
 }
 
 // sandboxOf returns the sandbox a request is for: a data-plane request's,
@@ -243,6 +413,10 @@ func (f *fleetRouter) sandboxOf(r *http.Request) string {
 func (f *fleetRouter) forward(w http.ResponseWriter, r *http.Request, node, id string) {
 	base, err := f.nodeURL(r.Context(), node)
 	if err != nil {
+		if id == "" {
+			errhttp.Write(w, r, f.log, fmt.Errorf("node %s: %w", node, err))
+			return
+		}
 		errhttp.Write(w, r, f.log, fmt.Errorf("sandbox %s: %w", id, err))
 		return
 	}
@@ -295,7 +469,14 @@ func (f *fleetRouter) place(w http.ResponseWriter, r *http.Request) {
 	}
 	json.Unmarshal(body, &req) // a bad body is the node's to refuse
 	var cands []*store.Node
-	switch sn, snErr := f.db.GetSnapshot(r.Context(), req.TemplateID); {
+	sn, snErr := f.db.GetSnapshot(r.Context(), req.TemplateID)
+	if snErr == nil && f.boxes != nil && len(req.VolumeMounts) == 0 {
+		// A snapshot in the object store starts on any node.
+		if ok, err := f.boxes.SnapshotPublished(r.Context(), sn.ID); err == nil && ok {
+			sn, snErr = nil, errdefs.ErrNotFound
+		}
+	}
+	switch {
 	case req.TemplateID != "" && snErr == nil && sn.Node != "" && sn.Node != f.self:
 		// A snapshot resumes where its files are.
 		base, err := f.nodeURL(r.Context(), sn.Node)
@@ -310,10 +491,12 @@ func (f *fleetRouter) place(w http.ResponseWriter, r *http.Request) {
 		cands = []*store.Node{{ID: f.self}}
 	default:
 		cands, err = f.candidates(r.Context(), req.TemplateID)
-		if err != nil || len(cands) == 0 {
-			if err != nil {
-				f.log.Warn("placement: no node list; creating here", "err", err)
-			}
+		if err == nil && len(cands) == 0 {
+			errhttp.Write(w, r, f.log, errdefs.New(errdefs.ErrUnavailable, "no node takes sandboxes: every live node is draining"))
+			return
+		}
+		if err != nil {
+			f.log.Warn("placement: no node list; creating here", "err", err)
 			cands = []*store.Node{{ID: f.self}}
 		}
 	}
@@ -424,13 +607,15 @@ func (f *fleetRouter) watchLease(ctx context.Context, cancel context.CancelCause
 	}
 }
 
-// candidates returns the live nodes that take creates, in placement order
+// candidates returns the live nodes that take creates (not draining), in
+// placement order
 // for a create of template tpl (placement.go).
 func (f *fleetRouter) candidates(ctx context.Context, tpl string) ([]*store.Node, error) {
 	live, err := f.liveNodes(ctx)
 	if err != nil {
 		return nil, err
 	}
+	live = slices.DeleteFunc(live, func(n *store.Node) bool { return !n.DrainingSince.IsZero() })
 	loads, err := f.db.NodeLoads(ctx)
 	if err != nil {
 		return nil, err

@@ -242,8 +242,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	templates.IDShift = cfg.IDShift
+	var bucket *objstore.Bucket
 	if cfg.ObjectStore != "" {
-		bucket, err := objstore.Open(ctx, cfg.ObjectStore, objstore.EnvCredentials())
+		bucket, err = objstore.Open(ctx, cfg.ObjectStore, objstore.EnvCredentials())
 		if err != nil {
 			return fmt.Errorf("--object-store: %w", err)
 		}
@@ -293,6 +294,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 		CapacityCPUs:     cfg.CapacityCPUs,
 		CapacityMemoryMB: cfg.CapacityMemoryMB,
+	}
+	if bucket != nil {
+		// Snapshots and paused sandboxes go to the bucket too, and other
+		// nodes' are found in the whole store.
+		mcfg.Remote, mcfg.Fleet = bucket, whole
 	}
 	evs := newEvents(cfg, db, log)
 	defer evs.stop() // before the database closes
@@ -348,7 +354,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer stopMetrics()
 	evs.start(ctx, addr)
-	apiSrv := api.New(api.Config{Domain: cfg.Domain, Builds: builds, Builtins: templates, Nodes: whole, Events: db, WebhookURLs: evs.guard, Volumes: vols, Secrets: db, SecretKeys: keyring, Metrics: db, Usage: db, Observer: apiObserver(met),
+	var drain *drainer
+	var drainAPI api.Drainer // nil unless a fleet node
+	if cfg.Advertise != "" {
+		drain = &drainer{self: cfg.Node, whole: whole, mine: db, mgr: mgr, bg: ctx, log: log.With("component", "drain")}
+		drainAPI = drain
+	}
+	apiSrv := api.New(api.Config{Drainer: drainAPI, Domain: cfg.Domain, Builds: builds, Builtins: templates, Nodes: whole, Events: db, WebhookURLs: evs.guard, Volumes: vols, Secrets: db, SecretKeys: keyring, Metrics: db, Usage: db, Observer: apiObserver(met),
 		RateLimit: cfg.RateLimit, CreateRateLimit: cfg.CreateRateLimit, Sessions: sessions, Dashboard: dash}, mgr, keys, templates, log)
 	px := newProxy(cfg.Domain, mgr, met, log)
 	defer px.Close()
@@ -362,6 +374,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		if cfg.PlacementK > 0 {
 			fr.k = cfg.PlacementK
 		}
+		if bucket != nil {
+			fr.boxes = managerBoxes{mgr}
+			fr.authorize = func(r *http.Request, team string) bool {
+				k, ok := keys.Verify(r.Header.Get("X-API-Key"))
+				return ok && teamOrDefault(k.Team) == teamOrDefault(team)
+			}
+		}
+		drain.f = fr
 		root = fr
 	}
 	lease := newNodeLease(whole, cfg.Node, cfg.DataDir, log)
@@ -622,4 +642,19 @@ func keepSessions(ctx context.Context, ss *api.Sessions, shared bool, log *slog.
 			ss.Recheck(ctx)
 		}
 	}
+}
+
+// managerBoxes is the Manager as the fleet router takes sandboxes over
+// with it.
+type managerBoxes struct{ *sandbox.Manager }
+
+func (m managerBoxes) SnapshotPublished(ctx context.Context, id string) (bool, error) {
+	return m.Snapshots().Published(ctx, id)
+}
+
+func teamOrDefault(team string) string {
+	if team == "" {
+		return store.DefaultTeamID
+	}
+	return team
 }

@@ -57,6 +57,9 @@ func (s *DB) Close() error { return s.db.Close() }
 // every record, so that a host renamed since keeps its sandboxes.
 func (s *DB) ForNode(name string) *DB { return &DB{db: s.db, node: name} }
 
+// Node is the node this view is for; "" for the whole database.
+func (s *DB) Node() string { return s.node }
+
 // ClaimAll records every sandbox and snapshot as this view's node's. It is
 // for SQLite, whose one server owns everything in the file (records made
 // before nodes had names, or under an earlier host name); on a shared

@@ -28,6 +28,19 @@ import (
 
 const xattrPAX = "SCHILY.xattr."
 
+// PackTree writes the tree at root to w as the object store's blobs hold
+// trees, owners less shift (which they must be at least). Snapshots and
+// paused sandboxes (internal/sandbox) are stored this way too.
+func PackTree(ctx context.Context, w io.Writer, root string, shift uint32) error {
+	return packTree(ctx, w, root, shift)
+}
+
+// UnpackTree makes the directory dst (which must not exist) from an
+// archive PackTree wrote, adding shift to every owner; r is untrusted.
+func UnpackTree(ctx context.Context, r io.Reader, dst string, shift uint32) error {
+	return unpackTree(ctx, r, dst, shift)
+}
+
 // packTree writes the tree at root to w.
 func packTree(ctx context.Context, w io.Writer, root string, shift uint32) error {
 	tw := tar.NewWriter(w)
@@ -47,14 +60,21 @@ func packTree(ctx context.Context, w io.Writer, root string, shift uint32) error
 		if err := unix.Lstat(p, &st); err != nil {
 			return err
 		}
-		if !inRange(st.Uid, shift) || !inRange(st.Gid, shift) {
+		uid, gid := st.Uid, st.Gid
+		if st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == 0 && (!inRange(uid, shift) || !inRange(gid, shift)) {
+			// A whiteout that overlayfs made in a running sandbox's upper
+			// layer, with its mounter's (host root's) ids: only its kind
+			// matters, so it goes as the box's root's.
+			uid, gid = shift, shift
+		}
+		if !inRange(uid, shift) || !inRange(gid, shift) {
 			return fmt.Errorf("%s: owner %d:%d is outside the store's id range", p, st.Uid, st.Gid)
 		}
 		hdr := &tar.Header{
 			Name:    filepath.ToSlash(rel),
 			Mode:    int64(st.Mode & 0o7777),
-			Uid:     int(st.Uid - shift),
-			Gid:     int(st.Gid - shift),
+			Uid:     int(uid - shift),
+			Gid:     int(gid - shift),
 			ModTime: time.Unix(st.Mtim.Sec, st.Mtim.Nsec),
 			Format:  tar.FormatPAX,
 		}

@@ -235,6 +235,8 @@ func TestTeamIsolation(t *testing.T) {
 		"GET /nodes":                                          {status: forbidden},
 		"GET /nodes/{nodeID}":                                 {status: forbidden},
 		"DELETE /nodes/{nodeID}":                              {status: forbidden},
+		"POST /nodes/{nodeID}":                                {status: forbidden, body: map[string]any{"status": "draining"}},
+		"POST /nodes/{nodeID}/drain":                          {status: forbidden},
 		"GET /sbx/v1/teams":                                   {status: forbidden},
 		"POST /sbx/v1/teams":                                  {status: forbidden, body: map[string]any{"name": "gamma"}},
 		"GET /sbx/v1/teams/{teamID}":                          {status: forbidden},
