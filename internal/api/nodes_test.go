@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -132,5 +133,74 @@ func TestNodes(t *testing.T) {
 			t.Fatalf("DELETE /nodes/%s: %d %s", id, w.Code, w.Body)
 		}
 		wantError(t, ts.do(t, "GET", "/nodes/"+id, ts.adminKey, ""), 404, "not found")
+	}
+}
+
+// fakeDrainer records the drains and status changes asked of it.
+type fakeDrainer struct{ calls []string }
+
+func (f *fakeDrainer) Drain(ctx context.Context, node string) (*wire.NodeDrain, error) {
+	f.calls = append(f.calls, "drain "+node)
+	return &wire.NodeDrain{Node: node, Moved: []wire.DrainedSandbox{{SandboxID: "s1", Node: "b", State: "running"}}}, nil
+}
+
+func (f *fakeDrainer) SetStatus(ctx context.Context, node, status string) error {
+	f.calls = append(f.calls, status+" "+node)
+	return nil
+}
+
+func TestNodeDrainRoutes(t *testing.T) {
+	ts := newTestServer(t, sandbox.Config{})
+	ts.SetReady(true)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	if err := ts.db.RenewNode(ctx, &store.Node{ID: "a", StartedAt: now, RenewedAt: now, LeaseUntil: now.Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	ts.cfg.Nodes = ts.db
+	// Not a fleet node: nothing to drain to.
+	wantError(t, ts.do(t, "POST", "/nodes/a/drain", ts.adminKey, ""), 409, "not a node of a fleet")
+	wantError(t, ts.do(t, "POST", "/nodes/a", ts.adminKey, `{"status":"draining"}`), 409, "not a node of a fleet")
+	d := &fakeDrainer{}
+	ts.cfg.Drainer = d
+	for _, tc := range []struct {
+		target, key, body string
+		status            int
+		msg               string
+	}{
+		{"/nodes/a", ts.adminKey, `{"status":"bogus"}`, 400, `invalid status "bogus"`},
+		{"/nodes/a", ts.adminKey, `{"status":"standby"}`, 400, "reported by the fleet"},
+		{"/nodes/a", ts.adminKey, `{}`, 400, `invalid status ""`},
+		{"/nodes/a", ts.adminKey, `{`, 400, "malformed JSON"},
+		{"/nodes/a", ts.adminKey, ``, 400, "request body is empty"},
+		{"/nodes/a", ts.adminKey, `{"status":"draining","clusterID":"11111111-1111-1111-1111-111111111111"}`, 404, "cluster"},
+		{"/nodes/a", ts.plainKey, `{"status":"draining"}`, 403, "this needs an admin API key"},
+		{"/nodes/a/drain", ts.plainKey, ``, 403, "this needs an admin API key"},
+	} {
+		wantError(t, ts.do(t, "POST", tc.target, tc.key, tc.body), tc.status, tc.msg)
+	}
+	if len(d.calls) != 0 {
+		t.Fatalf("refused requests reached the drainer: %v", d.calls)
+	}
+	if w := ts.do(t, "POST", "/nodes/a", ts.adminKey, `{"status":"draining"}`); w.Code != http.StatusNoContent {
+		t.Fatalf("set draining: %d %s", w.Code, w.Body)
+	}
+	var res wire.NodeDrain
+	decodeBody(t, ts.do(t, "POST", "/nodes/a/drain", ts.adminKey, ""), http.StatusOK, &res)
+	if res.Node != "a" || len(res.Moved) != 1 || res.Moved[0].Node != "b" {
+		t.Fatalf("drain answer: %+v", res)
+	}
+	if got := fmt.Sprint(d.calls); got != "[draining a drain a]" {
+		t.Fatalf("drainer calls: %s", got)
+	}
+	// A node marked draining shows so, since then.
+	at := now.Add(-time.Second).Truncate(time.Millisecond)
+	if err := ts.db.SetNodeDraining(ctx, "a", at); err != nil {
+		t.Fatal(err)
+	}
+	var n wire.NodeDetail
+	decodeBody(t, ts.do(t, "GET", "/nodes/a", ts.adminKey, ""), http.StatusOK, &n)
+	if n.Status != "draining" || !n.StatusChangedAt.Equal(at) {
+		t.Fatalf("draining node: %s since %s, want draining since %s", n.Status, n.StatusChangedAt, at)
 	}
 }

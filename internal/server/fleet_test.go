@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sbxdev/sbx/internal/proxy"
+	"github.com/sbxdev/sbx/internal/sandbox"
 	"github.com/sbxdev/sbx/internal/store"
 )
 
@@ -127,5 +129,88 @@ func TestSandboxOf(t *testing.T) {
 		if got := f.sandboxOf(r); got != tc.want {
 			t.Errorf("%s %s: %q, want %q", tc.method, tc.path, got, tc.want)
 		}
+	}
+}
+
+// fakeBoxes records what the router asks of the Manager.
+type fakeBoxes struct{ calls []string }
+
+func (b *fakeBoxes) Adopt(ctx context.Context, id string) (*store.Sandbox, error) {
+	b.calls = append(b.calls, "adopt "+id)
+	return &store.Sandbox{ID: id, State: "paused"}, nil
+}
+
+func (b *fakeBoxes) Resume(ctx context.Context, id string, opts sandbox.ResumeOptions) (*store.Sandbox, bool, error) {
+	b.calls = append(b.calls, fmt.Sprintf("resume %s %s", id, *opts.Timeout))
+	return &store.Sandbox{ID: id, State: "running"}, true, nil
+}
+
+func (b *fakeBoxes) SnapshotPublished(ctx context.Context, id string) (bool, error) { return false, nil }
+
+// TestFleetRouterTakeOver: a resume of a paused sandbox whose node is down
+// is taken over here, only for a caller of the sandbox's team and only for
+// resume and connect; the take-over route needs the cluster key; a status
+// change for an unknown node is the local API's to refuse.
+func TestFleetRouterTakeOver(t *testing.T) {
+	ctx := context.Background()
+	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "sbx.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.ForNode("n2").PutSandbox(ctx, &store.Sandbox{ID: "far", Template: "base", Runtime: "runc", State: "paused"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.RenewNode(ctx, &store.Node{ID: "n2", LeaseUntil: time.Now().Add(-time.Second), Advertise: "http://127.0.0.1:1"}); err != nil {
+		t.Fatal(err)
+	}
+	local := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "local") })
+	noRoute := func(*http.Request) (proxy.Target, bool) { return proxy.Target{}, false }
+	f := newFleetRouter("n1", "the-cluster-key-0123", db, local, noRoute, slog.New(slog.DiscardHandler))
+	boxes := &fakeBoxes{}
+	f.boxes = boxes
+	f.authorize = func(r *http.Request, team string) bool {
+		return r.Header.Get("X-API-Key") == "good" && team == store.DefaultTeamID
+	}
+	do := func(method, path, key, cluster, body string) (int, string) {
+		r := httptest.NewRequest(method, path, strings.NewReader(body))
+		r.Header.Set("X-API-Key", key)
+		if cluster != "" {
+			r.Header.Set(clusterKeyHeader, cluster)
+		}
+		w := httptest.NewRecorder()
+		f.ServeHTTP(w, r)
+		return w.Code, w.Body.String()
+	}
+	if code, body := do("POST", "/sandboxes/far/resume", "bad", "", "{}"); code != 503 || len(boxes.calls) != 0 {
+		t.Fatalf("resume with a key of no team: %d %s, calls %v; want the owner's 503 and no take-over", code, body, boxes.calls)
+	}
+	if code, _ := do("GET", "/sandboxes/far", "good", "", ""); code != 503 || len(boxes.calls) != 0 {
+		t.Fatalf("GET of the sandbox: %d, calls %v; want 503 and no take-over", code, boxes.calls)
+	}
+	if code, body := do("POST", "/v2/sandboxes/far/connect", "good", "", "{}"); code != 200 || body != "local" || fmt.Sprint(boxes.calls) != "[adopt far]" {
+		t.Fatalf("connect of a lost node's paused sandbox: %d %s, calls %v", code, body, boxes.calls)
+	}
+	boxes.calls = nil
+	if code, _ := do("POST", "/fleet/adopt/far", "", "", `{"resume":true}`); code != 200 || len(boxes.calls) != 0 {
+		t.Fatalf("take-over route without the cluster key: %d, calls %v; want the local handler", code, boxes.calls)
+	}
+	code, body := do("POST", "/fleet/adopt/far", "", "the-cluster-key-0123", `{"resume":true,"timeoutMs":1500}`)
+	if code != 200 || !strings.Contains(body, `"node":"n1"`) || !strings.Contains(body, `"state":"running"`) || fmt.Sprint(boxes.calls) != "[adopt far resume far 1.5s]" {
+		t.Fatalf("take-over route: %d %s, calls %v", code, body, boxes.calls)
+	}
+	for _, b := range []string{`{`, `{"timeoutMs":-1}`} {
+		if code, _ := do("POST", "/fleet/adopt/far", "", "the-cluster-key-0123", b); code != 400 {
+			t.Errorf("take-over with body %s: %d, want 400", b, code)
+		}
+	}
+	if code, _ := do("POST", "/fleet/nope", "", "the-cluster-key-0123", `{}`); code != 404 {
+		t.Errorf("unknown node-to-node route: %d, want 404", code)
+	}
+	if code, body := do("POST", "/nodes/nope/drain", "good", "", ""); code != 200 || body != "local" {
+		t.Errorf("drain of an unknown node: %d %s, want the local API's answer", code, body)
+	}
+	if code, _ := do("POST", "/nodes/n2/drain", "good", "", ""); code != 503 {
+		t.Errorf("drain of a node that is down: %d, want 503", code)
 	}
 }
