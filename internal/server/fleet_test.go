@@ -145,7 +145,9 @@ func (b *fakeBoxes) Resume(ctx context.Context, id string, opts sandbox.ResumeOp
 	return &store.Sandbox{ID: id, State: "running"}, true, nil
 }
 
-func (b *fakeBoxes) SnapshotPublished(ctx context.Context, id string) (bool, error) { return false, nil }
+func (b *fakeBoxes) SnapshotPublished(ctx context.Context, id string) (bool, error) {
+	return false, nil
+}
 
 // TestFleetRouterTakeOver: a resume of a paused sandbox whose node is down
 // is taken over here, only for a caller of the sandbox's team and only for
