@@ -61,6 +61,7 @@ type Fleet interface {
 	GetSandbox(ctx context.Context, id string) (*store.Sandbox, error)
 	GetSnapshot(ctx context.Context, ref string) (*store.Snapshot, error)
 	CountSandboxesByTemplate(ctx context.Context, name string) (int, error)
+	ListSnapshots(ctx context.Context) ([]*store.Snapshot, error)
 	MoveSandbox(ctx context.Context, sb *store.Sandbox, to string) error
 }
 
@@ -577,4 +578,95 @@ func (m *Manager) HasObjectStore() bool { return m.remote != nil }
 func (m *Manager) CanCheckpoint(rt string) bool {
 	_, ok := m.cfg.Runtimes[rt].(Checkpointer)
 	return ok
+}
+
+// Recover brings persistent sandbox id of a node that is lost (its box
+// went with it) back on this node from its latest copy in the object
+// store: the copy of its last pause or its latest snapshot, whichever is
+// newer. It ends paused here, with the copy's memory image when it has one
+// (runsc), its files only otherwise; Resume runs it. It returns when the
+// copy was made: everything the sandbox did after that is lost. Deciding
+// that the node is lost is the caller's; the move is the compare-and-set
+// of Adopt, so two nodes recovering one sandbox cannot both win.
+func (m *Manager) Recover(ctx context.Context, id string) (*Sandbox, time.Time, error) {
+	if m.remote == nil || m.cfg.Fleet == nil {
+		return nil, time.Time{}, errdefs.New(errdefs.ErrFailedPrecondition, "sandbox %q: this node has no object store to recover it from", id)
+	}
+	unlock := m.lock(id)
+	defer unlock()
+	sb, err := m.cfg.Fleet.GetSandbox(ctx, id)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	self := m.db.Node()
+	switch {
+	case sb.Node == self:
+		return nil, time.Time{}, errdefs.New(errdefs.ErrFailedPrecondition, "sandbox %q is this node's", id)
+	case !sb.Life.Persistent:
+		return nil, time.Time{}, errdefs.New(errdefs.ErrFailedPrecondition, "sandbox %q is not persistent: it is not recovered", id)
+	case sb.State == StateKilled || sb.State == StateFailed:
+		return nil, time.Time{}, errdefs.New(errdefs.ErrFailedPrecondition, "sandbox %q is %s", id, sb.State)
+	}
+	if vs, err := m.db.SandboxVolumes(ctx, id); err != nil {
+		return nil, time.Time{}, err
+	} else if len(vs) > 0 {
+		return nil, time.Time{}, errdefs.New(errdefs.ErrFailedPrecondition, "sandbox %q mounts volumes, which were on node %s", id, sb.Node)
+	}
+	idx, err := m.latestCopy(ctx, sb)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	dir := m.dir(id)
+	if _, err := os.Stat(dir); err == nil {
+		m.release(ctx, sb)
+	}
+	if err := m.layOut(ctx, sb, idx); err != nil {
+		m.clearDir(dir)
+		return nil, time.Time{}, fmt.Errorf("recover sandbox %s: %w", id, err)
+	}
+	from := sb.Node
+	sb.State = StatePaused
+	sb.Life.PauseKind, sb.Life.PausedAt = PauseFilesystem, time.Now().UTC()
+	if idx.Memory != nil {
+		sb.Life.PauseKind = PauseMemory
+	}
+	if err := m.cfg.Fleet.MoveSandbox(ctx, sb, self); err != nil {
+		m.clearDir(dir)
+		return nil, time.Time{}, err
+	}
+	m.log.Warn("recovered a sandbox of a lost node from its last copy; what it did since is lost", "sandbox_id", id, "from_node", from, "copy_at", idx.PausedAt, "kind", sb.Life.PauseKind)
+	return sb, idx.PausedAt, nil
+}
+
+// latestCopy is the newest copy of sandbox sb in the object store: of its
+// last pause, or its latest snapshot (as a pause's copy). None is
+// errdefs.ErrFailedPrecondition.
+func (m *Manager) latestCopy(ctx context.Context, sb *store.Sandbox) (*pausedIndex, error) {
+	var best *pausedIndex
+	var idx pausedIndex
+	if err := m.remote.getJSON(ctx, pausedKey(sb.ID), &idx); err == nil && idx.SandboxID == sb.ID {
+		best = &idx
+	} else if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		return nil, err
+	}
+	snaps, err := m.cfg.Fleet.ListSnapshots(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i := len(snaps) - 1; i >= 0; i-- { // newest first
+		sn := snaps[i]
+		if sn.SandboxID != sb.ID || sn.State != "ready" || (best != nil && !sn.CreatedAt.After(best.PausedAt)) {
+			continue
+		}
+		var si snapshotIndex
+		if err := m.remote.getJSON(ctx, snapshotKey(sn.ID), &si); err != nil {
+			continue // not in the bucket (or gone meanwhile)
+		}
+		best = &pausedIndex{SandboxID: sb.ID, Node: sn.Node, PausedAt: sn.CreatedAt, Kind: PauseFilesystem, Upper: si.Layer, Memory: si.Memory}
+		break
+	}
+	if best == nil {
+		return nil, errdefs.New(errdefs.ErrFailedPrecondition, "sandbox %q has no copy in the object store (it was never paused or snapshotted with one)", sb.ID)
+	}
+	return best, nil
 }

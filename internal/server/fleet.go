@@ -88,6 +88,9 @@ type fleetRouter struct {
 // snapshots).
 type fleetBoxes interface {
 	Adopt(ctx context.Context, id string) (*store.Sandbox, error)
+	// Recover brings a persistent sandbox of a lost node back from its
+	// last copy in the object store, paused.
+	Recover(ctx context.Context, id string) (*store.Sandbox, time.Time, error)
 	Resume(ctx context.Context, id string, opts sandbox.ResumeOptions) (*store.Sandbox, bool, error)
 	// SnapshotPublished reports whether snapshot id is in the object
 	// store, so that any node can make sandboxes from it.
@@ -276,10 +279,12 @@ func nodeOf(r *http.Request) string {
 	return id
 }
 
-// takeOver serves a resume (or connect) of paused sandbox id whose node is
-// down by taking the sandbox over here from the object store, and reports
-// whether it answered. The caller's API key must be of the sandbox's
-// team: nothing moves for a request that would be refused.
+// takeOver serves a resume (or connect) of sandbox id whose node is down
+// by taking the sandbox over here from the object store, and reports
+// whether it answered: a paused one from the copy of its pause, a
+// persistent one that was running (its box lost with the node) from its
+// last copy, what it did since lost. The caller's API key must be of the
+// sandbox's team: nothing moves for a request that would be refused.
 func (f *fleetRouter) takeOver(w http.ResponseWriter, r *http.Request, node, id string) bool {
 	if f.boxes == nil || r.Method != http.MethodPost {
 		return false
@@ -292,15 +297,26 @@ func (f *fleetRouter) takeOver(w http.ResponseWriter, r *http.Request, node, id 
 		return false // the owner answers for it
 	}
 	sb, err := f.db.GetSandbox(r.Context(), id)
-	if err != nil || sb.State != "paused" || f.authorize == nil || !f.authorize(r, sb.Team) {
+	if err != nil || f.authorize == nil || !f.authorize(r, sb.Team) {
 		return false // the owner's 503, or the local refusal
 	}
-	if _, err := f.boxes.Adopt(r.Context(), id); err != nil {
+	switch {
+	case sb.State == sandbox.StatePaused:
+		_, err = f.boxes.Adopt(r.Context(), id)
+	case sb.Life.Persistent && (sb.State == sandbox.StateRunning || sb.State == sandbox.StatePausing || sb.State == sandbox.StateResuming):
+		var at time.Time
+		if _, at, err = f.boxes.Recover(r.Context(), id); err == nil {
+			f.log.Warn("fleet: recovered a sandbox of a node that is down from its last copy", "sandbox_id", id, "node", node, "copy_at", at)
+		}
+	default:
+		return false
+	}
+	if err != nil {
 		errhttp.Write(w, r, f.log, fmt.Errorf("sandbox %s: its node %s is down, and it could not be taken over: %w", id, node, err))
 		return true
 	}
 	f.owners.put(id, f.self)
-	f.log.Info("fleet: took over a paused sandbox of a node that is down", "sandbox_id", id, "node", node)
+	f.log.Info("fleet: took over a sandbox of a node that is down", "sandbox_id", id, "node", node)
 	f.local.ServeHTTP(w, r)
 	return true
 }

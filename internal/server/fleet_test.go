@@ -145,6 +145,11 @@ func (b *fakeBoxes) Resume(ctx context.Context, id string, opts sandbox.ResumeOp
 	return &store.Sandbox{ID: id, State: "running"}, true, nil
 }
 
+func (b *fakeBoxes) Recover(ctx context.Context, id string) (*store.Sandbox, time.Time, error) {
+	b.calls = append(b.calls, "recover "+id)
+	return &store.Sandbox{ID: id, State: "paused"}, time.Now(), nil
+}
+
 func (b *fakeBoxes) SnapshotPublished(ctx context.Context, id string) (bool, error) {
 	return false, nil
 }
@@ -162,6 +167,14 @@ func TestFleetRouterTakeOver(t *testing.T) {
 	defer db.Close()
 	if err := db.ForNode("n2").PutSandbox(ctx, &store.Sandbox{ID: "far", Template: "base", Runtime: "runc", State: "paused"}); err != nil {
 		t.Fatal(err)
+	}
+	for _, sb := range []*store.Sandbox{
+		{ID: "lostp", Template: "base", Runtime: "runc", State: "running", Life: store.SandboxLife{Persistent: true}},
+		{ID: "loste", Template: "base", Runtime: "runc", State: "running"},
+	} {
+		if err := db.ForNode("n2").PutSandbox(ctx, sb); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := db.RenewNode(ctx, &store.Node{ID: "n2", LeaseUntil: time.Now().Add(-time.Second), Advertise: "http://127.0.0.1:1"}); err != nil {
 		t.Fatal(err)
@@ -192,6 +205,15 @@ func TestFleetRouterTakeOver(t *testing.T) {
 	}
 	if code, body := do("POST", "/v2/sandboxes/far/connect", "good", "", "{}"); code != 200 || body != "local" || fmt.Sprint(boxes.calls) != "[adopt far]" {
 		t.Fatalf("connect of a lost node's paused sandbox: %d %s, calls %v", code, body, boxes.calls)
+	}
+	boxes.calls = nil
+	// A persistent sandbox that ran on the lost node comes back from its
+	// last copy; an ephemeral one does not.
+	if code, _ := do("POST", "/sandboxes/loste/connect", "good", "", "{}"); code != 503 || len(boxes.calls) != 0 {
+		t.Fatalf("connect of a lost node's ephemeral sandbox: %d, calls %v; want 503 and nothing recovered", code, boxes.calls)
+	}
+	if code, body := do("POST", "/sandboxes/lostp/connect", "good", "", "{}"); code != 200 || body != "local" || fmt.Sprint(boxes.calls) != "[recover lostp]" {
+		t.Fatalf("connect of a lost node's persistent sandbox: %d %s, calls %v", code, body, boxes.calls)
 	}
 	boxes.calls = nil
 	if code, _ := do("POST", "/fleet/adopt/far", "", "", `{"resume":true}`); code != 200 || len(boxes.calls) != 0 {

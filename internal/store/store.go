@@ -352,16 +352,16 @@ func (s *DB) updateSandbox(ctx context.Context, ex queryer, sb *Sandbox) error {
 	return nil
 }
 
-// MoveSandbox records sandbox sb as node to's, storing its lifecycle
-// with it, by a compare-and-set on both its version and its node (sb.Node,
+// MoveSandbox records sandbox sb as node to's, storing its state and
+// lifecycle with it, by a compare-and-set on both its version and its node (sb.Node,
 // the node it is moved from): of two nodes taking one sandbox, exactly one
 // wins, and a sandbox changed since sb was read is not moved (ErrStale). It
 // works on any view, a ForNode one included: the move is the one write a
 // node makes to another node's record.
 func (s *DB) MoveSandbox(ctx context.Context, sb *Sandbox, to string) error {
 	life, _ := json.Marshal(sb.Life)
-	res, err := s.db.ExecContext(ctx, `UPDATE sandboxes SET node = ?, lifecycle = ?, version = version + 1
-		WHERE id = ? AND version = ? AND node = ?`, to, string(life), sb.ID, sb.Version, sb.Node)
+	res, err := s.db.ExecContext(ctx, `UPDATE sandboxes SET node = ?, state = ?, lifecycle = ?, version = version + 1
+		WHERE id = ? AND version = ? AND node = ?`, to, string(sb.State), string(life), sb.ID, sb.Version, sb.Node)
 	if err != nil {
 		return fmt.Errorf("move sandbox %s to node %s: %w", sb.ID, to, err)
 	}
