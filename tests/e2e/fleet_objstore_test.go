@@ -28,6 +28,8 @@ import (
 //   - two persistent sandboxes paused on n1 (with memory, and files only) go
 //     to the bucket; with n1 stopped, a resume and a connect through n2 take
 //     them over: their files are intact, and on runsc a process's memory too;
+//   - a persistent sandbox left running on n1, with a snapshot, comes back
+//     on n2 from the snapshot through a connect, what it wrote since lost;
 //   - with n1 back, a drain of n2 (asked of n1) moves both, the running one
 //     running and the paused one paused, leaves an ephemeral sandbox to its
 //     timeout, marks n2 draining so creates pass it over, and n2 takes
@@ -118,6 +120,15 @@ func TestFleetObjectStore(t *testing.T) {
 		}
 	}
 	logFigures(t, n1.Logs(), "paused sandbox uploaded")
+	// A persistent sandbox left running, with a snapshot: once its node is
+	// down it comes back from the snapshot, and what it wrote after is
+	// lost.
+	lost := createOn(t, ctx, n1, persistent)
+	mustRun(t, ctx, lost, "echo before > /home/user/before.txt", nil)
+	if _, err := lost.CreateSnapshot(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, ctx, lost, "echo after > /home/user/after.txt", nil)
 	n1.Stop()
 
 	c2 := n2.Client
@@ -133,6 +144,16 @@ func TestFleetObjectStore(t *testing.T) {
 		t.Fatalf("connect through n2 with n1 down: %v\n%s", err, n2.Logs())
 	}
 	logFigures(t, n2.Logs(), "paused sandbox moved here")
+	back, err := c2.ConnectSandbox(ctx, lost.ID, nil)
+	if err != nil {
+		t.Fatalf("connect through n2 to a running persistent sandbox of stopped n1: %v\n%s", err, n2.Logs())
+	}
+	if res := mustRun(t, ctx, back, "cat /home/user/before.txt; ls /home/user/after.txt 2>&1 >/dev/null | wc -l", nil); res.Stdout != "before\n1\n" {
+		t.Fatalf("recovered sandbox: %q, want the snapshot's file and not the later one", res.Stdout)
+	}
+	if n := nodeOf(lost.ID); n != "n2" {
+		t.Fatalf("recovered sandbox is on %q, want n2", n)
+	}
 	for _, sb := range []*client.Sandbox{got, got2} {
 		if res := mustRun(t, ctx, sb, "cat /home/user/kept.txt", nil); res.Stdout != "kept-"+sb.ID+"\n" {
 			t.Fatalf("%s's file on n2: %q", sb.ID, res.Stdout)
@@ -167,7 +188,7 @@ func TestFleetObjectStore(t *testing.T) {
 	for _, m := range res.Moved {
 		moved[m.SandboxID] = m
 	}
-	if len(res.Failed) != 0 || len(moved) != 2 || moved[got.ID].Node != "n1" || moved[got.ID].State != "running" ||
+	if len(res.Failed) != 0 || len(moved) != 3 || moved[got.ID].Node != "n1" || moved[got.ID].State != "running" || moved[lost.ID].State != "running" ||
 		moved[got2.ID].Node != "n1" || moved[got2.ID].State != "paused" || len(res.Remaining) != 1 || res.Remaining[0].SandboxID != eph.ID {
 		t.Fatalf("drain of n2: %+v\n%s", res, n2.Logs())
 	}
@@ -178,7 +199,7 @@ func TestFleetObjectStore(t *testing.T) {
 	if len(left) != 1 || left[0].ID != eph.ID {
 		t.Fatalf("n2 holds %d sandboxes after the drain, want only the ephemeral one", len(left))
 	}
-	if nodeOf(got.ID) != "n1" || nodeOf(got2.ID) != "n1" {
+	if nodeOf(got.ID) != "n1" || nodeOf(got2.ID) != "n1" || nodeOf(lost.ID) != "n1" {
 		t.Fatalf("moved sandboxes are on %s and %s, want n1", nodeOf(got.ID), nodeOf(got2.ID))
 	}
 	if s := sum(got); s != sums[got.ID] {
