@@ -382,8 +382,24 @@ func diskUsage(dir string) int64 {
 	return n
 }
 
-// Get returns the snapshot whose id or name is ref.
+// Get returns the snapshot whose id or name is ref: this node's, or, with
+// an object store, another node's (which a create here would fetch).
 func (s *Snapshots) Get(ctx context.Context, ref string) (*Snapshot, error) {
+	sn, err := s.db.GetSnapshot(ctx, ref)
+	if errors.Is(err, errdefs.ErrNotFound) && s.remote != nil && s.fleet != nil {
+		sn, err = s.fleet.GetSnapshot(ctx, ref)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if sn.State != "ready" {
+		return nil, errdefs.New(errdefs.ErrNotFound, "snapshot %q not found", ref)
+	}
+	return sn, nil
+}
+
+// getLocal returns this node's snapshot whose id or name is ref.
+func (s *Snapshots) getLocal(ctx context.Context, ref string) (*Snapshot, error) {
 	sn, err := s.db.GetSnapshot(ctx, ref)
 	if err != nil {
 		return nil, err
@@ -417,7 +433,7 @@ func (s *Snapshots) Delete(ctx context.Context, ref string) error {
 	defer s.tplMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sn, err := s.Get(ctx, ref)
+	sn, err := s.getLocal(ctx, ref)
 	if err != nil {
 		return err
 	}
