@@ -172,16 +172,17 @@ func TestFleetObjectStore(t *testing.T) {
 		t.Fatalf("runc: a process survived the move with %q; its memory should have stayed on n1", alive)
 	}
 
-	// A drain of n2, asked of n1: the running one moves running, the
+	// A drain of n2 (sbx node drain, asked of n1): the running one moves running, the
 	// paused one paused, the ephemeral one is left to its timeout.
 	n1.StartAgain()
 	if err := got2.Pause(ctx, &client.PauseOptions{FilesOnly: true}); err != nil {
 		t.Fatal(err)
 	}
 	eph := createOn(t, ctx, n2, `{"templateID":"base","timeout":300}`)
-	res, err := n1.Client.DrainNode(ctx, "n2")
-	if err != nil {
-		t.Fatalf("drain n2: %v\n%s", err, n2.Logs())
+	stdout, stderr, code := n1.CLI(ctx, nil, "node", "drain", "n2", "--json")
+	var res wire.NodeDrain
+	if code != 0 || json.Unmarshal([]byte(stdout), &res) != nil {
+		t.Fatalf("sbx node drain n2: exit %d\n%s\n%s\n%s", code, stdout, stderr, n2.Logs())
 	}
 	t.Logf("drain: %+v", res)
 	moved := map[string]wire.DrainedSandbox{}
