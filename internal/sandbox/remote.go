@@ -81,13 +81,19 @@ type remoteBlob struct {
 
 const maxRemoteIndex = 1 << 20
 
+// upperSkip is what of a sandbox's upper layer stays behind: the mount
+// points sbx makes as host root at every boot (agentapi.PrivatePrefix),
+// which the new node makes again.
+var upperSkip = []string{".sbx"}
+
 func remoteBlobKey(digest string) string {
 	return "blobs/sha256/" + strings.TrimPrefix(digest, "sha256:")
 }
 
-// putTree packs the tree at root (owners less shift) and uploads it unless
-// the bucket has its blob. It returns the blob and the bytes sent.
-func (t *remoteTier) putTree(ctx context.Context, root string, shift uint32) (remoteBlob, int64, error) {
+// putTree packs the tree at root (owners less shift, without the entries
+// skip names) and uploads it unless the bucket has its blob. It returns
+// the blob and the bytes sent.
+func (t *remoteTier) putTree(ctx context.Context, root string, shift uint32, skip ...string) (remoteBlob, int64, error) {
 	if err := os.MkdirAll(t.tmp, 0o700); err != nil {
 		return remoteBlob{}, 0, err
 	}
@@ -98,7 +104,7 @@ func (t *remoteTier) putTree(ctx context.Context, root string, shift uint32) (re
 	defer os.Remove(f.Name())
 	defer f.Close()
 	h := sha256.New()
-	if err := template.PackTree(ctx, io.MultiWriter(f, h), root, shift); err != nil {
+	if err := template.PackTree(ctx, io.MultiWriter(f, h), root, shift, skip...); err != nil {
 		return remoteBlob{}, 0, fmt.Errorf("pack %s: %w", root, err)
 	}
 	size, err := f.Seek(0, io.SeekCurrent)
@@ -211,7 +217,7 @@ func snapshotKey(id string) string { return "snapshots/" + id + ".json" }
 func (s *Snapshots) publish(ctx context.Context, sn *store.Snapshot) error {
 	t0 := time.Now()
 	idx := snapshotIndex{Snapshot: *sn}
-	layer, sent, err := s.remote.putTree(ctx, filepath.Join(s.dir(sn.ID), snapshotLayer), s.shift)
+	layer, sent, err := s.remote.putTree(ctx, filepath.Join(s.dir(sn.ID), snapshotLayer), s.shift, upperSkip...)
 	if err != nil {
 		return fmt.Errorf("publish snapshot %s: layer: %w", sn.ID, err)
 	}
@@ -361,7 +367,7 @@ func (m *Manager) publishPaused(ctx context.Context, sb *store.Sandbox) error {
 		upper = filepath.Join(mnt, "upper")
 	}
 	idx := pausedIndex{SandboxID: sb.ID, Node: sb.Node, PausedAt: sb.Life.PausedAt, Kind: sb.Life.PauseKind}
-	b, sent, err := m.remote.putTree(ctx, upper, m.shift())
+	b, sent, err := m.remote.putTree(ctx, upper, m.shift(), upperSkip...)
 	if err != nil {
 		return fmt.Errorf("upload the files of paused sandbox %s: %w", sb.ID, err)
 	}

@@ -79,17 +79,21 @@ func TestRemoteTierTrees(t *testing.T) {
 	must(os.WriteFile(filepath.Join(src, "home/user/f"), []byte("kept"), 0o640))
 	must(os.Symlink("f", filepath.Join(src, "home/user/l")))
 	must(unix.Mknod(filepath.Join(src, "gone"), unix.S_IFCHR|0o600, 0))
+	must(os.MkdirAll(filepath.Join(src, ".sbx/run"), 0o755)) // sbx's own, as host root
 	for _, p := range []string{"", "home", "home/user", "home/user/l"} {
 		must(os.Lchown(filepath.Join(src, p), shift, shift))
 	}
 	must(os.Lchown(filepath.Join(src, "home/user/f"), shift+1000, shift+1000))
 	r := &memRemote{m: map[string][]byte{}}
 	tier := &remoteTier{r: r, tmp: filepath.Join(dir, "tmp"), log: slog.New(slog.DiscardHandler)}
-	b, sent, err := tier.putTree(ctx, src, shift)
+	if _, _, err := tier.putTree(ctx, src, shift); err == nil || !strings.Contains(err.Error(), "outside") {
+		t.Fatalf("putTree with host root's .sbx: %v, want it refused", err)
+	}
+	b, sent, err := tier.putTree(ctx, src, shift, upperSkip...)
 	if err != nil || sent != b.Size || sent == 0 {
 		t.Fatalf("putTree: %+v, sent %d, %v", b, sent, err)
 	}
-	if _, again, err := tier.putTree(ctx, src, shift); err != nil || again != 0 {
+	if _, again, err := tier.putTree(ctx, src, shift, upperSkip...); err != nil || again != 0 {
 		t.Fatalf("second putTree sent %d, %v; want 0", again, err)
 	}
 	dst := filepath.Join(dir, "dst")
@@ -108,6 +112,9 @@ func TestRemoteTierTrees(t *testing.T) {
 	}
 	if l, err := os.Readlink(filepath.Join(dst, "home/user/l")); err != nil || l != "f" {
 		t.Fatalf("symlink: %q, %v", l, err)
+	}
+	if _, err := os.Stat(filepath.Join(dst, ".sbx")); !os.IsNotExist(err) {
+		t.Fatalf(".sbx came along: %v", err)
 	}
 	// A blob changed in the bucket.
 	key := remoteBlobKey(b.Digest)

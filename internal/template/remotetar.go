@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -29,10 +30,12 @@ import (
 const xattrPAX = "SCHILY.xattr."
 
 // PackTree writes the tree at root to w as the object store's blobs hold
-// trees, owners less shift (which they must be at least). Snapshots and
-// paused sandboxes (internal/sandbox) are stored this way too.
-func PackTree(ctx context.Context, w io.Writer, root string, shift uint32) error {
-	return packTree(ctx, w, root, shift)
+// trees, owners less shift (which they must be at least), leaving out the
+// entries (and what is below them) whose paths relative to root are in
+// skip. Snapshots and paused sandboxes (internal/sandbox) are stored this
+// way too.
+func PackTree(ctx context.Context, w io.Writer, root string, shift uint32, skip ...string) error {
+	return packTreeSkip(ctx, w, root, shift, skip)
 }
 
 // UnpackTree makes the directory dst (which must not exist) from an
@@ -43,6 +46,10 @@ func UnpackTree(ctx context.Context, r io.Reader, dst string, shift uint32) erro
 
 // packTree writes the tree at root to w.
 func packTree(ctx context.Context, w io.Writer, root string, shift uint32) error {
+	return packTreeSkip(ctx, w, root, shift, nil)
+}
+
+func packTreeSkip(ctx context.Context, w io.Writer, root string, shift uint32, skip []string) error {
 	tw := tar.NewWriter(w)
 	links := map[[2]uint64]string{}
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -55,6 +62,12 @@ func packTree(ctx context.Context, w io.Writer, root string, shift uint32) error
 		rel, err := filepath.Rel(root, p)
 		if err != nil {
 			return err
+		}
+		if slices.Contains(skip, rel) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
 		}
 		var st unix.Stat_t
 		if err := unix.Lstat(p, &st); err != nil {
