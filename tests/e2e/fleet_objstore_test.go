@@ -9,6 +9,8 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -130,6 +132,12 @@ func TestFleetObjectStore(t *testing.T) {
 	}
 	mustRun(t, ctx, lost, "echo after > /home/user/after.txt", nil)
 	n1.Stop()
+	// A host that is gone takes its boxes with it; on this one machine
+	// n1's stay (the frozen one, the running one) in cgroups named by the
+	// sandbox, where n2's boxes of those sandboxes would go.
+	for _, id := range []string{withMem.ID, lost.ID} {
+		removeBox(t, n1, id)
+	}
 
 	c2 := n2.Client
 	got, err := c2.Resume(ctx, withMem.ID, nil)
@@ -308,4 +316,13 @@ func logLines(logs, msg, attr string) int {
 		}
 	}
 	return n
+}
+
+// removeBox destroys the box of sandbox id that stopped node s left
+// running, as the loss of its host would.
+func removeBox(t *testing.T, s *harness.Server, id string) {
+	t.Helper()
+	rt := harness.Runtime()
+	out, err := exec.Command("/usr/local/lib/sbx/"+rt, "--root", filepath.Join(s.DataDir, rt), "delete", "--force", id).CombinedOutput()
+	t.Logf("remove %s's box of %s: %v %s", rt, id, err, out)
 }
