@@ -193,6 +193,12 @@ func TestFleetObjectStore(t *testing.T) {
 		t.Fatalf("sbx node drain n2: exit %d\n%s\n%s\n%s", code, stdout, stderr, n2.Logs())
 	}
 	t.Logf("drain: %+v", res)
+	for _, msg := range []string{"node drained", "paused sandbox uploaded", "recovered a sandbox of a lost node from its last copy", "snapshot fetched"} {
+		logFigures(t, n2.Logs(), msg)
+	}
+	for _, msg := range []string{"paused sandbox moved here", "snapshot published"} {
+		logFigures(t, n1.Logs(), msg)
+	}
 	moved := map[string]wire.DrainedSandbox{}
 	for _, m := range res.Moved {
 		moved[m.SandboxID] = m
