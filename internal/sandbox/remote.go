@@ -44,15 +44,10 @@ import (
 // processes started afresh), the volumes a sandbox mounts (such a sandbox
 // stays on its node) and its egress policy (the new node's default).
 
-// Remote is the object storage snapshots and paused sandboxes are kept in
-// (internal/objstore's Bucket is one). Its methods must be safe for
-// concurrent use; Get of a missing key is errdefs.ErrNotFound.
-type Remote interface {
-	Put(ctx context.Context, key string, r io.Reader, size int64) error
-	Get(ctx context.Context, key string) (io.ReadCloser, error)
-	Exists(ctx context.Context, key string) (bool, error)
-	Delete(ctx context.Context, key string) error
-}
+// Remote is the object storage snapshots and paused sandboxes are kept in:
+// the same bucket, and the same contract, as templates' (internal/objstore's
+// Bucket is one).
+type Remote = template.Remote
 
 // Fleet is the whole store that the nodes of a fleet share (a *store.DB
 // that is not a node's view): what a node reads and moves of other nodes'
