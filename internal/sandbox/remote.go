@@ -92,33 +92,11 @@ func (t *remoteTier) putTree(ctx context.Context, root string, shift uint32, ski
 	if err := os.MkdirAll(t.tmp, 0o700); err != nil {
 		return remoteBlob{}, 0, err
 	}
-	f, err := os.CreateTemp(t.tmp, "pack-*")
+	digest, size, sent, err := template.PutTree(ctx, t.r, t.tmp, root, shift, skip...)
 	if err != nil {
-		return remoteBlob{}, 0, err
+		return remoteBlob{}, 0, fmt.Errorf("put %s: %w", root, err)
 	}
-	defer os.Remove(f.Name())
-	defer f.Close()
-	h := sha256.New()
-	if err := template.PackTree(ctx, io.MultiWriter(f, h), root, shift, skip...); err != nil {
-		return remoteBlob{}, 0, fmt.Errorf("pack %s: %w", root, err)
-	}
-	size, err := f.Seek(0, io.SeekCurrent)
-	if err != nil {
-		return remoteBlob{}, 0, err
-	}
-	b := remoteBlob{Digest: "sha256:" + hex.EncodeToString(h.Sum(nil)), Size: size}
-	if ok, err := t.r.Exists(ctx, remoteBlobKey(b.Digest)); err != nil {
-		return remoteBlob{}, 0, err
-	} else if ok {
-		return b, 0, nil
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return remoteBlob{}, 0, err
-	}
-	if err := t.r.Put(ctx, remoteBlobKey(b.Digest), f, size); err != nil {
-		return remoteBlob{}, 0, err
-	}
-	return b, size, nil
+	return remoteBlob{Digest: digest, Size: size}, sent, nil
 }
 
 // getTree downloads blob b and unpacks it as the new directory dst (owners

@@ -146,33 +146,43 @@ func (s *Store) unpublish(ctx context.Context, name string) error {
 // under its digest unless the bucket has that blob already. It returns the
 // blob and the bytes sent.
 func (s *Store) putTree(ctx context.Context, root string) (remoteBlob, int64, error) {
-	f, err := os.CreateTemp(s.dir, packPrefx+"*")
+	digest, size, sent, err := PutTree(ctx, s.Remote, s.dir, root, s.IDShift)
+	return remoteBlob{Digest: digest, Size: size}, sent, err
+}
+
+// PutTree packs the tree at root as PackTree does (owners less shift,
+// without the entries skip names) into a temporary file in dir, then
+// uploads it to r as blobs/sha256/<hex> unless r has that blob already.
+// It returns the blob's digest ("sha256:<hex>") and size, and the bytes
+// sent (0 when the blob was there). Snapshots and paused sandboxes
+// (internal/sandbox) share the blobs this way.
+func PutTree(ctx context.Context, r Remote, dir, root string, shift uint32, skip ...string) (digest string, size, sent int64, err error) {
+	f, err := os.CreateTemp(dir, packPrefx+"*")
 	if err != nil {
-		return remoteBlob{}, 0, err
+		return "", 0, 0, err
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
 	h := sha256.New()
-	if err := packTree(ctx, io.MultiWriter(f, h), root, s.IDShift); err != nil {
-		return remoteBlob{}, 0, err
+	if err := packTreeSkip(ctx, io.MultiWriter(f, h), root, shift, skip); err != nil {
+		return "", 0, 0, err
 	}
-	size, err := f.Seek(0, io.SeekCurrent)
-	if err != nil {
-		return remoteBlob{}, 0, err
+	if size, err = f.Seek(0, io.SeekCurrent); err != nil {
+		return "", 0, 0, err
 	}
-	b := remoteBlob{Digest: "sha256:" + hex.EncodeToString(h.Sum(nil)), Size: size}
-	if ok, err := s.Remote.Exists(ctx, blobKey(b.Digest)); err != nil {
-		return remoteBlob{}, 0, err
+	digest = "sha256:" + hex.EncodeToString(h.Sum(nil))
+	if ok, err := r.Exists(ctx, blobKey(digest)); err != nil {
+		return "", 0, 0, err
 	} else if ok {
-		return b, 0, nil
+		return digest, size, 0, nil
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return remoteBlob{}, 0, err
+		return "", 0, 0, err
 	}
-	if err := s.Remote.Put(ctx, blobKey(b.Digest), f, size); err != nil {
-		return remoteBlob{}, 0, err
+	if err := r.Put(ctx, blobKey(digest), f, size); err != nil {
+		return "", 0, 0, err
 	}
-	return b, size, nil
+	return digest, size, size, nil
 }
 
 // Fetch makes template name local from s.Remote: it reads the index,

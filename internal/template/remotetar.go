@@ -44,11 +44,6 @@ func UnpackTree(ctx context.Context, r io.Reader, dst string, shift uint32) erro
 	return unpackTree(ctx, r, dst, shift)
 }
 
-// packTree writes the tree at root to w.
-func packTree(ctx context.Context, w io.Writer, root string, shift uint32) error {
-	return packTreeSkip(ctx, w, root, shift, nil)
-}
-
 func packTreeSkip(ctx context.Context, w io.Writer, root string, shift uint32, skip []string) error {
 	tw := tar.NewWriter(w)
 	links := map[[2]uint64]string{}
