@@ -14,7 +14,7 @@ import (
 
 // Sandbox logs: GET /v2/sandboxes/{id}/logs and E2B's older GET
 // /sandboxes/{id}/logs serve the sandbox's agent log (see
-// [sandbox.Manager.AgentLog]), each line parsed from slog's (and runc's)
+// [sandbox.DataPlane.AgentLog]), each line parsed from slog's (and runc's)
 // key=value text into a structured entry.
 
 const (
@@ -112,7 +112,7 @@ func msParam(v, name string) (time.Time, error) {
 // readLogs reads the sandbox's log and keeps what lq asks for, oldest
 // first (newest first when backward), with each entry's text line.
 func (s *Server) readLogs(r *http.Request, lq logQuery) ([]wire.SandboxLogEntry, []wire.SandboxLogLine, error) {
-	b, err := s.mgr.AgentLog(r.Context(), r.PathValue("id"))
+	b, err := s.mgr.DataPlane().AgentLog(r.Context(), r.PathValue("id"))
 	if err != nil {
 		return nil, nil, err
 	}

@@ -117,7 +117,7 @@ func (s *Server) updateNetwork(w http.ResponseWriter, r *http.Request) error {
 	if err := s.checkPolicySecrets(r.Context(), teamOf(r), &p); err != nil {
 		return err
 	}
-	if err := s.mgr.SetNetwork(r.Context(), r.PathValue("id"), p); err != nil {
+	if err := s.mgr.Network().Set(r.Context(), r.PathValue("id"), p); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -127,7 +127,7 @@ func (s *Server) updateNetwork(w http.ResponseWriter, r *http.Request) error {
 // allowInternet is GET /sandboxes/{id}'s allowInternetAccess: as set, nil
 // when not set (or without networking).
 func (s *Server) allowInternet(id string) *bool {
-	p, ok := s.mgr.NetworkPolicy(id)
+	p, ok := s.mgr.Network().Policy(id)
 	if !ok {
 		return nil
 	}
@@ -137,7 +137,7 @@ func (s *Server) allowInternet(id string) *bool {
 // withEgress adds sandbox id's allowOut, denyOut, rules and egressProxy
 // (without its password, which no answer carries) to n.
 func (s *Server) withEgress(n *wire.SandboxNetwork, id string) *wire.SandboxNetwork {
-	p, ok := s.mgr.NetworkPolicy(id)
+	p, ok := s.mgr.Network().Policy(id)
 	if !ok {
 		return n
 	}

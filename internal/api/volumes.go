@@ -129,7 +129,7 @@ func (s *Server) volumeMounts(ctx context.Context, team string, in []wire.Sandbo
 }
 
 func (s *Server) sandboxVolumes(ctx context.Context, id string) []wire.SandboxVolumeMount {
-	mounts, err := s.mgr.VolumeMounts(ctx, id)
+	mounts, err := s.mgr.Volumes().Mounts(ctx, id)
 	if err != nil {
 		return nil
 	}
@@ -138,7 +138,7 @@ func (s *Server) sandboxVolumes(ctx context.Context, id string) []wire.SandboxVo
 
 // withVolumeMounts adds each listed sandbox's volume mounts.
 func (s *Server) withVolumeMounts(ctx context.Context, list []wire.ListedSandbox) error {
-	all, err := s.mgr.AllVolumeMounts(ctx)
+	all, err := s.mgr.Volumes().All(ctx)
 	if err != nil {
 		return err
 	}

@@ -23,7 +23,9 @@ import (
 // output into the log. A nonzero exit is a *StepError with the code.
 func (r *run) runCommand(ctx context.Context, sb *sandbox.Sandbox, in Instruction, step int, argv []string, user string) error {
 	tr := &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return r.b.mgr.DialAgent(ctx, sb.ID) },
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return r.b.mgr.DataPlane().DialAgent(ctx, sb.ID)
+		},
 	}
 	defer tr.CloseIdleConnections()
 	pc := processconnect.NewProcessClient(&http.Client{Transport: tr}, "http://agent")

@@ -37,7 +37,7 @@ func newAgents(mgr *sandbox.Manager) *agents {
 			if err != nil {
 				host = addr
 			}
-			return mgr.DialAgent(ctx, strings.TrimSuffix(host, agentHostSuffix))
+			return mgr.DataPlane().DialAgent(ctx, strings.TrimSuffix(host, agentHostSuffix))
 		},
 		MaxIdleConnsPerHost: 8,
 		IdleConnTimeout:     30 * time.Second,

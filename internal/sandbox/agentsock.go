@@ -28,8 +28,8 @@ func (m *Manager) socketPath(id string) string {
 	return filepath.Join(m.dir(id), agentSocketDir, agentapi.SocketName)
 }
 
-// DialAgent connects to sandbox id's agent socket.
-func (m *Manager) DialAgent(ctx context.Context, id string) (net.Conn, error) {
+// dialAgent connects to sandbox id's agent socket.
+func (m *Manager) dialAgent(ctx context.Context, id string) (net.Conn, error) {
 	return DialSocket(ctx, m.socketPath(id))
 }
 

@@ -28,7 +28,8 @@ const (
 // the agent and the runtime may name, is shown as "<sandbox>". A sandbox
 // whose box has not written a log yet has an empty one; an unknown or
 // killed sandbox is not found.
-func (m *Manager) AgentLog(ctx context.Context, id string) ([]byte, error) {
+func (d DataPlane) AgentLog(ctx context.Context, id string) ([]byte, error) {
+	m := d.m
 	if _, err := m.Get(ctx, id); err != nil {
 		return nil, err
 	}

@@ -25,14 +25,14 @@ func TestAgentLog(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(bundle, agentLogFile), []byte(line), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	b, err := m.AgentLog(ctx, "withlog")
+	b, err := m.DataPlane().AgentLog(ctx, "withlog")
 	if err != nil || string(b) != `level=INFO msg="agent serving" addr=<sandbox>/agent/agent.sock`+"\n" {
 		t.Fatalf("AgentLog = %q, %v; want the host path hidden", b, err)
 	}
-	if b, err := m.AgentLog(ctx, "nolog"); err != nil || len(b) != 0 {
+	if b, err := m.DataPlane().AgentLog(ctx, "nolog"); err != nil || len(b) != 0 {
 		t.Fatalf("no log yet: %q, %v; want an empty one", b, err)
 	}
-	if _, err := m.AgentLog(ctx, "unknown"); !errors.Is(err, errdefs.ErrNotFound) {
+	if _, err := m.DataPlane().AgentLog(ctx, "unknown"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("unknown sandbox: %v, want not found", err)
 	}
 
@@ -46,7 +46,7 @@ func TestAgentLog(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(bundle, agentLogFile), buf.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	b, err = m.AgentLog(ctx, "withlog")
+	b, err = m.DataPlane().AgentLog(ctx, "withlog")
 	if err != nil || len(b) > maxAgentLog || !bytes.HasSuffix(b, []byte("x\nlast\n")) || !bytes.HasPrefix(b, []byte(big)) {
 		t.Fatalf("a large log: %d bytes, %v; want its end from a line's start", len(b), err)
 	}

@@ -311,7 +311,7 @@ func New(cfg Config, templates Templates, db *store.DB, logger *slog.Logger) (*M
 		m.tpl.warm = append(m.tpl.warm, m.warm)
 	}
 	m.warmTpl = m.newTemplatePools(cfg.WarmPool, logger)
-	for _, name := range m.WarmTemplates() {
+	for _, name := range m.Warm().Templates() {
 		m.tpl.warm = append(m.tpl.warm, m.warmTpl[name])
 	}
 	if cfg.DefaultDiskMB > 0 {
@@ -861,7 +861,7 @@ func listenUnix(path string) (*os.File, error) {
 
 func (m *Manager) awaitAgent(ctx context.Context, id string) error {
 	c := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return m.DialAgent(ctx, id) },
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return m.dialAgent(ctx, id) },
 	}}
 	defer c.CloseIdleConnections()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://agent"+agentapi.HealthPath, nil)

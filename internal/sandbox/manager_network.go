@@ -229,9 +229,10 @@ func (m *Manager) pruneNetworks(ctx context.Context) error {
 	return m.cfg.Network.Prune(ctx, live)
 }
 
-// SetNetwork replaces the egress policy of running sandbox id. New
+// Set replaces the egress policy of running sandbox id. New
 // connections obey it at once.
-func (m *Manager) SetNetwork(ctx context.Context, id string, p network.Egress) error {
+func (n NetworkUse) Set(ctx context.Context, id string, p network.Egress) error {
+	m := n.m
 	if m.cfg.Network == nil {
 		return errdefs.New(errdefs.ErrFailedPrecondition, "networking is disabled on this server (sbx serve --network none)")
 	}
@@ -252,7 +253,7 @@ func (m *Manager) SetNetwork(ctx context.Context, id string, p network.Egress) e
 // forkPolicy returns the egress policy a fork of sandbox id starts with:
 // its source's.
 func (m *Manager) forkPolicy(id string) (*network.Egress, error) {
-	p, ok := m.NetworkPolicy(id)
+	p, ok := m.networkPolicy(id)
 	if !ok {
 		return nil, nil
 	}
@@ -263,9 +264,9 @@ func (m *Manager) forkPolicy(id string) (*network.Egress, error) {
 	return &e, nil
 }
 
-// NetworkPolicy returns sandbox id's egress policy; ok is false when the
+// networkPolicy returns sandbox id's egress policy; ok is false when the
 // sandbox has no network (or the server none).
-func (m *Manager) NetworkPolicy(id string) (p network.Policy, ok bool) {
+func (m *Manager) networkPolicy(id string) (p network.Policy, ok bool) {
 	if m.cfg.Network == nil {
 		return network.Policy{}, false
 	}

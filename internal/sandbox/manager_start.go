@@ -147,7 +147,7 @@ func (m *Manager) runStartCommand(ctx context.Context, sb *Sandbox, tpl Template
 // passes, else an error and a short reason for the final message.
 func (m *Manager) readyCheck(ctx context.Context, ag *agentClient, tpl Template) (string, error) {
 	if tpl.ReadyPort != 0 {
-		conn, err := m.DialAgent(ctx, ag.sb.ID)
+		conn, err := m.dialAgent(ctx, ag.sb.ID)
 		if err != nil {
 			return "agent unreachable", err
 		}
@@ -300,7 +300,7 @@ type agentClient struct {
 
 func newAgentClient(m *Manager, sb *Sandbox) *agentClient {
 	hc := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return m.DialAgent(ctx, sb.ID) },
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return m.dialAgent(ctx, sb.ID) },
 	}}
 	return &agentClient{sb: sb, hc: hc, proc: processconnect.NewProcessClient(hc, "http://agent")}
 }

@@ -30,8 +30,8 @@ import (
 //
 // A paused sandbox whose lifecycle allows it (autoResume, idlePause) is
 // resumed here; see wake.
-func (m *Manager) EnsureRunning(ctx context.Context, id string) (*Sandbox, error) {
-	return m.wake(ctx, id)
+func (d DataPlane) EnsureRunning(ctx context.Context, id string) (*Sandbox, error) {
+	return d.m.wake(ctx, id)
 }
 
 // trafficToken returns a new traffic access token for a sandbox with private
@@ -65,7 +65,8 @@ type PortDialer struct {
 // PortDialer returns a dialer for sandbox id's ports, or nil (and no error)
 // when its runtime does not run it on the host kernel's network stack, in
 // which case only its agent's tunnel reaches its ports.
-func (m *Manager) PortDialer(ctx context.Context, sb *Sandbox) (*PortDialer, error) {
+func (d DataPlane) PortDialer(ctx context.Context, sb *Sandbox) (*PortDialer, error) {
+	m := d.m
 	rt, err := m.runtimeOf(sb)
 	if err != nil {
 		return nil, err

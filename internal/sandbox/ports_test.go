@@ -40,7 +40,7 @@ func portDialerFor(t *testing.T, pids ...int) (*PortDialer, error) {
 	rt := &pidRuntime{noRuntime: noRuntime{t}, pids: pids}
 	sb := &store.Sandbox{ID: "cportdialer000000001", Template: "base", State: StateRunning, Runtime: "runc"}
 	m := newTestManager(t, Config{Runtimes: map[string]Runtime{"runc": rt}}, sb)
-	return m.PortDialer(context.Background(), sb)
+	return m.DataPlane().PortDialer(context.Background(), sb)
 }
 
 // TestPortDialer enters a real network namespace (made with unshare, as a
@@ -135,7 +135,7 @@ func TestPortDialerRefuses(t *testing.T) {
 	t.Run("netstack", func(t *testing.T) {
 		sb := &store.Sandbox{ID: "cportdialer000000002", Template: "base", State: StateRunning, Runtime: "runc"}
 		m := newTestManager(t, Config{}, sb) // noRuntime: no HostNetworkStack
-		if d, err := m.PortDialer(context.Background(), sb); d != nil || err != nil {
+		if d, err := m.DataPlane().PortDialer(context.Background(), sb); d != nil || err != nil {
 			t.Fatalf("PortDialer = %v, %v; want none", d, err)
 		}
 	})

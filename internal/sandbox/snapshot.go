@@ -109,9 +109,9 @@ type snapshotSandboxes interface {
 	forkPolicy(id string) (*network.Egress, error)
 	// putEvent stores and announces a lifecycle event.
 	putEvent(ctx context.Context, ev *store.Event)
-	// VolumeMounts are the volumes sandbox id mounts, which its forks
+	// volumeMounts are the volumes sandbox id mounts, which its forks
 	// mount too.
-	VolumeMounts(ctx context.Context, id string) ([]VolumeMount, error)
+	volumeMounts(ctx context.Context, id string) ([]VolumeMount, error)
 }
 
 const (
@@ -515,7 +515,7 @@ func (s *Snapshots) Fork(ctx context.Context, id string, n int, timeout *time.Du
 	// A fork shares its source's volumes (the same volumes at the same
 	// paths), it does not copy them: a memory image restores into a box
 	// with the mounts it was taken with.
-	vols, err := s.sandboxes.VolumeMounts(ctx, id)
+	vols, err := s.sandboxes.volumeMounts(ctx, id)
 	if err != nil {
 		return nil, err
 	}

@@ -102,12 +102,17 @@ func (m *Manager) boxMounts(ctx context.Context, id string) ([]BoxMount, error) 
 	return out, nil
 }
 
-// AllVolumeMounts returns the volumes every sandbox mounts, by sandbox id.
-func (m *Manager) AllVolumeMounts(ctx context.Context) (map[string][]VolumeMount, error) {
-	return m.db.AllSandboxVolumes(ctx)
+// All returns the volumes every sandbox mounts, by sandbox id.
+func (v VolumeUse) All(ctx context.Context) (map[string][]VolumeMount, error) {
+	return v.m.db.AllSandboxVolumes(ctx)
 }
 
-// VolumeMounts returns the volumes sandbox id mounts.
-func (m *Manager) VolumeMounts(ctx context.Context, id string) ([]VolumeMount, error) {
+// Mounts returns the volumes sandbox id mounts.
+func (v VolumeUse) Mounts(ctx context.Context, id string) ([]VolumeMount, error) {
+	return v.m.volumeMounts(ctx, id)
+}
+
+// volumeMounts returns the volumes sandbox id mounts.
+func (m *Manager) volumeMounts(ctx context.Context, id string) ([]VolumeMount, error) {
 	return m.db.SandboxVolumes(ctx, id)
 }

@@ -152,9 +152,10 @@ func newWarmPool(cfg WarmPoolConfig, start func(context.Context) (*store.Sandbox
 		kick: make(chan struct{}, cfg.Parallel), done: make(chan struct{})}
 }
 
-// StartWarm starts filling the warm pool; the server calls it once its
+// Start starts filling the warm pool; the server calls it once its
 // templates are ready.
-func (m *Manager) StartWarm() {
+func (w WarmPools) Start() {
+	m := w.m
 	if m.warm != nil {
 		m.warm.run()
 	}
@@ -522,7 +523,7 @@ func (m *Manager) assignWarm(ctx context.Context, pw pooled, tpl Template, want 
 // agentConfigJSON).
 func (m *Manager) configureAgent(ctx context.Context, sb *store.Sandbox, cfg []byte) error {
 	hc := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return m.DialAgent(ctx, sb.ID) },
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return m.dialAgent(ctx, sb.ID) },
 	}}
 	defer hc.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)

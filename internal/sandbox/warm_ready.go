@@ -1,10 +1,11 @@
 package sandbox
 
-// WarmReady returns how many pooled sandboxes are ready, by template: a
+// Ready returns how many pooled sandboxes are ready, by template: a
 // per-template pool's under its template's name, the default pool's
 // under "" (the default template). The fleet's placement prefers a node
 // whose pool can serve a create at once.
-func (m *Manager) WarmReady() map[string]int {
+func (w WarmPools) Ready() map[string]int {
+	m := w.m
 	out := map[string]int{}
 	count := func(name string, w *warmPool) {
 		w.mu.Lock()

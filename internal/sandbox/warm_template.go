@@ -38,8 +38,9 @@ func (m *Manager) newTemplatePools(cfg WarmPoolConfig, log *slog.Logger) map[str
 	return pools
 }
 
-// WarmTemplates lists the templates with a pool of their own, sorted.
-func (m *Manager) WarmTemplates() []string {
+// Templates lists the templates with a pool of their own, sorted.
+func (w WarmPools) Templates() []string {
+	m := w.m
 	names := make([]string, 0, len(m.warmTpl))
 	for name := range m.warmTpl {
 		names = append(names, name)
@@ -48,10 +49,11 @@ func (m *Manager) WarmTemplates() []string {
 	return names
 }
 
-// StartWarmTemplate starts filling the pool of template name, if it has
+// StartTemplate starts filling the pool of template name, if it has
 // one; the server calls it once the template exists (a built-in template
 // may have to be built first).
-func (m *Manager) StartWarmTemplate(name string) {
+func (w WarmPools) StartTemplate(name string) {
+	m := w.m
 	if w := m.warmTpl[name]; w != nil {
 		w.run()
 	}

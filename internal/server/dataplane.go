@@ -29,7 +29,7 @@ func newProxy(domain string, mgr *sandbox.Manager, met *prom.Metrics, log *slog.
 type proxySandboxes struct{ m *sandbox.Manager }
 
 func (a proxySandboxes) EnsureRunning(ctx context.Context, id string) (proxy.Sandbox, error) {
-	sb, err := a.m.EnsureRunning(ctx, id)
+	sb, err := a.m.DataPlane().EnsureRunning(ctx, id)
 	if err != nil {
 		return proxy.Sandbox{}, err
 	}
@@ -37,7 +37,7 @@ func (a proxySandboxes) EnsureRunning(ctx context.Context, id string) (proxy.San
 }
 
 func (a proxySandboxes) DialAgent(ctx context.Context, id string) (net.Conn, error) {
-	return a.m.DialAgent(ctx, id)
+	return a.m.DataPlane().DialAgent(ctx, id)
 }
 
 func (a proxySandboxes) PortDialer(ctx context.Context, id string) (proxy.PortDialer, error) {
@@ -45,7 +45,7 @@ func (a proxySandboxes) PortDialer(ctx context.Context, id string) (proxy.PortDi
 	if err != nil {
 		return nil, err
 	}
-	pd, err := a.m.PortDialer(ctx, sb)
+	pd, err := a.m.DataPlane().PortDialer(ctx, sb)
 	if pd == nil {
 		// A nil *sandbox.PortDialer in the interface would not be nil.
 		return nil, err

@@ -393,7 +393,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 				m.Templates = append(m.Templates, in.Name)
 			}
 		}
-		m.Pooled = mgr.WarmReady()
+		m.Pooled = mgr.Warm().Ready()
 	}
 	if cfg.Advertise != "" {
 		root = fence{lease: lease, next: root, log: log}
@@ -448,7 +448,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	removeStaleBuiltins(ctx, mgr, templates, log)
 	apiSrv.SetReady(true)
-	mgr.StartWarm()
+	mgr.Warm().Start()
 	startTemplatePools(ctx, mgr, templates, log)
 	stopSampler := startSampler(ctx, cfg, mcfg.Runtimes, netw, db, log)
 	defer stopSampler()

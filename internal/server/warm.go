@@ -12,9 +12,9 @@ import (
 // (--warm-pool-template): at once for a template that is not built in, after
 // building it (in the background, minutes on a bare host) for one that is.
 func startTemplatePools(ctx context.Context, mgr *sandbox.Manager, templates *template.Store, log *slog.Logger) {
-	for _, name := range mgr.WarmTemplates() {
+	for _, name := range mgr.Warm().Templates() {
 		if !template.IsBuiltin(name) {
-			mgr.StartWarmTemplate(name)
+			mgr.Warm().StartTemplate(name)
 			continue
 		}
 		go func() {
@@ -22,7 +22,7 @@ func startTemplatePools(ctx context.Context, mgr *sandbox.Manager, templates *te
 				log.Error("warm pool: build its built-in template", "template", name, "err", err)
 				return
 			}
-			mgr.StartWarmTemplate(name)
+			mgr.Warm().StartTemplate(name)
 		}()
 	}
 }
