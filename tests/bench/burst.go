@@ -200,3 +200,41 @@ func (r *rawBurst) atOnce() []time.Duration {
 	wg.Wait()
 	return ds
 }
+
+// poolBurstSection is the last part of the burst section alone, for
+// profiling and quick comparisons: a server started with a pool of n,
+// filled, then reps bursts of n creates at once (the pool refilled in
+// between), each beside n raw `runc run` at once. With SBX_BENCH_PERF set
+// to a file, `perf record -a -g` runs during the first burst only and
+// writes there.
+func poolBurstSection(ctx context.Context, n, reps int) {
+	raw := newRawBurst(n)
+	defer raw.close()
+	srv := harness.Start(tb, "--warm-pool", strconv.Itoa(n))
+	defer srv.Stop()
+	var rows []row
+	for rep := range reps {
+		waitWarm(srv, n)
+		var perf *exec.Cmd
+		if out := os.Getenv("SBX_BENCH_PERF"); out != "" && rep == 0 {
+			perf = exec.Command("perf", "record", "-q", "-a", "-g", "-o", out)
+			if err := perf.Start(); err != nil {
+				fatalf("perf: %v", err)
+			}
+			time.Sleep(500 * time.Millisecond) // perf's own start, outside the burst
+		}
+		before := strings.Count(srv.Logs(), "warm=true")
+		all := burst(ctx, srv.Client, n)
+		taken := strings.Count(srv.Logs(), "warm=true") - before
+		if perf != nil {
+			_ = perf.Process.Signal(os.Interrupt)
+			_ = perf.Wait()
+		}
+		rawAll := raw.atOnce()
+		rows = append(rows, row{fmt.Sprintf("burst %d: %d creates at once → `echo hi` done, warm pool %d (%d pooled), vs %d `runc run` at once", rep+1, n, n, taken, n), all, rawAll, ""})
+	}
+	fmt.Printf("\n| operation | n | p50 | p99 | raw runtime p50 | raw p99 | ratio p50 |\n|---|---|---|---|---|---|---|\n")
+	for _, r := range rows {
+		fmt.Println(r.String())
+	}
+}

@@ -58,11 +58,12 @@ func main() {
 	n := flag.Int("n", 50, "sandboxes to create for the create benchmark")
 	rtt := flag.Int("rtt", 200, "commands for the round-trip benchmark")
 	concurrent := flag.Int("concurrent", 100, "idle sandboxes to hold at once")
-	sections := flag.String("only", "create,runsc,rtt,network,density,files,templates,proxy,burst,interp,sampler,terminal", "comma-separated sections to run: create, runsc (create → first command on gVisor), rtt, terminal (the dashboard terminal's key echo), network, density, files, templates, proxy, burst, interp (the code interpreter), sampler (the metrics sampler's cost)")
+	sections := flag.String("only", "create,runsc,rtt,network,density,files,templates,proxy,burst,interp,sampler,terminal", "comma-separated sections to run: create, runsc (create → first command on gVisor), rtt, terminal (the dashboard terminal's key echo), network, density, files, templates, proxy, burst, interp (the code interpreter), pool (the pooled burst alone, not run by default), sampler (the metrics sampler's cost)")
 	interpN := flag.Int("interp-n", 20, "creates of the code interpreter benchmark, from its pool and cold")
 	interpRTT := flag.Int("interp-rtt", 200, "runCode('1+1') round trips of the code interpreter benchmark")
 	interpRuntime := flag.String("interp-runtime", "runc", "runtime of the code interpreter benchmark's sandboxes: runc or runsc")
 	burstN := flag.Int("burst", 100, "creates in the burst benchmark, one after another and then at once")
+	poolReps := flag.Int("pool-reps", 3, "bursts of the pool section (the pooled burst alone; SBX_BENCH_PERF=FILE records the first with perf)")
 	defaultPool := flag.Int("default-pool", 2, "the warm pool of the burst benchmark's first server (sbx serve's default)")
 	transferMiB := flag.Int64("transfer-mib", 200, "size of the file uploaded and downloaded, in MiB")
 	transferReps := flag.Int("transfer-reps", 5, "uploads and downloads of that file")
@@ -198,6 +199,9 @@ func main() {
 	}
 	if want["burst"] {
 		burstSection(ctx, *burstN, *defaultPool)
+	}
+	if want["pool"] {
+		poolBurstSection(ctx, *burstN, *poolReps)
 	}
 	if want["interp"] {
 		interpSection(ctx, srv, *interpN, *interpRTT, *interpRuntime)
