@@ -158,8 +158,12 @@ func Prefix(dir string) string {
 		abs = dir
 	}
 	h := sha256.Sum256([]byte(abs))
-	return "sx" + hex.EncodeToString(h[:3])
+	return ifacePrefix + hex.EncodeToString(h[:3])
 }
+
+// ifacePrefix begins the names of every sbx server's interfaces (see
+// [Prefix]).
+const ifacePrefix = "sx"
 
 // TableName returns the nftables table (family inet) a server with data
 // directory dir uses.

@@ -338,3 +338,38 @@ func TestPortsAfterServer(t *testing.T) {
 		ln.Close()
 	}
 }
+
+// TestTwoServers: a sandbox reaches its server's DNS forwarder (TCP and
+// UDP) and egress proxy while another server's table is on the host, as
+// it is with two servers on one host (a fleet's nodes in tests) or with
+// a table a crashed server left. Every server marks its sockets alike,
+// and each table's input chain sees every packet.
+func TestTwoServers(t *testing.T) {
+	other := newTestNetwork(t)
+	t.Cleanup(other.Close)
+	n := newTestNetwork(t)
+	t.Cleanup(n.Close)
+	ctx := context.Background()
+	id := "twoservers0123456789"
+	ep, err := n.Setup(ctx, id, Egress{}, &UserMapping{HostID: 100000000, Size: 65536})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Teardown(ctx, id) })
+	// A TCP connect to port 53 (redirected to the forwarder) completes
+	// only if its SYN reaches the forwarder's socket; a dropped one
+	// times out.
+	out, err := nsExec(t, ep.NetNS, "timeout", "5", "bash", "-c", "exec 3<>/dev/tcp/"+ep.DNS.String()+"/53 && echo connected")
+	if err != nil || !strings.Contains(out, "connected") {
+		t.Fatalf("TCP to the forwarder with another server's table present: %v %s", err, out)
+	}
+	// UDP: the forwarder answers (its upstream is unreachable: SERVFAIL
+	// or REFUSED, still an answer) rather than nothing.
+	q := "import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.settimeout(4)\n" +
+		"s.sendto(bytes.fromhex('abcd01000001000000000000076578616d706c6503636f6d0000010001'),('" + ep.DNS.String() + "',53))\n" +
+		"d=s.recv(512);print('answer',d[:2].hex())"
+	out, err = nsExec(t, ep.NetNS, "/usr/bin/python3", "-c", q)
+	if err != nil || !strings.Contains(out, "answer abcd") {
+		t.Fatalf("UDP DNS to the forwarder with another server's table present: %v %s", err, out)
+	}
+}

@@ -275,8 +275,13 @@ func (f *firewall) build(cc *nftables.Conn, exists bool, boxes []*box) {
 	// port: this table outlives the server when sandboxes do (and always
 	// after a crash), its ports go back to the kernel, and a rule on a
 	// port would then drop whatever else gets it, a listener's SYNs or
-	// the SYN-ACKs of a connection made from it.
-	add(input, cat(socketMarked(), []expr.Any{verdict(expr.VerdictDrop)}))
+	// the SYN-ACKs of a connection made from it. Every sbx serve marks
+	// its sockets the same, and every server's table sees every packet:
+	// the rule leaves alone what comes from any server's sandboxes (each
+	// server's own pre chain keeps its sandboxes to its own forwarder and
+	// proxy), else a second server on the host, or a table a dead one
+	// left, would drop this server's sandboxes' DNS and proxied TCP.
+	add(input, cat(iifPrefix(expr.CmpOpNeq, ifacePrefix), socketMarked(), []expr.Any{verdict(expr.VerdictDrop)}))
 
 	// fwd. Threat: hosts on the server's networks routing into sandboxes.
 	add(fwd, cat(oifPrefix(expr.CmpOpEq, f.prefix), ctState(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), []expr.Any{verdict(expr.VerdictAccept)}))
