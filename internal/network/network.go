@@ -167,7 +167,7 @@ const ifacePrefix = "sx"
 
 // TableName returns the nftables table (family inet) a server with data
 // directory dir uses.
-func TableName(dir string) string { return "sbx_" + Prefix(dir)[2:] }
+func TableName(dir string) string { return "sbx_" + Prefix(dir)[len(ifacePrefix):] }
 
 // New sets the network layer up: it enables IPv4 forwarding, starts the
 // DNS forwarder and the transparent proxy, and installs the server's

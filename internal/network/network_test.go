@@ -340,7 +340,7 @@ func TestPortsAfterServer(t *testing.T) {
 }
 
 // TestTwoServers: a sandbox reaches its server's DNS forwarder (TCP and
-// UDP) and egress proxy while another server's table is on the host, as
+// UDP) while another server's table is on the host, as
 // it is with two servers on one host (a fleet's nodes in tests) or with
 // a table a crashed server left. Every server marks its sockets alike,
 // and each table's input chain sees every packet.
@@ -365,7 +365,7 @@ func TestTwoServers(t *testing.T) {
 	}
 	// UDP: the forwarder answers (its upstream is unreachable: SERVFAIL
 	// or REFUSED, still an answer) rather than nothing.
-	q := "import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.settimeout(4)\n" +
+	q := "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.settimeout(4)\n" +
 		"s.sendto(bytes.fromhex('abcd01000001000000000000076578616d706c6503636f6d0000010001'),('" + ep.DNS.String() + "',53))\n" +
 		"d=s.recv(512);print('answer',d[:2].hex())"
 	out, err = nsExec(t, ep.NetNS, "/usr/bin/python3", "-c", q)

@@ -36,9 +36,7 @@ func burstSection(ctx context.Context, n, pool int) {
 	seq := createFirstCommand(ctx, def.Client, n, "runc")
 	rows = append(rows, row{fmt.Sprintf("sequential: %d creates → `echo hi` done, warm pool %d (the default), vs `runc run` one after another", n, pool), seq, rawSeq, ""})
 	waitWarm(def, pool)
-	before := strings.Count(def.Logs(), "warm=true")
-	all := burst(ctx, def.Client, n)
-	taken := strings.Count(def.Logs(), "warm=true") - before
+	all, taken := countedBurst(ctx, def, n)
 	rows = append(rows, row{fmt.Sprintf("burst: %d creates at once → `echo hi` done, warm pool %d (%d pooled), vs %d `runc run` at once", n, pool, taken, n), all, rawAll, ""})
 	def.Stop()
 
@@ -47,9 +45,7 @@ func burstSection(ctx context.Context, n, pool int) {
 	waitWarm(big, n)
 	filled := time.Since(t0)
 	poolBytes := lastLogged(big.Logs(), "pool_bytes=")
-	before = strings.Count(big.Logs(), "warm=true")
-	all = burst(ctx, big.Client, n)
-	taken = strings.Count(big.Logs(), "warm=true") - before
+	all, taken = countedBurst(ctx, big, n)
 	rows = append(rows, row{fmt.Sprintf("burst: %d creates at once → `echo hi` done, warm pool %d (%d pooled), vs %d `runc run` at once", n, n, taken, n), all, rawAll, ""})
 	big.Stop()
 
@@ -70,6 +66,14 @@ func lastLogged(logs, key string) int64 {
 		}
 	}
 	return v
+}
+
+// countedBurst is burst on srv, with how many of its creates took a
+// pooled sandbox (as the server logged them).
+func countedBurst(ctx context.Context, srv *harness.Server, n int) ([]time.Duration, int) {
+	before := strings.Count(srv.Logs(), "warm=true")
+	ds := burst(ctx, srv.Client, n)
+	return ds, strings.Count(srv.Logs(), "warm=true") - before
 }
 
 // burst sends n creates at once, each followed by `echo hi`, and returns
@@ -223,9 +227,7 @@ func poolBurstSection(ctx context.Context, n, reps int) {
 			}
 			time.Sleep(500 * time.Millisecond) // perf's own start, outside the burst
 		}
-		before := strings.Count(srv.Logs(), "warm=true")
-		all := burst(ctx, srv.Client, n)
-		taken := strings.Count(srv.Logs(), "warm=true") - before
+		all, taken := countedBurst(ctx, srv, n)
 		if perf != nil {
 			_ = perf.Process.Signal(os.Interrupt)
 			_ = perf.Wait()
