@@ -120,6 +120,11 @@ func cluster(t testing.TB) (testCluster, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return c, err
 	}
+	// The postgres user must pass through the cache directory's parent,
+	// which another test may have made first, private to root.
+	if err := traversable(filepath.Dir(dir)); err != nil {
+		return c, err
+	}
 	// The lock makes test processes that find the cluster down take turns
 	// at starting it; the one that waited then finds it up.
 	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o644)
@@ -219,4 +224,19 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// traversable lets every user pass through dir (o+x), keeping its other
+// permission bits: listing it stays as private as it was.
+func traversable(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if perm := fi.Mode().Perm(); perm&0o011 != 0o011 {
+		if err := os.Chmod(dir, perm|0o011); err != nil {
+			return fmt.Errorf("let postgres through %s: %w", dir, err)
+		}
+	}
+	return nil
 }
