@@ -90,7 +90,7 @@ type snapshotStore interface {
 	CountSandboxesByTemplate(ctx context.Context, name string) (int, error)
 	CountSnapshotsByTemplate(ctx context.Context, name string) (int, error)
 	GetTeam(ctx context.Context, ref string) (*store.Team, error)
-	TeamSnapshots(ctx context.Context, team string) (int64, error)
+	ReserveSnapshot(ctx context.Context, sn *store.Snapshot, check func(t *store.Team, snapshots int64) error) error
 }
 
 // snapshotSandboxes is what Snapshots needs of the Manager (which
@@ -257,15 +257,12 @@ func (s *Snapshots) Take(ctx context.Context, id string, opts SnapshotOptions) (
 	return sn, nil
 }
 
-// reserve stores sn (state creating) unless its name is taken.
+// reserve stores sn (state creating) unless its name is taken or its
+// team is at its limit of templates (checked under the team's lock in the
+// store, so that racing snapshots on any node sharing it never pass it).
 func (s *Snapshots) reserve(ctx context.Context, sn *store.Snapshot) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !sn.Internal {
-		if err := s.checkTemplates(ctx, sn.Team); err != nil {
-			return err
-		}
-	}
 	if sn.Name != "" {
 		if _, err := s.db.GetSnapshot(ctx, sn.Name); err == nil {
 			return errdefs.New(errdefs.ErrConflict, "a snapshot named %q exists; delete it first", sn.Name)
@@ -278,25 +275,17 @@ func (s *Snapshots) reserve(ctx context.Context, sn *store.Snapshot) error {
 			return err
 		}
 	}
-	return s.db.PutSnapshot(ctx, sn)
+	if sn.Internal {
+		return s.db.PutSnapshot(ctx, sn)
+	}
+	return s.db.ReserveSnapshot(ctx, sn, checkTemplates)
 }
 
-// checkTemplates refuses a new snapshot of team when the team has as many
+// checkTemplates refuses a new snapshot of team t when it has n, as many
 // as its limit of templates (max-templates): E2B's snapshots are
 // templates of the team.
-func (s *Snapshots) checkTemplates(ctx context.Context, team string) error {
-	t, err := s.db.GetTeam(ctx, store.TeamOrDefault(team))
-	if errors.Is(err, errdefs.ErrNotFound) {
-		return nil
-	}
-	if err != nil || t.Limits.MaxTemplates <= 0 {
-		return err
-	}
-	n, err := s.db.TeamSnapshots(ctx, t.ID)
-	if err != nil {
-		return err
-	}
-	if n >= t.Limits.MaxTemplates {
+func checkTemplates(t *store.Team, n int64) error {
+	if t.Limits.MaxTemplates > 0 && n >= t.Limits.MaxTemplates {
 		return errdefs.New(errdefs.ErrResourceExhausted, "team %q is at its limit of %d templates and snapshots (max-templates); delete one first", t.Name, t.Limits.MaxTemplates)
 	}
 	return nil

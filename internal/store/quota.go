@@ -167,12 +167,34 @@ func (s *DB) UpdateSandboxEventQuota(ctx context.Context, sb *Sandbox, ev *Event
 // TeamSnapshots counts team's snapshots, on every node, but those sbx
 // takes for itself (forks').
 func (s *DB) TeamSnapshots(ctx context.Context, team string) (int64, error) {
+	return teamSnapshots(ctx, s.db, team)
+}
+
+func teamSnapshots(ctx context.Context, ex queryer, team string) (int64, error) {
 	var n int64
-	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM snapshots WHERE team = ? AND internal = 0`, orDefault(team)).Scan(&n)
+	err := ex.QueryRowContext(ctx, `SELECT count(*) FROM snapshots WHERE team = ? AND internal = 0`, orDefault(team)).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("count team %s snapshots: %w", team, err)
 	}
 	return n, nil
+}
+
+// ReserveSnapshot is PutSnapshot made under the lock of sn's team (see
+// inTeamLock): check is given the team and its snapshots but sbx's own
+// (TeamSnapshots), and refuses the insert by returning an error, so that
+// racing snapshot creates, on any server sharing the store, never pass
+// the team's limit together. A nil check is PutSnapshot.
+func (s *DB) ReserveSnapshot(ctx context.Context, sn *Snapshot, check func(t *Team, snapshots int64) error) error {
+	if check == nil {
+		return s.PutSnapshot(ctx, sn)
+	}
+	return s.lockTeam(ctx, sn.Team, func(ex queryer, t *Team) error {
+		n, err := teamSnapshots(ctx, ex, t.ID)
+		if err != nil {
+			return err
+		}
+		return check(t, n)
+	}, func(ex queryer) error { return s.putSnapshot(ctx, ex, sn) })
 }
 
 // TeamVolumeMB sums the sizes of team's volumes.

@@ -223,3 +223,55 @@ func TestVolumeQuotaRace(t *testing.T) {
 		}
 	})
 }
+
+// TestReserveSnapshotRace: 20 snapshot reservations racing against a limit
+// of 4, split between two nodes (two pools on one database, as two
+// servers), store exactly 4; the others are refused by the check. Internal
+// snapshots (forks') do not count.
+func TestReserveSnapshotRace(t *testing.T) {
+	eachEngine(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		nodes := []*DB{open(t, dsn).ForNode("a"), open(t, dsn).ForNode("b")}
+		if err := nodes[0].CreateTeam(ctx, &Team{ID: "q", Name: "q", CreatedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		// One of sbx's own, which the limit leaves out.
+		if err := nodes[0].PutSnapshot(ctx, &Snapshot{ID: "internal", SandboxID: "sb", Template: "base", Kind: "files", State: "ready", Internal: true, CreatedAt: time.Now(), Team: "q"}); err != nil {
+			t.Fatal(err)
+		}
+		check := func(tm *Team, n int64) error {
+			time.Sleep(20 * time.Millisecond) // widen the window the lock must close
+			if n >= 4 {
+				return errdefs.New(errdefs.ErrResourceExhausted, "team %q is at its limit of 4 snapshots", tm.Name)
+			}
+			return nil
+		}
+		errs := make(chan error, 20)
+		start := make(chan struct{})
+		for i := range 20 {
+			go func() {
+				<-start
+				sn := &Snapshot{ID: fmt.Sprintf("sn%02d", i), SandboxID: "sb", Template: "base", Kind: "files", State: "creating", CreatedAt: time.Now(), Team: "q"}
+				errs <- nodes[i%2].ReserveSnapshot(ctx, sn, check)
+			}()
+		}
+		close(start)
+		made := 0
+		for range 20 {
+			switch err := <-errs; {
+			case err == nil:
+				made++
+			case !errors.Is(err, errdefs.ErrResourceExhausted):
+				t.Errorf("racing snapshot reservation: %v", err)
+			}
+		}
+		if n, err := nodes[1].TeamSnapshots(ctx, "q"); made != 4 || err != nil || n != 4 {
+			t.Errorf("20 racing snapshots against a limit of 4: %d made, %d stored (%v); want 4 and 4", made, n, err)
+		}
+		// A nil check stores unchecked, as PutSnapshot; a team that does
+		// not exist has no limits.
+		if err := nodes[0].ReserveSnapshot(ctx, &Snapshot{ID: "free", SandboxID: "sb", Template: "base", Kind: "files", State: "creating", CreatedAt: time.Now(), Team: "nosuch"}, check); err != nil {
+			t.Errorf("snapshot of a team without a record: %v", err)
+		}
+	})
+}

@@ -78,8 +78,12 @@ func scanSnapshot(row interface{ Scan(...any) error }) (*Snapshot, error) {
 // PutSnapshot inserts or replaces a snapshot record (keeping the node of
 // one that exists).
 func (s *DB) PutSnapshot(ctx context.Context, sn *Snapshot) error {
+	return s.putSnapshot(ctx, s.db, sn)
+}
+
+func (s *DB) putSnapshot(ctx context.Context, ex queryer, sn *Snapshot) error {
 	node := s.owner(sn.Node)
-	_, err := s.db.ExecContext(ctx, `INSERT INTO snapshots (`+snapshotColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	_, err := ex.ExecContext(ctx, `INSERT INTO snapshots (`+snapshotColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET `+upsertSet(snapshotData),
 		sn.ID, sn.Name, sn.SandboxID, sn.Template, sn.Kind, sn.State, sn.Internal, unixOrZero(sn.CreatedAt), sn.SizeBytes, sn.CPUs, sn.MemoryMB, "", sn.Runtime, orDefault(sn.Team), node)
 	if err != nil {
