@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/sbxdev/sbx/internal/errdefs"
@@ -173,32 +174,68 @@ func (s *DB) SetTeamLimits(ctx context.Context, id string, l TeamLimits) error {
 	return nil
 }
 
+// teamObjects are what a team can own that DeleteTeam refuses to orphan:
+// names for the message and the count of the team's (in query, whose
+// one argument is the team's id). Killed and failed sandboxes are
+// history, not objects: they do not hold a team. Secrets go with the team.
+var teamObjects = []struct{ one, many, query string }{
+	{"API key", "API keys", `SELECT COUNT(*) FROM api_keys WHERE team = ?`},
+	{"sandbox", "sandboxes", `SELECT COUNT(*) FROM sandboxes WHERE team = ? AND state NOT IN ('killed', 'failed')`},
+	{"snapshot", "snapshots", `SELECT COUNT(*) FROM snapshots WHERE team = ?`},
+	{"volume", "volumes", `SELECT COUNT(*) FROM volumes WHERE team = ?`},
+	{"webhook", "webhooks", `SELECT COUNT(*) FROM webhooks WHERE team_id = ?`},
+}
+
 // DeleteTeam removes team id. The default team, and a team that still
-// has keys, sandboxes or snapshots, cannot be removed (an error wrapping
-// errdefs.ErrFailedPrecondition); an unknown one gives
-// errdefs.ErrNotFound.
+// has keys, live sandboxes, snapshots, volumes or webhooks, cannot be
+// removed (an error wrapping errdefs.ErrFailedPrecondition, naming what
+// is left); an unknown one gives errdefs.ErrNotFound. The check and the
+// delete are one transaction holding the team's lock (see inTeamLock).
 func (s *DB) DeleteTeam(ctx context.Context, id string) error {
 	if id == DefaultTeamID {
 		return errdefs.New(errdefs.ErrFailedPrecondition, "the default team cannot be removed")
 	}
-	if _, err := s.GetTeam(ctx, id); err != nil {
+	t, err := s.GetTeam(ctx, id)
+	if err != nil {
 		return err
 	}
-	for _, table := range []string{"api_keys", "sandboxes", "snapshots"} {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("delete team %s: %w", id, err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `UPDATE teams SET name = name WHERE id = ?`, id)
+	if err != nil {
+		return fmt.Errorf("delete team %s: lock: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return errdefs.New(errdefs.ErrNotFound, "team %q not found", id)
+	}
+	var left []string
+	for _, o := range teamObjects {
 		var n int
-		if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+table+` WHERE team = ?`, id).Scan(&n); err != nil {
-			return fmt.Errorf("delete team %s: %w", id, err)
+		if err := tx.QueryRowContext(ctx, o.query, id).Scan(&n); err != nil {
+			return fmt.Errorf("delete team %s: count %s: %w", id, o.many, err)
 		}
-		if n > 0 {
-			return errdefs.New(errdefs.ErrFailedPrecondition, "team %q still has %d %s; remove them first", id, n, table)
+		switch {
+		case n == 1:
+			left = append(left, "1 "+o.one)
+		case n > 1:
+			left = append(left, fmt.Sprintf("%d %s", n, o.many))
 		}
 	}
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM teams WHERE id = ?`, id); err != nil {
+	if len(left) > 0 {
+		return errdefs.New(errdefs.ErrFailedPrecondition, "team %q still has %s; remove them first", t.Name, strings.Join(left, ", "))
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM teams WHERE id = ?`, id); err != nil {
 		return fmt.Errorf("delete team %s: %w", id, err)
 	}
 	// Its secrets go with it: no key can use them any more.
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM secrets WHERE team = ?`, id); err != nil {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM secrets WHERE team = ?`, id); err != nil {
 		return fmt.Errorf("delete team %s: secrets: %w", id, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("delete team %s: commit: %w", id, err)
 	}
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sbxdev/sbx/client"
 	"github.com/sbxdev/sbx/internal/store"
 	"github.com/sbxdev/sbx/tests/harness"
 	"github.com/sbxdev/sbx/wire"
@@ -629,6 +630,79 @@ func TestTeamQuotaTwoNodes(t *testing.T) {
 	}
 }
 
+// TestTeamSnapshotQuotaTwoNodes: snapshots racing against a team's limit
+// of 3 templates (max-templates), sent to two nodes sharing one Postgres
+// store, four sandboxes at once, make exactly 3 between them: the count
+// and the insert are one step under the team's lock in the store, not a
+// check on each node.
+func TestTeamSnapshotQuotaTwoNodes(t *testing.T) {
+	dsn, nodes := startFleet(t, 2)
+	ctx := ctxFor(t, 4*time.Minute)
+	var team wire.TeamInfo
+	must(t, ctx, "POST", nodes[0].URL+"/sbx/v1/teams", nodes[0].APIKey, map[string]any{"name": "s2", "maxTemplates": 3}, 201, &team)
+	var k wire.Key
+	must(t, ctx, "POST", nodes[0].URL+"/sbx/v1/keys", nodes[0].APIKey, map[string]any{"team": "s2"}, 201, &k)
+	// The second node reads keys from the store every 2 s.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		code, _ := teamSend(t, ctx, "GET", nodes[1].URL+"/v2/sandboxes", k.Key, nil)
+		if code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the second node refuses the new key: %d", code)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// Four sandboxes, made through both nodes; snapshots of one sandbox
+	// are serialised by its own lock, so the race is between sandboxes.
+	var ids []string
+	for i := range 4 {
+		var sb wire.Sandbox
+		must(t, ctx, "POST", nodes[i%2].URL+"/sandboxes", k.Key, map[string]any{"templateID": "base", "timeout": 300}, 201, &sb)
+		ids = append(ids, sb.SandboxID)
+	}
+	type result struct {
+		code int
+		body []byte
+	}
+	results := make(chan result, 12)
+	start := make(chan struct{})
+	for i := range 12 {
+		go func() {
+			<-start
+			code, got := teamSend(t, ctx, "POST", nodes[i%2].URL+"/sandboxes/"+ids[i%4]+"/snapshots", k.Key, []byte(`{}`))
+			results <- result{code, got}
+		}()
+	}
+	close(start)
+	made := 0
+	for range 12 {
+		r := <-results
+		switch r.code {
+		case http.StatusCreated:
+			made++
+		case http.StatusTooManyRequests:
+			if !strings.Contains(string(r.body), "limit of 3 templates and snapshots (max-templates)") {
+				t.Errorf("429 body %s: want the limit named", r.body)
+			}
+		default:
+			t.Errorf("racing snapshot = %d %s; want 201 or 429", r.code, r.body)
+		}
+	}
+	db, err := store.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	n, err := db.TeamSnapshots(ctx, team.ID)
+	if made != 3 || err != nil || n != 3 {
+		t.Errorf("12 racing snapshots on two nodes against a limit of 3: %d made, %d stored (%v); want 3 and 3", made, n, err)
+	}
+	for i, id := range ids {
+		must(t, ctx, "DELETE", nodes[i%2].URL+"/sandboxes/"+id, k.Key, nil, 204, nil)
+	}
+}
+
 // TestTeamLimits drives the limits beyond concurrency through the API as
 // an operator sets them with the CLI: the longest timeout (400, as E2B),
 // disk, paused sandboxes kept, snapshots and volume bytes (429 naming
@@ -703,4 +777,46 @@ func TestTeamLimits(t *testing.T) {
 	for _, id := range []string{a.SandboxID, b.SandboxID} {
 		must(t, ctx, "DELETE", u+"/sandboxes/"+id, k.Key, nil, 204, nil)
 	}
+}
+
+// TestDeleteTeamWithVolumes: a team that still owns a volume (or a
+// webhook, or a key) is not removed, by the API (409 in the E2B error
+// shape, naming what is left) nor by `sbx team rm`; once they are gone, it
+// is, and its name is free again.
+func TestDeleteTeamWithVolumes(t *testing.T) {
+	// The webhook below points at a closed loopback port: it is made,
+	// never delivered to (no sandbox runs).
+	srv := harness.Start(t, "--internet=false", "--webhook-allow", "127.0.0.1/32")
+	ctx := ctxFor(t, 2*time.Minute)
+	u := srv.URL
+	var team wire.TeamInfo
+	must(t, ctx, "POST", u+"/sbx/v1/teams", srv.APIKey, map[string]any{"name": "dv"}, 201, &team)
+	var k wire.Key
+	must(t, ctx, "POST", u+"/sbx/v1/keys", srv.APIKey, map[string]any{"team": "dv", "name": "dv-key"}, 201, &k)
+	var vol wire.VolumeAndToken
+	must(t, ctx, "POST", u+"/volumes", k.Key, map[string]any{"name": "dv-vol", "sizeMB": 16}, 201, &vol)
+
+	refused := func(want string) {
+		t.Helper()
+		code, body := teamSend(t, ctx, "DELETE", u+"/sbx/v1/teams/"+team.ID, srv.APIKey, nil)
+		var e wire.Error
+		if code != http.StatusConflict || json.Unmarshal(body, &e) != nil || e.Code != http.StatusConflict || !strings.Contains(e.Message, want) {
+			t.Errorf("DELETE a team with %s = %d %s; want 409 naming %q", want, code, body, want)
+		}
+	}
+	refused(`team "dv" still has 1 API key, 1 volume; remove them first`)
+	if _, stderr, code := srv.CLI(ctx, nil, "team", "rm", "dv"); code == 0 || !strings.Contains(stderr, "1 volume") {
+		t.Errorf("sbx team rm of a team with a volume = %d %s; want refused naming the volume", code, stderr)
+	}
+	hook, err := client.New(u, k.Key).CreateWebhook(ctx, client.NewWebhook{Name: "dv-hook", URL: "http://127.0.0.1:9/", Events: []string{"sandbox.lifecycle.created"}, SignatureSecret: "dv-secret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, ctx, "DELETE", u+"/volumes/"+vol.VolumeID, k.Key, nil, 204, nil)
+	refused(`team "dv" still has 1 API key, 1 webhook; remove them first`)
+	must(t, ctx, "DELETE", u+"/events/webhooks/"+hook.ID, k.Key, nil, 204, nil)
+	must(t, ctx, "DELETE", u+"/sbx/v1/keys/"+k.ID, srv.APIKey, nil, 204, nil)
+	must(t, ctx, "DELETE", u+"/sbx/v1/teams/"+team.ID, srv.APIKey, nil, 204, nil)
+	must(t, ctx, "GET", u+"/sbx/v1/teams/"+team.ID, srv.APIKey, nil, 404, nil)
+	must(t, ctx, "POST", u+"/sbx/v1/teams", srv.APIKey, map[string]any{"name": "dv"}, 201, nil)
 }
