@@ -5,7 +5,8 @@
 #   2. Go >= 1.26 (the official toolchain, only when go is missing or older);
 #   3. runc v1.5.2 built with seccomp, at /usr/local/lib/sbx/runc (Debian's
 #      runc is too old, and sbx refuses to run boxes without seccomp);
-#   4. gVisor's runsc, pinned, built static, at /usr/local/lib/sbx/runsc;
+#   4. gVisor's runsc, pinned, patched and built static by
+#      scripts/build-runsc.sh, at /usr/local/lib/sbx/runsc;
 #   5. on cgroup v1 (hybrid) hosts only: Debian's kernel and modules,
 #      unpacked (not installed) under /usr/local/lib/sbx/vm, for the test VM
 #      that runs sbx on a pure cgroup v2 system (tests/vm);
@@ -159,32 +160,35 @@ else
 fi
 
 # --- 4. runsc (gVisor) ------------------------------------------------------
-# Static (CGO_ENABLED=0): runsc re-executes itself (/proc/self/exe) after
-# chrooting into an empty directory, where a dynamically linked runsc finds
-# no loader and fails with "fork/exec /proc/self/exe: no such file or
-# directory". The installed version is recorded beside the binary, since a
-# go-installed runsc reports "runsc version VERSION_MISSING".
+# scripts/build-runsc.sh builds it from the module source with sbx's patches
+# (scripts/patches: the Sentry's task limit, which enforces a box's pids
+# limit) and stamps its version RUNSC_VERSION+sbxN, which sbx requires. It
+# is static (CGO_ENABLED=0): runsc re-executes itself (/proc/self/exe)
+# after chrooting into an empty directory, where a dynamically linked runsc
+# finds no loader and fails with "fork/exec /proc/self/exe: no such file or
+# directory". The installed version is also recorded beside the binary.
+# A runsc of another version, or unpatched (an older setup.sh's, which
+# reports plain RUNSC_VERSION or VERSION_MISSING), is replaced.
+runsc_want="$("$(dirname "$0")/build-runsc.sh" --version "$RUNSC_VERSION")"
 runsc_ok() {
 	[ -x "$RUNSC_BIN" ] || return 1
-	[ "$(cat "$RUNSC_BIN.version" 2>/dev/null)" = "$RUNSC_VERSION" ] || return 1
-	"$RUNSC_BIN" --version >/dev/null 2>&1 || return 1
+	[ "$(cat "$RUNSC_BIN.version" 2>/dev/null)" = "$runsc_want" ] || return 1
+	[ "$("$RUNSC_BIN" --version 2>/dev/null | sed -n '1s/^runsc version //p')" = "$runsc_want" ] || return 1
 	# Must be static: no program interpreter (readelf is binutils, which gcc
 	# above pulls in).
 	! readelf -l "$RUNSC_BIN" 2>/dev/null | grep -q 'INTERP'
 }
 if runsc_ok; then
-	log "runsc: $RUNSC_VERSION ok"
+	log "runsc: $runsc_want ok"
 else
-	log "runsc: building gvisor.dev/gvisor/runsc@$RUNSC_VERSION (static) into $RUNSC_BIN (about 2 minutes)"
-	gobin="$(mktemp -d)"
-	(cd "$gobin" && CGO_ENABLED=0 GOBIN="$gobin" GOTOOLCHAIN=local GOFLAGS= \
-		go install "gvisor.dev/gvisor/runsc@$RUNSC_VERSION") >&2
+	log "runsc: building $runsc_want (patched, static) into $RUNSC_BIN (about 6 minutes)"
 	install -d -m 0755 "$RUNC_DIR"
-	install -m 0755 "$gobin/runsc" "$RUNSC_BIN.new"
-	mv -f "$RUNSC_BIN.new" "$RUNSC_BIN"
-	printf '%s\n' "$RUNSC_VERSION" >"$RUNSC_BIN.version"
-	rm -rf "$gobin"
-	runsc_ok || die "runsc at $RUNSC_BIN does not run or is not static"
+	# build-runsc.sh writes OUT.new and renames it: running boxes keep
+	# their binary, and new ones never see a partial file.
+	"$(dirname "$0")/build-runsc.sh" "$RUNSC_VERSION" "$RUNSC_BIN"
+	printf '%s\n' "$runsc_want" >"$RUNSC_BIN.version.new"
+	mv -f "$RUNSC_BIN.version.new" "$RUNSC_BIN.version"
+	runsc_ok || die "runsc at $RUNSC_BIN does not run, does not report $runsc_want or is not static"
 	log "runsc: installed"
 fi
 
