@@ -250,9 +250,10 @@ EOF`, nbAddr.String(), gw.String()), "refused", "Cannot assign requested address
 		if harness.Runtime() == "runsc" {
 			// The host cgroup counts the Sentry's threads and systrap's
 			// stub processes, limited to 4×256+512 (see the runsc
-			// driver); the box's own limit is enforced inside the
-			// Sentry, per uid: the refused forks above are it holding,
-			// and "pids exhausted" below measures where it stands.
+			// driver); the box's own limit is the Sentry's task limit,
+			// which the host cannot count: the refused forks above are
+			// it holding, and "pids limit holds against root" and "pids
+			// exhausted" below measure where it stands.
 			if n := pidsCurrent(t, bombed.ID); n > 4*256+512 {
 				t.Fatalf("%d host tasks for a gVisor box limited to %d", n, 4*256+512)
 			}
@@ -291,9 +292,11 @@ EOF`, nbAddr.String(), gw.String()), "refused", "Cannot assign requested address
 		}
 	})
 	t.Run("pids limit holds against root", func(t *testing.T) {
-		// Root in the box tries to raise its pids limit (the rlimit that
-		// enforces it under gVisor, and any pids.max it can reach), then
-		// forks past the limit: the forks must still be refused.
+		// Root in the box tries to lift its pids limit (RLIMIT_NPROC, and
+		// any pids.max it can reach), then forks far past it, spread
+		// over 40 uids of 20 processes each (800 in all), so that no
+		// per-user count can be what holds: the whole box must stop at
+		// its limit of 256 tasks, with EAGAIN, on every runtime.
 		opts := client.CreateOptions{}
 		if harness.Runtime() == "runsc" {
 			opts.MemoryMB = 2048 // as in "fork bomb": the limit, not memory, is tested
@@ -318,19 +321,47 @@ for f in glob.glob("/sys/fs/cgroup/**/pids.max", recursive=True):
         print("wrote", f, flush=True)
     except OSError as e:
         print("refused", f, e.errno, flush=True)
-n = 0
-while n < 2000:
+r, w = os.pipe()
+users, errno = 0, 0
+for u in range(40):
     try:
         pid = os.fork()
     except OSError as e:
-        print("full", n, e.errno, flush=True)
+        errno = e.errno
         break
     if pid == 0:
+        os.close(r)
+        n, err = 0, 0
+        try:
+            os.setgroups([])
+            os.setgid(20000 + u)
+            os.setuid(20000 + u)
+            while n < 20:
+                try:
+                    c = os.fork()
+                except OSError as e:
+                    err = e.errno
+                    break
+                if c == 0:
+                    time.sleep(1e9)
+                    os._exit(0)
+                n += 1
+        except OSError as e:
+            err = -e.errno
+        os.write(w, b"%d %d\n" % (n, err))
         time.sleep(1e9)
         os._exit(0)
-    n += 1
-else:
-    print("full", n, 0, flush=True)
+    users += 1
+os.close(w)
+total = users
+with os.fdopen(r) as lines:
+    for _ in range(users):
+        n, err = map(int, lines.readline().split())
+        total += n
+        if err < 0:
+            print("setuid failed", -err, flush=True)
+        errno = errno or err
+print("full", total, errno, users, flush=True)
 time.sleep(1e9)
 `}, Stdout: out})
 		if err != nil {
@@ -338,12 +369,17 @@ time.sleep(1e9)
 		}
 		out.await(t, "full")
 		t.Logf("root's attempts: %s", out.buf)
-		if harness.Runtime() == "runsc" && bytes.Contains(out.buf, []byte("rlimit raised")) {
-			t.Errorf("root raised RLIMIT_NPROC, the pids limit under gVisor")
+		if bytes.Contains(out.buf, []byte("setuid failed")) {
+			t.Fatalf("root in the box could not take the uids the test spreads over: %s", out.buf)
 		}
-		var n, errno int
-		if _, err := fmt.Sscanf(string(out.buf[bytes.Index(out.buf, []byte("full")):]), "full %d %d", &n, &errno); err != nil || errno != int(unix.EAGAIN) || n > 256 {
-			t.Fatalf("root forked %d processes (errno %d) after trying to raise a limit of 256; want EAGAIN at 256 or fewer (%v)", n, errno, err)
+		var n, errno, users int
+		if _, err := fmt.Sscanf(string(out.buf[bytes.Index(out.buf, []byte("full")):]), "full %d %d %d", &n, &errno, &users); err != nil || errno != int(unix.EAGAIN) || n > 256 {
+			t.Fatalf("root forked %d processes over %d uids (errno %d) after trying to raise a limit of 256; want EAGAIN at 256 or fewer (%v)", n, users, errno, err)
+		}
+		// The box's other tasks (the agent's) hold a few slots; what
+		// stopped the forks is the limit, not memory or a per-uid count.
+		if n < 230 || users < 12 {
+			t.Fatalf("root's forks stopped at %d over %d uids; want the box's limit of 256 reached across uids", n, users)
 		}
 		if err := p.Kill(ctx); err != nil {
 			t.Fatal(err)
@@ -385,27 +421,12 @@ time.sleep(1e9)
 		}
 		out.await(t, "full")
 		// The filler and its children hold all but a few slots (the
-		// agent's): the ceiling is the limit, not memory. Under gVisor
-		// the limit is per uid and the filler itself counts as root's
-		// (it was forked as root; see below), so its 256 children fill
-		// the user's.
+		// agent's): the ceiling is the limit, not memory.
 		var n, errno int
-		most := 255
-		if harness.Runtime() == "runsc" {
-			most = 256
+		if _, err := fmt.Sscanf(string(out.buf[bytes.Index(out.buf, []byte("full")):]), "full %d %d", &n, &errno); err != nil || errno != int(unix.EAGAIN) || n < 230 || n > 255 {
+			t.Fatalf("the filler stopped at %q, want EAGAIN after 230-255 forks (%v)", out.buf, err)
 		}
-		if _, err := fmt.Sscanf(string(out.buf[bytes.Index(out.buf, []byte("full")):]), "full %d %d", &n, &errno); err != nil || errno != int(unix.EAGAIN) || n < 240 || n > most {
-			t.Fatalf("the filler stopped at %q, want EAGAIN after 240-%d forks (%v)", out.buf, most, err)
-		}
-		_, err = sb.Exec(ctx, client.ExecOptions{Cmd: "true"})
-		switch {
-		case harness.Runtime() == "runsc" && err == nil:
-			// Under gVisor the limit is RLIMIT_NPROC, counted per uid:
-			// the agent forks a command as root (not full) before it
-			// becomes the user, and gVisor does not re-check at setuid
-			// as Linux does. The filler, forking as the user, was
-			// stopped above: that is the limit holding.
-		case !errors.Is(err, client.ErrUnavailable):
+		if _, err := sb.Exec(ctx, client.ExecOptions{Cmd: "true"}); !errors.Is(err, client.ErrUnavailable) {
 			t.Fatalf("exec with the pids limit full: want unavailable, got %v", err)
 		}
 		if err := filler.Kill(ctx); err != nil {

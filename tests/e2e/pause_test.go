@@ -988,3 +988,56 @@ func TestBoxDies(t *testing.T) {
 		t.Fatalf("kill the failed sandbox: %v", err)
 	}
 }
+
+// TestPidsLimitAcrossPause: a sandbox limited to 64 tasks cannot fork past
+// them, before a pause and after its resume (under runsc a memory pause:
+// the box is restored from a checkpoint by a new runsc, which must apply
+// the limit again).
+func TestPidsLimitAcrossPause(t *testing.T) {
+	srv := harness.Start(t, "--pids", "64", "--internet=false")
+	ctx := ctxFor(t, 4*time.Minute)
+	c := srv.Client
+	sb, err := c.CreateSandbox(ctx, client.CreateOptions{Timeout: 5 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Kill(ctx)
+	// fill forks sleeping children until refused, then lets them go, and
+	// says how many it held and why it stopped.
+	fill := func(when string, sb *client.Sandbox) {
+		t.Helper()
+		res := mustRun(t, ctx, sb, `python3 -c '
+import os, signal, time
+kids, errno = [], 0
+while len(kids) < 500:
+    try:
+        pid = os.fork()
+    except OSError as e:
+        errno = e.errno
+        break
+    if pid == 0:
+        time.sleep(1e9)
+        os._exit(0)
+    kids.append(pid)
+for k in kids:
+    os.kill(k, signal.SIGKILL)
+for k in kids:
+    os.waitpid(k, 0)
+print("full", len(kids), errno)
+'`, nil)
+		var n, errno int
+		if _, err := fmt.Sscanf(res.Stdout, "full %d %d", &n, &errno); err != nil || errno != int(syscall.EAGAIN) || n >= 64 || n < 40 {
+			t.Fatalf("%s: forks stopped at %q (%v); want EAGAIN after 40-63 in a sandbox limited to 64 tasks", when, res.Stdout, err)
+		}
+	}
+	fill("before the pause", sb)
+	if err := sb.Pause(ctx, nil); err != nil {
+		t.Fatalf("pause: %v", err)
+	}
+	mustState(t, ctx, c, sb.ID, client.StatePaused, wantPauseKind())
+	sb2, err := c.Resume(ctx, sb.ID, &client.ResumeOptions{Timeout: 5 * time.Minute})
+	if err != nil {
+		t.Fatalf("resume: %v", err)
+	}
+	fill("after the resume", sb2)
+}

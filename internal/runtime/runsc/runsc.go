@@ -57,8 +57,9 @@
 //     filters. Docker's profile is not loaded into the Sentry (see boxSpec).
 //   - cgroups: runsc places the sandbox's host processes (Sentry and gofer)
 //     in the spec's cgroup /sbx/<id> (v1 or v2, like runc), so the memory,
-//     CPU and pids limits bound the whole box; inside, the Sentry enforces
-//     the pids limit per box too. The CPU quota is written to the cgroup
+//     CPU and pids limits bound the whole box; inside, sbx's patched
+//     Sentry enforces the box's pids limit on its tasks (PidsAnnotation;
+//     New refuses a runsc without the patch). The CPU quota is written to the cgroup
 //     once runsc has started or restored the box (see launch): that work
 //     is not held to the box's quota.
 //   - Network: with no BoxSpec.NetNS the box gets --network=none (a
@@ -105,6 +106,15 @@ import (
 
 // DefaultBinary is where scripts/setup.sh installs runsc.
 const DefaultBinary = "/usr/local/lib/sbx/runsc"
+
+// PidsAnnotation is the OCI annotation that gives a box its task limit
+// (BoxSpec.Limits.Pids) in sbx's patched runsc; see boxSpec.
+const PidsAnnotation = "dev.sbx.pids.max"
+
+// versionMark is in the version of every runsc built by
+// scripts/build-runsc.sh (VERSION+sbxN): an unpatched runsc would ignore
+// PidsAnnotation and leave boxes without a pids limit.
+const versionMark = "+sbx"
 
 // DefaultPlatform is gVisor's platform: systrap needs no KVM.
 const DefaultPlatform = "systrap"
@@ -185,8 +195,12 @@ func New(opts Options) (*Runtime, error) {
 		return nil, fmt.Errorf("runsc root: %w", err)
 	}
 	r.root = root
-	if out, err := exec.Command(r.bin, "--version").Output(); err != nil || !bytes.HasPrefix(out, []byte("runsc version")) {
+	out, err := exec.Command(r.bin, "--version").Output()
+	if err != nil || !bytes.HasPrefix(out, []byte("runsc version")) {
 		return nil, fmt.Errorf("runsc %s does not run (%v); run scripts/setup.sh", r.bin, err)
+	}
+	if err := checkVersion(string(out)); err != nil {
+		return nil, fmt.Errorf("runsc %s: %w", r.bin, err)
 	}
 	// runsc's control sockets live in its root: their paths must fit in a
 	// sockaddr_un (runsc-<id>.sock, ids up to 20 characters here).
@@ -414,6 +428,17 @@ func prepareSocketDir(dir string, spec sandbox.BoxSpec) error {
 	return os.Chmod(dir, 0o700)
 }
 
+// checkVersion refuses a runsc whose `runsc --version` output (out) is not
+// of a build with sbx's patches.
+func checkVersion(out string) error {
+	line, _, _ := strings.Cut(out, "\n")
+	v := strings.TrimSpace(strings.TrimPrefix(line, "runsc version"))
+	if !strings.Contains(v, versionMark) {
+		return fmt.Errorf("version %q lacks sbx's patches (%s): it would not enforce the sandboxes' pids limit; run scripts/setup.sh to build and install the patched runsc", v, versionMark)
+	}
+	return nil
+}
+
 // boxSpec is package bundle's spec with what differs under gVisor.
 func boxSpec(s sandbox.BoxSpec) (*specs.Spec, error) {
 	spec, err := bundle.Spec(s, bundle.NofileLimit())
@@ -436,17 +461,19 @@ func boxSpec(s sandbox.BoxSpec) (*specs.Spec, error) {
 		}
 	}
 	// Fork bombs: the host cgroup's pids limit counts the Sentry's host
-	// threads and systrap's stub processes, not the box's tasks, and the
-	// Sentry dies when it cannot make one, taking the whole box with it. So
-	// the box's limit is enforced inside the Sentry, as RLIMIT_NPROC (gVisor
-	// counts tasks per uid and applies it to root too, who lacks
-	// CAP_SYS_ADMIN and CAP_SYS_RESOURCE): fork fails with EAGAIN as under
-	// runc. The host limit stays, with room for that many tasks and the
-	// Sentry's own, and still bounds what the box can take from the host
-	// (a box root that spreads tasks over many uids hits it and dies
-	// alone).
-	n := uint64(s.Limits.Pids)
-	spec.Process.Rlimits = append(spec.Process.Rlimits, specs.POSIXRlimit{Type: "RLIMIT_NPROC", Hard: n, Soft: n})
+	// threads and systrap's stub processes, not the box's tasks (they are
+	// goroutines of the Sentry), and the Sentry dies when it cannot make
+	// one, taking the whole box with it. So the box's limit is enforced
+	// inside the Sentry: sbx's patched runsc (scripts/build-runsc.sh) caps
+	// the box kernel's live tasks at the annotation's value, whatever their
+	// uid, and fork fails with EAGAIN as at runc's pids.max. The annotation
+	// is read again on restore, so a box resumed from a checkpoint keeps
+	// it. The host limit stays, with room for that many tasks and the
+	// Sentry's own, and still bounds what the box can take from the host.
+	if spec.Annotations == nil {
+		spec.Annotations = map[string]string{}
+	}
+	spec.Annotations[PidsAnnotation] = strconv.FormatInt(s.Limits.Pids, 10)
 	hostPids := 4*s.Limits.Pids + 512
 	spec.Linux.Resources.Pids = &specs.LinuxPids{Limit: &hostPids}
 	// The agent listens on a socket it binds itself (see the package doc).

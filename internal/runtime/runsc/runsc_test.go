@@ -51,14 +51,13 @@ func TestBoxSpec(t *testing.T) {
 	if m := spec.Mounts[i]; m.Source != filepath.Dir(s.AgentSocket) || !slices.Contains(m.Options, "noexec") || !slices.Contains(m.Options, "nosuid") {
 		t.Errorf("socket dir mount %+v", m)
 	}
-	var nproc uint64
+	if got := spec.Annotations[PidsAnnotation]; got != "100" {
+		t.Errorf("annotation %s=%q, want the pids limit 100", PidsAnnotation, got)
+	}
 	for _, r := range spec.Process.Rlimits {
 		if r.Type == "RLIMIT_NPROC" {
-			nproc = r.Hard
+			t.Errorf("RLIMIT_NPROC %d set: the box's limit is the Sentry's task limit, as pids.max under runc", r.Hard)
 		}
-	}
-	if nproc != 100 {
-		t.Errorf("RLIMIT_NPROC %d, want the pids limit 100", nproc)
 	}
 	if p := spec.Linux.Resources.Pids; p == nil || *p.Limit != 4*100+512 {
 		t.Errorf("host pids limit %+v", p)
@@ -66,6 +65,39 @@ func TestBoxSpec(t *testing.T) {
 	// Everything else is package bundle's, as for runc.
 	if spec.Linux.UIDMappings[0].HostID != 100000000 || spec.Process.NoNewPrivileges != true || *spec.Linux.Resources.Memory.Limit != 1<<30 {
 		t.Errorf("shared spec not applied: %+v", spec.Linux)
+	}
+}
+
+func TestCheckVersion(t *testing.T) {
+	for out, ok := range map[string]bool{
+		"runsc version v0.0.0-20260905035102-160fafc42237+sbx1\nspec: 1.2.1\n": true,
+		"runsc version v0.0.0-20260905035102-160fafc42237+sbx2\n":              true,
+		"runsc version v0.0.0-20260905035102-160fafc42237\nspec: 1.2.1\n":      false,
+		"runsc version VERSION_MISSING\nspec: 1.2.1\n":                         false,
+		"runsc version release-20260901.0\nspec: 1.2.1 +sbx\n":                 false, // the mark must be in the version
+		"": false,
+	} {
+		err := checkVersion(out)
+		if (err == nil) != ok {
+			t.Errorf("checkVersion(%q) = %v, want ok %v", out, err, ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "scripts/setup.sh") {
+			t.Errorf("checkVersion(%q) = %v: the error must name scripts/setup.sh", out, err)
+		}
+	}
+}
+
+// TestNewRefusesUnpatched: New refuses a runsc whose version lacks sbx's
+// patches, saying what to run. The binary is a script answering --version
+// as an unpatched runsc does (scripts/setup.sh installs the patched one).
+func TestNewRefusesUnpatched(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "runsc")
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\necho 'runsc version v0.0.0-20260905035102-160fafc42237'\necho 'spec: 1.2.1'\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, err := New(Options{Binary: bin, Root: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "lacks sbx's patches") || !strings.Contains(err.Error(), "scripts/setup.sh") {
+		t.Fatalf("New with an unpatched runsc: %v; want refused, naming scripts/setup.sh", err)
 	}
 }
 
