@@ -71,7 +71,23 @@ func DenyAll(allow ...string) *NetworkPolicy {
 type NetworkConfig struct {
 	AllowOut []string `json:"allowOut,omitempty"`
 	DenyOut  []string `json:"denyOut,omitempty"`
+	// MaskRequestHost and HTTPSPorts are the ingress options the
+	// sandbox was created with ([CreateOptions]).
+	MaskRequestHost string `json:"maskRequestHost,omitempty"`
+	HTTPSPorts      []int  `json:"httpsPorts,omitempty"`
 }
+
+// IAMToken is a workload identity token definition ([CreateOptions.IAMTokens],
+// E2B's SandboxIamToken): its audience and type ("JWT-SVID").
+type IAMToken struct {
+	Audience  string `json:"audience"`
+	TokenType string `json:"tokenType"`
+}
+
+// IdentityPlaceholder returns the placeholder a network rule's header
+// value names workload identity token name with; the egress fills in a
+// fresh token per request.
+func IdentityPlaceholder(name string) string { return "${e2b.identity.tokens." + name + "}" }
 
 // apply puts p into a create request's E2B fields.
 func (p *NetworkPolicy) apply(body *wire.NewSandbox) {

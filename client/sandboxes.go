@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"net/http"
@@ -60,6 +61,15 @@ type CreateOptions struct {
 	Network *NetworkPolicy
 	// Volumes mounts volumes in the sandbox: absolute path → volume name.
 	Volumes map[string]string
+	// MaskRequestHost, when set, is the Host header requests to the
+	// sandbox's ports carry ("${PORT}" stands for the port).
+	MaskRequestHost string
+	// HTTPSPorts are ports whose servers speak TLS (self-signed
+	// certificates work): the server's proxy reaches them over TLS.
+	HTTPSPorts []int
+	// IAMTokens registers workload identity tokens, by name, that the
+	// network rules may name with [IdentityPlaceholder].
+	IAMTokens map[string]IAMToken
 }
 
 // ConnectOptions tune [Client.ConnectSandbox].
@@ -164,6 +174,15 @@ func (c *Client) CreateSandbox(ctx context.Context, opts CreateOptions) (*Sandbo
 		body.Network = &wire.SandboxNetwork{AllowPublicTraffic: &public}
 	}
 	opts.Network.apply(&body)
+	if opts.MaskRequestHost != "" || len(opts.HTTPSPorts) > 0 {
+		if body.Network == nil {
+			body.Network = &wire.SandboxNetwork{}
+		}
+		body.Network.MaskRequestHost, body.Network.HTTPSPorts = opts.MaskRequestHost, opts.HTTPSPorts
+	}
+	if len(opts.IAMTokens) > 0 {
+		body.IAM, _ = json.Marshal(map[string]any{"tokens": opts.IAMTokens})
+	}
 	for _, p := range slices.Sorted(maps.Keys(opts.Volumes)) {
 		body.VolumeMounts = append(body.VolumeMounts, wire.SandboxVolumeMount{Name: opts.Volumes[p], Path: p})
 	}

@@ -36,8 +36,9 @@ type NewSandbox struct {
 	IdlePause       *int64      `json:"idlePause,omitempty"`
 	// VolumeMounts mounts volumes, by name, at absolute paths.
 	VolumeMounts []SandboxVolumeMount `json:"volumeMounts,omitempty"`
-	// IAM is E2B's workload identity ({"tokens": {...}}); sbx refuses a
-	// non-empty tokens map (it mints no tokens). Kept raw.
+	// IAM is E2B's workload identity: {"tokens": {NAME: {"audience",
+	// "tokenType"}}}, the tokens the sandbox's network rules may name in
+	// ${e2b.identity.tokens.NAME} placeholders. Kept raw.
 	IAM json.RawMessage `json:"iam,omitempty"`
 }
 
@@ -60,6 +61,12 @@ type SandboxNetwork struct {
 	// transforms) are kept raw to tell absent from null.
 	EgressProxy json.RawMessage `json:"egressProxy,omitempty"`
 	Rules       json.RawMessage `json:"rules,omitempty"`
+	// MaskRequestHost is the Host header requests to the sandbox's
+	// ports carry ("${PORT}" is replaced by the port); empty: the host
+	// they were sent to.
+	MaskRequestHost string `json:"maskRequestHost,omitempty"`
+	// HTTPSPorts are the sandbox's ports whose servers speak TLS.
+	HTTPSPorts []int `json:"httpsPorts,omitempty"`
 }
 
 // Sandbox is a sandbox as create, connect and resume return it (E2B's

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"github.com/sbxdev/sbx/internal/sandbox"
 	"github.com/sbxdev/sbx/wire"
 )
 
@@ -9,8 +10,9 @@ func privateTraffic(n *wire.SandboxNetwork) bool {
 	return n != nil && n.AllowPublicTraffic != nil && !*n.AllowPublicTraffic
 }
 
-// networkOf describes a sandbox's network settings for its details.
-func networkOf(trafficToken string) *wire.SandboxNetwork {
-	public := trafficToken == ""
-	return &wire.SandboxNetwork{AllowPublicTraffic: &public}
+// networkOf describes a sandbox's network settings (its ports' access
+// and ingress options) for its details.
+func networkOf(sb *sandbox.Sandbox) *wire.SandboxNetwork {
+	public := sb.TrafficToken == ""
+	return &wire.SandboxNetwork{AllowPublicTraffic: &public, MaskRequestHost: sb.Life.MaskRequestHost, HTTPSPorts: sb.Life.HTTPSPorts}
 }

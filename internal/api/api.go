@@ -22,6 +22,7 @@ import (
 	"github.com/sbxdev/sbx/internal/agentapi"
 	"github.com/sbxdev/sbx/internal/build"
 	"github.com/sbxdev/sbx/internal/errdefs"
+	"github.com/sbxdev/sbx/internal/errhttp"
 	"github.com/sbxdev/sbx/internal/sandbox"
 	"github.com/sbxdev/sbx/internal/secret"
 	"github.com/sbxdev/sbx/internal/template"
@@ -87,6 +88,10 @@ type Config struct {
 	// (ratelimit.go); CreateRateLimit its sandbox creates and forks
 	// besides. Zero rates disable them.
 	RateLimit, CreateRateLimit RateLimit
+	// Identity serves the workload identity issuer's OpenID Connect
+	// discovery document and keys (internal/identity), without
+	// authentication; nil serves neither.
+	Identity http.Handler
 }
 
 // Observer is told of lifecycle requests that succeeded (for Prometheus):
@@ -128,6 +133,16 @@ func New(cfg Config, mgr *sandbox.Manager, keys *Keys, templates TemplateStore, 
 	return s
 }
 
+// identity serves Config.Identity, or 404 without one.
+func (s *Server) identity() http.Handler {
+	if s.cfg.Identity != nil {
+		return s.cfg.Identity
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		errhttp.WriteMessage(w, http.StatusNotFound, "this server issues no workload identity")
+	})
+}
+
 // SetReady marks the server ready (templates built, sandboxes re-adopted).
 func (s *Server) SetReady(v bool) { s.ready.Store(v) }
 
@@ -139,6 +154,9 @@ func (s *Server) Ready() bool { return s.ready.Load() }
 func (s *Server) routes() {
 	m := http.NewServeMux()
 	m.HandleFunc("GET /health", s.health)
+	// Workload identity's documents (identity.DiscoveryPath, JWKSPath).
+	m.Handle("GET /.well-known/openid-configuration", s.identity())
+	m.Handle("GET /.well-known/jwks.json", s.identity())
 
 	// Sandboxes (E2B).
 	m.Handle("POST /sandboxes", s.auth(s.limitCreates(s.createSandbox)))

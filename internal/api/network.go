@@ -6,10 +6,16 @@ import (
 	"encoding/json"
 	"maps"
 	"net/http"
+	"regexp"
+	"slices"
+	"strings"
 
 	"github.com/sbxdev/sbx/internal/errdefs"
+	"github.com/sbxdev/sbx/internal/identity"
 	"github.com/sbxdev/sbx/internal/network"
+	"github.com/sbxdev/sbx/internal/proxy"
 	"github.com/sbxdev/sbx/internal/sandbox"
+	"github.com/sbxdev/sbx/internal/store"
 	"github.com/sbxdev/sbx/wire"
 )
 
@@ -56,23 +62,92 @@ func createPolicy(allowInternet *bool, n *wire.SandboxNetwork) (*network.Egress,
 	return &e, nil
 }
 
-// refuseIAM refuses E2B's workload identity: a create with tokens to
-// mint. An empty or absent tokens map asks for nothing.
-func refuseIAM(raw json.RawMessage) error {
-	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+// iamTokens decodes a create request's iam ({"tokens": {...}}; absent,
+// null and an empty map register none) and checks that every identity
+// token policy e's rules name is among them.
+func iamTokens(raw json.RawMessage, e *network.Egress) (map[string]store.IAMToken, error) {
+	var iam struct {
+		Tokens map[string]*identity.Token `json:"tokens"`
+	}
+	if len(raw) > 0 && !bytes.Equal(raw, []byte("null")) {
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&iam); err != nil {
+			return nil, errdefs.New(errdefs.ErrInvalidArgument, "iam: want {\"tokens\": {\"NAME\": {\"audience\": \"...\", \"tokenType\": \"JWT-SVID\"}}}")
+		}
+	}
+	checked := map[string]identity.Token{}
+	for name, t := range iam.Tokens {
+		if t == nil {
+			return nil, errdefs.New(errdefs.ErrInvalidArgument, "iam.tokens[%q]: want {\"audience\": \"...\", \"tokenType\": \"JWT-SVID\"}", name)
+		}
+		checked[name] = *t
+	}
+	if err := identity.CheckTokens(checked); err != nil {
+		return nil, err
+	}
+	var out map[string]store.IAMToken
+	for name, t := range checked {
+		if out == nil {
+			out = map[string]store.IAMToken{}
+		}
+		out[name] = store.IAMToken{Audience: t.Audience, TokenType: t.TokenType}
+	}
+	return out, checkTokenRefs(e, out)
+}
+
+// checkTokenRefs refuses a policy whose rules name an identity token the
+// sandbox did not register.
+func checkTokenRefs(e *network.Egress, tokens map[string]store.IAMToken) error {
+	if e == nil {
 		return nil
 	}
-	var iam struct {
-		Tokens map[string]json.RawMessage `json:"tokens"`
-	}
-	if err := json.Unmarshal(raw, &iam); err != nil {
-		return errdefs.New(errdefs.ErrInvalidArgument, "iam: want {\"tokens\": {...}}")
-	}
-	if len(iam.Tokens) > 0 {
-		return errdefs.New(errdefs.ErrInvalidArgument, "iam: workload identity tokens are not supported by sbx (it has no identity provider to mint them)")
+	for _, name := range e.TokenRefs() {
+		if _, ok := tokens[name]; !ok {
+			return errdefs.New(errdefs.ErrInvalidArgument, "network.rules: identity token %q is not registered in the sandbox's iam.tokens", name)
+		}
 	}
 	return nil
 }
+
+// maxHTTPSPorts bounds a create's httpsPorts.
+const maxHTTPSPorts = 64
+
+// ingressParams checks a create request's ingress options (E2B's
+// maskRequestHost and httpsPorts) and keeps them in life, which the
+// sandbox's record stores.
+func ingressParams(n *wire.SandboxNetwork, life *sandbox.Lifecycle) error {
+	if n == nil {
+		return nil
+	}
+	if m := n.MaskRequestHost; m != "" {
+		host := strings.ReplaceAll(m, "${PORT}", "1")
+		if len(m) > 255 || !maskHostRE.MatchString(host) {
+			return errdefs.New(errdefs.ErrInvalidArgument, "network.maskRequestHost: %q is not a host name (letters, digits, '.', '-', '_', an optional :port; ${PORT} stands for the port)", m)
+		}
+		life.MaskRequestHost = m
+	}
+	if len(n.HTTPSPorts) > maxHTTPSPorts {
+		return errdefs.New(errdefs.ErrInvalidArgument, "network.httpsPorts: at most %d ports", maxHTTPSPorts)
+	}
+	var ports []int
+	for _, p := range n.HTTPSPorts {
+		if p < 1 || p > 65535 {
+			return errdefs.New(errdefs.ErrInvalidArgument, "network.httpsPorts: %d is not a port (1-65535)", p)
+		}
+		if p == proxy.EnvdPort {
+			return errdefs.New(errdefs.ErrInvalidArgument, "network.httpsPorts: the envd port (%d) cannot be listed", p)
+		}
+		if !slices.Contains(ports, p) {
+			ports = append(ports, p)
+		}
+	}
+	slices.Sort(ports)
+	life.HTTPSPorts = ports
+	return nil
+}
+
+var maskHostRE = regexp.MustCompile(`^[A-Za-z0-9_]([A-Za-z0-9._-]*[A-Za-z0-9_])?(:[0-9]{1,5})?$`)
 
 // withEgressCA points a sandbox with L7 rules at its egress CA, unless the
 // request sets the variables itself.
@@ -116,6 +191,15 @@ func (s *Server) updateNetwork(w http.ResponseWriter, r *http.Request) error {
 	}
 	if err := s.checkPolicySecrets(r.Context(), teamOf(r), &p); err != nil {
 		return err
+	}
+	if len(p.TokenRefs()) > 0 {
+		sb, err := s.mgr.Get(r.Context(), r.PathValue("id"))
+		if err != nil {
+			return err
+		}
+		if err := checkTokenRefs(&p, sb.Life.IAMTokens); err != nil {
+			return err
+		}
 	}
 	if err := s.mgr.Network().Set(r.Context(), r.PathValue("id"), p); err != nil {
 		return err

@@ -103,7 +103,10 @@ func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request) error {
 	if err := s.checkPolicySecrets(r.Context(), teamOf(r), netPolicy); err != nil {
 		return err
 	}
-	if err := refuseIAM(req.IAM); err != nil {
+	if life.IAMTokens, err = iamTokens(req.IAM, netPolicy); err != nil {
+		return err
+	}
+	if err := ingressParams(req.Network, &life); err != nil {
 		return err
 	}
 	vols, err := s.volumeMounts(r.Context(), teamOf(r), req.VolumeMounts)
@@ -280,7 +283,7 @@ func (s *Server) getSandbox(w http.ResponseWriter, r *http.Request) error {
 		Domain:          s.domain(),
 		Lifecycle:       lifecycleOf(sb),
 		Error:           sb.Error,
-		Network:         s.withEgress(networkOf(sb.TrafficToken), sb.ID),
+		Network:         s.withEgress(networkOf(sb), sb.ID),
 		// Egress policy (network.go).
 		AllowInternetAccess: allowInternet,
 	})

@@ -119,12 +119,35 @@ func TestSecretsBadInput(t *testing.T) {
 	for _, q := range []string{"limit=0", "limit=x", "limit=1001"} {
 		wantError(t, s.do(t, "GET", "/secrets?"+q, key, ""), 400, "limit")
 	}
-	// Creates naming secrets the team lacks, or workload identity.
+	// Creates naming secrets the team lacks, identity tokens they did not
+	// register, or malformed identity and ingress options.
 	rule := func(v string) string {
 		return `{"templateID":"base","network":{"rules":{"api.test":[{"transform":{"headers":{"Authorization":"` + v + `"}}}]}}}`
 	}
 	wantError(t, s.do(t, "POST", "/sandboxes", key, rule("${e2b.secrets.missing}")), 400, `secret "missing" not found`)
-	wantError(t, s.do(t, "POST", "/sandboxes", key, rule("${e2b.identity.tokens.aws}")), 400, "workload identity")
-	wantError(t, s.do(t, "POST", "/sandboxes", key, `{"templateID":"base","iam":{"tokens":{"aws":{"audience":"sts","tokenType":"JWT-SVID"}}}}`), 400, "workload identity")
-	wantError(t, s.do(t, "POST", "/sandboxes", key, `{"templateID":"base","iam":"x"}`), 400, "iam")
+	wantError(t, s.do(t, "POST", "/sandboxes", key, rule("${e2b.identity.tokens.aws}")), 400, `identity token "aws" is not registered`)
+	withIAM := func(iam string) string {
+		return `{"templateID":"base","iam":` + iam + `,"network":{"rules":{"api.test":[{"transform":{"headers":{"Authorization":"${e2b.identity.tokens.aws}"}}}]}}}`
+	}
+	wantError(t, s.do(t, "POST", "/sandboxes", key, withIAM(`{"tokens":{"gcp":{"audience":"x","tokenType":"JWT-SVID"}}}`)), 400, `identity token "aws" is not registered`)
+	for _, c := range []struct{ body, msg string }{
+		{`{"templateID":"base","iam":"x"}`, "iam"},
+		{`{"templateID":"base","iam":{"tokens":[]}}`, "iam"},
+		{`{"templateID":"base","iam":{"tokens":{"aws":null}}}`, "iam.tokens"},
+		{`{"templateID":"base","iam":{"tokens":{"aws":{"audience":"sts"}}}}`, "tokenType"},
+		{`{"templateID":"base","iam":{"tokens":{"aws":{"audience":"sts","tokenType":"OIDC"}}}}`, "tokenType"},
+		{`{"templateID":"base","iam":{"tokens":{"aws":{"audience":"","tokenType":"JWT-SVID"}}}}`, "audience"},
+		{`{"templateID":"base","iam":{"tokens":{"a}b":{"audience":"x","tokenType":"JWT-SVID"}}}}`, "token name"},
+		{`{"templateID":"base","iam":{"tokens":{"aws":{"audience":"x","tokenType":"JWT-SVID","extra":1}}}}`, "iam"},
+		{`{"templateID":"base","network":{"maskRequestHost":"a b"}}`, "maskRequestHost"},
+		{`{"templateID":"base","network":{"maskRequestHost":"evil.com\r\nX: 1"}}`, "maskRequestHost"},
+		{`{"templateID":"base","network":{"maskRequestHost":"${HOST}.example.com"}}`, "maskRequestHost"},
+		{`{"templateID":"base","network":{"httpsPorts":[0]}}`, "httpsPorts"},
+		{`{"templateID":"base","network":{"httpsPorts":[65536]}}`, "httpsPorts"},
+		{`{"templateID":"base","network":{"httpsPorts":[49983]}}`, "envd port"},
+		{`{"templateID":"base","network":{"httpsPorts":["443"]}}`, ""},
+		{`{"templateID":"base","network":{"httpsPorts":443}}`, ""},
+	} {
+		wantError(t, s.do(t, "POST", "/sandboxes", key, c.body), 400, c.msg)
+	}
 }

@@ -48,6 +48,7 @@ func serveMain(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&cfg.Store, "store", "", "database: a SQLite file `PATH` (default DATA-DIR/sbx.db), or a postgres://USER@HOST/DB URL shared by several nodes (put passwords in SBX_STORE or PGPASSWORD, not on the command line)")
 	hostname, _ := os.Hostname()
 	fs.StringVar(&cfg.Node, "node", hostname, "this node's name, recorded on its sandboxes; nodes sharing one --store need distinct, stable names")
+	fs.StringVar(&cfg.OIDCIssuer, "oidc-issuer", "", "issuer `URL` of sandboxes' workload identity tokens (iam.tokens): where a cloud that trusts sbx as an OIDC provider fetches /.well-known/openid-configuration and /.well-known/jwks.json, which sbx serves (default http(s)://--domain)")
 	fs.StringVar(&cfg.Advertise, "advertise", "", "base `URL` other nodes sharing the postgres --store reach this one at (e.g. http://10.0.0.2:49982): joins the fleet, where any node routes requests for any node's sandboxes and places creates; needs --cluster-key (default: none, this node serves its own sandboxes only)")
 	fs.IntVar(&cfg.PlacementK, "placement-k", 2, "fleet placement: a create goes to the best of this many live nodes picked at random, scored by free CPU, memory and disk, pooled sandboxes and cached templates (as many as the fleet or more: every node)")
 	fs.StringVar(&cfg.ClusterKey, "cluster-key", "", "secret shared by the nodes of a fleet, authenticating the requests they forward to one another (set it in SBX_CLUSTER_KEY, not on the command line)")

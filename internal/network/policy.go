@@ -171,6 +171,15 @@ func (e Egress) SecretRefs() []string {
 	return e.rules.rules.Secrets()
 }
 
+// TokenRefs returns the names of the workload identity tokens e's rules
+// refer to.
+func (e Egress) TokenRefs() []string {
+	if e.rules == nil {
+		return nil
+	}
+	return e.rules.rules.Tokens()
+}
+
 // Intercepts reports whether e has L7 rules: the sandbox then needs its
 // egress CA in its trust store from its first boot.
 func (e Egress) Intercepts() bool { return e.rules != nil && !e.rules.rules.Empty() }

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -109,6 +110,59 @@ func (b *backend) portTransports() (h1, h2 *http.Transport) {
 		},
 	}
 	return h1, h2
+}
+
+// tlsTransports returns the transports to ports whose servers speak TLS
+// (Sandbox.HTTPSPorts): one offering HTTP/2 and HTTP/1.1 by ALPN, and one
+// offering HTTP/1.1 alone, for upgrades (WebSocket), which HTTP/2 does not
+// carry. Certificates are not verified: the server is the sandbox's own,
+// reached on its loopback, usually self-signed.
+func (b *backend) tlsTransports() (mixed, h1 *http.Transport) {
+	dial := func(protos ...string) func(ctx context.Context, _, addr string) (net.Conn, error) {
+		return func(ctx context.Context, _, addr string) (net.Conn, error) {
+			port, err := hostPort(addr)
+			if err != nil {
+				return nil, err
+			}
+			raw, err := b.dialPort(ctx, port)
+			if err != nil {
+				return nil, err
+			}
+			tc := tls.Client(raw, &tls.Config{
+				// Threat: none here; the proxy vouches for nothing
+				// (the sandbox is the party the client reaches) and the
+				// hop never leaves the host.
+				InsecureSkipVerify: true,
+				NextProtos:         protos,
+				ServerName:         "localhost",
+			})
+			if err := tc.HandshakeContext(ctx); err != nil {
+				raw.Close()
+				return nil, fmt.Errorf("TLS to sandbox port %d: %w", port, err)
+			}
+			return tc, nil
+		}
+	}
+	var both, one http.Protocols
+	both.SetHTTP1(true)
+	both.SetHTTP2(true)
+	one.SetHTTP1(true)
+	mixed = &http.Transport{
+		DialTLSContext:      dial("h2", "http/1.1"),
+		Protocols:           &both,
+		ForceAttemptHTTP2:   true,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+	}
+	h1 = &http.Transport{
+		DialTLSContext:      dial("http/1.1"),
+		Protocols:           &one,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+	}
+	return mixed, h1
 }
 
 // portProto is what the proxy learnt of a port: whether its server speaks

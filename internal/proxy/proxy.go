@@ -65,6 +65,13 @@ type Sandbox struct {
 	// other ports must carry in TrafficTokenHeader; "" when its ports are
 	// public.
 	TrafficToken string
+	// MaskRequestHost, when set, is the Host header requests to the
+	// sandbox's ports (not EnvdPort) carry, "${PORT}" replaced by the
+	// port; otherwise they carry the Host they were sent with.
+	MaskRequestHost string
+	// HTTPSPorts are ports whose servers speak TLS: the proxy reaches
+	// them over TLS without verifying their certificates (see ports.go).
+	HTTPSPorts []int
 }
 
 // PortDialer connects to TCP ports on one sandbox's loopback. DialPort may be
@@ -114,10 +121,15 @@ type backend struct {
 	id      string
 	token   string // the envd access token, for the tunnel
 	traffic string // the traffic access token; "" when the ports are public
+	mask    string // Sandbox.MaskRequestHost
+	https   map[int]bool
 	dial    func(ctx context.Context) (net.Conn, error)
 	envd    *httputil.ReverseProxy
 	ports   *httputil.ReverseProxy // sandbox ports over HTTP/1.1
 	h2      *httputil.ReverseProxy // sandbox ports over HTTP/2 (h2c)
+	// Sandbox.HTTPSPorts: over TLS (HTTP/2 by ALPN, or HTTP/1.1), and
+	// over TLS with HTTP/1.1 only, for upgrades (WebSocket).
+	tls, tls1 *httputil.ReverseProxy
 	// netns reaches ports directly (nil: through the agent); see
 	// portDialer.
 	netnsMu   sync.Mutex
@@ -246,7 +258,18 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t Target) {
 		b.envd.ServeHTTP(w, r)
 		return
 	}
+	if b.mask != "" {
+		r.Host = strings.ReplaceAll(b.mask, "${PORT}", strconv.Itoa(t.Port))
+	}
 	r = r.WithContext(context.WithValue(r.Context(), portKey{}, t.Port))
+	if b.https[t.Port] {
+		if r.Header.Get("Upgrade") != "" {
+			b.tls1.ServeHTTP(w, r)
+		} else {
+			b.tls.ServeHTTP(w, r)
+		}
+		return
+	}
 	if r.ProtoMajor == 2 && b.speaksH2C(r.Context(), t.Port) {
 		b.h2.ServeHTTP(w, r)
 		return
@@ -296,7 +319,8 @@ func (p *Proxy) backend(ctx context.Context, id string) (*backend, error) {
 func (p *Proxy) newBackend(sb Sandbox) *backend {
 	id := sb.ID
 	b := &backend{
-		id: id, token: sb.EnvdToken, traffic: sb.TrafficToken,
+		id: id, token: sb.EnvdToken, traffic: sb.TrafficToken, mask: sb.MaskRequestHost,
+		https:   map[int]bool{},
 		dial:    func(ctx context.Context) (net.Conn, error) { return p.boxes.DialAgent(ctx, id) },
 		protos:  map[int]portProto{},
 		buffers: p.buffers, large: p.large, log: p.log,
@@ -332,7 +356,13 @@ func (p *Proxy) newBackend(sb Sandbox) *backend {
 	b.ports = p.portProxy(b, portTr, false)
 	b.onErr = p.errorHandler(b, false)
 	b.h2 = p.portProxy(b, h2Tr, true)
-	b.trs = []*http.Transport{envdTr, portTr, h2Tr}
+	for _, port := range sb.HTTPSPorts {
+		b.https[port] = true
+	}
+	tlsTr, tls1Tr := b.tlsTransports()
+	b.tls = p.portProxy(b, tlsTr, false)
+	b.tls1 = p.portProxy(b, tls1Tr, false)
+	b.trs = []*http.Transport{envdTr, portTr, h2Tr, tlsTr, tls1Tr}
 	return b
 }
 
@@ -366,6 +396,9 @@ func (p *Proxy) portProxy(b *backend, tr *http.Transport, h2 bool) *httputil.Rev
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			port, _ := pr.In.Context().Value(portKey{}).(int)
 			pr.Out.URL.Scheme = "http"
+			if b.https[port] {
+				pr.Out.URL.Scheme = "https" // the transport's DialTLSContext
+			}
 			// Each port gets its own connection pool: the pool key is
 			// the URL host, and the dialler reads the port from it.
 			pr.Out.URL.Host = portHost(port)

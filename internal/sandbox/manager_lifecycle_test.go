@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"errors"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -53,7 +54,7 @@ func TestCheckLifecycle(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || got != tc.want {
+			if err != nil || !reflect.DeepEqual(got, tc.want) {
 				t.Fatalf("checkLifecycle = %+v, %v; want %+v", got, err, tc.want)
 			}
 		})

@@ -33,7 +33,8 @@ func (a proxySandboxes) EnsureRunning(ctx context.Context, id string) (proxy.San
 	if err != nil {
 		return proxy.Sandbox{}, err
 	}
-	return proxy.Sandbox{ID: sb.ID, EnvdToken: sb.EnvdToken, TrafficToken: sb.TrafficToken}, nil
+	return proxy.Sandbox{ID: sb.ID, EnvdToken: sb.EnvdToken, TrafficToken: sb.TrafficToken,
+		MaskRequestHost: sb.Life.MaskRequestHost, HTTPSPorts: sb.Life.HTTPSPorts}, nil
 }
 
 func (a proxySandboxes) DialAgent(ctx context.Context, id string) (net.Conn, error) {

@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
+	"github.com/sbxdev/sbx/internal/errdefs"
+	"github.com/sbxdev/sbx/internal/identity"
 	"github.com/sbxdev/sbx/internal/secret"
 	"github.com/sbxdev/sbx/internal/store"
 )
@@ -47,6 +50,22 @@ func openSecrets(ctx context.Context, dir string, db *store.DB, log *slog.Logger
 type secretSource struct {
 	db   *store.DB
 	keys *secret.Keyring
+	ids  *identity.Issuer
+}
+
+// Token mints a workload identity token of sandbox sandboxID, from the
+// definition named name its create registered (E2B's iam.tokens); l7
+// calls it per request of a rule that names the token.
+func (s secretSource) Token(ctx context.Context, sandboxID, name string) (string, error) {
+	sb, err := s.db.GetSandbox(ctx, sandboxID)
+	if err != nil {
+		return "", err
+	}
+	def, ok := sb.Life.IAMTokens[name]
+	if !ok {
+		return "", errdefs.New(errdefs.ErrNotFound, "sandbox %s registered no identity token %q", sandboxID, name)
+	}
+	return s.ids.Mint(identity.Subject{SandboxID: sb.ID, Team: sb.Team}, def.Audience, time.Now())
 }
 
 func (s secretSource) Secret(ctx context.Context, sandboxID, name string) (string, error) {

@@ -36,6 +36,7 @@ import (
 	"github.com/sbxdev/sbx/internal/build"
 	"github.com/sbxdev/sbx/internal/dashboard"
 	"github.com/sbxdev/sbx/internal/errdefs"
+	"github.com/sbxdev/sbx/internal/identity"
 	"github.com/sbxdev/sbx/internal/objstore"
 	"github.com/sbxdev/sbx/internal/sandbox"
 	"github.com/sbxdev/sbx/internal/store"
@@ -125,6 +126,10 @@ type Config struct {
 	// ObjectStore, when set, is the s3:// URL of the bucket that templates
 	// are published to and fetched from (internal/objstore).
 	ObjectStore string
+	// OIDCIssuer is the issuer URL of sandboxes' workload identity
+	// tokens (internal/identity), where relying parties fetch its
+	// discovery document and keys; default http(s)://Domain.
+	OIDCIssuer string
 }
 
 // Run runs sbx serve until ctx is cancelled.
@@ -255,7 +260,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	netw, err := startNetwork(ctx, cfg, secretSource{db: db, keys: keyring}, log)
+	ids, err := identity.Open(cfg.DataDir, cfg.OIDCIssuer)
+	if err != nil {
+		return fmt.Errorf("--oidc-issuer: %w", err)
+	}
+	netw, err := startNetwork(ctx, cfg, secretSource{db: db, keys: keyring, ids: ids}, log)
 	if err != nil {
 		return err
 	}
@@ -347,6 +356,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		_, port, _ := net.SplitHostPort(addr)
 		cfg.Domain = "localhost:" + port
 	}
+	if cfg.OIDCIssuer == "" {
+		scheme := "http"
+		if certs != nil {
+			scheme = "https"
+		}
+		if err := ids.SetURL(scheme + "://" + cfg.Domain); err != nil {
+			ln.Close()
+			return fmt.Errorf("oidc issuer from --domain (set --oidc-issuer): %w", err)
+		}
+	}
 	met, stopMetrics, err := startPrometheus(cfg, db, log)
 	if err != nil {
 		ln.Close()
@@ -360,7 +379,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		drain = &drainer{self: cfg.Node, whole: whole, mine: db, mgr: mgr, bg: ctx, log: log.With("component", "drain")}
 		drainAPI = drain
 	}
-	apiSrv := api.New(api.Config{Drainer: drainAPI, Domain: cfg.Domain, Builds: builds, Builtins: templates, Nodes: whole, Events: db, WebhookURLs: evs.guard, Volumes: vols, Secrets: db, SecretKeys: keyring, Metrics: db, Usage: db, Observer: apiObserver(met),
+	apiSrv := api.New(api.Config{Drainer: drainAPI, Domain: cfg.Domain, Builds: builds, Builtins: templates, Nodes: whole, Events: db, WebhookURLs: evs.guard, Volumes: vols, Secrets: db, SecretKeys: keyring, Metrics: db, Usage: db, Observer: apiObserver(met), Identity: ids.Handler(),
 		RateLimit: cfg.RateLimit, CreateRateLimit: cfg.CreateRateLimit, Sessions: sessions, Dashboard: dash}, mgr, keys, templates, log)
 	px := newProxy(cfg.Domain, mgr, met, log)
 	defer px.Close()

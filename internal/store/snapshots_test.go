@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"reflect"
 	"testing"
 	"time"
 
@@ -22,7 +23,7 @@ func TestSandboxLifeRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.Life != life {
+		if !reflect.DeepEqual(got.Life, life) {
 			t.Fatalf("life = %+v, want %+v", got.Life, life)
 		}
 	})

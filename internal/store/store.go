@@ -244,6 +244,25 @@ type SandboxLife struct {
 	// TTL is the time to live last set for the sandbox (0: no limit); an
 	// auto-resume gives it the same again.
 	TTL time.Duration `json:"ttl,omitempty"`
+	// The options below are set at create and kept for the sandbox's
+	// life (pauses, resumes, restarts; a fork copies them).
+	//
+	// MaskRequestHost, when set, is the Host header requests to the
+	// sandbox's ports carry, "${PORT}" replaced by the port (E2B's
+	// network.maskRequestHost).
+	MaskRequestHost string `json:"maskRequestHost,omitempty"`
+	// HTTPSPorts are ports whose servers speak TLS: the proxy reaches
+	// them over TLS (E2B's network.httpsPorts).
+	HTTPSPorts []int `json:"httpsPorts,omitempty"`
+	// IAMTokens are the sandbox's workload identity token definitions
+	// (E2B's iam.tokens), by name.
+	IAMTokens map[string]IAMToken `json:"iamTokens,omitempty"`
+}
+
+// IAMToken is a workload identity token definition of a sandbox.
+type IAMToken struct {
+	Audience  string `json:"audience"`
+	TokenType string `json:"tokenType"`
 }
 
 func unixOrZero(t time.Time) int64 {

@@ -41,6 +41,10 @@ func TestParseRules(t *testing.T) {
 	if got := strings.Join(r.Secrets(), ","); got != "key,other" {
 		t.Errorf("Secrets = %s", got)
 	}
+	tr, err := ParseRules(map[string][]RuleSpec{"a.com": {{Transform: &TransformSpec{Headers: map[string]string{"Authorization": "Bearer ${e2b.identity.tokens.aws}", "X": "${e2b.identity.tokens.gcp}${e2b.secrets.k}"}}}}})
+	if err != nil || strings.Join(tr.Tokens(), ",") != "aws,gcp" || strings.Join(tr.Secrets(), ",") != "k" {
+		t.Errorf("identity placeholders: tokens %v, secrets %v, %v", tr.Tokens(), tr.Secrets(), err)
+	}
 	for _, bad := range []map[string][]RuleSpec{
 		{"*": {}},
 		{"a..b": {}},
@@ -49,7 +53,8 @@ func TestParseRules(t *testing.T) {
 		{"a.com": {{Transform: &TransformSpec{Headers: map[string]string{"Host": "evil.com"}}}}},
 		{"a.com": {{Transform: &TransformSpec{Headers: map[string]string{"Content-Length": "0"}}}}},
 		{"a.com": {{Transform: &TransformSpec{Headers: map[string]string{"X": "a\r\nInjected: 1"}}}}},
-		{"a.com": {{Transform: &TransformSpec{Headers: map[string]string{"X": "${e2b.identity.tokens.aws}"}}}}},
+		{"a.com": {{Transform: &TransformSpec{Headers: map[string]string{"X": "${e2b.identity.other.aws}"}}}}},
+		{"a.com": {{Transform: &TransformSpec{Headers: map[string]string{"X": "${e2b.identity.tokens.}"}}}}},
 		{"a.com": {{Transform: &TransformSpec{Headers: map[string]string{"X": "${e2b.secrets.}"}}}}},
 	} {
 		if _, err := ParseRules(bad); !errors.Is(err, errdefs.ErrInvalidArgument) {

@@ -24,6 +24,16 @@ type Secrets interface {
 	Secret(ctx context.Context, sandboxID, name string) (string, error)
 }
 
+// Tokens mints workload identity tokens. Token returns a new token of
+// sandbox id's workload identity token named name (one its create
+// registered, E2B's iam.tokens); an unregistered name is an error. A
+// [Secrets] that also implements Tokens fills identity placeholders
+// (${e2b.identity.tokens.NAME}); without one, requests that need a token
+// are refused. It is called from many goroutines at once.
+type Tokens interface {
+	Token(ctx context.Context, sandboxID, name string) (string, error)
+}
+
 // Proxy relays intercepted HTTP and HTTPS connections. It is safe for
 // concurrent use.
 type Proxy struct {
@@ -204,25 +214,39 @@ func (p *Proxy) transform(ctx context.Context, f Flow, req *http.Request) error 
 	}
 	allowed := map[string]bool{}
 	for _, v := range f.Headers {
-		names, _ := placeholders(v)
+		names, tokens, _ := placeholders(v)
 		for _, n := range names {
-			allowed[n] = true
+			allowed[kindSecret+":"+n] = true
+		}
+		for _, n := range tokens {
+			allowed[kindToken+":"+n] = true
 		}
 	}
 	cache := map[string]string{}
-	get := func(name string) (string, error) {
-		if v, ok := cache[name]; ok {
+	get := func(kind, name string) (string, error) {
+		if v, ok := cache[kind+":"+name]; ok {
 			return v, nil
 		}
-		if p.secrets == nil {
-			return "", fmt.Errorf("secret %q cannot be filled in", name)
+		var v string
+		var err error
+		switch tk, _ := p.secrets.(Tokens); {
+		case kind == kindToken && tk != nil:
+			v, err = tk.Token(ctx, f.Sandbox, name)
+		case kind == kindToken:
+			err = errors.New("this server mints no identity tokens")
+		case p.secrets != nil:
+			v, err = p.secrets.Secret(ctx, f.Sandbox, name)
+		default:
+			err = errors.New("this server fills in no secrets")
 		}
-		v, err := p.secrets.Secret(ctx, f.Sandbox, name)
 		if err != nil {
-			p.log.Warn("egress: secret for a rule", "sandbox_id", f.Sandbox, "secret", name, "err", err)
+			p.log.Warn("egress: placeholder of a rule", "sandbox_id", f.Sandbox, "kind", kind, "name", name, "err", err)
+			if kind == kindToken {
+				return "", fmt.Errorf("identity token %q cannot be filled in", name)
+			}
 			return "", fmt.Errorf("secret %q cannot be filled in", name)
 		}
-		cache[name] = v
+		cache[kind+":"+name] = v
 		return v, nil
 	}
 	if len(allowed) > 0 {

@@ -47,6 +47,8 @@ type Rules struct {
 	// wild are the wildcard patterns, longest suffix first.
 	wild []wildRule
 	refs []string
+	// tokens are the workload identity tokens the rules refer to.
+	tokens []string
 }
 
 type wildRule struct {
@@ -73,7 +75,7 @@ func ParseRules(in map[string][]RuleSpec) (*Rules, error) {
 		return nil, errdefs.New(errdefs.ErrInvalidArgument, "network.rules: at most %d domains", maxRules)
 	}
 	r := &Rules{exact: map[string]map[string]string{}}
-	refs := map[string]bool{}
+	refs, toks := map[string]bool{}, map[string]bool{}
 	for key, list := range in {
 		dom := strings.TrimSuffix(strings.ToLower(strings.TrimSpace(key)), ".")
 		wild := strings.HasPrefix(dom, "*.")
@@ -93,12 +95,15 @@ func ParseRules(in map[string][]RuleSpec) (*Rules, error) {
 				if strings.ContainsAny(v, "\r\n\x00") {
 					return nil, errdefs.New(errdefs.ErrInvalidArgument, "network.rules[%q]: header %s: a value cannot hold CR, LF or NUL", key, h)
 				}
-				names, err := placeholders(v)
+				names, tokens, err := placeholders(v)
 				if err != nil {
 					return nil, errdefs.New(errdefs.ErrInvalidArgument, "network.rules[%q]: header %s: %v", key, h, err)
 				}
 				for _, n := range names {
 					refs[n] = true
+				}
+				for _, n := range tokens {
+					toks[n] = true
 				}
 				headers[http.CanonicalHeaderKey(h)] = v
 			}
@@ -114,6 +119,10 @@ func ParseRules(in map[string][]RuleSpec) (*Rules, error) {
 		r.refs = append(r.refs, n)
 	}
 	sort.Strings(r.refs)
+	for n := range toks {
+		r.tokens = append(r.tokens, n)
+	}
+	sort.Strings(r.tokens)
 	return r, nil
 }
 
@@ -151,25 +160,24 @@ func validHeaderName(h string) bool {
 	return true
 }
 
-// placeholders returns the secret names v refers to. A workload-identity
-// placeholder (${e2b.identity.tokens.NAME}) is an error: sbx mints no
-// workload tokens.
-func placeholders(v string) ([]string, error) {
-	var out []string
+// placeholders returns the secret names and the workload identity token
+// names (${e2b.identity.tokens.NAME}) v refers to.
+func placeholders(v string) (secrets, tokens []string, err error) {
 	for _, m := range placeholderRE.FindAllStringSubmatch(v, -1) {
 		if m[4] != "" {
-			out = append(out, m[4])
+			secrets = append(secrets, m[4])
 			continue
 		}
-		if m[1] == "identity" {
-			return nil, fmt.Errorf("workload identity tokens (%s) are not supported by sbx", m[0])
+		if m[1] == "identity" && m[2] == "tokens" && m[3] != "" {
+			tokens = append(tokens, m[3])
+			continue
 		}
-		return nil, fmt.Errorf("unknown placeholder %s", m[0])
+		return nil, nil, fmt.Errorf("unknown placeholder %s", m[0])
 	}
 	if strings.Contains(v, "${e2b.secrets.}") {
-		return nil, fmt.Errorf("a secret placeholder names no secret")
+		return nil, nil, fmt.Errorf("a secret placeholder names no secret")
 	}
-	return out, nil
+	return secrets, tokens, nil
 }
 
 // Secrets returns the names of the secrets the rules refer to, sorted.
@@ -178,6 +186,15 @@ func (r *Rules) Secrets() []string {
 		return nil
 	}
 	return r.refs
+}
+
+// Tokens returns the names of the workload identity tokens the rules
+// refer to, sorted.
+func (r *Rules) Tokens() []string {
+	if r == nil {
+		return nil
+	}
+	return r.tokens
 }
 
 // Empty reports whether r has no rule.
@@ -200,16 +217,30 @@ func (r *Rules) Match(host string) (map[string]string, bool) {
 	return nil, false
 }
 
-// fill replaces every secret placeholder in v with its value. allowed,
-// when not nil, limits which secrets may be filled in.
-func fill(v string, allowed map[string]bool, get func(name string) (string, error)) (string, error) {
+// Placeholder kinds, as fill's get receives them.
+const (
+	kindSecret = "secret"
+	kindToken  = "token"
+)
+
+// fill replaces every secret and identity token placeholder in v with its
+// value, from get(kind, name). allowed, when not nil, limits which may be
+// filled in (keys kind + ":" + name); others stay as written.
+func fill(v string, allowed map[string]bool, get func(kind, name string) (string, error)) (string, error) {
 	var ferr error
 	out := placeholderRE.ReplaceAllStringFunc(v, func(m string) string {
 		sm := placeholderRE.FindStringSubmatch(m)
-		if sm[4] == "" || allowed != nil && !allowed[sm[4]] || ferr != nil {
+		kind, name := kindSecret, sm[4]
+		if name == "" {
+			if sm[1] != "identity" || sm[2] != "tokens" || sm[3] == "" {
+				return m
+			}
+			kind, name = kindToken, sm[3]
+		}
+		if allowed != nil && !allowed[kind+":"+name] || ferr != nil {
 			return m
 		}
-		val, err := get(sm[4])
+		val, err := get(kind, name)
 		if err != nil {
 			ferr = err
 			return m
