@@ -274,7 +274,8 @@ func (c *Client) GetSandbox(ctx context.Context, id string) (*SandboxInfo, error
 	info.Error = d.Error
 	info.AllowInternetAccess = d.AllowInternetAccess
 	if d.Network != nil {
-		info.Network = &NetworkConfig{AllowOut: d.Network.AllowOut, DenyOut: d.Network.DenyOut}
+		info.Network = &NetworkConfig{AllowOut: d.Network.AllowOut, DenyOut: d.Network.DenyOut,
+			MaskRequestHost: d.Network.MaskRequestHost, HTTPSPorts: d.Network.HTTPSPorts}
 	}
 	return &info, nil
 }

@@ -113,9 +113,9 @@ func (b *backend) portTransports() (h1, h2 *http.Transport) {
 }
 
 // tlsTransports returns the transports to ports whose servers speak TLS
-// (Sandbox.HTTPSPorts): one offering HTTP/2 and HTTP/1.1 by ALPN, and one
-// offering HTTP/1.1 alone, for upgrades (WebSocket), which HTTP/2 does not
-// carry. Certificates are not verified: the server is the sandbox's own,
+// (Sandbox.HTTPSPorts): one offering HTTP/2 and HTTP/1.1 by ALPN, for
+// HTTP/2 clients, and one offering HTTP/1.1 alone, for HTTP/1.1 clients and
+// their upgrades (WebSocket), which HTTP/2 does not carry. Certificates are not verified: the server is the sandbox's own,
 // reached on its loopback, usually self-signed.
 func (b *backend) tlsTransports() (mixed, h1 *http.Transport) {
 	dial := func(protos ...string) func(ctx context.Context, _, addr string) (net.Conn, error) {

@@ -128,7 +128,7 @@ type backend struct {
 	ports   *httputil.ReverseProxy // sandbox ports over HTTP/1.1
 	h2      *httputil.ReverseProxy // sandbox ports over HTTP/2 (h2c)
 	// Sandbox.HTTPSPorts: over TLS (HTTP/2 by ALPN, or HTTP/1.1), and
-	// over TLS with HTTP/1.1 only, for upgrades (WebSocket).
+	// over TLS with HTTP/1.1 only, for HTTP/1.1 clients and upgrades.
 	tls, tls1 *httputil.ReverseProxy
 	// netns reaches ports directly (nil: through the agent); see
 	// portDialer.
@@ -263,10 +263,13 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t Target) {
 	}
 	r = r.WithContext(context.WithValue(r.Context(), portKey{}, t.Port))
 	if b.https[t.Port] {
-		if r.Header.Get("Upgrade") != "" {
-			b.tls1.ServeHTTP(w, r)
-		} else {
+		// As for plain ports: HTTP/2 from the client goes on as HTTP/2
+		// where the server offers it (ALPN), HTTP/1.1 (upgrades
+		// included) as HTTP/1.1.
+		if r.ProtoMajor == 2 {
 			b.tls.ServeHTTP(w, r)
+		} else {
+			b.tls1.ServeHTTP(w, r)
 		}
 		return
 	}

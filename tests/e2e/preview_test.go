@@ -332,13 +332,18 @@ func testWebSocket(t *testing.T, srv *harness.Server, sb *client.Sandbox, r rout
 // testWebSocketOn does the same on conn, a connection to sbx, with
 // requests for base.
 func testWebSocketOn(t *testing.T, conn net.Conn, base string, sb *client.Sandbox, r route) {
+	testWebSocketPort(t, conn, base, sb, r, 3000)
+}
+
+// testWebSocketPort does the same with the echo server on port.
+func testWebSocketPort(t *testing.T, conn net.Conn, base string, sb *client.Sandbox, r route, port int) {
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(30 * time.Second))
 	key := make([]byte, 16)
 	rand.Read(key)
 	k := base64.StdEncoding.EncodeToString(key)
 	req, _ := http.NewRequest("GET", base+"/ws", nil)
-	r.set(req, sb, 3000)
+	r.set(req, sb, port)
 	req.Header.Set("Connection", "Upgrade")
 	req.Header.Set("Upgrade", "websocket")
 	req.Header.Set("Sec-WebSocket-Version", "13")

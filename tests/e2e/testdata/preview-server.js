@@ -1,7 +1,7 @@
 // A web server for the preview (port proxy) tests, run inside a sandbox with
 // the template's node:
 //
-//   node preview-server.js HOST PORT [h1|h2c]
+//   node preview-server.js HOST PORT [h1|h2c|tls]
 //
 // h1 (the default) is an HTTP/1.1 server:
 //   GET /hello         "proto=1.1 host=H path=P traffic=T xfp=X"
@@ -14,6 +14,10 @@
 //   Upgrade: websocket an echo WebSocket (text and binary messages; close)
 // h2c is an HTTP/2 server without TLS (prior knowledge): every request gets
 // "proto=2.0 host=H path=P" and a trailer "x-trailer: done".
+//
+// tls speaks TLS (certificate /tmp/tls-cert.pem, key /tmp/tls-key.pem) and,
+// by ALPN, HTTP/2 ("proto=2.0 host=H path=P tls=true") or the h1 server
+// above (its /hello then ends in "tls=true"; WebSocket upgrades too).
 //
 // It prints "ready" once listening.
 'use strict'
@@ -29,7 +33,19 @@ if (mode === 'h2c') {
     res.addTrailers({ 'x-trailer': 'done' })
     res.end(`proto=${req.httpVersion} host=${req.headers[':authority']} path=${req.url}`)
   })
+  if (mode === 'tls') {
+  const tls = require('tls')
+  const fs = require('fs')
+  const h2 = http2.createServer((req, res) => {
+    res.setHeader('content-type', 'text/plain')
+    res.end(`proto=${req.httpVersion} host=${req.headers[':authority']} path=${req.url} tls=${!!req.stream.session.socket.encrypted}`)
+  })
+  const opts = { key: fs.readFileSync('/tmp/tls-key.pem'), cert: fs.readFileSync('/tmp/tls-cert.pem'), ALPNProtocols: ['h2', 'http/1.1'] }
+  tls.createServer(opts, (s) => (s.alpnProtocol === 'h2' ? h2 : srv).emit('connection', s))
+    .listen(Number(port), host, () => console.log('ready'))
+} else {
   srv.listen(Number(port), host, () => console.log('ready'))
+}
   return
 }
 
@@ -40,7 +56,8 @@ const srv = http.createServer((req, res) => {
   const url = new URL(req.url, 'http://x')
   if (url.pathname === '/hello') {
     const h = req.headers
-    const body = `proto=${req.httpVersion} host=${h.host} path=${req.url} traffic=${h['e2b-traffic-access-token']} xfp=${h['x-forwarded-proto']}`
+    let body = `proto=${req.httpVersion} host=${h.host} path=${req.url} traffic=${h['e2b-traffic-access-token']} xfp=${h['x-forwarded-proto']}`
+    if (mode === 'tls') body += ` tls=${!!req.socket.encrypted}`
     res.writeHead(200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) })
     res.end(body)
     return
@@ -118,4 +135,16 @@ srv.on('upgrade', (req, sock, head) => {
   parse()
 })
 
-srv.listen(Number(port), host, () => console.log('ready'))
+if (mode === 'tls') {
+  const tls = require('tls')
+  const fs = require('fs')
+  const h2 = http2.createServer((req, res) => {
+    res.setHeader('content-type', 'text/plain')
+    res.end(`proto=${req.httpVersion} host=${req.headers[':authority']} path=${req.url} tls=${!!req.stream.session.socket.encrypted}`)
+  })
+  const opts = { key: fs.readFileSync('/tmp/tls-key.pem'), cert: fs.readFileSync('/tmp/tls-cert.pem'), ALPNProtocols: ['h2', 'http/1.1'] }
+  tls.createServer(opts, (s) => (s.alpnProtocol === 'h2' ? h2 : srv).emit('connection', s))
+    .listen(Number(port), host, () => console.log('ready'))
+} else {
+  srv.listen(Number(port), host, () => console.log('ready'))
+}
