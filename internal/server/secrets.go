@@ -65,7 +65,11 @@ func (s secretSource) Token(ctx context.Context, sandboxID, name string) (string
 	if !ok {
 		return "", errdefs.New(errdefs.ErrNotFound, "sandbox %s registered no identity token %q", sandboxID, name)
 	}
-	return s.ids.Mint(identity.Subject{SandboxID: sb.ID, Team: sb.Team}, def.Audience, time.Now())
+	team := sb.Team
+	if team == store.DefaultTeamID {
+		team = "" // "default", the id the API answers for it
+	}
+	return s.ids.Mint(identity.Subject{SandboxID: sb.ID, Team: team}, def.Audience, time.Now())
 }
 
 func (s secretSource) Secret(ctx context.Context, sandboxID, name string) (string, error) {
