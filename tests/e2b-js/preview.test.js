@@ -3,7 +3,8 @@
 // an h2c server on 127.0.0.1:9090) reached at `sandbox.getHost(port)` and by
 // E2b-Sandbox-Id/-Port headers: HTTP/1.1, HTTP/2, server-sent events one by
 // one, a WebSocket echo, private sandboxes (allowPublicTraffic: false) and
-// the errors for closed ports and gone sandboxes.
+// the errors for closed ports and gone sandboxes, and ports that speak TLS
+// (httpsPorts) behind a masked Host (maskRequestHost).
 //
 // Two ways to run it:
 //
@@ -222,6 +223,49 @@ describe('private sandbox (allowPublicTraffic: false)', { timeout: 2 * TIMEOUT }
     // Connecting again hands out the same token.
     const again = await Sandbox.connect(sbx.sandboxId)
     assert.equal(again.trafficAccessToken, sbx.trafficAccessToken)
+  })
+})
+
+describe('HTTPS ports and a masked host (network.httpsPorts, maskRequestHost)', { timeout: 2 * TIMEOUT }, () => {
+  test('sbx speaks TLS to the listed port (self-signed), the servers see the mask', { timeout: 2 * TIMEOUT }, async () => {
+    const mask = '${PORT}-masked.example.test'
+    const sbx = await create({ network: { httpsPorts: [8443], maskRequestHost: mask } })
+    const info = await Sandbox.getInfo(sbx.sandboxId)
+    assert.deepEqual(info.network?.httpsPorts, [8443])
+    assert.equal(info.network?.maskRequestHost, mask)
+    // A certificate nobody trusts, made in the sandbox.
+    await sbx.commands.run('openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost -days 1 -keyout /tmp/tls-key.pem -out /tmp/tls-cert.pem')
+    await startServers(sbx, '127.0.0.1 8080', '127.0.0.1 8443 tls', '127.0.0.1 9443 tls')
+    for (const [name, get] of ROUTES) {
+      let res = await get(sbx, 8443, '/hello')
+      let body = await res.text()
+      assert.equal(res.status, 200, `${name}: ${body}`)
+      assert.match(body, /^proto=1\.1 host=8443-masked\.example\.test path=\/hello .* tls=true$/, name)
+      res = await get(sbx, 8080, '/hello')
+      body = await res.text()
+      assert.equal(res.status, 200, `${name}: ${body}`)
+      assert.match(body, / host=8080-masked\.example\.test /, name)
+      // A TLS port not listed is spoken to in plain HTTP, and fails.
+      res = await get(sbx, 9443, '/hello')
+      assert.equal(res.status, 502, `${name}: unlisted TLS port`)
+      assert.equal((await res.json()).code, 502)
+    }
+    // HTTP/2 from the client goes on as HTTP/2, negotiated by ALPN.
+    const { status, body } = await h2get(`${SCHEME}://${sbx.getHost(8443)}`, '/hello')
+    assert.equal(status, 200, body)
+    assert.equal(body, 'proto=2.0 host=8443-masked.example.test path=/hello tls=true')
+    // WebSocket over the TLS hop.
+    const ws = await wsConnect(`${SCHEME}://${sbx.getHost(8443)}/ws`)
+    try {
+      for (const msg of [Buffer.from('hello'), randomBytes(70_000)]) {
+        ws.send(msg)
+        assert.deepEqual(await withTimeout(ws.next(), `echo of ${msg.length} bytes`), msg)
+      }
+    } finally {
+      ws.close()
+    }
+    // The SDK's own calls (envd's port) are not masked: commands still work.
+    assert.equal((await sbx.commands.run('echo ok')).stdout, 'ok\n')
   })
 })
 
