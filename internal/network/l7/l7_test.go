@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -220,6 +221,56 @@ func TestServeTLS(t *testing.T) {
 	body, code = through(t, p, sbCA, addr, "api.test", map[string]string{"Authorization": "${e2b.secrets.gone}"}, nil)
 	if code != http.StatusBadGateway || !strings.Contains(body, `secret "gone" cannot be filled in`) {
 		t.Fatalf("missing secret: %d %q; want 502", code, body)
+	}
+}
+
+// tokenSecrets also mints identity tokens: "tok-N" for name "aws" of sb1,
+// a new one per call.
+type tokenSecrets struct {
+	secrets
+	n *int
+}
+
+func (s tokenSecrets) Token(_ context.Context, id, name string) (string, error) {
+	if id != "sb1" || name != "aws" {
+		return "", errdefs.New(errdefs.ErrNotFound, "sandbox %s registered no token %q", id, name)
+	}
+	*s.n++
+	return fmt.Sprintf("tok-%d", *s.n), nil
+}
+
+// TestServeTokens: identity placeholders are filled from Tokens, per
+// request; an unregistered name and a Secrets without Tokens get 502 and
+// send nothing.
+func TestServeTokens(t *testing.T) {
+	upCA, _ := NewCA("upstream")
+	sbCA, _ := NewCA("sb1")
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(upCA.CertPEM())
+	n := 0
+	p := New(roots, tokenSecrets{secrets{"key": "sk"}, &n}, slog.New(slog.DiscardHandler))
+	addr := upstream(t, upCA, "api.test")
+	rule := map[string]string{"Authorization": "Bearer ${e2b.identity.tokens.aws}", "X-Echo": "${e2b.secrets.key}"}
+	for want := 1; want <= 2; want++ {
+		body, code := through(t, p, sbCA, addr, "api.test", rule, nil)
+		if code != 200 || body != fmt.Sprintf("auth=Bearer tok-%d echo=sk host=api.test", want) {
+			t.Fatalf("request %d: %d %q; want a fresh token and the secret", want, code, body)
+		}
+	}
+	// The sandbox's own placeholder of a token the rule names is filled
+	// too (one token per request, shared); of another, not.
+	body, code := through(t, p, sbCA, addr, "api.test", map[string]string{"X-Other": "${e2b.identity.tokens.aws}"}, http.Header{"Authorization": {"${e2b.identity.tokens.aws}"}, "X-Echo": {"${e2b.identity.tokens.gcp}"}})
+	if code != 200 || body != "auth=tok-3 echo=${e2b.identity.tokens.gcp} host=api.test" || n != 3 {
+		t.Fatalf("the sandbox's own placeholders: %d %q", code, body)
+	}
+	body, code = through(t, p, sbCA, addr, "api.test", map[string]string{"Authorization": "${e2b.identity.tokens.gcp}"}, nil)
+	if code != http.StatusBadGateway || !strings.Contains(body, `identity token "gcp" cannot be filled in`) {
+		t.Fatalf("an unregistered token: %d %q; want 502", code, body)
+	}
+	noTokens := New(roots, secrets{"key": "sk"}, slog.New(slog.DiscardHandler))
+	body, code = through(t, noTokens, sbCA, addr, "api.test", rule, nil)
+	if code != http.StatusBadGateway || !strings.Contains(body, `identity token "aws" cannot be filled in`) {
+		t.Fatalf("a proxy without Tokens: %d %q; want 502", code, body)
 	}
 }
 
