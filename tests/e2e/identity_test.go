@@ -165,7 +165,7 @@ var awsToken = map[string]client.IAMToken{"aws": {Audience: "sts.amazonaws.com",
 // naming it sends the placeholder; the relying party receives a fresh
 // JWT-SVID naming the sandbox and its team, signed by the key sbx
 // serves, with the audience asked for. The token is nowhere in the
-// sandbox.
+// sandbox. A restart of sbx and a fork keep the tokens.
 func TestEgressIdentity(t *testing.T) {
 	srv, rp := identityServer(t)
 	ctx := ctxFor(t, 4*time.Minute)
@@ -209,11 +209,24 @@ func TestEgressIdentity(t *testing.T) {
 	if strings.TrimSpace(res.Stdout) != "0\ndone" {
 		t.Fatalf("grep for the token in the sandbox: %q", res.Stdout)
 	}
-	// The details carry no token either: GET /sandboxes/{id} answers the
-	// rule with its placeholder.
-	if info, err := srv.Client.GetSandbox(ctx, sb.ID); err != nil || info.Network == nil {
-		t.Fatalf("details: %+v %v", info, err)
+	// A restart keeps the sandbox's tokens and the signing key: the
+	// relying party's keys, fetched before, still verify.
+	srv.Restart()
+	mint := func(sb *client.Sandbox, when string) {
+		t.Helper()
+		res := mustRun(t, ctx, sb, `curl -sS -m 10 https://idp.test:8444/ 2>&1`, nil)
+		want := "VERIFIED sub=spiffe://issuer.sbx.test/team/" + team + "/sandbox/" + sb.ID + " aud=sts.amazonaws.com"
+		if seen := rp.take(); !strings.Contains(res.Stdout, want) || len(seen) != 1 || seen[0].Claims == nil {
+			t.Fatalf("%s: %q, the relying party saw %+v", when, res.Stdout, seen)
+		}
 	}
+	mint(sb, "after a restart")
+	// A fork registers the same tokens; its own name its own sandbox.
+	forks, err := sb.Fork(ctx, 1, time.Minute)
+	if err != nil || len(forks) != 1 || forks[0].Err != nil {
+		t.Fatalf("fork: %v %+v", err, forks)
+	}
+	mint(forks[0].Sandbox, "in the fork")
 }
 
 // teamID returns the team of srv's key (GET /teams).

@@ -19,7 +19,7 @@ import (
 // in); httpsPorts are reached over TLS (a certificate nobody trusts, as a
 // self-signed one), HTTP/1.1 and HTTP/2 by ALPN, WebSocket too; a port not
 // listed is plain HTTP as before. The options are in the details and
-// survive a pause and resume and a fork.
+// survive a pause and resume, a fork and a restart of sbx.
 func TestIngressOptions(t *testing.T) {
 	srv := harness.Start(t, "--internet=false")
 	ctx := ctxFor(t, 4*time.Minute)
@@ -109,4 +109,8 @@ func TestIngressOptions(t *testing.T) {
 	if err != nil || info.Network == nil || info.Network.MaskRequestHost != mask || !slices.Equal(info.Network.HTTPSPorts, []int{7443, 8443}) {
 		t.Fatalf("fork's details %+v %v; want its source's ingress options", info.Network, err)
 	}
+
+	// A restart of sbx reads them from the sandbox's record.
+	srv.Restart()
+	check("after a restart")
 }
