@@ -13,7 +13,6 @@ import (
 	"github.com/sbxdev/sbx/internal/errdefs"
 	"github.com/sbxdev/sbx/internal/identity"
 	"github.com/sbxdev/sbx/internal/network"
-	"github.com/sbxdev/sbx/internal/proxy"
 	"github.com/sbxdev/sbx/internal/sandbox"
 	"github.com/sbxdev/sbx/internal/store"
 	"github.com/sbxdev/sbx/wire"
@@ -113,6 +112,10 @@ func checkTokenRefs(e *network.Egress, tokens map[string]store.IAMToken) error {
 // maxHTTPSPorts bounds a create's httpsPorts.
 const maxHTTPSPorts = 64
 
+// envdPort is the sandbox agent's port (proxy.EnvdPort), which has its own
+// protocol and cannot be an HTTPS port.
+const envdPort = 49983
+
 // ingressParams checks a create request's ingress options (E2B's
 // maskRequestHost and httpsPorts) and keeps them in life, which the
 // sandbox's record stores.
@@ -135,7 +138,7 @@ func ingressParams(n *wire.SandboxNetwork, life *sandbox.Lifecycle) error {
 		if p < 1 || p > 65535 {
 			return errdefs.New(errdefs.ErrInvalidArgument, "network.httpsPorts: %d is not a port (1-65535)", p)
 		}
-		if p == proxy.EnvdPort {
+		if p == envdPort {
 			return errdefs.New(errdefs.ErrInvalidArgument, "network.httpsPorts: the envd port (%d) cannot be listed", p)
 		}
 		if !slices.Contains(ports, p) {

@@ -506,8 +506,8 @@ func TestEgressSOCKS5(t *testing.T) {
 }
 
 // TestE2BJavaScriptEgress runs tests/e2b-js/egress.spec.js: network rules
-// with Secret.fill through the unmodified e2b npm package, against HTTPS
-// upstreams in a test internet.
+// with Secret.fill and with iam tokens in transform callbacks through the
+// unmodified e2b npm package, against HTTPS upstreams in a test internet.
 func TestE2BJavaScriptEgress(t *testing.T) {
 	dir := filepath.Join(harness.RepoRoot(), "tests", "e2b-js")
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "e2b", "package.json")); err != nil {
