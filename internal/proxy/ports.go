@@ -35,6 +35,12 @@ import (
 // over HTTP/1.1 otherwise. gRPC servers in a sandbox therefore work end to
 // end, with streaming and trailers, and plain HTTP/1.1 servers serve HTTP/2
 // clients.
+//
+// Ports a sandbox lists as speaking TLS (Sandbox.HTTPSPorts, E2B's
+// httpsPorts) are spoken to over TLS instead, without verifying the
+// certificate: HTTP/2 clients over h2 where the server offers it by ALPN,
+// HTTP/1.1 clients (and their upgrades) over HTTP/1.1; see tlsTransports.
+// A sandbox's MaskRequestHost replaces the Host of requests to its ports.
 
 // portHost is the URL host the proxy's transports use for a sandbox port; it
 // keys their connection pools, and the dialler reads the port back from it.
@@ -115,8 +121,9 @@ func (b *backend) portTransports() (h1, h2 *http.Transport) {
 // tlsTransports returns the transports to ports whose servers speak TLS
 // (Sandbox.HTTPSPorts): one offering HTTP/2 and HTTP/1.1 by ALPN, for
 // HTTP/2 clients, and one offering HTTP/1.1 alone, for HTTP/1.1 clients and
-// their upgrades (WebSocket), which HTTP/2 does not carry. Certificates are not verified: the server is the sandbox's own,
-// reached on its loopback, usually self-signed.
+// their upgrades (WebSocket), which HTTP/2 does not carry. Certificates are
+// not verified: the server is the sandbox's own, reached on its loopback,
+// usually self-signed.
 func (b *backend) tlsTransports() (mixed, h1 *http.Transport) {
 	dial := func(protos ...string) func(ctx context.Context, _, addr string) (net.Conn, error) {
 		return func(ctx context.Context, _, addr string) (net.Conn, error) {
