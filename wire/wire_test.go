@@ -26,6 +26,7 @@ func network() *wire.SandboxNetwork {
 	return &wire.SandboxNetwork{
 		AllowPublicTraffic: ptr(false), AllowOut: []string{"1.1.1.1", "*.example.com:443"}, DenyOut: []string{"0.0.0.0/0"},
 		EgressProxy: json.RawMessage(`null`), Rules: json.RawMessage(`{}`),
+		MaskRequestHost: "${PORT}-app.internal", HTTPSPorts: []int{8443},
 	}
 }
 
