@@ -28,6 +28,8 @@ type Server struct {
 	assets *assets
 	agents *agents
 	terms  *terminals
+	// peers, when set, makes the sandbox stream fleet-wide (fleet.go).
+	peers Peers
 }
 
 // New returns the dashboard of cfg.Manager's sandboxes.

@@ -26,10 +26,56 @@ var listedStates = []sandbox.State{sandbox.StateCreating, sandbox.StateRunning, 
 // Stream serves GET /dashboard/api/sandboxes/stream for team (api.Dashboard):
 // a snapshot of team's sandboxes, then an upsert or a remove as each
 // lifecycle event is stored, until the request ends (the client goes, or
-// its session is revoked).
+// its session is revoked). In a fleet (SetPeers) it is the whole fleet's
+// list (fleet.go); with ?scope=node, or alone, this node's.
 func (s *Server) Stream(w http.ResponseWriter, r *http.Request, team string) error {
-	ctx := r.Context()
+	switch scope := r.URL.Query().Get("scope"); scope {
+	case "", "fleet":
+		if s.peers != nil {
+			return s.fleetStream(w, r, team)
+		}
+	case "node":
+	default:
+		return errdefs.New(errdefs.ErrInvalidArgument, "scope must be node or fleet, not %q", scope)
+	}
 	rc := http.NewResponseController(w)
+	started := false
+	return s.nodeEvents(r.Context(), team, func(event string, v any) error {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		if !started {
+			h := w.Header()
+			h.Set("Content-Type", "text/event-stream")
+			h.Set("Cache-Control", "no-store")
+			h.Set("X-Accel-Buffering", "no")
+			w.WriteHeader(http.StatusOK)
+			started = true
+		}
+		if event == "ping" {
+			_, err = w.Write([]byte(": ping\n\n"))
+		} else {
+			_, err = fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, b)
+		}
+		if err != nil {
+			return errClientGone
+		}
+		if rc.Flush() != nil {
+			return errClientGone
+		}
+		return nil
+	})
+}
+
+// errClientGone ends a stream whose client went away.
+var errClientGone = errors.New("the client went away")
+
+// nodeEvents tells emit of team's sandboxes on this node: a snapshot,
+// then an upsert or a remove as each lifecycle event is stored (and
+// "ping" now and then, with no value), until ctx ends or emit fails. Only
+// an error before the first event is returned: the request's answer.
+func (s *Server) nodeEvents(ctx context.Context, team string, emit func(event string, v any) error) error {
 	sub, unsubscribe := s.hub.subscribe(team)
 	defer unsubscribe()
 	// Subscribed before the snapshot is read: a change made meanwhile is
@@ -38,23 +84,8 @@ func (s *Server) Stream(w http.ResponseWriter, r *http.Request, team string) err
 	if err != nil {
 		return err
 	}
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	send := func(event string, v any) error {
-		b, err := json.Marshal(v)
-		if err != nil {
-			return err
-		}
-		if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, b); err != nil {
-			return err
-		}
-		return rc.Flush()
-	}
-	if err := send("snapshot", snap); err != nil {
-		return nil // the client went away
+	if err := emit("snapshot", snap); err != nil {
+		return nil
 	}
 	ping := time.NewTicker(pingInterval)
 	defer ping.Stop()
@@ -63,7 +94,7 @@ func (s *Server) Stream(w http.ResponseWriter, r *http.Request, team string) err
 		case <-ctx.Done():
 			return nil
 		case <-ping.C:
-			if _, err := w.Write([]byte(": ping\n\n")); err != nil || rc.Flush() != nil {
+			if emit("ping", nil) != nil {
 				return nil
 			}
 		case <-sub.lost:
@@ -71,7 +102,7 @@ func (s *Server) Stream(w http.ResponseWriter, r *http.Request, team string) err
 			if err != nil {
 				return nil
 			}
-			if send("snapshot", snap) != nil {
+			if emit("snapshot", snap) != nil {
 				return nil
 			}
 		case id := <-sub.ch:
@@ -82,7 +113,7 @@ func (s *Server) Stream(w http.ResponseWriter, r *http.Request, team string) err
 				}
 				continue
 			}
-			if send(event, v) != nil {
+			if emit(event, v) != nil {
 				return nil
 			}
 		}

@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sbxdev/sbx/internal/dashboard"
 	"github.com/sbxdev/sbx/internal/errdefs"
 	"github.com/sbxdev/sbx/internal/errhttp"
 	"github.com/sbxdev/sbx/internal/proxy"
@@ -67,6 +68,8 @@ type fleetRouter struct {
 	rp    *httputil.ReverseProxy
 	// create carries forwarded creates (whole answers, not streams).
 	create *http.Client
+	// streams carries the peers' dashboard streams (no time limit).
+	streams *http.Client
 	// owners caches the node of sandboxes found in the store, for a
 	// moment: a sandbox moves only when another node takes it over.
 	owners ownerCache
@@ -192,7 +195,58 @@ func newFleetRouter(self, key string, db fleetStore, local http.Handler, route f
 		},
 	}
 	f.create = &http.Client{Transport: h1, Timeout: 10 * time.Minute}
+	f.streams = &http.Client{Transport: h1}
 	return f
+}
+
+// dashboardPeers returns the other live nodes, each able to open its own
+// dashboard sandbox stream (?scope=node) for a browser's request, with the
+// browser's credentials and the cluster key: the dashboard merges them
+// into the fleet's list (internal/dashboard/fleet.go).
+func (f *fleetRouter) dashboardPeers(ctx context.Context) ([]dashboard.Peer, error) {
+	nodes, err := f.liveNodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []dashboard.Peer
+	for _, n := range nodes {
+		if n.ID == f.self || n.Advertise == "" {
+			continue
+		}
+		base, err := url.Parse(n.Advertise)
+		if err != nil {
+			f.log.Warn("fleet: a node advertises a bad URL", "node", n.ID, "err", err)
+			continue
+		}
+		id := n.ID
+		out = append(out, dashboard.Peer{Name: id, Open: func(ctx context.Context, r *http.Request) (io.ReadCloser, error) {
+			u := base.JoinPath("/dashboard/api/sandboxes/stream")
+			u.RawQuery = "scope=node"
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+			if err != nil {
+				return nil, err
+			}
+			for _, h := range []string{"Cookie", "X-API-Key", "Authorization", "User-Agent"} {
+				if v := r.Header.Values(h); len(v) > 0 {
+					req.Header[h] = v
+				}
+			}
+			req.Header.Set("Accept", "text/event-stream")
+			req.Header.Set(clusterKeyHeader, string(f.key))
+			req.Host = r.Host
+			resp, err := f.streams.Do(req)
+			if err != nil {
+				return nil, fmt.Errorf("node %s: %w", id, err)
+			}
+			if resp.StatusCode != http.StatusOK {
+				b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+				resp.Body.Close()
+				return nil, fmt.Errorf("node %s answered %s: %s", id, resp.Status, bytes.TrimSpace(b))
+			}
+			return resp.Body, nil
+		}})
+	}
+	return out, nil
 }
 
 // protoTransport forwards HTTP/2 requests (gRPC, Connect over h2c) over

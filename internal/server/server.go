@@ -401,6 +401,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			}
 		}
 		drain.f = fr
+		// The dashboard's list is the whole fleet's.
+		dash.SetPeers(fr.dashboardPeers)
 		root = fr
 	}
 	lease := newNodeLease(whole, cfg.Node, cfg.DataDir, log)
