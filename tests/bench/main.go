@@ -22,7 +22,9 @@
 //     default warm pool and with a pool as large as the burst (burst.go);
 //   - the code interpreter: runCode('1+1') round trip and create → first
 //     result from its warm pool and cold, against internal/interp on the
-//     host (interp.go; -only interp).
+//     host (interp.go; -only interp);
+//   - the dashboard: first load and actions against the direct API calls
+//     (dashboard.go; -only dashboard, not run by default).
 //
 // Run it as root on a host prepared by scripts/setup.sh:
 //
@@ -58,7 +60,7 @@ func main() {
 	n := flag.Int("n", 50, "sandboxes to create for the create benchmark")
 	rtt := flag.Int("rtt", 200, "commands for the round-trip benchmark")
 	concurrent := flag.Int("concurrent", 100, "idle sandboxes to hold at once")
-	sections := flag.String("only", "create,runsc,rtt,network,density,files,templates,proxy,burst,interp,sampler,terminal", "comma-separated sections to run: create, runsc (create → first command on gVisor), rtt, terminal (the dashboard terminal's key echo), network, density, files, templates, proxy, burst, interp (the code interpreter), pool (the pooled burst alone, not run by default), sampler (the metrics sampler's cost)")
+	sections := flag.String("only", "create,runsc,rtt,network,density,files,templates,proxy,burst,interp,sampler,terminal", "comma-separated sections to run: create, runsc (create → first command on gVisor), rtt, terminal (the dashboard terminal's key echo), network, density, files, templates, proxy, burst, interp (the code interpreter), dashboard (page load and actions against the API calls; not run by default), pool (the pooled burst alone, not run by default), sampler (the metrics sampler's cost)")
 	interpN := flag.Int("interp-n", 20, "creates of the code interpreter benchmark, from its pool and cold")
 	interpRTT := flag.Int("interp-rtt", 200, "runCode('1+1') round trips of the code interpreter benchmark")
 	interpRuntime := flag.String("interp-runtime", "runc", "runtime of the code interpreter benchmark's sandboxes: runc or runsc")
@@ -71,6 +73,7 @@ func main() {
 	proxyMiB := flag.Int("proxy-mib", 1024, "MiB downloaded from a sandbox per run of the proxy throughput benchmark")
 	proxyReqs := flag.Int("proxy-requests", 1000, "requests for the proxy latency benchmark")
 	proxyRuns := flag.Int("proxy-runs", 3, "runs of the proxy throughput benchmark")
+	dashN := flag.Int("dash-n", 50, "repetitions of each dashboard measure (kills: at most 20)")
 	flag.Parse()
 	want := map[string]bool{}
 	for _, s := range strings.Split(*sections, ",") {
@@ -160,6 +163,10 @@ func main() {
 
 	if want["terminal"] {
 		rows = append(rows, terminalRow(ctx, srv, c, *rtt))
+	}
+
+	if want["dashboard"] {
+		rows = append(rows, dashboardRows(ctx, srv, c, *dashN)...)
 	}
 
 	if want["network"] {
