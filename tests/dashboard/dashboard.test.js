@@ -342,6 +342,115 @@ test('the dashboard in a real browser', { timeout: 600_000 }, async (t) => {
     await shot(page, 'metrics')
   })
 
+  await t.test('processes show their command line as text', async () => {
+    await page.getByRole('link', { name: 'Processes' }).click()
+    // The Go test started `sh -c "sleep 900" <markup>` through the API.
+    const row = page.locator('table.table tbody tr').filter({ hasText: 'sleep 900' })
+    await row.waitFor({ timeout: 30_000 })
+    assert.ok((await row.textContent()).includes(XSS), `process row: ${await row.textContent()}`)
+    assert.equal(await page.locator('table.table img').count(), 0, 'a command line became an <img>')
+  })
+
+  await t.test('the terminal resizes, copies and pastes, and shows output as text', async () => {
+    await page.getByRole('link', { name: 'Terminal' }).click()
+    await page.locator('[data-terminal-status="connected"]').waitFor({ timeout: 30_000 })
+    await page.locator('.xterm-helper-textarea').focus()
+    const rowsText = () => page.evaluate(() => [...document.querySelectorAll('.xterm-rows > div')].map((r) => r.textContent.trim()))
+    const size = async (tag) => {
+      await page.keyboard.type(`echo ${tag}=$(stty size | tr ' ' x)\n`)
+      const h = await page.waitForFunction(
+        (tag) => [...document.querySelectorAll('.xterm-rows > div')].map((r) => r.textContent.trim()).find((l) => new RegExp(`^${tag}=\\d+x\\d+$`).test(l)),
+        tag,
+        { timeout: 30_000 },
+      )
+      return (await h.jsonValue()).split('=')[1]
+    }
+    const wide = await size('wide')
+    // A narrower window: the terminal fits itself and tells the PTY.
+    await page.setViewportSize({ width: 820, height: 860 })
+    let got = ''
+    for (let i = 0; i < 20 && (!got || got === wide); i++) got = await size(`narrow${i}`)
+    assert.notEqual(got, wide, `stty size stayed ${wide} after the resize`)
+    assert.ok(Number(got.split('x')[1]) < Number(wide.split('x')[1]), `columns ${wide} -> ${got}`)
+    await page.setViewportSize({ width: 1280, height: 860 })
+    // Output that is markup is drawn as text.
+    await page.keyboard.type(`printf '%s\\n' '${XSS}'\n`)
+    await page.waitForFunction((x) => [...document.querySelectorAll('.xterm-rows > div')].some((r) => r.textContent.trim() === x), XSS)
+    assert.equal(await page.locator('.terminal img').count(), 0, 'terminal output became an <img>')
+    // Paste: the clipboard's text goes to the shell as typed input.
+    await page.evaluate(() => navigator.clipboard.writeText('echo pasted-$((3*4))'))
+    await page.getByRole('button', { name: 'Paste' }).click()
+    await page.locator('.xterm-helper-textarea').focus()
+    await page.keyboard.press('Enter')
+    await page.waitForFunction(() => [...document.querySelectorAll('.xterm-rows > div')].some((r) => r.textContent.trim() === 'pasted-12'))
+    // Copy: select the whole screen (xterm selects all on Ctrl+Shift+A is
+    // not bound; a triple click selects a line) and copy it.
+    const line = page.locator('.xterm-rows > div').filter({ hasText: /^pasted-12\s*$/ }).last()
+    await line.click({ clickCount: 3 })
+    await page.getByRole('button', { name: 'Copy' }).click()
+    await page.waitForFunction(async () => (await navigator.clipboard.readText()).includes('pasted-12'), null, { timeout: 10_000 })
+    assert.ok((await rowsText()).includes('pasted-12'))
+  })
+
+  await t.test('files: download, edit and save, delete', async () => {
+    await page.getByRole('link', { name: 'Files' }).click()
+    const row = page.locator('[data-file-name="hello-dashboard.txt"]')
+    await row.waitFor()
+    const [download] = await Promise.all([page.waitForEvent('download'), row.getByRole('link', { name: /Download/ }).click()])
+    const path = await download.path()
+    assert.equal(readFileSync(path, 'utf8'), 'hello from the dashboard\n')
+    // Edit a small text file and save it; reopened, it holds the new text
+    // (the Go test reads it back through the SDK too).
+    await page.locator('[data-file-name="edit-me.txt"] button.link').click()
+    const editor = page.getByLabel(/Editing .*edit-me\.txt/)
+    await editor.waitFor()
+    assert.equal(await editor.inputValue(), 'before\n')
+    await editor.fill("after the dashboard's edit\n")
+    await page.getByRole('button', { name: 'Save' }).click()
+    await page.locator('.toast').filter({ hasText: /Saved .*edit-me\.txt/ }).first().waitFor()
+    await page.locator('[data-file-name="edit-me.txt"] button.link').click()
+    await page.waitForFunction(() => {
+      const e = [...document.querySelectorAll('textarea')].find((x) => /edit-me/.test(x.getAttribute('aria-label') ?? ''))
+      return e && e.value === "after the dashboard's edit\n"
+    })
+    await page.getByRole('button', { name: 'Close' }).click()
+    // Delete (the confirm() is accepted by the dialog handler).
+    await page.getByRole('button', { name: 'Delete delete-me.txt' }).click()
+    await page.locator('[data-file-name="delete-me.txt"]').waitFor({ state: 'detached' })
+  })
+
+  await t.test('egress policy, preview URLs and events', async () => {
+    await page.getByRole('navigation', { name: 'Sandbox' }).getByRole('link', { name: 'Overview' }).click()
+    const deny = page.getByLabel('Deny out')
+    await deny.waitFor()
+    await deny.fill('192.0.2.0/24')
+    await page.getByRole('button', { name: 'Replace policy' }).click()
+    await page.getByRole('status').filter({ hasText: 'Saved: new connections obey the policy now.' }).waitFor()
+    const policy = await page.evaluate(async (id) => (await (await fetch(`/sandboxes/${id}`)).json()).network, sandboxID)
+    assert.deepEqual(policy?.denyOut, ['192.0.2.0/24'], JSON.stringify(policy))
+    // A bad rule is refused with the API's message, readable.
+    await deny.fill('not a rule at all!')
+    await page.getByRole('button', { name: 'Replace policy' }).click()
+    const err = page.locator('.egress [role=alert]')
+    await err.waitFor()
+    const msg = (await err.textContent()).trim()
+    assert.ok(msg.length > 10 && !/\[object|undefined|^\{/.test(msg), `unreadable error: ${msg}`)
+    // Preview URLs: the port's URL on the server's domain, or the note
+    // that there is none.
+    await page.getByRole('heading', { name: 'Preview URLs' }).waitFor()
+    const link = page.locator(`a[href*="8080-${sandboxID}."]`)
+    const none = page.getByText('The server gives this sandbox no domain.')
+    await link.or(none).first().waitFor()
+    if (await link.count()) {
+      await page.getByLabel('Port').fill('3000')
+      await page.locator(`a[href*="3000-${sandboxID}."]`).waitFor()
+    }
+    await page.getByRole('link', { name: 'Events' }).click()
+    await page.locator('ol.events li strong').first().waitFor()
+    const kinds = await page.locator('ol.events li strong').allTextContents()
+    assert.ok(kinds.some((k) => /creat/.test(k)), `events: ${kinds}`)
+  })
+
   await t.test('a state-changing fetch without the CSRF token is refused', async () => {
     const r = await page.evaluate(async (id) => {
       const out = []
@@ -375,6 +484,208 @@ test('the dashboard in a real browser', { timeout: 600_000 }, async (t) => {
     }
   })
 
+  await t.test('filters narrow the live list', async () => {
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Sandboxes' }).click()
+    const row = page.locator(`[data-sandbox-id="${sandboxID}"]`)
+    await row.waitFor()
+    await page.getByLabel('State').selectOption('running')
+    await row.waitFor()
+    await page.getByLabel('Runtime').selectOption({ index: 1 })
+    await page.getByLabel('Template').selectOption({ index: 1 })
+    await page.getByLabel('Search id or metadata').fill('test=dashboard')
+    await row.waitFor()
+    await page.getByLabel('Search id or metadata').fill('no-such-sandbox-zzz')
+    await row.waitFor({ state: 'detached' })
+    await page.getByText('No sandboxes match.').waitFor()
+    await page.getByLabel('Search id or metadata').fill('')
+    for (const f of ['State', 'Runtime', 'Template']) await page.getByLabel(f).selectOption('')
+    await row.waitFor()
+  })
+
+  await t.test('create, pause, resume, snapshot, fork and kill from the list', async () => {
+    await page.getByRole('button', { name: 'New sandbox' }).click()
+    const form = page.getByRole('form', { name: 'New sandbox' })
+    await form.getByLabel(/Metadata/).fill(`made=ui, who=${XSS}`)
+    await form.getByRole('button', { name: 'Create' }).click()
+    const created = page.locator('.toast').filter({ hasText: /^Created \S+$/ })
+    await created.waitFor({ timeout: 120_000 })
+    const id = (await created.textContent()).trim().split(' ')[1]
+    const row = page.locator(`[data-sandbox-id="${id}"]`)
+    await row.locator('.state-running').waitFor({ timeout: 60_000 })
+    assert.ok((await row.textContent()).includes(`who=${XSS}`))
+    assert.equal(await row.locator('img').count(), 0)
+    await row.getByRole('button', { name: `Pause ${id}` }).click()
+    await row.locator('.state-paused').waitFor({ timeout: 120_000 })
+    await row.getByRole('button', { name: `Resume ${id}` }).click()
+    await row.locator('.state-running').waitFor({ timeout: 120_000 })
+    await row.getByRole('button', { name: `Snapshot ${id}` }).click()
+    const snap = page.locator('.toast').filter({ hasText: new RegExp(`^Snapshot \\S+ of ${id} taken$`) })
+    await snap.waitFor({ timeout: 120_000 })
+    const snapID = (await snap.textContent()).trim().split(' ')[1]
+    await row.getByRole('button', { name: `Fork ${id}` }).click()
+    const forked = page.locator('.toast').filter({ hasText: new RegExp(`^Forked ${id} into \\S+$`) })
+    await forked.waitFor({ timeout: 120_000 })
+    const child = (await forked.textContent()).trim().split(' ').pop()
+    const childRow = page.locator(`[data-sandbox-id="${child}"]`)
+    await childRow.waitFor({ timeout: 60_000 })
+    for (const [x, r] of [[child, childRow], [id, row]]) {
+      await r.getByRole('button', { name: `Kill ${x}` }).click()
+      await r.waitFor({ state: 'detached', timeout: 60_000 })
+    }
+    // The snapshot is on its page; delete it there.
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Snapshots' }).click()
+    const srow = page.locator('table.table tbody tr').filter({ hasText: snapID })
+    await srow.waitFor()
+    await shot(page, 'snapshots')
+    await srow.getByRole('button', { name: 'Delete' }).click()
+    await srow.waitFor({ state: 'detached' })
+  })
+
+  await t.test('volumes, keys and teams: create and delete; an API error reads well', async () => {
+    const nav = page.getByRole('navigation', { name: 'Main' })
+    await nav.getByRole('link', { name: 'Volumes' }).click()
+    const vname = `dash-vol-${Date.now().toString(36)}`
+    await page.getByRole('form', { name: 'New volume' }).getByLabel('Name').fill(vname)
+    await page.getByRole('button', { name: 'Create volume' }).click()
+    const vrow = page.locator('table.table tbody tr').filter({ hasText: vname })
+    await vrow.waitFor()
+    await shot(page, 'volumes')
+    await vrow.getByRole('button', { name: 'Delete' }).click()
+    await vrow.waitFor({ state: 'detached' })
+
+    await nav.getByRole('link', { name: 'Keys' }).click()
+    const kform = page.getByRole('form', { name: 'New key' })
+    await kform.getByLabel('Name').fill(`key ${XSS}`)
+    // A team that does not exist, named like markup: the API's refusal
+    // shows as a readable message, as text.
+    await kform.getByLabel(/Team/).fill(XSS)
+    await page.getByRole('button', { name: 'Create key' }).click()
+    const err = page.getByRole('alert')
+    await err.waitFor()
+    const msg = (await err.textContent()).trim()
+    assert.ok(msg.length > 10 && !/\[object|undefined|^\{/.test(msg), `unreadable error: ${msg}`)
+    await kform.getByLabel(/Team/).fill('')
+    await page.getByRole('button', { name: 'Create key' }).click()
+    await page.getByLabel('New API key').waitFor()
+    assert.match(await page.getByLabel('New API key').inputValue(), /^sbx_/)
+    const krow = page.locator('table.table tbody tr').filter({ hasText: `key ${XSS}` })
+    await krow.waitFor()
+    assert.equal(await page.locator('main img').count(), 0, 'a key name became an <img>')
+    await shot(page, 'keys')
+    await krow.getByRole('button', { name: /^Delete key/ }).click()
+    await krow.waitFor({ state: 'detached' })
+
+    await nav.getByRole('link', { name: 'Teams' }).click()
+    const tname = `dash-team-${Date.now().toString(36)}`
+    await page.getByRole('form', { name: 'New team' }).getByLabel('Name').fill(tname)
+    await page.getByRole('form', { name: 'New team' }).getByLabel('Max sandboxes').fill('3')
+    await page.getByRole('button', { name: 'Create team' }).click()
+    const trow = page.locator('table.table tbody tr').filter({ hasText: tname })
+    await trow.waitFor()
+    assert.ok((await trow.textContent()).includes('3 · none · none'), await trow.textContent())
+    await shot(page, 'teams')
+    await trow.getByRole('button', { name: 'Remove' }).click()
+    await trow.waitFor({ state: 'detached' })
+
+    await nav.getByRole('link', { name: 'Usage' }).click()
+    await page.getByRole('heading', { name: 'Usage', exact: true }).waitFor()
+    await page.waitForLoadState('networkidle')
+    assert.equal(await page.getByRole('alert').count(), 0, `Usage: ${await page.getByRole('alert').allTextContents()}`)
+    await shot(page, 'usage')
+  })
+
+  await t.test('keyboard only: Tab, Enter and Space drive the main flows', async () => {
+    // Press key (Tab) until pred(arg) holds for the focused element; at
+    // most n presses.
+    const tabTo = async (what, pred, arg = null, n = 150, key = 'Tab') => {
+      for (let i = 0; i < n; i++) {
+        await page.keyboard.press(key)
+        if (await page.evaluate(pred, arg)) return
+      }
+      throw new Error(`Tab never reached ${what} in ${n} presses`)
+    }
+    await page.goto('/dashboard/')
+    await page.locator('.live-live').waitFor()
+    await page.locator(`[data-sandbox-id="${sandboxID}"]`).waitFor()
+    await page.keyboard.press('Tab')
+    assert.equal(await page.evaluate(() => document.activeElement?.textContent?.trim()), 'Skip to content')
+    await tabTo('the sandbox link', (id) => document.activeElement?.tagName === 'A' && document.activeElement.closest('[data-sandbox-id]')?.dataset.sandboxId === id, sandboxID)
+    await page.keyboard.press('Enter')
+    await page.getByRole('heading', { name: sandboxID }).waitFor()
+    await tabTo('the Files tab', () => document.activeElement?.closest('nav.tabs') && document.activeElement.textContent.trim() === 'Files')
+    await page.keyboard.press('Enter')
+    await page.locator('[data-file-name="hello-dashboard.txt"]').waitFor()
+    await tabTo('the Volumes link', () => document.activeElement?.closest('nav[aria-label=Main]') && document.activeElement.textContent.trim() === 'Volumes', null, 150, 'Shift+Tab')
+    await page.keyboard.press('Enter')
+    await page.getByRole('heading', { name: 'Volumes', exact: true }).waitFor()
+    await tabTo('the volume name', () => document.activeElement?.closest('form[aria-label="New volume"]') && document.activeElement.tagName === 'INPUT')
+    const vname = `kbd-vol-${Date.now().toString(36)}`
+    await page.keyboard.type(vname)
+    await page.keyboard.press('Enter')
+    const vrow = page.locator('table.table tbody tr').filter({ hasText: vname })
+    await vrow.waitFor()
+    await tabTo('its Delete button', (n) => document.activeElement?.tagName === 'BUTTON' && document.activeElement.closest('tr')?.textContent.includes(n), vname)
+    await page.keyboard.press('Space')
+    await vrow.waitFor({ state: 'detached' })
+  })
+
+  await t.test('nothing is cut off or scrolls sideways at 1280 px and 390 px', async () => {
+    // What lies (partly) outside the window and is not inside a box that
+    // scrolls sideways itself: cut off.
+    const cut = () =>
+      page.evaluate(() => {
+        const w = window.innerWidth
+        const out = []
+        const scrolls = (el) => {
+          for (let p = el.parentElement; p; p = p.parentElement) {
+            const o = getComputedStyle(p).overflowX
+            if ((o === 'auto' || o === 'scroll') && p !== document.documentElement && p !== document.body) return true
+          }
+          return false
+        }
+        for (const el of document.querySelectorAll('h1, h2, nav a, button, input, select, textarea, label, a, th, td, p')) {
+          if (el.closest('.xterm')) continue
+          const r = el.getBoundingClientRect()
+          if (!r.width || !r.height || getComputedStyle(el).visibility === 'hidden') continue
+          if ((r.left < -1 || r.right > w + 1) && !scrolls(el)) out.push(`${el.tagName} "${(el.textContent || el.getAttribute('aria-label') || '').trim().slice(0, 40)}" ${Math.round(r.left)}..${Math.round(r.right)}`)
+        }
+        return { over: document.documentElement.scrollWidth - w, out: out.slice(0, 10) }
+      })
+    const pages = [
+      ['', 'Sandboxes'],
+      [`sandboxes/${sandboxID}`, sandboxID],
+      [`sandboxes/${sandboxID}/terminal`, sandboxID],
+      [`sandboxes/${sandboxID}/files`, sandboxID],
+      [`sandboxes/${sandboxID}/processes`, sandboxID],
+      ['templates', 'Templates'],
+      ['snapshots', 'Snapshots'],
+      ['volumes', 'Volumes'],
+      ['keys', 'API keys'],
+      ['teams', 'Teams'],
+      ['usage', 'Usage'],
+    ]
+    const bad = []
+    for (const width of [1280, 390]) {
+      await page.setViewportSize({ width, height: width > 800 ? 860 : 844 })
+      for (const [path, heading] of pages) {
+        await page.goto(`/dashboard/${path}`)
+        await page.getByRole('heading', { name: heading, exact: true }).waitFor()
+        await page.locator('main').waitFor()
+        // The main navigation is reachable at every width.
+        for (const name of ['Sandboxes', 'Templates', 'Keys']) {
+          const l = page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name, exact: true })
+          if (!(await l.isVisible())) bad.push(`${width}px /${path}: the ${name} link is hidden`)
+        }
+        const r = await cut()
+        if (r.over > 0) bad.push(`${width}px /${path}: scrolls sideways by ${r.over} px`)
+        for (const o of r.out) bad.push(`${width}px /${path}: cut off: ${o}`)
+        if (width === 390 && path === '') await shot(page, 'sandboxes-phone')
+      }
+    }
+    await page.setViewportSize({ width: 1280, height: 860 })
+    assert.deepEqual(bad, [])
+  })
+
   await t.test('build a template from a Dockerfile, with its live log', async () => {
     await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Templates' }).click()
     await page.getByRole('button', { name: 'Build from a Dockerfile' }).click()
@@ -383,11 +694,30 @@ test('the dashboard in a real browser', { timeout: 600_000 }, async (t) => {
     // fresh word makes the RUN run.
     const word = `w${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`
     await page.getByLabel('Dockerfile').fill(`FROM base\nRUN echo ${word} > /built.txt && echo step-output-${word}-$((2*21))\n`)
+    // What the page showed while the build ran: its status lines, and the
+    // log and progress bar as they grew.
+    await page.evaluate(() => {
+      window.__build = { statuses: [], logBeforeReady: 0, progress: [] }
+      new MutationObserver(() => {
+        const st = [...document.querySelectorAll('p[role=status]')].map((p) => p.textContent).find((x) => x.startsWith('Build '))
+        if (!st) return
+        const b = window.__build
+        if (b.statuses[b.statuses.length - 1] !== st) b.statuses.push(st)
+        const pr = document.querySelector('progress[aria-label="Build progress"]')
+        if (pr && b.progress[b.progress.length - 1] !== pr.value) b.progress.push(pr.value)
+        if (!/: ready/.test(st)) b.logBeforeReady = Math.max(b.logBeforeReady, document.querySelector('pre.log')?.textContent.length ?? 0)
+      }).observe(document.body, { subtree: true, childList: true, characterData: true, attributes: true })
+    })
     await page.getByRole('button', { name: 'Build', exact: true }).click()
     const status = page.getByRole('status').filter({ hasText: 'Build ' })
-    await status.filter({ hasText: /: ready/ }).waitFor({ timeout: 180_000 })
+    await status.filter({ hasText: /: ready/ }).waitFor({ timeout: 240_000 })
     const log = await page.getByLabel('Build log').textContent()
     assert.ok(log.includes(`step-output-${word}-42`), `the build log lacks the RUN's output: ${log}`)
+    const seen = await page.evaluate(() => window.__build)
+    assert.ok(seen.statuses.some((x) => /step \d+ of \d+/.test(x)), `no progress shown before ready: ${JSON.stringify(seen)}`)
+    assert.ok(seen.logBeforeReady > 0, 'the log showed nothing until the build was over')
+    assert.equal(seen.progress[seen.progress.length - 1], 100, JSON.stringify(seen.progress))
+    await shot(page, 'template-build')
     await page.getByRole('button', { name: 'Open dash-built' }).click()
     await page.getByRole('heading', { name: 'dash-built' }).waitFor()
     await page.getByText('Sandboxes', { exact: true }).first().waitFor()

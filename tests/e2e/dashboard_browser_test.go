@@ -93,6 +93,13 @@ func TestDashboardBrowser(t *testing.T) {
 	if string(got) != "hello from the dashboard\n" {
 		t.Fatalf("uploaded file holds %q", got)
 	}
+	// What the browser saved in its editor, and what it deleted.
+	if got, err := sb.ReadFile(ctx, "edit-me.txt", nil); err != nil || string(got) != "after the dashboard's edit\n" {
+		t.Fatalf("edited file: %q, %v", got, err)
+	}
+	if ok, err := sb.Exists(ctx, "delete-me.txt", nil); err != nil || ok {
+		t.Fatalf("deleted file still there: %v, %v", ok, err)
+	}
 }
 
 // dashboardSandbox makes the sandbox the browser test watches for, with
@@ -112,6 +119,16 @@ func dashboardSandbox(ctx context.Context, t *testing.T, srv *harness.Server, w 
 	t.Cleanup(func() { _ = srv.Client.KillSandbox(context.WithoutCancel(ctx), sb.ID) })
 	if _, err := sb.WriteFile(ctx, xssName, strings.NewReader("planted\n"), nil); err != nil {
 		t.Errorf("write %q: %v", xssName, err)
+	}
+	// A small text file the browser edits, and one it deletes.
+	for name, body := range map[string]string{"edit-me.txt": "before\n", "delete-me.txt": "doomed\n"} {
+		if _, err := sb.WriteFile(ctx, name, strings.NewReader(body), nil); err != nil {
+			t.Errorf("write %s: %v", name, err)
+		}
+	}
+	// A process whose command line is markup, for the processes tab.
+	if _, err := sb.Start(ctx, client.ExecOptions{Cmd: "/bin/sh", Args: []string{"-c", "sleep 900", xssName}, Tag: "dash-" + xssName}); err != nil {
+		t.Errorf("start a process: %v", err)
 	}
 	fmt.Fprintf(w, "sandbox %s\n", sb.ID)
 	return sb
