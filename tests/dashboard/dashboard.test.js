@@ -583,7 +583,6 @@ test('the dashboard in a real browser', { timeout: 600_000 }, async (t) => {
     const trow = page.locator('table.table tbody tr').filter({ hasText: tname })
     await trow.waitFor()
     assert.ok((await trow.textContent()).includes('3 · none · none'), await trow.textContent())
-    await shot(page, 'teams')
     await trow.getByRole('button', { name: 'Remove' }).click()
     await trow.waitFor({ state: 'detached' })
 
@@ -717,7 +716,6 @@ test('the dashboard in a real browser', { timeout: 600_000 }, async (t) => {
     assert.ok(seen.statuses.some((x) => /step \d+ of \d+/.test(x)), `no progress shown before ready: ${JSON.stringify(seen)}`)
     assert.ok(seen.logBeforeReady > 0, 'the log showed nothing until the build was over')
     assert.equal(seen.progress[seen.progress.length - 1], 100, JSON.stringify(seen.progress))
-    await shot(page, 'template-build')
     await page.getByRole('button', { name: 'Open dash-built' }).click()
     await page.getByRole('heading', { name: 'dash-built' }).waitFor()
     await page.getByText('Sandboxes', { exact: true }).first().waitFor()
