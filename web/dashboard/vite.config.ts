@@ -28,9 +28,27 @@ function cleanDist(): Plugin {
   };
 }
 
+// xterm.js's DOM renderer colours a selected cell (and true-colour text)
+// by setAttribute("style", …), which the dashboard's CSP (style-src
+// without 'unsafe-inline') blocks, leaving the selection unpainted and a
+// violation per cell. Setting the same declarations through the CSSOM is
+// not inline style to CSP, so the build rewrites that one method; a
+// release of xterm.js without it fails the build here, not silently.
+const xtermAddStyle = '_addStyle(t,e){t.setAttribute("style",`${t.getAttribute("style")||""}${e};`)}';
+function xtermCSP(): Plugin {
+  return {
+    name: "sbx-xterm-csp",
+    transform(code, id) {
+      if (!/[\\/]@xterm[\\/]xterm[\\/]lib[\\/]xterm\.mjs$/.test(id)) return null;
+      if (!code.includes(xtermAddStyle)) this.error(`xterm.js no longer has ${xtermAddStyle}: check its DOM renderer against the CSP`);
+      return { code: code.replace(xtermAddStyle, "_addStyle(t,e){t.style.cssText+=`${e};`}"), map: null };
+    },
+  };
+}
+
 export default defineConfig({
   base: "/dashboard/",
-  plugins: [cleanDist()],
+  plugins: [cleanDist(), xtermCSP()],
   oxc: {
     jsx: { runtime: "automatic", importSource: "preact" },
   },

@@ -153,7 +153,10 @@ export function lazyPage<P extends object>(load: () => Promise<FunctionComponent
       );
     useEffect(() => {
       let live = true;
-      if (!loaded) void pending!.then(() => live && set((n) => n + 1));
+      // Whether or not the module arrived between the render and this
+      // effect (a cached chunk can), render again once it has: checking
+      // `loaded` here instead left such a page on "Loading…" for good.
+      void pending!.then(() => live && set((n) => n + 1));
       return () => {
         live = false;
       };
