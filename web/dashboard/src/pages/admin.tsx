@@ -75,7 +75,7 @@ export function KeysPage() {
         <thead>
           <tr>
             <th scope="col">Name</th>
-            <th scope="col">Prefix</th>
+            <th scope="col" class="hide-narrow">Prefix</th>
             <th scope="col">Team</th>
             <th scope="col">Role</th>
             <th scope="col" class="hide-narrow">Created</th>
@@ -89,7 +89,7 @@ export function KeysPage() {
                 {k.name || "–"}
                 {k.id === session.value?.keyId && " (this session)"}
               </td>
-              <td class="mono">{k.prefix}…</td>
+              <td class="hide-narrow mono">{k.prefix}…</td>
               <td>{k.team}</td>
               <td>{k.admin ? "admin" : "member"}</td>
               <td class="hide-narrow">{fmtTime(k.createdAt)}</td>
