@@ -66,7 +66,9 @@ const round = (x) => Math.round(x * 10) / 10
 // its echo arrives on the WebSocket and until xterm has drawn it.
 function instrument() {
   window.__csp = []
-  addEventListener('securitypolicyviolation', (e) => window.__csp.push(`${e.violatedDirective} ${e.blockedURI}`))
+  addEventListener('securitypolicyviolation', (e) =>
+    window.__csp.push(`${e.violatedDirective} ${e.blockedURI} at ${e.sourceFile}:${e.lineNumber}:${e.columnNumber} ${e.sample} on ${location.pathname}`),
+  )
   window.__lat = []
   let pending = null
   document.addEventListener(
@@ -134,7 +136,10 @@ test('the dashboard in a real browser', { timeout: 600_000 }, async (t) => {
     // Chromium reports each CSP violation on the console, on every document
     // the page loads.
     page.on('console', (m) => {
-      if (m.type() === 'error' && /Content Security Policy/i.test(m.text())) cspErrors.push(m.text())
+      if (m.type() === 'error' && /Content Security Policy/i.test(m.text())) {
+        const l = m.location()
+        cspErrors.push(`${m.text()} (on ${page.url()}, from ${l.url}:${l.lineNumber}:${l.columnNumber})`)
+      }
     })
     page.on('dialog', (d) => {
       // confirm() guards destructive buttons; anything else (alert) is a failure.
@@ -385,8 +390,11 @@ test('the dashboard in a real browser', { timeout: 600_000 }, async (t) => {
     await page.waitForFunction(() => [...document.querySelectorAll('.xterm-rows > div')].some((r) => r.textContent.trim() === 'pasted-12'))
     // Copy: select the whole screen (xterm selects all on Ctrl+Shift+A is
     // not bound; a triple click selects a line) and copy it.
+    // xterm's screen layer takes the mouse: click where the line is.
     const line = page.locator('.xterm-rows > div').filter({ hasText: /^pasted-12\s*$/ }).last()
-    await line.click({ clickCount: 3 })
+    const box = await line.boundingBox()
+    assert.ok(box, 'the pasted line is not on the screen')
+    await page.mouse.click(box.x + 8, box.y + box.height / 2, { clickCount: 3 })
     await page.getByRole('button', { name: 'Copy' }).click()
     await page.waitForFunction(async () => (await navigator.clipboard.readText()).includes('pasted-12'), null, { timeout: 10_000 })
     assert.ok((await rowsText()).includes('pasted-12'))
@@ -409,10 +417,8 @@ test('the dashboard in a real browser', { timeout: 600_000 }, async (t) => {
     await page.getByRole('button', { name: 'Save' }).click()
     await page.locator('.toast').filter({ hasText: /Saved .*edit-me\.txt/ }).first().waitFor()
     await page.locator('[data-file-name="edit-me.txt"] button.link').click()
-    await page.waitForFunction(() => {
-      const e = [...document.querySelectorAll('textarea')].find((x) => /edit-me/.test(x.getAttribute('aria-label') ?? ''))
-      return e && e.value === "after the dashboard's edit\n"
-    })
+    await editor.waitFor()
+    assert.equal(await editor.inputValue(), "after the dashboard's edit\n")
     await page.getByRole('button', { name: 'Close' }).click()
     // Delete (the confirm() is accepted by the dialog handler).
     await page.getByRole('button', { name: 'Delete delete-me.txt' }).click()
@@ -442,7 +448,7 @@ test('the dashboard in a real browser', { timeout: 600_000 }, async (t) => {
     const none = page.getByText('The server gives this sandbox no domain.')
     await link.or(none).first().waitFor()
     if (await link.count()) {
-      await page.getByLabel('Port').fill('3000')
+      await page.getByLabel('Port', { exact: true }).fill('3000')
       await page.locator(`a[href*="3000-${sandboxID}."]`).waitFor()
     }
     await page.getByRole('link', { name: 'Events' }).click()
@@ -545,7 +551,7 @@ test('the dashboard in a real browser', { timeout: 600_000 }, async (t) => {
     const nav = page.getByRole('navigation', { name: 'Main' })
     await nav.getByRole('link', { name: 'Volumes' }).click()
     const vname = `dash-vol-${Date.now().toString(36)}`
-    await page.getByRole('form', { name: 'New volume' }).getByLabel('Name').fill(vname)
+    await page.getByRole('form', { name: 'New volume' }).getByLabel('Name', { exact: true }).fill(vname)
     await page.getByRole('button', { name: 'Create volume' }).click()
     const vrow = page.locator('table.table tbody tr').filter({ hasText: vname })
     await vrow.waitFor()
@@ -555,7 +561,7 @@ test('the dashboard in a real browser', { timeout: 600_000 }, async (t) => {
 
     await nav.getByRole('link', { name: 'Keys' }).click()
     const kform = page.getByRole('form', { name: 'New key' })
-    await kform.getByLabel('Name').fill(`key ${XSS}`)
+    await kform.getByLabel('Name', { exact: true }).fill(`key ${XSS}`)
     // A team that does not exist, named like markup: the API's refusal
     // shows as a readable message, as text.
     await kform.getByLabel(/Team/).fill(XSS)
@@ -567,7 +573,7 @@ test('the dashboard in a real browser', { timeout: 600_000 }, async (t) => {
     await kform.getByLabel(/Team/).fill('')
     await page.getByRole('button', { name: 'Create key' }).click()
     await page.getByLabel('New API key').waitFor()
-    assert.match(await page.getByLabel('New API key').inputValue(), /^sbx_/)
+    assert.match(await page.getByLabel('New API key').inputValue(), /^[a-z0-9]+_[0-9a-f]{20,}$/)
     const krow = page.locator('table.table tbody tr').filter({ hasText: `key ${XSS}` })
     await krow.waitFor()
     assert.equal(await page.locator('main img').count(), 0, 'a key name became an <img>')
@@ -577,7 +583,7 @@ test('the dashboard in a real browser', { timeout: 600_000 }, async (t) => {
 
     await nav.getByRole('link', { name: 'Teams' }).click()
     const tname = `dash-team-${Date.now().toString(36)}`
-    await page.getByRole('form', { name: 'New team' }).getByLabel('Name').fill(tname)
+    await page.getByRole('form', { name: 'New team' }).getByLabel('Name', { exact: true }).fill(tname)
     await page.getByRole('form', { name: 'New team' }).getByLabel('Max sandboxes').fill('3')
     await page.getByRole('button', { name: 'Create team' }).click()
     const trow = page.locator('table.table tbody tr').filter({ hasText: tname })
@@ -643,7 +649,9 @@ test('the dashboard in a real browser', { timeout: 600_000 }, async (t) => {
           return false
         }
         for (const el of document.querySelectorAll('h1, h2, nav a, button, input, select, textarea, label, a, th, td, p')) {
-          if (el.closest('.xterm')) continue
+          // The terminal draws its own rows; the skip link waits off screen
+          // until it has the focus.
+          if (el.closest('.xterm') || (el.matches('a.skip') && document.activeElement !== el)) continue
           const r = el.getBoundingClientRect()
           if (!r.width || !r.height || getComputedStyle(el).visibility === 'hidden') continue
           if ((r.left < -1 || r.right > w + 1) && !scrolls(el)) out.push(`${el.tagName} "${(el.textContent || el.getAttribute('aria-label') || '').trim().slice(0, 40)}" ${Math.round(r.left)}..${Math.round(r.right)}`)
@@ -668,7 +676,13 @@ test('the dashboard in a real browser', { timeout: 600_000 }, async (t) => {
       await page.setViewportSize({ width, height: width > 800 ? 860 : 844 })
       for (const [path, heading] of pages) {
         await page.goto(`/dashboard/${path}`)
-        await page.getByRole('heading', { name: heading, exact: true }).waitFor()
+        await page
+          .locator('main h1')
+          .filter({ hasText: heading })
+          .waitFor()
+          .catch(async (e) => {
+            throw new Error(`/dashboard/${path} at ${width} px: no heading ${heading}; the page says: ${(await page.locator('body').textContent()).slice(0, 300)}`, { cause: e })
+          })
         await page.locator('main').waitFor()
         // The main navigation is reachable at every width.
         for (const name of ['Sandboxes', 'Templates', 'Keys']) {
