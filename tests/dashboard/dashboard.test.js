@@ -128,6 +128,9 @@ test('the dashboard in a real browser', { timeout: 600_000 }, async (t) => {
   })
   const context = await browser.newContext({ viewport: { width: 1280, height: 860 }, baseURL: SBX_URL })
   await context.addInitScript(instrument)
+  // Every wait is on a real condition; on a loaded CI machine a page or
+  // a sandbox can take a while to get there.
+  context.setDefaultTimeout(60_000)
   await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: SBX_URL })
   const dialogs = []
   const pageErrors = []
@@ -225,7 +228,7 @@ test('the dashboard in a real browser', { timeout: 600_000 }, async (t) => {
     assert.ok(m, `unexpected answer ${JSON.stringify(answer)}`)
     sandboxID = m[1]
     const row = page.locator(`[data-sandbox-id="${sandboxID}"]`)
-    await row.waitFor({ timeout: 30_000 })
+    await row.waitFor({ timeout: 60_000 })
     assert.equal(await page.evaluate(() => window.__sameDocument), true, 'the page reloaded')
     // Its metadata is shown as text, never parsed as HTML.
     const text = await row.textContent()
@@ -249,7 +252,7 @@ test('the dashboard in a real browser', { timeout: 600_000 }, async (t) => {
     await page.getByRole('heading', { name: sandboxID }).waitFor()
     await shot(page, 'sandbox')
     await page.getByRole('link', { name: 'Terminal' }).click()
-    await page.locator('[data-terminal-status="connected"]').waitFor({ timeout: 30_000 })
+    await page.locator('[data-terminal-status="connected"]').waitFor({ timeout: 60_000 })
     await page.locator('.xterm-helper-textarea').focus()
     // The shell's prompt first, then the command.
     await page.waitForFunction(() => /[$#]\s*$/.test((document.querySelector('.xterm-rows')?.textContent ?? '').trimEnd() + ' '))
@@ -351,14 +354,14 @@ test('the dashboard in a real browser', { timeout: 600_000 }, async (t) => {
     await page.getByRole('link', { name: 'Processes' }).click()
     // The Go test started `sh -c "sleep 900" <markup>` through the API.
     const row = page.locator('table.table tbody tr').filter({ hasText: 'sleep 900' })
-    await row.waitFor({ timeout: 30_000 })
+    await row.waitFor({ timeout: 60_000 })
     assert.ok((await row.textContent()).includes(XSS), `process row: ${await row.textContent()}`)
     assert.equal(await page.locator('table.table img').count(), 0, 'a command line became an <img>')
   })
 
   await t.test('the terminal resizes, copies and pastes, and shows output as text', async () => {
     await page.getByRole('link', { name: 'Terminal' }).click()
-    await page.locator('[data-terminal-status="connected"]').waitFor({ timeout: 30_000 })
+    await page.locator('[data-terminal-status="connected"]').waitFor({ timeout: 60_000 })
     await page.locator('.xterm-helper-textarea').focus()
     const rowsText = () => page.evaluate(() => [...document.querySelectorAll('.xterm-rows > div')].map((r) => r.textContent.trim()))
     const size = async (tag) => {
@@ -366,7 +369,7 @@ test('the dashboard in a real browser', { timeout: 600_000 }, async (t) => {
       const h = await page.waitForFunction(
         (tag) => [...document.querySelectorAll('.xterm-rows > div')].map((r) => r.textContent.trim()).find((l) => new RegExp(`^${tag}=\\d+x\\d+$`).test(l)),
         tag,
-        { timeout: 30_000 },
+        { timeout: 60_000 },
       )
       return (await h.jsonValue()).split('=')[1]
     }
@@ -396,7 +399,7 @@ test('the dashboard in a real browser', { timeout: 600_000 }, async (t) => {
     assert.ok(box, 'the pasted line is not on the screen')
     await page.mouse.click(box.x + 8, box.y + box.height / 2, { clickCount: 3 })
     await page.getByRole('button', { name: 'Copy' }).click()
-    await page.waitForFunction(async () => (await navigator.clipboard.readText()).includes('pasted-12'), null, { timeout: 10_000 })
+    await page.waitForFunction(async () => (await navigator.clipboard.readText()).includes('pasted-12'), null, { timeout: 60_000 })
     assert.ok((await rowsText()).includes('pasted-12'))
   })
 
