@@ -167,6 +167,55 @@ func TestDashboardFleetStream(t *testing.T) {
 		}
 	}
 
+	// Another team's session sees its own sandboxes from the whole fleet
+	// and none of this team's: each peer reads its node's list with the
+	// browser's own credentials.
+	if _, stderr, code := n1.CLI(ctx, nil, "team", "create", "fleetother"); code != 0 {
+		t.Fatalf("sbx team create: %d %s", code, stderr)
+	}
+	out, stderr, code := n1.CLI(ctx, nil, "key", "create", "--team", "fleetother", "--name", "fleetother")
+	if code != 0 {
+		t.Fatalf("sbx key create: %d %s", code, stderr)
+	}
+	otherKey := strings.TrimSpace(out)
+	// n2 learns of a key made on n1 at its next reload of the keys (every
+	// 2 s): wait until it takes it.
+	for known := time.Now().Add(30 * time.Second); ; {
+		req, _ := http.NewRequestWithContext(ctx, "GET", n2.URL+"/v2/sandboxes", nil)
+		req.Header.Set("X-API-Key", otherKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			break
+		}
+		if time.Now().After(known) {
+			t.Fatalf("n2 refuses the key made on n1 after 30 s: %d", resp.StatusCode)
+		}
+		time.Sleep(200 * time.Millisecond) // polling the condition; there is no event for it
+	}
+	other := dashSignIn(t, ctx, n1, otherKey)
+	otherStream := dashStream(t, ctx, other, n1, "")
+	theirs := createOnNode(t, ctx, n2, otherKey)
+	deadline := time.After(60 * time.Second)
+	for found := false; !found; {
+		select {
+		case ev, open := <-otherStream:
+			if !open {
+				t.Fatal("the other team's stream ended")
+			}
+			ids := ev.ids(t)
+			if slices.Contains(ids, onN1) || slices.Contains(ids, onN2) {
+				t.Fatalf("the other team's stream shows this team's sandboxes: %s %s", ev.kind, ev.data)
+			}
+			found = slices.Contains(ids, theirs)
+		case <-deadline:
+			t.Fatalf("the other team's sandbox on n2 never showed on its stream on n1")
+		}
+	}
+
 	// Killed through n1 (forwarded to n2), it leaves n1's stream.
 	if resp, b := s.do(t, ctx, "DELETE", "/sandboxes/"+onN2, nil, true); resp.StatusCode != 204 {
 		t.Fatalf("kill %s through n1: %d %s", onN2, resp.StatusCode, b)
@@ -196,7 +245,7 @@ func TestDashboardFleetStream(t *testing.T) {
 	if resp, b := s.do(t, ctx, "DELETE", "/dashboard/api/session", nil, true); resp.StatusCode/100 != 2 {
 		t.Fatalf("sign out: %d %s", resp.StatusCode, b)
 	}
-	deadline := time.After(30 * time.Second)
+	deadline = time.After(30 * time.Second)
 	for {
 		select {
 		case _, open := <-fleet:
