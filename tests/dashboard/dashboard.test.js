@@ -335,18 +335,30 @@ test('the dashboard in a real browser', { timeout: 600_000 }, async (t) => {
     await page.getByRole('button', { name: 'Close' }).click()
   })
 
-  await t.test('the CPU chart has samples', async () => {
+  await t.test('the CPU and memory charts have samples', async () => {
     await page.getByRole('link', { name: 'Metrics' }).click()
-    await page.waitForFunction(() => Number(document.querySelector('figure.chart')?.dataset.points ?? 0) >= 2, null, { timeout: 60_000 })
-    const drawn = await page.evaluate(() => {
-      const c = document.querySelector('figure.chart canvas')
-      if (!c) return 0
-      const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data
-      let n = 0
-      for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++
-      return n
-    })
-    assert.ok(drawn > 0, 'the CPU chart canvas is blank')
+    await page.waitForFunction(
+      () => {
+        const charts = [...document.querySelectorAll('figure.chart')]
+        return charts.length >= 2 && charts.every((c) => Number(c.dataset.points ?? 0) >= 2)
+      },
+      null,
+      { timeout: 60_000 },
+    )
+    // Painted pixels of each chart's canvases: [CPU, memory].
+    const drawn = await page.evaluate(() =>
+      [...document.querySelectorAll('figure.chart')].map((f) => {
+        let n = 0
+        for (const c of f.querySelectorAll('canvas')) {
+          const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data
+          for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++
+        }
+        return n
+      }),
+    )
+    assert.equal(drawn.length, 2, `charts: ${drawn}`)
+    assert.ok(drawn[0] > 0, 'the CPU chart canvas is blank')
+    assert.ok(drawn[1] > 0, 'the memory chart canvas is blank')
     await shot(page, 'metrics')
   })
 
@@ -709,7 +721,7 @@ test('the dashboard in a real browser', { timeout: 600_000 }, async (t) => {
     // Layers are cached across servers sharing the templates directory: a
     // fresh word makes the RUN run.
     const word = `w${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`
-    await page.getByLabel('Dockerfile').fill(`FROM base\nRUN echo ${word} > /built.txt && echo step-output-${word}-$((2*21))\n`)
+    await page.getByLabel('Dockerfile').fill(`FROM base\nRUN echo ${word} > /built.txt && echo step-output-${word}-$((2*21)) && echo '${XSS}'\n`)
     // What the page showed while the build ran: its status lines, and the
     // log and progress bar as they grew.
     await page.evaluate(() => {
@@ -729,6 +741,9 @@ test('the dashboard in a real browser', { timeout: 600_000 }, async (t) => {
     await status.filter({ hasText: /: ready/ }).waitFor({ timeout: 240_000 })
     const log = await page.getByLabel('Build log').textContent()
     assert.ok(log.includes(`step-output-${word}-42`), `the build log lacks the RUN's output: ${log}`)
+    // The build's output, markup included, is text.
+    assert.ok(log.split('\n').some((l) => l.trim() === XSS), `the build log lacks the markup line: ${log}`)
+    assert.equal(await page.locator('pre.log img').count(), 0, 'build output became an <img>')
     const seen = await page.evaluate(() => window.__build)
     assert.ok(seen.statuses.some((x) => /step \d+ of \d+/.test(x)), `no progress shown before ready: ${JSON.stringify(seen)}`)
     assert.ok(seen.logBeforeReady > 0, 'the log showed nothing until the build was over')
