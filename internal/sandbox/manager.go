@@ -299,7 +299,7 @@ func New(cfg Config, templates Templates, db *store.DB, logger *slog.Logger) (*M
 	m.timers = newTimers(m.endOfLife, m.idlePause, func(id string) (time.Time, int) { return m.hooks().activity(id) })
 	m.snaps = &Snapshots{
 		dataDir: cfg.DataDir, db: db, templates: templates, log: logger,
-		maxFork: m.cfg.MaxFork, tplMu: &m.tpl.mu, sandboxes: m,
+		maxFork: m.cfg.MaxFork, tplMu: &m.tpl.mu, sandboxes: m, idmap: cfg.IDMap,
 	}
 	if cfg.Remote != nil && cfg.Fleet != nil {
 		m.remote = &remoteTier{r: cfg.Remote, tmp: filepath.Join(cfg.DataDir, "objstore-tmp"), log: logger}
@@ -718,7 +718,8 @@ func agentConfigJSON(sb *store.Sandbox, tpl Template, env map[string]string) []b
 func (m *Manager) start(ctx context.Context, sb *store.Sandbox, tpl Template, policy *network.Egress, background bool) error {
 	t0 := time.Now()
 	dir := m.dir(sb.ID)
-	if err := os.Mkdir(dir, 0o711); err != nil {
+	// Closed from the start: mountRootfs gives it to the box's ids.
+	if err := os.Mkdir(dir, 0o700); err != nil {
 		return fmt.Errorf("create sandbox dir: %w", err)
 	}
 	if m.disks != nil {

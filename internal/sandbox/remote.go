@@ -244,13 +244,18 @@ func (s *Snapshots) fetchRemote(ctx context.Context, ref string) (*store.Snapsho
 	// Unpacked under a name of its own beside where it goes (a start
 	// removes it as a directory without a record), then renamed.
 	tmp := dir + ".fetch-" + randHex()
-	for _, d := range []string{filepath.Dir(dir), tmp} {
-		if err := os.MkdirAll(d, 0o711); err != nil {
-			return nil, err
-		}
-		if err := os.Chmod(d, 0o711); err != nil {
-			return nil, err
-		}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o711); err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(filepath.Dir(dir), 0o711); err != nil {
+		return nil, err
+	}
+	// The snapshot's own directory, as capture makes it.
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		return nil, err
+	}
+	if err := closeBoxDir(tmp, s.idmap); err != nil {
+		return nil, err
 	}
 	defer os.RemoveAll(tmp)
 	if err := s.remote.getTree(ctx, idx.Layer, filepath.Join(tmp, snapshotLayer), s.shift); err != nil {
@@ -473,7 +478,8 @@ func (m *Manager) Adopt(ctx context.Context, id string) (*Sandbox, error) {
 // disks) and its memory image.
 func (m *Manager) layOut(ctx context.Context, sb *store.Sandbox, idx *pausedIndex) error {
 	dir := m.dir(sb.ID)
-	if err := os.Mkdir(dir, 0o711); err != nil {
+	// Closed from the start (mountRootfs closes it for good).
+	if err := os.Mkdir(dir, 0o700); err != nil {
 		return err
 	}
 	upper := filepath.Join(dir, "upper")

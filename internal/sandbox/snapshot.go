@@ -79,6 +79,9 @@ type Snapshots struct {
 	fleet   Fleet
 	shift   uint32
 	fetchMu sync.Mutex
+	// idmap is the boxes' id map, whom a snapshot's directory admits
+	// (closeBoxDir).
+	idmap *IDMap
 }
 
 // snapshotStore is what Snapshots keeps in the store (*store.DB).
@@ -295,15 +298,21 @@ func checkTemplates(t *store.Team, n int64) error {
 // the box was frozen.
 func (s *Snapshots) capture(ctx context.Context, sb *store.Sandbox, rt Runtime, sn *store.Snapshot) (time.Duration, error) {
 	dir := s.dir(sn.ID)
-	// 0711 on the way down: boxes resolve their lower layers as their
-	// mapped root, an unprivileged host uid.
-	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := os.MkdirAll(d, 0o711); err != nil {
-			return 0, err
-		}
-		if err := os.Chmod(d, 0o711); err != nil {
-			return 0, err
-		}
+	// Boxes resolve their lower layers as their mapped root, an
+	// unprivileged host uid: 0711 on the way down, then the snapshot's own
+	// directory, which holds the box's files (set-uid ones too), for root
+	// and the boxes' ids only.
+	if err := os.MkdirAll(filepath.Dir(dir), 0o711); err != nil {
+		return 0, err
+	}
+	if err := os.Chmod(filepath.Dir(dir), 0o711); err != nil {
+		return 0, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return 0, err
+	}
+	if err := closeBoxDir(dir, s.idmap); err != nil {
+		return 0, err
 	}
 	upper := s.sandboxes.upperDir(sb.ID)
 	tmp := filepath.Join(dir, snapshotLayer+".tmp")

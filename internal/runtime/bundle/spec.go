@@ -113,12 +113,22 @@ func Spec(s sandbox.BoxSpec, nofile uint64) (*specs.Spec, error) {
 			Env:  s.Env,
 			Cwd:  "/",
 			// The agent runs as root in the box: it must start commands as
-			// any user. Root in the box is contained by the reduced
-			// capabilities, seccomp and no_new_privs below.
+			// any user. Root in the box is contained by the user namespace
+			// (an unprivileged host uid), the reduced capabilities and
+			// seccomp below.
 			User: specs.User{UID: 0, GID: 0},
-			// no_new_privs: setuid binaries and file capabilities in the
-			// (untrusted) rootfs cannot raise privileges past this set.
-			NoNewPrivileges: true,
+			// Set-uid programs work, as on E2B, whose base lets its user
+			// sudo: the box's user may become the box's root, who is what
+			// any API caller already runs as (user "root"). What that
+			// grants stops at the bounding set below, which no exec can
+			// raise, so a set-uid binary or a file capability in the
+			// (untrusted) rootfs yields root in the box and nothing more.
+			// The host side of the threat, a host user running a set-uid
+			// file the box made, is closed where the box's files live
+			// (package sandbox: its directories admit root and the box's
+			// own ids only). Without an id map root in the box is the
+			// host's root, and no_new_privs stays (below).
+			NoNewPrivileges: false,
 			Capabilities: &specs.LinuxCapabilities{
 				Bounding:  capabilities,
 				Effective: capabilities,
@@ -226,6 +236,10 @@ func Spec(s sandbox.BoxSpec, nofile uint64) (*specs.Spec, error) {
 		spec.Linux.Namespaces = append(spec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace, Path: s.UserNS})
 		spec.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: m.HostID, Size: m.Size}}
 		spec.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: m.HostID, Size: m.Size}}
+	} else {
+		// Root in the box is the host's root: no set-uid program may
+		// make anyone that.
+		spec.Process.NoNewPrivileges = true
 	}
 	if s.Limits.CPUs > 0 {
 		// CPU starvation of the host and other boxes: a CFS quota of CPUs

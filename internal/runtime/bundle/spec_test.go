@@ -32,6 +32,13 @@ func TestBoxSpec(t *testing.T) {
 	if !slices.Equal(p.Args, []string{agentapi.BinaryPath}) || p.Cwd != "/" || p.User.UID != 0 || !p.NoNewPrivileges || !slices.Equal(p.Env, []string{"A=1"}) {
 		t.Errorf("process = %+v", p)
 	}
+	// Set-uid programs (sudo) work only where root in the box is an
+	// unprivileged host uid.
+	mapped := testSpec()
+	mapped.IDMap = &sandbox.IDMap{HostID: 100000000, Size: 65536}
+	if ms, err := Spec(mapped, MaxNofile); err != nil || ms.Process.NoNewPrivileges {
+		t.Errorf("with an id map: no_new_privs %v, %v; want off", ms != nil && ms.Process.NoNewPrivileges, err)
+	}
 	for _, c := range []string{"CAP_NET_RAW", "CAP_MKNOD", "CAP_AUDIT_WRITE", "CAP_SYS_ADMIN", "CAP_SYS_PTRACE", "CAP_NET_ADMIN"} {
 		if slices.Contains(p.Capabilities.Bounding, c) || slices.Contains(p.Capabilities.Effective, c) || slices.Contains(p.Capabilities.Permitted, c) {
 			t.Errorf("%s granted", c)

@@ -388,7 +388,7 @@ func (r *Runtime) boxFlags(spec sandbox.BoxSpec) []string {
 	if spec.NetNS != "" {
 		network = "sandbox"
 	}
-	return []string{
+	flags := []string{
 		// The shared empty network namespace runsc pins for its gofers
 		// lives here, outside the data directory (it is a mount).
 		"--shared-root", r.sharedRoot,
@@ -400,6 +400,15 @@ func (r *Runtime) boxFlags(spec sandbox.BoxSpec) []string {
 		// Writes go to the Manager's rootfs, not a Sentry-private overlay.
 		"--overlay2", "none",
 	}
+	if spec.IDMap != nil {
+		// Set-uid programs (the base template's sudo) take effect inside
+		// the Sentry, as under runc: they make the box's user the box's
+		// root, whom the Sentry runs as the unprivileged mapped host uid.
+		// The spec's no_new_privs (set without an id map) still stops
+		// them when root in the box would be the host's.
+		flags = append(flags, "--allow-suid")
+	}
+	return flags
 }
 
 // prepareSocketDir readies the box's socket directory: it is emptied (the

@@ -63,7 +63,7 @@ func TestBoxSpec(t *testing.T) {
 		t.Errorf("host pids limit %+v", p)
 	}
 	// Everything else is package bundle's, as for runc.
-	if spec.Linux.UIDMappings[0].HostID != 100000000 || spec.Process.NoNewPrivileges != true || *spec.Linux.Resources.Memory.Limit != 1<<30 {
+	if spec.Linux.UIDMappings[0].HostID != 100000000 || spec.Process.NoNewPrivileges || *spec.Linux.Resources.Memory.Limit != 1<<30 {
 		t.Errorf("shared spec not applied: %+v", spec.Linux)
 	}
 }
