@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	"github.com/sbxdev/sbx/internal/errdefs"
@@ -29,6 +30,30 @@ type TemplateUse struct {
 type templateCounts interface {
 	CountSandboxesByTemplate(ctx context.Context, name string) (int, error)
 	CountSnapshotsByTemplate(ctx context.Context, name string) (int, error)
+	RetargetTemplate(ctx context.Context, from, to string) error
+}
+
+// Retarget points the sandboxes and snapshots of template from at
+// template to, then calls move (which renames the template in its store);
+// should move fail, they are pointed back. No sandbox can be created
+// meanwhile. It has the signature of template.Retarget.
+func (t *TemplateUse) Retarget(ctx context.Context, from, to string, move func() error) error {
+	for _, w := range t.warm {
+		release := w.hold()
+		defer release()
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.db.RetargetTemplate(ctx, from, to); err != nil {
+		return err
+	}
+	if err := move(); err != nil {
+		if berr := t.db.RetargetTemplate(context.WithoutCancel(ctx), to, from); berr != nil {
+			return errors.Join(err, berr)
+		}
+		return err
+	}
+	return nil
 }
 
 // Remove calls remove to delete template name unless a sandbox or a

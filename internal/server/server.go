@@ -437,6 +437,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	log.Info("listening", "addr", addr, "scheme", scheme, "data_dir", cfg.DataDir, "domain", cfg.Domain)
 
+	// A base an older sbx built from another definition is retired
+	// (renamed, its users following it) so that the base is built anew.
+	retireBase(ctx, mgr, templates, log)
 	if err := templates.EnsureBase(ctx, cfg.Progress); err != nil {
 		hs.Close()
 		return fmt.Errorf("build base template: %w", err)

@@ -48,4 +48,31 @@ func removeStaleBuiltins(ctx context.Context, mgr *sandbox.Manager, templates *t
 		}
 		log.Info("removed out-of-date built-in template; its next use builds it again", "template", name)
 	}
+	retired, err := templates.RetiredBases(ctx)
+	if err != nil {
+		log.Error("list retired base templates", "err", err)
+	}
+	for _, name := range retired {
+		// Kept while sandboxes, snapshots or templates stand on it.
+		if err := mgr.Templates().Remove(ctx, name, templates.Remove); err != nil {
+			log.Info("retired base template still in use; kept", "template", name, "reason", err)
+			continue
+		}
+		log.Info("removed retired base template, no longer used", "template", name)
+	}
+}
+
+// retireBase retires the base template when an older sbx built it from
+// another definition (template.Store.RetireBase): the sandboxes,
+// snapshots and templates made from it keep it under its retired name,
+// and the base is built again. A failure keeps the old base, logged.
+func retireBase(ctx context.Context, mgr *sandbox.Manager, templates *template.Store, log *slog.Logger) {
+	retired, err := templates.RetireBase(ctx, mgr.Templates().Retarget)
+	if err != nil {
+		log.Error("the base template is out of date but could not be retired; using it as it is", "err", err)
+		return
+	}
+	if retired != "" {
+		log.Info("retired out-of-date base template; building it again", "retired_as", retired)
+	}
 }

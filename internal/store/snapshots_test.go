@@ -67,3 +67,40 @@ func TestSnapshots(t *testing.T) {
 		}
 	})
 }
+
+// TestRetargetTemplate: the live sandboxes and the snapshots of a template
+// follow it to its new name; killed and failed sandboxes keep the old one.
+func TestRetargetTemplate(t *testing.T) {
+	eachEngine(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		db := open(t, dsn)
+		for _, sb := range []*Sandbox{
+			{ID: "run", Template: "base", State: "running"},
+			{ID: "paused", Template: "base", State: "paused"},
+			{ID: "gone", Template: "base", State: "killed"},
+			{ID: "other", Template: "web", State: "running"},
+		} {
+			sb.Runtime, sb.CreatedAt = "runc", time.Now()
+			if err := db.PutSandbox(ctx, sb); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := db.PutSnapshot(ctx, &Snapshot{ID: "snap", SandboxID: "run", Template: "base", Kind: "files", State: "ready", CreatedAt: time.Now(), Runtime: "runc"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.RetargetTemplate(ctx, "base", "base.0123456789ab"); err != nil {
+			t.Fatal(err)
+		}
+		for id, want := range map[string]string{"run": "base.0123456789ab", "paused": "base.0123456789ab", "gone": "base", "other": "web"} {
+			if sb, err := db.GetSandbox(ctx, id); err != nil || sb.Template != want {
+				t.Errorf("sandbox %s: template %q, %v; want %q", id, sb.Template, err, want)
+			}
+		}
+		if sn, err := db.GetSnapshot(ctx, "snap"); err != nil || sn.Template != "base.0123456789ab" {
+			t.Errorf("snapshot: %+v, %v", sn, err)
+		}
+		if n, err := db.CountSandboxesByTemplate(ctx, "base"); err != nil || n != 0 {
+			t.Errorf("live sandboxes of base after the retarget: %d, %v", n, err)
+		}
+	})
+}

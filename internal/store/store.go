@@ -510,6 +510,28 @@ func (s *DB) CountSandboxesByTemplate(ctx context.Context, name string) (int, er
 	return n, nil
 }
 
+// RetargetTemplate points the live (not killed or failed) sandboxes and
+// the snapshots of template from at template to, in one transaction: a
+// template renamed under them (a retired base) stays theirs.
+func (s *DB) RetargetTemplate(ctx context.Context, from, to string) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("retarget template %s: %w", from, err)
+	}
+	defer tx.Rollback()
+	cond, args := s.mine()
+	if _, err := tx.ExecContext(ctx, `UPDATE sandboxes SET template = ? WHERE template = ? AND state NOT IN ('killed', 'failed')`+cond, append([]any{to, from}, args...)...); err != nil {
+		return fmt.Errorf("retarget sandboxes of %s: %w", from, err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE snapshots SET template = ? WHERE template = ?`+cond, append([]any{to, from}, args...)...); err != nil {
+		return fmt.Errorf("retarget snapshots of %s: %w", from, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("retarget template %s: %w", from, err)
+	}
+	return nil
+}
+
 // APIKey is a stored API key. Only the key's SHA-256 hash is stored.
 type APIKey struct {
 	ID     string
