@@ -21,9 +21,12 @@ const (
 	baseSuite = "bookworm"
 	// npm is not among them: debootstrap's dependency resolver does not
 	// follow virtual packages, and npm's node-* dependency tree then fails
-	// to configure. apt installs it afterwards (lateIncludes).
+	// to configure. apt installs it afterwards (lateIncludes), with what
+	// makes the base E2B's: python beside python3 (python-is-python3), a
+	// sudo the default user may use, and the box's own hostname resolving
+	// (libnss-myhostname; sudo looks it up).
 	baseIncludes = "python3,nodejs,git,curl,ca-certificates,procps"
-	lateIncludes = "npm"
+	lateIncludes = "npm python-is-python3 sudo libnss-myhostname"
 	// DefaultMirror is used when this host's apt names no Debian mirror
 	// for the base suite (for example on Ubuntu).
 	DefaultMirror = "http://deb.debian.org/debian"
@@ -57,6 +60,16 @@ const baseSetup = `set -eu
 if ! getent passwd user >/dev/null; then
 	useradd --uid 1000 --user-group --create-home --home-dir /home/user --shell /bin/bash user
 fi
+# As E2B's base: user may sudo to anyone without a password. That makes it
+# the box's root, whom the API's user "root" is already; neither is the
+# host's (see docs/templates.md, "The sandbox's user").
+usermod -a -G sudo user
+printf 'user ALL=(ALL:ALL) NOPASSWD: ALL\n' >/etc/sudoers.d/user
+chmod 0440 /etc/sudoers.d/user
+visudo -c -q
+# libnss-myhostname's own script adds it to nsswitch.conf; a box must
+# resolve its hostname (the runtime sets it) without /etc/hosts naming it.
+grep -q '^hosts:.*myhostname' /etc/nsswitch.conf || sed -i 's/^hosts:.*/& myhostname/' /etc/nsswitch.conf
 # debootstrap copies the build host's /etc/hosts and /etc/hostname; a
 # template must not carry the host's names (the runtime sets the hostname).
 printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n' >/etc/hosts

@@ -238,11 +238,8 @@ func (s *Store) debootstrap(ctx context.Context, spec builtinSpec, build string,
 // sbx whose spec differs has another Source: see [Store.BuiltinStale].
 func (spec builtinSpec) source() string {
 	src := "debootstrap " + baseSuite + " (" + baseIncludes + "," + strings.Join(spec.late, ",") + ")"
-	if spec.setup != "" {
-		h := sha256.Sum256([]byte(baseSetup + "\x00" + spec.setup))
-		src += " setup " + hex.EncodeToString(h[:6])
-	}
-	return src
+	h := sha256.Sum256([]byte(baseSetup + "\x00" + spec.setup))
+	return src + " setup " + hex.EncodeToString(h[:6])
 }
 
 // BuiltinStale reports whether built-in template name (other than base, whose

@@ -14,7 +14,7 @@ import (
 
 func TestBuiltinSpecs(t *testing.T) {
 	base, ok := builtin(BaseName)
-	if !ok || base.setup != "" || base.startCmd != nil || base.readyPort != 0 || !slices.Equal(base.late, []string{"npm"}) || base.defaults != BaseDefaults {
+	if !ok || base.setup != "" || base.startCmd != nil || base.readyPort != 0 || !slices.Equal(base.late, []string{"npm", "python-is-python3", "sudo", "libnss-myhostname"}) || base.defaults != BaseDefaults {
 		t.Fatalf("base spec changed: %+v", base)
 	}
 	ci, ok := builtin(CodeInterpreterName)
