@@ -167,3 +167,51 @@ func (c *Client) SetTemplate(ctx context.Context, name string, st TemplateSettin
 	}
 	return &d, nil
 }
+
+// TemplateTag is one tag of a template name: the build it points at and
+// when it was given to that build ([Client.TemplateTags]).
+type TemplateTag = wire.TemplateTag
+
+// AssignedTemplateTags is what [Client.AssignTemplateTags] did: the tags
+// assigned and the build they now point at.
+type AssignedTemplateTags = wire.AssignedTemplateTags
+
+// AssignTemplateTags points tags at the build that target names ("name"
+// for its default tag, or "name:tag"), as E2B's Template.assignTags: a
+// tag that pointed at another build of the name moves. It fails with
+// [ErrNotFound] for a target that does not exist and [ErrInvalidArgument]
+// for a bad reference or tag.
+func (c *Client) AssignTemplateTags(ctx context.Context, target string, tags ...string) (*AssignedTemplateTags, error) {
+	if target == "" {
+		return nil, errNoID
+	}
+	var out AssignedTemplateTags
+	if _, err := c.do(ctx, http.MethodPost, "/templates/tags", nil, wire.AssignTemplateTags{Target: target, Tags: tags}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// TemplateTags returns the tags of template name, the default tag first
+// (E2B's Template.getTags). A name without any is [ErrNotFound].
+func (c *Client) TemplateTags(ctx context.Context, name string) ([]TemplateTag, error) {
+	if name == "" {
+		return nil, errNoID
+	}
+	var out []TemplateTag
+	if _, err := c.do(ctx, http.MethodGet, "/templates/"+escape(name)+"/tags", nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// RemoveTemplateTags removes tags of template name (E2B's
+// Template.removeTags): all of them or, when one is missing
+// ([ErrNotFound]), none. A tag that sandboxes run from is [ErrConflict].
+func (c *Client) RemoveTemplateTags(ctx context.Context, name string, tags ...string) error {
+	if name == "" {
+		return errNoID
+	}
+	_, err := c.do(ctx, http.MethodDelete, "/templates/tags", nil, wire.DeleteTemplateTags{Name: name, Tags: tags}, nil)
+	return err
+}

@@ -216,8 +216,10 @@ func (s *Server) routes() {
 	// overlap (/templates/aliases/tags), which ServeMux refuses: one
 	// route serves both (tags.go).
 	m.Handle("GET /templates/{templateID}/{item}", s.auth(s.templateItem))
-	m.Handle("POST /templates/tags", s.templateWrite(s.assignTemplateTags))
-	m.Handle("DELETE /templates/tags", s.templateWrite(s.deleteTemplateTags))
+	// Not templateWrite: the spec gives these routes no 403, so another
+	// team's key is told the template is not found (tags.go).
+	m.Handle("POST /templates/tags", s.auth(s.assignTemplateTags))
+	m.Handle("DELETE /templates/tags", s.auth(s.deleteTemplateTags))
 	m.Handle("POST /v3/templates", s.templateWrite(s.requestTemplateBuild))
 	m.Handle("GET /templates/{templateID}/files/{hash}", s.templateWrite(s.templateFilesLink))
 	m.Handle("POST /v2/templates/{templateID}/builds/{buildID}", s.templateWrite(s.startTemplateBuild))

@@ -53,6 +53,17 @@ func tagRequest(field, hint, ref string, raw []string) (string, []string, error)
 	return name, tags, nil
 }
 
+// ownTemplate is the not-found error of template ref for a key of a team
+// other than the default one, which owns every template: as E2B answers
+// for another team's template, and as the spec has it (no 403 on the tag
+// routes).
+func ownTemplate(r *http.Request, ref string) error {
+	if defaultTeamOnly(r) != nil {
+		return errdefs.New(errdefs.ErrNotFound, "template %q not found", ref)
+	}
+	return nil
+}
+
 // assignTemplateTags is POST /templates/tags.
 func (s *Server) assignTemplateTags(w http.ResponseWriter, r *http.Request) error {
 	tg, err := s.tagger()
@@ -65,6 +76,9 @@ func (s *Server) assignTemplateTags(w http.ResponseWriter, r *http.Request) erro
 	}
 	name, tags, err := tagRequest("target", " (\"name:tag\")", req.Target, req.Tags)
 	if err != nil {
+		return err
+	}
+	if err := ownTemplate(r, req.Target); err != nil {
 		return err
 	}
 	// Under the Manager's template guard, as a rebuild: a tag that
@@ -97,6 +111,9 @@ func (s *Server) deleteTemplateTags(w http.ResponseWriter, r *http.Request) erro
 	}
 	name, tags, err := tagRequest("name", "", req.Name, req.Tags)
 	if err != nil {
+		return err
+	}
+	if err := ownTemplate(r, name); err != nil {
 		return err
 	}
 	for _, t := range tags {

@@ -91,7 +91,7 @@ func commands() []command {
 		{"snapshot", "create ID [--name N] [--json] | ls [--sandbox ID] [--json] | rm ID...", "snapshot a sandbox; list or delete snapshots", runSnapshot},
 		{"fork", "[-n N] [--timeout D] [--json] ID", "copy a running sandbox N times", runFork},
 		{"network", "set ID [--deny-all|--allow-all] [--allow CIDR|IP|DOMAIN[:PORT]]... [--deny ...]... | show ID [--json]", "set or show a sandbox's egress policy", runNetwork},
-		{"template", "ls [--json] | inspect NAME [--json] | rm NAME | import NAME (--image REF [--insecure] | --tar PATH | --oci-layout DIR) [SETTINGS] | set NAME SETTINGS | build [-f DOCKERFILE] [--name NAME] [--build-arg K=V]... [--no-cache] [CONTEXT] | build code-interpreter-v1", "list, inspect, delete, import, configure or build templates", runTemplate},
+		{"template", "ls [--json] | inspect NAME [--json] | rm NAME | import NAME (--image REF [--insecure] | --tar PATH | --oci-layout DIR) [SETTINGS] | set NAME SETTINGS | build [-f DOCKERFILE] [--name NAME] [--build-arg K=V]... [--no-cache] [CONTEXT] | build code-interpreter-v1 | tag SOURCE TAG... [--json] | tags NAME [--json] | untag NAME:TAG...", "list, inspect, delete, import, configure, build or tag templates", runTemplate},
 		{"secret", "create NAME [--from-file F] [--meta K=V]... [--json] | update NAME|ID ... | ls [--json] | rm NAME|ID...", "create, update, list, delete secrets (the value is read from stdin)", runSecret},
 		{"volume", "create NAME [--size-mb N] [--json] | ls [--json] | rm NAME|ID... | cp LOCAL VOLUME:PATH | VOLUME:PATH LOCAL|-", "create, list, delete volumes; copy files into or out of them", runVolume},
 		{"key", "create [--name N] [--team T] [--role admin|member] [--json] | ls [--json] | rm ID", "manage API keys", runKey},

@@ -9,13 +9,14 @@ import (
 	"github.com/sbxdev/sbx/internal/units"
 )
 
-// runTemplate implements `sbx template ls`, `sbx template rm NAME` and
+// runTemplate implements `sbx template ls`, `sbx template rm NAME`,
 // `sbx template import NAME (--image REF [--insecure] | --tar PATH |
-// --oci-layout DIR)`.
+// --oci-layout DIR)`, and the tag commands `sbx template tag SOURCE
+// TAG...`, `sbx template tags NAME` and `sbx template untag NAME:TAG...`.
 func runTemplate(e *env, args []string) int {
 	fs := e.flags("template")
 	if len(args) == 0 {
-		return e.usageErr(fs, "want ls, inspect, rm, import, set or build")
+		return e.usageErr(fs, "want ls, inspect, rm, import, set, build, tag, tags or untag")
 	}
 	switch args[0] {
 	case "ls", "list":
@@ -69,11 +70,17 @@ func runTemplate(e *env, args []string) int {
 		return runTemplateSet(e, fs, args[1:])
 	case "build":
 		return runTemplateBuild(e, fs, args[1:])
+	case "tag":
+		return runTemplateTag(e, fs, args[1:])
+	case "tags":
+		return runTemplateTags(e, fs, args[1:])
+	case "untag":
+		return runTemplateUntag(e, fs, args[1:])
 	case "-h", "-help", "--help":
 		fs.Usage()
 		return exitOK
 	}
-	return e.usageErr(fs, "unknown subcommand %q: want ls, inspect, rm, import, set or build", args[0])
+	return e.usageErr(fs, "unknown subcommand %q: want ls, inspect, rm, import, set, build, tag, tags or untag", args[0])
 }
 
 // runTemplateImport implements `sbx template import`: the server reads the
