@@ -450,11 +450,30 @@ describe('smaller differences', () => {
     assert.equal(unknown.body.code, 404)
   })
 
-  test("the sandbox's user cannot become root inside; the SDK's user: 'root' can", { timeout: TEST_TIMEOUT }, async () => {
+  test("base has python beside python3, and the user may sudo without a password, as E2B's base", { timeout: TEST_TIMEOUT }, async () => {
     const sbx = await create()
-    const who = await sbx.commands.run('id -u; grep NoNewPrivs /proc/self/status; command -v sudo || echo no-sudo')
-    assert.match(who.stdout, /^1000\nNoNewPrivs:\s+1\nno-sudo\n$/)
-    // su is set-uid root, and no_new_privs keeps it from raising anything.
+    const py = await sbx.commands.run('python --version; python3 --version; readlink -f "$(command -v python)"')
+    const [v, v3, target] = py.stdout.trim().split('\n')
+    assert.match(v, /^Python 3\.\d+\.\d+$/)
+    assert.equal(v, v3)
+    assert.match(target, /\/python3(\.\d+)?$/)
+    assert.equal((await sbx.commands.run('python -c "print(6*7)"')).stdout, '42\n')
+
+    // sudo needs no password and no terminal; what it gives is the box's
+    // root, the same as the SDK's user: 'root' (capabilities included).
+    const who = await sbx.commands.run('id -u; sudo -n id -u; sudo -n whoami; grep CapBnd /proc/self/status')
+    const [uid, sudoUid, sudoName] = who.stdout.split('\n')
+    assert.deepEqual([uid, sudoUid, sudoName], ['1000', '0', 'root'])
+    const capsUser = await sbx.commands.run('sudo -n grep CapEff /proc/self/status')
+    const capsRoot = await sbx.commands.run('grep CapEff /proc/self/status', { user: 'root' })
+    assert.equal(capsUser.stdout, capsRoot.stdout)
+    await sbx.commands.run('sudo -n sh -c "echo made-by-sudo > /root/sudo.txt"')
+    assert.equal(await sbx.files.read('/root/sudo.txt', { user: 'root' }), 'made-by-sudo\n')
+    // The box's hostname resolves (sudo looks it up, and warns otherwise).
+    const host = await sbx.commands.run('getent hosts "$(hostname)"; sudo -n true 2>&1')
+    assert.match(host.stdout, /^\S+\s+\S+/)
+    assert.doesNotMatch(host.stdout, /unable to resolve/)
+    // su still wants root's password, which nobody has.
     const su = await sbx.commands.run('su -c "id -u" root </dev/null 2>&1; echo "exit $?"')
     assert.doesNotMatch(su.stdout, /^0$/m, su.stdout)
     assert.match(su.stdout, /exit [1-9]/)

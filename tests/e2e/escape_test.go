@@ -132,7 +132,9 @@ except OSError as e:
     print("refused", e)
 EOF`, nbAddr.String(), gw.String()), "refused", "Cannot assign requested address"}, // the box's kernel or, failing that, the host's anti-spoofing rule; gVisor's netstack refuses the bind itself (no IP_FREEBIND)
 		{"devices", `ls /dev; cat /dev/sda 2>&1; cat /dev/mem 2>&1; echo done`, "No such file", ""},
-		{"new privileges", `grep -E 'NoNewPrivs|Seccomp:' /proc/self/status`, "NoNewPrivs:\t1", ""},
+		// Set-uid programs work (sudo); what they give is this box's root,
+		// with the capabilities below, never more.
+		{"new privileges", `grep -E 'NoNewPrivs|Seccomp:' /proc/self/status`, "NoNewPrivs:\t0", ""},
 		{"capabilities", `grep CapBnd /proc/self/status`, "CapBnd:\t00000000800405fb", ""},
 		// The kernel keyrings: under runc the box shares sbx's session
 		// keyring (runc --no-new-keyring, see internal/runtime/runc), so
@@ -150,7 +152,7 @@ EOF`, nbAddr.String(), gw.String()), "refused", "Cannot assign requested address
 		// Under runc the classic breakout reaches the box's root (whose
 		// PID 1 is the agent), never the host's. gVisor does not even let
 		// ".." leave the chroot: the process stays in the empty /tmp/c.
-		{"chroot breakout", `python3 -c 'import os; os.mkdir("/tmp/c"); os.chroot("/tmp/c"); [os.chdir("..") for _ in range(50)]; os.chroot("."); print(open("/proc/1/cmdline").read())' 2>&1`, "sbx-agent", "No such file or directory: '/proc/1/cmdline'"},
+		{"chroot breakout", `python3 -c 'import os; os.makedirs("/tmp/c", exist_ok=True); os.chroot("/tmp/c"); [os.chdir("..") for _ in range(50)]; os.chroot("."); print(open("/proc/1/cmdline").read())' 2>&1`, "sbx-agent", "No such file or directory: '/proc/1/cmdline'"},
 		// runc's seccomp profile refuses new user namespaces. Under gVisor
 		// a user namespace is a data structure of the Sentry, exposing no
 		// host kernel code, and gVisor allows it: root in it is still the
@@ -161,21 +163,32 @@ EOF`, nbAddr.String(), gw.String()), "refused", "Cannot assign requested address
 		// checked below from the host.
 		{"root is mapped to an unprivileged host id", `cat /proc/self/uid_map /proc/self/gid_map; touch /owned-by-box-root`, "0  100000000      65536", "0          0 4294967295"},
 	}
-	for _, a := range attempts {
-		t.Run(a.name, func(t *testing.T) {
-			res := mustRun(t, ctx, sb, a.cmd, root)
-			out := res.Stdout + res.Stderr
-			if strings.Contains(out, "CONNECTED") {
-				t.Fatalf("a connection succeeded: %q", out)
-			}
-			want := a.ok
-			if a.runsc != "" && harness.Runtime() == "runsc" {
-				want = a.runsc
-			}
-			if !strings.Contains(out, want) {
-				t.Fatalf("output %q does not show the attempt failing (want %q)", out, want)
-			}
-		})
+	// The default user becomes the box's root with sudo, as on E2B: each
+	// attempt is made both as root (the API's user "root") and so.
+	if res := mustRun(t, ctx, sb, `id -u; sudo -n id -u`, nil); res.Stdout != "1000\n0\n" {
+		t.Fatalf("user and sudo: %q %q", res.Stdout, res.Stderr)
+	}
+	for _, via := range []string{"root", "sudo"} {
+		for _, a := range attempts {
+			t.Run(via+"/"+a.name, func(t *testing.T) {
+				opts, cmd := root, a.cmd
+				if via == "sudo" {
+					opts, cmd = nil, "sudo -n bash -c "+shellQuote(a.cmd)
+				}
+				res := mustRun(t, ctx, sb, cmd, opts)
+				out := res.Stdout + res.Stderr
+				if strings.Contains(out, "CONNECTED") {
+					t.Fatalf("a connection succeeded: %q", out)
+				}
+				want := a.ok
+				if a.runsc != "" && harness.Runtime() == "runsc" {
+					want = a.runsc
+				}
+				if !strings.Contains(out, want) {
+					t.Fatalf("output %q does not show the attempt failing (want %q)", out, want)
+				}
+			})
+		}
 	}
 	// Consequences on the host.
 	if b, _ := os.ReadFile(secret); string(b) != "host-secret" {
@@ -521,6 +534,9 @@ while True: x.append(bytearray(16<<20))'; echo exit=$?`, nil)
 	})
 }
 
+// shellQuote quotes s as one word for sh.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
 func assertHealthy(t *testing.T, ctx context.Context, srv *harness.Server, sb *client.Sandbox) {
 	t.Helper()
 	if err := srv.Client.Health(ctx); err != nil {
@@ -712,6 +728,71 @@ func TestEscapeTemplateSetuid(t *testing.T) {
 		// Through a shell: setpriv's own exec still resolves the path
 		// with root's access.
 		cmd := osexec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", "/bin/sh", "-c", `exec "$0" --help`, p)
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "Permission denied") {
+			t.Errorf("a host user ran %s: %v\n%s", p, err, out)
+		}
+	}
+}
+
+// TestEscapeSandboxSetuid: set-uid programs work inside a box (the base's
+// sudo), so root in a box can make set-uid files, owned on the host by the
+// uid that is every box's root. A host user who ran one would become that
+// uid and own every box's files: none may be reached from the host, in the
+// sandbox's mounted root filesystem, its upper layer or a snapshot's layer.
+func TestEscapeSandboxSetuid(t *testing.T) {
+	srv := harness.Start(t, "--disk-mb", "128")
+	ctx := ctxFor(t, 3*time.Minute)
+	sb, err := srv.Client.CreateSandbox(ctx, client.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Kill(context.WithoutCancel(ctx))
+	// In the box it works: the user runs the set-uid copy as root.
+	res := mustRun(t, ctx, sb, `sudo -n install -m 4755 /usr/bin/id /usr/local/bin/suid-id && /usr/local/bin/suid-id -u && id -u`, nil)
+	if res.Stdout != "0\n1000\n" {
+		t.Fatalf("a set-uid file made in the box: stdout %q, stderr %q; want euid 0 for it, 1000 without", res.Stdout, res.Stderr)
+	}
+	snap, err := sb.CreateSnapshot(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(srv.DataDir, "sandboxes", sb.ID)
+	snapDir := filepath.Join(srv.DataDir, "snapshots", snap.SnapshotID)
+	for _, d := range []string{dir, snapDir} {
+		var st unix.Stat_t
+		if err := unix.Stat(d, &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Uid != 0 || st.Gid != 100000000 || st.Mode&0o7777 != 0o710 {
+			t.Errorf("%s: owner %d:%d mode %o; want 0:100000000 0710", d, st.Uid, st.Gid, st.Mode&0o7777)
+		}
+	}
+	var found []string
+	for _, p := range []string{
+		filepath.Join(dir, "rootfs"),
+		filepath.Join(dir, "disk", "upper"),
+		filepath.Join(dir, "upper"),
+		filepath.Join(snapDir, "layer"),
+	} {
+		p = filepath.Join(p, "usr", "local", "bin", "suid-id")
+		var st unix.Stat_t
+		if err := unix.Stat(p, &st); err != nil {
+			continue
+		}
+		if st.Mode&unix.S_ISUID == 0 || st.Uid != 100000000 {
+			t.Errorf("%s: mode %o owner %d; want set-uid, owned by the box's root", p, st.Mode, st.Uid)
+		}
+		found = append(found, p)
+	}
+	// The mounted rootfs, one upper layer and the snapshot's layer.
+	if len(found) != 3 {
+		t.Fatalf("the set-uid file is at %v on the host; want it in the rootfs, the upper layer and the snapshot", found)
+	}
+	for _, p := range found {
+		// A host user (nobody) tries it, through a shell as in
+		// TestEscapeTemplateSetuid.
+		cmd := osexec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", "/bin/sh", "-c", `exec "$0" -u`, p)
 		out, err := cmd.CombinedOutput()
 		if err == nil || !strings.Contains(string(out), "Permission denied") {
 			t.Errorf("a host user ran %s: %v\n%s", p, err, out)
