@@ -48,17 +48,15 @@ func removeStaleBuiltins(ctx context.Context, mgr *sandbox.Manager, templates *t
 		}
 		log.Info("removed out-of-date built-in template; its next use builds it again", "template", name)
 	}
+	// Retired bases are not removed here: this server's records are not
+	// all their users when other servers share the templates directory
+	// (as tests do), and a box running over one must keep its files.
 	retired, err := templates.RetiredBases(ctx)
 	if err != nil {
 		log.Error("list retired base templates", "err", err)
 	}
 	for _, name := range retired {
-		// Kept while sandboxes, snapshots or templates stand on it.
-		if err := mgr.Templates().Remove(ctx, name, templates.Remove); err != nil {
-			log.Info("retired base template still in use; kept", "template", name, "reason", err)
-			continue
-		}
-		log.Info("removed retired base template, no longer used", "template", name)
+		log.Info("retired base template kept for what was made from it; remove it with `sbx template rm` once unused", "template", name)
 	}
 }
 

@@ -23,8 +23,8 @@ import (
 // layer only makes sense over the lower layer it was made on) nor kept
 // as "base" (new sandboxes would not get the new definition). So it is
 // retired: renamed base.<hash>, with every user pointed at the new name,
-// and a new base is built. A retired base goes once nothing uses it
-// (Store.RetiredBases lists them for that).
+// and a new base is built. A retired base stays until removed by hand
+// (Store.RetiredBases lists them).
 
 // retiredRE matches the names of retired bases (see RetiredName).
 var retiredRE = regexp.MustCompile(`^` + regexp.QuoteMeta(BaseName) + `\.[0-9a-f]{12}$`)

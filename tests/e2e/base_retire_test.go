@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -148,8 +149,27 @@ func TestBaseRetired(t *testing.T) {
 		}
 		sb.Kill(ctx)
 	}
-	// In use, the retired base stays; it cannot be removed by hand yet.
-	if err := c.DeleteTemplate(ctx, retired); err == nil {
-		t.Errorf("removed the retired base %s while sandboxes use it", retired)
+	// In use, the retired base stays; once its users are gone it can be
+	// removed by hand.
+	if err := c.DeleteTemplate(ctx, retired); !errors.Is(err, client.ErrConflict) {
+		t.Errorf("remove the retired base %s while sandboxes use it: %v, want a conflict", retired, err)
+	}
+	if err := resumed.Kill(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteSnapshot(ctx, snap.SnapshotID); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteTemplate(ctx, "on-old-base"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RemoveTemplateTags(ctx, "base", "old"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteTemplate(ctx, retired); err != nil {
+		t.Errorf("remove the unused retired base %s: %v", retired, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, retired)); !os.IsNotExist(err) {
+		t.Errorf("the retired base's directory after its removal: %v", err)
 	}
 }
