@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -128,5 +129,43 @@ func (s *DB) DeleteNode(ctx context.Context, id string, now time.Time) error {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("delete node %s: %w", id, err)
 	}
+	return nil
+}
+
+// MoveSandboxFromDown moves sandbox sb to node to, storing its state and
+// lifecycle, as MoveSandbox does, but only while sb's node is down: it
+// was declared lost and its lease still lapsed at now. The move is one
+// compare-and-set on the record's version and node and on the node's
+// record, so of several nodes recovering one sandbox one wins, and none
+// takes a sandbox from a node that came back (a renewal moves its lease
+// past now) or that another recovery got first. A refused move is
+// ErrStale (an errdefs.ErrConflict); a record that is gone is
+// errdefs.ErrNotFound.
+func (s *DB) MoveSandboxFromDown(ctx context.Context, sb *Sandbox, to string, now time.Time) error {
+	life, _ := json.Marshal(sb.Life)
+	res, err := s.db.ExecContext(ctx, `UPDATE sandboxes SET node = ?, state = ?, lifecycle = ?, error = ?, version = version + 1
+		WHERE id = ? AND version = ? AND node = ?
+		AND EXISTS (SELECT 1 FROM nodes WHERE nodes.id = ? AND nodes.lost_at <> 0 AND nodes.lease_until < ?)`,
+		to, string(sb.State), string(life), sb.Error, sb.ID, sb.Version, sb.Node, sb.Node, unixOrZero(now))
+	if err != nil {
+		return fmt.Errorf("move sandbox %s from down node %s to %s: %w", sb.ID, sb.Node, to, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("move sandbox %s from down node %s to %s: %w", sb.ID, sb.Node, to, err)
+	}
+	if n == 0 {
+		var one int
+		err := s.db.QueryRowContext(ctx, `SELECT 1 FROM sandboxes WHERE id = ?`, sb.ID).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return errdefs.New(errdefs.ErrNotFound, "sandbox %q not found", sb.ID)
+		}
+		if err != nil {
+			return fmt.Errorf("move sandbox %s: %w", sb.ID, err)
+		}
+		return fmt.Errorf("move sandbox %s from node %s at version %d (moved meanwhile, or the node is not down): %w", sb.ID, sb.Node, sb.Version, ErrStale)
+	}
+	sb.Version++
+	sb.Node = to
 	return nil
 }

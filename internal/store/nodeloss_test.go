@@ -115,3 +115,100 @@ func TestNodeLoss(t *testing.T) {
 		}
 	})
 }
+
+// TestMoveSandboxFromDown checks the compare-and-set that recovers a lost
+// node's sandbox: refused while the node is live or merely lapsed (not
+// declared lost), and once it has renewed again; of nodes racing to
+// recover one sandbox exactly one wins; a stale version is refused.
+func TestMoveSandboxFromDown(t *testing.T) {
+	eachEngine(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		db := open(t, dsn)
+		t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+		lease := t0.Add(15 * time.Second)
+		for _, id := range []string{"a", "b", "c"} {
+			if err := db.RenewNode(ctx, &Node{ID: id, StartedAt: t0, RenewedAt: t0, LeaseUntil: lease}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := db.PutSandbox(ctx, &Sandbox{ID: "s1", Node: "a", State: "running", Template: "base", Runtime: "runc"}); err != nil {
+			t.Fatal(err)
+		}
+		get := func() *Sandbox {
+			t.Helper()
+			sb, err := db.GetSandbox(ctx, "s1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return sb
+		}
+		at := lease.Add(time.Second)
+		// Live, then lapsed but not declared lost: refused.
+		for _, now := range []time.Time{t0.Add(time.Second), at} {
+			sb := get()
+			sb.State = "paused"
+			if err := db.MoveSandboxFromDown(ctx, sb, "b", now); !errors.Is(err, ErrStale) {
+				t.Fatalf("move at %s from a node not declared lost: %v, want ErrStale", now, err)
+			}
+		}
+		if got := get(); got.Node != "a" || got.State != "running" {
+			t.Fatalf("after refused moves: %+v", got)
+		}
+		if ok, err := db.DeclareNodeLost(ctx, "a", "b", lease, at); !ok || err != nil {
+			t.Fatalf("declare a lost: %v, %v", ok, err)
+		}
+		// b and c race, each twice: exactly one move wins.
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var won []string
+		for _, to := range []string{"b", "c", "b", "c"} {
+			sb := get()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				sb.State, sb.Error = "paused", ""
+				err := db.MoveSandboxFromDown(ctx, sb, to, at)
+				switch {
+				case err == nil:
+					mu.Lock()
+					won = append(won, to)
+					mu.Unlock()
+				case !errors.Is(err, ErrStale) || !errors.Is(err, errdefs.ErrConflict):
+					t.Errorf("losing move to %s: %v, want ErrStale", to, err)
+				}
+			}()
+		}
+		wg.Wait()
+		if len(won) != 1 {
+			t.Fatalf("%d moves won (%v), want 1", len(won), won)
+		}
+		got := get()
+		if got.Node != won[0] || got.State != "paused" {
+			t.Fatalf("recovered record: node %s state %s, want %s paused", got.Node, got.State, won[0])
+		}
+		// The winner owns it now; a move "from down a" at its new version
+		// is refused, as the node field no longer says a.
+		got.Node = "a"
+		if err := db.MoveSandboxFromDown(ctx, got, "b", at); !errors.Is(err, ErrStale) {
+			t.Fatalf("move of a recovered sandbox: %v, want ErrStale", err)
+		}
+
+		// A node back from the dead (renewed past now) keeps its sandboxes.
+		if err := db.PutSandbox(ctx, &Sandbox{ID: "s2", Node: "a", State: "running", Template: "base", Runtime: "runc"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.RenewNode(ctx, &Node{ID: "a", StartedAt: t0, RenewedAt: at, LeaseUntil: at.Add(15 * time.Second)}); err != nil {
+			t.Fatal(err)
+		}
+		s2, err := db.GetSandbox(ctx, "s2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.MoveSandboxFromDown(ctx, s2, "b", at.Add(time.Second)); !errors.Is(err, ErrStale) {
+			t.Fatalf("move from a node that renewed: %v, want ErrStale", err)
+		}
+		if err := db.MoveSandboxFromDown(ctx, &Sandbox{ID: "nope", Node: "a"}, "b", at); !errors.Is(err, errdefs.ErrNotFound) {
+			t.Fatalf("move of an unknown sandbox: %v, want not found", err)
+		}
+	})
+}
