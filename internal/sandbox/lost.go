@@ -21,14 +21,13 @@ type LostStore interface {
 // retried by whoever placed it, so it must not come back). It makes the
 // move the same way transition does (the table, then one compare-and-set
 // with its event), but acts on no box: the box is on the lost node, which
-// kills it when it comes back (Manager.KillLost). It returns the event
-// stored, or nil with no error when sb needs no move (paused, already
-// ended, or persistent: its files wait for the node or a snapshot); a
-// record another node settled first is an errdefs.ErrConflict.
+// kills it when it comes back (RemoteUse.KillLost). A persistent sandbox
+// that ran is the caller's to recover elsewhere first (RemoteUse.Recover);
+// SettleLost fails it when that cannot be done. It returns the event
+// stored, or nil with no error when sb needs no move (paused: its copy
+// waits in the object store, or already ended); a record another node
+// settled first is an errdefs.ErrConflict.
 func SettleLost(ctx context.Context, db LostStore, sb *store.Sandbox, reason string) (*store.Event, error) {
-	if sb.Life.Persistent {
-		return nil, nil
-	}
 	var to State
 	switch sb.State {
 	case StateRunning:
@@ -61,7 +60,8 @@ func SettleLost(ctx context.Context, db LostStore, sb *store.Sandbox, reason str
 // here but whose records another node now owns; they lose their boxes
 // too. The server calls it at start, before Reconcile and before serving,
 // and when a renewal tells it that it was declared lost.
-func (m *Manager) KillLost(ctx context.Context, foreign []*store.Sandbox) (int, error) {
+func (r RemoteUse) KillLost(ctx context.Context, foreign []*store.Sandbox) (int, error) {
+	m := r.m
 	ctx = withReason(ctx, reasonRestart)
 	all, err := m.db.ListSandboxes(ctx, StateFailed, StateKilled)
 	if err != nil {

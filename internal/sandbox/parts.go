@@ -48,3 +48,13 @@ func (m *Manager) Network() NetworkUse { return NetworkUse{m} }
 // Policy returns sandbox id's egress policy; ok is false when the sandbox
 // has no network (or the server none).
 func (n NetworkUse) Policy(id string) (p network.Policy, ok bool) { return n.m.networkPolicy(id) }
+
+// RemoteUse is what a fleet node does with other nodes' sandboxes through
+// the object store: publish a paused one, take one over (Adopt, Recover),
+// free what it held of one that moved, and kill at start the boxes of
+// those the fleet ended or moved while it was away. Get it from
+// [Manager.Remote].
+type RemoteUse struct{ m *Manager }
+
+// Remote returns the Manager's fleet part.
+func (m *Manager) Remote() RemoteUse { return RemoteUse{m} }

@@ -58,6 +58,7 @@ type Fleet interface {
 	CountSandboxesByTemplate(ctx context.Context, name string) (int, error)
 	ListSnapshots(ctx context.Context) ([]*store.Snapshot, error)
 	MoveSandbox(ctx context.Context, sb *store.Sandbox, to string) error
+	MoveSandboxFromDown(ctx context.Context, sb *store.Sandbox, to string, now time.Time) error
 }
 
 // remoteTier packs trees into blobs of a Remote and back.
@@ -312,6 +313,9 @@ type pausedIndex struct {
 	Upper remoteBlob `json:"upper"`
 	// Memory is its memory image (a PauseMemory pause).
 	Memory *remoteBlob `json:"memory,omitempty"`
+
+	// source names the copy for a recovery (see Recovered.Copy).
+	source string
 }
 
 func pausedKey(id string) string { return "paused/" + id + ".json" }
@@ -387,7 +391,8 @@ func (m *Manager) publishedPause(ctx context.Context, sb *store.Sandbox) (*pause
 
 // Publish makes sure paused sandbox id (this node's) has a copy of its
 // latest pause in the object store.
-func (m *Manager) Publish(ctx context.Context, id string) error {
+func (r RemoteUse) Publish(ctx context.Context, id string) error {
+	m := r.m
 	unlock := m.lock(id)
 	defer unlock()
 	sb, err := m.db.GetSandbox(ctx, id)
@@ -412,7 +417,8 @@ func (m *Manager) Publish(ctx context.Context, id string) error {
 // so that of two nodes adopting one sandbox one wins and the other cleans
 // up. The sandbox stays paused; Resume runs it here. A frozen box's
 // memory is on its old host: the sandbox comes with its files only.
-func (m *Manager) Adopt(ctx context.Context, id string) (*Sandbox, error) {
+func (r RemoteUse) Adopt(ctx context.Context, id string) (*Sandbox, error) {
+	m := r.m
 	if m.remote == nil || m.cfg.Fleet == nil {
 		return nil, errdefs.New(errdefs.ErrFailedPrecondition, "sandbox %q is on another node, and this node has no object store to take it over through", id)
 	}
@@ -524,7 +530,8 @@ func (m *Manager) clearDir(dir string) {
 // ReleaseMoved frees what this node holds of sandbox id, which another
 // node has taken over (Adopt there): its box, network and directory. Its
 // record, now the other node's, is not touched.
-func (m *Manager) ReleaseMoved(ctx context.Context, id string) error {
+func (r RemoteUse) ReleaseMoved(ctx context.Context, id string) error {
+	m := r.m
 	if m.cfg.Fleet == nil {
 		return errdefs.New(errdefs.ErrFailedPrecondition, "no fleet")
 	}
@@ -556,50 +563,82 @@ func (m *Manager) dropPublished(ctx context.Context, id string) {
 
 // HasObjectStore reports whether this Manager copies paused sandboxes and
 // snapshots to an object store, so that other nodes can take them over.
-func (m *Manager) HasObjectStore() bool { return m.remote != nil }
+func (r RemoteUse) HasObjectStore() bool { return r.m.remote != nil }
 
 // CanCheckpoint reports whether runtime rt saves a box's memory on pause
 // (a Checkpointer): only such a pause takes memory to another node.
-func (m *Manager) CanCheckpoint(rt string) bool {
-	_, ok := m.cfg.Runtimes[rt].(Checkpointer)
+func (r RemoteUse) CanCheckpoint(rt string) bool {
+	_, ok := r.m.cfg.Runtimes[rt].(Checkpointer)
 	return ok
 }
 
-// Recover brings persistent sandbox id of a node that is lost (its box
-// went with it) back on this node from its latest copy in the object
-// store: the copy of its last pause or its latest snapshot, whichever is
-// newer. It ends paused here, with the copy's memory image when it has one
-// (runsc), its files only otherwise; Resume runs it. It returns when the
-// copy was made: everything the sandbox did after that is lost. Deciding
-// that the node is lost is the caller's; the move is the compare-and-set
-// of Adopt, so two nodes recovering one sandbox cannot both win.
-func (m *Manager) Recover(ctx context.Context, id string) (*Sandbox, time.Time, error) {
+// Recovered is what [RemoteUse.Recover] brought back of a lost node's
+// sandbox, and from which copy.
+type Recovered struct {
+	Sandbox *Sandbox
+	// From is the node the sandbox was lost with.
+	From string
+	// CopyAt is when the copy was made: what the sandbox did after that
+	// is lost.
+	CopyAt time.Time
+	// Copy names the copy: "snapshot <id>", "paused image" (files only) or
+	// "checkpoint" (memory and files).
+	Copy string
+	// Memory says whether the copy holds the sandbox's memory (its
+	// processes come back as they were at CopyAt).
+	Memory bool
+}
+
+// Lost states what a sandbox recovered from rc lost: it goes into the
+// event of its recovery.
+func (rc *Recovered) Lost() string {
+	what := "its processes and memory, and every file written after that"
+	if rc.Memory {
+		what = "what its processes did and wrote after that"
+	}
+	return fmt.Sprintf("node %s lost; recovered from its %s of %s: %s is lost",
+		rc.From, rc.Copy, rc.CopyAt.UTC().Format(time.RFC3339), what)
+}
+
+// Recover brings persistent sandbox id of a node that is down (declared
+// lost, or stopped: its lease lapsed) back on this node from its newest
+// copy in the object store: the copy of its last pause (files only, or a
+// checkpoint with its memory) or its latest snapshot, whichever is newer.
+// It ends paused here, with the copy's memory image when it has one
+// (runsc), its files only otherwise; Resume runs it. The move is one
+// compare-and-set (store's MoveSandboxFromDown) that also checks the node
+// is still down, so that of two nodes recovering one sandbox one wins and
+// a node that came back keeps its own. A sandbox with no copy, or with
+// volume mounts (they stayed on its node), is an
+// errdefs.ErrFailedPrecondition.
+func (r RemoteUse) Recover(ctx context.Context, id string) (*Recovered, error) {
+	m := r.m
 	if m.remote == nil || m.cfg.Fleet == nil {
-		return nil, time.Time{}, errdefs.New(errdefs.ErrFailedPrecondition, "sandbox %q: this node has no object store to recover it from", id)
+		return nil, errdefs.New(errdefs.ErrFailedPrecondition, "sandbox %q: this node has no object store to recover it from", id)
 	}
 	unlock := m.lock(id)
 	defer unlock()
 	sb, err := m.cfg.Fleet.GetSandbox(ctx, id)
 	if err != nil {
-		return nil, time.Time{}, err
+		return nil, err
 	}
 	self := m.db.Node()
 	switch {
 	case sb.Node == self:
-		return nil, time.Time{}, errdefs.New(errdefs.ErrFailedPrecondition, "sandbox %q is this node's", id)
+		return nil, errdefs.New(errdefs.ErrFailedPrecondition, "sandbox %q is this node's", id)
 	case !sb.Life.Persistent:
-		return nil, time.Time{}, errdefs.New(errdefs.ErrFailedPrecondition, "sandbox %q is not persistent: it is not recovered", id)
+		return nil, errdefs.New(errdefs.ErrFailedPrecondition, "sandbox %q is not persistent: it is not recovered", id)
 	case sb.State == StateKilled || sb.State == StateFailed:
-		return nil, time.Time{}, errdefs.New(errdefs.ErrFailedPrecondition, "sandbox %q is %s", id, sb.State)
+		return nil, errdefs.New(errdefs.ErrFailedPrecondition, "sandbox %q is %s", id, sb.State)
 	}
 	if vs, err := m.db.SandboxVolumes(ctx, id); err != nil {
-		return nil, time.Time{}, err
+		return nil, err
 	} else if len(vs) > 0 {
-		return nil, time.Time{}, errdefs.New(errdefs.ErrFailedPrecondition, "sandbox %q mounts volumes, which were on node %s", id, sb.Node)
+		return nil, errdefs.New(errdefs.ErrFailedPrecondition, "sandbox %q mounts volumes, which were on node %s: it cannot come back elsewhere", id, sb.Node)
 	}
 	idx, err := m.latestCopy(ctx, sb)
 	if err != nil {
-		return nil, time.Time{}, err
+		return nil, err
 	}
 	dir := m.dir(id)
 	if _, err := os.Stat(dir); err == nil {
@@ -607,20 +646,45 @@ func (m *Manager) Recover(ctx context.Context, id string) (*Sandbox, time.Time, 
 	}
 	if err := m.layOut(ctx, sb, idx); err != nil {
 		m.clearDir(dir)
-		return nil, time.Time{}, fmt.Errorf("recover sandbox %s: %w", id, err)
+		return nil, fmt.Errorf("recover sandbox %s: %w", id, err)
 	}
-	from := sb.Node
+	rc := &Recovered{From: sb.Node, CopyAt: idx.PausedAt, Copy: idx.source, Memory: idx.Memory != nil}
 	sb.State = StatePaused
 	sb.Life.PauseKind, sb.Life.PausedAt = PauseFilesystem, time.Now().UTC()
-	if idx.Memory != nil {
+	if rc.Memory {
 		sb.Life.PauseKind = PauseMemory
 	}
-	if err := m.cfg.Fleet.MoveSandbox(ctx, sb, self); err != nil {
+	if err := m.cfg.Fleet.MoveSandboxFromDown(ctx, sb, self, time.Now()); err != nil {
 		m.clearDir(dir)
-		return nil, time.Time{}, err
+		return nil, err
 	}
-	m.log.Warn("recovered a sandbox of a lost node from its last copy; what it did since is lost", "sandbox_id", id, "from_node", from, "copy_at", idx.PausedAt, "kind", sb.Life.PauseKind)
-	return sb, idx.PausedAt, nil
+	rc.Sandbox = sb
+	m.log.Warn("recovered a sandbox of a node that is down from its newest copy; what it did since is lost", "sandbox_id", id, "from_node", rc.From, "copy", rc.Copy, "copy_at", rc.CopyAt, "kind", sb.Life.PauseKind)
+	return rc, nil
+}
+
+// RecoverLost recovers persistent sandbox id of a lost node (Recover) and
+// runs it here with the time it had left (the server default when none),
+// its resume event stating what was lost.
+func (r RemoteUse) RecoverLost(ctx context.Context, id string) (*Recovered, error) {
+	rc, err := r.Recover(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	opts := ResumeOptions{}
+	if end := rc.Sandbox.EndAt; !end.IsZero() {
+		left := time.Until(end)
+		if left < time.Minute {
+			left = time.Minute // it was running when its node was lost
+		}
+		opts.Timeout = &left
+	}
+	sb, _, err := r.m.Resume(withReason(ctx, rc.Lost()), id, opts)
+	if err != nil {
+		return rc, fmt.Errorf("resume sandbox %s, recovered paused: %w", id, err)
+	}
+	rc.Sandbox = sb
+	return rc, nil
 }
 
 // latestCopy is the newest copy of sandbox sb in the object store: of its
@@ -631,6 +695,10 @@ func (m *Manager) latestCopy(ctx context.Context, sb *store.Sandbox) (*pausedInd
 	var idx pausedIndex
 	if err := m.remote.getJSON(ctx, pausedKey(sb.ID), &idx); err == nil && idx.SandboxID == sb.ID {
 		best = &idx
+		best.source = "paused image"
+		if idx.Memory != nil {
+			best.source = "checkpoint"
+		}
 	} else if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return nil, err
 	}
@@ -647,7 +715,7 @@ func (m *Manager) latestCopy(ctx context.Context, sb *store.Sandbox) (*pausedInd
 		if err := m.remote.getJSON(ctx, snapshotKey(sn.ID), &si); err != nil {
 			continue // not in the bucket (or gone meanwhile)
 		}
-		best = &pausedIndex{SandboxID: sb.ID, Node: sn.Node, PausedAt: sn.CreatedAt, Kind: PauseFilesystem, Upper: si.Layer, Memory: si.Memory}
+		best = &pausedIndex{SandboxID: sb.ID, Node: sn.Node, PausedAt: sn.CreatedAt, Kind: PauseFilesystem, Upper: si.Layer, Memory: si.Memory, source: "snapshot " + sn.ID}
 		break
 	}
 	if best == nil {

@@ -130,7 +130,7 @@ func (d *drainer) Drain(ctx context.Context, node string) (*wire.NodeDrain, erro
 
 // move hands persistent sandbox sb to another node.
 func (d *drainer) move(ctx context.Context, sb *store.Sandbox) (*adoptAnswer, error) {
-	if !d.mgr.HasObjectStore() {
+	if !d.mgr.Remote().HasObjectStore() {
 		return nil, errdefs.New(errdefs.ErrFailedPrecondition, "this node has no object store (--object-store) to move sandboxes through")
 	}
 	running := sb.State == sandbox.StateRunning
@@ -139,7 +139,7 @@ func (d *drainer) move(ctx context.Context, sb *store.Sandbox) (*adoptAnswer, er
 		left = max(time.Until(sb.EndAt), time.Second)
 	}
 	if running {
-		memory := d.mgr.CanCheckpoint(sb.Runtime)
+		memory := d.mgr.Remote().CanCheckpoint(sb.Runtime)
 		if _, err := d.mgr.Pause(ctx, sb.ID, &memory); err != nil {
 			return nil, fmt.Errorf("pause: %w", err)
 		}
@@ -165,7 +165,7 @@ func (d *drainer) move(ctx context.Context, sb *store.Sandbox) (*adoptAnswer, er
 // handOver copies paused sandbox id to the object store (unless its pause
 // did) and has the first node that will take it over.
 func (d *drainer) handOver(ctx context.Context, id string, resume bool, left time.Duration) (*adoptAnswer, error) {
-	if err := d.mgr.Publish(ctx, id); err != nil {
+	if err := d.mgr.Remote().Publish(ctx, id); err != nil {
 		return nil, err
 	}
 	cands, err := d.f.candidates(ctx, "") // any template: the sandbox brings its own
@@ -194,7 +194,7 @@ func (d *drainer) handOver(ctx context.Context, id string, resume bool, left tim
 
 // release frees this node's copy of a sandbox another node took over.
 func (d *drainer) release(ctx context.Context, id string) {
-	if err := d.mgr.ReleaseMoved(context.WithoutCancel(ctx), id); err != nil {
+	if err := d.mgr.Remote().ReleaseMoved(context.WithoutCancel(ctx), id); err != nil {
 		d.log.Error("drain: free a moved sandbox", "sandbox_id", id, "err", err)
 	}
 }

@@ -91,9 +91,9 @@ type fleetRouter struct {
 // snapshots).
 type fleetBoxes interface {
 	Adopt(ctx context.Context, id string) (*store.Sandbox, error)
-	// Recover brings a persistent sandbox of a lost node back from its
-	// last copy in the object store, paused.
-	Recover(ctx context.Context, id string) (*store.Sandbox, time.Time, error)
+	// Recover brings a persistent sandbox of a node that is down back
+	// from its newest copy in the object store, paused.
+	Recover(ctx context.Context, id string) (*sandbox.Recovered, error)
 	Resume(ctx context.Context, id string, opts sandbox.ResumeOptions) (*store.Sandbox, bool, error)
 	// SnapshotPublished reports whether snapshot id is in the object
 	// store, so that any node can make sandboxes from it.
@@ -358,9 +358,9 @@ func (f *fleetRouter) takeOver(w http.ResponseWriter, r *http.Request, node, id 
 	case sb.State == sandbox.StatePaused:
 		_, err = f.boxes.Adopt(r.Context(), id)
 	case sb.Life.Persistent && (sb.State == sandbox.StateRunning || sb.State == sandbox.StatePausing || sb.State == sandbox.StateResuming):
-		var at time.Time
-		if _, at, err = f.boxes.Recover(r.Context(), id); err == nil {
-			f.log.Warn("fleet: recovered a sandbox of a node that is down from its last copy", "sandbox_id", id, "node", node, "copy_at", at)
+		var rc *sandbox.Recovered
+		if rc, err = f.boxes.Recover(r.Context(), id); err == nil {
+			f.log.Warn("fleet: recovered a sandbox of a node that is down from its newest copy", "sandbox_id", id, "node", node, "copy", rc.Copy, "copy_at", rc.CopyAt)
 		}
 	default:
 		return false

@@ -145,9 +145,9 @@ func (b *fakeBoxes) Resume(ctx context.Context, id string, opts sandbox.ResumeOp
 	return &store.Sandbox{ID: id, State: "running"}, true, nil
 }
 
-func (b *fakeBoxes) Recover(ctx context.Context, id string) (*store.Sandbox, time.Time, error) {
+func (b *fakeBoxes) Recover(ctx context.Context, id string) (*sandbox.Recovered, error) {
 	b.calls = append(b.calls, "recover "+id)
-	return &store.Sandbox{ID: id, State: "paused"}, time.Now(), nil
+	return &sandbox.Recovered{Sandbox: &store.Sandbox{ID: id, State: "paused"}, CopyAt: time.Now(), Copy: "paused image"}, nil
 }
 
 func (b *fakeBoxes) SnapshotPublished(ctx context.Context, id string) (bool, error) {

@@ -4,17 +4,21 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/sbxdev/sbx/internal/errdefs"
 	"github.com/sbxdev/sbx/internal/proxy"
+	"github.com/sbxdev/sbx/internal/sandbox"
 	"github.com/sbxdev/sbx/internal/store"
 	"github.com/sbxdev/sbx/wire"
 )
@@ -32,7 +36,8 @@ func (s *sink) Stored(ev *store.Event) { s.mu.Lock(); s.evs = append(s.evs, ev);
 
 // TestLossWatch checks that a node whose lease lapsed is declared lost
 // and its sandboxes settled (running failed with the reason, pending
-// killed, persistent and paused left), with their events; that a node
+// killed, paused left, persistent failed since there is no object store
+// to recover it from), with their events; that a node
 // which released its lease, one outside the fleet (no advertise URL), and
 // a watcher that is itself fenced, declare nothing.
 func TestLossWatch(t *testing.T) {
@@ -96,7 +101,7 @@ func TestLossWatch(t *testing.T) {
 	if n, _ := db.GetNode(ctx, "solo"); !n.LostAt.IsZero() {
 		t.Fatalf("solo, outside the fleet, declared lost: %+v", n)
 	}
-	for id, want := range map[string]store.State{"run2": "failed", "new2": "killed", "keep2": "running", "paused2": "paused", "run3": "running", "run1": "running"} {
+	for id, want := range map[string]store.State{"run2": "failed", "new2": "killed", "keep2": "failed", "paused2": "paused", "run3": "running", "run1": "running"} {
 		sb, err := db.GetSandbox(ctx, id)
 		if err != nil || sb.State != want {
 			t.Fatalf("%s: %+v, %v; want %s", id, sb, err, want)
@@ -104,9 +109,12 @@ func TestLossWatch(t *testing.T) {
 		if id == "run2" && sb.Error != "node n2 lost" {
 			t.Fatalf("run2's error %q", sb.Error)
 		}
+		if id == "keep2" && sb.Error != "node n2 lost; not recovered: the fleet has no object store to keep copies in" {
+			t.Fatalf("keep2's error %q", sb.Error)
+		}
 	}
-	if len(evs.evs) != 2 {
-		t.Fatalf("%d events told, want 2", len(evs.evs))
+	if len(evs.evs) != 3 {
+		t.Fatalf("%d events told, want 3", len(evs.evs))
 	}
 	stored, err := db.ListEvents(ctx, store.EventFilter{SandboxID: "run2"})
 	if err != nil || len(stored) != 1 || stored[0].Type != wire.EventFailed {
@@ -119,6 +127,100 @@ func TestLossWatch(t *testing.T) {
 	killed, err := db.ListEvents(ctx, store.EventFilter{SandboxID: "new2"})
 	if err != nil || len(killed) != 1 || killed[0].Type != wire.EventKilled {
 		t.Fatalf("new2's events: %+v, %v", killed, err)
+	}
+}
+
+// TestLossWatchRecovers checks which lost sandboxes the watcher recovers
+// and how it reports what it cannot: only the declaring node recovers
+// (any node once that one is down too); persistent sandboxes that ran are
+// recovered, a persistent create is killed (placement retries it), a
+// paused one waits; one without a copy fails with the reason; one that
+// another node recovered first is left alone.
+func TestLossWatchRecovers(t *testing.T) {
+	ctx := context.Background()
+	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "sbx.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	now := time.Now().UTC()
+	lapsed := now.Add(-5 * time.Second)
+	for _, n := range []*store.Node{
+		{ID: "n1", LeaseUntil: now.Add(leaseTTL)},
+		{ID: "n3", LeaseUntil: now.Add(leaseTTL)},
+		{ID: "n2", LeaseUntil: lapsed}, // declared lost by n3, live
+		{ID: "n4", LeaseUntil: lapsed}, // declared lost by n5, down too
+		{ID: "n5", LeaseUntil: lapsed},
+	} {
+		n.StartedAt, n.RenewedAt, n.Advertise = now.Add(-time.Minute), n.LeaseUntil.Add(-leaseTTL), "http://10.0.0.1:49982"
+		if err := db.RenewNode(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for node, by := range map[string]string{"n2": "n3", "n4": "n5", "n5": "n3"} {
+		if ok, err := db.DeclareNodeLost(ctx, node, by, lapsed, now); !ok || err != nil {
+			t.Fatalf("declare %s lost: %v, %v", node, ok, err)
+		}
+	}
+	persistent := store.SandboxLife{Persistent: true}
+	for _, sb := range []*store.Sandbox{
+		{ID: "p2", Node: "n2", State: "running", Life: persistent},
+		{ID: "run4", Node: "n4", State: "running", Life: persistent},
+		{ID: "pausing4", Node: "n4", State: "pausing", Life: persistent},
+		{ID: "nocopy4", Node: "n4", State: "running", Life: persistent},
+		{ID: "taken4", Node: "n4", State: "running", Life: persistent},
+		{ID: "new4", Node: "n4", State: "creating", Life: persistent},
+		{ID: "paused4", Node: "n4", State: "paused", Life: persistent},
+	} {
+		sb.Template, sb.Runtime = "base", "runc"
+		if err := db.PutSandbox(ctx, sb); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	var asked []string
+	w := &lossWatch{self: "n1", db: db, lease: fencedFlag(false), log: slog.New(slog.DiscardHandler), now: time.Now,
+		recover: func(ctx context.Context, id string) (*sandbox.Recovered, error) {
+			mu.Lock()
+			asked = append(asked, id)
+			mu.Unlock()
+			switch id {
+			case "nocopy4":
+				return nil, errdefs.New(errdefs.ErrFailedPrecondition, "sandbox %q has no copy in the object store", id)
+			case "taken4":
+				return nil, fmt.Errorf("move: %w", store.ErrStale)
+			}
+			sb, err := db.GetSandbox(ctx, id)
+			if err != nil {
+				return nil, err
+			}
+			sb.State = "running"
+			if err := db.MoveSandboxFromDown(ctx, sb, "n1", time.Now()); err != nil {
+				return nil, err
+			}
+			return &sandbox.Recovered{Sandbox: sb, From: "n4", Copy: "paused image", CopyAt: now}, nil
+		}}
+	if err := w.scan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w.wg.Wait()
+	if err := w.scan(ctx); err != nil { // nothing more to recover
+		t.Fatal(err)
+	}
+	w.wg.Wait()
+	slices.Sort(asked)
+	if want := []string{"nocopy4", "pausing4", "run4", "taken4", "taken4"}; !slices.Equal(asked, want) {
+		t.Fatalf("recoveries asked: %v, want %v", asked, want)
+	}
+	for id, want := range map[string]string{"p2": "n2 running", "run4": "n1 running", "pausing4": "n1 running", "nocopy4": "n4 failed",
+		"taken4": "n4 running", "new4": "n4 killed", "paused4": "n4 paused"} {
+		sb, err := db.GetSandbox(ctx, id)
+		if err != nil || sb.Node+" "+string(sb.State) != want {
+			t.Fatalf("%s: %+v, %v; want %s", id, sb, err, want)
+		}
+		if id == "nocopy4" && sb.Error != `node n4 lost; not recovered: sandbox "nocopy4" has no copy in the object store` {
+			t.Fatalf("nocopy4's error: %q", sb.Error)
+		}
 	}
 }
 

@@ -460,6 +460,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	defer func() { stopLease(); <-leaseDone }()
 	if cfg.Advertise != "" {
 		lw := &lossWatch{self: cfg.Node, db: whole, lease: lease, events: evs.disp, log: log, now: time.Now}
+		if bucket != nil {
+			lw.recover = mgr.Remote().RecoverLost
+		}
 		lossDone := make(chan struct{})
 		go func() { defer close(lossDone); lw.run(leaseCtx) }()
 		defer func() { stopLease(); <-lossDone }()
@@ -511,7 +514,7 @@ func killLost(ctx context.Context, cfg Config, whole *store.DB, mgr *sandbox.Man
 	if err != nil {
 		return fmt.Errorf("find sandboxes now owned elsewhere: %w", err)
 	}
-	n, err := mgr.KillLost(ctx, foreign)
+	n, err := mgr.Remote().KillLost(ctx, foreign)
 	if err != nil {
 		return fmt.Errorf("kill the boxes of sandboxes ended elsewhere: %w", err)
 	}
@@ -671,6 +674,14 @@ func keepSessions(ctx context.Context, ss *api.Sessions, shared bool, log *slog.
 // managerBoxes is the Manager as the fleet router takes sandboxes over
 // with it.
 type managerBoxes struct{ *sandbox.Manager }
+
+func (m managerBoxes) Adopt(ctx context.Context, id string) (*store.Sandbox, error) {
+	return m.Remote().Adopt(ctx, id)
+}
+
+func (m managerBoxes) Recover(ctx context.Context, id string) (*sandbox.Recovered, error) {
+	return m.Remote().Recover(ctx, id)
+}
 
 func (m managerBoxes) SnapshotPublished(ctx context.Context, id string) (bool, error) {
 	return m.Snapshots().Published(ctx, id)

@@ -133,8 +133,9 @@ func (s *DB) DeleteNode(ctx context.Context, id string, now time.Time) error {
 }
 
 // MoveSandboxFromDown moves sandbox sb to node to, storing its state and
-// lifecycle, as MoveSandbox does, but only while sb's node is down: it
-// was declared lost and its lease still lapsed at now. The move is one
+// lifecycle, as MoveSandbox does, but only while sb's node is down: its
+// lease lapsed before now and it was declared lost or released it (a
+// clean stop). The move is one
 // compare-and-set on the record's version and node and on the node's
 // record, so of several nodes recovering one sandbox one wins, and none
 // takes a sandbox from a node that came back (a renewal moves its lease
@@ -145,7 +146,7 @@ func (s *DB) MoveSandboxFromDown(ctx context.Context, sb *Sandbox, to string, no
 	life, _ := json.Marshal(sb.Life)
 	res, err := s.db.ExecContext(ctx, `UPDATE sandboxes SET node = ?, state = ?, lifecycle = ?, error = ?, version = version + 1
 		WHERE id = ? AND version = ? AND node = ?
-		AND EXISTS (SELECT 1 FROM nodes WHERE nodes.id = ? AND nodes.lost_at <> 0 AND nodes.lease_until < ?)`,
+		AND EXISTS (SELECT 1 FROM nodes WHERE nodes.id = ? AND (nodes.lost_at <> 0 OR nodes.released_at <> 0) AND nodes.lease_until < ?)`,
 		to, string(sb.State), string(life), sb.Error, sb.ID, sb.Version, sb.Node, sb.Node, unixOrZero(now))
 	if err != nil {
 		return fmt.Errorf("move sandbox %s from down node %s to %s: %w", sb.ID, sb.Node, to, err)

@@ -143,7 +143,7 @@ func TestMoveSandboxFromDown(t *testing.T) {
 			return sb
 		}
 		at := lease.Add(time.Second)
-		// Live, then lapsed but not declared lost: refused.
+		// Live, then lapsed but neither declared lost nor released: refused.
 		for _, now := range []time.Time{t0.Add(time.Second), at} {
 			sb := get()
 			sb.State = "paused"
@@ -206,6 +206,20 @@ func TestMoveSandboxFromDown(t *testing.T) {
 		}
 		if err := db.MoveSandboxFromDown(ctx, s2, "b", at.Add(time.Second)); !errors.Is(err, ErrStale) {
 			t.Fatalf("move from a node that renewed: %v, want ErrStale", err)
+		}
+		// A node that stopped cleanly (released its lease) is down too.
+		if err := db.PutSandbox(ctx, &Sandbox{ID: "s3", Node: "c", State: "running", Template: "base", Runtime: "runc"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.ReleaseNode(ctx, "c", at); err != nil {
+			t.Fatal(err)
+		}
+		s3, err := db.GetSandbox(ctx, "s3")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.MoveSandboxFromDown(ctx, s3, "b", at.Add(time.Second)); err != nil || s3.Node != "b" {
+			t.Fatalf("move from a released node: %v (node %s)", err, s3.Node)
 		}
 		if err := db.MoveSandboxFromDown(ctx, &Sandbox{ID: "nope", Node: "a"}, "b", at); !errors.Is(err, errdefs.ErrNotFound) {
 			t.Fatalf("move of an unknown sandbox: %v, want not found", err)
