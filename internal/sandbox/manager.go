@@ -179,6 +179,10 @@ type Config struct {
 	// nothing.
 	Remote Remote
 	Fleet  Fleet
+	// CgroupParent is the cgroup the runtimes put boxes under, relative to
+	// the cgroup mounts ("/sbx" if empty; "/sbx/nodes/<node>" on a fleet
+	// node): where the box watcher reads a dead box's OOM kills.
+	CgroupParent string
 }
 
 // Hooks are what the Manager tells the data plane (the proxy) and asks of

@@ -111,7 +111,8 @@ func (m *Manager) openInit(id string, pid int) (int, *os.File) {
 	}
 	f := os.NewFile(uintptr(fd), "pidfd")
 	cg, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
-	if err != nil || !strings.Contains(string(cg), "/sbx/"+id+"\n") {
+	// Its cgroup is /sbx/<id>, or /sbx/nodes/<node>/<id> on a fleet node.
+	if err != nil || !strings.Contains(string(cg), ":/sbx/") || !strings.Contains(string(cg), "/"+id+"\n") {
 		f.Close()
 		return 0, nil
 	}
@@ -149,7 +150,7 @@ func (m *Manager) boxDied(id string, pid int) {
 		return // unreadable (keep it as it is), or a newer box runs
 	}
 	why := "its box exited unexpectedly"
-	if n := oomKills(id); n > 0 {
+	if n := oomKills(m.cfg.CgroupParent, id); n > 0 {
 		why = fmt.Sprintf("its box was killed for running out of memory (limit %d MiB)", sb.MemoryMB)
 	}
 	log := m.log.With("sandbox_id", id, "runtime", sb.Runtime)
@@ -169,12 +170,15 @@ func (m *Manager) boxDied(id string, pid int) {
 }
 
 // oomKills returns how many processes the kernel's OOM killer ended in box
-// id's memory cgroup (sbx/<id>, on cgroup v1 or v2), or 0 when it cannot
-// tell.
-func oomKills(id string) int {
+// id's memory cgroup (<parent>/<id>, on cgroup v1 or v2), or 0 when it
+// cannot tell.
+func oomKills(parent, id string) int {
+	if parent == "" {
+		parent = "/sbx"
+	}
 	for _, p := range []string{
-		filepath.Join("/sys/fs/cgroup/memory/sbx", id, "memory.oom_control"), // v1
-		filepath.Join("/sys/fs/cgroup/sbx", id, "memory.events"),             // v2
+		filepath.Join("/sys/fs/cgroup/memory", parent, id, "memory.oom_control"), // v1
+		filepath.Join("/sys/fs/cgroup", parent, id, "memory.events"),             // v2
 	} {
 		b, err := os.ReadFile(p)
 		if err != nil {

@@ -5,9 +5,11 @@ import (
 	"log/slog"
 	"path/filepath"
 
+	"github.com/sbxdev/sbx/internal/runtime/bundle"
 	"github.com/sbxdev/sbx/internal/runtime/runc"
 	"github.com/sbxdev/sbx/internal/runtime/runsc"
 	"github.com/sbxdev/sbx/internal/sandbox"
+	"github.com/sbxdev/sbx/internal/store"
 )
 
 // runtimes sets up every runtime this server can run sandboxes on, by name,
@@ -21,12 +23,20 @@ func runtimes(mcfg *sandbox.Config, cfg Config, log *slog.Logger) error {
 	if mcfg.RuntimeName == "" {
 		mcfg.RuntimeName = "runc"
 	}
-	rc, err := runc.New(runc.Options{Binary: cfg.RuncPath, Root: filepath.Join(cfg.DataDir, "runc"), Logger: log})
+	// Nodes sharing a store may share a host (the tests' fleets do): each
+	// keeps its boxes' cgroups under its own parent, so that none finds,
+	// reads or removes another's box of the same id.
+	var cg bundle.Cgroups
+	if store.IsPostgres(cfg.Store) {
+		cg = bundle.NodeCgroups(cfg.Node)
+	}
+	mcfg.CgroupParent = cg.Parent
+	rc, err := runc.New(runc.Options{Binary: cfg.RuncPath, Root: filepath.Join(cfg.DataDir, "runc"), Logger: log, Cgroups: cg})
 	if err != nil {
 		return fmt.Errorf("runtime runc: %w", err)
 	}
 	mcfg.Runtimes["runc"] = rc
-	rs, err := runsc.New(runsc.Options{Binary: cfg.RunscPath, Root: filepath.Join(cfg.DataDir, "runsc"), Logger: log})
+	rs, err := runsc.New(runsc.Options{Binary: cfg.RunscPath, Root: filepath.Join(cfg.DataDir, "runsc"), Logger: log, Cgroups: cg})
 	if err != nil {
 		// Optional: sbx serves runc sandboxes without it, and says why a
 		// create asking for runsc is refused.

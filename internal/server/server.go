@@ -38,6 +38,7 @@ import (
 	"github.com/sbxdev/sbx/internal/errdefs"
 	"github.com/sbxdev/sbx/internal/identity"
 	"github.com/sbxdev/sbx/internal/objstore"
+	"github.com/sbxdev/sbx/internal/runtime/bundle"
 	"github.com/sbxdev/sbx/internal/sandbox"
 	"github.com/sbxdev/sbx/internal/store"
 	"github.com/sbxdev/sbx/internal/template"
@@ -194,6 +195,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return errors.New("a shared (postgres) store needs a --node name")
 		}
 		cfg.Node = "local"
+	}
+	if store.IsPostgres(cfg.Store) && !bundle.ValidNodeName(cfg.Node) {
+		// It names the node's cgroups (/sbx/nodes/<node>).
+		return fmt.Errorf("--node %q: a node of a shared store needs a name of letters, digits, '.', '_' and '-' (64 at most), starting with a letter or digit", cfg.Node)
 	}
 	if err := checkFleet(cfg); err != nil {
 		return err

@@ -125,7 +125,7 @@ func TestUsageAcrossRestart(t *testing.T) {
 	// read here, against the metered CPU, then the kill.
 	mark := time.Since(t0).Seconds()
 	awaitUsage(t, ctx, c, sb.ID, "a sample after the loop", time.Minute, func(r client.UsageRecord) bool { return r.RunSeconds > mark })
-	box, err := bundle.Usage(sb.ID)
+	box, err := bundle.Cgroups{}.Usage(sb.ID)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,15 +6,46 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 
 	"github.com/sbxdev/sbx/internal/sandbox"
 )
 
-// CgroupPath is box id's cgroup, relative to the cgroup mounts: the spec's
-// cgroupsPath, which runc and runsc both place the box's host processes in.
-func CgroupPath(id string) string { return "/sbx/" + id }
+// DefaultCgroupParent is the cgroup a lone server's boxes go under.
+const DefaultCgroupParent = "/sbx"
+
+// Cgroups names and reads boxes' cgroups under one parent, relative to the
+// cgroup mounts: /sbx for a lone server, /sbx/nodes/<node> for a node of a
+// fleet, so that several nodes on one host (as in the tests) never share a
+// box's cgroup. The zero value is DefaultCgroupParent.
+type Cgroups struct {
+	// Parent is the cgroup boxes go under (DefaultCgroupParent if empty).
+	Parent string
+}
+
+// nodeRE bounds node names that become a cgroup path component.
+var nodeRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// ValidNodeName reports whether node is safe as a path component of its
+// boxes' cgroups (no separator, nothing that traverses).
+func ValidNodeName(node string) bool { return nodeRE.MatchString(node) && node != "." && node != ".." }
+
+// NodeCgroups is the Cgroups of fleet node node's boxes; node must be
+// ValidNodeName.
+func NodeCgroups(node string) Cgroups {
+	return Cgroups{Parent: DefaultCgroupParent + "/nodes/" + node}
+}
+
+// Path is box id's cgroup: the spec's cgroupsPath, which runc and runsc
+// both place the box's host processes in.
+func (c Cgroups) Path(id string) string {
+	if c.Parent == "" {
+		return DefaultCgroupParent + "/" + id
+	}
+	return c.Parent + "/" + id
+}
 
 // backgroundShares is the v1 cpu.shares of a box started in the background
 // (BoxSpec.Background): the kernel's minimum.
@@ -23,12 +54,12 @@ const backgroundShares = 2
 // Foreground gives box id's cgroup the default CPU weight (cpu.weight 100 on
 // cgroup v2, cpu.shares 1024 on v1), as a box started without
 // BoxSpec.Background has.
-func Foreground(id string) error {
+func (c Cgroups) Foreground(id string) error {
 	var p, v string
 	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
-		p, v = filepath.Join("/sys/fs/cgroup", CgroupPath(id), "cpu.weight"), "100"
+		p, v = filepath.Join("/sys/fs/cgroup", c.Path(id), "cpu.weight"), "100"
 	} else {
-		p, v = filepath.Join("/sys/fs/cgroup/cpu", CgroupPath(id), "cpu.shares"), "1024"
+		p, v = filepath.Join("/sys/fs/cgroup/cpu", c.Path(id), "cpu.shares"), "1024"
 	}
 	// No such file: the cpu controller is not enabled there, so no
 	// weight was set either.
@@ -41,12 +72,12 @@ func Foreground(id string) error {
 // MemoryUsage reads the memory box id's cgroup is charged for (its
 // processes, and for gVisor the Sentry's and gofer's), on cgroup v2
 // (memory.current) or v1 (memory.usage_in_bytes).
-func MemoryUsage(id string) (int64, error) {
+func (c Cgroups) MemoryUsage(id string) (int64, error) {
 	var p string
 	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
-		p = filepath.Join("/sys/fs/cgroup", CgroupPath(id), "memory.current")
+		p = filepath.Join("/sys/fs/cgroup", c.Path(id), "memory.current")
 	} else {
-		p = filepath.Join("/sys/fs/cgroup/memory", CgroupPath(id), "memory.usage_in_bytes")
+		p = filepath.Join("/sys/fs/cgroup/memory", c.Path(id), "memory.usage_in_bytes")
 	}
 	b, err := os.ReadFile(p)
 	if err != nil {
@@ -63,11 +94,11 @@ func MemoryUsage(id string) (int64, error) {
 // memory charged to it (for gVisor, the Sentry's and gofer's, which hold
 // the box's memory), on cgroup v2 or v1. The box's processes are in the
 // same cgroup under runc and runsc, so one reader serves both.
-func Usage(id string) (sandbox.BoxUsage, error) {
+func (c Cgroups) Usage(id string) (sandbox.BoxUsage, error) {
 	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
-		return usageV2(filepath.Join("/sys/fs/cgroup", CgroupPath(id)))
+		return usageV2(filepath.Join("/sys/fs/cgroup", c.Path(id)))
 	}
-	return usageV1(filepath.Join("/sys/fs/cgroup/cpuacct", CgroupPath(id)), filepath.Join("/sys/fs/cgroup/memory", CgroupPath(id)))
+	return usageV1(filepath.Join("/sys/fs/cgroup/cpuacct", c.Path(id)), filepath.Join("/sys/fs/cgroup/memory", c.Path(id)))
 }
 
 func usageV2(dir string) (sandbox.BoxUsage, error) {

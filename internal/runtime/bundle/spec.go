@@ -87,7 +87,7 @@ const oomScoreAdj = 500
 // Spec returns the OCI runtime spec of box s. The threat behind each
 // choice is written next to it; see also the variables above.
 // nofile is the box's RLIMIT_NOFILE (soft and hard).
-func Spec(s sandbox.BoxSpec, nofile uint64) (*specs.Spec, error) {
+func Spec(s sandbox.BoxSpec, nofile uint64, cg Cgroups) (*specs.Spec, error) {
 	if s.Limits.MemoryBytes <= 0 || s.Limits.Pids <= 0 || s.Limits.CPUs < 0 ||
 		math.IsNaN(s.Limits.CPUs) || math.IsInf(s.Limits.CPUs, 0) {
 		// Fail closed: a box without memory and pids limits can take the host
@@ -191,7 +191,7 @@ func Spec(s sandbox.BoxSpec, nofile uint64) (*specs.Spec, error) {
 			},
 			// cgroupfs path (not a systemd slice): runc creates it under every
 			// v1 controller, or as one directory on v2.
-			CgroupsPath: CgroupPath(s.ID),
+			CgroupsPath: cg.Path(s.ID),
 			Resources: &specs.LinuxResources{
 				// Deny every device; runc then allows only its defaults (null,
 				// zero, full, random, urandom, tty, ptmx, pts): no host disks,

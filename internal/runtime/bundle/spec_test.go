@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -24,7 +25,7 @@ func testSpec() sandbox.BoxSpec {
 }
 
 func TestBoxSpec(t *testing.T) {
-	s, err := Spec(testSpec(), MaxNofile)
+	s, err := Spec(testSpec(), MaxNofile, Cgroups{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +89,7 @@ func TestBoxSpec(t *testing.T) {
 
 	noCPU := testSpec()
 	noCPU.Limits.CPUs = 0
-	if s, err := Spec(noCPU, MaxNofile); err != nil || s.Linux.Resources.CPU != nil {
+	if s, err := Spec(noCPU, MaxNofile, Cgroups{}); err != nil || s.Linux.Resources.CPU != nil {
 		t.Errorf("CPUs=0: %v, %+v", err, s.Linux.Resources.CPU)
 	}
 }
@@ -101,7 +102,7 @@ func TestBoxSpecRequiresLimits(t *testing.T) {
 	} {
 		s := testSpec()
 		s.Limits = l
-		if _, err := Spec(s, MaxNofile); err == nil {
+		if _, err := Spec(s, MaxNofile, Cgroups{}); err == nil {
 			t.Errorf("limits %+v accepted", l)
 		}
 	}
@@ -189,7 +190,7 @@ func TestEnsureMountpoint(t *testing.T) {
 // building the spec (seccomp profile included) and encoding it.
 func BenchmarkBoxSpec(b *testing.B) {
 	for b.Loop() {
-		s, err := Spec(testSpec(), MaxNofile)
+		s, err := Spec(testSpec(), MaxNofile, Cgroups{})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -203,7 +204,7 @@ func BenchmarkBoxSpec(b *testing.B) {
 // its quota; any other box leaves the weight to the kernel's default.
 func TestBoxSpecBackground(t *testing.T) {
 	bs := testSpec()
-	s, err := Spec(bs, MaxNofile)
+	s, err := Spec(bs, MaxNofile, Cgroups{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,14 +212,14 @@ func TestBoxSpecBackground(t *testing.T) {
 		t.Fatalf("foreground box: cpu = %+v", c)
 	}
 	bs.Background = true
-	if s, err = Spec(bs, MaxNofile); err != nil {
+	if s, err = Spec(bs, MaxNofile, Cgroups{}); err != nil {
 		t.Fatal(err)
 	}
 	if c := s.Linux.Resources.CPU; c == nil || c.Shares == nil || *c.Shares != backgroundShares || c.Quota == nil || *c.Quota != 150000 {
 		t.Fatalf("background box: cpu = %+v", c)
 	}
 	bs.Limits.CPUs = 0
-	if s, err = Spec(bs, MaxNofile); err != nil {
+	if s, err = Spec(bs, MaxNofile, Cgroups{}); err != nil {
 		t.Fatal(err)
 	}
 	if c := s.Linux.Resources.CPU; c == nil || c.Shares == nil || *c.Shares != backgroundShares || c.Quota != nil {
@@ -229,7 +230,7 @@ func TestBoxSpecBackground(t *testing.T) {
 func TestSpecVolumes(t *testing.T) {
 	in := testSpec()
 	in.Volumes = []sandbox.BoxMount{{Source: "/data/volumes/v/data", Destination: "/mnt/v"}}
-	s, err := Spec(in, MaxNofile)
+	s, err := Spec(in, MaxNofile, Cgroups{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,6 +248,37 @@ func TestSpecVolumes(t *testing.T) {
 		in.Volumes = []sandbox.BoxMount{bad}
 		if err := Validate(in); !errors.Is(err, errdefs.ErrInvalidArgument) {
 			t.Errorf("Validate with volume %+v: %v", bad, err)
+		}
+	}
+}
+
+// TestCgroupPaths: a lone server's boxes go under /sbx, a fleet node's
+// under /sbx/nodes/<node>, so that nodes sharing a host never share one.
+func TestCgroupPaths(t *testing.T) {
+	for _, tc := range []struct {
+		cg   Cgroups
+		want string
+	}{
+		{Cgroups{}, "/sbx/abc123"},
+		{NodeCgroups("n1"), "/sbx/nodes/n1/abc123"},
+		{NodeCgroups("n2"), "/sbx/nodes/n2/abc123"},
+	} {
+		s, err := Spec(testSpec(), MaxNofile, tc.cg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Linux.CgroupsPath != tc.want || tc.cg.Path("abc123") != tc.want {
+			t.Errorf("%+v: cgroupsPath %s, Path %s; want %s", tc.cg, s.Linux.CgroupsPath, tc.cg.Path("abc123"), tc.want)
+		}
+	}
+	for _, node := range []string{"n1", "node-2.example", "A_b"} {
+		if !ValidNodeName(node) {
+			t.Errorf("ValidNodeName(%q) = false", node)
+		}
+	}
+	for _, node := range []string{"", ".", "..", "a/b", "../x", "a b", strings.Repeat("x", 65)} {
+		if ValidNodeName(node) {
+			t.Errorf("ValidNodeName(%q) = true", node)
 		}
 	}
 }

@@ -17,11 +17,13 @@
 //
 // The spec is the same on both; runc translates it. Box id's cgroup is
 // /sbx/<id> under every v1 controller (hybrid hosts included), or
-// /sys/fs/cgroup/sbx/<id> on v2. On v2:
+// /sys/fs/cgroup/sbx/<id> on v2; a fleet node's is /sbx/nodes/<node>/<id>
+// (Options.Cgroups). On v2:
 //   - the memory+swap limit becomes memory.max = limit, memory.swap.max = 0;
 //     the CPU quota becomes cpu.max "<quota> 100000"; pids.max as on v1;
 //   - runc enables the cpu, memory and pids controllers in
-//     /sys/fs/cgroup/cgroup.subtree_control and sbx/cgroup.subtree_control;
+//     /sys/fs/cgroup/cgroup.subtree_control and that of every cgroup on
+//     the way to the box's (sbx, and sbx/nodes/<node> for a fleet node);
 //     on a host where the root cgroup's controllers are delegated elsewhere
 //     (nested containers, some systemd setups) Start fails with runc's error;
 //   - OOM counts are in memory.events (oom_kill), not memory.oom_control;
@@ -75,14 +77,17 @@ type Options struct {
 	Root string
 	// Logger receives the driver's logs; nil discards them.
 	Logger *slog.Logger
+	// Cgroups is where boxes' cgroups go (the zero value: /sbx/<id>).
+	Cgroups bundle.Cgroups
 }
 
 // Runtime is the runc driver. It satisfies sandbox.Runtime; its methods are
 // safe for concurrent use on different ids.
 type Runtime struct {
-	bin    string
-	root   string
-	logger *slog.Logger
+	bin     string
+	root    string
+	logger  *slog.Logger
+	cgroups bundle.Cgroups
 }
 
 var _ sandbox.Runtime = (*Runtime)(nil)
@@ -98,7 +103,7 @@ const (
 // built without seccomp: such a runc would silently start boxes without
 // their syscall filter.
 func New(opts Options) (*Runtime, error) {
-	r := &Runtime{bin: opts.Binary, root: opts.Root, logger: opts.Logger}
+	r := &Runtime{bin: opts.Binary, root: opts.Root, logger: opts.Logger, cgroups: opts.Cgroups}
 	if r.bin == "" {
 		r.bin = DefaultBinary
 	}
@@ -142,7 +147,7 @@ func (r *Runtime) Start(ctx context.Context, spec sandbox.BoxSpec) error {
 	if err := bundle.EnsureVolumeDirs(spec); err != nil {
 		return fmt.Errorf("start box %s: %w", spec.ID, err)
 	}
-	oci, err := bundle.Spec(spec, bundle.NofileLimit())
+	oci, err := bundle.Spec(spec, bundle.NofileLimit(), r.cgroups)
 	if err != nil {
 		return fmt.Errorf("start box %s: %w", spec.ID, errors.Join(errdefs.ErrInvalidArgument, err))
 	}
@@ -222,7 +227,7 @@ func (r *Runtime) State(ctx context.Context, id string) (sandbox.BoxState, error
 // Foreground gives box id, started with BoxSpec.Background, the default
 // CPU weight (sandbox.Foregrounder).
 func (r *Runtime) Foreground(ctx context.Context, id string) error {
-	return bundle.Foreground(id)
+	return r.cgroups.Foreground(id)
 }
 
 // Pause freezes every process of box id (cgroup freezer).
@@ -300,10 +305,10 @@ func (r *Runtime) output(ctx context.Context, args ...string) ([]byte, error) {
 
 // MemoryUsage reports the memory box id's cgroup is charged for.
 func (r *Runtime) MemoryUsage(ctx context.Context, id string) (int64, error) {
-	return bundle.MemoryUsage(id)
+	return r.cgroups.MemoryUsage(id)
 }
 
 // Usage reports what box id's cgroup has used (CPU time, memory).
 func (r *Runtime) Usage(ctx context.Context, id string) (sandbox.BoxUsage, error) {
-	return bundle.Usage(id)
+	return r.cgroups.Usage(id)
 }

@@ -56,7 +56,8 @@
 //     them, and the Sentry and the gofer run under gVisor's own host seccomp
 //     filters. Docker's profile is not loaded into the Sentry (see boxSpec).
 //   - cgroups: runsc places the sandbox's host processes (Sentry and gofer)
-//     in the spec's cgroup /sbx/<id> (v1 or v2, like runc), so the memory,
+//     in the spec's cgroup /sbx/<id>, or /sbx/nodes/<node>/<id> for a fleet
+//     node (v1 or v2, like runc), so the memory,
 //     CPU and pids limits bound the whole box; inside, sbx's patched
 //     Sentry enforces the box's pids limit on its tasks (PidsAnnotation;
 //     New refuses a runsc without the patch). The CPU quota is written to the cgroup
@@ -140,6 +141,8 @@ type Options struct {
 	SharedRoot string
 	// Logger receives the driver's logs; nil discards them.
 	Logger *slog.Logger
+	// Cgroups is where boxes' cgroups go (the zero value: /sbx/<id>).
+	Cgroups bundle.Cgroups
 }
 
 // Runtime is the runsc driver. Its methods are safe for concurrent use on
@@ -150,6 +153,7 @@ type Runtime struct {
 	sharedRoot string
 	platform   string
 	logger     *slog.Logger
+	cgroups    bundle.Cgroups
 }
 
 var (
@@ -173,7 +177,7 @@ const (
 
 // New returns a runsc driver. It refuses a runsc that does not run.
 func New(opts Options) (*Runtime, error) {
-	r := &Runtime{bin: opts.Binary, root: opts.Root, sharedRoot: opts.SharedRoot, platform: opts.Platform, logger: opts.Logger}
+	r := &Runtime{bin: opts.Binary, root: opts.Root, sharedRoot: opts.SharedRoot, platform: opts.Platform, logger: opts.Logger, cgroups: opts.Cgroups}
 	if r.sharedRoot == "" {
 		r.sharedRoot = DefaultSharedRoot
 	}
@@ -263,7 +267,7 @@ func (r *Runtime) launch(ctx context.Context, spec sandbox.BoxSpec, image string
 	if err := prepareSocketDir(sockDir, spec); err != nil {
 		return fmt.Errorf("%s box %s: %w", op, spec.ID, err)
 	}
-	oci, err := boxSpec(spec)
+	oci, err := boxSpec(spec, r.cgroups)
 	if err != nil {
 		return fmt.Errorf("%s box %s: %w", op, spec.ID, errors.Join(errdefs.ErrInvalidArgument, err))
 	}
@@ -449,8 +453,8 @@ func checkVersion(out string) error {
 }
 
 // boxSpec is package bundle's spec with what differs under gVisor.
-func boxSpec(s sandbox.BoxSpec) (*specs.Spec, error) {
-	spec, err := bundle.Spec(s, bundle.NofileLimit())
+func boxSpec(s sandbox.BoxSpec, cg bundle.Cgroups) (*specs.Spec, error) {
+	spec, err := bundle.Spec(s, bundle.NofileLimit(), cg)
 	if err != nil {
 		return nil, err
 	}
@@ -656,7 +660,7 @@ func (r *Runtime) checkpointing(id string) bool {
 // Foreground gives box id, started with BoxSpec.Background, the default
 // CPU weight (sandbox.Foregrounder).
 func (r *Runtime) Foreground(ctx context.Context, id string) error {
-	return bundle.Foreground(id)
+	return r.cgroups.Foreground(id)
 }
 
 // Pause freezes every process of box id (the Sentry stops its tasks).
@@ -744,10 +748,10 @@ func (r *Runtime) output(ctx context.Context, flags []string, args ...string) ([
 
 // MemoryUsage reports the memory box id's cgroup is charged for.
 func (r *Runtime) MemoryUsage(ctx context.Context, id string) (int64, error) {
-	return bundle.MemoryUsage(id)
+	return r.cgroups.MemoryUsage(id)
 }
 
 // Usage reports what box id's cgroup has used (CPU time, memory).
 func (r *Runtime) Usage(ctx context.Context, id string) (sandbox.BoxUsage, error) {
-	return bundle.Usage(id)
+	return r.cgroups.Usage(id)
 }

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sbxdev/sbx/internal/agentapi"
+	"github.com/sbxdev/sbx/internal/runtime/bundle"
 	"github.com/sbxdev/sbx/internal/sandbox"
 )
 
@@ -34,7 +35,7 @@ func testSpec(t *testing.T) sandbox.BoxSpec {
 
 func TestBoxSpec(t *testing.T) {
 	s := testSpec(t)
-	spec, err := boxSpec(s)
+	spec, err := boxSpec(s, bundle.Cgroups{})
 	if err != nil {
 		t.Fatal(err)
 	}
