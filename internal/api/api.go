@@ -56,6 +56,11 @@ type Config struct {
 	Builtins Builtins
 	// Nodes is the fleet's membership (GET /nodes); nil lists none.
 	Nodes Nodes
+	// Fleet finds sandboxes of every node sharing the store (the whole
+	// store, not this node's view), for routes answered from the store
+	// whatever node owns the sandbox (its events); nil finds only this
+	// node's.
+	Fleet FleetSandboxes
 	// Drainer drains nodes (POST /nodes/{nodeID}[/drain]); nil refuses
 	// those routes (409).
 	Drainer Drainer

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"slices"
 	"time"
@@ -63,6 +64,21 @@ func paging(r *http.Request, def int) (limit, offset int, err error) {
 	return limit, offset, nil
 }
 
+// FleetSandboxes finds sandboxes of every node sharing the store.
+type FleetSandboxes interface {
+	GetSandbox(ctx context.Context, id string) (*store.Sandbox, error)
+}
+
+// anySandbox returns sandbox id, this node's or (with Config.Fleet)
+// another's.
+func (s *Server) anySandbox(ctx context.Context, id string) (*store.Sandbox, error) {
+	sb, err := s.mgr.Get(ctx, id)
+	if err == nil || s.cfg.Fleet == nil || !errors.Is(err, errdefs.ErrNotFound) {
+		return sb, err
+	}
+	return s.cfg.Fleet.GetSandbox(ctx, id)
+}
+
 // listEvents answers GET /events/sandboxes and
 // GET /events/sandboxes/{sandboxID}: newest first unless orderAsc=true.
 func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) error {
@@ -76,6 +92,22 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) error {
 	}
 	q := r.URL.Query()
 	f := store.EventFilter{SandboxID: r.PathValue("sandboxID"), TeamID: teamOf(r), Limit: limit, Offset: offset}
+	known := false
+	if f.SandboxID != "" {
+		// Events are in the store whatever node owns the sandbox (or
+		// owned it, if that node was lost): answer here, but only of a
+		// sandbox of the caller's team.
+		sb, err := s.anySandbox(r.Context(), f.SandboxID)
+		switch {
+		case err == nil:
+			if err := ownedSandbox(r, sb); err != nil {
+				return err
+			}
+			known = true
+		case !errors.Is(err, errdefs.ErrNotFound):
+			return err
+		}
+	}
 	switch q.Get("orderAsc") {
 	case "", "false":
 	case "true":
@@ -93,12 +125,10 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if f.SandboxID != "" && len(evs) == 0 && offset == 0 {
-		// No events: a sandbox that never was (a killed one keeps its
-		// events until they are pruned).
-		if _, err := s.mgr.Get(r.Context(), f.SandboxID); err != nil {
-			return err
-		}
+	if f.SandboxID != "" && !known && len(evs) == 0 && offset == 0 {
+		// No record and no events: a sandbox that never was (a killed
+		// one keeps its events until they are pruned).
+		return errdefs.New(errdefs.ErrNotFound, "sandbox %q not found", f.SandboxID)
 	}
 	out := make([]wire.SandboxEvent, 0, len(evs))
 	for _, ev := range evs {

@@ -384,7 +384,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		drain = &drainer{self: cfg.Node, whole: whole, mine: db, mgr: mgr, bg: ctx, log: log.With("component", "drain")}
 		drainAPI = drain
 	}
-	apiSrv := api.New(api.Config{Drainer: drainAPI, Domain: cfg.Domain, Builds: builds, Builtins: templates, Nodes: whole, Events: db, WebhookURLs: evs.guard, Volumes: vols, Secrets: db, SecretKeys: keyring, Metrics: db, Usage: db, Observer: apiObserver(met), Identity: ids.Handler(),
+	apiSrv := api.New(api.Config{Drainer: drainAPI, Domain: cfg.Domain, Builds: builds, Builtins: templates, Nodes: whole, Fleet: whole, Events: db, WebhookURLs: evs.guard, Volumes: vols, Secrets: db, SecretKeys: keyring, Metrics: db, Usage: db, Observer: apiObserver(met), Identity: ids.Handler(),
 		RateLimit: cfg.RateLimit, CreateRateLimit: cfg.CreateRateLimit, Sessions: sessions, Dashboard: dash}, mgr, keys, templates, log)
 	px := newProxy(cfg.Domain, mgr, met, log)
 	defer px.Close()

@@ -191,9 +191,7 @@ func TestFleetNetns(t *testing.T) {
 }
 
 // awaitFailedEvent waits, polling the events API through c, for sandbox
-// id's failed event, and returns it. It lists the team's failed events:
-// GET /events/sandboxes/{id} on a node that does not own the sandbox
-// answers 404.
+// id's failed event, and returns it. It lists the team's failed events.
 func awaitFailedEvent(t testing.TB, ctx context.Context, c *client.Client, id string, within time.Duration) client.SandboxEvent {
 	t.Helper()
 	deadline := time.Now().Add(within)
