@@ -472,6 +472,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		go func() { defer close(lossDone); lw.run(leaseCtx) }()
 		defer func() { stopLease(); <-lossDone }()
 	}
+	if bucket != nil {
+		// Every node collects; removing what is already gone is no error.
+		gc := &sandbox.Collector{Bucket: bucket, Store: whole, Log: log.With("component", "collect")}
+		gcDone := make(chan struct{})
+		go func() { defer close(gcDone); gc.Run(leaseCtx, sandbox.DefaultCollectEvery) }()
+		defer func() { stopLease(); <-gcDone }()
+	}
 	// Other servers sharing the bucket fetch the base template rather
 	// than build it: publish it unless the bucket has one.
 	if err := templates.Publish(ctx, template.BaseName, false); err != nil {

@@ -62,6 +62,26 @@ type remoteBlob struct {
 
 const maxIndexBytes = 1 << 20
 
+// IndexBlobs returns the keys of the blobs that template index body (the
+// object templates/<name>.json) is made of: what a garbage collection of
+// the bucket must keep while the index stands.
+func IndexBlobs(body []byte) ([]string, error) {
+	var idx remoteIndex
+	if err := json.Unmarshal(body, &idx); err != nil {
+		return nil, fmt.Errorf("template index: %w", err)
+	}
+	var out []string
+	if idx.Rootfs != nil && idx.Rootfs.Digest != "" {
+		out = append(out, blobKey(idx.Rootfs.Digest))
+	}
+	for _, b := range idx.Layers {
+		if b.Digest != "" {
+			out = append(out, blobKey(b.Digest))
+		}
+	}
+	return out, nil
+}
+
 func indexKey(name string) string { return "templates/" + name + ".json" }
 
 func blobKey(digest string) string {
