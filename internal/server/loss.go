@@ -126,10 +126,13 @@ func (w *lossWatch) scan(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			if won {
-				w.log.Warn("node lost: its lease lapsed", "node", n.ID, "lease_until", n.LeaseUntil, "renewed_at", n.RenewedAt)
-				n.LostAt, n.LostBy = now, w.self
+			if !won {
+				// Another node declared it (or it renewed): the next
+				// scan reads who, and whether it is still lost.
+				continue
 			}
+			w.log.Warn("node lost: its lease lapsed", "node", n.ID, "lease_until", n.LeaseUntil, "renewed_at", n.RenewedAt)
+			n.LostAt, n.LostBy = now, w.self
 		}
 		if n.LostAt.IsZero() || n.LeaseUntil.After(now) {
 			// Not lost, or back and settling its boxes itself (it
