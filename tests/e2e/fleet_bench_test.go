@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/sbxdev/sbx/client"
+	"github.com/sbxdev/sbx/internal/store"
+	"github.com/sbxdev/sbx/tests/harness"
 )
 
 // BenchmarkFleet measures a fleet of network-namespace nodes on this one
@@ -120,4 +123,65 @@ func BenchmarkFleet(b *testing.B) {
 	nodes[2].Crash()
 	awaitFailedEvent(b, ctx, nodes[0].Client, lost.ID, time.Minute)
 	b.ReportMetric(time.Since(t0).Seconds(), "s-to-detect-loss")
+}
+
+// BenchmarkFleetRecover measures the loss of a node with a persistent
+// sandbox (docs/benchmarks.md, "Fleet: node loss and recovery"): three
+// loopback nodes sharing the test Postgres and SeaweedFS; n1 holds a
+// persistent sandbox with a snapshot in the bucket and an ephemeral one,
+// and is SIGKILLed. It reports the time from the kill to the ephemeral
+// sandbox's failed event (the loss detected and settled), to the
+// persistent sandbox's record running on another node, and to a first
+// command answered by it through n2. Run it once, on either runtime:
+//
+//	go test -run '^$' -bench FleetRecover -benchtime 1x -timeout 20m ./tests/e2e
+func BenchmarkFleetRecover(b *testing.B) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	ep, bucket, ak, sk := harness.S3(b)
+	b.Setenv("AWS_ACCESS_KEY_ID", ak)
+	b.Setenv("AWS_SECRET_ACCESS_KEY", sk)
+	dsn, nodes := startFleet(b, 3, "--object-store", fmt.Sprintf("s3://%s/bench-recover-%d?endpoint=%s", bucket, os.Getpid(), ep))
+	db, err := store.Open(ctx, dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	n1, n2 := nodes[0], nodes[1]
+	kept := createOn(b, ctx, n1, `{"templateID":"base","timeout":600,"lifecycle":"persistent"}`)
+	if _, err := kept.Run(ctx, "head -c 64M /dev/urandom > /home/user/data", nil); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := kept.CreateSnapshot(ctx, ""); err != nil {
+		b.Fatal(err)
+	}
+	eph := createOn(b, ctx, n1, `{"templateID":"base","timeout":600}`)
+
+	t0 := time.Now()
+	n1.Crash()
+	awaitFailedEvent(b, ctx, n2.Client, eph.ID, time.Minute)
+	b.ReportMetric(time.Since(t0).Seconds(), "s-to-detect-loss")
+	for deadline := time.Now().Add(5 * time.Minute); ; {
+		rec, err := db.GetSandbox(ctx, kept.ID)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if rec.Node != "n1" && rec.State == "running" {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("not recovered: %s on %s", rec.State, rec.Node)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b.ReportMetric(time.Since(t0).Seconds(), "s-to-running-elsewhere")
+	via, err := n2.Client.ConnectSandbox(ctx, kept.ID, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if res, err := via.Run(ctx, "stat -c %s /home/user/data", nil); err != nil || res.Stdout != "67108864\n" {
+		b.Fatalf("the recovered sandbox's file: %+v, %v", res, err)
+	}
+	b.ReportMetric(time.Since(t0).Seconds(), "s-to-first-exec")
+	n1.StartAgain() // kills the boxes it left before the cleanup
 }

@@ -259,7 +259,7 @@ func TestFleetObjectStore(t *testing.T) {
 
 // createOn creates a sandbox on node s itself: the request carries the
 // cluster key, as a forwarded one would, so s does not place it elsewhere.
-func createOn(t *testing.T, ctx context.Context, s *harness.Server, body string) *client.Sandbox {
+func createOn(t testing.TB, ctx context.Context, s *harness.Server, body string) *client.Sandbox {
 	t.Helper()
 	req, _ := http.NewRequestWithContext(ctx, "POST", s.URL+"/sandboxes", strings.NewReader(body))
 	req.Header.Set("X-API-Key", s.APIKey)

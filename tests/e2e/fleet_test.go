@@ -26,7 +26,7 @@ const fleetKey = "fleet-test-cluster-key-0123456789"
 // startFleet starts n nodes (n1, n2, ...) on one Postgres store, each with
 // --advertise its own loopback address and the same cluster key. Every
 // node's client uses the first node's admin key, the fleet's.
-func startFleet(t *testing.T, n int, args ...string) (string, []*harness.Server) {
+func startFleet(t testing.TB, n int, args ...string) (string, []*harness.Server) {
 	dsn := pgtest.Postgres(t)
 	t.Setenv("SBX_STORE", dsn)
 	t.Setenv("SBX_CLUSTER_KEY", fleetKey)
@@ -43,7 +43,7 @@ func startFleet(t *testing.T, n int, args ...string) (string, []*harness.Server)
 }
 
 // freeAddr returns a loopback address with a port free at the time.
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
