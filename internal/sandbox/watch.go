@@ -176,9 +176,13 @@ func oomKills(parent, id string) int {
 	if parent == "" {
 		parent = "/sbx"
 	}
+	// A box started before its node's boxes moved under /sbx/nodes/<node>
+	// is still at /sbx/<id>.
 	for _, p := range []string{
 		filepath.Join("/sys/fs/cgroup/memory", parent, id, "memory.oom_control"), // v1
 		filepath.Join("/sys/fs/cgroup", parent, id, "memory.events"),             // v2
+		filepath.Join("/sys/fs/cgroup/memory/sbx", id, "memory.oom_control"),
+		filepath.Join("/sys/fs/cgroup/sbx", id, "memory.events"),
 	} {
 		b, err := os.ReadFile(p)
 		if err != nil {

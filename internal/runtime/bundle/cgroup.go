@@ -47,6 +47,26 @@ func (c Cgroups) Path(id string) string {
 	return c.Parent + "/" + id
 }
 
+// dir is box id's cgroup directory under the mount root (a controller's
+// on v1). A box started before its node's boxes moved under
+// /sbx/nodes/<node> is still at /sbx/<id>: that one is found too.
+func (c Cgroups) dir(root, id string) string {
+	p := filepath.Join(root, c.Path(id))
+	if c.Parent != "" && c.Parent != DefaultCgroupParent {
+		if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+			if old := filepath.Join(root, DefaultCgroupParent, id); fileExists(old) {
+				return old
+			}
+		}
+	}
+	return p
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
 // backgroundShares is the v1 cpu.shares of a box started in the background
 // (BoxSpec.Background): the kernel's minimum.
 const backgroundShares = 2
@@ -57,9 +77,9 @@ const backgroundShares = 2
 func (c Cgroups) Foreground(id string) error {
 	var p, v string
 	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
-		p, v = filepath.Join("/sys/fs/cgroup", c.Path(id), "cpu.weight"), "100"
+		p, v = filepath.Join(c.dir("/sys/fs/cgroup", id), "cpu.weight"), "100"
 	} else {
-		p, v = filepath.Join("/sys/fs/cgroup/cpu", c.Path(id), "cpu.shares"), "1024"
+		p, v = filepath.Join(c.dir("/sys/fs/cgroup/cpu", id), "cpu.shares"), "1024"
 	}
 	// No such file: the cpu controller is not enabled there, so no
 	// weight was set either.
@@ -75,9 +95,9 @@ func (c Cgroups) Foreground(id string) error {
 func (c Cgroups) MemoryUsage(id string) (int64, error) {
 	var p string
 	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
-		p = filepath.Join("/sys/fs/cgroup", c.Path(id), "memory.current")
+		p = filepath.Join(c.dir("/sys/fs/cgroup", id), "memory.current")
 	} else {
-		p = filepath.Join("/sys/fs/cgroup/memory", c.Path(id), "memory.usage_in_bytes")
+		p = filepath.Join(c.dir("/sys/fs/cgroup/memory", id), "memory.usage_in_bytes")
 	}
 	b, err := os.ReadFile(p)
 	if err != nil {
@@ -96,9 +116,9 @@ func (c Cgroups) MemoryUsage(id string) (int64, error) {
 // same cgroup under runc and runsc, so one reader serves both.
 func (c Cgroups) Usage(id string) (sandbox.BoxUsage, error) {
 	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
-		return usageV2(filepath.Join("/sys/fs/cgroup", c.Path(id)))
+		return usageV2(c.dir("/sys/fs/cgroup", id))
 	}
-	return usageV1(filepath.Join("/sys/fs/cgroup/cpuacct", c.Path(id)), filepath.Join("/sys/fs/cgroup/memory", c.Path(id)))
+	return usageV1(c.dir("/sys/fs/cgroup/cpuacct", id), c.dir("/sys/fs/cgroup/memory", id))
 }
 
 func usageV2(dir string) (sandbox.BoxUsage, error) {
