@@ -150,6 +150,17 @@ func TestFleetRecoverLost(t *testing.T) {
 			t.Fatalf("recovered sandbox through %s: %q, want the snapshot's v2 and no later file", via.URL, res.Stdout)
 		}
 	}
+	// The box's own cgroup is its root (runc's cgroup namespace), or
+	// gVisor's own tree (runsc): neither the node's parent nor another
+	// node's boxes show.
+	inside, err := n3.Client.ConnectSandbox(ctx, kept.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := mustRun(t, ctx, inside, "cat /proc/self/cgroup; ls -a /sys/fs/cgroup /sys/fs/cgroup/* 2>/dev/null", nil); strings.Contains(res.Stdout, "sbx") ||
+		strings.Contains(res.Stdout, "nodes") {
+		t.Fatalf("the recovered sandbox sees the host's cgroup tree:\n%s", res.Stdout)
+	}
 	evs, err := n2.Client.ListEvents(ctx, &client.EventListOptions{SandboxID: kept.ID, Types: []string{wire.EventResumed}})
 	if err != nil || len(evs) == 0 || evs[0].EventData == nil {
 		t.Fatalf("resumed events of the recovered sandbox: %+v, %v", evs, err)
