@@ -56,8 +56,7 @@
 //     them, and the Sentry and the gofer run under gVisor's own host seccomp
 //     filters. Docker's profile is not loaded into the Sentry (see boxSpec).
 //   - cgroups: runsc places the sandbox's host processes (Sentry and gofer)
-//     in the spec's cgroup /sbx/<id>, or /sbx/nodes/<node>/<id> for a fleet
-//     node (v1 or v2, like runc), so the memory,
+//     in the spec's cgroup /sbx/<id> (v1 or v2, like runc), so the memory,
 //     CPU and pids limits bound the whole box; inside, sbx's patched
 //     Sentry enforces the box's pids limit on its tasks (PidsAnnotation;
 //     New refuses a runsc without the patch). The CPU quota is written to the cgroup
@@ -141,7 +140,8 @@ type Options struct {
 	SharedRoot string
 	// Logger receives the driver's logs; nil discards them.
 	Logger *slog.Logger
-	// Cgroups is where boxes' cgroups go (the zero value: /sbx/<id>).
+	// Cgroups is where boxes' cgroups go (the zero value: /sbx/<id>; a
+	// fleet node's: /sbx/nodes/<node>/<id>).
 	Cgroups bundle.Cgroups
 }
 
