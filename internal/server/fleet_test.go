@@ -25,8 +25,12 @@ func TestCheckFleet(t *testing.T) {
 		ok  bool
 	}{
 		{Config{}, true},
-		{Config{Store: pg, Advertise: "http://10.0.0.2:49982", ClusterKey: key}, true},
-		{Config{Store: pg, Advertise: "https://n1.example.com/", ClusterKey: key}, true},
+		{Config{Store: pg, Node: "n1", Advertise: "http://10.0.0.2:49982", ClusterKey: key}, true},
+		{Config{Store: pg, Node: "host-a.example", Advertise: "https://n1.example.com/", ClusterKey: key}, true},
+		{Config{Store: pg, Node: "n1"}, true},                                              // a shared store, outside the fleet
+		{Config{Store: "/var/lib/sbx/sbx.db", Node: "any/name"}, true},                     // SQLite: no node cgroups
+		{Config{Store: pg, Node: "../x", Advertise: "http://a:1", ClusterKey: key}, false}, // a node name that traverses
+		{Config{Store: pg, Node: "a b"}, false},
 		{Config{Store: pg, ClusterKey: key}, false},                                             // a key alone
 		{Config{Store: "/var/lib/sbx/sbx.db", Advertise: "http://a:1", ClusterKey: key}, false}, // SQLite
 		{Config{Store: pg, Advertise: "http://a:1"}, false},                                     // no key

@@ -196,10 +196,6 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 		cfg.Node = "local"
 	}
-	if store.IsPostgres(cfg.Store) && !bundle.ValidNodeName(cfg.Node) {
-		// It names the node's cgroups (/sbx/nodes/<node>).
-		return fmt.Errorf("--node %q: a node of a shared store needs a name of letters, digits, '.', '_' and '-' (64 at most), starting with a letter or digit", cfg.Node)
-	}
 	if err := checkFleet(cfg); err != nil {
 		return err
 	}
@@ -536,9 +532,14 @@ func killLost(ctx context.Context, cfg Config, whole *store.DB, mgr *sandbox.Man
 	return nil
 }
 
-// checkFleet checks the fleet flags: --advertise needs a shared store and
-// a cluster key, and a cluster key alone would do nothing.
+// checkFleet checks the fleet flags: a node of a shared store needs a
+// name safe in a path, --advertise needs a shared store and a cluster key,
+// and a cluster key alone would do nothing.
 func checkFleet(cfg Config) error {
+	if store.IsPostgres(cfg.Store) && !bundle.ValidNodeName(cfg.Node) {
+		// It names the node's cgroups (/sbx/nodes/<node>).
+		return fmt.Errorf("--node %q: a node of a shared store needs a name of letters, digits, '.', '_' and '-' (64 at most), starting with a letter or digit", cfg.Node)
+	}
 	switch {
 	case cfg.Advertise == "" && cfg.ClusterKey != "":
 		return errors.New("--cluster-key needs --advertise")
