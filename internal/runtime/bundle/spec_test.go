@@ -37,7 +37,7 @@ func TestBoxSpec(t *testing.T) {
 	// unprivileged host uid.
 	mapped := testSpec()
 	mapped.IDMap = &sandbox.IDMap{HostID: 100000000, Size: 65536}
-	if ms, err := Spec(mapped, MaxNofile); err != nil || ms.Process.NoNewPrivileges {
+	if ms, err := Spec(mapped, MaxNofile, Cgroups{}); err != nil || ms.Process.NoNewPrivileges {
 		t.Errorf("with an id map: no_new_privs %v, %v; want off", ms != nil && ms.Process.NoNewPrivileges, err)
 	}
 	for _, c := range []string{"CAP_NET_RAW", "CAP_MKNOD", "CAP_AUDIT_WRITE", "CAP_SYS_ADMIN", "CAP_SYS_PTRACE", "CAP_NET_ADMIN"} {
