@@ -63,7 +63,7 @@ func TestFleetObjectStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if logLines(n1.Logs(), "snapshot published", "snapshot_id="+sn.SnapshotID) != 1 {
+	if logLines(n1, "snapshot published", "snapshot_id="+sn.SnapshotID) != 1 {
 		t.Fatalf("n1 did not publish snapshot %s:\n%s", sn.SnapshotID, n1.Logs())
 	}
 	from := createOn(t, ctx, n2, `{"templateID":"`+sn.SnapshotID+`","timeout":300}`)
@@ -73,7 +73,7 @@ func TestFleetObjectStore(t *testing.T) {
 	if res := mustRun(t, ctx, from, "cat /home/user/snap.txt", nil); res.Stdout != "snap-42\n" {
 		t.Fatalf("snapshot's file on n2: %q", res.Stdout)
 	}
-	if logLines(n2.Logs(), "snapshot fetched", "snapshot_id="+sn.SnapshotID) != 1 {
+	if logLines(n2, "snapshot fetched", "snapshot_id="+sn.SnapshotID) != 1 {
 		t.Fatalf("n2 did not fetch snapshot %s:\n%s", sn.SnapshotID, n2.Logs())
 	}
 	if err := n1.Client.DeleteSnapshot(ctx, sn.SnapshotID); !errors.Is(err, client.ErrConflict) {
@@ -115,7 +115,7 @@ func TestFleetObjectStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, id := range []string{withMem.ID, filesOnly.ID} {
-		if logLines(n1.Logs(), "paused sandbox uploaded", "sandbox_id="+id) != 1 {
+		if logLines(n1, "paused sandbox uploaded", "sandbox_id="+id) != 1 {
 			t.Fatalf("n1 did not upload paused sandbox %s:\n%s", id, n1.Logs())
 		}
 	}
@@ -309,7 +309,8 @@ func logFigures(t *testing.T, logs, msg string) {
 
 // logLines counts the lines of logs with message msg and attribute attr
 // (key=value).
-func logLines(logs, msg, attr string) int {
+// countLogLines counts the lines of logs with msg and attr.
+func countLogLines(logs, msg, attr string) int {
 	n := 0
 	for _, l := range strings.Split(logs, "\n") {
 		if strings.Contains(l, "msg=\""+msg+"\"") && strings.Contains(l, " "+attr+" ") {
@@ -317,4 +318,18 @@ func logLines(logs, msg, attr string) int {
 		}
 	}
 	return n
+}
+
+// logLines counts s's log lines of msg with attr once at least one is
+// there, or after 30 s. A server logs before it answers, but its log
+// reaches the harness through a pipe, later, by a little under load.
+func logLines(s *harness.Server, msg, attr string) int {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		n := countLogLines(s.Logs(), msg, attr)
+		if n > 0 || time.Now().After(deadline) {
+			return n
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
