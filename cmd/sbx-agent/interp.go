@@ -30,7 +30,7 @@ import (
 func runCodeInterpreter(args []string) int {
 	fs := flag.NewFlagSet("code-interpreter", flag.ContinueOnError)
 	listen := fs.String("listen", ":49999", "TCP address to serve on")
-	python := fs.String("python", "python3", "the Python interpreter that runs ipykernel")
+	python := fs.String("python", "python3", "the Python interpreter (with IPython) that runs Python contexts")
 	cwd := fs.String("cwd", "", "working directory of contexts created without one (default: $HOME, else /home/user)")
 	if err := fs.Parse(args); err != nil {
 		return 2

@@ -6,11 +6,14 @@
 //
 // # Overview
 //
-// A [Server] holds contexts: each is one IPython kernel (ipykernel, from
-// Debian's packages) with its own state and working directory, or for other
-// languages an IRkernel (R), a Node.js process or a bash process. The server
-// speaks the Jupyter messaging protocol to the kernels itself, over ZMTP on
-// Unix sockets (a minimal ZeroMQ peer, see zmtp.go), and HTTP to the SDK:
+// A [Server] holds contexts: each is one kernel process with its own state
+// and working directory. Python contexts run pykernel.py, a small process
+// of sbx's own that runs cells through IPython's InteractiveShell and
+// speaks JSON lines over pipes (pykernel.go); JavaScript and TypeScript
+// contexts a Node.js process (kernel.js), bash contexts a bash process, R
+// contexts IRkernel, spoken to over the Jupyter messaging protocol on ZMTP
+// over Unix sockets (a minimal ZeroMQ peer, see zmtp.go). The server
+// speaks HTTP to the SDK:
 //
 //	GET    /health                 "OK"
 //	POST   /execute                run code; JSON lines as the kernel sends output
@@ -19,9 +22,9 @@
 //	DELETE /contexts/{id}          remove one (its kernel ends)
 //	POST   /contexts/{id}/restart  replace its kernel with a fresh one
 //
-// Each kernel runs startup.py first, which adds the e2b/chart (matplotlib
-// figures as the SDK's chart types) and e2b/data (pandas DataFrames)
-// display formats.
+// Each Python kernel runs startup.py first, which adds the e2b/chart
+// (matplotlib figures as the SDK's chart types) and e2b/data (pandas
+// DataFrames) display formats.
 //
 // # Robustness
 //

@@ -5,10 +5,10 @@ import (
 	"log/slog"
 )
 
-// engine runs the cells of one context: a Jupyter kernel (kernel), IPython
-// for Python or IRkernel for R, a Node.js process (nodeKernel) for JavaScript, a bash process
-// (bashKernel) for bash. Both deliver a
-// cell's output to its waiter as Jupyter iopub messages (stream,
+// engine runs the cells of one context: a Python process running IPython's
+// shell (startPython) for Python, a Jupyter kernel (kernel), IRkernel, for
+// R, a Node.js process (nodeKernel) for JavaScript and TypeScript, a bash
+// process (bashKernel) for bash. Each delivers a cell's output to its waiter as Jupyter iopub messages (stream,
 // execute_input, execute_result, display_data, error, status), so that
 // Server.run streams any language the same way.
 type engine interface {
@@ -31,6 +31,9 @@ func startEngine(ctx context.Context, cfg kernelConfig, log *slog.Logger) (engin
 	}
 	if cfg.Bash {
 		return startBash(ctx, cfg, log)
+	}
+	if cfg.Python {
+		return startPython(ctx, cfg, log)
 	}
 	return startKernel(ctx, cfg, log)
 }

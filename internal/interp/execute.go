@@ -233,13 +233,6 @@ func kernelError(c *codeContext, err error) map[string]any {
 
 func now() string { return time.Now().UTC().Format(time.RFC3339Nano) }
 
-// pyString quotes s as a Python string literal (JSON's escapes are
-// Python's too).
-func pyString(s string) string {
-	b, _ := json.Marshal(s)
-	return string(b)
-}
-
 // lineWriter writes JSON lines; run flushes them whenever it has written
 // all the kernel sent so far, so that the client sees output as it
 // happens, in as few writes as the kernel's pace allows. Writes after the

@@ -21,8 +21,8 @@ import (
 	"time"
 )
 
-// A kernel is one IPython kernel process (ipykernel) and the client side of
-// its shell and iopub channels, spoken over ZMTP on Unix sockets in a
+// A kernel is one Jupyter kernel process (IRkernel, for R contexts) and the
+// client side of its shell and iopub channels, spoken over ZMTP on Unix sockets in a
 // private directory. Messages are routed to their waiter by the msg_id of
 // their parent header; messages nobody waits for are dropped.
 //
@@ -44,10 +44,6 @@ type kernel struct {
 	dead    chan struct{}
 	exitErr error
 
-	// r: the kernel runs R (IRkernel), so the code the server runs in it
-	// itself is R.
-	r bool
-
 	mu      sync.Mutex
 	waiters map[string]*waiter
 }
@@ -59,9 +55,8 @@ type kernelConfig struct {
 	Argv []string
 	Cwd  string
 	Env  []string
-	// Startup is Python run silently once the kernel answers (formatters
-	// and helpers, see startup.py); "" for none.
-	Startup string
+	// Python makes it a Python context (startPython): Argv is python3.
+	Python bool
 	// Node makes it a JavaScript context (nodeKernel): Argv is node.
 	Node bool
 	// TypeScript, with Node, makes it a TypeScript context: cells are
@@ -69,8 +64,8 @@ type kernelConfig struct {
 	TypeScript bool
 	// Bash makes it a bash context (bashKernel): Argv is bash.
 	Bash bool
-	// R makes it an R context: a Jupyter kernel (IRkernel) like Python's,
-	// whose silent code (env vars) is R.
+	// R makes it an R context: a Jupyter kernel (IRkernel, kernel), whose
+	// silent code (env vars) is R.
 	R bool
 }
 
@@ -98,8 +93,8 @@ func newID() string {
 // shmDir is where kernels' sockets go when it can hold them (startKernel).
 const shmDir = "/dev/shm"
 
-// startKernel starts a kernel and returns once it answers requests and has
-// run cfg.Startup. It fails if that takes longer than ctx allows.
+// startKernel starts a kernel and returns once it answers requests. It
+// fails if that takes longer than ctx allows.
 func startKernel(ctx context.Context, cfg kernelConfig, log *slog.Logger) (*kernel, error) {
 	// The sockets go on /dev/shm, a tmpfs, where there is one: under
 	// gVisor a socket bound on the rootfs (a gofer mount, with runsc's
@@ -113,7 +108,7 @@ func startKernel(ctx context.Context, cfg kernelConfig, log *slog.Logger) (*kern
 	if err != nil {
 		return nil, fmt.Errorf("start kernel: %w", err)
 	}
-	k := &kernel{log: log, dir: dir, session: newID(), dead: make(chan struct{}), waiters: map[string]*waiter{}, r: cfg.R}
+	k := &kernel{log: log, dir: dir, session: newID(), dead: make(chan struct{}), waiters: map[string]*waiter{}}
 	k.key = []byte(newID() + newID())
 	// Unix sockets in a directory only this user can enter: other users
 	// in the sandbox cannot talk to the kernel (the key signs messages as
@@ -121,7 +116,7 @@ func startKernel(ctx context.Context, cfg kernelConfig, log *slog.Logger) (*kern
 	conn := map[string]any{
 		"transport": "ipc", "ip": filepath.Join(dir, "k"),
 		"shell_port": 1, "iopub_port": 2, "stdin_port": 3, "control_port": 4, "hb_port": 5,
-		"key": string(k.key), "signature_scheme": "hmac-sha256", "kernel_name": "python3",
+		"key": string(k.key), "signature_scheme": "hmac-sha256", "kernel_name": "ir",
 	}
 	b, _ := json.Marshal(conn)
 	connFile := filepath.Join(dir, "connection.json")
@@ -155,12 +150,6 @@ func startKernel(ctx context.Context, cfg kernelConfig, log *slog.Logger) (*kern
 	if err := k.connect(ctx, filepath.Join(dir, "k")); err != nil {
 		k.kill()
 		return nil, err
-	}
-	if cfg.Startup != "" {
-		if err := k.runSilent(ctx, cfg.Startup); err != nil {
-			k.kill()
-			return nil, fmt.Errorf("kernel start-up code: %w", err)
-		}
 	}
 	return k, nil
 }
@@ -317,17 +306,13 @@ func (k *kernel) unwait(w *waiter) {
 	k.mu.Unlock()
 }
 
-// startCell sends code to run, with env set in os.environ for its
-// duration, and returns its msg_id; call done once it is idle.
+// startCell sends code to run, with env set in the kernel's environment
+// for its duration (R code, rEnvCode), and returns its msg_id; call done
+// once it is idle.
 func (k *kernel) startCell(ctx context.Context, code string, env map[string]string, w *waiter) (string, func(), error) {
 	done := func() {}
 	if len(env) > 0 {
-		b, _ := json.Marshal(env)
-		set := "import json as _sbx_json\n_sbx_env_saved = _sbx_env(_sbx_json.loads(" + pyString(string(b)) + "))"
-		restore := "_sbx_env_restore(_sbx_env_saved)"
-		if k.r {
-			set, restore = rEnvCode(env)
-		}
+		set, restore := rEnvCode(env)
 		if err := k.runSilent(ctx, set); err != nil {
 			return "", nil, fmt.Errorf("set env vars: %w", err)
 		}
@@ -385,8 +370,8 @@ func (k *kernel) runSilent(ctx context.Context, code string) error {
 	}
 }
 
-// interrupt raises KeyboardInterrupt in the kernel (its interrupt mode is
-// "signal").
+// interrupt sends the kernel SIGINT, which stops the running cell (its
+// interrupt mode is "signal").
 func (k *kernel) interrupt() {
 	if k.cmd != nil && k.cmd.Process != nil {
 		k.cmd.Process.Signal(syscall.SIGINT)
@@ -424,21 +409,7 @@ func (k *kernel) alive() bool {
 }
 
 // deathError says how the kernel ended. Call it once k.dead is closed.
-func (k *kernel) deathError() error {
-	how := "exited"
-	var ee *exec.ExitError
-	if errors.As(k.exitErr, &ee) {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			how = "was killed by signal " + ws.Signal().String()
-			if ws.Signal() == syscall.SIGKILL {
-				how += " (out of memory, or killed)"
-			}
-		} else {
-			how = fmt.Sprintf("exited with status %d", ee.ExitCode())
-		}
-	}
-	return &kernelDiedError{how: how}
-}
+func (k *kernel) deathError() error { return processDeath(k.exitErr) }
 
 // kernelDiedError is the error of anything that needed a kernel that died.
 type kernelDiedError struct{ how string }

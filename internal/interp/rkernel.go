@@ -7,9 +7,9 @@ import (
 )
 
 // R contexts run IRkernel (Debian's r-cran-irkernel), a Jupyter kernel: the
-// server speaks to it as to ipykernel (kernel.go), over the same ZMTP
-// channels, and its messages map to the SDK's lines the same way. Only the
-// code the server runs in the kernel itself differs: R, not Python.
+// server speaks the Jupyter protocol to it (kernel.go), over ZMTP, and its
+// messages map to the SDK's lines as the other kernels' do. The code the
+// server runs in it itself (env vars) is R.
 
 // rString quotes s as an R string literal. JSON's string escapes (\", \\,
 // \n, \t, \uXXXX, ...) are R's as well.

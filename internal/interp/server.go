@@ -12,11 +12,15 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 )
 
+// startupPy adds the display formats of E2B's SDKs to a Python kernel
+// (pykernel.py runs it).
+//
 //go:embed startup.py
 var startupPy string
 
@@ -39,7 +43,8 @@ const (
 
 // Config configures a Server.
 type Config struct {
-	// Python is the Python interpreter that runs ipykernel ("python3").
+	// Python is the Python interpreter, with IPython, that runs Python
+	// contexts ("python3").
 	Python string
 	// Node runs JavaScript contexts ("node").
 	Node string
@@ -110,19 +115,9 @@ func (s *Server) kernelConfig(language, cwd string) (kernelConfig, error) {
 		env := append(os.Environ(),
 			"MPLBACKEND=module://matplotlib_inline.backend_inline",
 			"PYTHONUNBUFFERED=1",
-			// ipykernel imports the debugger, which warns about frozen
-			// modules on every start.
-			"PYDEVD_DISABLE_FILE_VALIDATION=1",
+			"SBX_OUTPUT_LIMIT="+strconv.Itoa(s.cfg.OutputLimit),
 		)
-		return kernelConfig{
-			// parent_handle: the kernel exits when the server does (it
-			// polls its parent), and prints no banner for a console user.
-			Argv: []string{s.cfg.Python, "-Xfrozen_modules=off", "-m", "ipykernel_launcher", "-f", "{connection_file}",
-				fmt.Sprintf("--IPKernelApp.parent_handle=%d", os.Getpid()), "--HistoryManager.enabled=False"},
-			Cwd:     cwd,
-			Env:     env,
-			Startup: startupPy + fmt.Sprintf("\n_sbx_limit_output(%d)\ndel _sbx_limit_output\n", s.cfg.OutputLimit),
-		}, nil
+		return kernelConfig{Python: true, Argv: []string{s.cfg.Python}, Cwd: cwd, Env: env}, nil
 	case "javascript":
 		return kernelConfig{Node: true, Argv: []string{s.cfg.Node}, Cwd: cwd, Env: os.Environ()}, nil
 	case "typescript":

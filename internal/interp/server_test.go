@@ -16,17 +16,17 @@ import (
 	"time"
 )
 
-// python finds an interpreter with ipykernel, or fails: scripts/setup.sh
+// python finds an interpreter with IPython, or fails: scripts/setup.sh
 // installs Debian's, so a missing one is a broken machine, never a reason
 // to skip. (The server is also tested in a sandbox by tests/e2e.)
 func python(t *testing.T) string {
 	t.Helper()
 	for _, p := range []string{"/usr/bin/python3", "python3"} {
-		if exec.Command(p, "-c", "import ipykernel, matplotlib, pandas").Run() == nil {
+		if exec.Command(p, "-c", "import IPython, matplotlib_inline, matplotlib, pandas").Run() == nil {
 			return p
 		}
 	}
-	t.Fatal("no python3 with ipykernel, matplotlib and pandas: run scripts/setup.sh (apt-get install python3-ipykernel python3-matplotlib python3-pandas)")
+	t.Fatal("no python3 with IPython, matplotlib-inline, matplotlib and pandas: run scripts/setup.sh (apt-get install python3-ipykernel python3-matplotlib python3-pandas)")
 	return ""
 }
 
@@ -560,5 +560,86 @@ func TestR(t *testing.T) {
 	}
 	if r := ofType(run("exists('x')", nil), "result"); len(r) != 1 || r[0]["text"] != "[1] FALSE" {
 		t.Fatalf("after restart: %v", r)
+	}
+}
+
+// TestPythonKernel: what the Python kernel (pykernel.py over IPython's
+// shell) must do as ipykernel did: every display format in order with the
+// cell's value last, output of subprocesses, top-level await, magics,
+// syntax errors, values JSON cannot hold, and a CPU-bound cell stopped by
+// an interrupt with its context kept.
+func TestPythonKernel(t *testing.T) {
+	hs := newTestServer(t, Config{})
+	lines := execute(t, hs.URL, map[string]any{"code": `
+from IPython.display import display, Markdown, Latex, JSON, HTML, SVG, Javascript
+import sys
+print("a")
+display(Markdown("# hi"))
+print("b", file=sys.stderr)
+display(Latex(r"$x^2$"))
+display(JSON({"k": 1}))
+display(SVG('<svg xmlns="http://www.w3.org/2000/svg"/>'))
+display(Javascript("1"))
+HTML("<b>main</b>")`})
+	var got []string
+	for _, l := range lines {
+		switch l["type"] {
+		case "stdout", "stderr":
+			got = append(got, l["type"].(string)+":"+l["text"].(string))
+		case "result":
+			keys := []string{}
+			for _, k := range []string{"markdown", "latex", "json", "svg", "javascript", "html"} {
+				if l[k] != nil {
+					keys = append(keys, k)
+				}
+			}
+			got = append(got, fmt.Sprintf("result:%s:%v", strings.Join(keys, ","), l["is_main_result"]))
+		}
+	}
+	want := "stdout:a\n|result:markdown:false|stderr:b\n|result:latex:false|result:json:false|result:svg:false|result:javascript:false|result:html:true"
+	if strings.Join(got, "|") != want {
+		t.Fatalf("order:\n%s\nwant\n%s", strings.Join(got, "|"), want)
+	}
+
+	lines = execute(t, hs.URL, map[string]any{"code": "import os, subprocess\nos.system('echo from-shell')\nsubprocess.run(['sh', '-c', 'echo err-shell >&2'])\nNone"})
+	if o := ofType(lines, "stdout"); len(o) != 1 || o[0]["text"] != "from-shell\n" {
+		t.Fatalf("a subprocess's stdout: %v", lines)
+	}
+	if o := ofType(lines, "stderr"); len(o) != 1 || o[0]["text"] != "err-shell\n" {
+		t.Fatalf("a subprocess's stderr: %v", lines)
+	}
+
+	lines = execute(t, hs.URL, map[string]any{"code": "import asyncio\nawait asyncio.sleep(0.01)\n'awaited'"})
+	if r := ofType(lines, "result"); len(r) != 1 || r[0]["text"] != "'awaited'" {
+		t.Fatalf("top-level await: %v", lines)
+	}
+	lines = execute(t, hs.URL, map[string]any{"code": "%env SBX_MAGIC=1\nimport os\nos.environ['SBX_MAGIC']"})
+	if r := ofType(lines, "result"); len(r) != 1 || r[0]["text"] != "'1'" {
+		t.Fatalf("a magic: %v", lines)
+	}
+	lines = execute(t, hs.URL, map[string]any{"code": "def f(:\n  pass"})
+	if e := ofType(lines, "error"); len(e) != 1 || e[0]["name"] != "SyntaxError" {
+		t.Fatalf("a syntax error: %v", lines)
+	}
+	lines = execute(t, hs.URL, map[string]any{"code": "from IPython.display import JSON\nJSON({'nan': float('nan'), 'b': 1})"})
+	if r := ofType(lines, "result"); len(r) != 1 || fmt.Sprint(r[0]["json"]) != "map[b:1 nan:<nil>]" {
+		t.Fatalf("NaN in a JSON display: %v", lines)
+	}
+	lines = execute(t, hs.URL, map[string]any{"code": "_"})
+	if r := ofType(lines, "result"); len(r) != 1 || r[0]["text"] == "" {
+		t.Fatalf("_ after a result: %v", lines)
+	}
+
+	// A CPU-bound cell: the interrupt is a KeyboardInterrupt in it.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "POST", hs.URL+"/execute", strings.NewReader(`{"code":"kept = 7\nwhile True: pass"}`))
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	lines = execute(t, hs.URL, map[string]any{"code": "kept * 6"})
+	if r := ofType(lines, "result"); len(r) != 1 || r[0]["text"] != "42" {
+		t.Fatalf("after interrupting a CPU-bound cell: %v", lines)
 	}
 }

@@ -1,14 +1,14 @@
-# Run silently in every Python kernel the code interpreter starts, before any
-# of the user's code. It adds two display formats that E2B's SDKs read:
+# Run by every Python kernel the code interpreter starts (pykernel.py), in a
+# namespace of its own, before any of the user's code. It adds two display
+# formats that E2B's SDKs read:
 #
 #   e2b/chart  a matplotlib Figure as the chart types of @e2b/code-interpreter
 #              (line, scatter, bar, pie, box_and_whisker, superchart)
 #   e2b/data   a pandas DataFrame's columns, as lists of JSON values
 #
 # Both are looked up by type name, so neither matplotlib nor pandas is
-# imported until the user's code imports them. Everything here is private
-# (names start with _sbx) and leaves the user's namespace otherwise as
-# IPython makes it.
+# imported until the user's code imports them. The user's namespace stays
+# as IPython makes it.
 
 
 def _sbx_setup():
@@ -244,62 +244,3 @@ def _sbx_setup():
 _sbx_setup()
 del _sbx_setup
 
-
-def _sbx_env(env):
-    """Sets env for one execution and returns what to restore."""
-    import os
-
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    return saved
-
-
-def _sbx_env_restore(saved):
-    import os
-
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-
-
-def _sbx_limit_output(limit):
-    """Bounds what one cell writes to sys.stdout and sys.stderr to limit
-    characters: the rest is dropped where it is written (before it is
-    queued for the kernel's iopub, which would drop messages silently when
-    its queue is full), and a last line on stderr says how much."""
-    import sys
-    from IPython import get_ipython
-
-    state = {"n": 0, "dropped": 0}
-    writes = {}
-
-    def wrap(stream):
-        write = stream.write
-        writes[stream] = write
-
-        def limited(s):
-            if state["n"] + len(s) > limit:
-                state["dropped"] += len(s)
-                return len(s)
-            state["n"] += len(s)
-            return write(s)
-
-        stream.write = limited
-
-    def pre(*args):
-        state["n"] = state["dropped"] = 0
-
-    def post(*args):
-        if state["dropped"]:
-            d, state["dropped"] = state["dropped"], 0
-            sys.stdout.flush()
-            writes[sys.stderr]("[sbx: output truncated: %d characters past the limit of %d per execution were dropped]\n" % (d, limit))
-            sys.stderr.flush()
-
-    wrap(sys.stdout)
-    wrap(sys.stderr)
-    ip = get_ipython()
-    ip.events.register("pre_run_cell", pre)
-    ip.events.register("post_run_cell", post)

@@ -39,17 +39,17 @@ func interpSection(ctx context.Context, srv *harness.Server, n, rtt int, rt stri
 		fatalf("sbx template build code-interpreter-v1: exit %d %s %s", code, out, stderr)
 	}
 
-	// The host's Debian python3 with ipykernel (scripts/setup.sh installs
+	// The host's Debian python3 with IPython (scripts/setup.sh installs
 	// it), not whatever python3 comes first in PATH.
 	py := ""
 	for _, p := range []string{"/usr/bin/python3", "python3"} {
-		if exec.Command(p, "-c", "import ipykernel, matplotlib").Run() == nil {
+		if exec.Command(p, "-c", "import IPython, matplotlib_inline, matplotlib").Run() == nil {
 			py = p
 			break
 		}
 	}
 	if py == "" {
-		fatalf("no python3 with ipykernel on the host: run scripts/setup.sh (apt-get install python3-ipykernel python3-matplotlib)")
+		fatalf("no python3 with IPython and matplotlib on the host: run scripts/setup.sh (apt-get install python3-ipykernel python3-matplotlib)")
 	}
 	local := func() (*interp.Server, *httptest.Server) {
 		s := interp.New(interp.Config{Python: py, Cwd: tb.TempDir()}, slog.New(slog.NewTextHandler(io.Discard, nil)))
