@@ -36,6 +36,7 @@ import select
 import signal
 import sys
 import threading
+import types
 
 REQUESTS, REPLIES = 3, 4
 # Text merged into one stream message at most, so that one line stays a
@@ -277,6 +278,32 @@ sys.stdout = Stream("stdout", 1)
 sys.stderr = Stream("stderr", 2)
 sys.stdin = open(os.devnull)
 
+# Importing IPython imports its terminal application too (prompt_toolkit,
+# the terminal debugger) for IPython.embed, and its completer imports jedi:
+# most of a kernel's start, for nothing a kernel uses. Both are kept out
+# until the shell is up (unstub), and load as usual if the user's code
+# imports them.
+stubs = {"IPython.terminal.embed": types.ModuleType("IPython.terminal.embed"), "jedi": None}
+
+
+def embed(**kwargs):
+    sys.modules.pop("IPython.terminal.embed", None)
+    from IPython.terminal.embed import embed as real
+
+    return real(**kwargs)
+
+
+stubs["IPython.terminal.embed"].embed = embed
+for name, mod in stubs.items():
+    sys.modules.setdefault(name, mod)
+
+
+def unstub():
+    for name, mod in stubs.items():
+        if sys.modules.get(name, False) is mod:
+            del sys.modules[name]
+
+
 from IPython.core.displayhook import DisplayHook  # noqa: E402
 from IPython.core.displaypub import DisplayPublisher  # noqa: E402
 from IPython.core.interactiveshell import InteractiveShell  # noqa: E402
@@ -338,6 +365,7 @@ def start():
     # In-memory history: no sqlite file shared by the contexts.
     c.HistoryManager.enabled = False
     shell = Shell.instance(config=c)
+    unstub()
     # The display formats E2B's SDKs read (e2b/chart, e2b/data), in a
     # namespace of their own.
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "startup.py")
