@@ -360,7 +360,20 @@ class Shell(InteractiveShell):
         pass  # no event loop to integrate with
 
 
+def no_input(*args, **kwargs):
+    """input() and getpass(), as ipykernel has them for a client that
+    sends no input."""
+    from IPython.core.error import StdinNotImplementedError
+
+    raise StdinNotImplementedError("raw_input was called, but this frontend does not support input requests.")
+
+
 def start():
+    import builtins
+    import getpass
+
+    builtins.input = no_input
+    getpass.getpass = no_input
     c = Config()
     # In-memory history: no sqlite file shared by the contexts.
     c.HistoryManager.enabled = False

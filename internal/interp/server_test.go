@@ -625,6 +625,10 @@ HTML("<b>main</b>")`})
 	if r := ofType(lines, "result"); len(r) != 1 || fmt.Sprint(r[0]["json"]) != "map[b:1 nan:<nil>]" {
 		t.Fatalf("NaN in a JSON display: %v", lines)
 	}
+	lines = execute(t, hs.URL, map[string]any{"code": "input('?')"})
+	if e := ofType(lines, "error"); len(e) != 1 || e[0]["name"] != "StdinNotImplementedError" {
+		t.Fatalf("input(): %v", lines)
+	}
 	lines = execute(t, hs.URL, map[string]any{"code": "_"})
 	if r := ofType(lines, "result"); len(r) != 1 || r[0]["text"] == "" {
 		t.Fatalf("_ after a result: %v", lines)
