@@ -74,6 +74,9 @@ func (d DataPlane) PortDialer(ctx context.Context, sb *Sandbox) (*PortDialer, er
 	if hs, ok := rt.(hostNetworkStack); !ok || !hs.HostNetworkStack() {
 		return nil, nil
 	}
+	if ns := m.initNetns(sb.ID); ns != nil {
+		return checkedPortDialer(sb.ID, ns)
+	}
 	unlock := m.lock(sb.ID) // runtimes take one call per box at a time
 	defer unlock()
 	st, err := rt.State(ctx, sb.ID)
@@ -96,16 +99,47 @@ func (d DataPlane) PortDialer(ctx context.Context, sb *Sandbox) (*PortDialer, er
 		ns.Close()
 		return nil, errdefs.New(errdefs.ErrFailedPrecondition, "sandbox %q stopped while its ports were being opened", sb.ID)
 	}
-	// And never the server's own namespace, whatever happened: requests for
+	return checkedPortDialer(sb.ID, ns)
+}
+
+// initNetns opens the network namespace of box id's init, found by the pid
+// file its runtime wrote (initPid, checked by openInit), without the two
+// runtime state calls (two runc processes, on a sandbox's first request to
+// a port) of the general path. nil when there is no such process.
+func (m *Manager) initNetns(id string) *os.File {
+	pid, pidfd := m.openInit(id, m.initPid(id))
+	if pidfd == nil {
+		return nil
+	}
+	defer pidfd.Close()
+	ns, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", pid))
+	if err != nil {
+		return nil
+	}
+	// Threat: the init may have exited and its pid gone to another
+	// process (a host daemon, another sandbox) before the Open. The pidfd
+	// holds the init's pid while it lives: if the init still lives now,
+	// the namespace opened is its own.
+	if err := unix.PidfdSendSignal(int(pidfd.Fd()), 0, nil, 0); err != nil {
+		ns.Close()
+		return nil
+	}
+	return ns
+}
+
+// checkedPortDialer is a dialer into ns, the network namespace opened for
+// sandbox id, unless it is the server's own. It closes ns when it fails.
+func checkedPortDialer(id string, ns *os.File) (*PortDialer, error) {
+	// Never the server's own namespace, whatever happened: requests for
 	// sandbox ports must not reach the host's loopback services.
 	var box, self unix.Stat_t
 	if err := unix.Fstat(int(ns.Fd()), &box); err != nil {
 		ns.Close()
-		return nil, fmt.Errorf("port dialer for %s: %w", sb.ID, err)
+		return nil, fmt.Errorf("port dialer for %s: %w", id, err)
 	}
 	if err := unix.Stat("/proc/self/ns/net", &self); err != nil || (box.Ino == self.Ino && box.Dev == self.Dev) {
 		ns.Close()
-		return nil, fmt.Errorf("port dialer for %s: the box shares the server's network namespace", sb.ID)
+		return nil, fmt.Errorf("port dialer for %s: the box shares the server's network namespace", id)
 	}
 	return &PortDialer{ns: ns}, nil
 }
