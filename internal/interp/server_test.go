@@ -570,7 +570,15 @@ func TestR(t *testing.T) {
 // an interrupt with its context kept.
 func TestPythonKernel(t *testing.T) {
 	hs := newTestServer(t, Config{})
-	lines := execute(t, hs.URL, map[string]any{"code": `
+	// The kernel's own first cell left nothing behind.
+	lines := execute(t, hs.URL, map[string]any{"code": "len(Out), len(In), _, [k for k in dir() if k.startswith('_sbx')]"})
+	if r := ofType(lines, "result"); len(r) != 1 || r[0]["text"] != "(0, 2, '', [])" {
+		t.Fatalf("a fresh context: %v", lines)
+	}
+	if n := ofType(lines, "number_of_executions"); len(n) != 1 || n[0]["execution_count"] != 1.0 {
+		t.Fatalf("a fresh context's first execution count: %v", lines)
+	}
+	lines = execute(t, hs.URL, map[string]any{"code": `
 from IPython.display import display, Markdown, Latex, JSON, HTML, SVG, Javascript
 import sys
 print("a")
