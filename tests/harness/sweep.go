@@ -6,7 +6,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 )
 
 // sweep removes what a test's server left behind below its data directory
@@ -35,6 +37,13 @@ func (s *Server) sweep() {
 			s.t.Logf("cleanup: %s box %s outlived its server; deleting it", rt.dir, id)
 			exec.Command(rt.bin, "--root", root, "delete", rt.force, id).Run()
 		}
+	}
+	// A runsc box whose state its runtime no longer holds (a delete that
+	// removed the state but not the processes) is found by its processes'
+	// --root flag, which names this server's state directory.
+	for _, pid := range processesWithArg("--root=" + filepath.Join(s.DataDir, "runsc")) {
+		s.t.Logf("cleanup: runsc process %d outlived its server and its state; killing it", pid)
+		syscall.Kill(pid, syscall.SIGKILL)
 	}
 	for _, m := range mountsBelow(s.DataDir) {
 		s.t.Logf("cleanup: unmounting %s", m)
@@ -75,4 +84,27 @@ func mountsBelow(dir string) []string {
 	}
 	slices.SortFunc(out, func(a, b string) int { return strings.Count(b, "/") - strings.Count(a, "/") })
 	return slices.Compact(out)
+}
+
+// processesWithArg lists the processes with arg among their arguments.
+func processesWithArg(arg string) []int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		if slices.Contains(strings.Split(string(b), "\x00"), arg) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
