@@ -181,6 +181,8 @@ func TestTeamIsolation(t *testing.T) {
 	)
 	cases := map[string]call{
 		"GET /health":                                         {status: list},
+		"GET /.well-known/openid-configuration":               {status: list},
+		"GET /.well-known/jwks.json":                          {status: list},
 		"POST /sandboxes":                                     {status: notFound, body: map[string]any{"templateID": snap.SnapshotID}},
 		"POST /v2/sandboxes":                                  {status: notFound, body: map[string]any{"templateID": "base", "volumeMounts": []map[string]string{{"name": "alpha-vol", "path": "/data"}}}},
 		"GET /sandboxes":                                      {status: list},
@@ -227,8 +229,8 @@ func TestTeamIsolation(t *testing.T) {
 		"GET /templates":                                      {status: list},
 		"DELETE /templates/{id}":                              {status: notFound},
 		"GET /templates/{templateID}/{item}":                  {status: notFound},
-		"POST /templates/tags":                                {status: forbidden, body: map[string]any{"target": "base", "tags": []string{"beta"}}},
-		"DELETE /templates/tags":                              {status: forbidden, body: map[string]any{"name": "base", "tags": []string{"beta"}}},
+		"POST /templates/tags":                                {status: notFound, body: map[string]any{"target": "base", "tags": []string{"beta"}}},
+		"DELETE /templates/tags":                              {status: notFound, body: map[string]any{"name": "base", "tags": []string{"beta"}}},
 		"POST /v3/templates":                                  {status: forbidden, body: map[string]any{"name": "beta-tpl"}},
 		"GET /templates/{templateID}/files/{hash}":            {status: forbidden},
 		"POST /v2/templates/{templateID}/builds/{buildID}":    {status: forbidden, body: map[string]any{}},
