@@ -30,7 +30,11 @@ import (
 // forks slows the whole guest past the suite's deadlines.
 var guestTests = []struct{ env, pkg, name, run, skip string }{
 	{"", "./internal/runtime/runc", "runc.test", ".", ""},
-	{"", "./tests/e2e", "e2e.test", "TestSandboxLifecycle|TestProcesses|TestRestartSurvival|TestEscape|TestPauseResume$", "TestEscape/(fork_bomb|pids_exhausted|memory_bomb)"},
+	//
+	// TestEscapeIdentity is left out: its relying party runs in a network
+	// namespace made with ip(8), which the guest (the base template) lacks,
+	// and it proves nothing about cgroups.
+	{"", "./tests/e2e", "e2e.test", "TestSandboxLifecycle|TestProcesses|TestRestartSurvival|TestEscape($|VolumeSymlinks$|TemplateSetuid$|SandboxSetuid$|PortsOwnSandbox$)|TestPauseResume$", "TestEscape/(fork_bomb|pids_exhausted|memory_bomb)"},
 	// On runsc, one test that creates, runs commands in, and re-adopts
 	// sandboxes: gVisor under TCG is slow enough that the timing-bound
 	// assertions elsewhere (endAt within a second, PTY resize before the
