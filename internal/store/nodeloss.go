@@ -148,25 +148,5 @@ func (s *DB) MoveSandboxFromDown(ctx context.Context, sb *Sandbox, to string, no
 		WHERE id = ? AND version = ? AND node = ?
 		AND EXISTS (SELECT 1 FROM nodes WHERE nodes.id = ? AND (nodes.lost_at <> 0 OR nodes.released_at <> 0) AND nodes.lease_until < ?)`,
 		to, string(sb.State), string(life), sb.Error, sb.ID, sb.Version, sb.Node, sb.Node, unixOrZero(now))
-	if err != nil {
-		return fmt.Errorf("move sandbox %s from down node %s to %s: %w", sb.ID, sb.Node, to, err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return fmt.Errorf("move sandbox %s from down node %s to %s: %w", sb.ID, sb.Node, to, err)
-	}
-	if n == 0 {
-		var one int
-		err := s.db.QueryRowContext(ctx, `SELECT 1 FROM sandboxes WHERE id = ?`, sb.ID).Scan(&one)
-		if errors.Is(err, sql.ErrNoRows) {
-			return errdefs.New(errdefs.ErrNotFound, "sandbox %q not found", sb.ID)
-		}
-		if err != nil {
-			return fmt.Errorf("move sandbox %s: %w", sb.ID, err)
-		}
-		return fmt.Errorf("move sandbox %s from node %s at version %d (moved meanwhile, or the node is not down): %w", sb.ID, sb.Node, sb.Version, ErrStale)
-	}
-	sb.Version++
-	sb.Node = to
-	return nil
+	return s.moved(ctx, res, err, sb, to, "moved meanwhile, or the node is not down")
 }

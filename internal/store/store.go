@@ -381,6 +381,14 @@ func (s *DB) MoveSandbox(ctx context.Context, sb *Sandbox, to string) error {
 	life, _ := json.Marshal(sb.Life)
 	res, err := s.db.ExecContext(ctx, `UPDATE sandboxes SET node = ?, state = ?, lifecycle = ?, version = version + 1
 		WHERE id = ? AND version = ? AND node = ?`, to, string(sb.State), string(life), sb.ID, sb.Version, sb.Node)
+	return s.moved(ctx, res, err, sb, to, "")
+}
+
+// moved finishes a move of sb to node to, whose UPDATE gave res and err:
+// on success sb is the record as stored; a move that changed no row is
+// errdefs.ErrNotFound when the record is gone, else ErrStale (why, when
+// set, says what else the move required).
+func (s *DB) moved(ctx context.Context, res sql.Result, err error, sb *Sandbox, to, why string) error {
 	if err != nil {
 		return fmt.Errorf("move sandbox %s to node %s: %w", sb.ID, to, err)
 	}
@@ -397,7 +405,10 @@ func (s *DB) MoveSandbox(ctx context.Context, sb *Sandbox, to string) error {
 		if err != nil {
 			return fmt.Errorf("move sandbox %s: %w", sb.ID, err)
 		}
-		return fmt.Errorf("move sandbox %s from node %s at version %d: %w", sb.ID, sb.Node, sb.Version, ErrStale)
+		if why != "" {
+			why = " (" + why + ")"
+		}
+		return fmt.Errorf("move sandbox %s from node %s at version %d%s: %w", sb.ID, sb.Node, sb.Version, why, ErrStale)
 	}
 	sb.Version++
 	sb.Node = to
