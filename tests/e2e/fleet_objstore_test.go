@@ -35,10 +35,7 @@ import (
 //     timeout, marks n2 draining so creates pass it over, and n2 takes
 //     placements again when set ready.
 func TestFleetObjectStore(t *testing.T) {
-	ep, bucket, ak, sk := harness.S3(t)
-	t.Setenv("AWS_ACCESS_KEY_ID", ak)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", sk)
-	objURL := fmt.Sprintf("s3://%s/fleet-%d?endpoint=%s", bucket, os.Getpid(), ep)
+	objURL := s3Store(t, fmt.Sprintf("fleet-%d", os.Getpid()))
 	dsn, nodes := startFleet(t, 2, "--object-store", objURL)
 	n1, n2 := nodes[0], nodes[1]
 	ctx := ctxFor(t, 12*time.Minute)
@@ -332,4 +329,14 @@ func logLines(s *harness.Server, msg, attr string) int {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// s3Store returns the --object-store URL of prefix in the test's bucket on
+// the harness's S3 server, whose credentials it sets in the environment
+// the servers the test starts inherit.
+func s3Store(t *testing.T, prefix string) string {
+	ep, bucket, ak, sk := harness.S3(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", ak)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", sk)
+	return "s3://" + bucket + "/" + prefix + "?endpoint=" + ep
 }

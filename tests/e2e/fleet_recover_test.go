@@ -34,10 +34,7 @@ import (
 // /sbx/nodes/<node>: n1's boxes, left running by the SIGKILL, do not keep
 // the survivor from starting the recovered sandbox's box.
 func TestFleetRecoverLost(t *testing.T) {
-	ep, bucket, ak, sk := harness.S3(t)
-	t.Setenv("AWS_ACCESS_KEY_ID", ak)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", sk)
-	objURL := fmt.Sprintf("s3://%s/recover-%d?endpoint=%s", bucket, os.Getpid(), ep)
+	objURL := s3Store(t, fmt.Sprintf("recover-%d", os.Getpid()))
 	dsn, nodes := startFleet(t, 3, "--object-store", objURL)
 	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
 	ctx := ctxFor(t, 12*time.Minute)

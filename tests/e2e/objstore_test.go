@@ -21,10 +21,7 @@ import (
 // template, server B creates a sandbox from it by name without building
 // it (nor the base template beneath it), fetching both from the bucket.
 func TestObjectStoreTemplates(t *testing.T) {
-	ep, bucket, ak, sk := harness.S3(t)
-	t.Setenv("AWS_ACCESS_KEY_ID", ak)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", sk)
-	store := "s3://" + bucket + "/sbx?endpoint=" + ep
+	store := s3Store(t, "sbx")
 	ctx := ctxFor(t, 20*time.Minute)
 
 	a := harness.Start(t, "--object-store", store, "--internet=false")
